@@ -1,0 +1,114 @@
+import { z } from 'zod';
+import { Condition, Labels, Name, Timestamp } from './meta.js';
+import { Inventory } from './inventory.js';
+import { HostState } from './edgehost.js';
+
+/** Version of the agent <-> server message set. A server accepts agents of the same major. */
+export const PROTOCOL_VERSION = 1;
+
+export const AGENT_REGISTER_PATH = '/agent/v1/register';
+export const AGENT_CONNECT_PATH = '/agent/v1/connect';
+/** JWT audiences, so a registration proof cannot be used as a connect token and vice versa. */
+export const REGISTER_AUDIENCE = 'edgeplane-register';
+export const CONNECT_AUDIENCE = 'edgeplane-connect';
+/** Longest lifetime (exp - iat) the server accepts for a device-signed token. */
+export const DEVICE_TOKEN_MAX_LIFETIME_SECONDS = 300;
+/** Allowed clock skew between device and server. */
+export const DEVICE_TOKEN_CLOCK_SKEW_SECONDS = 60;
+
+/** Ed25519 public key as a JWK (RFC 8037). */
+export const DevicePublicKey = z
+  .object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url Ed25519 public key') })
+  .strip();
+export type DevicePublicKey = z.infer<typeof DevicePublicKey>;
+
+export const RegisterRequest = z
+  .object({
+    token: z.string().min(1).max(256),
+    /** DMI product_uuid, else /etc/machine-id. */
+    deviceUid: z.string().min(8).max(128).regex(/^[A-Za-z0-9-]+$/, 'must be letters, digits and "-"'),
+    publicKey: DevicePublicKey,
+    /** JWT (EdDSA) signed by the device key: sub = deviceUid, aud = edgeplane-register, short-lived. Proves key possession. */
+    proof: z.string().min(1).max(4096),
+    inventory: Inventory,
+    agentVersion: z.string().max(64),
+    site: Name.optional(),
+    labels: Labels.optional(),
+  })
+  .strict();
+export type RegisterRequest = z.infer<typeof RegisterRequest>;
+
+export const RegisterResponse = z.object({
+  hostName: Name,
+  uid: z.string(),
+  state: HostState,
+  connectPath: z.string(),
+});
+export type RegisterResponse = z.infer<typeof RegisterResponse>;
+
+/** Status an agent reports about itself; grows with the managers of later issues. */
+export const AgentStatus = z
+  .object({
+    conditions: z.array(Condition).max(64).optional(),
+    managers: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strip();
+export type AgentStatus = z.infer<typeof AgentStatus>;
+
+/** Desired host spec sent to the agent: one key per manager (os, kubernetes, addons, virt, troubleshoot). */
+export const DesiredHostSpec = z.record(z.string(), z.unknown());
+export type DesiredHostSpec = z.infer<typeof DesiredHostSpec>;
+
+// ---- agent -> server ----
+export const HelloMessage = z.object({
+  type: z.literal('hello'),
+  protocolVersion: z.number().int(),
+  agentVersion: z.string().max(64),
+  observedGeneration: z.number().int().nonnegative().optional(),
+  inventory: Inventory.optional(),
+  status: AgentStatus.optional(),
+});
+export const HeartbeatMessage = z.object({ type: z.literal('heartbeat'), seq: z.number().int().nonnegative().optional() });
+export const StatusMessage = z.object({
+  type: z.literal('status'),
+  observedGeneration: z.number().int().nonnegative().optional(),
+  status: AgentStatus,
+});
+export const AgentEventMessage = z.object({
+  type: z.literal('event'),
+  /** Agent-side id so a re-sent queued event is stored once. */
+  id: z.string().min(1).max(64),
+  eventType: z.enum(['Normal', 'Warning']),
+  reason: z.string().min(1).max(128),
+  message: z.string().max(4096),
+  timestamp: Timestamp,
+});
+export const AgentMessage = z.discriminatedUnion('type', [HelloMessage, HeartbeatMessage, StatusMessage, AgentEventMessage]);
+export type AgentMessage = z.infer<typeof AgentMessage>;
+
+// ---- server -> agent ----
+export const WelcomeMessage = z.object({
+  type: z.literal('welcome'),
+  protocolVersion: z.number().int(),
+  serverVersion: z.string(),
+  hostName: Name,
+  state: HostState,
+  /** The agent sends a heartbeat this often; the server marks it offline after its --offline-after. */
+  heartbeatIntervalSeconds: z.number().positive(),
+});
+export const SpecMessage = z.object({ type: z.literal('spec'), generation: z.number().int().nonnegative(), spec: DesiredHostSpec });
+export const StateMessage = z.object({ type: z.literal('state'), state: HostState });
+export const PingMessage = z.object({ type: z.literal('ping'), ts: z.number() });
+export const ServerErrorMessage = z.object({ type: z.literal('error'), code: z.string(), message: z.string() });
+export const ServerMessage = z.discriminatedUnion('type', [WelcomeMessage, SpecMessage, StateMessage, PingMessage, ServerErrorMessage]);
+export type ServerMessage = z.infer<typeof ServerMessage>;
+
+/** WebSocket close codes the server uses (4000-4999 is the application range). */
+export const CLOSE_CODES = {
+  invalidMessage: 4400,
+  unauthorized: 4401,
+  rejected: 4403,
+  /** Another connection of the same host replaced this one. */
+  replaced: 4409,
+  shuttingDown: 4503,
+} as const;

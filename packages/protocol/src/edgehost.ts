@@ -1,0 +1,39 @@
+import { z } from 'zod';
+import { Condition, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
+import { Inventory } from './inventory.js';
+
+export const HostState = z.enum(['pending-approval', 'ready', 'in-use', 'rejected']);
+export type HostState = z.infer<typeof HostState>;
+export const Connectivity = z.enum(['online', 'offline', 'unknown']);
+export type Connectivity = z.infer<typeof Connectivity>;
+
+/** Desired state of a host as users write it. Later issues add os, kubernetes, addons, virt, troubleshoot. */
+export const EdgeHostSpec = z
+  .object({
+    site: Name.optional(),
+    displayName: z.string().max(256).optional(),
+  })
+  .strict();
+export type EdgeHostSpec = z.infer<typeof EdgeHostSpec>;
+
+export const EdgeHostStatus = z.object({
+  state: HostState,
+  connectivity: Connectivity,
+  lastSeen: Timestamp.optional(),
+  deviceUid: z.string(),
+  /** sha256 of the device's public key, hex; the identity the host is bound to. */
+  keyFingerprint: z.string(),
+  /** Set when another key claimed this device UID; approval binds the host to it. */
+  pendingKeyFingerprint: z.string().optional(),
+  registrationToken: z.string().optional(),
+  registeredAt: Timestamp,
+  agentVersion: z.string().optional(),
+  observedGeneration: z.number().int().optional(),
+  inventory: Inventory.optional(),
+  conditions: z.array(Condition).default([]),
+});
+export type EdgeHostStatus = z.infer<typeof EdgeHostStatus>;
+
+export const EdgeHost = resourceSchema('EdgeHost', EdgeHostSpec, EdgeHostStatus);
+export type EdgeHost = z.infer<typeof EdgeHost>;
+export const EdgeHostInput = resourceInputSchema('EdgeHost', EdgeHostSpec);

