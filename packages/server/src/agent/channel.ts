@@ -1,0 +1,84 @@
+import { AgentMessage, CLOSE_CODES, PROTOCOL_VERSION, zodIssues } from '@edgeplane/protocol';
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket } from 'ws';
+import { recordEvent } from '../event/event.service.js';
+import { edgeHosts } from '../edgehost/edgehost.service.js';
+import type { Metrics } from '../http/metrics.js';
+import type { Db } from '../store/db.js';
+import type { ConnectionHub } from './connection-hub.js';
+
+export interface ChannelDeps {
+  db: Db;
+  hub: ConnectionHub;
+  metrics: Metrics;
+  log: FastifyBaseLogger;
+  serverVersion: string;
+}
+
+/** Merges agent-reported fields into the host's stored status, writing only when something changed. */
+async function updateHostStatus(db: Db, host: string, fields: Record<string, unknown>): Promise<void> {
+  const row = await edgeHosts.getRow(db, host);
+  const status = JSON.parse(row.status) as Record<string, unknown>;
+  const next = { ...status, ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) };
+  if (JSON.stringify(next) !== row.status) await edgeHosts.touch(db, host, { status: JSON.stringify(next) });
+}
+
+/** Serves one agent's channel after the upgrade was authenticated. */
+export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string, publicKey: string): void {
+  const { db, hub, metrics } = deps;
+  const log = deps.log.child({ host });
+  hub.attach(host, socket, publicKey);
+  // Messages are handled one at a time, in order: a status must not overtake the hello before it.
+  let queue = Promise.resolve();
+  const helloTimer = setTimeout(() => socket.close(CLOSE_CODES.invalidMessage, 'expected hello'), 15_000);
+
+  socket.on('message', (data) => {
+    hub.touch(host);
+    queue = queue.then(() => handle(data.toString())).catch((err) => log.error({ err }, 'agent message handling failed'));
+  });
+  socket.on('close', () => {
+    clearTimeout(helloTimer);
+    hub.detach(host, socket);
+  });
+  socket.on('error', (err) => log.warn({ err }, 'agent socket error'));
+
+  async function handle(raw: string): Promise<void> {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      metrics.agentMessages.inc({ type: 'malformed' });
+      socket.send(JSON.stringify({ type: 'error', code: 'MalformedJson', message: 'message is not JSON' }));
+      return;
+    }
+    const r = AgentMessage.safeParse(parsed);
+    if (!r.success) {
+      metrics.agentMessages.inc({ type: 'invalid' });
+      const issues = zodIssues(r.error);
+      log.warn({ issues }, 'invalid agent message');
+      socket.send(JSON.stringify({ type: 'error', code: 'ValidationFailed', message: `invalid message: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` }));
+      return;
+    }
+    const msg = r.data;
+    metrics.agentMessages.inc({ type: msg.type });
+    switch (msg.type) {
+      case 'hello': {
+        clearTimeout(helloTimer);
+        await updateHostStatus(db, host, { agentVersion: msg.agentVersion, inventory: msg.inventory, observedGeneration: msg.observedGeneration, agent: msg.status });
+        const row = await edgeHosts.getRow(db, host);
+        hub.send(host, { type: 'welcome', protocolVersion: PROTOCOL_VERSION, serverVersion: deps.serverVersion, hostName: host, state: row.state as 'ready', heartbeatIntervalSeconds: hub.options.heartbeatIntervalSeconds });
+        // Managers' desired specs come from the cluster controller in later work; until then a host's spec is empty.
+        hub.send(host, { type: 'spec', generation: Number(row.generation), spec: {} });
+        break;
+      }
+      case 'heartbeat':
+        break;
+      case 'status':
+        await updateHostStatus(db, host, { observedGeneration: msg.observedGeneration, agent: msg.status });
+        break;
+      case 'event':
+        await recordEvent(db, { involvedObject: { kind: 'EdgeHost', name: host }, type: msg.eventType, reason: msg.reason, message: msg.message, source: `agent/${host}`, timestamp: msg.timestamp, dedupeKey: `${host}/${msg.id}` });
+        break;
+    }
+  }
+}

@@ -1,0 +1,168 @@
+import { CLOSE_CODES, type ServerMessage } from '@edgeplane/protocol';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import { findHostKeys, markAllOffline, setConnectivity, setLastSeen } from '../edgehost/edgehost.repository.js';
+import { keyFingerprint } from '../edgehost/edgehost.service.js';
+import type { HostChange, HostNotifier } from '../resource/context.js';
+import type { Db } from '../store/db.js';
+import type { Metrics } from '../http/metrics.js';
+
+interface Connection {
+  host: string;
+  socket: WebSocket;
+  keyFingerprint: string;
+  lastSeen: number;
+}
+
+export interface HubOptions {
+  offlineAfterSeconds: number;
+  heartbeatIntervalSeconds: number;
+  /** How often remembered last-seen times are written, in one statement. */
+  flushIntervalMs?: number;
+}
+
+/**
+ * Live agent connections of this server process. Built for tens of thousands of agents: a heartbeat
+ * only updates memory; last-seen is flushed in batches; connectivity is written only when it changes,
+ * and those writes are batched too.
+ */
+export class ConnectionHub implements HostNotifier {
+  private conns = new Map<string, Connection>();
+  private seenSinceFlush = new Set<string>();
+  private pendingConnectivity = new Map<string, 'online' | 'offline'>();
+  private timers: NodeJS.Timeout[] = [];
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private db: Db,
+    private log: Logger,
+    private metrics: Metrics,
+    readonly options: HubOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    const n = await markAllOffline(this.db);
+    if (n) this.log.info({ hosts: n }, 'marked hosts offline left online by a previous run');
+    const sweepMs = Math.min(1000, (this.options.offlineAfterSeconds * 1000) / 4);
+    this.timers.push(setInterval(() => this.sweep(), sweepMs).unref());
+    this.timers.push(setInterval(() => void this.flush(), 200).unref());
+    this.timers.push(setInterval(() => void this.flushLastSeen(), this.options.flushIntervalMs ?? 5000).unref());
+  }
+
+  get size(): number {
+    return this.conns.size;
+  }
+
+  isConnected(host: string): boolean {
+    return this.conns.has(host);
+  }
+
+  /** Last time this process heard from the host, if it is connected here. */
+  lastSeen(host: string): Date | undefined {
+    const c = this.conns.get(host);
+    return c ? new Date(c.lastSeen) : undefined;
+  }
+
+  attach(host: string, socket: WebSocket, publicKey: string): void {
+    const old = this.conns.get(host);
+    if (old) {
+      this.log.info({ host }, 'new connection replaces the previous one');
+      old.socket.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
+    }
+    this.conns.set(host, { host, socket, keyFingerprint: keyFingerprint(publicKey), lastSeen: Date.now() });
+    this.metrics.agentsConnected.set(this.conns.size);
+    this.pendingConnectivity.set(host, 'online');
+  }
+
+  detach(host: string, socket: WebSocket): void {
+    const c = this.conns.get(host);
+    if (!c || c.socket !== socket) return; // already replaced by a newer connection
+    this.conns.delete(host);
+    this.metrics.agentsConnected.set(this.conns.size);
+    this.pendingConnectivity.set(host, 'offline');
+  }
+
+  touch(host: string): void {
+    const c = this.conns.get(host);
+    if (!c) return;
+    c.lastSeen = Date.now();
+    this.seenSinceFlush.add(host);
+  }
+
+  send(host: string, msg: ServerMessage): boolean {
+    const c = this.conns.get(host);
+    if (!c || c.socket.readyState !== c.socket.OPEN) return false;
+    c.socket.send(JSON.stringify(msg));
+    return true;
+  }
+
+  hostChanged(name: string, change: HostChange): void {
+    const c = this.conns.get(name);
+    if (!c) return;
+    if (change === 'deleted') c.socket.close(CLOSE_CODES.unauthorized, 'host deleted');
+    else if (change === 'rejected') {
+      this.send(name, { type: 'state', state: 'rejected' });
+      c.socket.close(CLOSE_CODES.rejected, 'host rejected');
+    } else {
+      // Approval may have bound the host to a new key: a connection holding the old key must go.
+      void findHostKeys(this.db, name).then((row) => {
+        if (!row) return;
+        if (keyFingerprint(row.public_key) !== c.keyFingerprint) c.socket.close(CLOSE_CODES.unauthorized, 'device key superseded');
+        else this.send(name, { type: 'state', state: 'ready' });
+      });
+    }
+  }
+
+  /** Drops connections that went quiet for longer than offline-after. */
+  private sweep(): void {
+    const cutoff = Date.now() - this.options.offlineAfterSeconds * 1000;
+    for (const c of this.conns.values()) {
+      if (c.lastSeen < cutoff) {
+        this.log.info({ host: c.host }, 'no message within offline-after; closing');
+        c.socket.terminate();
+        this.detach(c.host, c.socket);
+      }
+    }
+  }
+
+  /** Writes connectivity changes collected since the last flush, one statement per direction. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(async () => {
+      if (this.pendingConnectivity.size === 0) return;
+      const batch = this.pendingConnectivity;
+      this.pendingConnectivity = new Map();
+      const at = new Date().toISOString();
+      const online = [...batch].filter(([, s]) => s === 'online').map(([h]) => h);
+      const offline = [...batch].filter(([, s]) => s === 'offline').map(([h]) => h);
+      try {
+        for (let i = 0; i < online.length; i += 500) await setConnectivity(this.db, online.slice(i, i + 500), 'online', at);
+        for (let i = 0; i < offline.length; i += 500) await setConnectivity(this.db, offline.slice(i, i + 500), 'offline', at);
+      } catch (err) {
+        this.log.error({ err }, 'connectivity flush failed; will retry');
+        for (const [h, s] of batch) if (!this.pendingConnectivity.has(h)) this.pendingConnectivity.set(h, s);
+      }
+    });
+    return this.flushing;
+  }
+
+  private async flushLastSeen(): Promise<void> {
+    if (this.seenSinceFlush.size === 0) return;
+    const hosts = [...this.seenSinceFlush];
+    this.seenSinceFlush.clear();
+    try {
+      for (let i = 0; i < hosts.length; i += 500) await setLastSeen(this.db, hosts.slice(i, i + 500), new Date().toISOString());
+    } catch (err) {
+      this.log.warn({ err }, 'last-seen flush failed');
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    for (const c of [...this.conns.values()]) {
+      c.socket.close(CLOSE_CODES.shuttingDown, 'server shutting down');
+      this.detach(c.host, c.socket);
+    }
+    await this.flush();
+    await this.flushLastSeen();
+  }
+}

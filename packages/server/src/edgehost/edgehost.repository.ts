@@ -1,0 +1,32 @@
+import type { Executor } from '../store/db.js';
+
+export async function findHostByDeviceUid(db: Executor, deviceUid: string) {
+  return db.selectFrom('edge_hosts').selectAll().where('device_uid', '=', deviceUid).executeTakeFirst();
+}
+
+export async function findHostKeys(db: Executor, name: string) {
+  return db.selectFrom('edge_hosts').select(['name', 'public_key', 'pending_public_key', 'state']).where('name', '=', name).executeTakeFirst();
+}
+
+/** Connectivity changes are rare and shown to users, so they bump resource_version. */
+export async function setConnectivity(db: Executor, names: string[], connectivity: 'online' | 'offline', at: string): Promise<void> {
+  if (names.length === 0) return;
+  await db
+    .updateTable('edge_hosts')
+    .set((eb) => ({ connectivity, last_seen: at, resource_version: eb('resource_version', '+', 1) }))
+    .where('name', 'in', names)
+    .where('connectivity', '!=', connectivity)
+    .execute();
+}
+
+/** Batched last-seen flush: no resource_version bump, it is a heartbeat, not a change. */
+export async function setLastSeen(db: Executor, names: string[], at: string): Promise<void> {
+  if (names.length === 0) return;
+  await db.updateTable('edge_hosts').set({ last_seen: at }).where('name', 'in', names).execute();
+}
+
+/** At start-up no agent is connected to this process yet. */
+export async function markAllOffline(db: Executor): Promise<number> {
+  const r = await db.updateTable('edge_hosts').set((eb) => ({ connectivity: 'offline', resource_version: eb('resource_version', '+', 1) })).where('connectivity', '=', 'online').executeTakeFirst();
+  return Number(r.numUpdatedRows);
+}

@@ -1,0 +1,119 @@
+import { API_VERSION, EdgeplaneError, findKind, type Role } from '@edgeplane/protocol';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ConnectionHub } from '../agent/connection-hub.js';
+import { edgeHosts } from '../edgehost/edgehost.service.js';
+import { events } from '../event/event.service.js';
+import { projects } from '../project/project.service.js';
+import { registrationTokens } from '../registration-token/registration-token.service.js';
+import type { HostChange, RequestContext } from '../resource/context.js';
+import type { ListQuery, Resource, ResourceService } from '../resource/resource.service.js';
+import type { Db } from '../store/db.js';
+import { apiTokens, authenticate } from '../user/api-token.service.js';
+import { users } from '../user/user.service.js';
+import { authorize } from './authz.js';
+
+const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events];
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller?: { user: string; role: Role };
+  }
+}
+
+function serviceFor(plural: string): ResourceService {
+  const info = findKind(plural);
+  const svc = info && SERVICES.find((s) => s.info.kind === info.kind);
+  if (!svc || svc.info.plural !== plural) {
+    throw new EdgeplaneError('UnknownKind', `unknown resource type "${plural}"`, { known: SERVICES.map((s) => s.info.plural) });
+  }
+  return svc;
+}
+
+const FIELD_COLUMNS: Record<string, string> = { 'involvedObject.kind': 'involved_kind', 'involvedObject.name': 'involved_name' };
+
+function parseListQuery(svc: ResourceService, q: Record<string, string | undefined>): ListQuery {
+  const out: ListQuery = { labelSelector: q.labelSelector, continue: q.continue };
+  if (q.limit !== undefined) {
+    const n = Number(q.limit);
+    if (!Number.isInteger(n) || n < 1) throw new EdgeplaneError('ValidationFailed', 'limit must be a positive integer', { issues: [{ path: 'limit', message: 'expected a positive integer' }] });
+    out.limit = n;
+  }
+  if (q.fieldSelector) {
+    if (svc !== events) throw new EdgeplaneError('ValidationFailed', 'fieldSelector is supported for events only', { issues: [{ path: 'fieldSelector', message: 'unsupported for this kind' }] });
+    out.where = {};
+    for (const part of q.fieldSelector.split(',')) {
+      const [k, v] = part.split('=');
+      const col = FIELD_COLUMNS[k?.trim() ?? ''];
+      if (!col || v === undefined) throw new EdgeplaneError('ValidationFailed', `unsupported field selector "${part}"`, { issues: [{ path: 'fieldSelector', message: `supported: ${Object.keys(FIELD_COLUMNS).join(', ')}` }] });
+      out.where[col] = v.trim();
+    }
+  }
+  return out;
+}
+
+/** The generic resource API: /api/v1/<plural>[/<name>[/<verb>]]. */
+export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: ConnectionHub }): Promise<void> {
+  const { db, hub } = deps;
+
+  app.addHook('onRequest', async (req) => {
+    if (req.url === '/api/v1/openapi.json') return;
+    const auth = req.headers.authorization ?? '';
+    if (!auth.startsWith('Bearer ')) throw new EdgeplaneError('Unauthenticated', 'missing Authorization: Bearer <API token>');
+    req.caller = await authenticate(db, auth.slice(7).trim());
+  });
+
+  const ctx = (req: FastifyRequest): RequestContext => ({ user: req.caller!.user, role: req.caller!.role, log: req.log });
+  /** Runs a write and tells live connections about host changes only after it committed. */
+  async function withNotices<T>(req: FastifyRequest, fn: (c: RequestContext) => Promise<T>): Promise<T> {
+    const notices: [string, HostChange][] = [];
+    const result = await fn({ ...ctx(req), hosts: { hostChanged: (n, c) => notices.push([n, c]) } });
+    for (const [n, c] of notices) hub.hostChanged(n, c);
+    return result;
+  }
+  // lastSeen is written in batches; a host connected to this process shows the live value.
+  const live = (svc: ResourceService, obj: Resource): Resource => {
+    if (svc !== edgeHosts) return obj;
+    const seen = hub.lastSeen(obj.metadata.name);
+    return seen ? { ...obj, status: { ...obj.status, lastSeen: seen.toISOString() } } : obj;
+  };
+  const check = (req: FastifyRequest, svc: ResourceService, verb: string) => authorize(req.caller!.role, `${svc.info.plural}:${verb}`);
+
+  type P = { plural: string; name: string; verb: string };
+  app.get<{ Params: P; Querystring: Record<string, string> }>('/api/v1/:plural', async (req) => {
+    const svc = serviceFor(req.params.plural);
+    check(req, svc, 'list');
+    const page = await svc.list(db, parseListQuery(svc, req.query));
+    return { apiVersion: API_VERSION, kind: `${svc.info.kind}List`, items: page.items.map((o) => live(svc, o)), metadata: page.continue ? { continue: page.continue } : {} };
+  });
+  app.post<{ Params: P }>('/api/v1/:plural', async (req, reply) => {
+    const svc = serviceFor(req.params.plural);
+    check(req, svc, 'create');
+    const obj = await svc.create(db, req.body, ctx(req));
+    return reply.status(201).send(obj);
+  });
+  app.get<{ Params: P }>('/api/v1/:plural/:name', async (req) => {
+    const svc = serviceFor(req.params.plural);
+    check(req, svc, 'get');
+    return live(svc, await svc.get(db, req.params.name));
+  });
+  app.put<{ Params: P }>('/api/v1/:plural/:name', async (req) => {
+    const svc = serviceFor(req.params.plural);
+    check(req, svc, 'update');
+    return db.transaction().execute((trx) => svc.replace(trx, req.params.name, req.body, ctx(req)));
+  });
+  app.patch<{ Params: P }>('/api/v1/:plural/:name', async (req) => {
+    const svc = serviceFor(req.params.plural);
+    check(req, svc, 'update');
+    return db.transaction().execute((trx) => svc.patch(trx, req.params.name, req.body, ctx(req)));
+  });
+  app.delete<{ Params: P }>('/api/v1/:plural/:name', async (req) => {
+    const svc = serviceFor(req.params.plural);
+    check(req, svc, 'delete');
+    return withNotices(req, (c) => db.transaction().execute((trx) => svc.delete(trx, req.params.name, c)));
+  });
+  app.post<{ Params: P }>('/api/v1/:plural/:name/:verb', async (req) => {
+    const svc = serviceFor(req.params.plural);
+    check(req, svc, req.params.verb);
+    return withNotices(req, (c) => db.transaction().execute((trx) => svc.action(trx, req.params.name, req.params.verb, c)));
+  });
+}

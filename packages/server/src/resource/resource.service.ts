@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import { API_VERSION, DEFAULT_PROJECT, EdgeplaneError, type KindInfo, type ObjectMetaInput, parseOrThrow } from '@edgeplane/protocol';
+import type { Executor } from '../store/db.js';
+import { isUniqueViolation } from '../store/db.js';
+import type { ResourceTableName } from '../store/schema.js';
+import type { RequestContext } from './context.js';
+import { matchesSelector, parseLabelSelector } from './label-selector.js';
+import { applyMergePatch } from './merge-patch.js';
+import { deleteRow, findByName, insertRow, listPage, type ResourceRow, updateRow } from './resource.repository.js';
+
+export interface Resource {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; uid: string; project: string; labels: Record<string, string>; annotations: Record<string, string>; generation: number; resourceVersion: string; createdAt: string };
+  spec: Record<string, unknown>;
+  status: Record<string, unknown>;
+}
+
+type Input = { metadata: ObjectMetaInput; spec: Record<string, unknown> };
+
+/** Per-kind behaviour plugged into the generic service. */
+export interface ResourceHooks {
+  /** Status as the API shows it; defaults to the stored status JSON. */
+  status?(row: ResourceRow): Record<string, unknown>;
+  /** Extra columns and initial status for a new row; may return status fields shown once (secrets). */
+  prepareCreate?(db: Executor, input: Input, ctx: RequestContext): Promise<{ columns?: Record<string, unknown>; status?: Record<string, unknown>; shownOnce?: Record<string, unknown> }>;
+  /** Extra columns to write when the spec changes; may refuse by throwing. */
+  prepareUpdate?(db: Executor, row: ResourceRow, spec: Record<string, unknown>, ctx: RequestContext): Promise<Record<string, unknown>>;
+  beforeDelete?(db: Executor, row: ResourceRow, ctx: RequestContext): Promise<void>;
+  actions?: Record<string, (db: Executor, row: ResourceRow, ctx: RequestContext) => Promise<void>>;
+}
+
+export interface ListQuery {
+  labelSelector?: string;
+  limit?: number;
+  continue?: string;
+  /** Exact matches on repository columns (e.g. events by involved object). */
+  where?: Record<string, string>;
+}
+
+export const DEFAULT_LIST_LIMIT = 500;
+export const MAX_LIST_LIMIT = 1000;
+
+const now = () => new Date().toISOString();
+const json = (v: unknown) => JSON.stringify(v ?? {});
+
+function encodeContinue(name: string) {
+  return Buffer.from(JSON.stringify({ after: name })).toString('base64url');
+}
+function decodeContinue(token: string): string {
+  try {
+    const v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (typeof v?.after === 'string') return v.after;
+  } catch {}
+  throw new EdgeplaneError('InvalidContinueToken', 'the continue token is not one this server issued');
+}
+
+/** Generic CRUD for one kind over its table; the kind's hooks add what is special about it. */
+export class ResourceService {
+  constructor(
+    readonly info: KindInfo,
+    readonly table: ResourceTableName,
+    readonly hooks: ResourceHooks = {},
+  ) {}
+
+  toObject(row: ResourceRow): Resource {
+    return {
+      apiVersion: API_VERSION,
+      kind: this.info.kind,
+      metadata: {
+        name: row.name,
+        uid: row.uid,
+        project: row.project,
+        labels: JSON.parse(row.labels),
+        annotations: JSON.parse(row.annotations),
+        generation: Number(row.generation),
+        resourceVersion: String(row.resource_version),
+        createdAt: row.created_at,
+      },
+      spec: JSON.parse(row.spec),
+      status: this.hooks.status ? this.hooks.status(row) : JSON.parse(row.status),
+    };
+  }
+
+  async getRow(db: Executor, name: string): Promise<ResourceRow> {
+    const row = await findByName(db, this.table, name);
+    if (!row) throw new EdgeplaneError('NotFound', `${this.info.kind} "${name}" not found`, { kind: this.info.kind, name });
+    return row;
+  }
+
+  async get(db: Executor, name: string): Promise<Resource> {
+    return this.toObject(await this.getRow(db, name));
+  }
+
+  async list(db: Executor, q: ListQuery = {}): Promise<{ items: Resource[]; continue?: string }> {
+    const limit = Math.min(Math.max(q.limit ?? DEFAULT_LIST_LIMIT, 1), MAX_LIST_LIMIT);
+    const reqs = q.labelSelector ? parseLabelSelector(q.labelSelector) : [];
+    let after = q.continue ? decodeContinue(q.continue) : undefined;
+    const items: Resource[] = [];
+    // Label selectors filter in code (labels are JSON); read in batches until the page is full.
+    const batch = reqs.length ? Math.max(limit, 200) : limit + 1;
+    for (;;) {
+      const rows = await listPage(db, this.table, after, batch, q.where);
+      for (const row of rows) {
+        if (reqs.length && !matchesSelector(JSON.parse(row.labels), reqs)) continue;
+        if (items.length === limit) return { items, continue: encodeContinue(items[items.length - 1].metadata.name) };
+        items.push(this.toObject(row));
+      }
+      if (rows.length < batch) return { items };
+      after = rows[rows.length - 1].name;
+    }
+  }
+
+  async create(db: Executor, body: unknown, ctx: RequestContext): Promise<Resource> {
+    if (!this.info.creatable) throw new EdgeplaneError('MethodNotAllowed', `${this.info.kind} objects cannot be created through the API`);
+    const input = parseOrThrow(this.info.input, body, this.info.kind) as Input;
+    const prepared = (await this.hooks.prepareCreate?.(db, input, ctx)) ?? {};
+    const t = now();
+    const row: ResourceRow = {
+      name: input.metadata.name,
+      uid: randomUUID(),
+      project: input.metadata.project ?? DEFAULT_PROJECT,
+      labels: json(input.metadata.labels),
+      annotations: json(input.metadata.annotations),
+      generation: 1,
+      resource_version: 1,
+      created_at: t,
+      updated_at: t,
+      spec: json(input.spec),
+      status: json(prepared.status),
+      ...prepared.columns,
+    };
+    try {
+      await insertRow(db, this.table, row);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new EdgeplaneError('AlreadyExists', `${this.info.kind} "${row.name}" already exists`, { kind: this.info.kind, name: row.name });
+      throw err;
+    }
+    const obj = this.toObject(row);
+    if (prepared.shownOnce) obj.status = { ...obj.status, ...prepared.shownOnce };
+    return obj;
+  }
+
+  /** PUT: replaces spec, labels and annotations; honours metadata.resourceVersion when sent. */
+  async replace(db: Executor, name: string, body: unknown, ctx: RequestContext): Promise<Resource> {
+    const input = parseOrThrow(this.info.input, body, this.info.kind) as Input;
+    if (input.metadata.name !== name) throw new EdgeplaneError('ValidationFailed', `metadata.name "${input.metadata.name}" does not match the URL name "${name}"`, { issues: [{ path: 'metadata.name', message: 'does not match the URL' }] });
+    const row = await this.getRow(db, name);
+    const expected = input.metadata.resourceVersion;
+    if (expected !== undefined && expected !== String(row.resource_version)) {
+      throw new EdgeplaneError('Conflict', `${this.info.kind} "${name}" was modified (resourceVersion ${row.resource_version}, request has ${expected}); read it again and retry`, { currentResourceVersion: String(row.resource_version) });
+    }
+    const specChanged = json(input.spec) !== row.spec;
+    const extra = specChanged ? ((await this.hooks.prepareUpdate?.(db, row, input.spec, ctx)) ?? {}) : {};
+    const values = {
+      labels: json(input.metadata.labels),
+      annotations: json(input.metadata.annotations),
+      spec: json(input.spec),
+      generation: Number(row.generation) + (specChanged ? 1 : 0),
+      updated_at: now(),
+      ...extra,
+    };
+    if (!(await updateRow(db, this.table, name, values, Number(row.resource_version)))) {
+      throw new EdgeplaneError('Conflict', `${this.info.kind} "${name}" was modified concurrently; read it again and retry`);
+    }
+    return this.get(db, name);
+  }
+
+  /** PATCH with a JSON merge patch over metadata (labels, annotations) and spec. */
+  async patch(db: Executor, name: string, patch: unknown, ctx: RequestContext): Promise<Resource> {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new EdgeplaneError('ValidationFailed', 'a merge patch must be a JSON object', { issues: [{ path: '', message: 'expected object' }] });
+    const current = await this.get(db, name);
+    const base = { metadata: { name, labels: current.metadata.labels, annotations: current.metadata.annotations, resourceVersion: current.metadata.resourceVersion }, spec: current.spec };
+    const { status: _ignored, ...rest } = patch as Record<string, unknown>;
+    const merged = applyMergePatch(base, rest) as Input;
+    return this.replace(db, name, merged, ctx);
+  }
+
+  async delete(db: Executor, name: string, ctx: RequestContext): Promise<Resource> {
+    const row = await this.getRow(db, name);
+    await this.hooks.beforeDelete?.(db, row, ctx);
+    await deleteRow(db, this.table, name);
+    return this.toObject(row);
+  }
+
+  async action(db: Executor, name: string, verb: string, ctx: RequestContext): Promise<Resource> {
+    const fn = this.hooks.actions?.[verb];
+    if (!fn) throw new EdgeplaneError('NotFound', `${this.info.kind} has no action "${verb}"`, { actions: Object.keys(this.hooks.actions ?? {}) });
+    await fn(db, await this.getRow(db, name), ctx);
+    return this.get(db, name);
+  }
+
+  async touch(db: Executor, name: string, values: Record<string, unknown>): Promise<void> {
+    await updateRow(db, this.table, name, { ...values, updated_at: now() });
+  }
+}

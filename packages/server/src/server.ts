@@ -1,0 +1,48 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pino from 'pino';
+import { ConnectionHub } from './agent/connection-hub.js';
+import { buildApp } from './app.js';
+import { bootstrap } from './bootstrap.js';
+import { createMetrics } from './http/metrics.js';
+import type { RunningServer, ServerOptions } from './options.js';
+import { migrateToLatest } from './store/migrations.js';
+import { openStore } from './store/db.js';
+
+/** Opens the store, migrates, bootstraps on first start, and listens. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const logger = options.logger ?? pino({ level: options.logLevel ?? 'info' });
+  const store = openStore({ dataDir, databaseUrl: options.databaseUrl });
+  try {
+    await migrateToLatest(store.db);
+    const adminTokenFile = join(dataDir, 'admin-token');
+    const adminToken = await bootstrap(store.db, adminTokenFile);
+    const offlineAfterSeconds = options.offlineAfterSeconds ?? 90;
+    const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? Math.min(30, offlineAfterSeconds / 3);
+    const metrics = createMetrics();
+    const hub = new ConnectionHub(store.db, logger.child({ component: 'hub' }), metrics, { offlineAfterSeconds, heartbeatIntervalSeconds, flushIntervalMs: Math.min(5000, (offlineAfterSeconds * 1000) / 3) });
+    await hub.start();
+    const app = await buildApp({ store, hub, metrics, logger, bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024 });
+    const host = options.host ?? '0.0.0.0';
+    await app.listen({ host, port: options.port ?? 8080 });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : options.port;
+    const url = options.publicUrl ?? `http://${host === '0.0.0.0' || host === '::' ? 'localhost' : host}:${port}`;
+    logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
+    return {
+      url,
+      adminToken,
+      adminTokenFile,
+      async close() {
+        await hub.stop();
+        await app.close();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+}

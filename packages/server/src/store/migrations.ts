@@ -1,0 +1,68 @@
+import { type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
+
+/** Adds the columns every resource table shares (see ResourceColumns). */
+function resourceColumns<T extends string>(t: CreateTableBuilder<T, never>) {
+  return t
+    .addColumn('name', 'varchar(63)', (c) => c.primaryKey())
+    .addColumn('uid', 'varchar(64)', (c) => c.notNull().unique())
+    .addColumn('project', 'varchar(63)', (c) => c.notNull())
+    .addColumn('labels', 'text', (c) => c.notNull())
+    .addColumn('annotations', 'text', (c) => c.notNull())
+    .addColumn('generation', 'integer', (c) => c.notNull())
+    .addColumn('resource_version', 'integer', (c) => c.notNull())
+    .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
+    .addColumn('updated_at', 'varchar(40)', (c) => c.notNull())
+    .addColumn('spec', 'text', (c) => c.notNull())
+    .addColumn('status', 'text', (c) => c.notNull());
+}
+
+// Migrations are code, versioned by their key, forward-only: never edit one that has shipped; add the next.
+// biome-ignore lint/suspicious/noExplicitAny: migrations run before (and independent of) the typed schema.
+type AnyDb = Kysely<any>;
+const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    async up(db: AnyDb) {
+      await resourceColumns(db.schema.createTable('projects')).execute();
+      await resourceColumns(db.schema.createTable('users')).execute();
+      await resourceColumns(db.schema.createTable('api_tokens'))
+        .addColumn('token_hash', 'varchar(64)', (c) => c.notNull().unique())
+        .addColumn('user_name', 'varchar(63)', (c) => c.notNull())
+        .addColumn('expires_at', 'varchar(40)')
+        .addColumn('last_used_at', 'varchar(40)')
+        .execute();
+      await resourceColumns(db.schema.createTable('registration_tokens'))
+        .addColumn('token_hash', 'varchar(64)', (c) => c.notNull().unique())
+        .addColumn('uses', 'integer', (c) => c.notNull())
+        .addColumn('max_uses', 'integer')
+        .addColumn('expires_at', 'varchar(40)')
+        .addColumn('revoked_at', 'varchar(40)')
+        .addColumn('last_used_at', 'varchar(40)')
+        .execute();
+      await resourceColumns(db.schema.createTable('edge_hosts'))
+        .addColumn('device_uid', 'varchar(128)', (c) => c.notNull().unique())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('pending_public_key', 'text')
+        .addColumn('state', 'varchar(32)', (c) => c.notNull())
+        .addColumn('connectivity', 'varchar(16)', (c) => c.notNull())
+        .addColumn('last_seen', 'varchar(40)')
+        .execute();
+      await resourceColumns(db.schema.createTable('events'))
+        .addColumn('involved_kind', 'varchar(63)', (c) => c.notNull())
+        .addColumn('involved_name', 'varchar(253)', (c) => c.notNull())
+        .addColumn('dedupe_key', 'varchar(200)', (c) => c.unique())
+        .execute();
+      await db.schema.createIndex('events_involved').on('events').columns(['involved_kind', 'involved_name']).execute();
+      await db.schema.createIndex('edge_hosts_connectivity').on('edge_hosts').column('connectivity').execute();
+    },
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+/** Brings the schema up to date; throws with the failing migration's name. */
+export async function migrateToLatest(db: AnyDb): Promise<void> {
+  const migrator = new Migrator({ db, provider, migrationTableName: 'edgeplane_migrations', migrationLockTableName: 'edgeplane_migrations_lock' });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error) throw new Error(`store migration ${failed?.migrationName ?? ''} failed: ${String((error as Error).message ?? error)}`);
+}
