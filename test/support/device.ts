@@ -11,7 +11,7 @@ export class TestDevice {
     readonly jwk: { kty: 'OKP'; crv: 'Ed25519'; x: string },
   ) {}
 
-  static async create(uid = randomUUID()): Promise<TestDevice> {
+  static async create(uid: string = randomUUID()): Promise<TestDevice> {
     const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     const jwk = (await exportJWK(publicKey)) as { x: string };
     return new TestDevice(uid, privateKey as CryptoKey, { kty: 'OKP', crv: 'Ed25519', x: jwk.x });

@@ -1,0 +1,67 @@
+/**
+ * Benchmark runner: `npm run bench` writes bench/report.json (machine-readable) and bench/report.md
+ * (for people). There are no benchmarks yet; later work adds them (agents per server process,
+ * registration and connect rates, list latency at fleet size) and reports them here.
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+export interface BenchResult {
+  name: string;
+  description: string;
+  metrics: Record<string, number>;
+}
+
+export interface BenchReport {
+  date: string;
+  node: string;
+  platform: string;
+  cpu: string;
+  cpus: number;
+  memoryBytes: number;
+  results: BenchResult[];
+  note?: string;
+}
+
+function markdown(report: BenchReport): string {
+  const lines = [
+    '# Edgeplane benchmarks',
+    '',
+    `- date: ${report.date}`,
+    `- node: ${report.node}`,
+    `- platform: ${report.platform}`,
+    `- cpu: ${report.cpu} (${report.cpus} cores)`,
+    `- memory: ${(report.memoryBytes / 2 ** 30).toFixed(1)} GiB`,
+    '',
+  ];
+  if (report.results.length === 0) {
+    lines.push(report.note ?? 'No benchmarks yet.', '');
+  }
+  for (const r of report.results) {
+    lines.push(`## ${r.name}`, '', r.description, '', '| metric | value |', '| --- | --- |');
+    for (const [k, v] of Object.entries(r.metrics)) lines.push(`| ${k} | ${v} |`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const results: BenchResult[] = [];
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cpus: cpus().length,
+    memoryBytes: totalmem(),
+    results,
+    note: 'No benchmarks yet: this runner only records the environment. Benchmarks are added with the features they measure.',
+  };
+  const dir = fileURLToPath(new URL('.', import.meta.url));
+  writeFileSync(`${dir}report.json`, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(`${dir}report.md`, markdown(report));
+  process.stdout.write(`wrote ${dir}report.json and ${dir}report.md (${results.length} benchmarks)\n`);
+}
+
+await main();

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs beyond Node, when they are missing.
+# Run by `npm test` (root `pretest`). Idempotent: when everything is installed it only runs
+# one `dpkg-query` and exits, so it adds well under a second to a test run.
+#
+# Add a package here when a test starts to use a real tool from it, with a comment saying
+# which tests need it. Later work adds, among others:
+#   grub-common      grub-editenv: the A/B boot environment of SimDevice
+#   xorriso          building installer ISOs
+#   libvirt-clients  virsh with libvirt's test driver (Virtualized Edge)
+#   chromium         browser tests of the console
+set -euo pipefail
+
+PACKAGES=(
+)
+
+if ((${#PACKAGES[@]} == 0)); then
+  exit 0
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "test-deps: not a Debian-based system; make sure these are installed: ${PACKAGES[*]}" >&2
+  exit 0
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  # `dpkg -s` succeeds for packages that were removed but left config files; check the status field.
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "test-deps: installing missing Debian packages: ${missing[*]}"
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "test-deps: not root and no sudo; install these yourself: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,52 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BIN = 'packages/cli/src/bin.ts';
+
+export interface CliProcess {
+  proc: ChildProcess;
+  output(): string;
+  /** Resolves when the combined output matches, rejects on exit or timeout. */
+  waitForOutput(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Runs `edgeplane ARGS` as its own process, the way a user would. */
+export function runCli(args: string[], env: Record<string, string> = {}): CliProcess {
+  const proc = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
+  return {
+    proc,
+    output: () => out,
+    waitForOutput(re, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const started = Date.now();
+        const tick = setInterval(() => {
+          const m = out.match(re);
+          if (m) {
+            clearInterval(tick);
+            resolve(m);
+          } else if (proc.exitCode !== null || Date.now() - started > timeoutMs) {
+            clearInterval(tick);
+            reject(new Error(`no ${re} in output (exit ${proc.exitCode}):\n${out.slice(-3000)}`));
+          }
+        }, 50);
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Runs a CLI command to completion. */
+export async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
+  const p = runCli(args, env);
+  const code = await new Promise<number | null>((res) => p.proc.on('exit', (c) => res(c)));
+  return { code, out: p.output() };
+}
