@@ -1,0 +1,298 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  AGENT_CONNECT_PATH,
+  AgentEventMessage,
+  type AgentMessage,
+  type AgentStatus,
+  CLOSE_CODES,
+  type DesiredHostSpec,
+  type HostState,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+} from '@edgeplane/protocol';
+import { type Logger, pino } from 'pino';
+import { Backoff, sleep } from './backoff.js';
+import { Channel, type ChannelOutcome } from './channel.js';
+import type { AgentConfig } from './config.js';
+import type { Device } from './device/device.js';
+import { EventQueue } from './event-queue.js';
+import { DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
+import { ensureRegistered } from './register.js';
+import { loadSpec, saveSpec } from './spec-store.js';
+import { type AgentTiming, DEFAULT_TIMING } from './timing.js';
+import { AGENT_VERSION } from './version.js';
+
+export interface AgentEvents {
+  registered: [Registration];
+  connected: [{ hostName: string; state: HostState }];
+  disconnected: [ChannelOutcome];
+  spec: [{ generation: number; spec: DesiredHostSpec }];
+  state: [HostState];
+}
+
+/** Runs a received spec (the managers of later issues plug in here); may return a new status to report. */
+// biome-ignore lint/suspicious/noConfusingVoidType: lets a hook that reports nothing be a plain `async () => {}`
+export type SpecHook = (spec: DesiredHostSpec, generation: number) => Promise<AgentStatus | void>;
+
+export interface AgentOptions {
+  config: AgentConfig;
+  device: Device;
+  logger?: Logger;
+  version?: string;
+  timing?: Partial<AgentTiming>;
+  onSpec?: SpecHook;
+}
+
+/**
+ * The edge agent: registers the device once, then keeps an outbound WebSocket to the server open,
+ * reconnecting with backoff, and reports heartbeats, status and events. The last spec and the
+ * unsent events are persisted in the data dir so the agent works on while the site is offline.
+ */
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly config: AgentConfig;
+  readonly device: Device;
+  readonly version: string;
+  private readonly logger: Logger;
+  private readonly timing: AgentTiming;
+  private readonly onSpec?: SpecHook;
+  private readonly events: EventQueue;
+  private abort = new AbortController();
+  private identity?: DeviceIdentity;
+  private registration?: Registration;
+  private channel?: Channel;
+  private loop?: Promise<void>;
+  private starting?: Promise<void>;
+  private welcomed = false;
+  private hostState?: HostState;
+  private generation?: number;
+  private status: AgentStatus = {};
+  private heartbeatSeq = 0;
+  /** Specs are applied one after another, in the order received. */
+  private specChain: Promise<void> = Promise.resolve();
+
+  constructor(options: AgentOptions) {
+    super();
+    this.config = options.config;
+    this.device = options.device;
+    this.version = options.version ?? AGENT_VERSION;
+    this.logger = options.logger ?? pino({ level: options.config.logLevel, name: 'edgeplane-agent' });
+    this.timing = { ...DEFAULT_TIMING, ...options.timing };
+    this.onSpec = options.onSpec;
+    this.events = new EventQueue(join(this.config.dataDir, 'events.json'), this.logger);
+  }
+
+  get hostName(): string | undefined {
+    return this.registration?.hostName;
+  }
+  get state(): HostState | undefined {
+    return this.hostState;
+  }
+  /** True between the server's welcome and the end of that connection. */
+  get connected(): boolean {
+    return this.welcomed;
+  }
+  get observedGeneration(): number | undefined {
+    return this.generation;
+  }
+  get publicKey() {
+    return this.identity?.publicKey;
+  }
+
+  /** Loads identity, last spec and queued events, then starts registration and connection in the background. */
+  start(): Promise<void> {
+    this.starting ??= this.doStart().catch((err) => {
+      this.starting = undefined; // a failed start (e.g. unreadable data dir) may be retried
+      throw err;
+    });
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    this.abort = new AbortController();
+    await mkdir(this.config.dataDir, { recursive: true, mode: 0o700 });
+    this.identity = await DeviceIdentity.loadOrCreate(this.config.dataDir);
+    this.registration = this.identity.registrationFor(this.config.server);
+    this.hostState = this.registration?.state;
+    try {
+      this.generation = (await loadSpec(this.config.dataDir))?.generation;
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'ignoring stored spec; the server sends it again');
+    }
+    await this.events.load();
+    this.loop = this.run().catch((err) => this.logger.error({ err }, 'agent loop failed'));
+  }
+
+  /** Closes the connection without reconnecting and stops every timer. */
+  async stop(): Promise<void> {
+    if (!this.starting) return;
+    await this.starting.catch(() => {});
+    this.abort.abort();
+    await this.channel?.close(1000, 'agent stopping', this.timing.closeTimeoutMs);
+    await this.loop;
+    await this.specChain;
+    await this.events.flush();
+    this.starting = undefined;
+  }
+
+  /** Queues an event for the server; sent now if connected, else after the next connect. Returns its id. */
+  emitEvent(eventType: 'Normal' | 'Warning', reason: string, message: string): string {
+    const event = AgentEventMessage.parse({
+      type: 'event',
+      id: randomUUID(),
+      eventType,
+      reason,
+      message: message.slice(0, 4096),
+      timestamp: new Date().toISOString(),
+    });
+    this.events.push(event);
+    if (this.welcomed) this.flushEvents();
+    return event.id;
+  }
+
+  private async run(): Promise<void> {
+    const { signal } = this.abort;
+    const identity = this.identity as DeviceIdentity;
+    if (!this.registration) {
+      const registration = await ensureRegistered({
+        config: this.config,
+        device: this.device,
+        identity,
+        logger: this.logger,
+        agentVersion: this.version,
+        timing: this.timing,
+        signal,
+      });
+      if (!registration) return;
+      this.registration = registration;
+      this.emit('registered', registration);
+      if (registration.state) this.setState(registration.state);
+    }
+    const backoff = new Backoff({ baseMs: this.timing.backoffBaseMs, capMs: this.timing.backoffCapMs });
+    while (!signal.aborted) {
+      const outcome = await this.connectOnce(this.registration, identity).catch((err): ChannelOutcome => {
+        this.logger.error({ err: (err as Error).message }, 'cannot open a connection');
+        return { opened: false, openMs: 0, code: 0, reason: '' };
+      });
+      if (signal.aborted) break;
+      if (outcome.openMs >= this.timing.stableAfterMs) backoff.reset();
+      let delayMs = backoff.next();
+      const rejected = outcome.code === CLOSE_CODES.rejected || outcome.errorCode === 'HostRejected';
+      if (rejected) delayMs = Math.max(delayMs, this.timing.slowRetryMs);
+      const log = { code: outcome.code, reason: outcome.reason || undefined, httpStatus: outcome.httpStatus, errorCode: outcome.errorCode, retryInMs: delayMs };
+      if (rejected) this.logger.error(log, 'host is rejected by the server; an operator must approve it again');
+      else if (outcome.httpStatus)
+        this.logger.error({ ...log, message: outcome.errorMessage }, `server refused the connection: ${outcome.errorCode ?? `HTTP ${outcome.httpStatus}`}`);
+      else this.logger.info(log, outcome.opened ? 'disconnected; reconnecting' : 'cannot connect; retrying');
+      if (!(await sleep(delayMs, signal))) break;
+    }
+  }
+
+  /** One connection, from handshake to close. */
+  private async connectOnce(registration: Registration, identity: DeviceIdentity): Promise<ChannelOutcome> {
+    const base = normalizeServerUrl(this.config.server).replace(/^http/, 'ws');
+    const channel = new Channel({
+      url: `${base}${registration.connectPath ?? AGENT_CONNECT_PATH}`,
+      token: await identity.signConnectToken(registration.hostName),
+      logger: this.logger,
+      handshakeTimeoutMs: this.timing.requestTimeoutMs,
+    });
+    this.channel = channel;
+    // stop() may have run while the token was being signed; it could not see this channel yet.
+    if (this.abort.signal.aborted) void channel.close(1000, 'agent stopping', this.timing.closeTimeoutMs);
+    channel.on('open', () => void this.sendHello(channel));
+    channel.on('message', (msg) => this.onMessage(channel, msg));
+    const outcome = await channel.closed;
+    this.channel = undefined;
+    if (this.welcomed) {
+      this.welcomed = false;
+      this.emit('disconnected', outcome);
+    }
+    return outcome;
+  }
+
+  private async sendHello(channel: Channel): Promise<void> {
+    const inventory = await this.device.inventory().catch((err) => {
+      this.logger.warn({ err: (err as Error).message }, 'cannot read inventory');
+      return undefined;
+    });
+    // hello must be the first message on the connection: nothing else is sent before the welcome.
+    channel.send({
+      type: 'hello',
+      protocolVersion: PROTOCOL_VERSION,
+      agentVersion: this.version,
+      ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}),
+      ...(inventory ? { inventory } : {}),
+      status: this.status,
+    });
+  }
+
+  private onMessage(channel: Channel, msg: ServerMessage): void {
+    switch (msg.type) {
+      case 'welcome': {
+        if (this.registration && msg.hostName !== this.registration.hostName)
+          this.logger.warn({ hostName: msg.hostName }, 'server knows this host under another name');
+        this.welcomed = true;
+        this.setState(msg.state);
+        channel.startHeartbeat(msg.heartbeatIntervalSeconds * 1000, () => this.send(channel, { type: 'heartbeat', seq: this.heartbeatSeq++ }));
+        this.logger.info({ hostName: msg.hostName, state: msg.state, serverVersion: msg.serverVersion }, 'connected');
+        this.emit('connected', { hostName: msg.hostName, state: msg.state });
+        this.flushEvents();
+        break;
+      }
+      case 'spec':
+        this.specChain = this.specChain.then(() => this.applySpec(msg.generation, msg.spec));
+        break;
+      case 'state':
+        this.setState(msg.state);
+        break;
+      case 'ping':
+        this.send(channel, { type: 'heartbeat', seq: this.heartbeatSeq++ });
+        break;
+      case 'error':
+        this.logger.warn({ code: msg.code }, `server reported an error: ${msg.message}`);
+        break;
+    }
+  }
+
+  /** Persists the spec first (so it survives a restart), then runs the managers' hook, then reports. */
+  private async applySpec(generation: number, spec: DesiredHostSpec): Promise<void> {
+    try {
+      await saveSpec(this.config.dataDir, { generation, spec });
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message, generation }, 'cannot persist spec');
+    }
+    this.generation = generation;
+    if (this.onSpec) {
+      try {
+        const status = await this.onSpec(spec, generation);
+        if (status) this.status = status;
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message, generation }, 'applying spec failed');
+      }
+    }
+    this.emit('spec', { generation, spec });
+    if (this.channel && this.welcomed) this.send(this.channel, { type: 'status', observedGeneration: generation, status: this.status });
+  }
+
+  private setState(state: HostState): void {
+    if (state === this.hostState) return;
+    this.hostState = state;
+    this.emit('state', state);
+  }
+
+  private send(channel: Channel, msg: AgentMessage): void {
+    channel.send(msg, (err) => err && this.logger.debug({ err: err.message, type: msg.type }, 'send failed'));
+  }
+
+  private flushEvents(): void {
+    const channel = this.channel;
+    if (!channel) return;
+    for (const event of this.events.take()) {
+      const accepted = channel.send(event, (err) => (err ? this.events.unsent(event.id) : this.events.sent(event.id)));
+      if (!accepted) this.events.unsent(event.id);
+    }
+  }
+}

@@ -1,0 +1,10 @@
+export { Agent, type AgentEvents, type AgentOptions, type SpecHook } from './agent.js';
+export type { ChannelOutcome } from './channel.js';
+export { AgentConfig, AgentConfigError, type AgentConfigInput, DEFAULT_DATA_DIR, loadAgentConfig } from './config.js';
+export type { Device } from './device/device.js';
+export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/linux-device.js';
+export { SIM_DEVICE_UID_FILE, SimDevice, type SimDeviceOptions } from './device/sim-device.js';
+export { DeviceIdentity, IDENTITY_FILE, normalizeServerUrl, Registration } from './identity.js';
+export { loadSpec, SPEC_FILE, StoredSpec } from './spec-store.js';
+export { type AgentTiming, DEFAULT_TIMING } from './timing.js';
+export { AGENT_VERSION } from './version.js';

@@ -1,0 +1,1 @@
+export { type Fleet, type FleetOptions, SIMULATED_LABEL, siteName, startFleet } from './fleet.js';
