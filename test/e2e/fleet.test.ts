@@ -2,15 +2,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliProcess, cli, runCli } from '../support/cli-process.js';
 import { DIALECTS, type TestStore, testStore } from '../support/db.js';
 import { waitFor } from '../support/device.js';
 import freePort from '../support/free-port.js';
-import { type CliProcess, cli, runCli } from '../support/cli-process.js';
 
 const SITES = 50;
 const OFFLINE_AFTER = 4;
 
-describe.each(DIALECTS)('fleet of %i simulated sites on %s', (dialect) => {
+describe.each(DIALECTS)(`fleet of ${SITES} simulated sites on %s`, (dialect) => {
   let store: TestStore;
   let simDir: string;
   let configFile: string;
@@ -18,7 +18,18 @@ describe.each(DIALECTS)('fleet of %i simulated sites on %s', (dialect) => {
   let sim: CliProcess | undefined;
   let url: string;
   let admin: string;
-  const serverArgs = () => ['server', '--host', '127.0.0.1', '--port', new URL(url).port, '--data-dir', store.dataDir, '--offline-after', String(OFFLINE_AFTER), ...(store.databaseUrl ? ['--database-url', store.databaseUrl] : [])];
+  const serverArgs = () => [
+    'server',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    new URL(url).port,
+    '--data-dir',
+    store.dataDir,
+    '--offline-after',
+    String(OFFLINE_AFTER),
+    ...(store.databaseUrl ? ['--database-url', store.databaseUrl] : []),
+  ];
   const api = async (path: string, init: RequestInit = {}) => {
     const res = await fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json', ...init.headers } });
     return res.json();
@@ -58,7 +69,7 @@ describe.each(DIALECTS)('fleet of %i simulated sites on %s', (dialect) => {
     expect((await cli(['login', '--server', url, '--token', admin], env)).code).toBe(0);
     const created = await cli(['create', 'token', 'fleet', '--site', 'lab', '-o', 'json'], env);
     expect(created.code).toBe(0);
-    const token = JSON.parse(created.out).status.token;
+    const token = JSON.parse(created.stdout).status.token;
     const started = Date.now();
     sim = startSim(token);
     const all = await waitFor(async () => {

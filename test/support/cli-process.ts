@@ -7,6 +7,7 @@ const BIN = 'packages/cli/src/bin.ts';
 export interface CliProcess {
   proc: ChildProcess;
   output(): string;
+  stdout(): string;
   /** Resolves when the combined output matches, rejects on exit or timeout. */
   waitForOutput(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -14,14 +15,23 @@ export interface CliProcess {
 
 /** Runs `edgeplane ARGS` as its own process, the way a user would. */
 export function runCli(args: string[], env: Record<string, string> = {}): CliProcess {
-  const proc = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
+  let stdout = '';
+  proc.stdout!.on('data', (d) => {
+    out += d;
+    stdout += d;
+  });
   proc.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
   return {
     proc,
     output: () => out,
+    stdout: () => stdout,
     waitForOutput(re, timeoutMs = 30_000) {
       return new Promise((resolve, reject) => {
         const started = Date.now();
@@ -45,8 +55,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
 }
 
 /** Runs a CLI command to completion. */
-export async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
+export async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; stdout: string }> {
   const p = runCli(args, env);
   const code = await new Promise<number | null>((res) => p.proc.on('exit', (c) => res(c)));
-  return { code, out: p.output() };
+  return { code, out: p.output(), stdout: p.stdout() };
 }

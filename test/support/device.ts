@@ -36,11 +36,29 @@ export class TestDevice {
   }
 
   inventory(): Inventory {
-    return { hostname: `dev-${this.uid.slice(0, 8)}`, machineId: this.uid.replace(/-/g, ''), dmi: { productUuid: this.uid }, cpu: { model: 'Test CPU', cores: 4, arch: 'x64' }, memoryBytes: 8 * 2 ** 30, disks: [], nics: [], os: { name: 'Test OS', version: '1', kernel: '6.1' }, simulated: true };
+    return {
+      hostname: `dev-${this.uid.slice(0, 8)}`,
+      machineId: this.uid.replace(/-/g, ''),
+      dmi: { productUuid: this.uid },
+      cpu: { model: 'Test CPU', cores: 4, arch: 'x64' },
+      memoryBytes: 8 * 2 ** 30,
+      disks: [],
+      nics: [],
+      os: { name: 'Test OS', version: '1', kernel: '6.1' },
+      simulated: true,
+    };
   }
 
   async registerBody(token: string, extra: Record<string, unknown> = {}) {
-    return { token, deviceUid: this.uid, publicKey: this.jwk, proof: await this.sign({ sub: this.uid, aud: REGISTER_AUDIENCE }), inventory: this.inventory(), agentVersion: 'test-1', ...extra };
+    return {
+      token,
+      deviceUid: this.uid,
+      publicKey: this.jwk,
+      proof: await this.sign({ sub: this.uid, aud: REGISTER_AUDIENCE }),
+      inventory: this.inventory(),
+      agentVersion: 'test-1',
+      ...extra,
+    };
   }
 
   connectToken(host: string, opts: { lifetime?: number; jti?: string; iat?: number } = {}): Promise<string> {

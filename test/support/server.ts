@@ -1,4 +1,4 @@
-import { startServer, type RunningServer, type ServerOptions } from '@edgeplane/server';
+import { type RunningServer, type ServerOptions, startServer } from '@edgeplane/server';
 import pino from 'pino';
 import { type Dialect, type TestStore, testStore } from './db.js';
 
@@ -15,7 +15,14 @@ export interface TestServer {
 /** A real server on a free loopback port, on a fresh store of the given dialect. */
 export async function testServer(dialect: Dialect, options: Partial<ServerOptions> = {}): Promise<TestServer> {
   const store = await testStore(dialect);
-  const opts: ServerOptions = { host: '127.0.0.1', port: 0, dataDir: store.dataDir, databaseUrl: store.databaseUrl, logger: pino({ level: process.env.EDGEPLANE_TEST_LOG ?? 'silent' }), ...options };
+  const opts: ServerOptions = {
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: store.dataDir,
+    databaseUrl: store.databaseUrl,
+    logger: pino({ level: process.env.EDGEPLANE_TEST_LOG ?? 'silent' }),
+    ...options,
+  };
   let server = await startServer(opts);
   const admin = server.adminToken!;
   const t: TestServer = {

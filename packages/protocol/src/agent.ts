@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { Condition, Labels, Name, Timestamp } from './meta.js';
-import { Inventory } from './inventory.js';
 import { HostState } from './edgehost.js';
+import { Inventory } from './inventory.js';
+import { Condition, Labels, Name, Timestamp } from './meta.js';
 
 /** Version of the agent <-> server message set. A server accepts agents of the same major. */
 export const PROTOCOL_VERSION = 1;
@@ -26,7 +26,11 @@ export const RegisterRequest = z
   .object({
     token: z.string().min(1).max(256),
     /** DMI product_uuid, else /etc/machine-id. */
-    deviceUid: z.string().min(8).max(128).regex(/^[A-Za-z0-9-]+$/, 'must be letters, digits and "-"'),
+    deviceUid: z
+      .string()
+      .min(8)
+      .max(128)
+      .regex(/^[A-Za-z0-9-]+$/, 'must be letters, digits and "-"'),
     publicKey: DevicePublicKey,
     /** JWT (EdDSA) signed by the device key: sub = deviceUid, aud = edgeplane-register, short-lived. Proves key possession. */
     proof: z.string().min(1).max(4096),

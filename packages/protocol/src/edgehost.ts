@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { Condition, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
 import { Inventory } from './inventory.js';
+import { Condition, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
 
 export const HostState = z.enum(['pending-approval', 'ready', 'in-use', 'rejected']);
 export type HostState = z.infer<typeof HostState>;

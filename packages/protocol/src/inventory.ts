@@ -19,14 +19,23 @@ export const Inventory = z.object({
   }),
   memoryBytes: z.number().int().nonnegative(),
   disks: z
-    .array(z.object({ name: z.string().max(64), sizeBytes: z.number().int().nonnegative(), model: z.string().max(256).optional(), rotational: z.boolean().optional() }))
+    .array(
+      z.object({
+        name: z.string().max(64),
+        sizeBytes: z.number().int().nonnegative(),
+        model: z.string().max(256).optional(),
+        rotational: z.boolean().optional(),
+      }),
+    )
     .max(256)
     .default([]),
   nics: z
     .array(z.object({ name: z.string().max(64), mac: z.string().max(64).default(''), addresses: z.array(z.string().max(64)).max(64).default([]) }))
     .max(256)
     .default([]),
-  os: z.object({ name: z.string().max(256).default(''), version: z.string().max(128).default(''), kernel: z.string().max(256).default('') }).default({ name: '', version: '', kernel: '' }),
+  os: z
+    .object({ name: z.string().max(256).default(''), version: z.string().max(128).default(''), kernel: z.string().max(256).default('') })
+    .default({ name: '', version: '', kernel: '' }),
   /** True when the inventory comes from a simulated device (see docs/architecture.md). */
   simulated: z.boolean().optional(),
 });

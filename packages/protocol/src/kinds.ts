@@ -1,9 +1,9 @@
 import type { z } from 'zod';
-import { ApiToken, ApiTokenInput, ApiTokenSpec, User, UserInput, UserSpec } from './user.js';
 import { EdgeHost, EdgeHostInput, EdgeHostSpec } from './edgehost.js';
 import { Event, EventInput, EventSpec } from './event.js';
 import { Project, ProjectInput, ProjectSpec } from './project.js';
 import { RegistrationToken, RegistrationTokenInput, RegistrationTokenSpec } from './registration-token.js';
+import { ApiToken, ApiTokenInput, ApiTokenSpec, User, UserInput, UserSpec } from './user.js';
 
 export interface KindInfo {
   kind: string;
@@ -23,8 +23,15 @@ export interface KindInfo {
 
 export const KINDS: KindInfo[] = [
   {
-    kind: 'EdgeHost', plural: 'edgehosts', singular: 'edgehost', shortNames: ['host', 'hosts', 'eh'],
-    schema: EdgeHost, input: EdgeHostInput, spec: EdgeHostSpec, creatable: false, verbs: ['approve', 'reject'],
+    kind: 'EdgeHost',
+    plural: 'edgehosts',
+    singular: 'edgehost',
+    shortNames: ['host', 'hosts', 'eh'],
+    schema: EdgeHost,
+    input: EdgeHostInput,
+    spec: EdgeHostSpec,
+    creatable: false,
+    verbs: ['approve', 'reject'],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
       { header: 'STATE', path: 'status.state' },
@@ -35,8 +42,15 @@ export const KINDS: KindInfo[] = [
     ],
   },
   {
-    kind: 'RegistrationToken', plural: 'registrationtokens', singular: 'registrationtoken', shortNames: ['token', 'tokens', 'rt'],
-    schema: RegistrationToken, input: RegistrationTokenInput, spec: RegistrationTokenSpec, creatable: true, verbs: ['revoke'],
+    kind: 'RegistrationToken',
+    plural: 'registrationtokens',
+    singular: 'registrationtoken',
+    shortNames: ['token', 'tokens', 'rt'],
+    schema: RegistrationToken,
+    input: RegistrationTokenInput,
+    spec: RegistrationTokenSpec,
+    creatable: true,
+    verbs: ['revoke'],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
       { header: 'STATE', path: 'status.state' },
@@ -48,8 +62,15 @@ export const KINDS: KindInfo[] = [
     ],
   },
   {
-    kind: 'Project', plural: 'projects', singular: 'project', shortNames: ['proj'],
-    schema: Project, input: ProjectInput, spec: ProjectSpec, creatable: true, verbs: [],
+    kind: 'Project',
+    plural: 'projects',
+    singular: 'project',
+    shortNames: ['proj'],
+    schema: Project,
+    input: ProjectInput,
+    spec: ProjectSpec,
+    creatable: true,
+    verbs: [],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
       { header: 'DESCRIPTION', path: 'spec.description' },
@@ -57,8 +78,15 @@ export const KINDS: KindInfo[] = [
     ],
   },
   {
-    kind: 'User', plural: 'users', singular: 'user', shortNames: [],
-    schema: User, input: UserInput, spec: UserSpec, creatable: true, verbs: [],
+    kind: 'User',
+    plural: 'users',
+    singular: 'user',
+    shortNames: [],
+    schema: User,
+    input: UserInput,
+    spec: UserSpec,
+    creatable: true,
+    verbs: [],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
       { header: 'ROLE', path: 'spec.role' },
@@ -67,8 +95,15 @@ export const KINDS: KindInfo[] = [
     ],
   },
   {
-    kind: 'ApiToken', plural: 'apitokens', singular: 'apitoken', shortNames: [],
-    schema: ApiToken, input: ApiTokenInput, spec: ApiTokenSpec, creatable: true, verbs: [],
+    kind: 'ApiToken',
+    plural: 'apitokens',
+    singular: 'apitoken',
+    shortNames: [],
+    schema: ApiToken,
+    input: ApiTokenInput,
+    spec: ApiTokenSpec,
+    creatable: true,
+    verbs: [],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
       { header: 'USER', path: 'spec.user' },
@@ -78,8 +113,15 @@ export const KINDS: KindInfo[] = [
     ],
   },
   {
-    kind: 'Event', plural: 'events', singular: 'event', shortNames: ['ev'],
-    schema: Event, input: EventInput, spec: EventSpec, creatable: false, verbs: [],
+    kind: 'Event',
+    plural: 'events',
+    singular: 'event',
+    shortNames: ['ev'],
+    schema: Event,
+    input: EventInput,
+    spec: EventSpec,
+    creatable: false,
+    verbs: [],
     columns: [
       { header: 'LAST SEEN', path: 'status.lastTimestamp' },
       { header: 'TYPE', path: 'spec.type' },

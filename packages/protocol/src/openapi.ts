@@ -23,11 +23,20 @@ export function buildOpenApi(version: string): Json {
     const ref = { $ref: `#/components/schemas/${k.kind}` };
     const inputRef = { $ref: `#/components/schemas/${k.kind}Input` };
     const ok = (s: Json, description = 'OK') => ({ description, content: { 'application/json': { schema: s } } });
-    const listSchema = { type: 'object', properties: { apiVersion: { type: 'string' }, kind: { const: `${k.kind}List` }, items: { type: 'array', items: ref }, metadata: { type: 'object', properties: { continue: { type: 'string' } } } } };
+    const listSchema = {
+      type: 'object',
+      properties: {
+        apiVersion: { type: 'string' },
+        kind: { const: `${k.kind}List` },
+        items: { type: 'array', items: ref },
+        metadata: { type: 'object', properties: { continue: { type: 'string' } } },
+      },
+    };
     const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
     const coll: Json = {
       get: {
-        operationId: `list${k.kind}`, tags: [k.kind],
+        operationId: `list${k.kind}`,
+        tags: [k.kind],
         parameters: [
           { name: 'labelSelector', in: 'query', schema: { type: 'string' }, description: 'k=v, k!=v, k, !k, k in (a,b), k notin (a,b); comma-separated (AND)' },
           { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
@@ -36,26 +45,60 @@ export function buildOpenApi(version: string): Json {
         responses: { 200: ok(listSchema), default: errorResponse },
       },
     };
-    if (k.creatable) coll.post = { operationId: `create${k.kind}`, tags: [k.kind], requestBody: { required: true, content: { 'application/json': { schema: inputRef } } }, responses: { 201: ok(ref, 'Created'), default: errorResponse } };
+    if (k.creatable)
+      coll.post = {
+        operationId: `create${k.kind}`,
+        tags: [k.kind],
+        requestBody: { required: true, content: { 'application/json': { schema: inputRef } } },
+        responses: { 201: ok(ref, 'Created'), default: errorResponse },
+      };
     paths[`/api/v1/${k.plural}`] = coll;
     paths[`/api/v1/${k.plural}/{name}`] = {
       parameters: [nameParam],
       get: { operationId: `get${k.kind}`, tags: [k.kind], responses: { 200: ok(ref), default: errorResponse } },
-      put: { operationId: `replace${k.kind}`, tags: [k.kind], requestBody: { required: true, content: { 'application/json': { schema: inputRef } } }, responses: { 200: ok(ref), default: errorResponse } },
-      patch: { operationId: `patch${k.kind}`, tags: [k.kind], requestBody: { required: true, content: { 'application/merge-patch+json': { schema: { type: 'object' } } } }, responses: { 200: ok(ref), default: errorResponse } },
+      put: {
+        operationId: `replace${k.kind}`,
+        tags: [k.kind],
+        requestBody: { required: true, content: { 'application/json': { schema: inputRef } } },
+        responses: { 200: ok(ref), default: errorResponse },
+      },
+      patch: {
+        operationId: `patch${k.kind}`,
+        tags: [k.kind],
+        requestBody: { required: true, content: { 'application/merge-patch+json': { schema: { type: 'object' } } } },
+        responses: { 200: ok(ref), default: errorResponse },
+      },
       delete: { operationId: `delete${k.kind}`, tags: [k.kind], responses: { 200: ok(ref), default: errorResponse } },
     };
     for (const verb of k.verbs) {
-      paths[`/api/v1/${k.plural}/{name}/${verb}`] = { parameters: [nameParam], post: { operationId: `${verb}${k.kind}`, tags: [k.kind], responses: { 200: ok(ref), default: errorResponse } } };
+      paths[`/api/v1/${k.plural}/{name}/${verb}`] = {
+        parameters: [nameParam],
+        post: { operationId: `${verb}${k.kind}`, tags: [k.kind], responses: { 200: ok(ref), default: errorResponse } },
+      };
     }
   }
   schemas.RegisterRequest = schema(RegisterRequest, 'input');
   schemas.RegisterResponse = schema(RegisterResponse);
   paths[AGENT_REGISTER_PATH] = {
-    post: { operationId: 'registerAgent', tags: ['Agent'], security: [], requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/RegisterRequest' } } } }, responses: { 200: { description: 'Registered', content: { 'application/json': { schema: { $ref: '#/components/schemas/RegisterResponse' } } } }, default: errorResponse } },
+    post: {
+      operationId: 'registerAgent',
+      tags: ['Agent'],
+      security: [],
+      requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/RegisterRequest' } } } },
+      responses: {
+        200: { description: 'Registered', content: { 'application/json': { schema: { $ref: '#/components/schemas/RegisterResponse' } } } },
+        default: errorResponse,
+      },
+    },
   };
   paths[AGENT_CONNECT_PATH] = {
-    get: { operationId: 'connectAgent', tags: ['Agent'], security: [], description: 'WebSocket upgrade. Authorization: Bearer <JWT signed by the device key, aud edgeplane-connect>. Messages: see docs/architecture.md.', responses: { 101: { description: 'Switching protocols' }, default: errorResponse } },
+    get: {
+      operationId: 'connectAgent',
+      tags: ['Agent'],
+      security: [],
+      description: 'WebSocket upgrade. Authorization: Bearer <JWT signed by the device key, aud edgeplane-connect>. Messages: see docs/architecture.md.',
+      responses: { 101: { description: 'Switching protocols' }, default: errorResponse },
+    },
   };
   return {
     openapi: '3.1.0',

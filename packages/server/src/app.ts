@@ -1,5 +1,5 @@
+import { buildOpenApi, EdgeplaneError } from '@edgeplane/protocol';
 import websocket from '@fastify/websocket';
-import { buildOpenApi } from '@edgeplane/protocol';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { agentRoutes } from './agent/agent.routes.js';
@@ -25,7 +25,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installErrorHandler(app);
   // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
   app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  // An empty JSON body (a bare `POST .../approve` from curl) means "no body", not malformed JSON.
+  const parseJson = (_req: unknown, body: string | Buffer, done: (err: Error | null, value?: unknown) => void) => {
+    const text = body.toString();
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text, (k, v) => (k === '__proto__' ? undefined : v)));
+    } catch (err) {
+      done(new EdgeplaneError('MalformedJson', `malformed JSON: ${(err as Error).message}`));
+    }
+  };
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, parseJson);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
 
   app.addHook('onResponse', async (req, reply) => {

@@ -7,7 +7,19 @@ import type { Db } from './store/db.js';
 
 function baseRow(name: string, spec: unknown, status: unknown = {}): ResourceRow {
   const t = new Date().toISOString();
-  return { name, uid: randomUUID(), project: DEFAULT_PROJECT, labels: '{}', annotations: '{}', generation: 1, resource_version: 1, created_at: t, updated_at: t, spec: JSON.stringify(spec), status: JSON.stringify(status) };
+  return {
+    name,
+    uid: randomUUID(),
+    project: DEFAULT_PROJECT,
+    labels: '{}',
+    annotations: '{}',
+    generation: 1,
+    resource_version: 1,
+    created_at: t,
+    updated_at: t,
+    spec: JSON.stringify(spec),
+    status: JSON.stringify(status),
+  };
 }
 
 /**

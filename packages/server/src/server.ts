@@ -6,8 +6,8 @@ import { buildApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import { createMetrics } from './http/metrics.js';
 import type { RunningServer, ServerOptions } from './options.js';
-import { migrateToLatest } from './store/migrations.js';
 import { openStore } from './store/db.js';
+import { migrateToLatest } from './store/migrations.js';
 
 /** Opens the store, migrates, bootstraps on first start, and listens. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -22,7 +22,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const offlineAfterSeconds = options.offlineAfterSeconds ?? 90;
     const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? Math.min(30, offlineAfterSeconds / 3);
     const metrics = createMetrics();
-    const hub = new ConnectionHub(store.db, logger.child({ component: 'hub' }), metrics, { offlineAfterSeconds, heartbeatIntervalSeconds, flushIntervalMs: Math.min(5000, (offlineAfterSeconds * 1000) / 3) });
+    const hub = new ConnectionHub(store.db, logger.child({ component: 'hub' }), metrics, {
+      offlineAfterSeconds,
+      heartbeatIntervalSeconds,
+      flushIntervalMs: Math.min(5000, (offlineAfterSeconds * 1000) / 3),
+    });
     await hub.start();
     const app = await buildApp({ store, hub, metrics, logger, bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024 });
     const host = options.host ?? '0.0.0.0';

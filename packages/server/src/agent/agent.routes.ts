@@ -1,4 +1,12 @@
-import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, type DevicePublicKey, EdgeplaneError, parseOrThrow, RegisterRequest } from '@edgeplane/protocol';
+import {
+  AGENT_CONNECT_PATH,
+  AGENT_REGISTER_PATH,
+  CONNECT_AUDIENCE,
+  type DevicePublicKey,
+  EdgeplaneError,
+  parseOrThrow,
+  RegisterRequest,
+} from '@edgeplane/protocol';
 import type { FastifyInstance } from 'fastify';
 import { findHostKeys } from '../edgehost/edgehost.repository.js';
 import type { Metrics } from '../http/metrics.js';
@@ -7,7 +15,6 @@ import { serveChannel } from './channel.js';
 import type { ConnectionHub } from './connection-hub.js';
 import { claimedHost, ReplayCache, verifyDeviceToken } from './device-token.js';
 import { registerDevice } from './register.service.js';
-import { CONNECT_AUDIENCE } from '@edgeplane/protocol';
 
 export interface AgentRouteDeps {
   db: Db;

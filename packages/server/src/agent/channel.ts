@@ -1,8 +1,8 @@
 import { AgentMessage, CLOSE_CODES, PROTOCOL_VERSION, zodIssues } from '@edgeplane/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
-import { recordEvent } from '../event/event.service.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
+import { recordEvent } from '../event/event.service.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Db } from '../store/db.js';
 import type { ConnectionHub } from './connection-hub.js';
@@ -56,7 +56,9 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
       metrics.agentMessages.inc({ type: 'invalid' });
       const issues = zodIssues(r.error);
       log.warn({ issues }, 'invalid agent message');
-      socket.send(JSON.stringify({ type: 'error', code: 'ValidationFailed', message: `invalid message: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` }));
+      socket.send(
+        JSON.stringify({ type: 'error', code: 'ValidationFailed', message: `invalid message: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` }),
+      );
       return;
     }
     const msg = r.data;
@@ -64,9 +66,21 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
     switch (msg.type) {
       case 'hello': {
         clearTimeout(helloTimer);
-        await updateHostStatus(db, host, { agentVersion: msg.agentVersion, inventory: msg.inventory, observedGeneration: msg.observedGeneration, agent: msg.status });
+        await updateHostStatus(db, host, {
+          agentVersion: msg.agentVersion,
+          inventory: msg.inventory,
+          observedGeneration: msg.observedGeneration,
+          agent: msg.status,
+        });
         const row = await edgeHosts.getRow(db, host);
-        hub.send(host, { type: 'welcome', protocolVersion: PROTOCOL_VERSION, serverVersion: deps.serverVersion, hostName: host, state: row.state as 'ready', heartbeatIntervalSeconds: hub.options.heartbeatIntervalSeconds });
+        hub.send(host, {
+          type: 'welcome',
+          protocolVersion: PROTOCOL_VERSION,
+          serverVersion: deps.serverVersion,
+          hostName: host,
+          state: row.state as 'ready',
+          heartbeatIntervalSeconds: hub.options.heartbeatIntervalSeconds,
+        });
         // Managers' desired specs come from the cluster controller in later work; until then a host's spec is empty.
         hub.send(host, { type: 'spec', generation: Number(row.generation), spec: {} });
         break;
@@ -77,7 +91,15 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
         await updateHostStatus(db, host, { observedGeneration: msg.observedGeneration, agent: msg.status });
         break;
       case 'event':
-        await recordEvent(db, { involvedObject: { kind: 'EdgeHost', name: host }, type: msg.eventType, reason: msg.reason, message: msg.message, source: `agent/${host}`, timestamp: msg.timestamp, dedupeKey: `${host}/${msg.id}` });
+        await recordEvent(db, {
+          involvedObject: { kind: 'EdgeHost', name: host },
+          type: msg.eventType,
+          reason: msg.reason,
+          message: msg.message,
+          source: `agent/${host}`,
+          timestamp: msg.timestamp,
+          dedupeKey: `${host}/${msg.id}`,
+        });
         break;
     }
   }

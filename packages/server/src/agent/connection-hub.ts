@@ -3,9 +3,9 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { findHostKeys, markAllOffline, setConnectivity, setLastSeen } from '../edgehost/edgehost.repository.js';
 import { keyFingerprint } from '../edgehost/edgehost.service.js';
+import type { Metrics } from '../http/metrics.js';
 import type { HostChange, HostNotifier } from '../resource/context.js';
 import type { Db } from '../store/db.js';
-import type { Metrics } from '../http/metrics.js';
 
 interface Connection {
   host: string;

@@ -1,11 +1,23 @@
-import { CONNECT_AUDIENCE, DEVICE_TOKEN_CLOCK_SKEW_SECONDS, DEVICE_TOKEN_MAX_LIFETIME_SECONDS, type DevicePublicKey, EdgeplaneError, type ErrorCode } from '@edgeplane/protocol';
+import {
+  CONNECT_AUDIENCE,
+  DEVICE_TOKEN_CLOCK_SKEW_SECONDS,
+  DEVICE_TOKEN_MAX_LIFETIME_SECONDS,
+  type DevicePublicKey,
+  EdgeplaneError,
+  type ErrorCode,
+} from '@edgeplane/protocol';
 import { decodeJwt, importJWK, jwtVerify } from 'jose';
 
 /** Verifies a JWT signed by a device key (EdDSA/Ed25519) for one audience; throws `code` on any failure. */
 export async function verifyDeviceToken(token: string, publicKey: DevicePublicKey, audience: string, code: ErrorCode) {
   try {
     const key = await importJWK({ ...publicKey, alg: 'EdDSA' }, 'EdDSA');
-    const { payload } = await jwtVerify(token, key, { audience, algorithms: ['EdDSA', 'Ed25519'], clockTolerance: DEVICE_TOKEN_CLOCK_SKEW_SECONDS, requiredClaims: ['iat', 'exp', 'jti', 'sub'] });
+    const { payload } = await jwtVerify(token, key, {
+      audience,
+      algorithms: ['EdDSA', 'Ed25519'],
+      clockTolerance: DEVICE_TOKEN_CLOCK_SKEW_SECONDS,
+      requiredClaims: ['iat', 'exp', 'jti', 'sub'],
+    });
     if ((payload.exp as number) - (payload.iat as number) > DEVICE_TOKEN_MAX_LIFETIME_SECONDS) {
       throw new EdgeplaneError(code, `device token lifetime exceeds ${DEVICE_TOKEN_MAX_LIFETIME_SECONDS}s`);
     }

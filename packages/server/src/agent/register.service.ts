@@ -3,8 +3,8 @@ import { AGENT_CONNECT_PATH, DEFAULT_PROJECT, EdgeplaneError, REGISTER_AUDIENCE,
 import { findHostByDeviceUid } from '../edgehost/edgehost.repository.js';
 import { edgeHosts, hostNameForDevice, keyFingerprint } from '../edgehost/edgehost.service.js';
 import { recordEvent } from '../event/event.service.js';
-import { checkRegistrationToken } from '../registration-token/registration-token.service.js';
 import { markTokenUsed, takeTokenUse } from '../registration-token/registration-token.repository.js';
+import { checkRegistrationToken } from '../registration-token/registration-token.service.js';
 import type { Db } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
 import { verifyDeviceToken } from './device-token.js';
@@ -29,17 +29,40 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Regi
         if (existing && sameKey(existing.public_key, req.publicKey)) {
           const token = await checkRegistrationToken(trx, req.token, false);
           await markTokenUsed(trx, token.name, now);
-          return { hostName: existing.name, uid: existing.uid, state: existing.state as RegisterResponse['state'], connectPath: AGENT_CONNECT_PATH, created: false };
+          return {
+            hostName: existing.name,
+            uid: existing.uid,
+            state: existing.state as RegisterResponse['state'],
+            connectPath: AGENT_CONNECT_PATH,
+            created: false,
+          };
         }
         const token = await checkRegistrationToken(trx, req.token, true);
-        if (!(await takeTokenUse(trx, token.name, now))) throw new EdgeplaneError('RegistrationTokenExhausted', `registration token "${token.name}" is used up`);
+        if (!(await takeTokenUse(trx, token.name, now)))
+          throw new EdgeplaneError('RegistrationTokenExhausted', `registration token "${token.name}" is used up`);
         if (existing) {
           if (existing.state === 'rejected') throw new EdgeplaneError('HostRejected', `host "${existing.name}" was rejected by an operator`);
           const status = JSON.parse(existing.status);
           const conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
-          conditions.push({ type: 'KeyChangePending', status: 'True', reason: 'NewDeviceKey', message: `a device presenting key ${keyFingerprint(publicKey).slice(0, 16)} claimed this device UID; approve to bind the host to it`, lastTransitionTime: now });
-          await edgeHosts.touch(trx, existing.name, { pending_public_key: publicKey, state: 'pending-approval', status: JSON.stringify({ ...status, conditions }) });
-          await recordEvent(trx, { involvedObject: { kind: 'EdgeHost', name: existing.name }, type: 'Warning', reason: 'DeviceKeyChanged', message: `device UID ${req.deviceUid} registered with a different key (token "${token.name}"); approval required`, source: 'server' });
+          conditions.push({
+            type: 'KeyChangePending',
+            status: 'True',
+            reason: 'NewDeviceKey',
+            message: `a device presenting key ${keyFingerprint(publicKey).slice(0, 16)} claimed this device UID; approve to bind the host to it`,
+            lastTransitionTime: now,
+          });
+          await edgeHosts.touch(trx, existing.name, {
+            pending_public_key: publicKey,
+            state: 'pending-approval',
+            status: JSON.stringify({ ...status, conditions }),
+          });
+          await recordEvent(trx, {
+            involvedObject: { kind: 'EdgeHost', name: existing.name },
+            type: 'Warning',
+            reason: 'DeviceKeyChanged',
+            message: `device UID ${req.deviceUid} registered with a different key (token "${token.name}"); approval required`,
+            source: 'server',
+          });
           return { hostName: existing.name, uid: existing.uid, state: 'pending-approval' as const, connectPath: AGENT_CONNECT_PATH, created: false };
         }
         const name = hostNameForDevice(req.deviceUid);
@@ -60,7 +83,13 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Regi
             created_at: now,
             updated_at: now,
             spec: JSON.stringify(site ? { site } : {}),
-            status: JSON.stringify({ registeredAt: now, registrationToken: token.name, agentVersion: req.agentVersion, inventory: req.inventory, conditions: [] }),
+            status: JSON.stringify({
+              registeredAt: now,
+              registrationToken: token.name,
+              agentVersion: req.agentVersion,
+              inventory: req.inventory,
+              conditions: [],
+            }),
             device_uid: req.deviceUid,
             public_key: publicKey,
             pending_public_key: null,
@@ -69,7 +98,13 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Regi
             last_seen: null,
           })
           .execute();
-        await recordEvent(trx, { involvedObject: { kind: 'EdgeHost', name }, type: 'Normal', reason: 'Registered', message: `device ${req.deviceUid} registered with token "${token.name}" (${state})`, source: 'server' });
+        await recordEvent(trx, {
+          involvedObject: { kind: 'EdgeHost', name },
+          type: 'Normal',
+          reason: 'Registered',
+          message: `device ${req.deviceUid} registered with token "${token.name}" (${state})`,
+          source: 'server',
+        });
         return { hostName: name, uid, state, connectPath: AGENT_CONNECT_PATH, created: true };
       });
     } catch (err) {

@@ -27,6 +27,10 @@ export async function setLastSeen(db: Executor, names: string[], at: string): Pr
 
 /** At start-up no agent is connected to this process yet. */
 export async function markAllOffline(db: Executor): Promise<number> {
-  const r = await db.updateTable('edge_hosts').set((eb) => ({ connectivity: 'offline', resource_version: eb('resource_version', '+', 1) })).where('connectivity', '=', 'online').executeTakeFirst();
+  const r = await db
+    .updateTable('edge_hosts')
+    .set((eb) => ({ connectivity: 'offline', resource_version: eb('resource_version', '+', 1) }))
+    .where('connectivity', '=', 'online')
+    .executeTakeFirst();
   return Number(r.numUpdatedRows);
 }

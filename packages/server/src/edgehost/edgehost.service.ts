@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { EdgeplaneError, findKind } from '@edgeplane/protocol';
+import { recordEvent } from '../event/event.service.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import { ResourceService } from '../resource/resource.service.js';
-import { recordEvent } from '../event/event.service.js';
 
 /** Host name for a device: stable, derived from the device UID, safe as a DNS label. */
 export function hostNameForDevice(deviceUid: string): string {
@@ -35,20 +35,33 @@ export const edgeHosts = new ResourceService(findKind('EdgeHost')!, 'edge_hosts'
   },
   actions: {
     async approve(db, row, ctx) {
-      if (row.state !== 'pending-approval') throw new EdgeplaneError('InvalidState', `host "${row.name}" is ${row.state}, not pending-approval`, { state: row.state });
+      if (row.state !== 'pending-approval')
+        throw new EdgeplaneError('InvalidState', `host "${row.name}" is ${row.state}, not pending-approval`, { state: row.state });
       const status = JSON.parse(row.status);
       status.conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
       const values: Record<string, unknown> = { state: 'ready', status: JSON.stringify(status) };
       if (row.pending_public_key) Object.assign(values, { public_key: row.pending_public_key, pending_public_key: null });
       await edgeHosts.touch(db, row.name, values);
-      await recordEvent(db, { involvedObject: { kind: 'EdgeHost', name: row.name }, type: 'Normal', reason: 'Approved', message: `approved by ${ctx.user}${row.pending_public_key ? '; the host is now bound to its new device key' : ''}`, source: 'server' });
+      await recordEvent(db, {
+        involvedObject: { kind: 'EdgeHost', name: row.name },
+        type: 'Normal',
+        reason: 'Approved',
+        message: `approved by ${ctx.user}${row.pending_public_key ? '; the host is now bound to its new device key' : ''}`,
+        source: 'server',
+      });
       ctx.hosts?.hostChanged(row.name, 'approved');
     },
     async reject(db, row, ctx) {
       if (row.state === 'rejected') return;
       if (row.state === 'in-use') throw new EdgeplaneError('InvalidState', `host "${row.name}" is in use by a cluster; remove it from the cluster first`);
       await edgeHosts.touch(db, row.name, { state: 'rejected', pending_public_key: null });
-      await recordEvent(db, { involvedObject: { kind: 'EdgeHost', name: row.name }, type: 'Warning', reason: 'Rejected', message: `rejected by ${ctx.user}`, source: 'server' });
+      await recordEvent(db, {
+        involvedObject: { kind: 'EdgeHost', name: row.name },
+        type: 'Warning',
+        reason: 'Rejected',
+        message: `rejected by ${ctx.user}`,
+        source: 'server',
+      });
       ctx.hosts?.hostChanged(row.name, 'rejected');
     },
   },

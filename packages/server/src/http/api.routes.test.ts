@@ -3,7 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../../../../test/support/db.js';
 import { type TestServer, testServer } from '../../../../test/support/server.js';
 
-const token = (name: string, spec: Record<string, unknown> = {}, labels: Record<string, string> = {}) => ({ apiVersion: 'edgeplane.io/v1', kind: 'RegistrationToken', metadata: { name, labels }, spec });
+const token = (name: string, spec: Record<string, unknown> = {}, labels: Record<string, string> = {}) => ({
+  apiVersion: 'edgeplane.io/v1',
+  kind: 'RegistrationToken',
+  metadata: { name, labels },
+  spec,
+});
 
 describe.each(DIALECTS)('resource API on %s', (dialect) => {
   let t: TestServer;
@@ -42,7 +47,12 @@ describe.each(DIALECTS)('resource API on %s', (dialect) => {
     expect(g.body.status.token).toBeUndefined();
     expect(g.body.status).toMatchObject({ state: 'active', uses: 0 });
     expect(JSON.stringify(g.body)).not.toContain(c.body.status.token);
-    const p = await t.api('PATCH', '/api/v1/registrationtokens/crud', { spec: { maxUses: 7 }, metadata: { labels: { tier: 'gold' } } }, { contentType: 'application/merge-patch+json' });
+    const p = await t.api(
+      'PATCH',
+      '/api/v1/registrationtokens/crud',
+      { spec: { maxUses: 7 }, metadata: { labels: { tier: 'gold' } } },
+      { contentType: 'application/merge-patch+json' },
+    );
     expect(p.status).toBe(200);
     expect(p.body.spec.maxUses).toBe(7);
     expect(p.body.metadata.labels).toEqual({ env: 'lab', tier: 'gold' });
@@ -109,7 +119,10 @@ describe.each(DIALECTS)('resource API on %s', (dialect) => {
   });
 
   it('enforces roles: viewers read, operators run the fleet but not users', async () => {
-    for (const [name, role] of [['vera', 'viewer'], ['otto', 'operator']]) {
+    for (const [name, role] of [
+      ['vera', 'viewer'],
+      ['otto', 'operator'],
+    ]) {
       expect((await t.api('POST', '/api/v1/users', { metadata: { name }, spec: { role } })).status).toBe(201);
     }
     const viewer = (await t.api('POST', '/api/v1/apitokens', { metadata: { name: 'vera-1' }, spec: { user: 'vera' } })).body.status.token;

@@ -35,16 +35,23 @@ function parseListQuery(svc: ResourceService, q: Record<string, string | undefin
   const out: ListQuery = { labelSelector: q.labelSelector, continue: q.continue };
   if (q.limit !== undefined) {
     const n = Number(q.limit);
-    if (!Number.isInteger(n) || n < 1) throw new EdgeplaneError('ValidationFailed', 'limit must be a positive integer', { issues: [{ path: 'limit', message: 'expected a positive integer' }] });
+    if (!Number.isInteger(n) || n < 1)
+      throw new EdgeplaneError('ValidationFailed', 'limit must be a positive integer', { issues: [{ path: 'limit', message: 'expected a positive integer' }] });
     out.limit = n;
   }
   if (q.fieldSelector) {
-    if (svc !== events) throw new EdgeplaneError('ValidationFailed', 'fieldSelector is supported for events only', { issues: [{ path: 'fieldSelector', message: 'unsupported for this kind' }] });
+    if (svc !== events)
+      throw new EdgeplaneError('ValidationFailed', 'fieldSelector is supported for events only', {
+        issues: [{ path: 'fieldSelector', message: 'unsupported for this kind' }],
+      });
     out.where = {};
     for (const part of q.fieldSelector.split(',')) {
       const [k, v] = part.split('=');
       const col = FIELD_COLUMNS[k?.trim() ?? ''];
-      if (!col || v === undefined) throw new EdgeplaneError('ValidationFailed', `unsupported field selector "${part}"`, { issues: [{ path: 'fieldSelector', message: `supported: ${Object.keys(FIELD_COLUMNS).join(', ')}` }] });
+      if (!col || v === undefined)
+        throw new EdgeplaneError('ValidationFailed', `unsupported field selector "${part}"`, {
+          issues: [{ path: 'fieldSelector', message: `supported: ${Object.keys(FIELD_COLUMNS).join(', ')}` }],
+        });
       out.where[col] = v.trim();
     }
   }
@@ -83,7 +90,12 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
     const svc = serviceFor(req.params.plural);
     check(req, svc, 'list');
     const page = await svc.list(db, parseListQuery(svc, req.query));
-    return { apiVersion: API_VERSION, kind: `${svc.info.kind}List`, items: page.items.map((o) => live(svc, o)), metadata: page.continue ? { continue: page.continue } : {} };
+    return {
+      apiVersion: API_VERSION,
+      kind: `${svc.info.kind}List`,
+      items: page.items.map((o) => live(svc, o)),
+      metadata: page.continue ? { continue: page.continue } : {},
+    };
   });
   app.post<{ Params: P }>('/api/v1/:plural', async (req, reply) => {
     const svc = serviceFor(req.params.plural);

@@ -13,7 +13,8 @@ function fromFastify(err: FastifyError): EdgeplaneError | undefined {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new EdgeplaneError('MalformedJson', err.message);
   }
-  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) return new EdgeplaneError('MalformedJson', `malformed JSON: ${err.message}`);
+  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message)))
+    return new EdgeplaneError('MalformedJson', `malformed JSON: ${err.message}`);
   return undefined;
 }
 

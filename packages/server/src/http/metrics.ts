@@ -6,11 +6,32 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'edgeplane_' });
   return {
     registry,
-    httpRequests: new Counter({ name: 'edgeplane_http_requests_total', help: 'HTTP requests by method, route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
-    httpDuration: new Histogram({ name: 'edgeplane_http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
+    httpRequests: new Counter({
+      name: 'edgeplane_http_requests_total',
+      help: 'HTTP requests by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'edgeplane_http_request_duration_seconds',
+      help: 'HTTP request duration',
+      labelNames: ['method', 'route'],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [registry],
+    }),
     agentsConnected: new Gauge({ name: 'edgeplane_agents_connected', help: 'Agent channels open on this server', registers: [registry] }),
-    agentMessages: new Counter({ name: 'edgeplane_agent_messages_total', help: 'Agent messages received by type (invalid and malformed included)', labelNames: ['type'], registers: [registry] }),
-    registrations: new Counter({ name: 'edgeplane_registrations_total', help: 'Registration attempts by result (created, existing, or the error code)', labelNames: ['result'], registers: [registry] }),
+    agentMessages: new Counter({
+      name: 'edgeplane_agent_messages_total',
+      help: 'Agent messages received by type (invalid and malformed included)',
+      labelNames: ['type'],
+      registers: [registry],
+    }),
+    registrations: new Counter({
+      name: 'edgeplane_registrations_total',
+      help: 'Registration attempts by result (created, existing, or the error code)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -25,7 +25,14 @@ export const registrationTokens = new ResourceService(findKind('RegistrationToke
   async prepareCreate(_db, input) {
     const token = newSecret('eprt');
     return {
-      columns: { token_hash: hashSecret(token), uses: 0, max_uses: input.spec.maxUses ?? null, expires_at: input.spec.expiresAt ?? null, revoked_at: null, last_used_at: null },
+      columns: {
+        token_hash: hashSecret(token),
+        uses: 0,
+        max_uses: input.spec.maxUses ?? null,
+        expires_at: input.spec.expiresAt ?? null,
+        revoked_at: null,
+        last_used_at: null,
+      },
       status: { prefix: secretPrefix(token) },
       shownOnce: { token },
     };
@@ -58,6 +65,7 @@ export async function checkRegistrationToken(db: Executor, secret: string, needU
   const state = tokenState(row);
   if (state === 'revoked') throw new EdgeplaneError('RegistrationTokenRevoked', `registration token "${row.name}" was revoked`);
   if (state === 'expired') throw new EdgeplaneError('RegistrationTokenExpired', `registration token "${row.name}" expired at ${row.expires_at}`);
-  if (state === 'exhausted' && needUse) throw new EdgeplaneError('RegistrationTokenExhausted', `registration token "${row.name}" has been used ${row.uses} of ${row.max_uses} times`);
+  if (state === 'exhausted' && needUse)
+    throw new EdgeplaneError('RegistrationTokenExhausted', `registration token "${row.name}" has been used ${row.uses} of ${row.max_uses} times`);
   return { name: row.name, row, spec: JSON.parse(row.spec) };
 }

@@ -54,6 +54,8 @@ export function matchesSelector(labels: Record<string, string>, reqs: Requiremen
         return has;
       case 'notexists':
         return !has;
+      default:
+        return false;
     }
   });
 }

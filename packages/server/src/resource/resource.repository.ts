@@ -25,7 +25,13 @@ export async function findBy(db: Executor, table: ResourceTableName, column: str
 }
 
 /** Rows ordered by name, strictly after `after`, at most `limit`. */
-export async function listPage(db: Executor, table: ResourceTableName, after: string | undefined, limit: number, where?: Record<string, string>): Promise<ResourceRow[]> {
+export async function listPage(
+  db: Executor,
+  table: ResourceTableName,
+  after: string | undefined,
+  limit: number,
+  where?: Record<string, string>,
+): Promise<ResourceRow[]> {
   let q = g(db).selectFrom(T(table)).selectAll().orderBy('name').limit(limit);
   if (after !== undefined) q = q.where('name', '>', after);
   for (const [col, value] of Object.entries(where ?? {})) q = q.where(col as 'name', '=', value);
@@ -40,7 +46,13 @@ export async function insertRow(db: Executor, table: ResourceTableName, row: Res
  * Updates a row and bumps its resource_version. When `expectedVersion` is given, the update only
  * happens if the stored version still matches (optimistic concurrency); returns false otherwise.
  */
-export async function updateRow(db: Executor, table: ResourceTableName, name: string, values: Partial<ResourceRow>, expectedVersion?: number): Promise<boolean> {
+export async function updateRow(
+  db: Executor,
+  table: ResourceTableName,
+  name: string,
+  values: Partial<ResourceRow>,
+  expectedVersion?: number,
+): Promise<boolean> {
   let q = g(db)
     .updateTable(T(table))
     .set((eb) => ({ ...values, resource_version: eb('resource_version', '+', 1) }))

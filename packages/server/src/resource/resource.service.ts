@@ -11,7 +11,16 @@ import { deleteRow, findByName, insertRow, listPage, type ResourceRow, updateRow
 export interface Resource {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; uid: string; project: string; labels: Record<string, string>; annotations: Record<string, string>; generation: number; resourceVersion: string; createdAt: string };
+  metadata: {
+    name: string;
+    uid: string;
+    project: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    generation: number;
+    resourceVersion: string;
+    createdAt: string;
+  };
   spec: Record<string, unknown>;
   status: Record<string, unknown>;
 }
@@ -23,7 +32,11 @@ export interface ResourceHooks {
   /** Status as the API shows it; defaults to the stored status JSON. */
   status?(row: ResourceRow): Record<string, unknown>;
   /** Extra columns and initial status for a new row; may return status fields shown once (secrets). */
-  prepareCreate?(db: Executor, input: Input, ctx: RequestContext): Promise<{ columns?: Record<string, unknown>; status?: Record<string, unknown>; shownOnce?: Record<string, unknown> }>;
+  prepareCreate?(
+    db: Executor,
+    input: Input,
+    ctx: RequestContext,
+  ): Promise<{ columns?: Record<string, unknown>; status?: Record<string, unknown>; shownOnce?: Record<string, unknown> }>;
   /** Extra columns to write when the spec changes; may refuse by throwing. */
   prepareUpdate?(db: Executor, row: ResourceRow, spec: Record<string, unknown>, ctx: RequestContext): Promise<Record<string, unknown>>;
   beforeDelete?(db: Executor, row: ResourceRow, ctx: RequestContext): Promise<void>;
@@ -133,7 +146,8 @@ export class ResourceService {
     try {
       await insertRow(db, this.table, row);
     } catch (err) {
-      if (isUniqueViolation(err)) throw new EdgeplaneError('AlreadyExists', `${this.info.kind} "${row.name}" already exists`, { kind: this.info.kind, name: row.name });
+      if (isUniqueViolation(err))
+        throw new EdgeplaneError('AlreadyExists', `${this.info.kind} "${row.name}" already exists`, { kind: this.info.kind, name: row.name });
       throw err;
     }
     const obj = this.toObject(row);
@@ -144,11 +158,18 @@ export class ResourceService {
   /** PUT: replaces spec, labels and annotations; honours metadata.resourceVersion when sent. */
   async replace(db: Executor, name: string, body: unknown, ctx: RequestContext): Promise<Resource> {
     const input = parseOrThrow(this.info.input, body, this.info.kind) as Input;
-    if (input.metadata.name !== name) throw new EdgeplaneError('ValidationFailed', `metadata.name "${input.metadata.name}" does not match the URL name "${name}"`, { issues: [{ path: 'metadata.name', message: 'does not match the URL' }] });
+    if (input.metadata.name !== name)
+      throw new EdgeplaneError('ValidationFailed', `metadata.name "${input.metadata.name}" does not match the URL name "${name}"`, {
+        issues: [{ path: 'metadata.name', message: 'does not match the URL' }],
+      });
     const row = await this.getRow(db, name);
     const expected = input.metadata.resourceVersion;
     if (expected !== undefined && expected !== String(row.resource_version)) {
-      throw new EdgeplaneError('Conflict', `${this.info.kind} "${name}" was modified (resourceVersion ${row.resource_version}, request has ${expected}); read it again and retry`, { currentResourceVersion: String(row.resource_version) });
+      throw new EdgeplaneError(
+        'Conflict',
+        `${this.info.kind} "${name}" was modified (resourceVersion ${row.resource_version}, request has ${expected}); read it again and retry`,
+        { currentResourceVersion: String(row.resource_version) },
+      );
     }
     const specChanged = json(input.spec) !== row.spec;
     const extra = specChanged ? ((await this.hooks.prepareUpdate?.(db, row, input.spec, ctx)) ?? {}) : {};
@@ -168,9 +189,13 @@ export class ResourceService {
 
   /** PATCH with a JSON merge patch over metadata (labels, annotations) and spec. */
   async patch(db: Executor, name: string, patch: unknown, ctx: RequestContext): Promise<Resource> {
-    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new EdgeplaneError('ValidationFailed', 'a merge patch must be a JSON object', { issues: [{ path: '', message: 'expected object' }] });
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch))
+      throw new EdgeplaneError('ValidationFailed', 'a merge patch must be a JSON object', { issues: [{ path: '', message: 'expected object' }] });
     const current = await this.get(db, name);
-    const base = { metadata: { name, labels: current.metadata.labels, annotations: current.metadata.annotations, resourceVersion: current.metadata.resourceVersion }, spec: current.spec };
+    const base = {
+      metadata: { name, labels: current.metadata.labels, annotations: current.metadata.annotations, resourceVersion: current.metadata.resourceVersion },
+      spec: current.spec,
+    };
     const { status: _ignored, ...rest } = patch as Record<string, unknown>;
     const merged = applyMergePatch(base, rest) as Input;
     return this.replace(db, name, merged, ctx);

@@ -20,7 +20,8 @@ export const apiTokens = new ResourceService(findKind('ApiToken')!, 'api_tokens'
     };
   },
   async prepareUpdate(_db, row, spec) {
-    if (spec.user !== row.user_name) throw new EdgeplaneError('ValidationFailed', 'spec.user of an API token cannot change', { issues: [{ path: 'spec.user', message: 'immutable' }] });
+    if (spec.user !== row.user_name)
+      throw new EdgeplaneError('ValidationFailed', 'spec.user of an API token cannot change', { issues: [{ path: 'spec.user', message: 'immutable' }] });
     return { expires_at: (spec.expiresAt as string | undefined) ?? null };
   },
 });

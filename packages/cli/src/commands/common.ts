@@ -1,0 +1,46 @@
+import { findKind, KINDS, type KindInfo } from '@edgeplane/protocol';
+import { type Command, Option } from 'commander';
+import { ApiClient } from '../api-client.js';
+import { type ConnectionFlags, resolveTarget } from '../config.js';
+import { CliError } from '../errors.js';
+import type { CliIo } from '../io.js';
+import { OUTPUT_FORMATS } from '../output.js';
+
+/** What every command registration gets: where to write, and a place to leave the exit code. */
+export interface CommandContext {
+  io: CliIo;
+  exitCode: number;
+}
+
+/** Adds --server, --token and --context, which every command that calls the API takes. */
+export function withConnectionOptions(cmd: Command): Command {
+  return cmd
+    .option('--server <url>', 'API server URL (overrides the context; env EDGEPLANE_SERVER)')
+    .option('--token <token>', 'API token (overrides the context; env EDGEPLANE_TOKEN)')
+    .option('--context <name>', 'use this context from the config file instead of the current one');
+}
+
+export function outputOption(formats: readonly string[] = OUTPUT_FORMATS): Option {
+  return new Option('-o, --output <format>', 'output format').choices([...formats]).default('table');
+}
+
+export function clientFor(flags: ConnectionFlags, io: CliIo): ApiClient {
+  const target = resolveTarget(flags, io.env);
+  return new ApiClient({ server: target.server, token: target.token });
+}
+
+export function knownKindsText(): string {
+  return KINDS.map((k) => (k.shortNames.length ? `${k.plural} (${k.shortNames.join(', ')})` : k.plural)).join(', ');
+}
+
+/** Resolves a kind by plural, singular, Kind or short name; an unknown kind lists the known ones. */
+export function kindOrThrow(name: string): KindInfo {
+  const kind = findKind(name);
+  if (!kind) throw new CliError(`unknown kind "${name}"; known kinds: ${knownKindsText()}`);
+  return kind;
+}
+
+/** `\nExamples:\n  $ edgeplane ...` lines for --help. */
+export function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+}

@@ -1,0 +1,84 @@
+import { resolve } from 'node:path';
+import { type Command, Option } from 'commander';
+import { intArg } from '../parse.js';
+import { type CommandContext, examples } from './common.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+interface ServerCommandOptions {
+  host?: string;
+  port: number;
+  dataDir: string;
+  databaseUrl?: string;
+  offlineAfter: number;
+  publicUrl?: string;
+  logLevel: string;
+}
+
+/** What `edgeplane server` prints once the server listens: where it is, and how to log in. */
+export function serverBanner(server: { url: string; adminToken?: string; adminTokenFile: string }): string {
+  const url = server.url.replace(/\/+$/, '');
+  const lines = ['', `Edgeplane server is running.`, `  Console: ${url}/`, `  API:     ${url}/api/v1`, ''];
+  if (server.adminToken) {
+    lines.push(
+      'An admin user was created. Its API token (also saved to the file below, mode 0600):',
+      `  ${server.adminToken}`,
+      `  saved to ${server.adminTokenFile}`,
+      '',
+      'Log in with:',
+      `  edgeplane login --server ${url} --token ${server.adminToken}`,
+    );
+  } else {
+    lines.push(
+      `The admin API token is in ${server.adminTokenFile} (written on first start).`,
+      'Log in with:',
+      `  edgeplane login --server ${url} --token "$(cat ${server.adminTokenFile})"`,
+    );
+  }
+  lines.push('', 'Press Ctrl+C to stop.', '');
+  return lines.join('\n');
+}
+
+export function registerServer(program: Command, ctx: CommandContext): void {
+  program
+    .command('server')
+    .summary('run the control plane (API, console, agent endpoint)')
+    .description(
+      'Run the Edgeplane control plane: the REST API, the web console and the endpoint agents connect ' +
+        'to. Data is kept in SQLite under --data-dir unless a PostgreSQL URL is given. On the first start ' +
+        'an admin user is created and its API token printed and saved under the data dir.',
+    )
+    .option('--host <address>', 'address to listen on (default 0.0.0.0)')
+    .option('--port <port>', 'port to listen on; 0 picks a free one', intArg('--port', { allowZero: true }), 8080)
+    .option('--data-dir <dir>', 'directory for the SQLite database and the admin token file', './.edgeplane')
+    .option('--database-url <url>', 'postgres://... to store data in PostgreSQL instead of SQLite (env EDGEPLANE_DATABASE_URL)')
+    .option('--offline-after <seconds>', 'mark a host offline after this many seconds without a message', intArg('--offline-after'), 90)
+    .option('--public-url <url>', 'URL printed and used in links (default http://<host>:<port>)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .addHelpText(
+      'after',
+      examples(
+        'edgeplane server',
+        'edgeplane server --port 9090 --data-dir /var/lib/edgeplane',
+        'EDGEPLANE_DATABASE_URL=postgres://edgeplane@db/edgeplane edgeplane server',
+      ),
+    )
+    .action(async (opts: ServerCommandOptions) => {
+      const { io } = ctx;
+      // Imported here so resource commands do not load the server (Fastify, SQLite) at all.
+      const { startServer } = await import('@edgeplane/server');
+      const server = await startServer({
+        host: opts.host,
+        port: opts.port,
+        dataDir: resolve(opts.dataDir),
+        databaseUrl: opts.databaseUrl ?? (io.env.EDGEPLANE_DATABASE_URL || undefined),
+        offlineAfterSeconds: opts.offlineAfter,
+        publicUrl: opts.publicUrl,
+        logLevel: opts.logLevel,
+      });
+      io.stdout.write(serverBanner(server));
+      const signal = await io.waitForShutdown();
+      io.stderr.write(`Received ${signal}; shutting down.\n`);
+      await server.close();
+    });
+}

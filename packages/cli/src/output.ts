@@ -1,0 +1,138 @@
+import type { KindInfo } from '@edgeplane/protocol';
+import Table from 'cli-table3';
+import { stringify } from 'yaml';
+import type { Resource } from './api-client.js';
+
+export const OUTPUT_FORMATS = ['table', 'json', 'yaml', 'name'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+const NONE = '<none>';
+
+/** kubectl-like borderless table: columns separated by three spaces, no rules. */
+const PLAIN_CHARS = {
+  top: '',
+  'top-mid': '',
+  'top-left': '',
+  'top-right': '',
+  bottom: '',
+  'bottom-mid': '',
+  'bottom-left': '',
+  'bottom-right': '',
+  left: '',
+  'left-mid': '',
+  mid: '',
+  'mid-mid': '',
+  right: '',
+  'right-mid': '',
+  middle: '   ',
+};
+
+/** Renders rows under headers as a plain table; lines have no trailing spaces and end with a newline. */
+export function renderTable(headers: string[], rows: string[][]): string {
+  const table = new Table({ head: headers, chars: PLAIN_CHARS, style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 } });
+  table.push(...rows);
+  return `${table
+    .toString()
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .join('\n')}\n`;
+}
+
+/**
+ * A duration as kubectl prints ages: `45s`, `5m`, `2h`, `3d`, `2y`. Rounds down; a negative
+ * duration is treated as zero.
+ */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h`;
+  const d = Math.floor(h / 24);
+  if (d < 365 * 2) return `${d}d`;
+  return `${Math.floor(d / 365)}y`;
+}
+
+/** Age of a timestamp relative to now (`5m`); a timestamp in the future reads `in 5m`. */
+export function formatAge(timestamp: string, now: Date = new Date()): string {
+  const t = Date.parse(timestamp);
+  if (Number.isNaN(t)) return timestamp;
+  const diff = now.getTime() - t;
+  return diff >= 0 ? formatDuration(diff) : `in ${formatDuration(-diff)}`;
+}
+
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$/;
+
+/** Reads a dotted path (`status.lastSeen`) from an object. */
+export function getPath(obj: unknown, path: string): unknown {
+  let value: unknown = obj;
+  for (const key of path.split('.')) {
+    if (value == null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/** One table cell: timestamps become ages, missing values `<none>`, structures compact JSON. */
+export function formatCell(value: unknown, path: string, now: Date = new Date()): string {
+  if (value === undefined || value === null || value === '') return NONE;
+  if (typeof value === 'string') {
+    const last = path.split('.').pop() ?? '';
+    if (ISO_TIMESTAMP.test(value) && /(At|Seen|Timestamp|Time)$/i.test(last)) return formatAge(value, now);
+    return value.replace(/\s*\n\s*/g, ' ');
+  }
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) return value.length === 0 ? NONE : value.map((v) => (typeof v === 'object' ? JSON.stringify(v) : String(v))).join(',');
+  if (typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>);
+    return entries.length === 0 ? NONE : entries.map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(',');
+  }
+  return String(value);
+}
+
+/** The kind's table (KINDS[].columns) for a set of resources. */
+export function renderResourceTable(kind: KindInfo, items: Resource[], now: Date = new Date()): string {
+  const rows = items.map((item) => kind.columns.map((c) => formatCell(getPath(item, c.path), c.path, now)));
+  return renderTable(
+    kind.columns.map((c) => c.header),
+    rows,
+  );
+}
+
+export function toJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+export function toYaml(value: unknown): string {
+  return stringify(value, { lineWidth: 0 });
+}
+
+/** A list in the API's own shape, so `get -o yaml` output can be fed back to `apply -f`. */
+export function asList(kind: KindInfo, items: Resource[], continueToken?: string): Record<string, unknown> {
+  return {
+    apiVersion: 'edgeplane.io/v1',
+    kind: `${kind.kind}List`,
+    items,
+    metadata: continueToken ? { continue: continueToken } : {},
+  };
+}
+
+/** Renders `get` output: several resources (a list) or one. */
+export function renderResources(
+  format: OutputFormat,
+  kind: KindInfo,
+  items: Resource[],
+  options: { single?: boolean; continueToken?: string; now?: Date } = {},
+): string {
+  switch (format) {
+    case 'json':
+      return toJson(options.single ? items[0] : asList(kind, items, options.continueToken));
+    case 'yaml':
+      return toYaml(options.single ? items[0] : asList(kind, items, options.continueToken));
+    case 'name':
+      return items.map((i) => `${kind.plural}/${i.metadata.name}\n`).join('');
+    default:
+      return renderResourceTable(kind, items, options.now);
+  }
+}
