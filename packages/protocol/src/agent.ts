@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HostState } from './edgehost.js';
+import { HostSpec, ManagersStatus } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Labels, Name, Timestamp } from './meta.js';
 
@@ -54,13 +55,13 @@ export type RegisterResponse = z.infer<typeof RegisterResponse>;
 export const AgentStatus = z
   .object({
     conditions: z.array(Condition).max(64).optional(),
-    managers: z.record(z.string(), z.unknown()).optional(),
+    managers: ManagersStatus.optional(),
   })
   .strip();
 export type AgentStatus = z.infer<typeof AgentStatus>;
 
-/** Desired host spec sent to the agent: one key per manager (os, kubernetes, addons, virt, troubleshoot). */
-export const DesiredHostSpec = z.record(z.string(), z.unknown());
+/** Desired host spec sent to the agent: one key per manager (os, kubernetes, addons; virt, troubleshoot later). */
+export const DesiredHostSpec = HostSpec;
 export type DesiredHostSpec = z.infer<typeof DesiredHostSpec>;
 
 // ---- agent -> server ----

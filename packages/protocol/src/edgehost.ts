@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HostSpec } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
 
@@ -7,12 +8,16 @@ export type HostState = z.infer<typeof HostState>;
 export const Connectivity = z.enum(['online', 'offline', 'unknown']);
 export type Connectivity = z.infer<typeof Connectivity>;
 
-/** Desired state of a host as users write it. Later issues add os, kubernetes, addons, virt, troubleshoot. */
+/**
+ * Desired state of a host. `site` and `displayName` are the user's; `os`, `kubernetes` and `addons`
+ * are rendered by the cluster controller (see host-spec.ts) and sent to the agent.
+ */
 export const EdgeHostSpec = z
   .object({
     site: Name.optional(),
     displayName: z.string().max(256).optional(),
   })
+  .extend(HostSpec.shape)
   .strict();
 export type EdgeHostSpec = z.infer<typeof EdgeHostSpec>;
 

@@ -2,6 +2,7 @@ export * from './agent.js';
 export * from './edgehost.js';
 export * from './errors.js';
 export * from './event.js';
+export * from './host-spec.js';
 export * from './inventory.js';
 export * from './kinds.js';
 export * from './meta.js';

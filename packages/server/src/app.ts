@@ -30,7 +30,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const text = body.toString();
     if (text.trim() === '') return done(null, undefined);
     try {
-      done(null, JSON.parse(text, (k, v) => (k === '__proto__' ? undefined : v)));
+      done(
+        null,
+        JSON.parse(text, (k, v) => (k === '__proto__' ? undefined : v)),
+      );
     } catch (err) {
       done(new EdgeplaneError('MalformedJson', `malformed JSON: ${(err as Error).message}`));
     }

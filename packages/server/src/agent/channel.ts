@@ -1,4 +1,4 @@
-import { AgentMessage, CLOSE_CODES, PROTOCOL_VERSION, zodIssues } from '@edgeplane/protocol';
+import { AgentMessage, CLOSE_CODES, type HostSpec, PROTOCOL_VERSION, type ServerMessage, zodIssues } from '@edgeplane/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
@@ -21,6 +21,12 @@ async function updateHostStatus(db: Db, host: string, fields: Record<string, unk
   const status = JSON.parse(row.status) as Record<string, unknown>;
   const next = { ...status, ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) };
   if (JSON.stringify(next) !== row.status) await edgeHosts.touch(db, host, { status: JSON.stringify(next) });
+}
+
+/** The managed part of a host's spec (os, kubernetes, addons) as the agent receives it. */
+export function specMessage(row: { spec: string; generation: number }): ServerMessage {
+  const { site: _s, displayName: _d, ...managed } = JSON.parse(row.spec) as Record<string, unknown>;
+  return { type: 'spec', generation: Number(row.generation), spec: managed as HostSpec };
 }
 
 /** Serves one agent's channel after the upgrade was authenticated. */
@@ -81,8 +87,7 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
           state: row.state as 'ready',
           heartbeatIntervalSeconds: hub.options.heartbeatIntervalSeconds,
         });
-        // Managers' desired specs come from the cluster controller in later work; until then a host's spec is empty.
-        hub.send(host, { type: 'spec', generation: Number(row.generation), spec: {} });
+        hub.send(host, specMessage(row));
         break;
       }
       case 'heartbeat':

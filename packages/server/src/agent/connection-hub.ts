@@ -6,6 +6,7 @@ import { keyFingerprint } from '../edgehost/edgehost.service.js';
 import type { Metrics } from '../http/metrics.js';
 import type { HostChange, HostNotifier } from '../resource/context.js';
 import type { Db } from '../store/db.js';
+import { specMessage } from './channel.js';
 
 interface Connection {
   host: string;
@@ -96,6 +97,13 @@ export class ConnectionHub implements HostNotifier {
     return true;
   }
 
+  /** Sends the host's current spec to its agent, if connected here (after the spec changed in the store). */
+  async pushSpec(name: string): Promise<boolean> {
+    if (!this.conns.has(name)) return false;
+    const row = await this.db.selectFrom('edge_hosts').select(['spec', 'generation']).where('name', '=', name).executeTakeFirst();
+    return !!row && this.send(name, specMessage(row));
+  }
+
   hostChanged(name: string, change: HostChange): void {
     const c = this.conns.get(name);
     if (!c) return;
@@ -103,6 +111,8 @@ export class ConnectionHub implements HostNotifier {
     else if (change === 'rejected') {
       this.send(name, { type: 'state', state: 'rejected' });
       c.socket.close(CLOSE_CODES.rejected, 'host rejected');
+    } else if (change === 'spec') {
+      void this.pushSpec(name);
     } else {
       // Approval may have bound the host to a new key: a connection holding the old key must go.
       void findHostKeys(this.db, name).then((row) => {

@@ -30,6 +30,10 @@ function hostStatus(row: ResourceRow): Record<string, unknown> {
 
 export const edgeHosts = new ResourceService(findKind('EdgeHost')!, 'edge_hosts', {
   status: hostStatus,
+  async prepareUpdate(_db, row, _spec, ctx) {
+    ctx.hosts?.hostChanged(row.name, 'spec');
+    return {};
+  },
   async beforeDelete(_db, row, ctx) {
     ctx.hosts?.hostChanged(row.name, 'deleted');
   },

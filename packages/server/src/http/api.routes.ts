@@ -111,12 +111,12 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
   app.put<{ Params: P }>('/api/v1/:plural/:name', async (req) => {
     const svc = serviceFor(req.params.plural);
     check(req, svc, 'update');
-    return db.transaction().execute((trx) => svc.replace(trx, req.params.name, req.body, ctx(req)));
+    return withNotices(req, (c) => db.transaction().execute((trx) => svc.replace(trx, req.params.name, req.body, c)));
   });
   app.patch<{ Params: P }>('/api/v1/:plural/:name', async (req) => {
     const svc = serviceFor(req.params.plural);
     check(req, svc, 'update');
-    return db.transaction().execute((trx) => svc.patch(trx, req.params.name, req.body, ctx(req)));
+    return withNotices(req, (c) => db.transaction().execute((trx) => svc.patch(trx, req.params.name, req.body, c)));
   });
   app.delete<{ Params: P }>('/api/v1/:plural/:name', async (req) => {
     const svc = serviceFor(req.params.plural);

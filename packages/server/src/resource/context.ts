@@ -9,7 +9,7 @@ export interface RequestContext {
   hosts?: HostNotifier;
 }
 
-export type HostChange = 'approved' | 'rejected' | 'deleted';
+export type HostChange = 'approved' | 'rejected' | 'deleted' | 'spec';
 
 /** Lets services tell the live agent connections of this server about a change to a host. */
 export interface HostNotifier {

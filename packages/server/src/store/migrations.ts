@@ -61,7 +61,13 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /** Brings the schema up to date; throws with the failing migration's name. */
 export async function migrateToLatest(db: AnyDb): Promise<void> {
-  const migrator = new Migrator({ db, provider, migrationTableName: 'edgeplane_migrations', migrationLockTableName: 'edgeplane_migrations_lock' });
+  const migrator = new Migrator({
+    db,
+    provider,
+    migrationTableName: 'edgeplane_migrations',
+    migrationLockTableName: 'edgeplane_migrations_lock',
+    allowUnorderedMigrations: true,
+  });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error) throw new Error(`store migration ${failed?.migrationName ?? ''} failed: ${String((error as Error).message ?? error)}`);

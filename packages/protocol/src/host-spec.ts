@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { Labels, Name } from './meta.js';
+
+/**
+ * What the cluster controller renders per host and the agent's managers converge to. One key per
+ * manager, run in this order: os -> kubernetes -> addons (-> virt -> troubleshoot in later work).
+ * It lives in EdgeHost.spec (managed fields), is sent to the agent in `spec` messages, and is
+ * persisted by the agent for offline autonomy.
+ */
+export const Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'must be sha256:<64 hex>');
+
+export const OsSpec = z.object({
+  /** Image reference as written in the profile, e.g. registry.local:5000/edge/os:1.2. */
+  image: z.string().min(1).max(512),
+  /** Manifest digest the image is pinned to; the agent refuses anything else. */
+  digest: Digest,
+  /** Plain-HTTP registry (a lab or air-gapped mirror on the LAN). */
+  insecure: z.boolean().optional(),
+});
+export type OsSpec = z.infer<typeof OsSpec>;
+
+export const Distribution = z.enum(['k3s', 'rke2', 'kubeadm']);
+export type Distribution = z.infer<typeof Distribution>;
+export const NodeRole = z.enum(['control-plane', 'worker']);
+export type NodeRole = z.infer<typeof NodeRole>;
+
+export const Taint = z.object({
+  key: z.string().min(1).max(253),
+  value: z.string().max(63).optional(),
+  effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']),
+});
+export type Taint = z.infer<typeof Taint>;
+
+export const KubernetesSpec = z.object({
+  distribution: Distribution,
+  version: z.string().min(1).max(64),
+  cluster: Name,
+  /** Node name in Kubernetes (the host name). */
+  nodeName: Name,
+  role: NodeRole,
+  /** True for the one control-plane node that initializes the cluster. */
+  init: z.boolean(),
+  /** https://<endpoint>:<port>: the VIP or first control-plane node, put into certificates and kubeconfig. */
+  controlPlaneEndpoint: z.string().min(1).max(256),
+  /** Join target for non-init nodes; empty for the init node. */
+  server: z.string().max(256).optional(),
+  /** Cluster join secret: set by the server for the init node (so it is known up front) and for joiners. */
+  token: z.string().max(512).optional(),
+  podCidr: z.string().max(64),
+  serviceCidr: z.string().max(64),
+  nodeLabels: Labels.default({}),
+  nodeTaints: z.array(Taint).default([]),
+  controlPlaneSchedulable: z.boolean().default(true),
+  network: z.object({ cni: z.string().max(64), version: z.string().max(64).optional(), values: z.record(z.string(), z.unknown()).default({}) }).optional(),
+  /** Distribution configuration values from the profile, merged into the written config. */
+  config: z.record(z.string(), z.unknown()).default({}),
+});
+export type KubernetesSpec = z.infer<typeof KubernetesSpec>;
+
+export const Addon = z.object({
+  name: Name,
+  /** Inline multi-document YAML, applied with server-side apply. */
+  manifest: z.string().max(1_000_000).optional(),
+  chart: z
+    .object({
+      repo: z.string().max(512),
+      name: z.string().max(253),
+      version: z.string().max(64),
+      namespace: z.string().max(63).default('default'),
+      values: z.record(z.string(), z.unknown()).default({}),
+    })
+    .optional(),
+});
+export type Addon = z.infer<typeof Addon>;
+
+export const AddonsSpec = z.object({ items: z.array(Addon).max(100) });
+export type AddonsSpec = z.infer<typeof AddonsSpec>;
+
+/** The managed part of EdgeHost.spec. Absent keys mean "that manager has nothing to do". */
+export const HostSpec = z.object({
+  os: OsSpec.optional(),
+  kubernetes: KubernetesSpec.optional(),
+  addons: AddonsSpec.optional(),
+});
+export type HostSpec = z.infer<typeof HostSpec>;
+
+// ---- what managers report back (AgentStatus.managers.<name>) ----
+
+export const ManagerError = z.object({
+  phase: z.enum(['prepare', 'apply', 'health']),
+  component: z.string(),
+  retryable: z.boolean(),
+  message: z.string(),
+});
+export type ManagerError = z.infer<typeof ManagerError>;
+
+export const Slot = z.enum(['A', 'B', 'recovery']);
+export type Slot = z.infer<typeof Slot>;
+
+export const OsStatus = z.object({
+  phase: z.enum(['Idle', 'Downloading', 'Staged', 'Rebooting', 'Verifying', 'Committed', 'FellBack', 'Failed']),
+  bootedSlot: Slot,
+  /** Slot the boot loader boots by default (the last committed one). */
+  activeSlot: Slot,
+  /** Digest of the image in the booted slot, if any. */
+  digest: Digest.optional(),
+  slots: z.record(z.string(), z.object({ digest: Digest.optional(), image: z.string().optional() })).default({}),
+  /** Download progress while Downloading. */
+  progress: z.object({ bytes: z.number(), total: z.number() }).optional(),
+  /** Why the last boot of a new slot fell back, or why the update failed. */
+  message: z.string().optional(),
+  error: ManagerError.optional(),
+});
+export type OsStatus = z.infer<typeof OsStatus>;
+
+export const KubernetesStatus = z.object({
+  phase: z.enum(['Pending', 'Configuring', 'Starting', 'Ready', 'NotReady', 'Failed']),
+  distribution: Distribution.optional(),
+  version: z.string().optional(),
+  nodeName: z.string().optional(),
+  ready: z.boolean(),
+  /** Init node only: admin kubeconfig. A secret: the server moves it into encrypted storage and never shows it in host status. */
+  kubeconfig: z.string().optional(),
+  message: z.string().optional(),
+  error: ManagerError.optional(),
+});
+export type KubernetesStatus = z.infer<typeof KubernetesStatus>;
+
+export const AddonsStatus = z.object({
+  phase: z.enum(['Pending', 'Applied', 'Failed']),
+  applied: z.array(z.object({ name: z.string(), objects: z.number().int() })).default([]),
+  message: z.string().optional(),
+  error: ManagerError.optional(),
+});
+export type AddonsStatus = z.infer<typeof AddonsStatus>;
+
+export const ManagersStatus = z.object({
+  os: OsStatus.optional(),
+  kubernetes: KubernetesStatus.optional(),
+  addons: AddonsStatus.optional(),
+});
+export type ManagersStatus = z.infer<typeof ManagersStatus>;
