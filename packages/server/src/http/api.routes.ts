@@ -1,4 +1,4 @@
-import { API_VERSION, EdgeplaneError, findKind, type Role } from '@edgeplane/protocol';
+import { API_VERSION, EdgeplaneError, findKind } from '@edgeplane/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConnectionHub } from '../agent/connection-hub.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
@@ -8,17 +8,13 @@ import { registrationTokens } from '../registration-token/registration-token.ser
 import type { HostChange, RequestContext } from '../resource/context.js';
 import type { ListQuery, Resource, ResourceService } from '../resource/resource.service.js';
 import type { Db } from '../store/db.js';
-import { apiTokens, authenticate } from '../user/api-token.service.js';
+import { apiTokens } from '../user/api-token.service.js';
 import { users } from '../user/user.service.js';
+import { installAuth } from './auth-hook.js';
 import { authorize } from './authz.js';
 
-const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events];
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    caller?: { user: string; role: Role };
-  }
-}
+/** Every kind served by the generic API; a new kind adds its service here. */
+export const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events];
 
 function serviceFor(plural: string): ResourceService {
   const info = findKind(plural);
@@ -62,12 +58,7 @@ function parseListQuery(svc: ResourceService, q: Record<string, string | undefin
 export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: ConnectionHub }): Promise<void> {
   const { db, hub } = deps;
 
-  app.addHook('onRequest', async (req) => {
-    if (req.url === '/api/v1/openapi.json') return;
-    const auth = req.headers.authorization ?? '';
-    if (!auth.startsWith('Bearer ')) throw new EdgeplaneError('Unauthenticated', 'missing Authorization: Bearer <API token>');
-    req.caller = await authenticate(db, auth.slice(7).trim());
-  });
+  installAuth(app, db, ['/api/v1/openapi.json']);
 
   const ctx = (req: FastifyRequest): RequestContext => ({ user: req.caller!.user, role: req.caller!.role, log: req.log });
   /** Runs a write and tells live connections about host changes only after it committed. */
