@@ -85,7 +85,7 @@ describe('Agent', () => {
   });
 
   it('persists the spec, reports observedGeneration, and remembers it after a restart', async () => {
-    server.spec = { generation: 3, spec: { os: { image: 'edgeplane-os:1.2' } } };
+    server.spec = { generation: 3, spec: { os: { image: 'edgeplane-os:1.2', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' } } };
     const a = newAgent();
     const specs: number[] = [];
     a.on('spec', (s) => specs.push(s.generation));
@@ -96,7 +96,7 @@ describe('Agent', () => {
     expect(specs).toEqual([3]);
     expect(a.observedGeneration).toBe(3);
     const stored = JSON.parse(await readFile(join(dataDir, 'spec.json'), 'utf8'));
-    expect(stored).toMatchObject({ generation: 3, spec: { os: { image: 'edgeplane-os:1.2' } } });
+    expect(stored).toMatchObject({ generation: 3, spec: { os: { image: 'edgeplane-os:1.2', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' } } });
     await a.stop();
 
     server.spec = undefined;

@@ -14,7 +14,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info' });
-  const store = openStore({ dataDir, databaseUrl: options.databaseUrl });
+  const store = openStore({ dataDir, databaseUrl: options.databaseUrl, onError: (err) => logger.warn({ err: err.message }, 'idle database connection lost') });
   try {
     await migrateToLatest(store.db);
     const adminTokenFile = join(dataDir, 'admin-token');

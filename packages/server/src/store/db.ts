@@ -22,9 +22,12 @@ export interface Store {
 // node-postgres returns int8 (count(*)) as string; our counters fit in a JS number.
 pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
 
-export function openStore(options: { dataDir: string; databaseUrl?: string; poolSize?: number }): Store {
+export function openStore(options: { dataDir: string; databaseUrl?: string; poolSize?: number; onError?: (err: Error) => void }): Store {
   if (options.databaseUrl) {
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+    // An idle client losing its connection (database restart, failover) must not crash the server;
+    // the pool replaces it and the next query reports any lasting problem.
+    pool.on('error', (err) => options.onError?.(err));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return {
       db,
