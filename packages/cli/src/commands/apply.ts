@@ -11,14 +11,21 @@ import { type CommandContext, clientFor, examples, kindOrThrow, withConnectionOp
 
 export type ApplyResult = 'created' | 'configured' | 'unchanged';
 
+/** Secrets the server shows only in the answer to a create (tokens); apply must not swallow them. */
+export function shownOnceSecret(created: Resource | undefined): string | undefined {
+  const token = (created?.status as { token?: unknown } | undefined)?.token;
+  return typeof token === 'string' ? token : undefined;
+}
+
 /**
  * Creates the resource when the server has none by that name, else replaces it (PUT). When the
  * stored spec, labels and annotations already equal the document's, nothing is sent.
  */
-export async function applyResource(client: ApiClient, kind: KindInfo, doc: Resource): Promise<ApplyResult> {
+export async function applyResource(client: ApiClient, kind: KindInfo, doc: Resource, onCreated?: (created: Resource) => void): Promise<ApplyResult> {
   const existing = await client.find(kind.plural, doc.metadata.name);
   if (!existing) {
-    await client.create(kind.plural, doc);
+    const created = await client.create(kind.plural, doc);
+    onCreated?.(created as Resource);
     return 'created';
   }
   if (isUnchanged(kind, doc, existing)) return 'unchanged';
@@ -74,8 +81,12 @@ export function registerApply(program: Command, ctx: CommandContext): void {
       for (const { doc, kind } of planned) {
         const ref = `${kind.plural}/${doc.metadata.name}`;
         try {
-          const result = await applyResource(client, kind, doc);
+          let secret: string | undefined;
+          const result = await applyResource(client, kind, doc, (created) => {
+            secret = shownOnceSecret(created);
+          });
           io.stdout.write(`${ref} ${result}\n`);
+          if (secret) io.stdout.write(`  token: ${secret}\n  (shown only once: store it now)\n`);
         } catch (err) {
           if (!(err instanceof ApiError)) throw err;
           io.stderr.write(formatApiError(err, `${ref}: `));
