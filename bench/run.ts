@@ -1,11 +1,16 @@
 /**
  * Benchmark runner: `npm run bench` writes bench/report.json (machine-readable) and bench/report.md
- * (for people). There are no benchmarks yet; later work adds them (agents per server process,
- * registration and connect rates, list latency at fleet size) and reports them here.
+ * (for people). Speed and memory targets live here, not in timed unit tests.
  */
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { fleetConnect } from './fleet-connect.bench.js';
+
+/** Every benchmark by name; `BENCH_ONLY=<name> npm run bench` runs one. */
+const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
+  'fleet-connect': fleetConnect,
+};
 
 export interface BenchResult {
   name: string;
@@ -48,6 +53,12 @@ function markdown(report: BenchReport): string {
 
 async function main(): Promise<void> {
   const results: BenchResult[] = [];
+  const only = process.env.BENCH_ONLY;
+  for (const [name, run] of Object.entries(BENCHMARKS)) {
+    if (only && only !== name) continue;
+    process.stdout.write(`running ${name}...\n`);
+    results.push(await run());
+  }
   const report: BenchReport = {
     date: new Date().toISOString(),
     node: process.version,
@@ -56,7 +67,6 @@ async function main(): Promise<void> {
     cpus: cpus().length,
     memoryBytes: totalmem(),
     results,
-    note: 'No benchmarks yet: this runner only records the environment. Benchmarks are added with the features they measure.',
   };
   const dir = fileURLToPath(new URL('.', import.meta.url));
   writeFileSync(`${dir}report.json`, `${JSON.stringify(report, null, 2)}\n`);
