@@ -70,8 +70,10 @@ describe.each(DIALECTS)(`fleet of ${SITES} simulated sites on %s`, (dialect) => 
     const created = await cli(['create', 'token', 'fleet', '--site', 'lab', '-o', 'json'], env);
     expect(created.code).toBe(0);
     const token = JSON.parse(created.stdout).status.token;
-    const started = Date.now();
     sim = startSim(token);
+    // The clock starts when the simulator process is up (not while node loads its TypeScript).
+    await sim.waitForOutput(/Started \d+ simulated agents/);
+    const started = Date.now();
     const all = await waitFor(async () => {
       const h = await hosts();
       return h.length === SITES && h.every((x) => x.status.connectivity === 'online') && h;

@@ -30,7 +30,8 @@ describe('apply', () => {
     writeFileSync(file, manifest('first'));
     const created = await runCli(['apply', '-f', file], { env });
     expect(created.stderr).toBe('');
-    expect(created.stdout).toBe('projects/shops created\nregistrationtokens/installers created\n');
+    // The token's secret is shown once, in the create answer, and apply passes it on.
+    expect(created.stdout).toBe('projects/shops created\nregistrationtokens/installers created\n  token: ert_secret123\n  (shown only once: store it now)\n');
     expect(writes()).toEqual(['POST /api/v1/projects', 'POST /api/v1/registrationtokens']);
 
     api.requests.length = 0;
@@ -66,10 +67,10 @@ describe('apply', () => {
   it('reports a failing document, goes on with the others and exits 1', async () => {
     const r = await runCli(['apply', '-f', '-'], {
       env,
-      stdin: 'kind: EdgeHost\nmetadata: {name: h1}\nspec: {}\n---\nkind: Project\nmetadata: {name: ok}\nspec: {}\n',
+      stdin: 'kind: Event\nmetadata: {name: e1}\nspec: {}\n---\nkind: Project\nmetadata: {name: ok}\nspec: {}\n',
     });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('Error (MethodNotAllowed): edgehosts/h1: edgehosts cannot be created through the API\n');
+    expect(r.stderr).toBe('Error (MethodNotAllowed): events/e1: events cannot be created through the API\n');
     expect(r.stdout).toBe('projects/ok created\n');
   });
 
