@@ -5,11 +5,13 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { consoleHosts } from './console-hosts.bench.js';
 import { fleetConnect } from './fleet-connect.bench.js';
 
 /** Every benchmark by name; `BENCH_ONLY=<name> npm run bench` runs one. */
 const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'fleet-connect': fleetConnect,
+  'console-hosts': consoleHosts,
 };
 
 export interface BenchResult {

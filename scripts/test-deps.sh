@@ -12,6 +12,13 @@
 set -euo pipefail
 
 PACKAGES=(
+  chromium # browser tests of the web console (test/e2e/console*.test.ts, via playwright-core)
+  xorriso         # NoCloud seed ISOs: installer seed-iso, agent --seed (test/e2e/registration*.test.ts)
+  grub-common     # grub-editenv: the A/B boot environment (agent device/boot-env, os manager tests)
+  docker-registry # a real OCI registry for OS image pulls (test/support/registry.ts)
+  skopeo          # pushes test OS images from an OCI layout into that registry
+  umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
+  e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
 )
 
 if ((${#PACKAGES[@]} == 0)); then

@@ -13,16 +13,21 @@ import {
   PROTOCOL_VERSION,
   type ServerMessage,
 } from '@edgeplane/protocol';
-import { type Logger, pino } from 'pino';
+import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
 import { Channel, type ChannelOutcome } from './channel.js';
 import type { AgentConfig } from './config.js';
 import type { Device } from './device/device.js';
 import { EventQueue } from './event-queue.js';
 import { DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
+import type { Manager } from './managers/manager.js';
+import { createManagers, ManagerRunner } from './managers/runner.js';
+import type { PairingInfo } from './pairing/pairing-flow.js';
 import { ensureRegistered } from './register.js';
 import { loadSpec, saveSpec } from './spec-store.js';
 import { type AgentTiming, DEFAULT_TIMING } from './timing.js';
+import { createAgentLogger } from './troubleshoot/agent-log.js';
+import { TroubleshootService } from './troubleshoot/troubleshoot.service.js';
 import { AGENT_VERSION } from './version.js';
 
 export interface AgentEvents {
@@ -31,6 +36,10 @@ export interface AgentEvents {
   disconnected: [ChannelOutcome];
   spec: [{ generation: number; spec: DesiredHostSpec }];
   state: [HostState];
+  /** Restarted in-process after a simulated reboot. */
+  restarted: [];
+  /** At-the-edge pairing: a code to show (a new one after each expiry), undefined once claimed. */
+  pairing: [PairingInfo | undefined];
 }
 
 /** Runs a received spec (the managers of later issues plug in here); may return a new status to report. */
@@ -44,6 +53,13 @@ export interface AgentOptions {
   version?: string;
   timing?: Partial<AgentTiming>;
   onSpec?: SpecHook;
+  /**
+   * Managers converging received specs (through a ManagerRunner, which reports status as it
+   * changes). Default: createManagers(device); `false` or an `onSpec` hook disables the runner.
+   */
+  managers?: Manager[] | false;
+  /** Long-poll length while waiting for a pairing claim (default 30 s); tests shorten it. */
+  pairingPollWaitSeconds?: number;
 }
 
 /**
@@ -58,7 +74,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly logger: Logger;
   private readonly timing: AgentTiming;
   private readonly onSpec?: SpecHook;
+  private readonly managers?: Manager[] | false;
+  private runner?: ManagerRunner;
   private readonly events: EventQueue;
+  /** Remote sessions (shell, exec, logs, support bundle) over the channel. */
+  readonly troubleshoot: TroubleshootService;
   private abort = new AbortController();
   private identity?: DeviceIdentity;
   private registration?: Registration;
@@ -73,15 +93,37 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Specs are applied one after another, in the order received. */
   private specChain: Promise<void> = Promise.resolve();
 
+  private readonly pairingPollWaitSeconds?: number;
+
   constructor(options: AgentOptions) {
     super();
+    this.pairingPollWaitSeconds = options.pairingPollWaitSeconds;
     this.config = options.config;
     this.device = options.device;
     this.version = options.version ?? AGENT_VERSION;
-    this.logger = options.logger ?? pino({ level: options.config.logLevel, name: 'edgeplane-agent' });
+    this.logger = options.logger ?? createAgentLogger(options.config);
     this.timing = { ...DEFAULT_TIMING, ...options.timing };
     this.onSpec = options.onSpec;
+    this.managers = options.onSpec ? false : options.managers;
+    // SIMULATION only: a simulated reboot restarts this agent in-process (a real one ends the process).
+    this.device.onReboot?.(() => void this.restart());
     this.events = new EventQueue(join(this.config.dataDir, 'events.json'), this.logger);
+    this.troubleshoot = new TroubleshootService({
+      config: this.config,
+      logger: this.logger.child({ component: 'troubleshoot' }),
+      send: (msg) => (this.channel && this.welcomed ? this.channel.send(msg) : false),
+      bundle: {
+        state: () => ({
+          hostName: this.hostName,
+          state: this.hostState,
+          connected: this.welcomed,
+          observedGeneration: this.generation,
+          agentVersion: this.version,
+          status: this.status,
+        }),
+        inventory: () => this.device.inventory(),
+      },
+    });
   }
 
   get hostName(): string | undefined {
@@ -116,13 +158,28 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.identity = await DeviceIdentity.loadOrCreate(this.config.dataDir);
     this.registration = this.identity.registrationFor(this.config.server);
     this.hostState = this.registration?.state;
+    let stored: Awaited<ReturnType<typeof loadSpec>>;
     try {
-      this.generation = (await loadSpec(this.config.dataDir))?.generation;
+      stored = await loadSpec(this.config.dataDir);
+      this.generation = stored?.generation;
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'ignoring stored spec; the server sends it again');
     }
     await this.events.load();
+    if (this.managers !== false && !this.runner) {
+      this.runner = new ManagerRunner({
+        device: this.device,
+        dataDir: this.config.dataDir,
+        log: this.logger.child({ component: 'managers' }),
+        managers: this.managers ?? (await createManagers(this.device, { dataDir: this.config.dataDir })),
+        report: (status) => this.reportStatus(status),
+        emitEvent: (type, reason, message) => void this.emitEvent(type, reason, message),
+      });
+    }
     this.loop = this.run().catch((err) => this.logger.error({ err }, 'agent loop failed'));
+    // Offline autonomy and reboots: keep converging to the last spec without waiting for the server.
+    if (this.runner && stored) void this.runner.submit(stored.spec, stored.generation);
+    else if (this.runner) void this.runner.reportNow();
   }
 
   /** Closes the connection without reconnecting and stops every timer. */
@@ -130,11 +187,33 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!this.starting) return;
     await this.starting.catch(() => {});
     this.abort.abort();
+    await this.runner?.stop();
     await this.channel?.close(1000, 'agent stopping', this.timing.closeTimeoutMs);
     await this.loop;
     await this.specChain;
     await this.events.flush();
     this.starting = undefined;
+  }
+
+  /** Sets the status (e.g. the managers' status) and sends it now when connected, else with the next hello. */
+  reportStatus(status: AgentStatus): void {
+    this.status = status;
+    if (this.channel && this.welcomed)
+      this.send(this.channel, { type: 'status', ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}), status });
+  }
+
+  /** The managers' runner (undefined with an onSpec hook or `managers: false`). */
+  get managerRunner(): ManagerRunner | undefined {
+    return this.runner;
+  }
+
+  /** Stops and starts again on the same data dir, as after a (simulated) reboot. */
+  async restart(): Promise<void> {
+    if (!this.starting) return; // stopped on purpose: stay stopped
+    this.logger.info('restarting the agent after a reboot');
+    await this.stop();
+    await this.start();
+    this.emit('restarted');
   }
 
   /** Queues an event for the server; sent now if connected, else after the next connect. Returns its id. */
@@ -164,6 +243,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         agentVersion: this.version,
         timing: this.timing,
         signal,
+        onPairing: (info) => this.emit('pairing', info),
+        pairingPollWaitSeconds: this.pairingPollWaitSeconds,
       });
       if (!registration) return;
       this.registration = registration;
@@ -206,6 +287,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     channel.on('message', (msg) => this.onMessage(channel, msg));
     const outcome = await channel.closed;
     this.channel = undefined;
+    this.troubleshoot.closeAll('agent-disconnected');
     if (this.welcomed) {
       this.welcomed = false;
       this.emit('disconnected', outcome);
@@ -254,6 +336,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       case 'error':
         this.logger.warn({ code: msg.code }, `server reported an error: ${msg.message}`);
         break;
+      case 'session.open':
+      case 'session.input':
+      case 'session.resize':
+      case 'session.eof':
+      case 'session.close':
+      case 'session.ack':
+        this.troubleshoot.handle(msg);
+        break;
     }
   }
 
@@ -272,6 +362,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       } catch (err) {
         this.logger.error({ err: (err as Error).message, generation }, 'applying spec failed');
       }
+    } else if (this.runner) {
+      // Not awaited: managers converge for minutes (downloads, reboots) and report status as they go.
+      void this.runner.submit(spec, generation);
     }
     this.emit('spec', { generation, spec });
     if (this.channel && this.welcomed) this.send(this.channel, { type: 'status', observedGeneration: generation, status: this.status });

@@ -25,6 +25,8 @@ describe('loadAgentConfig', () => {
       dataDir: DEFAULT_DATA_DIR,
       deviceRoot: '/',
       logLevel: 'info',
+      pairingPage: { enabled: true, port: 5080 },
+      troubleshoot: { remoteShell: true, logFiles: {}, logToFile: true },
     });
   });
 
@@ -62,5 +64,20 @@ describe('loadAgentConfig', () => {
     const file = join(dir, 'list.yaml');
     await writeFile(file, '- a\n- b\n');
     await expect(loadAgentConfig(file, {})).rejects.toThrow(/must be a YAML mapping/);
+  });
+});
+
+describe('troubleshoot config', () => {
+  it('reads the remote-shell switch, run-as user and named log files, and refuses bad names', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'agent-config-ts-'));
+    try {
+      const file = join(dir, 'agent.yaml');
+      await writeFile(file, 'server: https://cp.example.com\ntroubleshoot:\n  remoteShell: false\n  runAs: edge\n  logFiles:\n    app: /var/log/app.log\n');
+      expect((await loadAgentConfig(file)).troubleshoot).toEqual({ remoteShell: false, runAs: 'edge', logFiles: { app: '/var/log/app.log' }, logToFile: true });
+      await writeFile(file, 'server: https://cp.example.com\ntroubleshoot:\n  runAs: "root; rm -rf /"\n  shell: yes\n');
+      await expect(loadAgentConfig(file)).rejects.toThrow(/troubleshoot.runAs: must be a local user name/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,10 +1,39 @@
 export { Agent, type AgentEvents, type AgentOptions, type SpecHook } from './agent.js';
 export type { ChannelOutcome } from './channel.js';
-export { AgentConfig, AgentConfigError, type AgentConfigInput, DEFAULT_DATA_DIR, loadAgentConfig } from './config.js';
+export {
+  AgentConfig,
+  AgentConfigError,
+  type AgentConfigInput,
+  DEFAULT_DATA_DIR,
+  loadAgentConfig,
+  loadAgentConfigFromSeed,
+  PairingPageConfig,
+} from './config.js';
+export { BOOT_VARS, type BootState, GrubEnv, type SlotBoot, type SlotMeta } from './device/boot-env.js';
 export type { Device } from './device/device.js';
+export { type Exec, ExecError, type ExecOptions, type ExecResult } from './device/exec.js';
+export { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from './device/kube-client.js';
 export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/linux-device.js';
+export { LinuxSlots, type LinuxSlotOptions } from './device/linux-slots.js';
+export { type ServiceManager, ServiceError, SystemdServiceManager } from './device/services.js';
 export { SIM_DEVICE_UID_FILE, SimDevice, type SimDeviceOptions } from './device/sim-device.js';
+export { SimKubernetes, simKubernetes } from './device/sim-kubernetes.js';
+export { SimServiceManager } from './device/sim-services.js';
+export { GRUBENV_PATH, SIM_BOOTED_SLOT_FILE, SimSlots } from './device/sim-slots.js';
 export { DeviceIdentity, IDENTITY_FILE, normalizeServerUrl, Registration } from './identity.js';
+export { AddonsManager } from './managers/addons/addons.manager.js';
+export { KubernetesManager, type KubernetesManagerOptions } from './managers/kubernetes/kubernetes.manager.js';
+export { type Manager, type ManagerContext, ManagerFailure, type ManagerName } from './managers/manager.js';
+export { type OsHealthCheck, OsManager, type OsManagerOptions } from './managers/os/os.manager.js';
+export { type CreateManagersOptions, createManagers, MANAGER_ORDER, ManagerRunner, type RunnerOptions } from './managers/runner.js';
+export * as oci from './oci/index.js';
+export { attachPairingDisplay, pairingBanner } from './pairing/pairing-display.js';
+export type { PairingInfo } from './pairing/pairing-flow.js';
+export { defaultPairingAddresses, PairingPage } from './pairing/pairing-page.js';
+export { readNoCloudSeed, SeedError } from './seed/nocloud-seed.js';
 export { loadSpec, SPEC_FILE, StoredSpec } from './spec-store.js';
 export { type AgentTiming, DEFAULT_TIMING } from './timing.js';
+export { AGENT_LOG_FILE, createAgentLogger } from './troubleshoot/agent-log.js';
+export { TroubleshootService } from './troubleshoot/troubleshoot.service.js';
 export { AGENT_VERSION } from './version.js';
+export { type KubernetesHealthOptions, kubernetesHealthCheck } from './managers/kubernetes/kubernetes-health.js';

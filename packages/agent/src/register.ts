@@ -1,9 +1,10 @@
-import { AGENT_REGISTER_PATH, ErrorBody, type RegisterRequest, RegisterResponse } from '@edgeplane/protocol';
+import { AGENT_REGISTER_PATH, ErrorBody, type PairingCredential, type RegisterRequest, RegisterResponse } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
 import type { AgentConfig } from './config.js';
 import type { Device } from './device/device.js';
 import { type DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
+import { obtainPairing, type PairingInfo } from './pairing/pairing-flow.js';
 import type { AgentTiming } from './timing.js';
 
 export interface RegisterContext {
@@ -14,6 +15,15 @@ export interface RegisterContext {
   agentVersion: string;
   timing: AgentTiming;
   signal: AbortSignal;
+  /** At-the-edge pairing (no token, no pairing key): called with each code to show, undefined once claimed. */
+  onPairing?: (info: PairingInfo | undefined) => void;
+  /** Long-poll length while waiting for a claim; tests shorten it. */
+  pairingPollWaitSeconds?: number;
+}
+
+/** A claimed pairing session survives failed registration attempts until the server refuses it. */
+interface RegisterState {
+  pairing?: PairingCredential;
 }
 
 type Attempt = { ok: true; registration: Registration } | { ok: false; retryAfterMs: number };
@@ -29,27 +39,47 @@ export async function ensureRegistered(ctx: RegisterContext): Promise<Registrati
   const existing = ctx.identity.registrationFor(ctx.config.server);
   if (existing) return existing;
   const backoff = new Backoff({ baseMs: ctx.timing.backoffBaseMs, capMs: ctx.timing.backoffCapMs });
+  const state: RegisterState = {};
   while (!ctx.signal.aborted) {
-    const attempt = await registerOnce(ctx, backoff);
+    const attempt = await registerOnce(ctx, backoff, state);
     if (attempt.ok) return attempt.registration;
     if (!(await sleep(attempt.retryAfterMs, ctx.signal))) break;
   }
   return undefined;
 }
 
-async function registerOnce(ctx: RegisterContext, backoff: Backoff): Promise<Attempt> {
+/**
+ * The one credential this attempt presents: the pre-registration pairing key, else the token, else a
+ * pairing session an operator claimed (shows a code and waits for the claim first).
+ */
+async function credentialFor(ctx: RegisterContext, state: RegisterState): Promise<Pick<RegisterRequest, 'token' | 'pairingKey' | 'pairing'> | undefined> {
+  if (ctx.config.pairingKey) return { pairingKey: ctx.config.pairingKey };
+  if (ctx.config.token) return { token: ctx.config.token };
+  state.pairing ??= await obtainPairing({
+    server: ctx.config.server,
+    device: ctx.device,
+    identity: ctx.identity,
+    logger: ctx.logger,
+    agentVersion: ctx.agentVersion,
+    timing: ctx.timing,
+    signal: ctx.signal,
+    onPairing: ctx.onPairing,
+    pollWaitSeconds: ctx.pairingPollWaitSeconds,
+  });
+  return state.pairing ? { pairing: state.pairing } : undefined;
+}
+
+async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: RegisterState): Promise<Attempt> {
   const { config, logger, timing } = ctx;
   const url = `${normalizeServerUrl(config.server)}${AGENT_REGISTER_PATH}`;
-  if (!config.token) {
-    logger.error('device is not registered and no registration token is configured (--token); retrying later');
-    return { ok: false, retryAfterMs: timing.slowRetryMs };
-  }
+  const credential = await credentialFor(ctx, state);
+  if (!credential) return { ok: false, retryAfterMs: 0 }; // aborted while pairing
   let res: Response;
   let body: unknown;
   try {
     const deviceUid = await ctx.device.deviceUid();
     const request: RegisterRequest = {
-      token: config.token,
+      ...credential,
       deviceUid,
       publicKey: ctx.identity.publicKey,
       proof: await ctx.identity.signRegistrationProof(deviceUid),
@@ -98,6 +128,12 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff): Promise<Att
     const retryAfterMs = backoff.next();
     logger.warn({ status: res.status, code, message, retryInMs: retryAfterMs }, 'registration failed on the server; retrying');
     return { ok: false, retryAfterMs };
+  }
+  if (code === 'PairingInvalid' && state.pairing) {
+    // The claimed session is gone (expired or used): pair again with a fresh code right away.
+    state.pairing = undefined;
+    logger.warn({ code, message }, 'pairing session refused; starting a new pairing');
+    return { ok: false, retryAfterMs: backoff.next() };
   }
   const retryAfterMs = Math.max(timing.slowRetryMs, backoff.next());
   logger.error(

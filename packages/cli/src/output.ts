@@ -3,7 +3,7 @@ import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import type { Resource } from './api-client.js';
 
-export const OUTPUT_FORMATS = ['table', 'json', 'yaml', 'name'] as const;
+export const OUTPUT_FORMATS = ['table', 'wide', 'json', 'yaml', 'name'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 const NONE = '<none>';
@@ -82,6 +82,7 @@ export function formatCell(value: unknown, path: string, now: Date = new Date())
     if (ISO_TIMESTAMP.test(value) && /(At|Seen|Timestamp|Time)$/i.test(last)) return formatAge(value, now);
     return value.replace(/\s*\n\s*/g, ' ');
   }
+  if (typeof value === 'number' && path.endsWith('Bytes')) return `${Math.round(value / 2 ** 30)}Gi`;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) return value.length === 0 ? NONE : value.map((v) => (typeof v === 'object' ? JSON.stringify(v) : String(v))).join(',');
   if (typeof value === 'object') {
@@ -92,10 +93,11 @@ export function formatCell(value: unknown, path: string, now: Date = new Date())
 }
 
 /** The kind's table (KINDS[].columns) for a set of resources. */
-export function renderResourceTable(kind: KindInfo, items: Resource[], now: Date = new Date()): string {
-  const rows = items.map((item) => kind.columns.map((c) => formatCell(getPath(item, c.path), c.path, now)));
+export function renderResourceTable(kind: KindInfo, items: Resource[], now: Date = new Date(), wide = false): string {
+  const columns = wide ? [...kind.columns, ...(kind.wideColumns ?? [])] : kind.columns;
+  const rows = items.map((item) => columns.map((c) => formatCell(getPath(item, c.path), c.path, now)));
   return renderTable(
-    kind.columns.map((c) => c.header),
+    columns.map((c) => c.header),
     rows,
   );
 }
@@ -132,6 +134,8 @@ export function renderResources(
       return toYaml(options.single ? items[0] : asList(kind, items, options.continueToken));
     case 'name':
       return items.map((i) => `${kind.plural}/${i.metadata.name}\n`).join('');
+    case 'wide':
+      return renderResourceTable(kind, items, options.now, true);
     default:
       return renderResourceTable(kind, items, options.now);
   }

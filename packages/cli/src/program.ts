@@ -3,14 +3,25 @@ import { Command } from 'commander';
 import { registerActions } from './commands/actions.js';
 import { registerAgent } from './commands/agent.js';
 import { registerApply } from './commands/apply.js';
+import { registerAudit } from './commands/audit.js';
+import { registerClaim } from './commands/claim.js';
 import { type CommandContext, examples } from './commands/common.js';
 import { registerCreate } from './commands/create.js';
 import { registerDelete } from './commands/delete.js';
 import { registerDescribe } from './commands/describe.js';
+import { registerExec } from './commands/exec.js';
 import { registerGet } from './commands/get.js';
+import { registerHosts } from './commands/hosts-import.js';
+import { registerInstaller } from './commands/installer.js';
+import { registerKubeconfig } from './commands/kubeconfig.js';
 import { registerLogin } from './commands/login.js';
+import { registerLogs } from './commands/logs.js';
 import { registerServer } from './commands/server.js';
+import { registerSession } from './commands/session.js';
+import { registerShell } from './commands/shell.js';
 import { registerSim } from './commands/sim.js';
+import { registerSupportBundle } from './commands/support-bundle.js';
+import { registerWait } from './commands/wait.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -60,5 +71,16 @@ export function buildProgram(ctx: CommandContext): Command {
   registerDelete(program, ctx);
   registerCreate(program, ctx);
   registerActions(program, ctx);
+  registerWait(program, ctx);
+  registerKubeconfig(program, ctx);
+  registerShell(program, ctx);
+  registerExec(program, ctx);
+  registerLogs(program, ctx);
+  registerSupportBundle(program, ctx);
+  registerSession(program, ctx);
+  registerAudit(program, ctx);
+  registerInstaller(program, ctx);
+  registerClaim(program, ctx);
+  registerHosts(program, ctx);
   return program;
 }

@@ -3,6 +3,7 @@ import { HostState } from './edgehost.js';
 import { HostSpec, ManagersStatus } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Labels, Name, Timestamp } from './meta.js';
+import { SessionAgentMessages, SessionServerMessages } from './remote-session.js';
 
 /** Version of the agent <-> server message set. A server accepts agents of the same major. */
 export const PROTOCOL_VERSION = 1;
@@ -25,7 +26,15 @@ export type DevicePublicKey = z.infer<typeof DevicePublicKey>;
 
 export const RegisterRequest = z
   .object({
-    token: z.string().min(1).max(256),
+    /** Exactly one of token, pairingKey (pre-registered host) and pairing (claimed pairing session). */
+    token: z.string().min(1).max(256).optional(),
+    /** One-time key of a host an operator pre-registered by device UID. */
+    pairingKey: z.string().min(1).max(256).optional(),
+    /** A pairing session an operator claimed (see pairing.ts). */
+    pairing: z
+      .object({ id: z.string().min(1).max(64), secret: z.string().min(1).max(256) })
+      .strict()
+      .optional(),
     /** DMI product_uuid, else /etc/machine-id. */
     deviceUid: z
       .string()
@@ -40,7 +49,11 @@ export const RegisterRequest = z
     site: Name.optional(),
     labels: Labels.optional(),
   })
-  .strict();
+  .strict()
+  .refine((r) => [r.token, r.pairingKey, r.pairing].filter((x) => x !== undefined).length === 1, {
+    message: 'give exactly one of token, pairingKey and pairing',
+    path: ['token'],
+  });
 export type RegisterRequest = z.infer<typeof RegisterRequest>;
 
 export const RegisterResponse = z.object({
@@ -88,7 +101,7 @@ export const AgentEventMessage = z.object({
   message: z.string().max(4096),
   timestamp: Timestamp,
 });
-export const AgentMessage = z.discriminatedUnion('type', [HelloMessage, HeartbeatMessage, StatusMessage, AgentEventMessage]);
+export const AgentMessage = z.discriminatedUnion('type', [HelloMessage, HeartbeatMessage, StatusMessage, AgentEventMessage, ...SessionAgentMessages]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 // ---- server -> agent ----
@@ -105,7 +118,14 @@ export const SpecMessage = z.object({ type: z.literal('spec'), generation: z.num
 export const StateMessage = z.object({ type: z.literal('state'), state: HostState });
 export const PingMessage = z.object({ type: z.literal('ping'), ts: z.number() });
 export const ServerErrorMessage = z.object({ type: z.literal('error'), code: z.string(), message: z.string() });
-export const ServerMessage = z.discriminatedUnion('type', [WelcomeMessage, SpecMessage, StateMessage, PingMessage, ServerErrorMessage]);
+export const ServerMessage = z.discriminatedUnion('type', [
+  WelcomeMessage,
+  SpecMessage,
+  StateMessage,
+  PingMessage,
+  ServerErrorMessage,
+  ...SessionServerMessages,
+]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
 
 /** WebSocket close codes the server uses (4000-4999 is the application range). */

@@ -3,7 +3,8 @@ import { HostSpec } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
 
-export const HostState = z.enum(['pending-approval', 'ready', 'in-use', 'rejected']);
+/** `pre-registered`: created by an operator by device UID, waiting for that device to register with its pairing key. */
+export const HostState = z.enum(['pending-approval', 'ready', 'in-use', 'rejected', 'pre-registered']);
 export type HostState = z.infer<typeof HostState>;
 export const Connectivity = z.enum(['online', 'offline', 'unknown']);
 export type Connectivity = z.infer<typeof Connectivity>;
@@ -16,6 +17,15 @@ export const EdgeHostSpec = z
   .object({
     site: Name.optional(),
     displayName: z.string().max(256).optional(),
+    /** Set when pre-registering a host by device UID (POST /api/v1/edgehosts); fixed afterwards. */
+    deviceUid: z
+      .string()
+      .min(8)
+      .max(128)
+      .regex(/^[A-Za-z0-9-]+$/, 'must be letters, digits and "-"')
+      .optional(),
+    /** Deny-list: a denied device UID may not register, pair or connect; the host stays as the record. */
+    denied: z.boolean().optional(),
   })
   .extend(HostSpec.shape)
   .strict();
@@ -31,7 +41,12 @@ export const EdgeHostStatus = z.object({
   /** Set when another key claimed this device UID; approval binds the host to it. */
   pendingKeyFingerprint: z.string().optional(),
   registrationToken: z.string().optional(),
-  registeredAt: Timestamp,
+  /** Absent while the host is pre-registered and its device has not registered yet. */
+  registeredAt: Timestamp.optional(),
+  /** One-time pairing key of a pre-registered host: only in the answer to the create request; stored hashed. */
+  pairingKey: z.string().optional(),
+  /** How the device got its identity: a token, a pre-registration pairing key, or a claimed pairing code. */
+  registeredVia: z.enum(['token', 'pairing-key', 'pairing']).optional(),
   agentVersion: z.string().optional(),
   observedGeneration: z.number().int().optional(),
   inventory: Inventory.optional(),

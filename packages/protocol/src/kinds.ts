@@ -1,8 +1,11 @@
 import type { z } from 'zod';
+import { Cluster, ClusterInput, ClusterSpec } from './cluster.js';
+import { ClusterProfile, ClusterProfileInput, ClusterProfileSpec } from './cluster-profile.js';
 import { EdgeHost, EdgeHostInput, EdgeHostSpec } from './edgehost.js';
 import { Event, EventInput, EventSpec } from './event.js';
 import { Project, ProjectInput, ProjectSpec } from './project.js';
 import { RegistrationToken, RegistrationTokenInput, RegistrationTokenSpec } from './registration-token.js';
+import { RemoteSession, RemoteSessionInput, RemoteSessionSpec } from './remote-session.js';
 import { ApiToken, ApiTokenInput, ApiTokenSpec, User, UserInput, UserSpec } from './user.js';
 
 export interface KindInfo {
@@ -19,6 +22,8 @@ export interface KindInfo {
   verbs: string[];
   /** Columns for table output: header and a path into the object. */
   columns: { header: string; path: string }[];
+  /** Extra columns for `get -o wide` (after `columns`). */
+  wideColumns?: { header: string; path: string }[];
 }
 
 export const KINDS: KindInfo[] = [
@@ -30,7 +35,8 @@ export const KINDS: KindInfo[] = [
     schema: EdgeHost,
     input: EdgeHostInput,
     spec: EdgeHostSpec,
-    creatable: false,
+    // Created by registration, or by an operator pre-registering a device UID (state pre-registered).
+    creatable: true,
     verbs: ['approve', 'reject'],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
@@ -39,6 +45,16 @@ export const KINDS: KindInfo[] = [
       { header: 'SITE', path: 'spec.site' },
       { header: 'AGENT', path: 'status.agentVersion' },
       { header: 'LAST SEEN', path: 'status.lastSeen' },
+    ],
+    // What an operator needs to decide on a pending host: which device it is and how it came in.
+    wideColumns: [
+      { header: 'PROJECT', path: 'metadata.project' },
+      { header: 'DEVICE UID', path: 'status.deviceUid' },
+      { header: 'HOSTNAME', path: 'status.inventory.hostname' },
+      { header: 'MODEL', path: 'status.inventory.dmi.productName' },
+      { header: 'CPUS', path: 'status.inventory.cpu.cores' },
+      { header: 'MEMORY', path: 'status.inventory.memoryBytes' },
+      { header: 'VIA', path: 'status.registeredVia' },
     ],
   },
   {
@@ -113,6 +129,45 @@ export const KINDS: KindInfo[] = [
     ],
   },
   {
+    kind: 'ClusterProfile',
+    plural: 'clusterprofiles',
+    singular: 'clusterprofile',
+    shortNames: ['profile', 'profiles', 'cp'],
+    schema: ClusterProfile,
+    input: ClusterProfileInput,
+    spec: ClusterProfileSpec,
+    creatable: true,
+    verbs: [],
+    columns: [
+      { header: 'NAME', path: 'metadata.name' },
+      { header: 'REVISION', path: 'status.latestRevision' },
+      { header: 'DISTRIBUTION', path: 'spec.layers.kubernetes.distribution' },
+      { header: 'VERSION', path: 'spec.layers.kubernetes.version' },
+      { header: 'OS IMAGE', path: 'spec.layers.os.image' },
+      { header: 'CREATED', path: 'metadata.createdAt' },
+    ],
+  },
+  {
+    kind: 'Cluster',
+    plural: 'clusters',
+    singular: 'cluster',
+    shortNames: [],
+    schema: Cluster,
+    input: ClusterInput,
+    spec: ClusterSpec,
+    creatable: true,
+    verbs: [],
+    columns: [
+      { header: 'NAME', path: 'metadata.name' },
+      { header: 'PHASE', path: 'status.phase' },
+      { header: 'PROFILE', path: 'spec.profile.name' },
+      { header: 'REVISION', path: 'spec.profile.revision' },
+      { header: 'NODES', path: 'spec.nodes.length' },
+      { header: 'ENDPOINT', path: 'status.controlPlaneEndpoint' },
+      { header: 'CREATED', path: 'metadata.createdAt' },
+    ],
+  },
+  {
     kind: 'Event',
     plural: 'events',
     singular: 'event',
@@ -128,6 +183,27 @@ export const KINDS: KindInfo[] = [
       { header: 'REASON', path: 'spec.reason' },
       { header: 'OBJECT', path: 'spec.involvedObject.name' },
       { header: 'MESSAGE', path: 'spec.message' },
+    ],
+  },
+  {
+    kind: 'RemoteSession',
+    plural: 'remotesessions',
+    singular: 'remotesession',
+    shortNames: ['session', 'sessions', 'rs'],
+    schema: RemoteSession,
+    input: RemoteSessionInput,
+    spec: RemoteSessionSpec,
+    // Created by POST /api/v1/edgehosts/<name>/sessions, which checks permission and reason.
+    creatable: false,
+    verbs: ['terminate'],
+    columns: [
+      { header: 'NAME', path: 'metadata.name' },
+      { header: 'HOST', path: 'spec.host' },
+      { header: 'KIND', path: 'spec.kind' },
+      { header: 'USER', path: 'spec.user' },
+      { header: 'PHASE', path: 'status.phase' },
+      { header: 'END', path: 'status.endReason' },
+      { header: 'CREATED', path: 'metadata.createdAt' },
     ],
   },
 ];

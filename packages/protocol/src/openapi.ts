@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, RegisterRequest, RegisterResponse } from './agent.js';
 import { ErrorBody } from './errors.js';
 import { KINDS } from './kinds.js';
+import { addRegistrationPaths } from './registration-openapi.js';
+import { addRemoteSessionPaths } from './remote-session-openapi.js';
 
 type Json = Record<string, unknown>;
 
@@ -100,6 +102,8 @@ export function buildOpenApi(version: string): Json {
       responses: { 101: { description: 'Switching protocols' }, default: errorResponse },
     },
   };
+  addRegistrationPaths(paths, schemas, schema, errorResponse);
+  addRemoteSessionPaths(paths, schemas, schema, errorResponse);
   return {
     openapi: '3.1.0',
     info: { title: 'Edgeplane API', version, license: { name: 'Apache-2.0' } },

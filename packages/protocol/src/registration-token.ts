@@ -10,6 +10,8 @@ export const RegistrationTokenSpec = z
     /** Copied onto every host that registers with this token. */
     labels: Labels.default({}),
     site: Name.optional(),
+    /** Only devices whose UID an operator pre-registered (EdgeHost in state pre-registered) may use this token. */
+    preRegisteredOnly: z.boolean().optional(),
   })
   .strict();
 export type RegistrationTokenSpec = z.infer<typeof RegistrationTokenSpec>;

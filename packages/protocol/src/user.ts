@@ -11,6 +11,8 @@ export const UserSpec = z
     displayName: z.string().max(256).optional(),
     email: z.string().email().optional(),
     disabled: z.boolean().default(false),
+    /** Extra permissions beyond the role, e.g. `hosts:remote-shell` for an operator. */
+    permissions: z.array(z.string().min(1).max(128)).max(64).optional(),
   })
   .strict();
 export const UserStatus = z.object({});

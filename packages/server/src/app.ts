@@ -1,13 +1,29 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { buildOpenApi, EdgeplaneError } from '@edgeplane/protocol';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { agentRoutes } from './agent/agent.routes.js';
 import type { ConnectionHub } from './agent/connection-hub.js';
-import { apiRoutes } from './http/api.routes.js';
+import { installAuditHooks } from './audit/audit-hooks.js';
+import { auditRoutes } from './audit/audit.routes.js';
+import { clusterProfileRoutes, prefetchProfileDigests } from './cluster-profile/cluster-profile.routes.js';
+import type { ClusterController } from './cluster/cluster.controller.js';
+import { clusterRoutes } from './cluster/cluster.routes.js';
+import { consoleRoutes } from './console/console.routes.js';
+import { summaryRoutes } from './console/summary.routes.js';
+import { apiRoutes, SERVICES } from './http/api.routes.js';
 import { installErrorHandler } from './http/error-handler.js';
 import type { Metrics } from './http/metrics.js';
+import { installerRoutes } from './installer/installer.routes.js';
+import { pairingApiRoutes } from './pairing/pairing.routes.js';
+import { remoteSessionRoutes } from './remote-session/remote-session.routes.js';
+import { SessionBroker } from './remote-session/session-broker.js';
 import type { Store } from './store/db.js';
+import { whoamiRoutes } from './user/whoami.routes.js';
+import { WatchHub } from './watch/watch-hub.js';
+import { selectWatchProtocol, watchRoutes } from './watch/watch.routes.js';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -17,6 +33,10 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   bodyLimitBytes: number;
+  /** Server data dir: remote-session recordings go to <dataDir>/recordings. */
+  dataDir?: string;
+  /** Cluster controller (secret box + nudge); cluster routes and kubeconfig capture need it. */
+  clusters?: ClusterController;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -40,7 +60,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, parseJson);
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  // Browsers send their API token as a watch subprotocol; selectWatchProtocol never echoes it back.
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024, handleProtocols: selectWatchProtocol } });
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
@@ -64,7 +85,31 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const openapi = buildOpenApi(SERVER_VERSION);
   app.get('/api/v1/openapi.json', async () => openapi);
 
+  // Remote sessions and the audit log (see docs/architecture.md "Remote sessions").
+  installAuditHooks(app, store.db);
+  const recordingsDir = join(deps.dataDir ?? join(tmpdir(), 'edgeplane'), 'recordings');
+  const sessions = new SessionBroker({ db: store.db, hub, metrics, log: deps.logger.child({ component: 'sessions' }) as never, recordingsDir });
+  app.addHook('preClose', async () => sessions.stop());
+  await app.register(async (scope) => remoteSessionRoutes(scope, { db: store.db, broker: sessions, recordingsDir }));
+  await app.register(async (scope) => auditRoutes(scope, { db: store.db }));
+  // Profile writes resolve their OS image digest before the API opens a store transaction.
+  app.addHook('preHandler', prefetchProfileDigests(store.db));
   await app.register(async (scope) => apiRoutes(scope, { db: store.db, hub }));
-  await app.register(async (scope) => agentRoutes(scope, { db: store.db, hub, metrics, serverVersion: SERVER_VERSION }));
+  await app.register(async (scope) => clusterProfileRoutes(scope, { db: store.db }));
+  if (deps.clusters) {
+    const clusters = deps.clusters;
+    await app.register(async (scope) => clusterRoutes(scope, { db: store.db, secrets: clusters.secrets }));
+  }
+  await app.register(async (scope) => pairingApiRoutes(scope, { db: store.db }));
+  await app.register(async (scope) => installerRoutes(scope, { db: store.db }));
+  await app.register(async (scope) => agentRoutes(scope, { db: store.db, hub, metrics, serverVersion: SERVER_VERSION, sessions, clusters: deps.clusters }));
+  // What the web console needs besides the resource API: who am I, live changes, and its own files at `/`.
+  const watch = new WatchHub(store.db, hub.changes, () => SERVICES, deps.logger.child({ component: 'watch' }));
+  watch.start();
+  app.addHook('onClose', async () => watch.stop());
+  await app.register(async (scope) => whoamiRoutes(scope, { db: store.db, services: () => SERVICES }));
+  await app.register(async (scope) => watchRoutes(scope, { db: store.db, watch, services: () => SERVICES }));
+  await app.register(async (scope) => summaryRoutes(scope, { db: store.db }));
+  await app.register(async (scope) => consoleRoutes(scope));
   return app;
 }

@@ -4,8 +4,11 @@ import pino from 'pino';
 import { ConnectionHub } from './agent/connection-hub.js';
 import { buildApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
+import { ClusterController } from './cluster/cluster.controller.js';
+import { loadSecretBox } from './cluster/secret-box.js';
 import { createMetrics } from './http/metrics.js';
 import type { RunningServer, ServerOptions } from './options.js';
+import { endOrphanedSessions } from './remote-session/remote-session.service.js';
 import { openStore } from './store/db.js';
 import { migrateToLatest } from './store/migrations.js';
 
@@ -17,6 +20,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = openStore({ dataDir, databaseUrl: options.databaseUrl, onError: (err) => logger.warn({ err: err.message }, 'idle database connection lost') });
   try {
     await migrateToLatest(store.db);
+    const orphaned = await endOrphanedSessions(store.db);
+    if (orphaned) logger.info({ sessions: orphaned }, 'ended remote sessions left open by a previous run');
     const adminTokenFile = join(dataDir, 'admin-token');
     const adminToken = await bootstrap(store.db, adminTokenFile);
     const offlineAfterSeconds = options.offlineAfterSeconds ?? 90;
@@ -28,18 +33,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       flushIntervalMs: Math.min(5000, (offlineAfterSeconds * 1000) / 3),
     });
     await hub.start();
-    const app = await buildApp({ store, hub, metrics, logger, bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024 });
+    const clusters = new ClusterController(store.db, hub, loadSecretBox(dataDir), logger.child({ component: 'clusters' }));
+    const app = await buildApp({ store, hub, metrics, logger, bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024, dataDir, clusters });
     const host = options.host ?? '0.0.0.0';
     await app.listen({ host, port: options.port ?? 8080 });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : options.port;
     const url = options.publicUrl ?? `http://${host === '0.0.0.0' || host === '::' ? 'localhost' : host}:${port}`;
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
+    clusters.start();
     return {
       url,
       adminToken,
       adminTokenFile,
       async close() {
+        await clusters.stop();
         await hub.stop();
         await app.close();
         await store.close();

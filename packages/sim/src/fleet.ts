@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
-import { Agent, AgentConfig, type AgentTiming, SimDevice } from '@edgeplane/agent';
+import { Agent, AgentConfig, type AgentTiming, SimDevice, simKubernetes } from '@edgeplane/agent';
 import { type Logger, pino } from 'pino';
 
 export const SIMULATED_LABEL = 'edgeplane.io/simulated';
@@ -49,6 +49,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   if (!Number.isInteger(nodesPerSite) || nodesPerSite < 1) throw new Error('nodesPerSite must be a positive integer');
   const logger = options.logger ?? pino({ name: 'edgeplane-sim' });
   const labels = { ...options.labels, [SIMULATED_LABEL]: 'true' };
+  // The simulated Kubernetes clusters of these devices outlive a restart of the simulator.
+  simKubernetes.configure({ stateDir: join(options.dataDir, 'sim-clusters') });
 
   const agents: Agent[] = [];
   for (let s = 1; s <= sites; s++) {

@@ -3,6 +3,12 @@ import os from 'node:os';
 import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
 import type { Device } from './device.js';
+import { type ExecOptions, type ExecResult, execCommand } from './exec.js';
+import type { KubernetesClient } from './kube-client.js';
+import { LinuxKubernetesClient } from './linux-kube-client.js';
+import { type LinuxSlotOptions, LinuxSlots } from './linux-slots.js';
+import { runTool } from './run-tool.js';
+import { SystemdServiceManager } from './services.js';
 
 /** The parts of node:os the device reads; injectable so tests with a fake root are not mixed with the real host. */
 export interface OsFacts {
@@ -17,6 +23,8 @@ export interface LinuxDeviceOptions {
   /** Root of the file tree to read; '/' on a real machine, a fake tree in tests (`--device-root`). */
   root?: string;
   os?: Partial<OsFacts>;
+  /** A/B slot targets and grubenv location (defaults: partitions labelled root-a/root-b, <root>/boot/grub/grubenv). */
+  slots?: Omit<LinuxSlotOptions, 'root'>;
 }
 
 /** Block devices that are not disks of the machine. */
@@ -31,6 +39,27 @@ export class LinuxDevice implements Device {
   constructor(options: LinuxDeviceOptions = {}) {
     this.root = options.root ?? '/';
     this.os = { hostname: os.hostname, release: os.release, arch: os.arch, cpus: os.cpus, networkInterfaces: os.networkInterfaces, ...options.os };
+    this.boot = new LinuxSlots({ root: this.root, ...options.slots });
+  }
+
+  /** A/B slots on partitions (or image files) and the grubenv boot environment. */
+  readonly boot: LinuxSlots;
+
+  /** Asks systemd to reboot; the agent process ends with the machine. */
+  async reboot(): Promise<void> {
+    await runTool('systemctl', ['reboot']);
+  }
+
+  exec(command: string, args: string[], options?: ExecOptions): Promise<ExecResult> {
+    return execCommand(command, args, options);
+  }
+
+  /** systemd, through `systemctl`. */
+  readonly services = new SystemdServiceManager((command, args, options) => this.exec(command, args, options));
+
+  /** @kubernetes/client-node with the kubeconfig file at `kubeconfigPath` under `root`. */
+  kubernetes(kubeconfigPath: string): KubernetesClient {
+    return new LinuxKubernetesClient(this.root, kubeconfigPath);
   }
 
   /** DMI product_uuid when readable and meaningful (root-only on real machines; all 0/f on some boards), else machine-id. */

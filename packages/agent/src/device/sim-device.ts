@@ -11,6 +11,13 @@ import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../atomic-file.js';
 import type { Device } from './device.js';
+import type { ExecOptions, ExecResult } from './exec.js';
+import type { KubernetesClient } from './kube-client.js';
+import { runSimCommand } from './sim-commands.js';
+import { SimKubernetesClient } from './sim-kube-client.js';
+import { type SimKubernetes, simKubernetes } from './sim-kubernetes.js';
+import { SimServiceManager } from './sim-services.js';
+import { SimSlots } from './sim-slots.js';
 
 export const SIM_DEVICE_UID_FILE = 'etc/edgeplane-sim/device-uid';
 
@@ -19,6 +26,8 @@ export interface SimDeviceOptions {
   root: string;
   /** Hostname to report; default `sim-<first 8 chars of the uid>`. */
   hostname?: string;
+  /** Simulated Kubernetes registry the device's clusters live in; default: the one shared by the process. */
+  kubernetes?: SimKubernetes;
 }
 
 const MODELS = [
@@ -33,10 +42,48 @@ export class SimDevice implements Device {
   readonly root: string;
   private readonly hostname?: string;
   private uid?: Promise<string>;
+  /** SIMULATION: slots are directories under the sandbox root; the grubenv and grub-editenv are real. */
+  readonly boot: SimSlots;
+  private readonly rebootListeners = new Set<() => void>();
+  /** SIMULATION: Kubernetes services act on the written configuration against the simulated clusters. */
+  readonly services: SimServiceManager;
+  private readonly simKubernetes: SimKubernetes;
 
   constructor(options: SimDeviceOptions) {
     this.root = options.root;
     this.hostname = options.hostname;
+    this.boot = new SimSlots(this.root);
+    this.simKubernetes = options.kubernetes ?? simKubernetes;
+    this.services = new SimServiceManager(this.root, this.simKubernetes);
+  }
+
+  /** SIMULATION: only the simulated commands (kubeadm, helm; see sim-commands.ts) run; others are refused. */
+  exec(command: string, args: string[], _options?: ExecOptions): Promise<ExecResult> {
+    return runSimCommand(command, args, { root: this.root, registry: this.simKubernetes, services: this.services });
+  }
+
+  /** SIMULATION: a client of the simulated cluster named by the kubeconfig file. */
+  kubernetes(kubeconfigPath: string): KubernetesClient {
+    return new SimKubernetesClient(this.root, kubeconfigPath, this.simKubernetes);
+  }
+
+  /**
+   * SIMULATION of a reboot: runs the simulated boot loader (which reads and updates the real grubenv
+   * like grub.cfg does), records the booted slot, then tells the owning Agent to restart in-process.
+   */
+  async reboot(): Promise<void> {
+    await this.boot.boot();
+    // Running services end with the power cycle; enabled ones start again at boot.
+    await this.services.powerCycle();
+    // After the caller's reboot() resolved, like the process ending shortly after `systemctl reboot`.
+    setImmediate(() => {
+      for (const listener of this.rebootListeners) listener();
+    });
+  }
+
+  onReboot(listener: () => void): () => void {
+    this.rebootListeners.add(listener);
+    return () => this.rebootListeners.delete(listener);
   }
 
   deviceUid(): Promise<string> {
@@ -50,6 +97,7 @@ export class SimDevice implements Device {
 
   async inventory(): Promise<Inventory> {
     const uid = await this.deviceUid();
+    const release = parseOsRelease((await this.boot.bootedOsRelease()) ?? '');
     const h = createHash('sha256').update(uid).digest();
     const pick = <T>(arr: readonly T[], byte: number): T => arr[h[byte] % arr.length];
     const model = pick(MODELS, 0);
@@ -62,7 +110,7 @@ export class SimDevice implements Device {
       memoryBytes: pick(model.memGiB, 12) * 1024 ** 3,
       disks: [{ name: 'nvme0n1', sizeBytes: pick([256, 512, 1024], 13) * 1e9, model: 'SIMULATED NVMe SSD', rotational: false }],
       nics: [{ name: 'eth0', mac, addresses: [`10.${h[14]}.${h[15]}.${(h[16] % 250) + 2}/16`] }],
-      os: { name: 'Edgeplane OS (simulated)', version: '0.1.0', kernel: '6.6.0-sim' },
+      os: { name: `${release.NAME ?? 'Edgeplane OS'} (simulated)`, version: release.VERSION_ID ?? '0.1.0', kernel: '6.6.0-sim' },
       simulated: true,
     };
   }
@@ -79,4 +127,13 @@ export class SimDevice implements Device {
     await writeFileAtomic(file, `${uid}\n`, 0o644);
     return uid;
   }
+}
+
+function parseOsRelease(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_]+)=("?)(.*)\2$/.exec(line.trim());
+    if (m) out[m[1]] = m[3];
+  }
+  return out;
 }

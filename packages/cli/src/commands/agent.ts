@@ -5,8 +5,13 @@ import { LOG_LEVELS } from './server.js';
 
 interface AgentCommandOptions {
   config?: string;
+  seed?: string;
   server?: string;
   token?: string;
+  pairingKey?: string;
+  pairingPort?: string;
+  pairingListen?: string;
+  pairingPage?: boolean;
   dataDir?: string;
   deviceRoot?: string;
   simulated?: boolean;
@@ -22,11 +27,23 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
         'token), keep an outbound connection to it, and converge the device to its desired spec. ' +
         'Flags override the values of the YAML config file.\n\n' +
         'With --simulated the agent drives a simulated device (fake hardware, files under a sandbox ' +
-        'directory) instead of this machine; use it to try Edgeplane on a laptop.',
+        'directory) instead of this machine; use it to try Edgeplane on a laptop.\n\n' +
+        'Registration: with --token (or a token in the config) the device registers with it; with ' +
+        '--pairing-key it takes the host an operator pre-registered for its device UID; with neither it ' +
+        'pairs at the edge: it prints a pairing code and a QR, serves them on a local page (port 5080, ' +
+        'loopback and site LAN), and registers once an operator claims the code (`edgeplane claim CODE`).',
     )
-    .option('-c, --config <file>', 'agent config file (YAML: server, token, site, labels, dataDir, deviceRoot, logLevel)')
+    .option(
+      '-c, --config <file>',
+      'agent config file: the agent YAML (server, token, site, labels, dataDir, ...) or installer user-data (#cloud-config with an edgeplane: key)',
+    )
+    .option('--seed <path>', 'read the config from a cloud-init NoCloud seed: a directory, an ISO image, or a device such as /dev/sr0')
     .option('--server <url>', 'control plane URL')
     .option('--token <token>', 'registration token (only needed until the device has registered)')
+    .option('--pairing-key <key>', 'one-time pairing key of the host pre-registered for this device UID')
+    .option('--pairing-port <port>', 'port of the local pairing page (default 5080)')
+    .option('--pairing-listen <addresses>', 'comma-separated addresses for the pairing page (default loopback + private LAN addresses)')
+    .option('--no-pairing-page', 'do not serve the local pairing page (the code and QR still go to the terminal)')
     .option('--data-dir <dir>', 'where the agent keeps its identity, last spec and queued events')
     .option('--device-root <dir>', 'root of the device file tree (default /; for --simulated, <data-dir>/sim-device)')
     .option('--simulated', 'drive a simulated device instead of this machine')
@@ -36,24 +53,56 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
       examples(
         'edgeplane agent --config /etc/edgeplane/agent.yaml',
         'edgeplane agent --server http://localhost:8080 --token ert_... --data-dir ./agent-1 --simulated',
+        'edgeplane agent --config /var/lib/cloud/seed/nocloud/user-data',
+        'edgeplane agent --seed /dev/sr0',
+        'edgeplane agent --server https://cp.example.com   # no token: pair with a code',
       ),
     )
     .action(async (opts: AgentCommandOptions) => {
       const { io } = ctx;
       // Imported here so other commands do not load the agent.
-      const { loadAgentConfig, Agent, LinuxDevice, SimDevice } = await import('@edgeplane/agent');
-      const config = await loadAgentConfig(opts.config, {
+      const { loadAgentConfig, loadAgentConfigFromSeed, Agent, LinuxDevice, SimDevice, attachPairingDisplay, AgentConfigError } = await import(
+        '@edgeplane/agent'
+      );
+      if (opts.seed && opts.config) throw new AgentConfigError('give --config or --seed, not both');
+      const port = opts.pairingPort === undefined ? undefined : Number(opts.pairingPort);
+      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new AgentConfigError('--pairing-port must be a port number');
+      const overrides = {
         server: opts.server,
         token: opts.token,
+        pairingKey: opts.pairingKey,
         dataDir: opts.dataDir && resolve(opts.dataDir),
         deviceRoot: opts.deviceRoot && resolve(opts.deviceRoot),
         logLevel: opts.logLevel as AgentLogLevel | undefined,
-      });
+      };
+      let config = opts.seed ? await loadAgentConfigFromSeed(opts.seed, overrides) : await loadAgentConfig(opts.config, overrides);
+      config = {
+        ...config,
+        pairingPage: {
+          ...config.pairingPage,
+          ...(opts.pairingPage === false ? { enabled: false } : {}),
+          ...(port !== undefined ? { port } : {}),
+          ...(opts.pairingListen
+            ? {
+                listen: opts.pairingListen
+                  .split(',')
+                  .map((s) => s.trim())
+                  .filter(Boolean),
+              }
+            : {}),
+        },
+      };
       // A simulated device must never write under the real '/': give it a sandbox by default.
       const simRoot = opts.deviceRoot || config.deviceRoot !== '/' ? config.deviceRoot : join(config.dataDir, 'sim-device');
       const device = opts.simulated ? new SimDevice({ root: simRoot }) : new LinuxDevice({ root: config.deviceRoot });
       // The agent logs (pino, JSON) at config.logLevel; the lines below are for the person at the terminal.
+      const { pino } = await import('pino');
       const agent = new Agent({ config, device });
+      const detachPairing = attachPairingDisplay(agent, {
+        write: (text) => io.stderr.write(text),
+        page: config.pairingPage,
+        logger: pino({ level: config.logLevel, name: 'edgeplane-agent' }),
+      });
       agent.on('connected', ({ hostName, state }) => io.stderr.write(`Connected to ${config.server} as host ${hostName} (${state}).\n`));
       await agent.start();
       io.stderr.write(
@@ -62,6 +111,7 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
       const signal = await io.waitForShutdown();
       io.stderr.write(`Received ${signal}; stopping the agent.\n`);
       await agent.stop();
+      await detachPairing();
     });
 }
 

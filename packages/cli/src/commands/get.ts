@@ -60,12 +60,12 @@ export function registerGet(program: Command, ctx: CommandContext): void {
       } else {
         items = (await client.listAll(kind.plural, { labelSelector: opts.selector, limit: opts.limit, continue: opts.continue })).items;
       }
-      if (items.length === 0 && (opts.output === 'table' || opts.output === 'name')) {
+      if (items.length === 0 && (opts.output === 'table' || opts.output === 'wide' || opts.output === 'name')) {
         io.stderr.write(`No ${kind.plural} found.\n`);
         return;
       }
       io.stdout.write(renderResources(opts.output, kind, items, { continueToken }));
-      if (continueToken && (opts.output === 'table' || opts.output === 'name')) {
+      if (continueToken && (opts.output === 'table' || opts.output === 'wide' || opts.output === 'name')) {
         io.stderr.write(`More ${kind.plural} available: add --all to fetch them all, or --continue ${continueToken} for the next page.\n`);
       }
     });

@@ -25,6 +25,9 @@ vi.mock(import('@edgeplane/agent'), async (importOriginal) => {
     on() {
       return this;
     }
+    off() {
+      return this;
+    }
     async start() {
       this.state.started = true;
     }

@@ -10,8 +10,10 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { findHostKeys } from '../edgehost/edgehost.repository.js';
 import type { Metrics } from '../http/metrics.js';
+import { pairingAgentRoutes } from '../pairing/pairing.routes.js';
 import type { Db } from '../store/db.js';
-import { serveChannel } from './channel.js';
+import { announceWrite } from '../watch/change-bus.js';
+import { type ChannelDeps, serveChannel } from './channel.js';
 import type { ConnectionHub } from './connection-hub.js';
 import { claimedHost, ReplayCache, verifyDeviceToken } from './device-token.js';
 import { registerDevice } from './register.service.js';
@@ -21,6 +23,8 @@ export interface AgentRouteDeps {
   hub: ConnectionHub;
   metrics: Metrics;
   serverVersion: string;
+  sessions?: ChannelDeps['sessions'];
+  clusters?: ChannelDeps['clusters'];
 }
 
 declare module 'fastify' {
@@ -32,14 +36,16 @@ declare module 'fastify' {
 /** The two endpoints agents use: registration and the outbound channel. Neither takes an API token. */
 export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): Promise<void> {
   const replays = new ReplayCache();
+  await pairingAgentRoutes(app, { db: deps.db });
 
   app.post(AGENT_REGISTER_PATH, async (req) => {
     const body = parseOrThrow(RegisterRequest, req.body, 'registration');
     try {
       const res = await registerDevice(deps.db, body);
       deps.metrics.registrations.inc({ result: res.created ? 'created' : 'existing' });
-      req.log.info({ host: res.hostName, state: res.state, created: res.created }, 'device registered');
-      const { created: _c, ...answer } = res;
+      req.log.info({ host: res.hostName, state: res.state, created: res.created, via: res.via }, 'device registered');
+      announceWrite({ kind: 'EdgeHost', name: res.hostName, type: res.created ? 'ADDED' : 'MODIFIED' });
+      const { created: _c, via: _v, ...answer } = res;
       return answer;
     } catch (err) {
       deps.metrics.registrations.inc({ result: err instanceof EdgeplaneError ? err.code : 'error' });
@@ -73,6 +79,7 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
         }
         if (!payload) throw new EdgeplaneError('ConnectTokenInvalid', 'connect token not verified');
         if (!replays.use(payload.jti, payload.exp)) throw new EdgeplaneError('ConnectTokenReplayed', 'this connect token was already used');
+        if (host.denied) throw new EdgeplaneError('DeviceDenied', `host "${name}" is on the deny-list`);
         if (host.state === 'rejected') throw new EdgeplaneError('HostRejected', `host "${name}" was rejected by an operator`);
         req.agentHost = { name, publicKey: usedKey };
       },

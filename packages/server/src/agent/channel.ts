@@ -1,6 +1,7 @@
-import { AgentMessage, CLOSE_CODES, type HostSpec, PROTOCOL_VERSION, type ServerMessage, zodIssues } from '@edgeplane/protocol';
+import { AgentMessage, CLOSE_CODES, type HostSpec, PROTOCOL_VERSION, type ServerMessage, type SessionFromAgent, zodIssues } from '@edgeplane/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
+import { type ClusterHooks, takeClusterSecrets } from '../cluster/kubeconfig.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
 import { recordEvent } from '../event/event.service.js';
 import type { Metrics } from '../http/metrics.js';
@@ -13,14 +14,23 @@ export interface ChannelDeps {
   metrics: Metrics;
   log: FastifyBaseLogger;
   serverVersion: string;
+  /** Remote-session broker: gets the session.* frames of this host, and learns when the channel closes. */
+  /** Cluster controller hooks: kubeconfig capture and a nudge when agent status changes. */
+  clusters?: ClusterHooks;
+  sessions?: { onAgentFrame(host: string, msg: SessionFromAgent): void; agentDisconnected(host: string): void };
 }
 
 /** Merges agent-reported fields into the host's stored status, writing only when something changed. */
-async function updateHostStatus(db: Db, host: string, fields: Record<string, unknown>): Promise<void> {
+async function updateHostStatus(db: Db, host: string, fields: Record<string, unknown>, clusters?: ClusterHooks): Promise<void> {
   const row = await edgeHosts.getRow(db, host);
+  // An init node's admin kubeconfig is a secret: it goes to encrypted cluster storage, never into host status.
+  if (fields.agent) fields = { ...fields, agent: await takeClusterSecrets(db, row, fields.agent, clusters?.secrets) };
   const status = JSON.parse(row.status) as Record<string, unknown>;
   const next = { ...status, ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) };
-  if (JSON.stringify(next) !== row.status) await edgeHosts.touch(db, host, { status: JSON.stringify(next) });
+  if (JSON.stringify(next) !== row.status) {
+    await edgeHosts.touch(db, host, { status: JSON.stringify(next) });
+    clusters?.nudge();
+  }
 }
 
 /** The managed part of a host's spec (os, kubernetes, addons) as the agent receives it. */
@@ -45,6 +55,7 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
   socket.on('close', () => {
     clearTimeout(helloTimer);
     hub.detach(host, socket);
+    deps.sessions?.agentDisconnected(host);
   });
   socket.on('error', (err) => log.warn({ err }, 'agent socket error'));
 
@@ -72,12 +83,12 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
     switch (msg.type) {
       case 'hello': {
         clearTimeout(helloTimer);
-        await updateHostStatus(db, host, {
-          agentVersion: msg.agentVersion,
-          inventory: msg.inventory,
-          observedGeneration: msg.observedGeneration,
-          agent: msg.status,
-        });
+        await updateHostStatus(
+          db,
+          host,
+          { agentVersion: msg.agentVersion, inventory: msg.inventory, observedGeneration: msg.observedGeneration, agent: msg.status },
+          deps.clusters,
+        );
         const row = await edgeHosts.getRow(db, host);
         hub.send(host, {
           type: 'welcome',
@@ -87,13 +98,20 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
           state: row.state as 'ready',
           heartbeatIntervalSeconds: hub.options.heartbeatIntervalSeconds,
         });
-        hub.send(host, specMessage(row));
+        await hub.sendSpec(host, row);
         break;
       }
       case 'heartbeat':
         break;
+      case 'session.opened':
+      case 'session.output':
+      case 'session.exit':
+      case 'session.refused':
+      case 'session.ack':
+        deps.sessions?.onAgentFrame(host, msg);
+        break;
       case 'status':
-        await updateHostStatus(db, host, { observedGeneration: msg.observedGeneration, agent: msg.status });
+        await updateHostStatus(db, host, { observedGeneration: msg.observedGeneration, agent: msg.status }, deps.clusters);
         break;
       case 'event':
         await recordEvent(db, {

@@ -2,10 +2,11 @@ import { CLOSE_CODES, type ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { findHostKeys, markAllOffline, setConnectivity, setLastSeen } from '../edgehost/edgehost.repository.js';
-import { keyFingerprint } from '../edgehost/edgehost.service.js';
+import { edgeHosts, keyFingerprint } from '../edgehost/edgehost.service.js';
 import type { Metrics } from '../http/metrics.js';
 import type { HostChange, HostNotifier } from '../resource/context.js';
 import type { Db } from '../store/db.js';
+import { ChangeBus } from '../watch/change-bus.js';
 import { specMessage } from './channel.js';
 
 interface Connection {
@@ -33,6 +34,8 @@ export class ConnectionHub implements HostNotifier {
   private pendingConnectivity = new Map<string, 'online' | 'offline'>();
   private timers: NodeJS.Timeout[] = [];
   private flushing: Promise<void> = Promise.resolve();
+  /** Committed changes of this server, for watchers (the console); connectivity flushes publish here too. */
+  readonly changes = new ChangeBus();
 
   constructor(
     private db: Db,
@@ -97,11 +100,23 @@ export class ConnectionHub implements HostNotifier {
     return true;
   }
 
+  /**
+   * Completes a spec message just before it is sent: the cluster controller fills in secrets (the
+   * join token) that the store keeps encrypted and never in EdgeHost.spec.
+   */
+  specFilter?: (host: string, msg: Extract<ServerMessage, { type: 'spec' }>) => Promise<ServerMessage>;
+
+  /** Sends a host spec row to its agent, through specFilter. */
+  async sendSpec(name: string, row: { spec: string; generation: number }): Promise<boolean> {
+    const msg = specMessage(row) as Extract<ServerMessage, { type: 'spec' }>;
+    return this.send(name, this.specFilter ? await this.specFilter(name, msg) : msg);
+  }
+
   /** Sends the host's current spec to its agent, if connected here (after the spec changed in the store). */
   async pushSpec(name: string): Promise<boolean> {
     if (!this.conns.has(name)) return false;
     const row = await this.db.selectFrom('edge_hosts').select(['spec', 'generation']).where('name', '=', name).executeTakeFirst();
-    return !!row && this.send(name, specMessage(row));
+    return !!row && this.sendSpec(name, row);
   }
 
   hostChanged(name: string, change: HostChange): void {
@@ -147,12 +162,21 @@ export class ConnectionHub implements HostNotifier {
       try {
         for (let i = 0; i < online.length; i += 500) await setConnectivity(this.db, online.slice(i, i + 500), 'online', at);
         for (let i = 0; i < offline.length; i += 500) await setConnectivity(this.db, offline.slice(i, i + 500), 'offline', at);
+        if (this.changes.size) await this.publishHosts([...online, ...offline]).catch((err) => this.log.warn({ err }, 'publishing host changes failed'));
       } catch (err) {
         this.log.error({ err }, 'connectivity flush failed; will retry');
         for (const [h, s] of batch) if (!this.pendingConnectivity.has(h)) this.pendingConnectivity.set(h, s);
       }
     });
     return this.flushing;
+  }
+
+  /** Reads changed hosts back once and tells watchers; only when someone watches. */
+  private async publishHosts(names: string[]): Promise<void> {
+    for (let i = 0; i < names.length; i += 500) {
+      const rows = await this.db.selectFrom('edge_hosts').selectAll().where('name', 'in', names.slice(i, i + 500)).execute();
+      for (const row of rows) this.changes.publish({ type: 'MODIFIED', kind: 'EdgeHost', object: edgeHosts.toObject(row) });
+    }
   }
 
   private async flushLastSeen(): Promise<void> {

@@ -3,21 +3,33 @@ import { AGENT_CONNECT_PATH, DEFAULT_PROJECT, EdgeplaneError, REGISTER_AUDIENCE,
 import { findHostByDeviceUid } from '../edgehost/edgehost.repository.js';
 import { edgeHosts, hostNameForDevice, keyFingerprint } from '../edgehost/edgehost.service.js';
 import { recordEvent } from '../event/event.service.js';
-import { markTokenUsed, takeTokenUse } from '../registration-token/registration-token.repository.js';
+import { markTokenUsed } from '../registration-token/registration-token.repository.js';
 import { checkRegistrationToken } from '../registration-token/registration-token.service.js';
-import type { Db } from '../store/db.js';
+import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
+import type { EdgeHostTable } from '../store/schema.js';
 import { verifyDeviceToken } from './device-token.js';
+import { type Grant, resolveGrant } from './registration-grant.js';
 
-const sameKey = (a: string, b: { x: string }) => (JSON.parse(a) as { x: string }).x === b.x;
+type Result = RegisterResponse & { created: boolean; via?: Grant['via'] };
+const sameKey = (a: string, b: { x: string }) => !!a && (JSON.parse(a) as { x: string }).x === b.x;
+const answer = (host: { name: string; uid: string }, state: string, created: boolean, via?: Grant['via']): Result => ({
+  hostName: host.name,
+  uid: host.uid,
+  state: state as RegisterResponse['state'],
+  connectPath: AGENT_CONNECT_PATH,
+  created,
+  via,
+});
 
 /**
- * Registers a device. The shared token buys a per-device identity: the host is bound to the device's
- * key. The same device (same key) registering again keeps its host; another key claiming the same
- * device UID never takes the host over silently: it waits for an operator's approval.
+ * Registers a device with a token, the pairing key of its pre-registered host, or a claimed pairing
+ * session. Each only buys a per-device identity: the host is bound to the device's key. The same
+ * device (same key) registering again keeps its host; another key claiming the same device UID never
+ * takes the host over silently: it waits for an operator's approval. A denied UID is refused.
  * All writes happen in one transaction, so a refused registration writes nothing.
  */
-export async function registerDevice(db: Db, req: RegisterRequest): Promise<RegisterResponse & { created: boolean }> {
+export async function registerDevice(db: Db, req: RegisterRequest): Promise<Result> {
   const proof = await verifyDeviceToken(req.proof, req.publicKey, REGISTER_AUDIENCE, 'DeviceProofInvalid');
   if (proof.sub !== req.deviceUid) throw new EdgeplaneError('DeviceProofInvalid', 'the registration proof was made for another device UID');
   const publicKey = JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: req.publicKey.x });
@@ -26,86 +38,35 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Regi
     try {
       return await db.transaction().execute(async (trx) => {
         const existing = await findHostByDeviceUid(trx, req.deviceUid);
+        if (existing && JSON.parse(existing.spec).denied === true)
+          throw new EdgeplaneError('DeviceDenied', `device UID ${req.deviceUid} is on the deny-list (host "${existing.name}")`);
         if (existing && sameKey(existing.public_key, req.publicKey)) {
-          const token = await checkRegistrationToken(trx, req.token, false);
-          await markTokenUsed(trx, token.name, now);
-          return {
-            hostName: existing.name,
-            uid: existing.uid,
-            state: existing.state as RegisterResponse['state'],
-            connectPath: AGENT_CONNECT_PATH,
-            created: false,
-          };
+          // A known device recovering its identity: a token is still checked (revoked/expired refuse)
+          // but takes no new use; pairing credentials are single-use, so the key alone identifies it.
+          if (req.token !== undefined) {
+            const token = await checkRegistrationToken(trx, req.token, false);
+            await markTokenUsed(trx, token.name, now);
+          }
+          return answer(existing, existing.state, false);
         }
-        const token = await checkRegistrationToken(trx, req.token, true);
-        if (!(await takeTokenUse(trx, token.name, now)))
-          throw new EdgeplaneError('RegistrationTokenExhausted', `registration token "${token.name}" is used up`);
+        const grant = await resolveGrant(trx, req, existing, now);
         if (existing) {
           if (existing.state === 'rejected') throw new EdgeplaneError('HostRejected', `host "${existing.name}" was rejected by an operator`);
-          const status = JSON.parse(existing.status);
-          const conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
-          conditions.push({
-            type: 'KeyChangePending',
-            status: 'True',
-            reason: 'NewDeviceKey',
-            message: `a device presenting key ${keyFingerprint(publicKey).slice(0, 16)} claimed this device UID; approve to bind the host to it`,
-            lastTransitionTime: now,
-          });
-          await edgeHosts.touch(trx, existing.name, {
-            pending_public_key: publicKey,
-            state: 'pending-approval',
-            status: JSON.stringify({ ...status, conditions }),
-          });
-          await recordEvent(trx, {
-            involvedObject: { kind: 'EdgeHost', name: existing.name },
-            type: 'Warning',
-            reason: 'DeviceKeyChanged',
-            message: `device UID ${req.deviceUid} registered with a different key (token "${token.name}"); approval required`,
-            source: 'server',
-          });
-          return { hostName: existing.name, uid: existing.uid, state: 'pending-approval' as const, connectPath: AGENT_CONNECT_PATH, created: false };
+          const state =
+            existing.state === 'pre-registered'
+              ? await bindPreRegistered(trx, existing, req, grant, publicKey, now)
+              : await requestKeyChange(trx, existing, req, grant, publicKey, now);
+          await grant.consume(trx, existing.name, now);
+          return answer(existing, state, false, grant.via);
         }
-        const name = hostNameForDevice(req.deviceUid);
-        const state = token.spec.autoApprove ? 'ready' : 'pending-approval';
-        const uid = randomUUID();
-        const site = token.spec.site ?? req.site;
-        await trx
-          .insertInto('edge_hosts')
-          .values({
-            name,
-            uid,
-            project: DEFAULT_PROJECT,
-            // The token's labels are the operator's and win over what the device says about itself.
-            labels: JSON.stringify({ ...(req.labels ?? {}), ...token.spec.labels }),
-            annotations: '{}',
-            generation: 1,
-            resource_version: 1,
-            created_at: now,
-            updated_at: now,
-            spec: JSON.stringify(site ? { site } : {}),
-            status: JSON.stringify({
-              registeredAt: now,
-              registrationToken: token.name,
-              agentVersion: req.agentVersion,
-              inventory: req.inventory,
-              conditions: [],
-            }),
-            device_uid: req.deviceUid,
-            public_key: publicKey,
-            pending_public_key: null,
-            state,
-            connectivity: 'offline',
-            last_seen: null,
-          })
-          .execute();
-        await recordEvent(trx, {
-          involvedObject: { kind: 'EdgeHost', name },
-          type: 'Normal',
-          reason: 'Registered',
-          message: `device ${req.deviceUid} registered with token "${token.name}" (${state})`,
-          source: 'server',
-        });
-        return { hostName: name, uid, state, connectPath: AGENT_CONNECT_PATH, created: true };
+        if (grant.preRegisteredOnly)
+          throw new EdgeplaneError(
+            'DeviceNotPreRegistered',
+            `${grant.describe} only admits pre-registered devices, and device UID ${req.deviceUid} is not pre-registered`,
+          );
+        const host = await insertHost(trx, req, grant, publicKey, now);
+        await grant.consume(trx, host.name, now);
+        return answer(host, host.state, true, grant.via);
       });
     } catch (err) {
       // Two registrations of one device racing: the loser retries and finds the winner's host.
@@ -113,4 +74,100 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Regi
       throw err;
     }
   }
+}
+
+function registrationStatus(req: RegisterRequest, grant: Grant, now: string) {
+  return {
+    registeredAt: now,
+    registeredVia: grant.via,
+    ...(grant.tokenName ? { registrationToken: grant.tokenName } : {}),
+    agentVersion: req.agentVersion,
+    inventory: req.inventory,
+  };
+}
+
+async function insertHost(trx: Executor, req: RegisterRequest, grant: Grant, publicKey: string, now: string) {
+  const name = hostNameForDevice(req.deviceUid);
+  const state = grant.autoApprove ? 'ready' : 'pending-approval';
+  const uid = randomUUID();
+  const site = grant.site ?? req.site;
+  await trx
+    .insertInto('edge_hosts')
+    .values({
+      name,
+      uid,
+      project: grant.project ?? DEFAULT_PROJECT,
+      // The operator's labels (token, pairing claim) win over what the device says about itself.
+      labels: JSON.stringify({ ...(req.labels ?? {}), ...grant.labels }),
+      annotations: '{}',
+      generation: 1,
+      resource_version: 1,
+      created_at: now,
+      updated_at: now,
+      spec: JSON.stringify(site ? { site } : {}),
+      status: JSON.stringify({ ...registrationStatus(req, grant, now), conditions: [] }),
+      device_uid: req.deviceUid,
+      public_key: publicKey,
+      pending_public_key: null,
+      state,
+      connectivity: 'offline',
+      last_seen: null,
+      pairing_key_hash: null,
+    })
+    .execute();
+  await recordEvent(trx, {
+    involvedObject: { kind: 'EdgeHost', name },
+    type: 'Normal',
+    reason: 'Registered',
+    message: `device ${req.deviceUid} registered with ${grant.describe} (${state})`,
+    source: 'server',
+  });
+  return { name, uid, state };
+}
+
+/** The device an operator pre-registered arrives: it takes exactly that host, its labels and site. */
+async function bindPreRegistered(trx: Executor, host: EdgeHostTable, req: RegisterRequest, grant: Grant, publicKey: string, now: string) {
+  const state = grant.autoApprove ? 'ready' : 'pending-approval';
+  const spec = JSON.parse(host.spec);
+  const site = spec.site ?? grant.site ?? req.site;
+  const status = JSON.parse(host.status);
+  await edgeHosts.touch(trx, host.name, {
+    public_key: publicKey,
+    pairing_key_hash: null,
+    state,
+    // Pre-registered labels are the operator's word about this very device: they win.
+    labels: JSON.stringify({ ...(req.labels ?? {}), ...grant.labels, ...JSON.parse(host.labels) }),
+    spec: JSON.stringify(site ? { ...spec, site } : spec),
+    status: JSON.stringify({ ...status, ...registrationStatus(req, grant, now), conditions: status.conditions ?? [] }),
+  });
+  await recordEvent(trx, {
+    involvedObject: { kind: 'EdgeHost', name: host.name },
+    type: 'Normal',
+    reason: 'Registered',
+    message: `pre-registered device ${req.deviceUid} registered with ${grant.describe} (${state})`,
+    source: 'server',
+  });
+  return state;
+}
+
+/** Another key claims a registered device UID (re-install or impostor): an operator must approve. */
+async function requestKeyChange(trx: Executor, host: EdgeHostTable, req: RegisterRequest, grant: Grant, publicKey: string, now: string) {
+  const status = JSON.parse(host.status);
+  const conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
+  conditions.push({
+    type: 'KeyChangePending',
+    status: 'True',
+    reason: 'NewDeviceKey',
+    message: `a device presenting key ${keyFingerprint(publicKey).slice(0, 16)} claimed this device UID; approve to bind the host to it`,
+    lastTransitionTime: now,
+  });
+  await edgeHosts.touch(trx, host.name, { pending_public_key: publicKey, state: 'pending-approval', status: JSON.stringify({ ...status, conditions }) });
+  await recordEvent(trx, {
+    involvedObject: { kind: 'EdgeHost', name: host.name },
+    type: 'Warning',
+    reason: 'DeviceKeyChanged',
+    message: `device UID ${req.deviceUid} registered with a different key (${grant.describe}); approval required`,
+    source: 'server',
+  });
+  return 'pending-approval';
 }

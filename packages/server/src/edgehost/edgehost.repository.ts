@@ -5,7 +5,14 @@ export async function findHostByDeviceUid(db: Executor, deviceUid: string) {
 }
 
 export async function findHostKeys(db: Executor, name: string) {
-  return db.selectFrom('edge_hosts').select(['name', 'public_key', 'pending_public_key', 'state']).where('name', '=', name).executeTakeFirst();
+  const row = await db
+    .selectFrom('edge_hosts')
+    .select(['name', 'public_key', 'pending_public_key', 'state', 'spec'])
+    .where('name', '=', name)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { spec, ...keys } = row;
+  return { ...keys, denied: (JSON.parse(spec) as { denied?: boolean }).denied === true };
 }
 
 /** Connectivity changes are rare and shown to users, so they bump resource_version. */

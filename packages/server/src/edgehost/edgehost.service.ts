@@ -1,15 +1,20 @@
 import { createHash } from 'node:crypto';
 import { EdgeplaneError, findKind } from '@edgeplane/protocol';
 import { recordEvent } from '../event/event.service.js';
+import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
-import { ResourceService } from '../resource/resource.service.js';
+import { type Resource, ResourceService } from '../resource/resource.service.js';
+import type { Executor } from '../store/db.js';
+import { preRegistrationColumns, withDerivedName } from './pre-registration.js';
 
 /** Host name for a device: stable, derived from the device UID, safe as a DNS label. */
 export function hostNameForDevice(deviceUid: string): string {
   return `edge-${createHash('sha256').update(deviceUid.toLowerCase()).digest('hex').slice(0, 12)}`;
 }
 
+/** '' for a pre-registered host, which has no device key yet. */
 export function keyFingerprint(publicKeyJson: string): string {
+  if (!publicKeyJson) return '';
   const { x } = JSON.parse(publicKeyJson) as { x: string };
   return createHash('sha256').update(x).digest('hex');
 }
@@ -28,10 +33,26 @@ function hostStatus(row: ResourceRow): Record<string, unknown> {
   };
 }
 
-export const edgeHosts = new ResourceService(findKind('EdgeHost')!, 'edge_hosts', {
+/** EdgeHosts: a pre-registration may leave out metadata.name; it is derived from the device UID. */
+class EdgeHostService extends ResourceService {
+  override create(db: Executor, body: unknown, ctx: RequestContext): Promise<Resource> {
+    return super.create(db, withDerivedName(body, hostNameForDevice), ctx);
+  }
+}
+
+export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts', {
   status: hostStatus,
-  async prepareUpdate(_db, row, _spec, ctx) {
-    ctx.hosts?.hostChanged(row.name, 'spec');
+  // POST /api/v1/edgehosts pre-registers a device UID (see pre-registration.ts).
+  prepareCreate: (db, input) => preRegistrationColumns(db, input),
+  async prepareUpdate(_db, row, spec, ctx) {
+    if (spec.deviceUid !== undefined && spec.deviceUid !== row.device_uid)
+      throw new EdgeplaneError('ValidationFailed', `spec.deviceUid of host "${row.name}" is ${row.device_uid} and cannot change`, {
+        issues: [{ path: 'spec.deviceUid', message: 'immutable' }],
+      });
+    // A newly denied device loses its connection now; the connect check then refuses it (DeviceDenied).
+    const wasDenied = JSON.parse(row.spec).denied === true;
+    if (spec.denied === true && !wasDenied) ctx.hosts?.hostChanged(row.name, 'deleted');
+    else ctx.hosts?.hostChanged(row.name, 'spec');
     return {};
   },
   async beforeDelete(_db, row, ctx) {

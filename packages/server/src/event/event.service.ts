@@ -3,6 +3,7 @@ import { DEFAULT_PROJECT, findKind } from '@edgeplane/protocol';
 import { ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
+import { announceWrite } from '../watch/change-bus.js';
 
 export const events = new ResourceService(findKind('Event')!, 'events');
 
@@ -42,6 +43,8 @@ export async function recordEvent(db: Executor, e: NewEvent): Promise<boolean> {
         dedupe_key: e.dedupeKey ?? null,
       })
       .execute();
+    // Read back by each server's watch hub shortly after (the caller's transaction commits first).
+    announceWrite({ kind: 'Event', name, type: 'ADDED' });
     return true;
   } catch (err) {
     if (e.dedupeKey && isUniqueViolation(err)) return false;

@@ -104,7 +104,9 @@ describe.each(DIALECTS)('resource API on %s', (dialect) => {
       [t.api('POST', '/api/v1/registrationtokens', token('big', { description: 'x'.repeat(100_000) })), 413, 'BodyTooLarge'],
       [t.api('POST', '/api/v1/registrationtokens', undefined, { raw: 'name=x', contentType: 'text/plain' }), 415, 'UnsupportedMediaType'],
       [t.api('GET', '/api/v1/widgets'), 404, 'UnknownKind'],
-      [t.api('POST', '/api/v1/edgehosts', { metadata: { name: 'x' }, spec: {} }), 405, 'MethodNotAllowed'],
+      // EdgeHosts are creatable by device UID (pre-registration); Events never are.
+      [t.api('POST', '/api/v1/events', { metadata: { name: 'x' }, spec: {} }), 405, 'MethodNotAllowed'],
+      [t.api('POST', '/api/v1/edgehosts', { metadata: { name: 'x' }, spec: {} }), 400, 'ValidationFailed'],
       [t.api('GET', '/api/v1/projects', undefined, { token: 'ept_nope' }), 401, 'Unauthenticated'],
     ];
     for (const [p, status, code] of cases) {

@@ -1,20 +1,24 @@
 import { API_VERSION, EdgeplaneError, findKind } from '@edgeplane/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConnectionHub } from '../agent/connection-hub.js';
+import { clusters } from '../cluster/cluster.service.js';
+import { clusterProfiles } from '../cluster-profile/cluster-profile.service.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
 import { events } from '../event/event.service.js';
 import { projects } from '../project/project.service.js';
 import { registrationTokens } from '../registration-token/registration-token.service.js';
+import { remoteSessions } from '../remote-session/remote-session.service.js';
 import type { HostChange, RequestContext } from '../resource/context.js';
 import type { ListQuery, Resource, ResourceService } from '../resource/resource.service.js';
 import type { Db } from '../store/db.js';
 import { apiTokens } from '../user/api-token.service.js';
 import { users } from '../user/user.service.js';
+import { ChangeBatch } from '../watch/change-bus.js';
 import { installAuth } from './auth-hook.js';
 import { authorize } from './authz.js';
 
 /** Every kind served by the generic API; a new kind adds its service here. */
-export const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events];
+export const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events, clusterProfiles, clusters, remoteSessions];
 
 function serviceFor(plural: string): ResourceService {
   const info = findKind(plural);
@@ -61,11 +65,13 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
   installAuth(app, db, ['/api/v1/openapi.json']);
 
   const ctx = (req: FastifyRequest): RequestContext => ({ user: req.caller!.user, role: req.caller!.role, log: req.log });
-  /** Runs a write and tells live connections about host changes only after it committed. */
+  /** Runs a write and tells live connections (agents, watchers) about changes only after it committed. */
   async function withNotices<T>(req: FastifyRequest, fn: (c: RequestContext) => Promise<T>): Promise<T> {
     const notices: [string, HostChange][] = [];
-    const result = await fn({ ...ctx(req), hosts: { hostChanged: (n, c) => notices.push([n, c]) } });
+    const changes = new ChangeBatch();
+    const result = await fn({ ...ctx(req), hosts: { hostChanged: (n, c) => notices.push([n, c]) }, changes });
     for (const [n, c] of notices) hub.hostChanged(n, c);
+    changes.publishTo(hub.changes);
     return result;
   }
   // lastSeen is written in batches; a host connected to this process shows the live value.
@@ -91,7 +97,8 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
   app.post<{ Params: P }>('/api/v1/:plural', async (req, reply) => {
     const svc = serviceFor(req.params.plural);
     check(req, svc, 'create');
-    const obj = await svc.create(db, req.body, ctx(req));
+    // In a transaction: a kind's create hook may write other rows too (revisions, host claims).
+    const obj = await withNotices(req, (c) => db.transaction().execute((trx) => svc.create(trx, req.body, c)));
     return reply.status(201).send(obj);
   });
   app.get<{ Params: P }>('/api/v1/:plural/:name', async (req) => {

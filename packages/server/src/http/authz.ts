@@ -8,7 +8,7 @@ export type Verb = 'get' | 'list' | 'create' | 'update' | 'delete' | string;
  */
 const ROLE_RULES: Record<Role, string[]> = {
   viewer: ['*:get', '*:list'],
-  operator: ['*:get', '*:list', 'registrationtokens:*', 'edgehosts:*', 'projects:*'],
+  operator: ['*:get', '*:list', 'registrationtokens:*', 'edgehosts:*', 'projects:*', 'clusterprofiles:*', 'clusters:*'],
   admin: ['*:*'],
 };
 

@@ -1,5 +1,6 @@
 import type { Role } from '@edgeplane/protocol';
 import type { FastifyBaseLogger } from 'fastify';
+import type { Change } from '../watch/change-bus.js';
 
 /** Who is asking, for services that record or authorize by caller. */
 export interface RequestContext {
@@ -7,6 +8,13 @@ export interface RequestContext {
   role: Role;
   log: FastifyBaseLogger;
   hosts?: HostNotifier;
+  /** Collects committed-to-be changes for watchers; the caller publishes them after commit. */
+  changes?: ChangeSink;
+}
+
+/** Where services record what they changed (see watch/change-bus.ts). */
+export interface ChangeSink {
+  record(change: Change): void;
 }
 
 export type HostChange = 'approved' | 'rejected' | 'deleted' | 'spec';

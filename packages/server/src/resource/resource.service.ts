@@ -151,6 +151,8 @@ export class ResourceService {
       throw err;
     }
     const obj = this.toObject(row);
+    // A copy: secrets shown once are added to `obj` below and must never reach watchers.
+    ctx.changes?.record({ type: 'ADDED', kind: this.info.kind, object: { ...obj } });
     if (prepared.shownOnce) obj.status = { ...obj.status, ...prepared.shownOnce };
     return obj;
   }
@@ -184,7 +186,7 @@ export class ResourceService {
     if (!(await updateRow(db, this.table, name, values, Number(row.resource_version)))) {
       throw new EdgeplaneError('Conflict', `${this.info.kind} "${name}" was modified concurrently; read it again and retry`);
     }
-    return this.get(db, name);
+    return this.changed(db, name, ctx);
   }
 
   /** PATCH with a JSON merge patch over metadata (labels, annotations) and spec. */
@@ -205,14 +207,23 @@ export class ResourceService {
     const row = await this.getRow(db, name);
     await this.hooks.beforeDelete?.(db, row, ctx);
     await deleteRow(db, this.table, name);
-    return this.toObject(row);
+    const obj = this.toObject(row);
+    ctx.changes?.record({ type: 'DELETED', kind: this.info.kind, object: obj });
+    return obj;
   }
 
   async action(db: Executor, name: string, verb: string, ctx: RequestContext): Promise<Resource> {
     const fn = this.hooks.actions?.[verb];
     if (!fn) throw new EdgeplaneError('NotFound', `${this.info.kind} has no action "${verb}"`, { actions: Object.keys(this.hooks.actions ?? {}) });
     await fn(db, await this.getRow(db, name), ctx);
-    return this.get(db, name);
+    return this.changed(db, name, ctx);
+  }
+
+  /** Reads the object after a write and records the change for watchers. */
+  private async changed(db: Executor, name: string, ctx: RequestContext): Promise<Resource> {
+    const obj = await this.get(db, name);
+    ctx.changes?.record({ type: 'MODIFIED', kind: this.info.kind, object: obj });
+    return obj;
   }
 
   async touch(db: Executor, name: string, values: Record<string, unknown>): Promise<void> {

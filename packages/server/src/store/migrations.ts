@@ -55,6 +55,85 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('edge_hosts_connectivity').on('edge_hosts').column('connectivity').execute();
     },
   },
+  '0002_clusters': {
+    async up(db: AnyDb) {
+      await resourceColumns(db.schema.createTable('cluster_profiles')).execute();
+      await db.schema
+        .createTable('cluster_profile_revisions')
+        .addColumn('profile', 'varchar(63)', (c) => c.notNull())
+        .addColumn('revision', 'integer', (c) => c.notNull())
+        .addColumn('spec', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('cluster_profile_revisions_pk', ['profile', 'revision'])
+        .execute();
+      await resourceColumns(db.schema.createTable('clusters')).execute();
+      await db.schema
+        .createTable('cluster_secrets')
+        .addColumn('cluster', 'varchar(63)', (c) => c.notNull())
+        .addColumn('name', 'varchar(63)', (c) => c.notNull())
+        .addColumn('ciphertext', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'varchar(40)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('cluster_secrets_pk', ['cluster', 'name'])
+        .execute();
+      await db.schema
+        .createTable('cluster_steps')
+        .addColumn('cluster', 'varchar(63)', (c) => c.notNull())
+        .addColumn('step', 'varchar(160)', (c) => c.notNull())
+        .addColumn('host', 'varchar(63)')
+        .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('cluster_steps_pk', ['cluster', 'step'])
+        .execute();
+    },
+  },
+  '0003_registration': {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('edge_hosts').addColumn('pairing_key_hash', 'varchar(64)').execute();
+      await db.schema
+        .createTable('pairings')
+        .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('code', 'varchar(16)', (c) => c.notNull().unique())
+        .addColumn('device_uid', 'varchar(128)', (c) => c.notNull())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('inventory', 'text', (c) => c.notNull())
+        .addColumn('agent_version', 'varchar(64)', (c) => c.notNull())
+        .addColumn('poll_secret_hash', 'varchar(64)', (c) => c.notNull())
+        .addColumn('state', 'varchar(16)', (c) => c.notNull())
+        .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
+        .addColumn('expires_at', 'varchar(40)', (c) => c.notNull())
+        .addColumn('source_ip', 'varchar(64)', (c) => c.notNull())
+        .addColumn('claimed_by', 'varchar(63)')
+        .addColumn('claimed_at', 'varchar(40)')
+        .addColumn('project', 'varchar(63)')
+        .addColumn('site', 'varchar(63)')
+        .addColumn('labels', 'text')
+        .addColumn('host_name', 'varchar(63)')
+        .execute();
+      await db.schema.createIndex('pairings_expires').on('pairings').column('expires_at').execute();
+    },
+  },
+  '0004_sessions_audit': {
+    async up(db: AnyDb) {
+      await resourceColumns(db.schema.createTable('remote_sessions'))
+        .addColumn('host', 'varchar(63)', (c) => c.notNull())
+        .addColumn('user_name', 'varchar(63)', (c) => c.notNull())
+        .addColumn('phase', 'varchar(16)', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('remote_sessions_phase').on('remote_sessions').column('phase').execute();
+      // Append-only: the application never updates or deletes rows; each row chains to the previous by hash.
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('seq', 'integer', (c) => c.primaryKey())
+        .addColumn('time', 'varchar(40)', (c) => c.notNull())
+        .addColumn('actor', 'varchar(128)', (c) => c.notNull())
+        .addColumn('action', 'varchar(64)', (c) => c.notNull())
+        .addColumn('target', 'varchar(256)', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('details', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'varchar(64)', (c) => c.notNull())
+        .addColumn('hash', 'varchar(64)', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

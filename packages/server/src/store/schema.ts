@@ -36,6 +36,8 @@ export interface EdgeHostTable extends ResourceColumns {
   state: string;
   connectivity: string;
   last_seen: string | null;
+  /** sha256 of the one-time pairing key of a pre-registered host; cleared when the device uses it. */
+  pairing_key_hash: string | null;
 }
 export interface EventTable extends ResourceColumns {
   involved_kind: string;
@@ -43,13 +45,85 @@ export interface EventTable extends ResourceColumns {
   /** Set for agent events: `<host>/<agent event id>`, so a re-sent queued event is stored once. */
   dedupe_key: string | null;
 }
+export interface ClusterProfileTable extends ResourceColumns {}
+export interface ClusterProfileRevisionTable {
+  profile: string;
+  revision: number;
+  /** The profile spec at this revision, with layers.os.digest pinned. Never updated. */
+  spec: string;
+  created_at: string;
+}
+export interface ClusterTable extends ResourceColumns {}
+/** Cluster secrets (join token, admin kubeconfig), AES-256-GCM encrypted (see cluster/secret-box.ts). */
+export interface ClusterSecretTable {
+  cluster: string;
+  name: string;
+  ciphertext: string;
+  updated_at: string;
+}
+/** Steps the cluster controller has taken, one row each, so a restart never repeats one. */
+export interface ClusterStepTable {
+  cluster: string;
+  step: string;
+  host: string | null;
+  created_at: string;
+}
 export interface Database {
   projects: ProjectTable;
   users: UserTable;
   api_tokens: ApiTokenTable;
   registration_tokens: RegistrationTokenTable;
   edge_hosts: EdgeHostTable;
+  cluster_profiles: ClusterProfileTable;
+  cluster_profile_revisions: ClusterProfileRevisionTable;
+  clusters: ClusterTable;
+  cluster_secrets: ClusterSecretTable;
+  cluster_steps: ClusterStepTable;
   events: EventTable;
+  pairings: PairingTable;
+  remote_sessions: RemoteSessionTable;
+  audit_log: AuditLogTable;
 }
 
-export type ResourceTableName = keyof Database;
+export interface RemoteSessionTable extends ResourceColumns {
+  host: string;
+  user_name: string;
+  /** pending | active | ended | refused; sessions left active by a stopped server are ended on start. */
+  phase: string;
+}
+export interface AuditLogTable {
+  seq: number;
+  time: string;
+  actor: string;
+  action: string;
+  target: string;
+  reason: string | null;
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/** At-the-edge pairing sessions (not a resource kind: short-lived, never listed through the API). */
+export interface PairingTable {
+  id: string;
+  code: string;
+  device_uid: string;
+  public_key: string;
+  inventory: string;
+  agent_version: string;
+  poll_secret_hash: string;
+  /** pending -> claimed -> completed; expiry is computed from expires_at. */
+  state: string;
+  created_at: string;
+  expires_at: string;
+  source_ip: string;
+  claimed_by: string | null;
+  claimed_at: string | null;
+  project: string | null;
+  site: string | null;
+  labels: string | null;
+  host_name: string | null;
+}
+
+/** Tables holding resource kinds (all share ResourceColumns). */
+export type ResourceTableName = Exclude<keyof Database, 'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps'>;

@@ -1,0 +1,336 @@
+/**
+ * SIMULATION. A simulated Kubernetes API per simulated cluster, shared by every SimDevice in the
+ * process (a module-level registry keyed by the cluster's API server endpoint `host:port`). No
+ * kubelet, etcd or API server runs: the simulated services on SimDevice (sim-units.ts) read the
+ * configuration the Kubernetes drivers wrote and call this registry, which honours it the way the
+ * real distributions would: the init server creates the cluster with its token, a joiner with a
+ * wrong token or a server address that is not the cluster's does not join, nodes carry the labels
+ * and taints of their configuration, and objects are stored with server-side apply semantics.
+ * With `configure({ stateDir })` every cluster is also kept in `<stateDir>/<host>_<port>.json`, so a
+ * restarted simulator process finds its clusters again (nodes come back NotReady until their
+ * simulated services start).
+ */
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Distribution, Taint } from '@edgeplane/protocol';
+import { writeFileAtomic } from '../atomic-file.js';
+import { parseEndpoint } from '../managers/kubernetes/endpoint.js';
+import { type KubeNode, type KubeObject, KubernetesApiError } from './kube-client.js';
+import { SimObjectStore, type StoredObject } from './sim-object-store.js';
+
+export const SIM_RKE2_SUPERVISOR_PORT = 9345;
+
+/** The simulated cluster refused a node. `retryable` is false when the same configuration can never succeed. */
+export class SimRefusal extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+    this.name = 'SimRefusal';
+  }
+}
+
+export interface SimNodeRegistration {
+  name: string;
+  role: 'control-plane' | 'worker';
+  labels: Record<string, string>;
+  taints: Taint[];
+  kubeletVersion: string;
+}
+
+interface SimNodeState extends SimNodeRegistration {
+  ready: boolean;
+  message: string;
+  /** Bearer token of the node's kubelet credential. */
+  credential: string;
+}
+
+interface SimClusterState {
+  host: string;
+  apiPort: number;
+  distribution: Distribution;
+  version: string;
+  name: string;
+  /** Join secret as the distribution checks it (k3s/rke2 token, kubeadm bootstrap token). */
+  joinToken: string;
+  /** kubeadm: key control-plane joiners need to fetch the uploaded certificates. */
+  certificateKey?: string;
+  adminToken: string;
+  initNode: string;
+  nodes: Record<string, SimNodeState>;
+  objects: Record<string, StoredObject>;
+}
+
+/** What a kubeconfig of the simulated cluster holds. */
+export interface SimCredentials {
+  server: string;
+  token: string;
+  clusterName: string;
+}
+
+export interface SimInitRequest {
+  distribution: Distribution;
+  version: string;
+  host: string;
+  apiPort: number;
+  token: string;
+  certificateKey?: string;
+  clusterName: string;
+  node: SimNodeRegistration;
+}
+
+export interface SimJoinRequest {
+  distribution: Distribution;
+  /** The join address as written: a URL (k3s, rke2) or host:port (kubeadm). */
+  server: string;
+  token: string;
+  certificateKey?: string;
+  node: SimNodeRegistration;
+}
+
+/** One caller's view of a simulated cluster's API (admin or a node's kubelet). */
+export interface SimApiSession {
+  readNode(name: string): KubeNode | undefined;
+  apply(object: KubeObject, fieldManager: string): Promise<KubeObject>;
+  get(apiVersion: string, kind: string, name: string, namespace?: string): KubeObject | undefined;
+  list(): KubeObject[];
+}
+
+function key(host: string, port: number): string {
+  return `${host}:${port}`;
+}
+
+function parseServer(server: string): { host: string; port: number } {
+  const { host, port } = parseEndpoint(server);
+  return { host, port: port ?? 443 };
+}
+
+const token = () => randomBytes(24).toString('base64url');
+const fileName = (k: string) => `${k.replace(/[^a-zA-Z0-9.-]/g, '_')}.json`;
+
+export class SimKubernetes {
+  private clusters = new Map<string, SimClusterState>();
+  private stateDir?: string;
+  private saving = new Map<string, Promise<void>>();
+
+  /** Keep clusters in `stateDir` (and load the ones already there). */
+  configure(options: { stateDir?: string }): void {
+    this.stateDir = options.stateDir;
+    if (!this.stateDir) return;
+    let files: string[] = [];
+    try {
+      files = readdirSync(this.stateDir).filter((f) => f.endsWith('.json'));
+    } catch {
+      return; // nothing persisted yet
+    }
+    for (const file of files) {
+      let state: SimClusterState;
+      try {
+        state = JSON.parse(readFileSync(join(this.stateDir, file), 'utf8')) as SimClusterState;
+      } catch {
+        continue; // a torn or foreign file: that cluster is gone, the others are kept
+      }
+      // Nothing of the previous process runs any more: every node is NotReady until its service starts.
+      for (const node of Object.values(state.nodes)) Object.assign(node, { ready: false, message: 'simulated kubelet not running' });
+      this.clusters.set(key(state.host, state.apiPort), state);
+    }
+  }
+
+  /** Forgets every cluster (tests). */
+  reset(): void {
+    this.clusters.clear();
+    this.stateDir = undefined;
+  }
+
+  /** The first server: creates the cluster, or restarts its init node with the same token. */
+  async init(req: SimInitRequest): Promise<{ admin: SimCredentials; node: SimCredentials }> {
+    const k = key(req.host, req.apiPort);
+    let cluster = this.clusters.get(k);
+    if (cluster) {
+      if (cluster.initNode !== req.node.name) {
+        throw new SimRefusal(`https://${k} already serves cluster ${cluster.name}, initialized by node ${cluster.initNode}`, false);
+      }
+      if (cluster.joinToken !== req.token) {
+        // What k3s says when its datastore was bootstrapped with another token.
+        throw new SimRefusal('bootstrap data already found and encrypted with different token', false);
+      }
+    } else {
+      cluster = {
+        host: req.host,
+        apiPort: req.apiPort,
+        distribution: req.distribution,
+        version: req.version,
+        name: req.clusterName,
+        joinToken: req.token,
+        certificateKey: req.certificateKey,
+        adminToken: token(),
+        initNode: req.node.name,
+        nodes: {},
+        objects: {},
+      };
+      this.clusters.set(k, cluster);
+    }
+    const node = this.register(cluster, req.node);
+    await this.save(cluster);
+    return { admin: this.admin(cluster), node: { server: this.server(cluster), token: node.credential, clusterName: cluster.name } };
+  }
+
+  /** A joining node: refused unless the address is the cluster's join address and the token matches. */
+  async join(req: SimJoinRequest): Promise<{ admin?: SimCredentials; node: SimCredentials }> {
+    const { host, port } = parseServer(req.server);
+    const cluster = [...this.clusters.values()].find((c) => c.host === host);
+    const wantPort = (c: SimClusterState) => (req.distribution === 'rke2' ? SIM_RKE2_SUPERVISOR_PORT : c.apiPort);
+    if (!cluster || port !== wantPort(cluster)) {
+      // Nothing listens there (yet): the node retries, as the real agents do.
+      throw new SimRefusal(`dial tcp ${key(host, port)}: connect: connection refused (no simulated ${req.distribution} server at ${req.server})`, true);
+    }
+    if (cluster.distribution !== req.distribution) {
+      throw new SimRefusal(`${req.server} serves a ${cluster.distribution} cluster, not ${req.distribution}`, false);
+    }
+    if (cluster.joinToken !== req.token) {
+      const message =
+        req.distribution === 'kubeadm'
+          ? `couldn't validate the identity of the API Server: token id "${req.token.split('.')[0]}" is invalid for this cluster or it has expired`
+          : `failed to validate join token with server ${req.server}: 401 Unauthorized`;
+      throw new SimRefusal(message, false);
+    }
+    if (req.distribution === 'kubeadm' && req.node.role === 'control-plane' && req.certificateKey !== cluster.certificateKey) {
+      throw new SimRefusal('error downloading certs: error decoding certificate key: the certificate key does not match the uploaded certificates', false);
+    }
+    const node = this.register(cluster, req.node);
+    await this.save(cluster);
+    const creds = { node: { server: this.server(cluster), token: node.credential, clusterName: cluster.name } };
+    return req.node.role === 'control-plane' ? { ...creds, admin: this.admin(cluster) } : creds;
+  }
+
+  /** The kubelet behind a node credential started (ready) or stopped. Unknown credentials are ignored. */
+  async setNodeReady(creds: SimCredentials, ready: boolean, message: string): Promise<void> {
+    const { host, port } = parseServer(creds.server);
+    const cluster = this.clusters.get(key(host, port));
+    const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
+    if (!cluster || !node) return;
+    Object.assign(node, { ready, message });
+    await this.save(cluster);
+  }
+
+  /**
+   * The node behind a kubelet credential is reset: it is removed from its cluster, and a cluster
+   * whose last node was reset is gone (its datastore lived on those nodes).
+   */
+  async leave(creds: { server: string; token: string }): Promise<void> {
+    const { host, port } = parseServer(creds.server);
+    const k = key(host, port);
+    const cluster = this.clusters.get(k);
+    const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
+    if (!cluster || !node) return;
+    delete cluster.nodes[node.name];
+    if (Object.keys(cluster.nodes).length > 0) {
+      await this.save(cluster);
+      return;
+    }
+    this.clusters.delete(k);
+    const dir = this.stateDir;
+    if (dir) {
+      await (this.saving.get(k) ?? Promise.resolve());
+      await rm(join(dir, fileName(k)), { force: true });
+    }
+  }
+
+  /** An API session for a kubeconfig's server + token; rejects like an unreachable or refusing API server. */
+  session(creds: { server: string; token: string }): SimApiSession {
+    const { host, port } = parseServer(creds.server);
+    const cluster = this.clusters.get(key(host, port));
+    if (!cluster) throw new KubernetesApiError(`connect ECONNREFUSED ${key(host, port)} (no simulated cluster there)`);
+    const admin = creds.token === cluster.adminToken;
+    const node = admin ? undefined : Object.values(cluster.nodes).find((n) => n.credential === creds.token);
+    if (!admin && !node) throw new KubernetesApiError('Unauthorized', 401);
+    const store = new SimObjectStore(cluster.objects, cluster.distribution);
+    return {
+      readNode: (name) => {
+        // The Node authorizer lets a kubelet read only its own Node.
+        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot get other nodes`, 403);
+        const n = cluster.nodes[name];
+        return n && nodeView(n);
+      },
+      apply: async (object, fieldManager) => {
+        if (!admin) throw new KubernetesApiError(`${object.kind} is forbidden for node ${node?.name}`, 403);
+        const stored = store.apply(object, fieldManager);
+        await this.save(cluster);
+        return stored;
+      },
+      get: (apiVersion, kind, name, namespace) =>
+        apiVersion === 'v1' && kind === 'Node' ? cluster.nodes[name] && nodeObject(cluster.nodes[name]) : store.get(apiVersion, kind, name, namespace),
+      list: () => [...Object.values(cluster.nodes).map(nodeObject), ...store.list()],
+    };
+  }
+
+  /** Node names of the cluster served at `host:port` (tests, diagnostics). */
+  nodeNames(host: string, port: number): string[] {
+    return Object.keys(this.clusters.get(key(host, port))?.nodes ?? {}).sort();
+  }
+
+  private register(cluster: SimClusterState, reg: SimNodeRegistration): SimNodeState {
+    const existing = cluster.nodes[reg.name];
+    const node: SimNodeState = { ...reg, ready: false, message: 'kubelet starting', credential: existing?.credential ?? token() };
+    node.labels = { 'kubernetes.io/hostname': reg.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', ...reg.labels };
+    cluster.nodes[reg.name] = node;
+    return node;
+  }
+
+  private server(cluster: SimClusterState): string {
+    return `https://${cluster.host.includes(':') ? `[${cluster.host}]` : cluster.host}:${cluster.apiPort}`;
+  }
+
+  private admin(cluster: SimClusterState): SimCredentials {
+    return { server: this.server(cluster), token: cluster.adminToken, clusterName: cluster.name };
+  }
+
+  private save(cluster: SimClusterState): Promise<void> {
+    const dir = this.stateDir;
+    if (!dir) return Promise.resolve();
+    const k = key(cluster.host, cluster.apiPort);
+    // One write at a time per cluster, in order, so the file always ends with the latest state.
+    const next = (this.saving.get(k) ?? Promise.resolve()).then(() => writeFileAtomic(join(dir, fileName(k)), JSON.stringify(cluster, null, 1)));
+    this.saving.set(
+      k,
+      next.catch(() => {}),
+    );
+    return next;
+  }
+}
+
+/** The Node as the API would show it: labels, taints, the Ready condition and the kubelet version. */
+function nodeObject(n: SimNodeState): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: n.name, labels: { ...n.labels } },
+    spec: n.taints.length > 0 ? { taints: n.taints.map((t) => ({ ...t })) } : {},
+    status: {
+      conditions: [{ type: 'Ready', status: n.ready ? 'True' : 'False', reason: n.ready ? 'KubeletReady' : 'NodeStatusUnknown', message: n.message }],
+      nodeInfo: {
+        kubeletVersion: n.kubeletVersion,
+        kubeProxyVersion: n.kubeletVersion,
+        osImage: 'Edgeplane OS (simulated)',
+        containerRuntimeVersion: 'containerd://simulated',
+      },
+    },
+  };
+}
+
+function nodeView(n: SimNodeState): KubeNode {
+  return {
+    name: n.name,
+    ready: n.ready,
+    message: n.message,
+    kubeletVersion: n.kubeletVersion,
+    labels: { ...n.labels },
+    taints: n.taints.map((t) => ({ ...t })),
+  };
+}
+
+/** The registry every SimDevice of this process uses. */
+export const simKubernetes = new SimKubernetes();

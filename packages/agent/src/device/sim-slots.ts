@@ -1,0 +1,78 @@
+/**
+ * SIMULATION of A/B slot storage and of the boot loader for SimDevice. Slots are directories under
+ * the sandbox root (`<root>/slots/<slot>/rootfs` + `slot.json`); the boot environment is a REAL
+ * grubenv file (`<root>/boot/grub/grubenv`) handled with the real grub-editenv, and the simulated
+ * boot loader follows the same rules as boot/grub.cfg.template. The slot the simulated machine
+ * "booted" is recorded in `<root>/var/lib/edgeplane-sim/booted-slot`.
+ */
+import { cp, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Slot } from '@edgeplane/protocol';
+import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
+import { BOOT_VARS, GrubEnv, type SlotBoot, type SlotMeta } from './boot-env.js';
+
+export const SIM_BOOTED_SLOT_FILE = 'var/lib/edgeplane-sim/booted-slot';
+export const GRUBENV_PATH = 'boot/grub/grubenv';
+
+export class SimSlots implements SlotBoot {
+  readonly grubenv: GrubEnv;
+
+  constructor(private readonly root: string) {
+    this.grubenv = new GrubEnv(join(root, GRUBENV_PATH));
+  }
+
+  slotDir(slot: Slot): string {
+    return join(this.root, 'slots', slot);
+  }
+
+  async bootedSlot(): Promise<Slot> {
+    const text = await readFile(join(this.root, SIM_BOOTED_SLOT_FILE), 'utf8').catch(() => '');
+    const slot = text.trim();
+    // A fresh simulated device was "installed" into slot A.
+    return slot === 'B' || slot === 'recovery' ? slot : 'A';
+  }
+
+  async writeSlot(slot: Slot, rootfs: string, meta: SlotMeta): Promise<void> {
+    const dir = this.slotDir(slot);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    await rename(rootfs, join(dir, 'rootfs')).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EXDEV') throw err;
+      await cp(rootfs, join(dir, 'rootfs'), { recursive: true });
+    });
+    // slot.json last: a slot without it counts as empty (and does not "boot").
+    await writeFileAtomic(join(dir, 'slot.json'), `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+  }
+
+  async readSlot(slot: Slot): Promise<SlotMeta | undefined> {
+    const meta = (await readJsonFile(join(this.slotDir(slot), 'slot.json')).catch(() => undefined)) as SlotMeta | undefined;
+    return meta?.digest ? meta : undefined;
+  }
+
+  /**
+   * The simulated boot loader, same rules as grub.cfg: a pending next_slot boots once and is cleared
+   * first; otherwise active_slot. A chosen slot with no OS in it does not come up, and the
+   * (simulated) watchdog reset boots again, which now picks active_slot. Returns the booted slot.
+   */
+  async boot(): Promise<Slot> {
+    const env = await this.grubenv.bootState();
+    let slot: Slot = env.activeSlot;
+    if (env.nextSlot) {
+      await this.grubenv.set({ [BOOT_VARS.next]: '' });
+      slot = env.nextSlot;
+      if (!(await this.bootable(slot))) slot = env.activeSlot;
+    }
+    await writeFileAtomic(join(this.root, SIM_BOOTED_SLOT_FILE), `${slot}\n`, 0o644);
+    return slot;
+  }
+
+  private async bootable(slot: Slot): Promise<boolean> {
+    const release = await stat(join(this.slotDir(slot), 'rootfs', 'etc', 'os-release')).catch(() => undefined);
+    return release?.isFile() === true && (await this.readSlot(slot)) !== undefined;
+  }
+
+  /** os-release of the booted slot, if it holds an OS image. */
+  async bootedOsRelease(): Promise<string | undefined> {
+    return readFile(join(this.slotDir(await this.bootedSlot()), 'rootfs', 'etc', 'os-release'), 'utf8').catch(() => undefined);
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * SIMULATION. What "starting" a Kubernetes distribution's service does on a SimDevice: no binary
+ * runs; the unit reads the configuration file the agent's driver wrote (the same file the real
+ * service would read), acts on it against the simulated cluster registry (sim-kubernetes.ts), and
+ * writes the kubeconfigs the real service would write (token-authenticated, marked SIMULATED, and
+ * naming the cluster endpoint where k3s and rke2 would say 127.0.0.1). The Kubernetes version a
+ * simulated kubelet reports is the one the agent recorded in /etc/edgeplane/kubernetes.yaml, since
+ * there is no installed binary to ask.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Distribution, Taint } from '@edgeplane/protocol';
+import { parse } from 'yaml';
+import { KUBERNETES_RECORD } from '../managers/kubernetes/node-files.js';
+import { kubeconfigCredentials, tokenKubeconfig } from './kubeconfig.js';
+import { type SimCredentials, type SimKubernetes, SimRefusal } from './sim-kubernetes.js';
+
+export const SIMULATED_KUBECONFIG_NOTE = 'SIMULATED cluster (Edgeplane SimDevice): no real API server listens at this address.';
+
+export interface SimUnitContext {
+  root: string;
+  registry: SimKubernetes;
+}
+
+export interface SimUnit {
+  start(ctx: SimUnitContext): Promise<void>;
+  stop(ctx: SimUnitContext): Promise<void>;
+}
+
+export async function readDeviceFile(root: string, path: string): Promise<string | undefined> {
+  try {
+    return await readFile(join(root, path), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function writeDeviceFile(root: string, path: string, content: string): Promise<void> {
+  await mkdir(dirname(join(root, path)), { recursive: true });
+  await writeFile(join(root, path), content, { mode: 0o600 });
+}
+
+export async function installedVersion(root: string, distribution: Distribution): Promise<string> {
+  const record = parse((await readDeviceFile(root, KUBERNETES_RECORD)) ?? '{}') as { distribution?: string; version?: string } | null;
+  if (record?.distribution !== distribution || !record.version) {
+    throw new SimRefusal(`no ${distribution} installed on this simulated device (${KUBERNETES_RECORD} names none)`, false);
+  }
+  return record.version.startsWith('v') ? record.version : `v${record.version}`;
+}
+
+export function parseTaintText(text: string): Taint {
+  const m = String(text).match(/^([^=:]+)(?:=([^:]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$/);
+  if (!m) throw new SimRefusal(`invalid taint "${text}": want key[=value]:Effect`, false);
+  return m[2] ? { key: m[1], value: m[2], effect: m[3] as Taint['effect'] } : { key: m[1], effect: m[3] as Taint['effect'] };
+}
+
+export function parseLabelList(items: unknown): Record<string, string> {
+  const list = Array.isArray(items) ? items : typeof items === 'string' ? items.split(',') : [];
+  const out: Record<string, string> = {};
+  for (const raw of list) {
+    const item = String(raw).trim();
+    if (!item) continue;
+    const i = item.indexOf('=');
+    if (i < 0) out[item] = '';
+    else out[item.slice(0, i)] = item.slice(i + 1);
+  }
+  return out;
+}
+
+export async function writeKubeconfig(root: string, path: string, creds: SimCredentials, user: string): Promise<void> {
+  await writeDeviceFile(root, path, tokenKubeconfig({ ...creds, user, comment: SIMULATED_KUBECONFIG_NOTE }));
+}
+
+/** Marks the node behind a kubeconfig Ready / NotReady (the simulated kubelet posting its status). */
+export async function setKubeletReady(ctx: SimUnitContext, kubeconfigPath: string, ready: boolean): Promise<void> {
+  const text = await readDeviceFile(ctx.root, kubeconfigPath);
+  if (!text) return;
+  const creds = kubeconfigCredentials(text);
+  if (!creds.token) return;
+  await ctx.registry.setNodeReady(
+    { server: creds.server, token: creds.token, clusterName: '' },
+    ready,
+    ready ? 'kubelet is posting ready status' : 'Kubelet stopped posting node status.',
+  );
+}
+
+/** k3s / rke2 `server` and `agent`: config.yaml keys as the real binaries read them. */
+function rancherUnit(distribution: 'k3s' | 'rke2', role: 'control-plane' | 'worker'): SimUnit {
+  const dir = `/etc/rancher/${distribution}`;
+  const kubeletKubeconfig = `/var/lib/rancher/${distribution}/agent/kubelet.kubeconfig`;
+  return {
+    async start(ctx) {
+      const text = await readDeviceFile(ctx.root, `${dir}/config.yaml`);
+      if (text === undefined) throw new SimRefusal(`${dir}/config.yaml not found (the simulation needs the written configuration)`, false);
+      const config = (parse(text) ?? {}) as Record<string, unknown>;
+      const version = await installedVersion(ctx.root, distribution);
+      const name = String(config['node-name'] ?? '');
+      if (!name) throw new SimRefusal('node-name is required by the simulation', false);
+      const defaults: Record<string, string> =
+        role === 'control-plane' ? { 'node-role.kubernetes.io/control-plane': 'true', 'node-role.kubernetes.io/etcd': 'true' } : {};
+      const node = {
+        name,
+        role,
+        labels: { ...defaults, ...parseLabelList(config['node-label']) },
+        taints: (Array.isArray(config['node-taint']) ? config['node-taint'] : config['node-taint'] ? [config['node-taint']] : []).map((t) =>
+          parseTaintText(String(t)),
+        ),
+        kubeletVersion: version,
+      };
+      const token = String(config.token ?? '');
+      const server = config.server ? String(config.server) : undefined;
+      // k3s initializes with cluster-init (or as a lone server); rke2 initializes when no server is given.
+      const initializing = role === 'control-plane' && !server;
+      let result: { admin?: SimCredentials; node: SimCredentials };
+      if (initializing) {
+        const sans = Array.isArray(config['tls-san']) ? config['tls-san'] : config['tls-san'] ? [config['tls-san']] : [];
+        if (sans.length === 0) throw new SimRefusal('tls-san is required by the simulation to know the cluster endpoint', false);
+        if (!token) throw new SimRefusal('token is required by the simulation', false);
+        result = await ctx.registry.init({
+          distribution,
+          version,
+          host: String(sans[0]),
+          apiPort: Number(config['https-listen-port'] ?? 6443),
+          token,
+          // k3s and rke2 name the cluster 'default' in the kubeconfigs they write.
+          clusterName: 'default',
+          node,
+        });
+      } else {
+        if (!server) throw new SimRefusal('server is required for an agent', false);
+        result = await ctx.registry.join({ distribution, server, token, node });
+      }
+      if (result.admin) await writeKubeconfig(ctx.root, `${dir}/${distribution}.yaml`, result.admin, 'default');
+      await writeKubeconfig(ctx.root, kubeletKubeconfig, result.node, `system:node:${name}`);
+      await setKubeletReady(ctx, kubeletKubeconfig, true);
+    },
+    async stop(ctx) {
+      await setKubeletReady(ctx, kubeletKubeconfig, false);
+    },
+  };
+}
+
+/** kubelet of a kubeadm node: it only posts status once kubeadm init/join wrote kubelet.conf. */
+const kubeletUnit: SimUnit = {
+  async start(ctx) {
+    await setKubeletReady(ctx, '/etc/kubernetes/kubelet.conf', true);
+  },
+  async stop(ctx) {
+    await setKubeletReady(ctx, '/etc/kubernetes/kubelet.conf', false);
+  },
+};
+
+/** Simulated units by service name; any other service is simulated as a process that just runs. */
+export const SIM_UNITS: Record<string, SimUnit> = {
+  k3s: rancherUnit('k3s', 'control-plane'),
+  'k3s-agent': rancherUnit('k3s', 'worker'),
+  'rke2-server': rancherUnit('rke2', 'control-plane'),
+  'rke2-agent': rancherUnit('rke2', 'worker'),
+  kubelet: kubeletUnit,
+};

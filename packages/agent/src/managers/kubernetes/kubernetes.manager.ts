@@ -1,0 +1,262 @@
+import { join } from 'node:path';
+import {
+  type HostSpec,
+  type KubernetesSpec,
+  type KubernetesStatus,
+  kubernetesVersionCore,
+  kubernetesVersionProblem,
+  type ManagerError,
+} from '@edgeplane/protocol';
+import { writeFileAtomic } from '../../atomic-file.js';
+import type { Device } from '../../device/device.js';
+import { ExecError } from '../../device/exec.js';
+import type { KubeNode } from '../../device/kube-client.js';
+import { withServer } from '../../device/kubeconfig.js';
+import { ServiceError } from '../../device/services.js';
+import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
+import type { KubernetesDriver } from './driver.js';
+import { driverFor } from './drivers.js';
+import { apiServerUrl, parseEndpoint } from './endpoint.js';
+import { filesMatch, markerContent, nodeFiles, readDeviceFile, writeFiles } from './node-files.js';
+import { readNodeState, resetNode, writeNodeState } from './node-reset.js';
+
+export interface KubernetesManagerOptions {
+  /** How long apply waits for the node to become Ready (default 10 minutes). */
+  readyTimeoutMs?: number;
+  /** Interval between Ready checks (default 2 s on a real device, 50 ms on a simulated one). */
+  pollIntervalMs?: number;
+}
+
+/** kubeadm refusals that the same configuration can never get past (a rejected token or certificate key). */
+const KUBEADM_REFUSAL = /invalid for this cluster|Unauthorized|certificate key/i;
+
+/**
+ * The `kubernetes` manager: writes the node's distribution configuration through its driver,
+ * enables and starts the distribution's service through the device's service manager (a changed
+ * configuration restarts it; an identical one leaves it alone), runs kubeadm init/join once where
+ * the distribution needs it, and waits until the API reports the node Ready.
+ *
+ * Failures: an unsupported distribution/version or a spec without a join token fails `prepare`,
+ * not retryable. A refused join (wrong token, wrong certificate key, another distribution at that
+ * address) is not retryable either: retrying the same spec cannot succeed, the server must send a
+ * new one. An unreachable join address, a service that fails for another reason, or a node that
+ * does not become Ready in time is retryable (the first node may still be coming up).
+ */
+export class KubernetesManager implements Manager<'kubernetes'> {
+  readonly name = 'kubernetes' as const;
+  private current: KubernetesStatus = { phase: 'Pending', ready: false };
+  private readonly readyTimeoutMs: number;
+  private readonly pollIntervalMs: number;
+
+  constructor(
+    private readonly device: Device,
+    options: KubernetesManagerOptions = {},
+  ) {
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 10 * 60_000;
+    this.pollIntervalMs = options.pollIntervalMs ?? (device.kind === 'simulated' ? 50 : 2_000);
+  }
+
+  async status(): Promise<KubernetesStatus> {
+    return this.current;
+  }
+
+  async converged(desired: KubernetesSpec | undefined): Promise<boolean> {
+    if (!desired) return (await readNodeState(this.device)) === undefined;
+    try {
+      if (kubernetesVersionProblem(desired.distribution, desired.version)) return false;
+      const driver = driverFor(desired.distribution);
+      if (!(await filesMatch(this.device.root, nodeFiles(driver, desired)))) return false;
+      const bootstrap = driver.bootstrap?.(desired);
+      if (bootstrap && (await readDeviceFile(this.device.root, bootstrap.marker)) !== markerContent(desired)) return false;
+      if (!(await this.device.services?.isActive(driver.serviceName(desired)))) return false;
+      const node = await this.device.kubernetes?.(driver.nodeKubeconfig(desired)).readNode(desired.nodeName);
+      if (!node?.ready) return false;
+      await this.ready(desired, driver, node);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async prepare(desired: KubernetesSpec | undefined, _ctx?: ManagerContext, _spec?: HostSpec): Promise<void> {
+    if (!desired) return;
+    const problem = kubernetesVersionProblem(desired.distribution, desired.version);
+    if (problem) this.fail('prepare', false, problem.message);
+    try {
+      parseEndpoint(desired.controlPlaneEndpoint);
+    } catch (err) {
+      this.fail('prepare', false, `controlPlaneEndpoint: ${(err as Error).message}`);
+    }
+    if (!desired.token && (!desired.init || desired.distribution === 'kubeadm')) this.fail('prepare', false, 'the spec carries no join token');
+    if (!desired.init && desired.role === 'control-plane' && desired.distribution !== 'kubeadm' && !desired.server && !desired.controlPlaneEndpoint) {
+      this.fail('prepare', false, 'a joining server needs the address of the cluster');
+    }
+    if (!this.device.services || !this.device.kubernetes) this.fail('prepare', false, 'this device has no service manager or Kubernetes client');
+    if (driverFor(desired.distribution).bootstrap && !this.device.exec) this.fail('prepare', false, 'this device cannot run commands (kubeadm)');
+  }
+
+  async apply(desired: KubernetesSpec | undefined, ctx: ManagerContext, _spec?: HostSpec): Promise<void> {
+    if (!desired) {
+      await this.leave(ctx);
+      return;
+    }
+    await this.prepare(desired);
+    const driver = driverFor(desired.distribution);
+    const services = this.device.services!;
+    const service = driver.serviceName(desired);
+    this.set({ phase: 'Configuring', ready: false, message: `writing ${desired.distribution} configuration` }, desired);
+    ctx.reportProgress();
+
+    await this.stopPreviousService(service);
+    const written = await writeFiles(this.device.root, nodeFiles(driver, desired));
+    if (written.length > 0) ctx.log.info({ files: written }, 'kubernetes configuration written');
+    try {
+      await services.enable(service);
+      await this.bootstrap(driver, desired, ctx);
+      this.set({ phase: 'Starting', ready: false, message: `starting ${service}` }, desired);
+      ctx.reportProgress();
+      const active = await services.isActive(service);
+      if (written.length > 0 && driver.restartAppliesConfig) {
+        // Restart even when not active: a unit still activating runs the old configuration.
+        await services.restart(service);
+        ctx.emitEvent('Normal', active ? 'ServiceRestarted' : 'ServiceStarted', `${service} ${active ? 'restarted for a changed configuration' : 'started'}`);
+      } else if (!active) {
+        await services.start(service);
+        ctx.emitEvent('Normal', 'ServiceStarted', `${service} started`);
+      } else if (written.length > 0) {
+        ctx.emitEvent(
+          'Warning',
+          'ConfigNotApplied',
+          `${desired.distribution} reads its configuration only at init/join; the change is not applied to the running node`,
+        );
+      }
+    } catch (err) {
+      if (err instanceof ManagerFailure) throw err;
+      if (err instanceof ServiceError) {
+        if (!err.retryable) ctx.emitEvent('Warning', desired.init ? 'ServiceFailed' : 'JoinRefused', err.message);
+        this.fail('apply', err.retryable, err.message, desired);
+      }
+      throw err;
+    }
+    await writeNodeState(this.device, { distribution: desired.distribution, service, nodeName: desired.nodeName, cluster: desired.cluster });
+    const node = await this.waitReady(desired, driver, ctx);
+    await this.ready(desired, driver, node);
+    ctx.emitEvent('Normal', 'NodeReady', `node ${desired.nodeName} is Ready (${node.kubeletVersion})`);
+  }
+
+  /** A role or distribution change leaves the old service running; stop it first. */
+  private async stopPreviousService(service: string): Promise<void> {
+    const state = await readNodeState(this.device);
+    if (state?.service && state.service !== service) await this.device.services?.stop(state.service);
+  }
+
+  /**
+   * The spec has no Kubernetes any more (the cluster was deleted or the host removed from it): reset
+   * the node so the host can serve another cluster. Draining first is the server's part of the flow.
+   */
+  private async leave(ctx: ManagerContext): Promise<void> {
+    const state = await readNodeState(this.device);
+    if (state) {
+      this.current = {
+        phase: 'Configuring',
+        ready: false,
+        distribution: state.distribution,
+        nodeName: state.nodeName,
+        message: `leaving cluster ${state.cluster}`,
+      };
+      ctx.reportProgress();
+      try {
+        await resetNode(this.device, state, ctx.signal);
+      } catch (err) {
+        this.fail('apply', true, `cannot reset the node: ${(err as Error).message}`);
+      }
+      ctx.emitEvent('Normal', 'NodeReset', `node ${state.nodeName} left cluster ${state.cluster} and was reset`);
+    }
+    this.current = { phase: 'Pending', ready: false, message: 'no Kubernetes in the desired spec' };
+  }
+
+  /** kubeadm init/join, exactly once per cluster (a marker records it). */
+  private async bootstrap(driver: KubernetesDriver, desired: KubernetesSpec, ctx: ManagerContext): Promise<void> {
+    const cmd = driver.bootstrap?.(desired);
+    if (!cmd) return;
+    const marker = await readDeviceFile(this.device.root, cmd.marker);
+    if (marker === markerContent(desired)) return;
+    if (marker !== undefined) {
+      this.fail(
+        'apply',
+        false,
+        `this node was already bootstrapped (${marker.trim()}); it must be reset before it can join cluster ${desired.cluster}`,
+        desired,
+      );
+    }
+    this.set({ phase: 'Configuring', ready: false, message: `running ${cmd.command} ${cmd.args[0]}` }, desired);
+    ctx.reportProgress();
+    try {
+      await this.device.exec!(cmd.command, cmd.args, { timeoutMs: 15 * 60_000, signal: ctx.signal });
+    } catch (err) {
+      if (!(err instanceof ExecError)) throw err;
+      const retryable = err.retryable ?? !KUBEADM_REFUSAL.test(err.stderr);
+      if (!retryable) ctx.emitEvent('Warning', 'JoinRefused', err.message);
+      this.fail('apply', retryable, err.message, desired);
+    }
+    await writeFileAtomic(join(this.device.root, cmd.marker), markerContent(desired), 0o644);
+    ctx.emitEvent('Normal', desired.init ? 'ClusterInitialized' : 'NodeJoined', `${cmd.command} ${cmd.args[0]} succeeded`);
+  }
+
+  private async waitReady(desired: KubernetesSpec, driver: KubernetesDriver, ctx: ManagerContext): Promise<KubeNode> {
+    const client = this.device.kubernetes!(driver.nodeKubeconfig(desired));
+    const deadline = Date.now() + this.readyTimeoutMs;
+    let last = 'not registered yet';
+    for (;;) {
+      ctx.signal.throwIfAborted();
+      try {
+        const node = await client.readNode(desired.nodeName);
+        if (node?.ready) return node;
+        last = node ? (node.message ?? 'NotReady') : 'not registered yet';
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      if (this.current.message !== `waiting for node ${desired.nodeName}: ${last}`) {
+        this.set({ phase: 'NotReady', ready: false, message: `waiting for node ${desired.nodeName}: ${last}` }, desired);
+        ctx.reportProgress();
+      }
+      if (Date.now() >= deadline)
+        this.fail('health', true, `node ${desired.nodeName} is not Ready after ${Math.round(this.readyTimeoutMs / 1000)} s: ${last}`, desired);
+      await new Promise((r) => setTimeout(r, this.pollIntervalMs));
+    }
+  }
+
+  private async ready(desired: KubernetesSpec, driver: KubernetesDriver, node: KubeNode): Promise<void> {
+    let kubeconfig: string | undefined;
+    if (desired.init) {
+      const text = await readDeviceFile(this.device.root, driver.adminKubeconfig);
+      // Distributions write it for use on the node (https://127.0.0.1:6443); operators need the endpoint.
+      if (text) kubeconfig = withServer(text, apiServerUrl(desired.controlPlaneEndpoint));
+    }
+    const skew = kubernetesVersionCore(node.kubeletVersion) !== kubernetesVersionCore(desired.version);
+    this.set(
+      {
+        phase: 'Ready',
+        ready: true,
+        version: node.kubeletVersion,
+        ...(kubeconfig ? { kubeconfig } : {}),
+        message: skew ? `node runs ${node.kubeletVersion}, the profile asks for ${desired.version}` : `node ${desired.nodeName} is Ready`,
+      },
+      desired,
+    );
+  }
+
+  private set(status: Omit<KubernetesStatus, 'distribution' | 'nodeName'>, desired?: KubernetesSpec): void {
+    this.current = {
+      ...status,
+      ...(desired ? { distribution: desired.distribution, nodeName: desired.nodeName } : {}),
+      version: status.version ?? desired?.version,
+    };
+  }
+
+  private fail(phase: ManagerError['phase'], retryable: boolean, message: string, desired?: KubernetesSpec): never {
+    const error: ManagerError = { phase, component: 'kubernetes', retryable, message };
+    this.set({ phase: 'Failed', ready: false, message, error }, desired);
+    throw new ManagerFailure(error);
+  }
+}

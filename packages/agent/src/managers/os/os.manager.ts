@@ -1,0 +1,271 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HostSpec, OsSpec, OsStatus, Slot } from '@edgeplane/protocol';
+import { sleep } from '../../backoff.js';
+import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
+import type { Device } from '../../device/device.js';
+import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
+import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
+import { loadOsState, type OsState, saveOsState } from './os-state.js';
+
+/** A post-boot health check: resolves to a reason when unhealthy, undefined when healthy. */
+export type OsHealthCheck = (info: { slot: Slot; digest?: string; desired?: OsSpec }) => Promise<string | undefined>;
+
+export interface OsManagerOptions {
+  /** Agent data dir; the manager keeps state.json, the download cache and staging under <dataDir>/os/. */
+  dataDir: string;
+  /** Checks run after a trial boot, besides "the booted slot holds the desired digest". */
+  healthChecks?: OsHealthCheck[];
+  maxBlobBytes?: number;
+  /** How long apply waits for the process to end after requesting a reboot. */
+  rebootTimeoutMs?: number;
+}
+
+/**
+ * The `os` manager: A/B image updates (see docs/architecture.md "OS images and A/B slots").
+ * prepare: pull the pinned image (registry or OCI layout), verify it, write it to the passive slot.
+ * apply:   point the boot environment at the passive slot for one trial boot and reboot; after that
+ *          boot, check health and commit, or reboot back to the previous slot and report why.
+ */
+export class OsManager implements Manager<'os'> {
+  readonly name = 'os' as const;
+  private state?: OsState;
+  private progress?: { bytes: number; total: number };
+
+  constructor(
+    private readonly device: Device,
+    private readonly options: OsManagerOptions,
+  ) {}
+
+  private get boot(): SlotBoot | undefined {
+    return this.device.boot;
+  }
+  private get dir(): string {
+    return join(this.options.dataDir, 'os');
+  }
+
+  async converged(desired: OsSpec | undefined): Promise<boolean> {
+    const boot = this.boot;
+    if (!boot) return desired === undefined;
+    const env = await boot.grubenv.bootState();
+    if (env.trySlot) return false; // a trial boot waits for its verdict
+    const state = await this.loadState();
+    // A phase left over from another spec (a failed or staged image) is cleaned up by apply.
+    if (!desired) return !STALE_WITHOUT_SPEC.has(state.phase);
+    if (state.failed?.digest === desired.digest) return true;
+    const booted = await boot.bootedSlot();
+    const meta = await boot.readSlot(booted);
+    return meta?.digest === desired.digest && env.activeSlot === booted && state.phase === 'Committed';
+  }
+
+  async prepare(desired: OsSpec | undefined, ctx: ManagerContext): Promise<void> {
+    if (!desired) return;
+    const boot = this.requireBoot();
+    const env = await boot.grubenv.bootState();
+    if (env.trySlot) return; // verified in apply
+    const booted = await boot.bootedSlot();
+    if ((await boot.readSlot(booted))?.digest === desired.digest) return;
+    const state = await this.loadState();
+    if (state.failed?.digest === desired.digest) return; // fell back from it already; reported in status
+    const passive = passiveOf(booted);
+    if ((await boot.readSlot(passive))?.digest === desired.digest) {
+      await this.setPhase('Staged', `image ${desired.digest} is staged in slot ${passive}`);
+      return;
+    }
+    await this.stage(desired, passive, boot, ctx);
+  }
+
+  private async stage(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<void> {
+    await this.setPhase('Downloading', `pulling ${desired.image}@${desired.digest} for slot ${passive}`);
+    const store = new BlobStore(join(this.dir, 'cache'));
+    let lastReport = 0;
+    try {
+      const pulled = await pullImage({
+        source: sourceFor(desired.image, { insecure: desired.insecure }),
+        digest: desired.digest,
+        store,
+        maxBlobBytes: this.options.maxBlobBytes,
+        signal: ctx.signal,
+        onProgress: (p) => {
+          this.progress = p;
+          if (Date.now() - lastReport > 1000 || p.bytes === p.total) {
+            lastReport = Date.now();
+            ctx.reportProgress();
+          }
+        },
+      });
+      const rootfs = join(this.dir, 'staging', 'rootfs');
+      await extractImage(store, pulled.manifest, rootfs, ctx.signal);
+      const info = await readImageInfo(rootfs);
+      if (!info)
+        throw new ManagerFailure({
+          phase: 'prepare',
+          component: 'os',
+          retryable: false,
+          message: `image ${desired.digest} is not an Edgeplane OS image: no valid /usr/lib/edgeplane/image.json`,
+        });
+      await boot.writeSlot(passive, rootfs, { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() }, ctx.signal);
+      await store.clear();
+      await rm(join(this.dir, 'staging'), { recursive: true, force: true });
+      this.progress = undefined;
+      await this.setPhase('Staged', `image ${info.name} ${info.version} (${desired.digest}) is staged in slot ${passive}`);
+      ctx.emitEvent('Normal', 'ImageStaged', `OS image ${desired.image}@${desired.digest} written to slot ${passive}`);
+    } catch (err) {
+      this.progress = undefined;
+      if (ctx.signal.aborted) throw err;
+      const failure = toFailure(err);
+      if (err instanceof OciError && err.code === 'DigestMismatch') {
+        // Nothing of it is kept: the blob store already deleted the content; drop the rest of the pull.
+        await store.clear();
+        ctx.emitEvent('Warning', 'ImageRejected', failure.message);
+      }
+      await this.setPhase('Failed', failure.message, failure.detail);
+      throw failure;
+    }
+  }
+
+  async apply(desired: OsSpec | undefined, ctx: ManagerContext, spec: HostSpec): Promise<void> {
+    void spec;
+    const boot = this.boot;
+    if (!boot) return;
+    const env = await boot.grubenv.bootState();
+    const booted = await boot.bootedSlot();
+    if (env.trySlot) {
+      await this.verdict(env.trySlot, booted, env.activeSlot, desired, boot, ctx);
+      // The spec may have moved on while the trial ran: stage the newer image on the retry.
+      const now = await boot.readSlot(await boot.bootedSlot());
+      if (desired && now?.digest !== desired.digest && (await this.loadState()).failed?.digest !== desired.digest)
+        throw new ManagerFailure({
+          phase: 'apply',
+          component: 'os',
+          retryable: true,
+          message: `a newer image (${desired.digest}) is desired; staging it next`,
+        });
+      return;
+    }
+    if (!desired) {
+      if (STALE_WITHOUT_SPEC.has((await this.loadState()).phase)) await this.setPhase('Idle', 'no OS image is desired');
+      return;
+    }
+    const bootedMeta = await boot.readSlot(booted);
+    if (bootedMeta?.digest === desired.digest) {
+      if (env.activeSlot !== booted) await boot.grubenv.set({ [BOOT_VARS.active]: booted });
+      await this.setPhase('Committed', `running ${desired.digest} from slot ${booted}`);
+      return;
+    }
+    if ((await this.loadState()).failed?.digest === desired.digest) return;
+    const passive = passiveOf(booted);
+    if ((await boot.readSlot(passive))?.digest !== desired.digest)
+      throw new ManagerFailure({ phase: 'apply', component: 'os', retryable: true, message: `image ${desired.digest} is not staged in slot ${passive}` });
+    // active_slot is written explicitly too, so a fresh device's boot loader has it to fall back to.
+    await boot.grubenv.set({ [BOOT_VARS.active]: env.activeSlot, [BOOT_VARS.next]: passive, [BOOT_VARS.trial]: passive });
+    this.state = { ...(await this.loadState()), failed: undefined };
+    await this.setPhase('Rebooting', `rebooting into slot ${passive} for a trial boot of ${desired.digest}`);
+    ctx.emitEvent('Normal', 'Rebooting', `rebooting into slot ${passive} to try ${desired.image}@${desired.digest}`);
+    await this.rebootAndWait(ctx);
+  }
+
+  /** After a trial boot: commit when healthy, else go back; or record that the boot loader already went back. */
+  private async verdict(trial: Slot, booted: Slot, active: Slot, desired: OsSpec | undefined, boot: SlotBoot, ctx: ManagerContext): Promise<void> {
+    const state = await this.loadState();
+    if (booted !== trial) {
+      const meta = await boot.readSlot(trial);
+      // Our own verdict (recorded before rebooting back), else the trial never reached the agent.
+      const ours = state.failed?.slot === trial && state.failed.digest === meta?.digest && state.phase === 'Rebooting';
+      const reason = ours && state.failed ? state.failed.reason : `slot ${trial} did not boot; the boot loader started slot ${booted}`;
+      await boot.grubenv.set({ [BOOT_VARS.trial]: '' });
+      const message = `fell back to slot ${booted}: ${reason}`;
+      this.state = { ...state, failed: { digest: meta?.digest ?? desired?.digest ?? '', slot: trial, reason, at: new Date().toISOString() } };
+      await this.setPhase('FellBack', message, { phase: 'health', component: 'os', retryable: false, message });
+      ctx.emitEvent('Warning', 'FellBack', message);
+      return;
+    }
+    await this.setPhase('Verifying', `checking the trial boot of slot ${trial}`);
+    const meta = await boot.readSlot(trial);
+    const reason = await this.health(trial, meta?.digest, desired);
+    if (!reason) {
+      await boot.grubenv.set({ [BOOT_VARS.active]: trial, [BOOT_VARS.trial]: '' });
+      this.state = { ...state, failed: undefined };
+      await this.setPhase('Committed', `committed slot ${trial} (${meta?.digest}); previous slot ${active}`);
+      ctx.emitEvent('Normal', 'ImageCommitted', `slot ${trial} with ${meta?.digest} is now the active slot`);
+      return;
+    }
+    // next_slot is already cleared by the boot loader, so this reboot starts the active (previous) slot.
+    this.state = { ...state, failed: { digest: meta?.digest ?? desired?.digest ?? '', slot: trial, reason, at: new Date().toISOString() } };
+    await this.setPhase('Rebooting', `trial boot of slot ${trial} is unhealthy (${reason}); rebooting into slot ${active}`);
+    ctx.emitEvent('Warning', 'FallingBack', `slot ${trial} is unhealthy: ${reason}; rebooting into slot ${active}`);
+    await this.rebootAndWait(ctx);
+  }
+
+  private async health(slot: Slot, digest: string | undefined, desired: OsSpec | undefined): Promise<string | undefined> {
+    if (desired && digest !== desired.digest) return `slot ${slot} holds ${digest ?? 'no image'}, not the desired ${desired.digest}`;
+    for (const check of this.options.healthChecks ?? []) {
+      const reason = await check({ slot, digest, desired }).catch((err: Error) => `health check failed: ${err.message}`);
+      if (reason) return reason;
+    }
+    return undefined;
+  }
+
+  private async rebootAndWait(ctx: ManagerContext): Promise<void> {
+    await ctx.reportProgress(); // the server should see "Rebooting" before the agent goes away
+    if (!this.device.reboot) throw new ManagerFailure({ phase: 'apply', component: 'os', retryable: false, message: 'this device cannot reboot' });
+    await this.device.reboot();
+    // The process ends (or, simulated, the agent restarts and aborts this run) during this wait.
+    await sleep(this.options.rebootTimeoutMs ?? 600_000, ctx.signal);
+    ctx.signal.throwIfAborted();
+    throw new ManagerFailure({ phase: 'apply', component: 'os', retryable: true, message: 'the reboot was requested but did not happen' });
+  }
+
+  async status(): Promise<OsStatus> {
+    const state = await this.loadState();
+    const boot = this.boot;
+    if (!boot) return { phase: state.phase, bootedSlot: 'A', activeSlot: 'A', slots: {}, message: 'this device has no A/B slots' };
+    const [env, bootedSlot] = await Promise.all([boot.grubenv.bootState(), boot.bootedSlot()]);
+    const slots: OsStatus['slots'] = {};
+    for (const slot of ['A', 'B'] as const) {
+      const meta = await boot.readSlot(slot);
+      slots[slot] = meta ? { digest: meta.digest, image: meta.image } : {};
+    }
+    const digest = slots[bootedSlot]?.digest;
+    return {
+      phase: state.phase,
+      bootedSlot,
+      activeSlot: env.activeSlot,
+      ...(digest ? { digest } : {}),
+      slots,
+      ...(this.progress ? { progress: this.progress } : {}),
+      ...(state.message ? { message: state.message } : {}),
+      ...(state.error ? { error: state.error } : {}),
+    };
+  }
+
+  private requireBoot(): SlotBoot {
+    if (!this.boot)
+      throw new ManagerFailure({ phase: 'prepare', component: 'os', retryable: false, message: 'this device has no A/B slots; it cannot take OS images' });
+    return this.boot;
+  }
+
+  private async loadState(): Promise<OsState> {
+    this.state ??= await loadOsState(this.options.dataDir);
+    return this.state;
+  }
+
+  private async setPhase(phase: OsState['phase'], message: string, error?: OsState['error']): Promise<void> {
+    const state = await this.loadState();
+    this.state = { ...state, phase, message, error };
+    await saveOsState(this.options.dataDir, this.state);
+  }
+}
+
+/** Phases that mean nothing once the spec no longer names an image. */
+const STALE_WITHOUT_SPEC = new Set<OsState['phase']>(['Downloading', 'Staged', 'Failed']);
+
+function passiveOf(booted: Slot): Slot {
+  return booted === 'A' ? 'B' : 'A';
+}
+
+function toFailure(err: unknown): ManagerFailure {
+  if (err instanceof ManagerFailure) return err;
+  if (err instanceof OciError) return new ManagerFailure({ phase: 'prepare', component: 'os', retryable: err.retryable, message: err.message });
+  return new ManagerFailure({ phase: 'prepare', component: 'os', retryable: true, message: (err as Error).message });
+}

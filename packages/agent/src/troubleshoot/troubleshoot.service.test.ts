@@ -1,0 +1,132 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SESSION_WINDOW_SLACK_BYTES, type SessionFromAgent } from '@edgeplane/protocol';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentConfig } from '../config.js';
+import { redactObject, redactText } from './support-bundle.js';
+import { TroubleshootService } from './troubleshoot.service.js';
+
+const waitFor = async <T>(fn: () => T | undefined, ms = 5000): Promise<T> => {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('TroubleshootService (agent side of remote sessions)', () => {
+  const dirs: string[] = [];
+  let svc: TroubleshootService | undefined;
+  afterEach(() => {
+    svc?.closeAll('test over');
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  const make = (troubleshoot: Record<string, unknown> = {}) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ts-svc-'));
+    dirs.push(dataDir);
+    const sent: SessionFromAgent[] = [];
+    svc = new TroubleshootService({
+      config: AgentConfig.parse({ server: 'http://127.0.0.1:1', dataDir, troubleshoot }),
+      logger: pino({ level: 'silent' }),
+      send: (m) => {
+        sent.push(m);
+        return true;
+      },
+      bundle: { state: () => ({}), inventory: async () => ({}) },
+    });
+    return { svc, sent };
+  };
+  const open = (svc: TroubleshootService, extra: Record<string, unknown>) =>
+    svc.handle({
+      type: 'session.open',
+      id: 's1',
+      kind: 'exec',
+      cols: 80,
+      rows: 24,
+      ttlSeconds: 60,
+      idleTimeoutSeconds: 60,
+      window: 256 * 1024,
+      ...extra,
+    } as never);
+  const exitOf = (sent: SessionFromAgent[]) => waitFor(() => sent.find((m) => m.type === 'session.exit'));
+
+  it('ends a session at its TTL by itself, even if the server never says so', async () => {
+    const { svc, sent } = make();
+    const t = Date.now();
+    open(svc, { command: ['sleep', '30'], ttlSeconds: 1 });
+    expect(await exitOf(sent)).toMatchObject({ reason: 'ttl', code: null });
+    expect(Date.now() - t).toBeLessThan(3000);
+    expect(svc.openSessions).toBe(0);
+  });
+
+  it('ends an idle shell after the idle timeout; input keeps it alive', async () => {
+    const { svc, sent } = make();
+    open(svc, { kind: 'shell', idleTimeoutSeconds: 1 });
+    await waitFor(() => sent.find((m) => m.type === 'session.opened'));
+    const t = Date.now();
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      svc.handle({ type: 'session.input', id: 's1', data: Buffer.from('\n').toString('base64') });
+    }
+    expect(sent.some((m) => m.type === 'session.exit')).toBe(false);
+    expect(await exitOf(sent)).toMatchObject({ reason: 'idle' });
+    expect(Date.now() - t).toBeGreaterThanOrEqual(2000);
+  });
+
+  it('refuses shells and commands when the site disabled remote shell, but still serves logs', async () => {
+    const { svc, sent } = make({ remoteShell: false });
+    open(svc, { kind: 'shell' });
+    expect(await waitFor(() => sent.find((m) => m.type === 'session.refused'))).toMatchObject({ reason: expect.stringMatching(/remote shell is disabled/) });
+    svc.handle({
+      type: 'session.open',
+      id: 's2',
+      kind: 'logs',
+      logs: { source: 'nope', follow: false, lines: 5 },
+      cols: 80,
+      rows: 24,
+      ttlSeconds: 9,
+      idleTimeoutSeconds: 9,
+      window: 1024,
+    });
+    expect(await waitFor(() => sent.find((m) => m.type === 'session.refused' && m.id === 's2'))).toMatchObject({
+      reason: expect.stringMatching(/unknown log source/),
+    });
+  });
+
+  it('sends no more than its window (plus one read) until the server acks, then finishes', async () => {
+    const { svc, sent } = make();
+    const window = 64 * 1024;
+    open(svc, { command: ['sh', '-c', 'head -c 2000000 /dev/zero'], window });
+    const outBytes = () => sent.filter((m) => m.type === 'session.output').reduce((n, m) => n + Buffer.from((m as { data: string }).data, 'base64').length, 0);
+    await waitFor(() => outBytes() >= window || undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(outBytes()).toBeLessThanOrEqual(window + SESSION_WINDOW_SLACK_BYTES);
+    expect(sent.some((m) => m.type === 'session.exit')).toBe(false);
+    let acked = 0;
+    await waitFor(() => {
+      const n = outBytes();
+      if (n > acked) {
+        svc.handle({ type: 'session.ack', id: 's1', bytes: n - acked });
+        acked = n;
+      }
+      return sent.find((m) => m.type === 'session.exit');
+    }, 10_000);
+    expect(outBytes()).toBe(2_000_000);
+  });
+});
+
+describe('support bundle redaction', () => {
+  it('replaces values under secret-looking keys and secret shapes in text', () => {
+    const found = new Set<string>();
+    const out = redactObject({ server: 'http://x', token: 'eprt_abcdefghijkl', nested: { dbPassword: 'p4ss', ok: 1 }, list: [{ apiKey: 'k' }] }, found);
+    expect(out).toEqual({ server: 'http://x', token: '[REDACTED]', nested: { dbPassword: '[REDACTED]', ok: 1 }, list: [{ apiKey: '[REDACTED]' }] });
+    const text = redactText('used eprt_abcdefghijkl; Authorization: Bearer abc.def.ghi123; password=p4ss-word x', found);
+    expect(text).not.toMatch(/eprt_abcdefghijkl|abc\.def\.ghi123|p4ss-word/);
+    expect(text).toContain('password=[REDACTED] x');
+  });
+});

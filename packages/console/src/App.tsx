@@ -1,0 +1,57 @@
+import { useEffect } from 'react';
+import { Layout } from './components/Layout';
+import { Empty, Loading } from './components/ui';
+import { useAuth } from './lib/auth';
+import { match, useLocation } from './lib/router';
+import { useWatch } from './lib/watch';
+import { Audit } from './pages/Audit';
+import { Generic } from './pages/Generic';
+import { GenericDetail } from './pages/GenericDetail';
+import { HostDetail } from './pages/HostDetail';
+import { Hosts } from './pages/Hosts';
+import { Login } from './pages/Login';
+import { Overview } from './pages/Overview';
+import { Shell } from './pages/Shell';
+import { Tokens } from './pages/Tokens';
+import { ApiTokens, Users } from './pages/Users';
+
+// TODO(clusters, profiles, sessions, audit): give those kinds their own pages here; until then they
+// appear through the generic page as soon as they are in the protocol's KINDS.
+function Page({ path }: { path: string }) {
+  if (path === '/') return <Overview />;
+  if (path === '/hosts') return <Hosts />;
+  const host = match('/hosts/:name', path);
+  if (host) return <HostDetail name={host.name} />;
+  const shell = match('/hosts/:name/shell', path);
+  if (shell) return <Shell host={shell.name} />;
+  if (path === '/tokens') return <Tokens />;
+  if (path === '/users') return <Users />;
+  if (path === '/apitokens') return <ApiTokens />;
+  if (path === '/events') return <Generic plural="events" />;
+  const generic = match('/r/:plural', path);
+  if (generic) return <Generic plural={generic.plural} />;
+  const detail = match('/r/:plural/:name', path);
+  if (detail) return <GenericDetail plural={detail.plural} name={detail.name} />;
+  if (path === '/audit') return <Audit />;
+  return <Empty>This page does not exist.</Empty>;
+}
+
+export function App() {
+  const { token, me } = useAuth();
+  const { path } = useLocation();
+  const live = useWatch(me ? token : '');
+  // Move focus to the page's content after navigation, so keyboard and screen-reader users land there.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: runs on purpose whenever the path changes
+  useEffect(() => {
+    document.getElementById('main')?.focus({ preventScroll: true });
+    const h1 = document.querySelector('main h1');
+    document.title = h1?.textContent ? `${h1.textContent} · Edgeplane` : 'Edgeplane';
+  }, [path]);
+  if (!token) return <Login />;
+  if (!me) return <Loading what="your account" />;
+  return (
+    <Layout live={live}>
+      <Page path={path} />
+    </Layout>
+  );
+}

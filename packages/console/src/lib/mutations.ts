@@ -1,0 +1,16 @@
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { api } from './api';
+
+/** Runs a resource action (approve, revoke, ...) or delete and refreshes what shows that kind. */
+export function useResourceAction(plural: string) {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: ({ name, verb }: { name: string; verb: string }) => (verb === 'delete' ? api.remove(plural, name) : api.action(plural, name, verb)),
+    onSuccess: (obj, { name, verb }) => {
+      if (verb === 'delete') qc.removeQueries({ queryKey: ['get', plural, name] });
+      else qc.setQueryData(['get', plural, name], obj);
+      void qc.invalidateQueries({ queryKey: ['list', plural] });
+      void qc.invalidateQueries({ queryKey: ['summary'] });
+    },
+  });
+}

@@ -1,0 +1,104 @@
+import { type FormEvent, useState } from 'react';
+import { ResourceTable } from '../components/ResourceTable';
+import { ErrorBox } from '../components/ui';
+import type { Resource } from '../lib/api';
+import { useAuth } from '../lib/auth';
+import { useResourceAction } from '../lib/mutations';
+import { navigate, useLocation } from '../lib/router';
+
+const STATES = ['pending-approval', 'ready', 'in-use', 'rejected', 'pre-registered'];
+
+/** Approve / reject buttons for a pending host, shown only to roles that may use them. */
+export function HostActions({ host }: { host: Resource }) {
+  const { can } = useAuth();
+  const act = useResourceAction('edgehosts');
+  const name = host.metadata.name;
+  const state = host.status.state as string;
+  const buttons: { verb: string; label: string }[] = [];
+  if (state === 'pending-approval' || host.status.pendingKeyFingerprint) buttons.push({ verb: 'approve', label: 'Approve' });
+  if (state !== 'rejected') buttons.push({ verb: 'reject', label: 'Reject' });
+  const allowed = buttons.filter((b) => can('edgehosts', b.verb));
+  if (allowed.length === 0) return null;
+  return (
+    <span className="row">
+      {allowed.map((b) => (
+        <button
+          key={b.verb}
+          type="button"
+          className={b.verb === 'reject' ? 'danger small' : 'small'}
+          aria-label={`${b.label} ${name}`}
+          disabled={act.isPending}
+          onClick={() => {
+            if (b.verb === 'reject' && !confirm(`Reject ${name}? Its agent is disconnected and may not register again.`)) return;
+            act.mutate({ name, verb: b.verb });
+          }}
+        >
+          {b.label}
+        </button>
+      ))}
+      {act.error && <ErrorBox error={act.error} title={`Could not update ${name}`} />}
+    </span>
+  );
+}
+
+export function Hosts() {
+  const { query } = useLocation();
+  const [selector, setSelector] = useState(query.get('labelSelector') ?? '');
+  const applied = query.get('labelSelector') ?? '';
+  const state = query.get('state') ?? '';
+  const connectivity = query.get('connectivity') ?? '';
+  const setParam = (k: string, v: string) => {
+    const q = new URLSearchParams(location.search);
+    if (v) q.set(k, v);
+    else q.delete(k);
+    navigate(`/hosts${q.toString() ? `?${q}` : ''}`, true);
+  };
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    setParam('labelSelector', selector.trim());
+  };
+  const rowFilter =
+    state || connectivity ? (r: Resource) => (!state || r.status.state === state) && (!connectivity || r.status.connectivity === connectivity) : undefined;
+  return (
+    <>
+      <h1>Edge hosts</h1>
+      <div className="filters">
+        <search className="row">
+          <form onSubmit={submit} className="row" aria-label="Filter hosts">
+            <label htmlFor="selector">Label selector</label>
+            <input id="selector" placeholder="site=berlin,tier!=test" value={selector} onChange={(e) => setSelector(e.target.value)} />
+            <button type="submit" className="secondary">
+              Apply
+            </button>
+          </form>
+        </search>
+        <label htmlFor="state">State</label>
+        <select id="state" value={state} onChange={(e) => setParam('state', e.target.value)}>
+          <option value="">any</option>
+          {STATES.map((s) => (
+            <option key={s}>{s}</option>
+          ))}
+        </select>
+        <label htmlFor="connectivity">Connectivity</label>
+        <select id="connectivity" value={connectivity} onChange={(e) => setParam('connectivity', e.target.value)}>
+          <option value="">any</option>
+          <option>online</option>
+          <option>offline</option>
+          <option>unknown</option>
+        </select>
+      </div>
+      <ResourceTable
+        plural="edgehosts"
+        labelSelector={applied || undefined}
+        rowFilter={rowFilter}
+        rowLink={(r) => `/hosts/${encodeURIComponent(r.metadata.name)}`}
+        actions={(r) => <HostActions host={r} />}
+        emptyText={
+          applied || state || connectivity
+            ? 'No hosts match these filters.'
+            : 'No edge hosts yet. Create a registration token and boot a device with it to see it here.'
+        }
+      />
+    </>
+  );
+}

@@ -1,0 +1,76 @@
+import { useState } from 'react';
+import { CreateForm, compact, TextField } from '../components/CreateForm';
+import { ResourceTable } from '../components/ResourceTable';
+import { ErrorBox, SecretOnce } from '../components/ui';
+import type { Resource } from '../lib/api';
+import { useAuth } from '../lib/auth';
+import { useResourceAction } from '../lib/mutations';
+
+function TokenActions({ token }: { token: Resource }) {
+  const { can } = useAuth();
+  const act = useResourceAction('registrationtokens');
+  const name = token.metadata.name;
+  return (
+    <span className="row">
+      {can('registrationtokens', 'revoke') && token.status.state === 'active' && (
+        <button
+          type="button"
+          className="small secondary"
+          aria-label={`Revoke ${name}`}
+          disabled={act.isPending}
+          onClick={() => act.mutate({ name, verb: 'revoke' })}
+        >
+          Revoke
+        </button>
+      )}
+      {can('registrationtokens', 'delete') && (
+        <button
+          type="button"
+          className="small danger"
+          aria-label={`Delete ${name}`}
+          disabled={act.isPending}
+          onClick={() => confirm(`Delete token ${name}? Hosts already registered with it keep working.`) && act.mutate({ name, verb: 'delete' })}
+        >
+          Delete
+        </button>
+      )}
+      {act.error && <ErrorBox error={act.error} title={`Could not update ${name}`} />}
+    </span>
+  );
+}
+
+export function Tokens() {
+  const { can } = useAuth();
+  const [secret, setSecret] = useState<{ name: string; token: string }>();
+  return (
+    <>
+      <h1>Registration tokens</h1>
+      <p className="muted">Devices present a registration token once, at first boot, to join this control plane.</p>
+      {secret && <SecretOnce label={`Token ${secret.name}`} secret={secret.token} onDone={() => setSecret(undefined)} />}
+      {can('registrationtokens', 'create') && !secret && (
+        <CreateForm
+          plural="registrationtokens"
+          title="Create registration token"
+          onCreated={(o) => setSecret({ name: o.metadata.name, token: o.status.token })}
+          build={(f) => ({
+            metadata: { name: String(f.get('name') ?? '') },
+            spec: compact({
+              site: f.get('site'),
+              autoApprove: f.get('autoApprove') === 'on',
+              maxUses: f.get('maxUses') ? Number(f.get('maxUses')) : undefined,
+            }),
+          })}
+        >
+          <TextField name="name" label="Name" required placeholder="berlin-rollout" />
+          <TextField name="site" label="Site (optional)" placeholder="berlin" help="Hosts registering with this token get this site." />
+          <TextField name="maxUses" label="Maximum uses (optional)" placeholder="100" />
+          <div className="field check">
+            <input id="f-autoApprove" name="autoApprove" type="checkbox" />
+            <label htmlFor="f-autoApprove">Approve hosts automatically</label>
+          </div>
+        </CreateForm>
+      )}
+      <ResourceTable plural="registrationtokens" actions={(t) => <TokenActions token={t} />} emptyText="No registration tokens yet." />
+    </>
+  );
+}

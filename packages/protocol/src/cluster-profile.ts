@@ -1,0 +1,149 @@
+import { z } from 'zod';
+import { Addon, Digest, Distribution } from './host-spec.js';
+import { Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
+
+/**
+ * Kubernetes versions each distribution driver supports. Shared by the server (profile validation)
+ * and the agent drivers, so both agree on what a profile may ask for.
+ */
+export const SUPPORTED_KUBERNETES_MINORS: Record<Distribution, string[]> = {
+  k3s: ['1.28', '1.29', '1.30', '1.31'],
+  rke2: ['1.28', '1.29', '1.30', '1.31'],
+  kubeadm: ['1.28', '1.29', '1.30', '1.31'],
+};
+
+/** Version format per distribution, as each project tags its releases. */
+export const KUBERNETES_VERSION_FORMATS: Record<Distribution, { pattern: RegExp; example: string }> = {
+  k3s: { pattern: /^v(\d+)\.(\d+)\.(\d+)\+k3s\d+$/, example: 'v1.30.4+k3s1' },
+  rke2: { pattern: /^v(\d+)\.(\d+)\.(\d+)\+rke2r\d+$/, example: 'v1.30.4+rke2r1' },
+  kubeadm: { pattern: /^v(\d+)\.(\d+)\.(\d+)$/, example: 'v1.30.4' },
+};
+
+/** Why a distribution/version pair is not acceptable, or undefined when it is. */
+export function kubernetesVersionProblem(distribution: Distribution, version: string): { code: 'format' | 'unsupported'; message: string } | undefined {
+  const f = KUBERNETES_VERSION_FORMATS[distribution];
+  const m = version.match(f.pattern);
+  if (!m) return { code: 'format', message: `${distribution} version "${version}" is not in the form ${f.example}` };
+  const minor = `${m[1]}.${m[2]}`;
+  const supported = SUPPORTED_KUBERNETES_MINORS[distribution];
+  if (!supported.includes(minor))
+    return { code: 'unsupported', message: `${distribution} ${version}: Kubernetes ${minor} is not supported (supported: ${supported.join(', ')})` };
+  return undefined;
+}
+
+/** `vX.Y.Z` without the distribution suffix, for comparing what a node reports with what was asked. */
+export function kubernetesVersionCore(version: string): string {
+  return version.replace(/\+.*$/, '');
+}
+
+const Values = z.record(z.string(), z.unknown());
+export const VariableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be letters, digits and "_", not starting with a digit');
+
+export const ProfileVariable = z
+  .object({
+    name: VariableName,
+    default: z.string().max(4096).optional(),
+    description: z.string().max(1024).optional(),
+    required: z.boolean().optional(),
+  })
+  .strict();
+export type ProfileVariable = z.infer<typeof ProfileVariable>;
+
+export const OsLayer = z
+  .object({
+    /** OCI reference with a registry host: registry.local:5000/edge/os:1.2 or ...@sha256:<digest>. */
+    image: z
+      .string()
+      .min(1)
+      .max(512)
+      .regex(
+        /^[a-zA-Z0-9.-]+(:\d+)?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128})?(@sha256:[a-f0-9]{64})?$/,
+        'must be <registry>[:port]/<repository>[:tag][@sha256:<digest>]',
+      ),
+    /** Plain-HTTP registry (lab or air-gapped mirror). Loopback registries are always plain HTTP. */
+    insecure: z.boolean().optional(),
+  })
+  .strict();
+
+export const KubernetesLayer = z
+  .object({
+    distribution: Distribution,
+    version: z.string().min(1).max(64),
+    /** Distribution configuration values, merged into the config file the driver writes. */
+    config: Values.default({}),
+  })
+  .strict();
+
+export const NetworkLayer = z.object({ cni: z.string().min(1).max(64), version: z.string().max(64).optional(), values: Values.default({}) }).strict();
+export const StorageLayer = z.object({ csi: z.string().min(1).max(64), version: z.string().max(64).optional(), values: Values.default({}) }).strict();
+
+export const ClusterProfileSpec = z
+  .object({
+    description: z.string().max(1024).optional(),
+    layers: z
+      .object({
+        os: OsLayer,
+        kubernetes: KubernetesLayer,
+        network: NetworkLayer.optional(),
+        storage: StorageLayer.optional(),
+        addons: z.array(Addon).max(100).default([]),
+      })
+      .strict(),
+    /** Values clusters fill in; referenced as ${var.NAME} in string values of the layers. */
+    variables: z.array(ProfileVariable).max(100).default([]),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const problem = kubernetesVersionProblem(spec.layers.kubernetes.distribution, spec.layers.kubernetes.version);
+    if (problem?.code === 'format') ctx.addIssue({ code: 'custom', path: ['layers', 'kubernetes', 'version'], message: problem.message });
+    const seen = new Set<string>();
+    spec.variables.forEach((v, i) => {
+      if (seen.has(v.name)) ctx.addIssue({ code: 'custom', path: ['variables', i, 'name'], message: `variable "${v.name}" is declared twice` });
+      seen.add(v.name);
+    });
+    const names = new Set(spec.layers.addons.map((a) => a.name));
+    if (names.size !== spec.layers.addons.length) ctx.addIssue({ code: 'custom', path: ['layers', 'addons'], message: 'add-on names must be unique' });
+  });
+export type ClusterProfileSpec = z.infer<typeof ClusterProfileSpec>;
+
+export const ClusterProfileStatus = z.object({
+  latestRevision: z.number().int().positive().optional(),
+  /** Digest the OS image of the latest revision is pinned to. */
+  osImageDigest: Digest.optional(),
+});
+
+export const ClusterProfile = resourceSchema('ClusterProfile', ClusterProfileSpec, ClusterProfileStatus);
+export type ClusterProfile = z.infer<typeof ClusterProfile>;
+export const ClusterProfileInput = resourceInputSchema('ClusterProfile', ClusterProfileSpec);
+
+/** An immutable numbered snapshot of a profile's spec, with the OS image pinned to a digest. */
+export const ClusterProfileRevision = z.object({
+  apiVersion: z.literal('edgeplane.io/v1'),
+  kind: z.literal('ClusterProfileRevision'),
+  profile: Name,
+  revision: z.number().int().positive(),
+  createdAt: Timestamp,
+  /** The profile spec at this revision; layers.os.digest is the pinned manifest digest. */
+  spec: z.unknown(),
+});
+export type ClusterProfileRevision = z.infer<typeof ClusterProfileRevision>;
+
+// ---- variables: ${var.NAME} inside string values ----
+
+const VAR_REF = /\$\{var\.([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** Every variable name referenced in the string values of `value`, with the path of each use. */
+export function variableReferences(value: unknown, path: string[] = []): { name: string; path: string }[] {
+  if (typeof value === 'string') return [...value.matchAll(VAR_REF)].map((m) => ({ name: m[1], path: path.join('.') }));
+  if (Array.isArray(value)) return value.flatMap((v, i) => variableReferences(v, [...path, String(i)]));
+  if (value && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => variableReferences(v, [...path, k]));
+  return [];
+}
+
+/** Replaces ${var.NAME} in every string value; names missing from `values` are left as written. */
+export function substituteVariables<T>(value: T, values: Record<string, string>): T {
+  if (typeof value === 'string') return value.replace(VAR_REF, (all, name: string) => (Object.hasOwn(values, name) ? values[name] : all)) as T;
+  if (Array.isArray(value)) return value.map((v) => substituteVariables(v, values)) as T;
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteVariables(v, values)])) as T;
+  return value;
+}

@@ -1,0 +1,66 @@
+import { z } from 'zod';
+import { VariableName } from './cluster-profile.js';
+import { Digest, NodeRole, Slot, Taint } from './host-spec.js';
+import { Condition, Labels, Name, resourceInputSchema, resourceSchema } from './meta.js';
+
+/** Annotation the cluster controller puts on every host that belongs to a cluster. */
+export const CLUSTER_ANNOTATION = 'edgeplane.io/cluster';
+
+const Cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/, 'must be a CIDR, e.g. 10.42.0.0/16');
+
+export const ClusterNode = z.object({ host: Name, role: NodeRole }).strict();
+export type ClusterNode = z.infer<typeof ClusterNode>;
+
+export const ClusterSpec = z
+  .object({
+    /** `native`: each host is one node. `virtualized` (VMs on an appliance) comes later. */
+    type: z.enum(['native']).default('native'),
+    profile: z.object({ name: Name, revision: z.number().int().positive() }).strict(),
+    nodes: z.array(ClusterNode).min(1).max(1000),
+    /** VIP or first node: host, host:port or https://host:port. Default: the first control-plane node, port 6443. */
+    controlPlaneEndpoint: z.string().min(1).max(256).optional(),
+    podCidr: Cidr.default('10.42.0.0/16'),
+    serviceCidr: Cidr.default('10.43.0.0/16'),
+    nodeLabels: Labels.default({}),
+    nodeTaints: z.array(Taint).max(50).default([]),
+    /** Whether control-plane nodes also run workloads. */
+    controlPlaneSchedulable: z.boolean().default(true),
+    /** An even number of control-plane nodes risks etcd quorum; refused unless this is set. */
+    allowEvenControlPlanes: z.boolean().optional(),
+    /** Values for the profile's variables. */
+    variables: z.record(VariableName, z.string().max(4096)).default({}),
+  })
+  .strict();
+export type ClusterSpec = z.infer<typeof ClusterSpec>;
+
+export const ClusterPhase = z.enum(['Provisioning', 'Running', 'Degraded', 'Failed', 'Deleting']);
+export type ClusterPhase = z.infer<typeof ClusterPhase>;
+
+export const ClusterNodeStatus = z.object({
+  host: Name,
+  role: NodeRole,
+  /** Pending (no spec yet), Provisioning, Ready, NotReady or Failed. */
+  phase: z.enum(['Pending', 'Provisioning', 'Ready', 'NotReady', 'Failed']),
+  osImageDigest: Digest.optional(),
+  bootedSlot: Slot.optional(),
+  kubernetesVersion: z.string().optional(),
+  ready: z.boolean(),
+  message: z.string().optional(),
+});
+export type ClusterNodeStatus = z.infer<typeof ClusterNodeStatus>;
+
+export const ClusterStatus = z.object({
+  phase: ClusterPhase.optional(),
+  conditions: z.array(Condition).default([]),
+  nodes: z.array(ClusterNodeStatus).default([]),
+  observedGeneration: z.number().int().optional(),
+  /** Where the Kubernetes API answers: https://host:port. */
+  controlPlaneEndpoint: z.string().optional(),
+  /** True once the admin kubeconfig is stored (GET .../clusters/<name>/kubeconfig). */
+  kubeconfigAvailable: z.boolean().optional(),
+});
+export type ClusterStatus = z.infer<typeof ClusterStatus>;
+
+export const Cluster = resourceSchema('Cluster', ClusterSpec, ClusterStatus);
+export type Cluster = z.infer<typeof Cluster>;
+export const ClusterInput = resourceInputSchema('Cluster', ClusterSpec);

@@ -1,0 +1,30 @@
+import type { Executor } from '../store/db.js';
+import type { AuditLogTable } from '../store/schema.js';
+
+export type AuditRow = AuditLogTable;
+
+export async function lastAuditRow(db: Executor): Promise<AuditRow | undefined> {
+  return db.selectFrom('audit_log').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
+}
+
+export async function insertAuditRow(db: Executor, row: AuditRow): Promise<void> {
+  await db.insertInto('audit_log').values(row).execute();
+}
+
+/** Rows with seq > after, in seq order. */
+export async function listAuditRows(
+  db: Executor,
+  after: number,
+  limit: number,
+  filter: { actor?: string; action?: string; target?: string } = {},
+): Promise<AuditRow[]> {
+  let q = db.selectFrom('audit_log').selectAll().where('seq', '>', after).orderBy('seq').limit(limit);
+  if (filter.actor) q = q.where('actor', '=', filter.actor);
+  if (filter.action) q = q.where('action', '=', filter.action);
+  if (filter.target) q = q.where('target', '=', filter.target);
+  return q.execute();
+}
+
+export async function findAuditRow(db: Executor, seq: number): Promise<AuditRow | undefined> {
+  return db.selectFrom('audit_log').selectAll().where('seq', '=', seq).executeTakeFirst();
+}

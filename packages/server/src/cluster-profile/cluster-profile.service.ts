@@ -1,0 +1,101 @@
+import {
+  type ClusterProfileRevision,
+  type ClusterProfileSpec,
+  EdgeplaneError,
+  findKind,
+  kubernetesVersionProblem,
+  variableReferences,
+} from '@edgeplane/protocol';
+import type { ResourceRow } from '../resource/resource.repository.js';
+import { ResourceService } from '../resource/resource.service.js';
+import type { Executor } from '../store/db.js';
+import { isUniqueViolation } from '../store/db.js';
+import {
+  clustersUsingProfile,
+  deleteRevisions,
+  findRevision,
+  insertRevision,
+  latestRevisionNumber,
+  listRevisions,
+  type RevisionRow,
+} from './cluster-profile.repository.js';
+import { resolveImageDigest } from './oci-resolver.js';
+
+/** The profile spec as a revision stores it: the OS image pinned to its manifest digest. */
+export type PinnedProfileSpec = ClusterProfileSpec & {
+  layers: ClusterProfileSpec['layers'] & { os: ClusterProfileSpec['layers']['os'] & { digest: string } };
+};
+
+/** Checks what the schema cannot: supported versions and that every ${var.X} is declared. */
+export function validateProfileSpec(spec: ClusterProfileSpec): void {
+  const k = spec.layers.kubernetes;
+  const problem = kubernetesVersionProblem(k.distribution, k.version);
+  if (problem) throw new EdgeplaneError('UnsupportedKubernetesVersion', problem.message, { distribution: k.distribution, version: k.version });
+  const declared = new Set(spec.variables.map((v) => v.name));
+  for (const ref of variableReferences(spec.layers, ['layers'])) {
+    if (!declared.has(ref.name))
+      throw new EdgeplaneError('UndeclaredVariable', `${ref.path} references \${var.${ref.name}}, which spec.variables does not declare`, {
+        variable: ref.name,
+        path: ref.path,
+      });
+  }
+}
+
+/** Validates, pins the OS image digest and writes the next revision; returns the new status. */
+async function newRevision(db: Executor, profile: string, spec: ClusterProfileSpec, prevStatus: Record<string, unknown>) {
+  validateProfileSpec(spec);
+  const os = spec.layers.os;
+  const digest = await resolveImageDigest(os.image, { insecure: os.insecure });
+  const pinned: PinnedProfileSpec = { ...spec, layers: { ...spec.layers, os: { ...os, digest } } };
+  const revision = (await latestRevisionNumber(db, profile)) + 1;
+  try {
+    await insertRevision(db, { profile, revision, spec: JSON.stringify(pinned), created_at: new Date().toISOString() });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new EdgeplaneError('Conflict', `ClusterProfile "${profile}" was modified concurrently; read it again and retry`);
+    throw err;
+  }
+  return { ...prevStatus, latestRevision: revision, osImageDigest: digest };
+}
+
+export const clusterProfiles = new ResourceService(findKind('ClusterProfile')!, 'cluster_profiles', {
+  async prepareCreate(db, input) {
+    return { status: await newRevision(db, input.metadata.name, input.spec as ClusterProfileSpec, {}) };
+  },
+  async prepareUpdate(db, row, spec) {
+    const status = await newRevision(db, row.name, spec as ClusterProfileSpec, JSON.parse(row.status));
+    return { status: JSON.stringify(status) };
+  },
+  async beforeDelete(db, row) {
+    const users = await clustersUsingProfile(db, row.name);
+    if (users.length)
+      throw new EdgeplaneError('InvalidState', `ClusterProfile "${row.name}" is used by cluster(s) ${users.join(', ')}; delete them first`, {
+        clusters: users,
+      });
+    await deleteRevisions(db, row.name);
+  },
+});
+
+export function revisionObject(row: RevisionRow): ClusterProfileRevision {
+  return {
+    apiVersion: 'edgeplane.io/v1',
+    kind: 'ClusterProfileRevision',
+    profile: row.profile,
+    revision: Number(row.revision),
+    createdAt: row.created_at,
+    spec: JSON.parse(row.spec),
+  };
+}
+
+export async function getRevision(db: Executor, profile: string, revision: number): Promise<ClusterProfileRevision> {
+  await clusterProfiles.getRow(db, profile);
+  const row = await findRevision(db, profile, revision);
+  if (!row) throw new EdgeplaneError('NotFound', `ClusterProfile "${profile}" has no revision ${revision}`, { profile, revision });
+  return revisionObject(row);
+}
+
+export async function getRevisions(db: Executor, profile: string): Promise<ClusterProfileRevision[]> {
+  await clusterProfiles.getRow(db, profile);
+  return (await listRevisions(db, profile)).map(revisionObject);
+}
+
+export type { ResourceRow };

@@ -1,0 +1,121 @@
+import { type ClusterNodeStatus, type ClusterSpec, type Condition, kubernetesVersionCore, type ManagerError, type ManagersStatus } from '@edgeplane/protocol';
+import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+import type { HostRow } from './cluster.repository.js';
+
+export interface StatusInput {
+  row: { generation: number };
+  spec: ClusterSpec;
+  hosts: Map<string, HostRow>;
+  steps: Map<string, string | null>;
+  prev: Record<string, unknown>;
+  profile?: PinnedProfileSpec;
+  profileMissing?: boolean;
+  controlPlaneEndpoint?: string;
+  kubeconfigAvailable?: boolean;
+}
+
+function managersOf(host: HostRow | undefined): ManagersStatus {
+  return (JSON.parse(host?.status ?? '{}') as { agent?: { managers?: ManagersStatus } }).agent?.managers ?? {};
+}
+
+/** The first problem a node's managers report, as "<manager>: <why>". */
+// A node still booted on another image is not an error by itself (its os manager may not have
+// started the update yet): it only keeps the node from counting as Ready.
+function nodeProblem(m: ManagersStatus): string | undefined {
+  const err = (name: string, e: ManagerError | undefined, message?: string) =>
+    e ? `${name}: ${e.message}` : message ? `${name}: ${message}` : `${name} failed`;
+  if (m.os?.error || m.os?.phase === 'Failed' || m.os?.phase === 'FellBack') return err('os', m.os.error, m.os.message);
+  if (m.kubernetes?.error || m.kubernetes?.phase === 'Failed') return err('kubernetes', m.kubernetes.error, m.kubernetes.message);
+  if (m.addons?.error || m.addons?.phase === 'Failed') return err('addons', m.addons.error, m.addons.message);
+  return undefined;
+}
+
+function condition(prev: Record<string, unknown>, c: Omit<Condition, 'lastTransitionTime'>): Condition {
+  const old = ((prev.conditions as Condition[] | undefined) ?? []).find((x) => x.type === c.type);
+  const lastTransitionTime = old && old.status === c.status ? old.lastTransitionTime : new Date().toISOString();
+  return { ...c, lastTransitionTime };
+}
+
+/**
+ * Cluster status derived from what the agents report: Running when every node is Ready at the
+ * expected version on the pinned OS image; Failed (before it ever ran) or Degraded (after) when a
+ * node's manager reports an error; Provisioning otherwise.
+ */
+export function clusterStatus(s: StatusInput): Record<string, unknown> {
+  const digest = s.profile?.layers.os.digest;
+  const version = s.profile?.layers.kubernetes.version;
+  const hasRun = s.steps.has('running');
+  const joined = new Set([...s.steps.entries()].filter(([k]) => k === 'init' || k.startsWith('join:')).map(([, h]) => h));
+  const nodes: ClusterNodeStatus[] = s.spec.nodes.map((n) => {
+    const m = managersOf(s.hosts.get(n.host));
+    const problem = nodeProblem(m);
+    const k = m.kubernetes;
+    const versionOk = !!k?.version && !!version && kubernetesVersionCore(k.version) === kubernetesVersionCore(version);
+    const ready = !problem && k?.ready === true && k.phase === 'Ready' && versionOk && !!digest && m.os?.digest === digest;
+    const phase: ClusterNodeStatus['phase'] = problem
+      ? 'Failed'
+      : ready
+        ? 'Ready'
+        : !joined.has(n.host)
+          ? 'Pending'
+          : k?.phase === 'NotReady' && hasRun
+            ? 'NotReady'
+            : 'Provisioning';
+    const message =
+      problem ??
+      (k?.ready && !versionOk ? `kubernetes ${k.version ?? '?'} is not ${version}` : undefined) ??
+      (k?.ready && m.os?.digest !== digest ? `os image ${m.os?.digest ?? 'unknown'} is not the pinned ${digest}` : undefined) ??
+      k?.message ??
+      m.os?.message;
+    return {
+      host: n.host,
+      role: n.role,
+      phase,
+      ...(m.os?.digest ? { osImageDigest: m.os.digest } : {}),
+      ...(m.os?.bootedSlot ? { bootedSlot: m.os.bootedSlot } : {}),
+      ...(k?.version ? { kubernetesVersion: k.version } : {}),
+      ready,
+      ...(message ? { message } : {}),
+    };
+  });
+  const failed = nodes.filter((n) => n.phase === 'Failed');
+  const allReady = nodes.every((n) => n.ready);
+  let phase: string;
+  let ready: Omit<Condition, 'lastTransitionTime'>;
+  if (s.profileMissing) {
+    phase = 'Failed';
+    ready = {
+      type: 'Ready',
+      status: 'False',
+      reason: 'ProfileRevisionMissing',
+      message: `profile ${s.spec.profile.name} revision ${s.spec.profile.revision} is gone`,
+    };
+  } else if (failed.length) {
+    phase = hasRun ? 'Degraded' : 'Failed';
+    ready = { type: 'Ready', status: 'False', reason: 'NodeFailed', message: failed.map((n) => `${n.host}: ${n.message}`).join('; ') };
+  } else if (allReady) {
+    phase = 'Running';
+    ready = { type: 'Ready', status: 'True', reason: 'AllNodesReady', message: `${nodes.length} node(s) Ready` };
+  } else {
+    phase = hasRun ? 'Degraded' : 'Provisioning';
+    const waiting = nodes.filter((n) => !n.ready).map((n) => n.host);
+    ready = { type: 'Ready', status: 'False', reason: hasRun ? 'NodesNotReady' : 'Provisioning', message: `waiting for ${waiting.join(', ')}` };
+  }
+  const conditions = [
+    condition(s.prev, ready),
+    condition(s.prev, {
+      type: 'ControlPlaneInitialized',
+      status: s.steps.has('init') ? 'True' : 'False',
+      reason: s.steps.has('init') ? 'Initialized' : 'Pending',
+      ...(s.steps.get('init') ? { message: `initialized on ${s.steps.get('init')}` } : {}),
+    }),
+  ];
+  return {
+    phase,
+    conditions,
+    nodes,
+    observedGeneration: Number(s.row.generation),
+    ...(s.controlPlaneEndpoint ? { controlPlaneEndpoint: s.controlPlaneEndpoint } : {}),
+    kubeconfigAvailable: !!s.kubeconfigAvailable,
+  };
+}

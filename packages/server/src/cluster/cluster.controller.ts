@@ -1,0 +1,262 @@
+import { randomInt } from 'node:crypto';
+import { CLUSTER_ANNOTATION, type ClusterSpec, type HostSpec, type ServerMessage } from '@edgeplane/protocol';
+import type { Logger } from 'pino';
+import type { ConnectionHub } from '../agent/connection-hub.js';
+import { findRevision } from '../cluster-profile/cluster-profile.repository.js';
+import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+import { recordEvent } from '../event/event.service.js';
+import type { Db, Executor } from '../store/db.js';
+import {
+  findHosts,
+  findSecret,
+  type HostRow,
+  insertSecretIfAbsent,
+  insertStep,
+  listClusterRows,
+  listSteps,
+  writeClusterStatus,
+  writeHost,
+} from './cluster.repository.js';
+import { clusterStatus } from './cluster-status.js';
+import { clusterOf, MANAGED_SPEC_KEYS } from './host-claims.js';
+import { endpoints, hostAddress, renderHostSpec, stableJson } from './render.js';
+import type { SecretBox } from './secret-box.js';
+
+type ClusterRow = Awaited<ReturnType<typeof listClusterRows>>[number];
+
+/** kubeadm bootstrap-token format ([a-z0-9]{6}.[a-z0-9]{16}); k3s and rke2 accept any string, so one format serves all. */
+function newJoinToken(): string {
+  const abc = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  const pick = (n: number) => Array.from({ length: n }, () => abc[randomInt(abc.length)]).join('');
+  return `${pick(6)}.${pick(16)}`;
+}
+
+export function kubernetesReady(host: HostRow | undefined): boolean {
+  const k = (JSON.parse(host?.status ?? '{}') as { agent?: { managers?: { kubernetes?: { ready?: boolean; phase?: string } } } }).agent?.managers?.kubernetes;
+  return k?.ready === true && k.phase === 'Ready';
+}
+
+/**
+ * Turns Clusters into desired host specs and orders the work: the first control-plane node
+ * initializes (alone), the others get their specs once it reports Kubernetes Ready. Every step is
+ * a row in cluster_steps written in the same transaction as its effect, so a restarted server
+ * resumes where it stopped and never initializes a cluster twice. Runs every `intervalMs`, and at
+ * once when nudged (a cluster or host status changed).
+ */
+export class ClusterController {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = true;
+
+  constructor(
+    private readonly db: Db,
+    private readonly hub: ConnectionHub,
+    readonly secrets: SecretBox,
+    private readonly log: Logger,
+    private readonly intervalMs = 500,
+  ) {
+    hub.specFilter = (host, msg) => this.fillSecrets(host, msg);
+  }
+
+  /** Adds the cluster join token to a spec message on its way to a member host's agent. */
+  async fillSecrets(host: string, msg: Extract<ServerMessage, { type: 'spec' }>): Promise<ServerMessage> {
+    const k = msg.spec.kubernetes;
+    if (!k) return msg;
+    const [row] = await findHosts(this.db, [host]);
+    if (!row || clusterOf(row) !== k.cluster) return msg;
+    return { ...msg, spec: { ...msg.spec, kubernetes: { ...k, token: await this.joinToken(k.cluster) } } };
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => this.nudge(), this.intervalMs);
+    this.timer.unref();
+    this.nudge();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** Runs a pass now, or right after the current one. */
+  nudge(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((err) => this.log.error({ err }, 'cluster controller pass failed'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.nudge();
+        }
+      });
+  }
+
+  private async pass(): Promise<void> {
+    for (const row of await listClusterRows(this.db)) {
+      if (this.stopped) return;
+      try {
+        await this.reconcile(row);
+      } catch (err) {
+        this.log.error({ err, cluster: row.name }, 'cluster reconcile failed; retrying on the next pass');
+      }
+    }
+  }
+
+  private async joinToken(cluster: string): Promise<string> {
+    const sealed =
+      (await findSecret(this.db, cluster, 'join-token')) ??
+      (await insertSecretIfAbsent(this.db, cluster, 'join-token', this.secrets.seal(newJoinToken(), `${cluster}/join-token`)));
+    return this.secrets.open(sealed, `${cluster}/join-token`);
+  }
+
+  async reconcile(row: ClusterRow): Promise<void> {
+    const cluster = row.name;
+    const spec = JSON.parse(row.spec) as ClusterSpec;
+    const prevStatus = JSON.parse(row.status) as Record<string, unknown>;
+    const rev = await findRevision(this.db, spec.profile.name, spec.profile.revision);
+    const hosts = new Map(
+      (
+        await findHosts(
+          this.db,
+          spec.nodes.map((n) => n.host),
+        )
+      ).map((h) => [h.name, h]),
+    );
+    const steps = await listSteps(this.db, cluster);
+    if (!rev) {
+      await this.saveStatus(row, clusterStatus({ row, spec, hosts, steps, prev: prevStatus, profileMissing: true }));
+      return;
+    }
+    const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
+    const initHost = steps.get('init') ?? spec.nodes.find((n) => n.role === 'control-plane')!.host;
+    const initRow = hosts.get(initHost);
+    const endpoint =
+      spec.controlPlaneEndpoint ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (initRow ? `https://${hostAddress(initRow)}:6443` : undefined);
+    if (!endpoint) return;
+    await this.joinToken(cluster); // generated before any node can need it
+    const render = (host: string, init: boolean) =>
+      renderHostSpec({ cluster, spec, profile, node: spec.nodes.find((n) => n.host === host)!, init, controlPlaneEndpoint: endpoint });
+
+    // 1. The first control-plane node initializes the cluster: exactly once, ever.
+    if (!steps.has('init')) {
+      await this.writeSpec(cluster, initHost, render(initHost, true), {
+        step: 'init',
+        reason: 'InitializingControlPlane',
+        message: `initializing the control plane on ${initHost} (${profile.layers.kubernetes.distribution} ${profile.layers.kubernetes.version})`,
+      });
+    } else {
+      await this.writeSpec(cluster, initHost, render(initHost, true));
+    }
+
+    // 2. The others join once the first node's Kubernetes is Ready.
+    if (kubernetesReady(hosts.get(initHost))) {
+      for (const n of spec.nodes) {
+        if (n.host === initHost) continue;
+        await this.writeSpec(cluster, n.host, render(n.host, false), {
+          step: `join:${n.host}`,
+          reason: 'JoiningNode',
+          message: `${n.host} joins as ${n.role} through ${endpoint}`,
+        });
+      }
+    }
+
+    // 3. Status from what the agents report (re-read: step 1/2 may have changed hosts).
+    const fresh = new Map(
+      (
+        await findHosts(
+          this.db,
+          spec.nodes.map((n) => n.host),
+        )
+      ).map((h) => [h.name, h]),
+    );
+    const status = clusterStatus({
+      row,
+      spec,
+      hosts: fresh,
+      steps: await listSteps(this.db, cluster),
+      prev: prevStatus,
+      profile,
+      controlPlaneEndpoint: endpoints(profile.layers.kubernetes.distribution, endpoint).controlPlaneEndpoint,
+      kubeconfigAvailable: (await findSecret(this.db, cluster, 'kubeconfig')) !== undefined,
+    });
+    if (status.phase === 'Running' && !steps.has('running')) {
+      await this.db.transaction().execute(async (trx) => {
+        if (await insertStep(trx, cluster, 'running'))
+          await recordEvent(trx, {
+            involvedObject: { kind: 'Cluster', name: cluster },
+            type: 'Normal',
+            reason: 'ClusterRunning',
+            message: `all ${spec.nodes.length} node(s) Ready`,
+            source: 'controller/cluster',
+          });
+      });
+    }
+    await this.saveStatus(row, status);
+  }
+
+  /**
+   * Writes the managed keys of a host's spec when they differ from `desired` (bumping generation)
+   * and pushes it to the agent after commit. With `once`, the step row is written in the same
+   * transaction, and its event only the first time the step is taken.
+   */
+  private async writeSpec(cluster: string, host: string, desired: HostSpec, once?: { step: string; reason: string; message: string }): Promise<void> {
+    const wrote = await this.db.transaction().execute(async (trx: Executor) => {
+      const [h] = await findHosts(trx, [host]);
+      if (!h || clusterOf(h) !== cluster) return false; // released meanwhile (cluster deleted or node removed)
+      const current = JSON.parse(h.spec) as Record<string, unknown>;
+      const managed = Object.fromEntries(MANAGED_SPEC_KEYS.filter((k) => current[k] !== undefined).map((k) => [k, current[k]]));
+      const firstTime = once ? await insertStep(trx, cluster, once.step, host) : false;
+      if (firstTime && once)
+        await recordEvent(trx, {
+          involvedObject: { kind: 'Cluster', name: cluster },
+          type: 'Normal',
+          reason: once.reason,
+          message: once.message,
+          source: 'controller/cluster',
+        });
+      if (stableJson(managed) === stableJson(desired)) return false;
+      const next = { ...Object.fromEntries(Object.entries(current).filter(([k]) => !MANAGED_SPEC_KEYS.includes(k as never))), ...desired };
+      const annotations = { ...JSON.parse(h.annotations), [CLUSTER_ANNOTATION]: cluster };
+      const ok = await writeHost(trx, host, Number(h.resource_version), {
+        spec: JSON.stringify(next),
+        annotations: JSON.stringify(annotations),
+        state: 'in-use',
+        bumpGeneration: true,
+      });
+      // Lost a race with another writer: roll back (the step too) and retry on the next pass.
+      if (!ok) throw new Error(`host ${host} changed concurrently`);
+      return true;
+    });
+    if (wrote) {
+      this.log.info({ cluster, host, step: once?.step }, 'host spec written');
+      await this.hub.pushSpec(host);
+    }
+  }
+
+  private async saveStatus(row: ClusterRow, status: Record<string, unknown>): Promise<void> {
+    const prev = JSON.parse(row.status) as { phase?: string };
+    if (stableJson(prev) === stableJson(status)) return;
+    await this.db.transaction().execute(async (trx) => {
+      await writeClusterStatus(trx, row.name, JSON.stringify(status));
+      // A cluster turning Failed or Degraded is worth an event; the Ready condition says why.
+      if (prev.phase !== status.phase && (status.phase === 'Failed' || status.phase === 'Degraded')) {
+        const ready = (status.conditions as { type: string; message?: string }[]).find((c) => c.type === 'Ready');
+        await recordEvent(trx, {
+          involvedObject: { kind: 'Cluster', name: row.name },
+          type: 'Warning',
+          reason: status.phase === 'Failed' ? 'ClusterFailed' : 'ClusterDegraded',
+          message: ready?.message ?? String(status.phase),
+          source: 'controller/cluster',
+        });
+      }
+    });
+  }
+}

@@ -1,0 +1,124 @@
+import { type ClusterSpec, EdgeplaneError, findKind } from '@edgeplane/protocol';
+import { findRevision } from '../cluster-profile/cluster-profile.repository.js';
+import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+import { recordEvent } from '../event/event.service.js';
+import { findByName } from '../resource/resource.repository.js';
+import { ResourceService } from '../resource/resource.service.js';
+import type { Executor } from '../store/db.js';
+import { deleteClusterRecords, findHosts, type HostRow, listSteps } from './cluster.repository.js';
+import { claimHosts, clusterOf, releaseHosts } from './host-claims.js';
+import { endpoints } from './render.js';
+
+/**
+ * Everything a cluster spec must satisfy before anything is written: the profile revision exists,
+ * the node list makes sense, variables resolve, and every host is approved, online and free (or
+ * already this cluster's). Returns the host rows not yet in this cluster.
+ */
+export async function validateCluster(db: Executor, name: string, spec: ClusterSpec): Promise<{ newHosts: HostRow[]; profile: PinnedProfileSpec }> {
+  const { name: profileName, revision } = spec.profile;
+  if (!(await findByName(db, 'cluster_profiles', profileName)))
+    throw new EdgeplaneError('ProfileNotFound', `cluster profile "${profileName}" does not exist`, { profile: profileName });
+  const rev = await findRevision(db, profileName, revision);
+  if (!rev)
+    throw new EdgeplaneError('ProfileRevisionNotFound', `cluster profile "${profileName}" has no revision ${revision}`, { profile: profileName, revision });
+  const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
+
+  const seen = new Set<string>();
+  for (const n of spec.nodes) {
+    if (seen.has(n.host)) throw new EdgeplaneError('DuplicateHost', `host "${n.host}" is listed more than once`, { host: n.host });
+    seen.add(n.host);
+  }
+  const cps = spec.nodes.filter((n) => n.role === 'control-plane').length;
+  if (cps === 0) throw new EdgeplaneError('NoControlPlane', 'a cluster needs at least one control-plane node');
+  if (cps % 2 === 0 && !spec.allowEvenControlPlanes)
+    throw new EdgeplaneError('EvenControlPlanes', `${cps} control-plane nodes: use an odd number, or set spec.allowEvenControlPlanes`, { controlPlanes: cps });
+
+  if (spec.controlPlaneEndpoint !== undefined) {
+    try {
+      endpoints(profile.layers.kubernetes.distribution, spec.controlPlaneEndpoint);
+    } catch {
+      throw new EdgeplaneError('ValidationFailed', `spec.controlPlaneEndpoint "${spec.controlPlaneEndpoint}" is not a host, host:port or https://host:port`, {
+        issues: [{ path: 'spec.controlPlaneEndpoint', message: 'expected host, host:port or https://host:port' }],
+      });
+    }
+  }
+  const declared = new Map(profile.variables.map((v) => [v.name, v]));
+  const unknown = Object.keys(spec.variables).filter((v) => !declared.has(v));
+  if (unknown.length)
+    throw new EdgeplaneError('UnknownVariable', `profile ${profileName} revision ${revision} declares no variable ${unknown.join(', ')}`, {
+      variables: unknown,
+    });
+  const missing = profile.variables.filter((v) => v.required && v.default === undefined && spec.variables[v.name] === undefined).map((v) => v.name);
+  if (missing.length) throw new EdgeplaneError('MissingVariable', `required variable(s) not given: ${missing.join(', ')}`, { variables: missing });
+
+  const rows = new Map(
+    (
+      await findHosts(
+        db,
+        spec.nodes.map((n) => n.host),
+      )
+    ).map((h) => [h.name, h]),
+  );
+  const newHosts: HostRow[] = [];
+  for (const n of spec.nodes) {
+    const h = rows.get(n.host);
+    if (!h) throw new EdgeplaneError('HostNotFound', `host "${n.host}" does not exist`, { host: n.host });
+    const owner = clusterOf(h);
+    if (owner === name) continue;
+    if (owner || h.state === 'in-use')
+      throw new EdgeplaneError('HostInUse', `host "${n.host}" already belongs to cluster "${owner ?? '?'}"`, { host: n.host, cluster: owner });
+    if (h.state !== 'ready') throw new EdgeplaneError('HostNotApproved', `host "${n.host}" is ${h.state}, not approved`, { host: n.host, state: h.state });
+    if (h.connectivity !== 'online')
+      throw new EdgeplaneError('HostOffline', `host "${n.host}" is ${h.connectivity}; its agent must be connected`, { host: n.host });
+    newHosts.push(h);
+  }
+  return { newHosts, profile };
+}
+
+export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
+  async prepareCreate(db, input, ctx) {
+    const spec = input.spec as ClusterSpec;
+    const { newHosts } = await validateCluster(db, input.metadata.name, spec);
+    await claimHosts(db, input.metadata.name, newHosts);
+    await recordEvent(db, {
+      involvedObject: { kind: 'Cluster', name: input.metadata.name },
+      type: 'Normal',
+      reason: 'Created',
+      message: `created by ${ctx.user} with ${spec.nodes.length} node(s), profile ${spec.profile.name} revision ${spec.profile.revision}`,
+      source: 'server',
+    });
+    return { status: { phase: 'Provisioning', conditions: [], nodes: [] } };
+  },
+  async prepareUpdate(db, row, next, ctx) {
+    const spec = next as ClusterSpec;
+    const initHost = (await listSteps(db, row.name)).get('init');
+    if (initHost && !spec.nodes.some((n) => n.host === initHost && n.role === 'control-plane'))
+      throw new EdgeplaneError('InvalidState', `host "${initHost}" initialized this cluster and must stay a control-plane node`, { host: initHost });
+    const { newHosts } = await validateCluster(db, row.name, spec);
+    const before = (JSON.parse(row.spec) as ClusterSpec).nodes.map((n) => n.host);
+    await releaseHosts(
+      db,
+      row.name,
+      before.filter((h) => !spec.nodes.some((n) => n.host === h)),
+      ctx,
+    );
+    await claimHosts(db, row.name, newHosts);
+    return {};
+  },
+  async beforeDelete(db, row, ctx) {
+    await releaseHosts(
+      db,
+      row.name,
+      (JSON.parse(row.spec) as ClusterSpec).nodes.map((n) => n.host),
+      ctx,
+    );
+    await deleteClusterRecords(db, row.name);
+    await recordEvent(db, {
+      involvedObject: { kind: 'Cluster', name: row.name },
+      type: 'Normal',
+      reason: 'Deleted',
+      message: `deleted by ${ctx.user}; its hosts are ready for another cluster`,
+      source: 'server',
+    });
+  },
+});

@@ -1,0 +1,38 @@
+import { CLUSTER_ANNOTATION, EdgeplaneError } from '@edgeplane/protocol';
+import type { RequestContext } from '../resource/context.js';
+import type { Executor } from '../store/db.js';
+import { findHosts, type HostRow, writeHost } from './cluster.repository.js';
+
+/** The spec keys the cluster controller owns on a host; the rest (site, displayName) are the user's. */
+export const MANAGED_SPEC_KEYS = ['os', 'kubernetes', 'addons'] as const;
+
+export function clusterOf(host: { annotations: string }): string | undefined {
+  return (JSON.parse(host.annotations) as Record<string, string>)[CLUSTER_ANNOTATION];
+}
+
+/** Marks hosts as members of `cluster` (state in-use + annotation); refuses a host someone else took meanwhile. */
+export async function claimHosts(db: Executor, cluster: string, hosts: HostRow[]): Promise<void> {
+  for (const h of hosts) {
+    const annotations = { ...JSON.parse(h.annotations), [CLUSTER_ANNOTATION]: cluster };
+    const ok = await writeHost(db, h.name, Number(h.resource_version), { state: 'in-use', annotations: JSON.stringify(annotations) });
+    if (!ok) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
+  }
+}
+
+/** Gives hosts back: managed spec keys cleared (generation bumped, so agents get the empty spec), state ready. */
+export async function releaseHosts(db: Executor, cluster: string, names: string[], ctx?: RequestContext): Promise<void> {
+  for (const h of await findHosts(db, names)) {
+    if (clusterOf(h) !== cluster) continue;
+    const { [CLUSTER_ANNOTATION]: _drop, ...annotations } = JSON.parse(h.annotations) as Record<string, string>;
+    const spec = JSON.parse(h.spec) as Record<string, unknown>;
+    for (const k of MANAGED_SPEC_KEYS) delete spec[k];
+    const ok = await writeHost(db, h.name, Number(h.resource_version), {
+      spec: JSON.stringify(spec),
+      annotations: JSON.stringify(annotations),
+      state: h.state === 'in-use' ? 'ready' : h.state,
+      bumpGeneration: true,
+    });
+    if (!ok) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
+    ctx?.hosts?.hostChanged(h.name, 'spec');
+  }
+}

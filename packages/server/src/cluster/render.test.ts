@@ -1,0 +1,89 @@
+import { ClusterSpec } from '@edgeplane/protocol';
+import { describe, expect, it } from 'vitest';
+import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+import { endpoints, hostAddress, renderHostSpec } from './render.js';
+
+const digest = `sha256:${'e'.repeat(64)}`;
+const profile = (distribution: 'k3s' | 'rke2' | 'kubeadm', version: string): PinnedProfileSpec => ({
+  layers: {
+    os: { image: 'reg.lab:5000/edge/os:1', insecure: true, digest },
+    kubernetes: { distribution, version, config: { 'tls-san': ['${var.vip}'] } },
+    network: { cni: 'calico', version: 'v3.28.0', values: { mtu: '${var.mtu}' } },
+    addons: [{ name: 'a', manifest: 'x: ${var.vip}' }],
+  },
+  variables: [{ name: 'vip' }, { name: 'mtu', default: '1450' }],
+});
+
+describe('renderHostSpec', () => {
+  const spec = ClusterSpec.parse({
+    profile: { name: 'p', revision: 1 },
+    nodes: [
+      { host: 'cp1', role: 'control-plane' },
+      { host: 'w1', role: 'worker' },
+    ],
+    controlPlaneEndpoint: '10.0.0.100',
+    nodeTaints: [{ key: 'edge', value: 'true', effect: 'NoSchedule' }],
+    variables: { vip: '10.0.0.100' },
+  });
+
+  it('renders the init node with add-ons and no join target, variables substituted', () => {
+    const s = renderHostSpec({
+      cluster: 'c',
+      spec,
+      profile: profile('k3s', 'v1.30.4+k3s1'),
+      node: spec.nodes[0],
+      init: true,
+      controlPlaneEndpoint: '10.0.0.100',
+    });
+    expect(s).toEqual({
+      os: { image: 'reg.lab:5000/edge/os:1', digest, insecure: true },
+      kubernetes: {
+        distribution: 'k3s',
+        version: 'v1.30.4+k3s1',
+        cluster: 'c',
+        nodeName: 'cp1',
+        role: 'control-plane',
+        init: true,
+        controlPlaneEndpoint: 'https://10.0.0.100:6443',
+        podCidr: '10.42.0.0/16',
+        serviceCidr: '10.43.0.0/16',
+        nodeLabels: {},
+        nodeTaints: [{ key: 'edge', value: 'true', effect: 'NoSchedule' }],
+        controlPlaneSchedulable: true,
+        network: { cni: 'calico', version: 'v3.28.0', values: { mtu: '1450' } },
+        config: { 'tls-san': ['10.0.0.100'] },
+      },
+      addons: { items: [{ name: 'a', manifest: 'x: 10.0.0.100' }] },
+    });
+  });
+
+  it('joins rke2 nodes through the supervisor port, others through the API endpoint', () => {
+    const rke2 = renderHostSpec({
+      cluster: 'c',
+      spec,
+      profile: profile('rke2', 'v1.30.4+rke2r1'),
+      node: spec.nodes[1],
+      init: false,
+      controlPlaneEndpoint: '10.0.0.100',
+    });
+    expect(rke2.kubernetes).toMatchObject({ init: false, role: 'worker', server: 'https://10.0.0.100:9345', controlPlaneEndpoint: 'https://10.0.0.100:6443' });
+    expect(rke2.addons).toBeUndefined();
+    const kubeadm = renderHostSpec({
+      cluster: 'c',
+      spec,
+      profile: profile('kubeadm', 'v1.30.4'),
+      node: spec.nodes[1],
+      init: false,
+      controlPlaneEndpoint: 'https://vip.shop:443',
+    });
+    expect(kubeadm.kubernetes).toMatchObject({ server: 'https://vip.shop:443', controlPlaneEndpoint: 'https://vip.shop:443' });
+  });
+
+  it('finds the first non-loopback IPv4 of a host, else its hostname', () => {
+    const inv = (nics: unknown, hostname = 'nuc') => ({ name: 'edge-1', status: JSON.stringify({ inventory: { hostname, nics } }) });
+    expect(hostAddress(inv([{ addresses: ['127.0.0.1/8', 'fe80::1/64', '192.168.1.20/24'] }]))).toBe('192.168.1.20');
+    expect(hostAddress(inv([]))).toBe('nuc');
+    expect(hostAddress(inv([], ''))).toBe('edge-1');
+    expect(() => endpoints('k3s', 'https://vip/path')).toThrow();
+  });
+});

@@ -1,0 +1,92 @@
+import { type ClusterNode, type ClusterSpec, type HostSpec, substituteVariables } from '@edgeplane/protocol';
+import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+
+/** API server port, and rke2's separate supervisor (join) port. */
+const API_PORT = 6443;
+const RKE2_JOIN_PORT = 9345;
+
+/** First non-loopback IPv4 of the host's inventory, else its hostname, else its Edgeplane name. */
+export function hostAddress(host: { name: string; status: string }): string {
+  const inv = (JSON.parse(host.status) as { inventory?: { hostname?: string; nics?: { addresses?: string[] }[] } }).inventory;
+  for (const nic of inv?.nics ?? []) {
+    for (const a of nic.addresses ?? []) {
+      const ip = a.replace(/\/\d+$/, '');
+      if (/^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !ip.startsWith('127.')) return ip;
+    }
+  }
+  return inv?.hostname || host.name;
+}
+
+/**
+ * controlPlaneEndpoint (what certificates and kubeconfigs name) and the join target for other
+ * nodes: the same URL for k3s and kubeadm, the supervisor port 9345 for rke2.
+ */
+export function endpoints(distribution: string, endpoint: string): { controlPlaneEndpoint: string; server: string } {
+  const url = new URL(endpoint.includes('://') ? endpoint : `https://${endpoint}`);
+  const host = url.hostname;
+  if (!host || url.pathname.length > 1 || !/^https?:$/.test(url.protocol)) throw new Error(`not an endpoint: ${endpoint}`);
+  // URL drops a scheme's default port (https://vip:443 has port ''); keep what was written.
+  const port = url.port || /:(\d+)\/?$/.exec(endpoint)?.[1] || API_PORT;
+  const controlPlaneEndpoint = `https://${host}:${port}`;
+  return { controlPlaneEndpoint, server: distribution === 'rke2' ? `https://${host}:${RKE2_JOIN_PORT}` : controlPlaneEndpoint };
+}
+
+export function variableValues(profile: PinnedProfileSpec, spec: ClusterSpec): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const v of profile.variables) values[v.name] = spec.variables[v.name] ?? v.default ?? '';
+  return values;
+}
+
+export interface RenderInput {
+  cluster: string;
+  spec: ClusterSpec;
+  profile: PinnedProfileSpec;
+  node: ClusterNode;
+  init: boolean;
+  controlPlaneEndpoint: string;
+}
+
+/**
+ * The desired host spec of one node: what the agent's os, kubernetes and addons managers converge
+ * to. Without the join token: that is filled in when the spec is sent (ClusterController.fillSecrets),
+ * so EdgeHost.spec in the store and the API never holds it.
+ */
+export function renderHostSpec(r: RenderInput): HostSpec {
+  const layers = substituteVariables(r.profile.layers, variableValues(r.profile, r.spec));
+  const ep = endpoints(layers.kubernetes.distribution, r.controlPlaneEndpoint);
+  const spec: HostSpec = {
+    os: { image: layers.os.image, digest: layers.os.digest, ...(layers.os.insecure ? { insecure: true } : {}) },
+    kubernetes: {
+      distribution: layers.kubernetes.distribution,
+      version: layers.kubernetes.version,
+      cluster: r.cluster,
+      nodeName: r.node.host,
+      role: r.node.role,
+      init: r.init,
+      controlPlaneEndpoint: ep.controlPlaneEndpoint,
+      ...(r.init ? {} : { server: ep.server }),
+      podCidr: r.spec.podCidr,
+      serviceCidr: r.spec.serviceCidr,
+      nodeLabels: r.spec.nodeLabels,
+      nodeTaints: r.spec.nodeTaints,
+      controlPlaneSchedulable: r.spec.controlPlaneSchedulable,
+      ...(layers.network ? { network: { cni: layers.network.cni, version: layers.network.version, values: layers.network.values } } : {}),
+      config: layers.kubernetes.config,
+    },
+  };
+  // Add-ons are applied to the cluster once, from the node that initialized it.
+  if (r.init) spec.addons = { items: layers.addons };
+  return spec;
+}
+
+/** JSON with sorted keys, to compare specs regardless of key order. */
+export function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([k, x]) => `${JSON.stringify(k)}:${stableJson(x)}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}

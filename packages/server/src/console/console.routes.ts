@@ -1,0 +1,51 @@
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ErrorBody } from '@edgeplane/protocol';
+import fastifyStatic from '@fastify/static';
+import type { FastifyInstance } from 'fastify';
+
+/** Paths the console never shadows: unknown URLs under them stay JSON 404s. */
+const SERVER_PREFIXES = ['/api/', '/agent/', '/healthz', '/readyz', '/metrics'];
+
+/** Where `npm run build:console` writes the console; EDGEPLANE_CONSOLE_DIR overrides it. */
+export function consoleDir(): string {
+  return process.env.EDGEPLANE_CONSOLE_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../console/dist');
+}
+
+/**
+ * Serves the built web console at `/`: hashed assets cached for good, index.html never cached, and
+ * every other non-API GET answered with index.html so deep links (/hosts/x) work after a reload.
+ */
+export async function consoleRoutes(app: FastifyInstance, opts: { dir?: string } = {}): Promise<void> {
+  const dir = opts.dir ?? consoleDir();
+  const index = join(dir, 'index.html');
+  if (!existsSync(index)) {
+    app.log.warn({ dir }, 'web console not built (run `npm run build:console`); serving the API only');
+    app.get('/', async (_req, reply) =>
+      reply.status(404).send({ error: { code: 'NotFound', message: 'the web console is not built: run `npm run build:console`' } } satisfies ErrorBody),
+    );
+    return;
+  }
+  await app.register(fastifyStatic, {
+    root: dir,
+    // Routes are made for the files present at start; unknown paths fall through to the SPA route below.
+    wildcard: false,
+    index: false,
+    setHeaders(res, path) {
+      res.setHeader('cache-control', path.includes(`${join(dir, 'assets')}`) ? 'public, max-age=31536000, immutable' : 'no-cache');
+    },
+  });
+  const sendIndex = (reply: { header(k: string, v: string): unknown; sendFile(f: string): unknown }) => {
+    reply.header('cache-control', 'no-cache');
+    return reply.sendFile('index.html');
+  };
+  app.get('/', async (_req, reply) => sendIndex(reply));
+  app.get('/*', async (req, reply) => {
+    const path = req.url.split('?')[0];
+    if (SERVER_PREFIXES.some((p) => path === p.replace(/\/$/, '') || path.startsWith(p))) {
+      return reply.status(404).send({ error: { code: 'NotFound', message: `no route ${req.method} ${path}` } } satisfies ErrorBody);
+    }
+    return sendIndex(reply);
+  });
+}

@@ -1,0 +1,91 @@
+import {
+  AGENT_PAIRINGS_PATH,
+  EdgeplaneError,
+  PAIRING_MAX_WAIT_SECONDS,
+  PairingClaimRequest,
+  PairingCode,
+  PairingStartRequest,
+  parseOrThrow,
+} from '@edgeplane/protocol';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { installAuth, requirePermission } from '../http/auth-hook.js';
+import type { Db } from '../store/db.js';
+import { claimPairing, pollPairing, startPairing } from './pairing.service.js';
+import { RateLimiter } from './rate-limiter.js';
+
+export interface PairingLimits {
+  /** Claim attempts per source IP: burst, then one per `ipRefillSeconds`. */
+  claimsPerIp: number;
+  ipRefillSeconds: number;
+  /** Claim attempts per code (wrong or not), so one code cannot be hammered from many sources. */
+  claimsPerCode: number;
+  codeRefillSeconds: number;
+  /** Pairing sessions an agent source IP may open: burst, then one per `startRefillSeconds`. */
+  startsPerIp: number;
+  startRefillSeconds: number;
+}
+
+export const DEFAULT_PAIRING_LIMITS: PairingLimits = {
+  claimsPerIp: 10,
+  ipRefillSeconds: 6,
+  claimsPerCode: 5,
+  codeRefillSeconds: 60,
+  startsPerIp: 30,
+  startRefillSeconds: 2,
+};
+
+function limit(limiter: RateLimiter, key: string, reply: FastifyReply, what: string): void {
+  const wait = limiter.take(key);
+  if (wait === 0) return;
+  reply.header('retry-after', String(wait));
+  throw new EdgeplaneError('RateLimited', `too many ${what}; retry in ${wait}s`, { retryAfterSeconds: wait });
+}
+
+/** Agent side, no API token: open a session (the proof binds it to the device key) and poll it. */
+export async function pairingAgentRoutes(app: FastifyInstance, deps: { db: Db; limits?: Partial<PairingLimits> }): Promise<void> {
+  const limits = { ...DEFAULT_PAIRING_LIMITS, ...deps.limits };
+  const starts = new RateLimiter(limits.startsPerIp, 1 / limits.startRefillSeconds);
+  // Long-polls end at shutdown instead of holding the close for up to their wait.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => closing.abort());
+
+  app.post(AGENT_PAIRINGS_PATH, async (req, reply) => {
+    limit(starts, req.ip, reply, 'pairing requests from this address');
+    const body = parseOrThrow(PairingStartRequest, req.body, 'pairing request');
+    const res = await startPairing(deps.db, body, req.ip);
+    req.log.info({ pairing: res.id, deviceUid: body.deviceUid, expiresAt: res.expiresAt }, 'pairing session opened');
+    return reply.status(201).send(res);
+  });
+
+  app.get<{ Params: { id: string }; Querystring: { waitSeconds?: string } }>(`${AGENT_PAIRINGS_PATH}/:id`, async (req, reply) => {
+    const auth = req.headers.authorization ?? '';
+    const secret = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
+    if (!secret) throw new EdgeplaneError('PairingInvalid', 'missing Authorization: Bearer <pollSecret>');
+    const wait = Math.min(Math.max(Number(req.query.waitSeconds ?? 0) || 0, 0), PAIRING_MAX_WAIT_SECONDS);
+    const gone = new AbortController();
+    // The response closing before we answered means the agent went away: stop polling for it.
+    reply.raw.once('close', () => gone.abort());
+    return pollPairing(deps.db, req.params.id, secret, wait, AbortSignal.any([gone.signal, closing.signal]));
+  });
+}
+
+/** Operator side: claim a code shown by a device (permission edgehosts:create), rate-limited per source and per code. */
+export async function pairingApiRoutes(app: FastifyInstance, deps: { db: Db; limits?: Partial<PairingLimits> }): Promise<void> {
+  const limits = { ...DEFAULT_PAIRING_LIMITS, ...deps.limits };
+  const perIp = new RateLimiter(limits.claimsPerIp, 1 / limits.ipRefillSeconds);
+  const perCode = new RateLimiter(limits.claimsPerCode, 1 / limits.codeRefillSeconds);
+  installAuth(app, deps.db);
+
+  app.post<{ Params: { code: string } }>('/api/v1/pairings/:code/claim', async (req, reply) => {
+    const caller = requirePermission(req, 'edgehosts:create');
+    limit(perIp, req.ip, reply, 'claim attempts from this address');
+    const parsed = PairingCode.safeParse(req.params.code);
+    // A malformed code is just another wrong code: same answer, so the shape of codes leaks nothing new.
+    if (!parsed.success) throw new EdgeplaneError('PairingCodeInvalid', 'no pending pairing has this code');
+    limit(perCode, parsed.data, reply, 'claim attempts for this code');
+    const body = parseOrThrow(PairingClaimRequest, req.body ?? {}, 'claim');
+    const res = await claimPairing(deps.db, parsed.data, body, caller.user);
+    req.log.info({ code: res.code, deviceUid: res.deviceUid, project: res.project, user: caller.user }, 'pairing code claimed');
+    return res;
+  });
+}

@@ -1,0 +1,37 @@
+import { REMOTE_SHELL_PERMISSION, type Whoami } from '@edgeplane/protocol';
+import type { FastifyInstance } from 'fastify';
+import { installAuth } from '../http/auth-hook.js';
+import { can } from '../http/authz.js';
+import { findByName } from '../resource/resource.repository.js';
+import type { ResourceService } from '../resource/resource.service.js';
+import type { Db } from '../store/db.js';
+
+export const WHOAMI_PATH = '/api/v1/whoami';
+
+async function userPermissions(db: Db, user: string): Promise<string[]> {
+  const row = await findByName(db, 'users', user);
+  return row ? ((JSON.parse(row.spec) as { permissions?: string[] }).permissions ?? []) : [];
+}
+
+const BASE_VERBS = ['list', 'get', 'create', 'update', 'delete'];
+
+/** GET /api/v1/whoami: the caller and every `<plural>:<verb>` its role allows, so UIs hide what would be refused. */
+export async function whoamiRoutes(app: FastifyInstance, deps: { db: Db; services: () => ResourceService[] }): Promise<void> {
+  installAuth(app, deps.db);
+  app.get(WHOAMI_PATH, async (req): Promise<Whoami> => {
+    const { user, role } = req.caller!;
+    const permissions: string[] = [];
+    for (const svc of deps.services()) {
+      for (const verb of [...BASE_VERBS, ...svc.info.verbs]) {
+        const p = `${svc.info.plural}:${verb}`;
+        if (can(role, p)) permissions.push(p);
+      }
+    }
+    // The audit log is not a resource kind; its rule lives in audit/audit.routes.ts (admins and operators).
+    if (role !== 'viewer') permissions.push('audit:list');
+    // Remote shells: admins always, operators granted hosts:remote-shell (remote-session.routes.ts decides).
+    if (role === 'admin' || (role === 'operator' && (await userPermissions(deps.db, user)).includes(REMOTE_SHELL_PERMISSION)))
+      permissions.push('edgehosts:remote-shell');
+    return { user, role, permissions };
+  });
+}

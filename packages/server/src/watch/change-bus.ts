@@ -1,0 +1,66 @@
+import { EventEmitter } from 'node:events';
+import type { WatchEventType } from '@edgeplane/protocol';
+
+/** One committed change to one object, as watchers receive it. */
+export interface Change {
+  type: WatchEventType;
+  kind: string;
+  object: { kind: string; metadata: { name: string; resourceVersion: string } };
+}
+
+export type ChangeListener = (change: Change) => void;
+
+/**
+ * In-process fan-out of committed changes for one server. Publishers hand over full objects, so a
+ * change is serialized once per watcher at most and never re-read per watcher. Listeners must be
+ * cheap and never throw (the watch subscribers only enqueue).
+ */
+export class ChangeBus {
+  private listeners = new Set<ChangeListener>();
+
+  subscribe(fn: ChangeListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Whether anyone listens: publishers skip reading objects back when nobody would see them. */
+  get size(): number {
+    return this.listeners.size;
+  }
+
+  publish(change: Change): void {
+    for (const fn of this.listeners) fn(change);
+  }
+}
+
+/** Changes recorded while a request runs; published only after its transaction committed. */
+export class ChangeBatch {
+  readonly changes: Change[] = [];
+  record(change: Change): void {
+    this.changes.push(change);
+  }
+  publishTo(bus: ChangeBus): void {
+    for (const c of this.changes) bus.publish(c);
+    this.changes.length = 0;
+  }
+}
+
+/**
+ * Writes that happen where no server object is at hand (agent events recorded inside the agent
+ * channel and registration) announce only kind and name here. Each server's watch hub reads the
+ * named objects back from its own store in batches; a name that another server in the same process
+ * wrote is simply not found there (tests run several servers in one process).
+ */
+export interface StoreNotice {
+  kind: string;
+  name: string;
+  type: Exclude<WatchEventType, 'DELETED'>;
+}
+const notices = new EventEmitter().setMaxListeners(0);
+export function announceWrite(notice: StoreNotice): void {
+  notices.emit('write', notice);
+}
+export function onAnnouncedWrite(fn: (n: StoreNotice) => void): () => void {
+  notices.on('write', fn);
+  return () => notices.off('write', fn);
+}

@@ -1,0 +1,117 @@
+import type { WatchMessage } from '@edgeplane/protocol';
+import type { Change } from './change-bus.js';
+
+/** What a subscriber needs of a WebSocket (ws's WebSocket fits; tests pass a fake). */
+export interface WatchSocket {
+  send(data: string): void;
+  readonly bufferedAmount: number;
+  readonly readyState: number;
+}
+const OPEN = 1;
+
+export interface SubscriberLimits {
+  /** Changes held for one watcher before it is told to resync instead. */
+  maxQueued: number;
+  /** Serialized bytes held for one watcher before it is told to resync instead. */
+  maxQueuedBytes: number;
+  /** Bytes the socket may hold unsent before we stop handing it more. */
+  maxBufferedBytes: number;
+  /** How often a blocked watcher is retried. */
+  retryMs: number;
+}
+export const DEFAULT_LIMITS: SubscriberLimits = { maxQueued: 2000, maxQueuedBytes: 4 * 1024 * 1024, maxBufferedBytes: 1024 * 1024, retryMs: 25 };
+
+/**
+ * One watcher: a bounded queue in front of its socket. A client that reads slower than objects change
+ * would otherwise make the server buffer without limit; instead, when the queue is full, everything
+ * queued is dropped and the client gets one RESYNC telling it to re-list. Memory per watcher stays at
+ * most `maxQueued` changes / `maxQueuedBytes` plus the socket's `maxBufferedBytes`.
+ */
+export class WatchSubscriber {
+  private queue: string[] = [];
+  private queuedBytes = 0;
+  private dropped = 0;
+  private resyncPending = false;
+  private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
+  private closed = false;
+
+  constructor(
+    private socket: WatchSocket,
+    readonly kinds: ReadonlySet<string>,
+    private limits: SubscriberLimits = DEFAULT_LIMITS,
+  ) {}
+
+  wants(kind: string): boolean {
+    return this.kinds.has(kind);
+  }
+
+  /** Queues a change for this watcher; never blocks and never grows past the limit. */
+  offer(change: Change): void {
+    if (this.closed || !this.kinds.has(change.kind)) return;
+    if (this.resyncPending) {
+      this.dropped++;
+      return;
+    }
+    const data = JSON.stringify(change satisfies WatchMessage);
+    if (this.queue.length >= this.limits.maxQueued || this.queuedBytes + data.length > this.limits.maxQueuedBytes) {
+      this.dropped += this.queue.length + 1;
+      this.queue = [];
+      this.queuedBytes = 0;
+      this.resyncPending = true;
+    } else {
+      this.queue.push(data);
+      this.queuedBytes += data.length;
+    }
+    this.schedule();
+  }
+
+  /** Sends a control message ahead of queued changes. */
+  sendNow(msg: WatchMessage): void {
+    if (!this.closed && this.socket.readyState === OPEN) this.socket.send(JSON.stringify(msg));
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.timer) return;
+    this.scheduled = true;
+    // Batch everything published in this tick into one pump.
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.closed || this.socket.readyState !== OPEN) return;
+    const room = () => this.socket.bufferedAmount < this.limits.maxBufferedBytes;
+    let i = 0;
+    while (i < this.queue.length && room()) {
+      this.queuedBytes -= this.queue[i].length;
+      this.socket.send(this.queue[i++]);
+    }
+    this.queue = i === this.queue.length ? [] : this.queue.slice(i);
+    if (this.resyncPending && this.queue.length === 0 && room()) {
+      this.socket.send(JSON.stringify({ type: 'RESYNC', kinds: [...this.kinds], dropped: this.dropped } satisfies WatchMessage));
+      this.resyncPending = false;
+      this.dropped = 0;
+    }
+    if (this.queue.length > 0 || this.resyncPending) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump();
+      }, this.limits.retryMs);
+      this.timer.unref();
+    }
+  }
+}

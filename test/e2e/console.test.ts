@@ -1,0 +1,223 @@
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, login, newPage, screenshot } from '../support/browser.js';
+import { connect, register, TestDevice, waitFor } from '../support/device.js';
+import { type TestServer, testServer } from '../support/server.js';
+
+// The console against a real server (SQLite; the API itself is tested on both dialects elsewhere).
+describe('web console in Chromium', () => {
+  let t: TestServer;
+  let browser: Browser;
+  let ctx: BrowserContext | undefined;
+  let page: Page;
+  let errors: string[] = [];
+
+  beforeAll(async () => {
+    t = await testServer('sqlite', { offlineAfterSeconds: 3, heartbeatIntervalSeconds: 1 });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+  });
+  const fresh = async (viewport = { width: 1280, height: 800 }) => {
+    ctx = await browser.newContext({ viewport });
+    ({ page, errors } = await newPage(ctx));
+  };
+  afterEach(async () => {
+    // Every page must run without console errors or uncaught exceptions.
+    const seen = errors;
+    errors = [];
+    await ctx?.close();
+    ctx = undefined;
+    expect(seen).toEqual([]);
+  });
+
+  const pendingHost = async (tokenName: string) => {
+    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: tokenName }, spec: {} });
+    const dev = await TestDevice.create();
+    const reg = await register(t.url, await dev.registerBody(tok.body.status.token));
+    expect(reg.body.state).toBe('pending-approval');
+    return { dev, name: reg.body.hostName as string };
+  };
+
+  it('serves the console at / and deep links, while API paths stay JSON', async () => {
+    const index = await fetch(`${t.url}/hosts/some-host`);
+    expect(index.status).toBe(200);
+    expect(await index.text()).toContain('<div id="root">');
+    const api = await fetch(`${t.url}/api/v1/nope/a/b/c`);
+    expect(api.status).toBe(404);
+    expect((await api.json()).error.code).toBe('NotFound');
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+
+  it('refuses a bad token with a clear message, then signs in and shows the overview', async () => {
+    await fresh();
+    await page.goto(t.url);
+    await page.getByLabel('API token').fill('ept_not-a-real-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('Unauthenticated');
+    // The browser reports the refused request itself; that is the one expected error.
+    errors.splice(0, errors.length, ...errors.filter((e) => !e.includes('401')));
+    await page.getByLabel('API token').fill(t.admin);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    await page.getByTestId('stat-total').waitFor();
+    await page.getByText('Live', { exact: true }).waitFor();
+  });
+
+  it('creates a registration token and shows its secret exactly once', async () => {
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Registration tokens' }).click();
+    await page.getByRole('button', { name: 'Create registration token' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('berlin');
+    await page.getByLabel('Site (optional)').fill('berlin');
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    const secret = (await page.getByTestId('secret').textContent()) ?? '';
+    expect(secret).toMatch(/^eprt_/);
+    await page.getByRole('button', { name: 'Copy' }).waitFor();
+    await screenshot(page, 'console-token-created');
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.locator('tr[data-row="berlin"]').waitFor();
+    expect(await page.content()).not.toContain(secret);
+    await page.reload();
+    await page.locator('tr[data-row="berlin"]').waitFor();
+    expect(await page.content()).not.toContain(secret);
+    // The secret works: a device registers with it.
+    const dev = await TestDevice.create();
+    expect((await register(t.url, await dev.registerBody(secret))).status).toBe(200);
+    // Invalid input comes back as the API's validation message.
+    await page.getByRole('button', { name: 'Create registration token' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('Not A Name');
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('metadata.name');
+    errors.splice(0, errors.length, ...errors.filter((e) => !e.includes('422') && !e.includes('400')));
+  });
+
+  it('shows a host registering live and approves it', async () => {
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Edge hosts' }).click();
+    await page.getByRole('heading', { name: 'Edge hosts' }).waitFor();
+    const { name } = await pendingHost('approve-me');
+    // No reload: the watch brings the new host in.
+    const row = page.locator(`tr[data-row="${name}"]`);
+    await row.waitFor();
+    await expect.poll(() => row.textContent()).toContain('pending-approval');
+    await screenshot(page, 'console-hosts');
+    await page.getByRole('button', { name: `Approve ${name}` }).click();
+    await expect.poll(() => row.textContent()).toContain('ready');
+    expect((await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status.state).toBe('ready');
+  });
+
+  it('shows a host going online and offline on its detail page without reload', async () => {
+    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'auto' }, spec: { autoApprove: true } });
+    const dev = await TestDevice.create();
+    const name = (await register(t.url, await dev.registerBody(tok.body.status.token))).body.hostName as string;
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.goto(`${t.url}/hosts/${name}`);
+    const conn = page.getByTestId('connectivity');
+    await expect.poll(() => conn.textContent()).toBe('offline');
+    const ch = await connect(t.url, await dev.connectToken(name));
+    await expect.poll(() => conn.textContent(), { timeout: 10_000 }).toBe('online');
+    await page.getByRole('heading', { name: 'Inventory' }).waitFor();
+    await screenshot(page, 'console-host-detail');
+    ch.ws.close();
+    await expect.poll(() => conn.textContent(), { timeout: 10_000 }).toBe('offline');
+  });
+
+  it('shows a viewer no write actions', async () => {
+    await t.api('POST', '/api/v1/users', { metadata: { name: 'vera' }, spec: { role: 'viewer' } });
+    const tok = await t.api('POST', '/api/v1/apitokens', { metadata: { name: 'vera-1' }, spec: { user: 'vera' } });
+    const { name } = await pendingHost('viewer-sees');
+    await fresh();
+    await login(page, t.url, tok.body.status.token);
+    await page.getByText('viewer', { exact: true }).waitFor();
+    await page.getByRole('link', { name: 'Edge hosts' }).click();
+    await page.locator(`tr[data-row="${name}"]`).waitFor();
+    expect(await page.getByRole('button', { name: /^(Approve|Reject)/ }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Registration tokens' }).click();
+    await page.locator('tr[data-row="viewer-sees"]').waitFor();
+    expect(await page.getByRole('button', { name: /^(Create|Revoke|Delete)/ }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.locator('tr[data-row="vera"]').waitFor();
+    expect(await page.getByRole('button', { name: /^(Create|Delete)/ }).count()).toBe(0);
+    expect(await page.getByRole('link', { name: 'Audit log' }).count()).toBe(0);
+  });
+
+  it('creates and shows any other kind through the generic pages', async () => {
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Projects' }).click();
+    await page.getByRole('button', { name: 'Create project' }).click();
+    await page.getByLabel('Name').fill('shops');
+    await page.getByLabel('Spec (JSON)').fill('{"description": "Shops and restaurants"}');
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    await page.getByRole('link', { name: 'shops' }).click();
+    await page.getByRole('heading', { name: 'shops' }).waitFor();
+    await expect.poll(() => page.locator('pre.json').first().textContent()).toContain('Shops and restaurants');
+  });
+
+  it('shows the audit log to admins, with a chain check', async () => {
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+    await page.locator('tr[data-row]').first().waitFor(); // earlier tests wrote to the API
+    await page.getByRole('button', { name: 'Verify chain' }).click();
+    await expect.poll(() => page.getByText(/hash chain of all \d+ entries is intact/).count()).toBe(1);
+    await screenshot(page, 'console-audit');
+    // By now the fleet has hosts and events: the overview counts them.
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await expect.poll(() => page.getByTestId('stat-total').textContent()).not.toMatch(/^0/);
+    await page.locator('main tbody tr').first().waitFor();
+    await screenshot(page, 'console-overview');
+  });
+
+  it('reaches the main actions with the keyboard alone', async () => {
+    await fresh();
+    await login(page, t.url, t.admin);
+    const tabTo = async (name: string) => {
+      for (let i = 0; i < 40; i++) {
+        await page.keyboard.press('Tab');
+        const text = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.innerText?.trim());
+        if (text === name) return;
+      }
+      throw new Error(`could not reach "${name}" with Tab`);
+    };
+    await tabTo('Registration tokens');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Registration tokens' }).waitFor();
+    await tabTo('Create registration token');
+    await page.keyboard.press('Enter');
+    await page.getByLabel('Name', { exact: true }).focus();
+    await page.keyboard.type('kbd-token');
+    await page.keyboard.press('Enter'); // submits the form
+    await page.getByTestId('secret').waitFor();
+    await tabTo('Edge hosts');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Edge hosts' }).waitFor();
+    await tabTo('Apply');
+  });
+
+  it('lays out for a 768 px tablet without horizontal scrolling', async () => {
+    await fresh({ width: 768, height: 1024 });
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Edge hosts' }).click();
+    await page.getByRole('heading', { name: 'Edge hosts' }).waitFor();
+    const nav = await page.getByRole('navigation', { name: 'Main' }).boundingBox();
+    const main = await page.locator('main').boundingBox();
+    expect(nav && main && nav.y + nav.height <= main.y + 1).toBe(true);
+    // The page starts right below the navigation, not a screen further down.
+    const h1 = await page.getByRole('heading', { name: 'Edge hosts' }).boundingBox();
+    expect(h1 && nav && h1.y - (nav.y + nav.height)).toBeLessThan(80);
+    // Rows keep one height (the virtualizer relies on it), so action buttons stay on one line.
+    await page.locator('tr[data-row]').first().waitFor();
+    const heights = await page.locator('tr[data-row]').evaluateAll((rows) => rows.map((r) => Math.round(r.getBoundingClientRect().height)));
+    expect(new Set(heights).size).toBe(1);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
+    await screenshot(page, 'console-tablet');
+  });
+});

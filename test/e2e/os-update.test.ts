@@ -1,0 +1,71 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { oci } from '@edgeplane/agent';
+import { type Fleet, startFleet } from '@edgeplane/sim';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/device.js';
+import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { type TestServer, testServer } from '../support/server.js';
+
+// Agent-side flow across packages (server -> agent -> registry -> slots -> simulated reboot); the store
+// plays no part beyond holding the host, so one dialect is enough.
+describe('OS image update of a simulated host through the real server', () => {
+  let t: TestServer;
+  let registry: TestRegistry;
+  let fleet: Fleet | undefined;
+  let dir: string;
+  const digests: Record<string, string> = {};
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ep-os-e2e-'));
+    [t, registry] = await Promise.all([testServer('sqlite'), startRegistry()]);
+    for (const version of ['1.0.0', '2.0.0']) {
+      await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: version, name: 'Edgeplane OS', version });
+      digests[version] = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:${version}`);
+    }
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+    await Promise.all([t?.close(), registry?.stop()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('stages, reboots into and commits the image the host spec names; then the next one into the other slot', async () => {
+    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'os' }, spec: { autoApprove: true } })).body.status.token;
+    fleet = await startFleet({
+      server: t.url,
+      token,
+      sites: 1,
+      dataDir: join(dir, 'sim'),
+      logger: pino({ level: 'silent' }),
+      timing: { backoffBaseMs: 20, backoffCapMs: 200 },
+    });
+    await fleet.started;
+    const name = await waitFor(
+      async () => (await t.api('GET', '/api/v1/edgehosts')).body.items.find((h: any) => h.status.connectivity === 'online')?.metadata.name,
+    );
+    const host = async () => (await t.api('GET', `/api/v1/edgehosts/${name}`)).body;
+
+    for (const [version, slot] of [
+      ['1.0.0', 'B'],
+      ['2.0.0', 'A'],
+    ]) {
+      const patch = { spec: { os: { image: `${registry.host}/edge/os:${version}`, digest: digests[version] } } };
+      const r = await t.api('PATCH', `/api/v1/edgehosts/${name}`, patch, { contentType: 'application/merge-patch+json' });
+      expect(r.status).toBe(200);
+      const os = await waitFor(async () => {
+        const s = (await host()).status.agent?.managers?.os;
+        return s?.phase === 'Committed' && s.digest === digests[version] && s;
+      }, 20_000);
+      expect(os).toMatchObject({ bootedSlot: slot, activeSlot: slot, slots: { [slot]: { digest: digests[version] } } });
+    }
+    expect((await host()).status.connectivity).toBe('online'); // reconnected after each simulated reboot
+    const reasons = (await t.api('GET', '/api/v1/events?limit=500')).body.items
+      .filter((e: any) => e.spec.involvedObject.name === name)
+      .map((e: any) => e.spec.reason);
+    expect(reasons.filter((r: string) => r === 'ImageCommitted')).toHaveLength(2);
+    expect(reasons).toEqual(expect.arrayContaining(['ImageStaged', 'Rebooting']));
+  });
+});

@@ -1,0 +1,86 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import freePort from './free-port.js';
+
+const run = promisify(execFile);
+
+export interface TestRegistry {
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** 127.0.0.1:<port>, the registry part of an image reference. */
+  host: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a real OCI registry (Debian's `docker-registry`, the CNCF distribution registry) on a free
+ * loopback port with filesystem storage in a temp dir and no auth. Plain HTTP: pulls use `insecure`.
+ */
+export async function startRegistry(): Promise<TestRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'ep-registry-'));
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const config = join(dir, 'config.yml');
+  await writeFile(
+    config,
+    [
+      'version: 0.1',
+      'log: {level: error, accesslog: {disabled: true}}',
+      `storage: {filesystem: {rootdirectory: ${join(dir, 'data')}}, delete: {enabled: true}}`,
+      `http: {addr: "${host}", secret: edgeplane-test}`,
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://${host}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+    const ok = await fetch(`${url}/v2/`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`docker-registry did not start: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    host,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Pushes the image tagged `tag` in an OCI layout to `<registryHost>/<repository>:<tag>` with skopeo
+ * (plain HTTP). Returns the manifest digest the registry stores (skopeo keeps the OCI manifest as is).
+ */
+export async function pushOciLayout(layoutDir: string, ref: string): Promise<string> {
+  const tag = ref.slice(ref.lastIndexOf(':') + 1);
+  const digestFile = join(await mkdtemp(join(tmpdir(), 'ep-skopeo-')), 'digest');
+  await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--digestfile', digestFile, `oci:${layoutDir}:${tag}`, `docker://${ref}`], {
+    timeout: 60_000,
+  });
+  const { readFile } = await import('node:fs/promises');
+  const digest = (await readFile(digestFile, 'utf8')).trim();
+  await rm(join(digestFile, '..'), { recursive: true, force: true });
+  return digest;
+}

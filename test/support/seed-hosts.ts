@@ -1,0 +1,47 @@
+import { randomUUID } from 'node:crypto';
+import { openStore } from '@edgeplane/server';
+import type { TestStore } from './db.js';
+
+/** Host names in name order: edge-00000, edge-00001, ... */
+export const seededName = (i: number) => `edge-${String(i).padStart(5, '0')}`;
+
+/**
+ * Writes `count` hosts straight into the store (through a second connection), far faster than
+ * registering devices: for UI and paging tests at fleet scale. Every 100th host gets rack=r7.
+ */
+export async function seedHosts(store: TestStore, count: number): Promise<void> {
+  const s = openStore({ dataDir: store.dataDir, databaseUrl: store.databaseUrl });
+  try {
+    const now = new Date().toISOString();
+    for (let from = 0; from < count; from += 500) {
+      const rows = [];
+      for (let i = from; i < Math.min(count, from + 500); i++) {
+        const uid = randomUUID();
+        const state = i % 10 === 0 ? 'pending-approval' : 'ready';
+        rows.push({
+          name: seededName(i),
+          uid: randomUUID(),
+          project: 'default',
+          labels: JSON.stringify({ site: `site-${i % 50}`, ...(i % 100 === 0 ? { rack: 'r7' } : {}) }),
+          annotations: '{}',
+          generation: 1,
+          resource_version: 1,
+          created_at: now,
+          updated_at: now,
+          spec: JSON.stringify({ site: `site-${i % 50}` }),
+          status: JSON.stringify({ deviceUid: uid, registeredAt: now, registeredVia: 'token', agentVersion: 'seed', conditions: [] }),
+          device_uid: uid,
+          public_key: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: `seed${i}` }),
+          pending_public_key: null,
+          state,
+          connectivity: 'offline',
+          last_seen: null,
+          pairing_key_hash: null,
+        });
+      }
+      await s.db.insertInto('edge_hosts').values(rows).execute();
+    }
+  } finally {
+    await s.close();
+  }
+}
