@@ -30,6 +30,9 @@ describe.each(DIALECTS)('audit log on %s', (dialect) => {
     expect((await ts.api('POST', `/api/v1/edgehosts/${reg.body.hostName}/approve`)).status).toBe(200);
     expect((await ts.api('POST', '/api/v1/registrationtokens/shop/revoke')).status).toBe(200);
     expect((await ts.api('POST', '/api/v1/apitokens', { metadata: { name: 'ci' }, spec: { user: 'admin' } })).status).toBe(201);
+    expect((await ts.api('POST', '/api/v1/users', { metadata: { name: 'olga' }, spec: { role: 'operator' } })).status).toBe(201);
+    const grant = { spec: { permissions: ['hosts:remote-shell'] } };
+    expect((await ts.api('PATCH', '/api/v1/users/olga', grant, { contentType: 'application/merge-patch+json' })).status).toBe(200);
     // A refused call is not audited as done.
     expect((await ts.api('POST', '/api/v1/registrationtokens/nope/revoke')).status).toBe(404);
 
@@ -39,7 +42,10 @@ describe.each(DIALECTS)('audit log on %s', (dialect) => {
       `edgehost.approve edgehosts/${reg.body.hostName}`,
       'registrationtoken.revoke registrationtokens/shop',
       'apitoken.create apitokens/ci',
+      'user.create users/olga',
+      'user.update users/olga',
     ]);
+    expect(list.body.items[5].details).toMatchObject({ userRole: 'operator', permissions: ['hosts:remote-shell'] });
     const [first, second] = list.body.items;
     expect(first).toMatchObject({ seq: 1, actor: 'admin', prevHash: '0'.repeat(64) });
     expect(second.prevHash).toBe(first.hash);
@@ -50,13 +56,14 @@ describe.each(DIALECTS)('audit log on %s', (dialect) => {
     expect(page.body.items).toHaveLength(2);
     const next = await ts.api('GET', `/api/v1/audit?limit=2&continue=${page.body.metadata.continue}`);
     expect(next.body.items.map((e: { seq: number }) => e.seq)).toEqual([3, 4]);
+    expect(next.body.metadata.continue).toBe('4');
     expect((await ts.api('GET', '/api/v1/audit?limit=zero')).status).toBe(400);
 
-    expect((await ts.api('GET', '/api/v1/audit/verify')).body).toMatchObject({ ok: true, entries: 4 });
+    expect((await ts.api('GET', '/api/v1/audit/verify')).body).toMatchObject({ ok: true, entries: 6 });
     const env = { EDGEPLANE_CONFIG: join(dir, 'cli.yaml'), EDGEPLANE_SERVER: ts.url, EDGEPLANE_TOKEN: ts.admin };
     const ok = await cli(['audit', 'verify'], env);
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/audit chain OK: 4 entries/);
+    expect(ok.stdout).toMatch(/audit chain OK: 6 entries/);
 
     // Someone with database access rewrites history: who did entry 2.
     const store = openStore({ dataDir: ts.store.dataDir, databaseUrl: ts.store.databaseUrl });

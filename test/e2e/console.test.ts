@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { AGENT_PAIRINGS_PATH } from '@edgeplane/protocol';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, login, newPage, screenshot } from '../support/browser.js';
@@ -78,6 +80,14 @@ describe('web console in Chromium', () => {
     expect(secret).toMatch(/^eprt_/);
     await page.getByRole('button', { name: 'Copy' }).waitFor();
     await screenshot(page, 'console-token-created');
+    // While the secret is known, the installer artifacts can be downloaded with it baked in.
+    const [userData] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download user-data' }).click()]);
+    expect(userData.suggestedFilename()).toBe('berlin-user-data.yaml');
+    const yaml = readFileSync((await userData.path())!, 'utf8');
+    expect(yaml).toContain(secret);
+    expect(yaml).toContain(t.url);
+    const [iso] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download seed ISO' }).click()]);
+    expect(readFileSync((await iso.path())!).subarray(32769, 32774).toString()).toBe('CD001'); // ISO 9660 volume descriptor
     await page.getByRole('button', { name: 'Done' }).click();
     await page.locator('tr[data-row="berlin"]').waitFor();
     expect(await page.content()).not.toContain(secret);
@@ -109,6 +119,27 @@ describe('web console in Chromium', () => {
     await page.getByRole('button', { name: `Approve ${name}` }).click();
     await expect.poll(() => row.textContent()).toContain('ready');
     expect((await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status.state).toBe('ready');
+  });
+
+  it('claims a pairing code shown by a device', async () => {
+    const dev = await TestDevice.create();
+    const { token: _none, ...start } = await dev.registerBody('unused');
+    const res = await fetch(`${t.url}${AGENT_PAIRINGS_PATH}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(start) });
+    expect(res.status).toBe(201);
+    const { code } = (await res.json()) as { code: string };
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Edge hosts' }).click();
+    await page.getByRole('button', { name: 'Claim pairing code' }).click();
+    await page.getByLabel('Pairing code', { exact: true }).fill(code);
+    await page.getByLabel('Site (optional)').fill('hamburg');
+    await page.getByRole('button', { name: 'Claim', exact: true }).click();
+    await expect.poll(() => page.getByRole('status').filter({ hasText: 'Claimed' }).textContent()).toContain('registers as');
+    // A wrong code is refused with the API's message.
+    await page.getByLabel('Pairing code', { exact: true }).fill('WRONG-CODE');
+    await page.getByRole('button', { name: 'Claim', exact: true }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('PairingCodeInvalid');
+    errors.splice(0, errors.length, ...errors.filter((e) => !/status of 4\d\d/.test(e)));
   });
 
   it('shows a host going online and offline on its detail page without reload', async () => {

@@ -85,7 +85,7 @@ describe.each(DIALECTS)('session broker on %s', (dialect) => {
     sendAgent({ type: 'session.opened', id });
     op.pause(); // a stalled operator: nothing is acked
     const chunk = b64('x'.repeat(32 * 1024));
-    for (let i = 0; i < 16; i++) sendAgent({ type: 'session.output', id, data: chunk, seq: i });
+    for (let i = 0; i < 48; i++) sendAgent({ type: 'session.output', id, data: chunk, seq: i });
     op.resume();
     expect(await op.done).toMatchObject({ reason: 'flow-control-violation' });
 

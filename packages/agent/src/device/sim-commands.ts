@@ -7,7 +7,7 @@
  * in the release namespace). Every other command is refused: a simulated device runs no binaries.
  */
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join as joinPath } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { parseEndpoint } from '../managers/kubernetes/endpoint.js';
 import type { ExecResult } from './exec.js';
@@ -70,7 +70,7 @@ async function kubeadm(args: string[], ctx: SimCommandContext): Promise<ExecResu
   if (phase === 'reset') {
     await ctx.services.stop('kubelet');
     await leave(ctx, '/etc/kubernetes/kubelet.conf');
-    for (const file of ['/etc/kubernetes/admin.conf', '/etc/kubernetes/kubelet.conf']) await rm(join(ctx.root, file), { force: true });
+    for (const file of ['/etc/kubernetes/admin.conf', '/etc/kubernetes/kubelet.conf']) await rm(joinPath(ctx.root, file), { force: true });
     return { stdout: '[reset] simulated\n', stderr: '' };
   }
   const configPath = flag(args, '--config');

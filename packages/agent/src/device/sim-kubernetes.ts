@@ -14,10 +14,11 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Distribution, Taint } from '@edgeplane/protocol';
+import type { Distribution } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../atomic-file.js';
 import { parseEndpoint } from '../managers/kubernetes/endpoint.js';
 import { type KubeNode, type KubeObject, KubernetesApiError } from './kube-client.js';
+import { nodeObject, nodeView, type SimNodeRegistration, type SimNodeState } from './sim-node.js';
 import { SimObjectStore, type StoredObject } from './sim-object-store.js';
 
 export const SIM_RKE2_SUPERVISOR_PORT = 9345;
@@ -31,21 +32,6 @@ export class SimRefusal extends Error {
     super(message);
     this.name = 'SimRefusal';
   }
-}
-
-export interface SimNodeRegistration {
-  name: string;
-  role: 'control-plane' | 'worker';
-  labels: Record<string, string>;
-  taints: Taint[];
-  kubeletVersion: string;
-}
-
-interface SimNodeState extends SimNodeRegistration {
-  ready: boolean;
-  message: string;
-  /** Bearer token of the node's kubelet credential. */
-  credential: string;
 }
 
 interface SimClusterState {
@@ -300,36 +286,6 @@ export class SimKubernetes {
     );
     return next;
   }
-}
-
-/** The Node as the API would show it: labels, taints, the Ready condition and the kubelet version. */
-function nodeObject(n: SimNodeState): KubeObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: { name: n.name, labels: { ...n.labels } },
-    spec: n.taints.length > 0 ? { taints: n.taints.map((t) => ({ ...t })) } : {},
-    status: {
-      conditions: [{ type: 'Ready', status: n.ready ? 'True' : 'False', reason: n.ready ? 'KubeletReady' : 'NodeStatusUnknown', message: n.message }],
-      nodeInfo: {
-        kubeletVersion: n.kubeletVersion,
-        kubeProxyVersion: n.kubeletVersion,
-        osImage: 'Edgeplane OS (simulated)',
-        containerRuntimeVersion: 'containerd://simulated',
-      },
-    },
-  };
-}
-
-function nodeView(n: SimNodeState): KubeNode {
-  return {
-    name: n.name,
-    ready: n.ready,
-    message: n.message,
-    kubeletVersion: n.kubeletVersion,
-    labels: { ...n.labels },
-    taints: n.taints.map((t) => ({ ...t })),
-  };
 }
 
 /** The registry every SimDevice of this process uses. */

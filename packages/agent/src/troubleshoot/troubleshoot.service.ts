@@ -9,6 +9,9 @@ import { type BundleSources, createSupportBundle } from './support-bundle.js';
 
 type OpenMessage = Extract<SessionToAgent, { type: 'session.open' }>;
 
+/** Sessions one agent runs at once: enough for a team, not enough to exhaust a small device. */
+export const MAX_SESSIONS = 64;
+
 interface AgentSession {
   id: string;
   proc?: SessionProcess;
@@ -103,6 +106,7 @@ export class TroubleshootService {
   private async open(msg: OpenMessage): Promise<void> {
     const { troubleshoot } = this.o.config;
     if (this.sessions.has(msg.id)) return;
+    if (this.sessions.size >= MAX_SESSIONS) return this.refuse(msg.id, `this host already runs ${MAX_SESSIONS} remote sessions; end one first`);
     if ((msg.kind === 'shell' || msg.kind === 'exec') && !troubleshoot.remoteShell)
       return this.refuse(msg.id, 'remote shell is disabled on this host (agent config troubleshoot.remoteShell: false)');
     const runAs = resolveRunAs(troubleshoot.runAs);

@@ -1,4 +1,5 @@
 import { type FormEvent, useState } from 'react';
+import { ClaimPairing } from '../components/ClaimPairing';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox } from '../components/ui';
 import type { Resource } from '../lib/api';
@@ -42,6 +43,7 @@ export function HostActions({ host }: { host: Resource }) {
 }
 
 export function Hosts() {
+  const { can } = useAuth();
   const { query } = useLocation();
   const [selector, setSelector] = useState(query.get('labelSelector') ?? '');
   const applied = query.get('labelSelector') ?? '';
@@ -62,6 +64,7 @@ export function Hosts() {
   return (
     <>
       <h1>Edge hosts</h1>
+      {can('edgehosts', 'create') && <ClaimPairing />}
       <div className="filters">
         <search className="row">
           <form onSubmit={submit} className="row" aria-label="Filter hosts">

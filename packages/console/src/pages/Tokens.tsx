@@ -1,5 +1,6 @@
 import { useState } from 'react';
 import { CreateForm, compact, TextField } from '../components/CreateForm';
+import { InstallerDownloads } from '../components/InstallerDownloads';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox, SecretOnce } from '../components/ui';
 import type { Resource } from '../lib/api';
@@ -46,7 +47,12 @@ export function Tokens() {
     <>
       <h1>Registration tokens</h1>
       <p className="muted">Devices present a registration token once, at first boot, to join this control plane.</p>
-      {secret && <SecretOnce label={`Token ${secret.name}`} secret={secret.token} onDone={() => setSecret(undefined)} />}
+      {secret && (
+        <>
+          <SecretOnce label={`Token ${secret.name}`} secret={secret.token} onDone={() => setSecret(undefined)} />
+          {can('registrationtokens', 'installer') && <InstallerDownloads token={secret.name} secret={secret.token} />}
+        </>
+      )}
       {can('registrationtokens', 'create') && !secret && (
         <CreateForm
           plural="registrationtokens"

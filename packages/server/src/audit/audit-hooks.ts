@@ -12,7 +12,23 @@ const AUDITED: Record<string, string> = {
   'POST edgehosts/approve': 'edgehost.approve',
   'POST edgehosts/reject': 'edgehost.reject',
   'DELETE edgehosts': 'edgehost.delete',
+  // Users carry roles and extra permissions (hosts:remote-shell): who granted what is security-relevant.
+  'POST users': 'user.create',
+  'PUT users': 'user.update',
+  'PATCH users': 'user.update',
+  'DELETE users': 'user.delete',
 };
+
+/** For users, the role and permissions the change left them with (from the answer, which never holds secrets). */
+function resultDetails(action: string, payload: unknown): Record<string, unknown> {
+  if (!action.startsWith('user.') || typeof payload !== 'string') return {};
+  try {
+    const spec = (JSON.parse(payload) as { spec?: { role?: string; permissions?: string[]; disabled?: boolean } }).spec;
+    return spec ? { userRole: spec.role, permissions: spec.permissions ?? [], disabled: spec.disabled ?? false } : {};
+  } catch {
+    return {};
+  }
+}
 
 function auditKey(req: FastifyRequest): { action: string; target: string } | undefined {
   const p = (req.params ?? {}) as { plural?: string; name?: string; verb?: string };
@@ -34,7 +50,8 @@ export function installAuditHooks(app: FastifyInstance, db: Db): void {
     const key = auditKey(req);
     if (!key) return payload;
     try {
-      await appendAudit(db, { actor: req.caller.user, action: key.action, target: key.target, details: { role: req.caller.role } });
+      const details = { role: req.caller.role, ...resultDetails(key.action, payload) };
+      await appendAudit(db, { actor: req.caller.user, action: key.action, target: key.target, details });
     } catch (err) {
       req.log.error({ err, action: key.action }, 'cannot write audit entry');
     }

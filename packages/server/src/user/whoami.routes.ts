@@ -14,6 +14,8 @@ async function userPermissions(db: Db, user: string): Promise<string[]> {
 }
 
 const BASE_VERBS = ['list', 'get', 'create', 'update', 'delete'];
+/** Verbs of routes beside the generic API that check `<plural>:<verb>` too. */
+const EXTRA_VERBS: Record<string, string[]> = { registrationtokens: ['installer'] };
 
 /** GET /api/v1/whoami: the caller and every `<plural>:<verb>` its role allows, so UIs hide what would be refused. */
 export async function whoamiRoutes(app: FastifyInstance, deps: { db: Db; services: () => ResourceService[] }): Promise<void> {
@@ -22,7 +24,7 @@ export async function whoamiRoutes(app: FastifyInstance, deps: { db: Db; service
     const { user, role } = req.caller!;
     const permissions: string[] = [];
     for (const svc of deps.services()) {
-      for (const verb of [...BASE_VERBS, ...svc.info.verbs]) {
+      for (const verb of [...BASE_VERBS, ...svc.info.verbs, ...(EXTRA_VERBS[svc.info.plural] ?? [])]) {
         const p = `${svc.info.plural}:${verb}`;
         if (can(role, p)) permissions.push(p);
       }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AddonsSpec, AddonsStatus, HostSpec, ManagerError } from '@edgeplane/protocol';
 import { stringify } from 'yaml';
@@ -33,7 +34,8 @@ export class AddonsManager implements Manager<'addons'> {
   }
 
   async converged(desired: AddonsSpec | undefined): Promise<boolean> {
-    if (!desired) return true;
+    // Without add-ons, apply still has to run once to forget what was applied before.
+    if (!desired) return this.appliedHash === undefined && this.current === undefined;
     return this.appliedHash === hash(desired) && this.current?.phase === 'Applied';
   }
 
@@ -55,7 +57,10 @@ export class AddonsManager implements Manager<'addons'> {
 
   async apply(desired: AddonsSpec | undefined, ctx: ManagerContext, spec: HostSpec): Promise<void> {
     if (!desired) {
+      // No add-ons here (any more): forget what was applied, so a new cluster on this host gets them.
       this.current = undefined;
+      this.appliedHash = undefined;
+      await rm(join(ctx.dataDir, 'addons', 'state.json'), { force: true });
       return;
     }
     await this.prepare(desired, ctx, spec);
@@ -63,8 +68,10 @@ export class AddonsManager implements Manager<'addons'> {
     const driver = driverFor(kube.distribution);
     const stateFile = join(ctx.dataDir, 'addons', 'state.json');
     const wanted = hash(desired);
-    const stored = (await readJsonFile(stateFile).catch(() => undefined)) as { hash?: string; applied?: AddonsStatus['applied'] } | undefined;
-    if (stored?.hash === wanted && stored.applied) {
+    // The same add-ons in another cluster (re-created on this host) must be applied again.
+    const cluster = hash({ cluster: kube.cluster, endpoint: kube.controlPlaneEndpoint, token: kube.token });
+    const stored = (await readJsonFile(stateFile).catch(() => undefined)) as { hash?: string; cluster?: string; applied?: AddonsStatus['applied'] } | undefined;
+    if (stored?.hash === wanted && stored.cluster === cluster && stored.applied) {
       // Applied before this agent restarted: server-side apply would change nothing.
       this.appliedHash = wanted;
       this.current = { phase: 'Applied', applied: stored.applied, message: `${stored.applied.length} add-on(s) applied` };
@@ -104,7 +111,7 @@ export class AddonsManager implements Manager<'addons'> {
       applied.push({ name: addon.name, objects });
       ctx.log.info({ addon: addon.name, objects }, 'add-on applied');
     }
-    await writeFileAtomic(stateFile, `${JSON.stringify({ hash: wanted, applied })}\n`);
+    await writeFileAtomic(stateFile, `${JSON.stringify({ hash: wanted, cluster, applied })}\n`);
     this.appliedHash = wanted;
     this.current = { phase: 'Applied', applied, message: `${applied.length} add-on(s) applied` };
     ctx.emitEvent('Normal', 'AddonsApplied', `${applied.length} add-on(s) applied with server-side apply`);
@@ -117,6 +124,6 @@ export class AddonsManager implements Manager<'addons'> {
   }
 }
 
-function hash(spec: AddonsSpec): string {
+function hash(spec: unknown): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }

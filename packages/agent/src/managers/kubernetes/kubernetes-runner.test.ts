@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { AgentStatus, HostSpec } from '@edgeplane/protocol';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { SimDevice } from '../../device/sim-device.js';
 import { SimKubernetes } from '../../device/sim-kubernetes.js';
 import { AddonsManager } from '../addons/addons.manager.js';
@@ -83,5 +84,16 @@ describe('kubernetes + addons managers under the ManagerRunner', () => {
     const before = eventsB.length;
     await b.submit({ kubernetes: kubernetes('node-b', false) }, 3);
     expect(eventsB.slice(before)).toEqual([]);
+
+    // The cluster is deleted: both hosts leave; then the first one initializes another cluster.
+    await b.submit({}, 4);
+    await a.submit({}, 2);
+    expect(registry.nodeNames('10.77.0.2', 6443)).toEqual([]);
+    expect(reportsA.at(-1)?.managers).toEqual({ kubernetes: { phase: 'Pending', ready: false, message: 'no Kubernetes in the desired spec' } });
+    await a.submit({ ...initSpec, kubernetes: kubernetes('node-a', true, 'qwerty.0123456789qwerty') }, 3);
+    const again = reportsA.at(-1)?.managers;
+    expect(again?.addons).toMatchObject({ phase: 'Applied', applied: [{ name: 'cfg', objects: 1 }] });
+    const token = parse(again?.kubernetes?.kubeconfig ?? '').users[0].user.token;
+    expect(registry.session({ server: 'https://10.77.0.2:6443', token }).get('v1', 'ConfigMap', 'cfg')).toBeDefined();
   });
 });

@@ -1,6 +1,6 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { AddonsSpec, type Distribution, type HostSpec, KubernetesSpec } from '@edgeplane/protocol';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -162,6 +162,37 @@ describe.each<[Distribution, 'control-plane' | 'worker']>([
       const admin = a.device.kubernetes(ADMIN[distribution]);
       expect((await admin.readNode('edge-a'))?.labels.tier).toBe('front');
     }
+  });
+
+  it('resets both nodes when the spec drops Kubernetes, and the same hosts then form a new cluster', async () => {
+    const a = node('a');
+    const b = node('b');
+    await converge(a, hostSpec(distribution, 'edge-a', 'init'));
+    await converge(b, hostSpec(distribution, 'edge-b', joinerRole));
+    const images = join(a.device.root, `var/lib/rancher/${distribution}/agent/images/airgap.tar`);
+    if (distribution !== 'kubeadm') {
+      await mkdir(dirname(images), { recursive: true });
+      await writeFile(images, 'image tarball');
+    }
+    expect(await a.kubernetes.converged(undefined)).toBe(false);
+
+    for (const n of [b, a]) await converge(n, {});
+    expect(registry.nodeNames('10.30.0.5', 6443)).toEqual([]);
+    expect(await a.kubernetes.converged(undefined)).toBe(true);
+    expect(await a.kubernetes.status()).toMatchObject({ phase: 'Pending' });
+    expect(a.events).toContain('NodeReset');
+    const config = { k3s: 'etc/rancher/k3s/config.yaml', rke2: 'etc/rancher/rke2/config.yaml', kubeadm: 'etc/edgeplane/kubeadm/kubeadm.yaml' }[distribution];
+    await expect(readFile(join(a.device.root, config))).rejects.toThrow(/ENOENT/);
+    if (distribution !== 'kubeadm') expect(await readFile(images, 'utf8')).toBe('image tarball'); // air-gap images stay
+
+    const again = (name: string, role: 'init' | 'control-plane' | 'worker') =>
+      hostSpec(distribution, name, role, { token: 'join-secret-2', cluster: 'store-43' });
+    await converge(a, again('edge-a', 'init'));
+    await converge(b, again('edge-b', joinerRole));
+    expect(registry.nodeNames('10.30.0.5', 6443)).toEqual(['edge-a', 'edge-b']);
+    expect(await a.addons.status()).toMatchObject({ phase: 'Applied' });
+    const token = parse((await a.kubernetes.status()).kubeconfig ?? '').users[0].user.token;
+    expect(registry.session({ server: ENDPOINT, token }).get('v1', 'ConfigMap', 'settings', 'shop')).toBeDefined();
   });
 
   it('reports a refused join with a wrong token as a non-retryable failure', async () => {
