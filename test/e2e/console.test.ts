@@ -168,7 +168,7 @@ describe('web console in Chromium', () => {
     await page.getByText('viewer', { exact: true }).waitFor();
     await page.getByRole('link', { name: 'Edge hosts' }).click();
     await page.locator(`tr[data-row="${name}"]`).waitFor();
-    expect(await page.getByRole('button', { name: /^(Approve|Reject)/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^(Approve|Reject|Claim)/ }).count()).toBe(0);
     await page.getByRole('link', { name: 'Registration tokens' }).click();
     await page.locator('tr[data-row="viewer-sees"]').waitFor();
     expect(await page.getByRole('button', { name: /^(Create|Revoke|Delete)/ }).count()).toBe(0);

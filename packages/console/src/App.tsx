@@ -5,6 +5,8 @@ import { useAuth } from './lib/auth';
 import { match, useLocation } from './lib/router';
 import { useWatch } from './lib/watch';
 import { Audit } from './pages/Audit';
+import { ClusterDetail } from './pages/ClusterDetail';
+import { Clusters } from './pages/Clusters';
 import { Generic } from './pages/Generic';
 import { GenericDetail } from './pages/GenericDetail';
 import { HostDetail } from './pages/HostDetail';
@@ -15,8 +17,8 @@ import { Shell } from './pages/Shell';
 import { Tokens } from './pages/Tokens';
 import { ApiTokens, Users } from './pages/Users';
 
-// TODO(clusters, profiles, sessions, audit): give those kinds their own pages here; until then they
-// appear through the generic page as soon as they are in the protocol's KINDS.
+// Kinds without a page of their own here (cluster profiles, remote sessions, and any later kind) appear
+// through the generic pages as soon as they are in the protocol's KINDS.
 function Page({ path }: { path: string }) {
   if (path === '/') return <Overview />;
   if (path === '/hosts') return <Hosts />;
@@ -25,6 +27,9 @@ function Page({ path }: { path: string }) {
   const shell = match('/hosts/:name/shell', path);
   if (shell) return <Shell host={shell.name} />;
   if (path === '/tokens') return <Tokens />;
+  if (path === '/clusters') return <Clusters />;
+  const cluster = match('/clusters/:name', path);
+  if (cluster) return <ClusterDetail name={cluster.name} />;
   if (path === '/users') return <Users />;
   if (path === '/apitokens') return <ApiTokens />;
   if (path === '/events') return <Generic plural="events" />;

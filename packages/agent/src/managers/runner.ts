@@ -1,9 +1,10 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { type AgentStatus, type HostSpec, type ManagerError, ManagersStatus } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from '../backoff.js';
 import type { Device } from '../device/device.js';
+import { AddonsManager } from './addons/addons.manager.js';
+import { KubernetesManager } from './kubernetes/kubernetes.manager.js';
+import { kubernetesHealthCheck } from './kubernetes/kubernetes-health.js';
 import { type Manager, type ManagerContext, ManagerFailure, type ManagerName } from './manager.js';
 import { type OsHealthCheck, OsManager } from './os/os.manager.js';
 
@@ -188,21 +189,10 @@ export interface CreateManagersOptions {
 }
 
 /**
- * The managers of this agent, in order. The kubernetes and addons managers are loaded when their
- * modules exist (managers/kubernetes/kubernetes.manager.ts, managers/addons/addons.manager.ts,
- * each exporting a class constructed with the device).
+ * The managers of this agent, in order: os -> kubernetes -> addons. A trial boot of a new OS image
+ * must also bring the node back Ready in its cluster before the slot is committed.
  */
 export async function createManagers(device: Device, options: CreateManagersOptions): Promise<Manager[]> {
-  const managers: Manager[] = [new OsManager(device, { dataDir: options.dataDir, healthChecks: options.osHealthChecks })];
-  const optional: Array<[string, string]> = [
-    ['./kubernetes/kubernetes.manager.js', 'KubernetesManager'],
-    ['./addons/addons.manager.js', 'AddonsManager'],
-  ];
-  for (const [path, exported] of optional) {
-    // Present as .ts in the source tree (run through tsx/vitest) or .js once compiled.
-    if (!['.ts', '.js'].some((ext) => existsSync(fileURLToPath(new URL(path.replace(/\.js$/, ext), import.meta.url))))) continue;
-    const mod = (await import(/* @vite-ignore */ path)) as Record<string, new (device: Device) => Manager>;
-    managers.push(new mod[exported](device));
-  }
-  return managers;
+  const healthChecks = [kubernetesHealthCheck(device), ...(options.osHealthChecks ?? [])];
+  return [new OsManager(device, { dataDir: options.dataDir, healthChecks }), new KubernetesManager(device), new AddonsManager(device)];
 }

@@ -8,6 +8,7 @@ import type { WatchState } from '../lib/watch';
 export const PAGE_PATHS: Record<string, string> = {
   edgehosts: '/hosts',
   registrationtokens: '/tokens',
+  clusters: '/clusters',
   events: '/events',
   users: '/users',
   apitokens: '/apitokens',
