@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { oci } from '@edgeplane/agent';
@@ -20,6 +20,7 @@ describe('cluster provisioning on simulated hosts', () => {
   let fleet: Fleet | undefined;
   let dir: string;
   const digests: Record<string, string> = {};
+  let tamperedLayer = { digest: '', size: 0 };
   let free: string[] = [];
 
   const host = async (name: string) => (await t.api('GET', `/api/v1/edgehosts/${name}`)).body;
@@ -35,16 +36,27 @@ describe('cluster provisioning on simulated hosts', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-provision-'));
     [t, registry] = await Promise.all([testServer('sqlite'), startRegistry()]);
-    for (const version of ['1.0.0', '2.0.0']) {
-      await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: version, name: 'Edgeplane OS', version });
+    for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
+      const written = await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: version, name: 'Edgeplane OS', version });
       digests[version] = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:${version}`);
+      if (version === '3.0.0') tamperedLayer = written.layer;
     }
+    // Corrupt image 3's layer inside the registry's own storage (same size, other bytes): the registry serves it as is.
+    const hex = tamperedLayer.digest.slice('sha256:'.length);
+    await writeFile(join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data'), Buffer.alloc(tamperedLayer.size, 0x42));
     const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({ server: t.url, token, sites: 7, dataDir: join(dir, 'sim'), logger: pino({ level: 'silent' }), timing: { backoffBaseMs: 20, backoffCapMs: 300 } });
+    fleet = await startFleet({
+      server: t.url,
+      token,
+      sites: 11,
+      dataDir: join(dir, 'sim'),
+      logger: pino({ level: 'silent' }),
+      timing: { backoffBaseMs: 20, backoffCapMs: 300 },
+    });
     await fleet.waitUntilConnected(20_000);
     free = await waitFor(async () => {
       const items = (await t.api('GET', '/api/v1/edgehosts')).body.items;
-      return items.filter((h: any) => h.status.connectivity === 'online' && h.status.state === 'ready').length === 7 && items.map((h: any) => h.metadata.name);
+      return items.filter((h: any) => h.status.connectivity === 'online' && h.status.state === 'ready').length === 11 && items.map((h: any) => h.metadata.name);
     }, 20_000);
   });
   afterAll(async () => {
@@ -88,7 +100,50 @@ describe('cluster provisioning on simulated hosts', () => {
     const endpoint = running.status.controlPlaneEndpoint ?? running.spec.controlPlaneEndpoint;
     expect(endpoint).toMatch(/^https:\/\//);
     expect(kubeconfig).toContain(`server: ${endpoint}`);
-    const events = (await t.api('GET', `/api/v1/events?fieldSelector=involvedObject.kind=Cluster,involvedObject.name=${c.name}`)).body.items.map((e: any) => e.spec.reason);
+    const events = (await t.api('GET', `/api/v1/events?fieldSelector=involvedObject.kind=Cluster,involvedObject.name=${c.name}`)).body.items.map(
+      (e: any) => e.spec.reason,
+    );
     expect(events.filter((r: string) => r === 'InitializingControlPlane')).toHaveLength(1);
+  });
+
+  it('refuses an image whose blob does not match its digest: nothing boots from it and the cluster says why', async () => {
+    await t.api('POST', '/api/v1/clusterprofiles', profile('tampered-profile', 'k3s', 'v1.30.4+k3s1', `${registry.host}/edge/os:3.0.0`));
+    const [h] = take(1);
+    const slotsBefore = (await host(h)).status.agent?.managers?.os?.slots ?? {};
+    const created = await t.api('POST', '/api/v1/clusters', {
+      metadata: { name: 'tampered' },
+      spec: { type: 'native', profile: { name: 'tampered-profile', revision: 1 }, nodes: [{ host: h, role: 'control-plane' }] },
+    });
+    expect(created.status).toBe(201);
+    const failed = await waitFor(async () => {
+      const cl = await cluster('tampered');
+      return (cl.status?.phase === 'Failed' || cl.status?.phase === 'Degraded') && cl;
+    }, 30_000);
+    expect(JSON.stringify(failed.status.conditions)).toMatch(new RegExp(`${h}.*(digest|sha256)`, 'i'));
+    const os = (await host(h)).status.agent.managers.os;
+    expect(os.error).toMatchObject({ component: 'os', retryable: false });
+    expect(os.bootedSlot).not.toBe('B');
+    expect(JSON.stringify(os.slots)).not.toContain(digests['3.0.0']);
+    expect(os.slots).toEqual(slotsBefore);
+  });
+
+  it('finishes a 3-node cluster after the server is killed mid-provisioning, initializing once', async () => {
+    await t.api('POST', '/api/v1/clusterprofiles', profile('restart-profile', 'k3s', 'v1.30.4+k3s1', `${registry.host}/edge/os:2.0.0`));
+    const hosts = take(3);
+    await t.api('POST', '/api/v1/clusters', {
+      metadata: { name: 'restarted' },
+      spec: {
+        type: 'native',
+        profile: { name: 'restart-profile', revision: 1 },
+        nodes: hosts.map((h, i) => ({ host: h, role: i === 0 ? 'control-plane' : 'worker' })),
+      },
+    });
+    const events = async () =>
+      (await t.api('GET', '/api/v1/events?fieldSelector=involvedObject.kind=Cluster,involvedObject.name=restarted')).body.items.map((e: any) => e.spec.reason);
+    await waitFor(async () => (await events()).includes('InitializingControlPlane'), 20_000);
+    await t.restart();
+    const running = await waitFor(async () => (await cluster('restarted')).status?.phase === 'Running' && (await cluster('restarted')), 60_000);
+    expect(running.status.nodes.every((n: any) => n.ready)).toBe(true);
+    expect((await events()).filter((r: string) => r === 'InitializingControlPlane')).toHaveLength(1);
   });
 });

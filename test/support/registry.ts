@@ -12,6 +12,8 @@ export interface TestRegistry {
   url: string;
   /** 127.0.0.1:<port>, the registry part of an image reference. */
   host: string;
+  /** The registry's filesystem storage (tests tamper with blobs here). */
+  storageDir: string;
   stop(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function startRegistry(): Promise<TestRegistry> {
   return {
     url,
     host,
+    storageDir: join(dir, 'data'),
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
