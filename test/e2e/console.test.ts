@@ -87,7 +87,11 @@ describe('web console in Chromium', () => {
     expect(yaml).toContain(secret);
     expect(yaml).toContain(t.url);
     const [iso] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download seed ISO' }).click()]);
-    expect(readFileSync((await iso.path())!).subarray(32769, 32774).toString()).toBe('CD001'); // ISO 9660 volume descriptor
+    expect(
+      readFileSync((await iso.path())!)
+        .subarray(32769, 32774)
+        .toString(),
+    ).toBe('CD001'); // ISO 9660 volume descriptor
     await page.getByRole('button', { name: 'Done' }).click();
     await page.locator('tr[data-row="berlin"]').waitFor();
     expect(await page.content()).not.toContain(secret);

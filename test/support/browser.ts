@@ -43,7 +43,12 @@ export async function login(page: Page, baseUrl: string, token: string): Promise
 
 const IMAGES = join(import.meta.dirname, '../../docs/images');
 /** Screenshots of the main pages, used in the README. */
+/**
+ * Saves a screenshot for the docs only when EDGEPLANE_SCREENSHOTS=1 (`EDGEPLANE_SCREENSHOTS=1 npx vitest run test/e2e/console*`),
+ * so a normal test run never rewrites tracked files.
+ */
 export async function screenshot(page: Page, name: string): Promise<void> {
+  if (process.env.EDGEPLANE_SCREENSHOTS !== '1') return;
   mkdirSync(IMAGES, { recursive: true });
   await page.screenshot({ path: join(IMAGES, `${name}.png`) });
 }

@@ -69,6 +69,8 @@ export const AgentStatus = z
   .object({
     conditions: z.array(Condition).max(64).optional(),
     managers: ManagersStatus.optional(),
+    /** What this host can do beyond being a node, e.g. `libvirt` (an appliance for virtualized clusters). */
+    capabilities: z.array(z.string().max(64)).max(32).optional(),
   })
   .strip();
 export type AgentStatus = z.infer<typeof AgentStatus>;

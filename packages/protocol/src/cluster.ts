@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { VariableName } from './cluster-profile.js';
 import { Digest, NodeRole, Slot, Taint } from './host-spec.js';
 import { Condition, Labels, Name, resourceInputSchema, resourceSchema } from './meta.js';
+import { VirtualizedClusterFields } from './virt.js';
+import { UpgradeStatus, UpgradeStrategy } from './cluster-upgrade.js';
 
 /** Annotation the cluster controller puts on every host that belongs to a cluster. */
 export const CLUSTER_ANNOTATION = 'edgeplane.io/cluster';
@@ -13,10 +15,13 @@ export type ClusterNode = z.infer<typeof ClusterNode>;
 
 export const ClusterSpec = z
   .object({
-    /** `native`: each host is one node. `virtualized` (VMs on an appliance) comes later. */
-    type: z.enum(['native']).default('native'),
+    /** `native`: each host is one node. `virtualized`: the nodes are `vms` on the libvirt `appliance` (then `nodes` stays empty). */
+    type: z.enum(['native', 'virtualized']).default('native'),
     profile: z.object({ name: Name, revision: z.number().int().positive() }).strict(),
-    nodes: z.array(ClusterNode).min(1).max(1000),
+    /** The Site this cluster runs at (maintenance windows, timezone); default: the site of its first node's host. */
+    site: Name.optional(),
+    nodes: z.array(ClusterNode).max(1000).default([]),
+    ...VirtualizedClusterFields,
     /** VIP or first node: host, host:port or https://host:port. Default: the first control-plane node, port 6443. */
     controlPlaneEndpoint: z.string().min(1).max(256).optional(),
     podCidr: Cidr.default('10.42.0.0/16'),
@@ -29,6 +34,8 @@ export const ClusterSpec = z
     allowEvenControlPlanes: z.boolean().optional(),
     /** Values for the profile's variables. */
     variables: z.record(VariableName, z.string().max(4096)).default({}),
+    /** How a changed revision or values roll through the nodes (issue 4, docs/architecture.md "Cluster upgrades"). */
+    upgradeStrategy: UpgradeStrategy.optional(),
   })
   .strict();
 export type ClusterSpec = z.infer<typeof ClusterSpec>;
@@ -58,6 +65,10 @@ export const ClusterStatus = z.object({
   controlPlaneEndpoint: z.string().optional(),
   /** True once the admin kubeconfig is stored (GET .../clusters/<name>/kubeconfig). */
   kubeconfigAvailable: z.boolean().optional(),
+  /** The profile revision every node runs (set once all nodes run it; unchanged while an upgrade rolls). */
+  profileRevision: z.number().int().optional(),
+  /** The latest upgrade and its per-node progress. */
+  upgrade: UpgradeStatus.optional(),
 });
 export type ClusterStatus = z.infer<typeof ClusterStatus>;
 

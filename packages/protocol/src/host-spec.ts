@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Labels, Name } from './meta.js';
+import { VirtSpec, VirtStatusBase } from './virt-host.js';
 
 /**
  * What the cluster controller renders per host and the agent's managers converge to. One key per
@@ -16,6 +17,11 @@ export const OsSpec = z.object({
   digest: Digest,
   /** Plain-HTTP registry (a lab or air-gapped mirror on the LAN). */
   insecure: z.boolean().optional(),
+  /**
+   * false = stage only: download and write the image into the passive slot, no slot switch, no
+   * reboot (the rolling upgrade stages every node before the first drain). Absent = true.
+   */
+  activate: z.boolean().optional(),
 });
 export type OsSpec = z.infer<typeof OsSpec>;
 
@@ -76,11 +82,29 @@ export type Addon = z.infer<typeof Addon>;
 export const AddonsSpec = z.object({ items: z.array(Addon).max(100) });
 export type AddonsSpec = z.infer<typeof AddonsSpec>;
 
+/**
+ * A maintenance window the cluster controller opens on one node during a rolling upgrade. The
+ * node's own agent executes it through its cluster's API (edge sites have no inbound path, so the
+ * server cannot reach a cluster API): cordon, then drain (evictions respect PodDisruptionBudgets;
+ * after `timeoutSeconds` the drain gives up and the node goes down anyway, reported as a warning).
+ * Absent = the node is uncordoned. Runs before the os manager's slot switch.
+ */
+export const MaintenanceSpec = z.object({
+  cordon: z.boolean(),
+  drain: z.object({ timeoutSeconds: z.number().int().min(1).max(86_400) }).optional(),
+  /** Reboot once for this id (a change whose binaries only take effect on a clean boot). */
+  rebootId: z.string().max(128).optional(),
+});
+export type MaintenanceSpec = z.infer<typeof MaintenanceSpec>;
+
 /** The managed part of EdgeHost.spec. Absent keys mean "that manager has nothing to do". */
 export const HostSpec = z.object({
+  maintenance: MaintenanceSpec.optional(),
   os: OsSpec.optional(),
   kubernetes: KubernetesSpec.optional(),
   addons: AddonsSpec.optional(),
+  /** Appliances only: the VMs of virtualized clusters on this host's libvirt (see virt-host.ts). */
+  virt: VirtSpec.optional(),
 });
 export type HostSpec = z.infer<typeof HostSpec>;
 
@@ -134,9 +158,27 @@ export const AddonsStatus = z.object({
 });
 export type AddonsStatus = z.infer<typeof AddonsStatus>;
 
+export const VirtStatus = VirtStatusBase.extend({ error: ManagerError.optional() });
+export type VirtStatus = z.infer<typeof VirtStatus>;
+
+export const MaintenanceStatus = z.object({
+  phase: z.enum(['None', 'Cordoned', 'Draining', 'Drained', 'Rebooting', 'Failed']),
+  cordoned: z.boolean(),
+  /** Pods evicted by the last drain; whether it ended by timeout. */
+  evicted: z.number().int().optional(),
+  drainTimedOut: z.boolean().optional(),
+  /** Last reboot id done (MaintenanceSpec.rebootId). */
+  rebootId: z.string().optional(),
+  message: z.string().optional(),
+  error: ManagerError.optional(),
+});
+export type MaintenanceStatus = z.infer<typeof MaintenanceStatus>;
+
 export const ManagersStatus = z.object({
+  maintenance: MaintenanceStatus.optional(),
   os: OsStatus.optional(),
   kubernetes: KubernetesStatus.optional(),
   addons: AddonsStatus.optional(),
+  virt: VirtStatus.optional(),
 });
 export type ManagersStatus = z.infer<typeof ManagersStatus>;

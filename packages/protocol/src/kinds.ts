@@ -6,6 +6,8 @@ import { Event, EventInput, EventSpec } from './event.js';
 import { Project, ProjectInput, ProjectSpec } from './project.js';
 import { RegistrationToken, RegistrationTokenInput, RegistrationTokenSpec } from './registration-token.js';
 import { RemoteSession, RemoteSessionInput, RemoteSessionSpec } from './remote-session.js';
+import { Rollout, RolloutInput, RolloutSpec } from './rollout.js';
+import { Site, SiteInput, SiteSpec } from './site.js';
 import { ApiToken, ApiTokenInput, ApiTokenSpec, User, UserInput, UserSpec } from './user.js';
 
 export interface KindInfo {
@@ -204,6 +206,45 @@ export const KINDS: KindInfo[] = [
       { header: 'PHASE', path: 'status.phase' },
       { header: 'END', path: 'status.endReason' },
       { header: 'CREATED', path: 'metadata.createdAt' },
+    ],
+  },
+  {
+    kind: 'Site',
+    plural: 'sites',
+    singular: 'site',
+    shortNames: [],
+    schema: Site,
+    input: SiteInput,
+    spec: SiteSpec,
+    creatable: true,
+    verbs: [],
+    columns: [
+      { header: 'NAME', path: 'metadata.name' },
+      { header: 'TIMEZONE', path: 'spec.timezone' },
+      { header: 'WINDOW OPEN', path: 'status.windowOpen' },
+      { header: 'NEXT WINDOW', path: 'status.nextWindowAt' },
+      { header: 'ADDRESS', path: 'spec.address' },
+    ],
+  },
+  {
+    kind: 'Rollout',
+    plural: 'rollouts',
+    singular: 'rollout',
+    shortNames: ['ro'],
+    schema: Rollout,
+    input: RolloutInput,
+    spec: RolloutSpec,
+    creatable: true,
+    verbs: ['pause', 'resume', 'abort', 'approve'],
+    columns: [
+      { header: 'NAME', path: 'metadata.name' },
+      { header: 'PHASE', path: 'status.phase' },
+      { header: 'PROFILE', path: 'spec.profile.name' },
+      { header: 'REVISION', path: 'spec.profile.revision' },
+      { header: 'BATCH', path: 'status.currentBatch' },
+      { header: 'SUCCEEDED', path: 'status.counts.succeeded' },
+      { header: 'FAILED', path: 'status.counts.failed' },
+      { header: 'TOTAL', path: 'status.counts.total' },
     ],
   },
 ];

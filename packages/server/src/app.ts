@@ -22,8 +22,8 @@ import { remoteSessionRoutes } from './remote-session/remote-session.routes.js';
 import { SessionBroker } from './remote-session/session-broker.js';
 import type { Store } from './store/db.js';
 import { whoamiRoutes } from './user/whoami.routes.js';
-import { WatchHub } from './watch/watch-hub.js';
 import { selectWatchProtocol, watchRoutes } from './watch/watch.routes.js';
+import { WatchHub } from './watch/watch-hub.js';
 
 export const SERVER_VERSION = '0.1.0';
 

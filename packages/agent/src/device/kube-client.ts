@@ -10,6 +10,8 @@ export interface KubeNode {
   kubeletVersion: string;
   labels: Record<string, string>;
   taints: Taint[];
+  /** Cordoned (spec.unschedulable). */
+  unschedulable?: boolean;
 }
 
 /** A Kubernetes object as applied: apiVersion, kind, metadata.name (+ namespace) and the rest. */
@@ -43,4 +45,11 @@ export interface KubernetesClient {
    * other managers are forced (the profile is the source of truth). Resolves with the object as stored.
    */
   apply(object: KubeObject, fieldManager: string): Promise<KubeObject>;
+  /** Sets spec.unschedulable of a Node (cordon / uncordon). Optional: the maintenance manager needs it. */
+  cordon?(name: string, unschedulable: boolean): Promise<void>;
+  /**
+   * One round of evictions of the pods on a Node (the Eviction API, which honours
+   * PodDisruptionBudgets). Resolves with how many were evicted and how many pods remain.
+   */
+  evictPods?(name: string): Promise<{ evicted: number; remaining: number }>;
 }

@@ -24,6 +24,14 @@ export class SimKubernetesClient implements KubernetesClient {
     return (await this.session()).apply(object, fieldManager);
   }
 
+  async cordon(name: string, unschedulable: boolean): Promise<void> {
+    await (await this.session()).cordon(name, unschedulable);
+  }
+
+  async evictPods(name: string): Promise<{ evicted: number; remaining: number }> {
+    return (await this.session()).evict(name);
+  }
+
   private async session(): Promise<SimApiSession> {
     const text = await readDeviceFile(this.root, this.kubeconfigPath);
     if (text === undefined) throw new KubernetesApiError(`kubeconfig ${this.kubeconfigPath} does not exist yet`);

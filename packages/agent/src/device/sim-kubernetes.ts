@@ -20,6 +20,7 @@ import { parseEndpoint } from '../managers/kubernetes/endpoint.js';
 import { type KubeNode, type KubeObject, KubernetesApiError } from './kube-client.js';
 import { nodeObject, nodeView, type SimNodeRegistration, type SimNodeState } from './sim-node.js';
 import { SimObjectStore, type StoredObject } from './sim-object-store.js';
+import { available, evictRound, recordNodeDown, type SimDisruption, type SimWorkload, schedule } from './sim-workloads.js';
 
 export const SIM_RKE2_SUPERVISOR_PORT = 9345;
 
@@ -48,6 +49,11 @@ interface SimClusterState {
   initNode: string;
   nodes: Record<string, SimNodeState>;
   objects: Record<string, StoredObject>;
+  /** Simulated workloads (sim-workloads.ts) and the replica outages they saw. */
+  workloads?: Record<string, SimWorkload>;
+  disruptions?: SimDisruption[];
+  /** Simulated etcd members (control-plane nodes); a removed control-plane node leaves etcd too. */
+  etcdMembers?: string[];
 }
 
 /** What a kubeconfig of the simulated cluster holds. */
@@ -83,6 +89,10 @@ export interface SimApiSession {
   apply(object: KubeObject, fieldManager: string): Promise<KubeObject>;
   get(apiVersion: string, kind: string, name: string, namespace?: string): KubeObject | undefined;
   list(): KubeObject[];
+  /** Marks a node (un)schedulable. A kubelet may do it to its own node only (the simulation's NodeRestriction). */
+  cordon(name: string, unschedulable: boolean): Promise<void>;
+  /** One eviction round on a node (see sim-workloads.ts evictRound); callers repeat until nothing remains. */
+  evict(name: string): Promise<{ evicted: number; remaining: number }>;
 }
 
 function key(host: string, port: number): string {
@@ -198,7 +208,9 @@ export class SimKubernetes {
     const cluster = this.clusters.get(key(host, port));
     const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
     if (!cluster || !node) return;
+    if (node.ready && !ready) recordNodeDown(cluster, node.name);
     Object.assign(node, { ready, message });
+    this.schedule(cluster);
     await this.save(cluster);
   }
 
@@ -213,7 +225,9 @@ export class SimKubernetes {
     const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
     if (!cluster || !node) return;
     delete cluster.nodes[node.name];
+    cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== node.name);
     if (Object.keys(cluster.nodes).length > 0) {
+      this.schedule(cluster);
       await this.save(cluster);
       return;
     }
@@ -244,13 +258,60 @@ export class SimKubernetes {
       apply: async (object, fieldManager) => {
         if (!admin) throw new KubernetesApiError(`${object.kind} is forbidden for node ${node?.name}`, 403);
         const stored = store.apply(object, fieldManager);
+        this.schedule(cluster);
         await this.save(cluster);
         return stored;
+      },
+      cordon: async (name, unschedulable) => {
+        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot modify other nodes`, 403);
+        const n = cluster.nodes[name];
+        if (!n) throw new KubernetesApiError(`nodes "${name}" not found`, 404);
+        n.unschedulable = unschedulable;
+        this.schedule(cluster);
+        await this.save(cluster);
+      },
+      evict: async (name) => {
+        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot drain other nodes`, 403);
+        const result = evictRound(cluster, store.list(), name);
+        await this.save(cluster);
+        return result;
       },
       get: (apiVersion, kind, name, namespace) =>
         apiVersion === 'v1' && kind === 'Node' ? cluster.nodes[name] && nodeObject(cluster.nodes[name]) : store.get(apiVersion, kind, name, namespace),
       list: () => [...Object.values(cluster.nodes).map(nodeObject), ...store.list()],
     };
+  }
+
+  /**
+   * The simulated workload probe: answers when at least one replica of `workload` (namespace/name)
+   * runs on a Ready node of the cluster at `endpoint` (https://host:port).
+   */
+  probe(endpoint: string, workload: string): { ok: boolean; available: number; nodes: string[] } {
+    const cluster = this.clusterAt(endpoint);
+    const w = cluster?.workloads?.[workload];
+    if (!cluster || !w) return { ok: false, available: 0, nodes: [] };
+    const n = available(cluster, w);
+    return { ok: n > 0, available: n, nodes: w.pods.map((p) => p.node ?? '-') };
+  }
+
+  /** Replica outages seen by the cluster at `endpoint`: pods whose node went NotReady under them. */
+  disruptions(endpoint: string): SimDisruption[] {
+    return [...(this.clusterAt(endpoint)?.disruptions ?? [])];
+  }
+
+  /** The simulated etcd members and Node view of the cluster at `endpoint` (tests, diagnostics). */
+  inspect(endpoint: string): { etcdMembers: string[]; nodes: KubeNode[] } | undefined {
+    const c = this.clusterAt(endpoint);
+    return c && { etcdMembers: [...(c.etcdMembers ?? [])], nodes: Object.values(c.nodes).map(nodeView) };
+  }
+
+  private clusterAt(endpoint: string): SimClusterState | undefined {
+    const { host, port } = parseServer(endpoint);
+    return this.clusters.get(key(host, port));
+  }
+
+  private schedule(cluster: SimClusterState): void {
+    schedule(cluster, new SimObjectStore(cluster.objects, cluster.distribution).list());
   }
 
   /** Node names of the cluster served at `host:port` (tests, diagnostics). */
@@ -262,7 +323,9 @@ export class SimKubernetes {
     const existing = cluster.nodes[reg.name];
     const node: SimNodeState = { ...reg, ready: false, message: 'kubelet starting', credential: existing?.credential ?? token() };
     node.labels = { 'kubernetes.io/hostname': reg.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', ...reg.labels };
+    node.unschedulable = existing?.unschedulable;
     cluster.nodes[reg.name] = node;
+    if (reg.role === 'control-plane' && !(cluster.etcdMembers ??= []).includes(reg.name)) cluster.etcdMembers.push(reg.name);
     return node;
   }
 

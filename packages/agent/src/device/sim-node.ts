@@ -15,6 +15,8 @@ export interface SimNodeState extends SimNodeRegistration {
   message: string;
   /** Bearer token of the node's kubelet credential. */
   credential: string;
+  /** Cordoned. */
+  unschedulable?: boolean;
 }
 
 /** The Node as the API would show it: labels, taints, the Ready condition and the kubelet version. */
@@ -23,7 +25,7 @@ export function nodeObject(n: SimNodeState): KubeObject {
     apiVersion: 'v1',
     kind: 'Node',
     metadata: { name: n.name, labels: { ...n.labels } },
-    spec: n.taints.length > 0 ? { taints: n.taints.map((t) => ({ ...t })) } : {},
+    spec: { ...(n.taints.length > 0 ? { taints: n.taints.map((t) => ({ ...t })) } : {}), ...(n.unschedulable ? { unschedulable: true } : {}) },
     status: {
       conditions: [{ type: 'Ready', status: n.ready ? 'True' : 'False', reason: n.ready ? 'KubeletReady' : 'NodeStatusUnknown', message: n.message }],
       nodeInfo: {
@@ -44,5 +46,6 @@ export function nodeView(n: SimNodeState): KubeNode {
     kubeletVersion: n.kubeletVersion,
     labels: { ...n.labels },
     taints: n.taints.map((t) => ({ ...t })),
+    ...(n.unschedulable ? { unschedulable: true } : {}),
   };
 }

@@ -68,7 +68,14 @@ export class SimSlots implements SlotBoot {
 
   private async bootable(slot: Slot): Promise<boolean> {
     const release = await stat(join(this.slotDir(slot), 'rootfs', 'etc', 'os-release')).catch(() => undefined);
-    return release?.isFile() === true && (await this.readSlot(slot)) !== undefined;
+    if (release?.isFile() !== true || (await this.readSlot(slot)) === undefined) return false;
+    // SIMULATION HOOK (SimDevice only, ignored by LinuxDevice): an image whose
+    // /usr/lib/edgeplane/image.json says {"simulateBootFailure": true} "panics" on boot, so tests
+    // can ship an image that fails on real-looking terms (the watchdog then boots active_slot).
+    const info = (await readJsonFile(join(this.slotDir(slot), 'rootfs', 'usr', 'lib', 'edgeplane', 'image.json')).catch(() => undefined)) as
+      | { simulateBootFailure?: unknown }
+      | undefined;
+    return info?.simulateBootFailure !== true;
   }
 
   /** os-release of the booted slot, if it holds an OS image. */

@@ -4,7 +4,16 @@ import type { ErrorBody, Whoami } from '@edgeplane/protocol';
 export interface Resource {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; uid: string; project: string; labels: Record<string, string>; resourceVersion: string; createdAt: string; [k: string]: unknown };
+  metadata: {
+    name: string;
+    uid: string;
+    project: string;
+    labels: Record<string, string>;
+    annotations?: Record<string, string>;
+    resourceVersion: string;
+    createdAt: string;
+    [k: string]: unknown;
+  };
   spec: Record<string, any>;
   status: Record<string, any>;
 }

@@ -103,7 +103,7 @@ export function ClusterDetail({ name }: { name: string }) {
       </div>
       <h2>Nodes</h2>
       <div className="table-wrap">
-        <div className="table-scroll">
+        <div className="table-scroll" data-testid="nodes">
           <table>
             <thead>
               <tr>

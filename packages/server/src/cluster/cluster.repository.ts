@@ -1,4 +1,5 @@
 import type { Executor } from '../store/db.js';
+import { announceWrite } from '../watch/change-bus.js';
 
 // ---- steps: one row per step taken; the primary key makes each step happen once ----
 
@@ -93,4 +94,6 @@ export async function writeClusterStatus(db: Executor, name: string, status: str
     .set((eb) => ({ status, resource_version: eb('resource_version', '+', 1), updated_at: new Date().toISOString() }))
     .where('name', '=', name)
     .execute();
+  // Watchers (the console) see phase and node changes live; read back after the caller commits.
+  announceWrite({ kind: 'Cluster', name, type: 'MODIFIED' });
 }

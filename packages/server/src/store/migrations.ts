@@ -134,6 +134,16 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0007_rollouts_sites': {
+    async up(db: AnyDb) {
+      await resourceColumns(db.schema.createTable('sites')).execute();
+      // `phase` mirrors status.phase so the controller finds unfinished rollouts without reading every status.
+      await resourceColumns(db.schema.createTable('rollouts'))
+        .addColumn('phase', 'varchar(20)', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('rollouts_phase').on('rollouts').column('phase').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -83,6 +83,14 @@ export interface Database {
   pairings: PairingTable;
   remote_sessions: RemoteSessionTable;
   audit_log: AuditLogTable;
+  sites: SiteTable;
+  rollouts: RolloutTable;
+}
+
+export interface SiteTable extends ResourceColumns {}
+export interface RolloutTable extends ResourceColumns {
+  /** Mirrors status.phase (Pending, Progressing, ..., Succeeded, Failed, Aborted). */
+  phase: string;
 }
 
 export interface RemoteSessionTable extends ResourceColumns {

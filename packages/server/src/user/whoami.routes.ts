@@ -15,7 +15,7 @@ async function userPermissions(db: Db, user: string): Promise<string[]> {
 
 const BASE_VERBS = ['list', 'get', 'create', 'update', 'delete'];
 /** Verbs of routes beside the generic API that check `<plural>:<verb>` too. */
-const EXTRA_VERBS: Record<string, string[]> = { registrationtokens: ['installer'] };
+const EXTRA_VERBS: Record<string, string[]> = { registrationtokens: ['installer'], clusters: ['kubeconfig'] };
 
 /** GET /api/v1/whoami: the caller and every `<plural>:<verb>` its role allows, so UIs hide what would be refused. */
 export async function whoamiRoutes(app: FastifyInstance, deps: { db: Db; services: () => ResourceService[] }): Promise<void> {

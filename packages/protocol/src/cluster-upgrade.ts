@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import { Name } from './meta.js';
+
+/**
+ * Day-2 changes of a cluster (docs/architecture.md "Cluster upgrades"). The controller compares each
+ * node's current host spec with the newly rendered one and classifies the change; the class decides
+ * how the node is taken through it.
+ */
+export const ChangeClass = z.enum(['repave', 'reboot', 'service-restart', 'config-reload', 'no-op']);
+export type ChangeClass = z.infer<typeof ChangeClass>;
+
+/** Disruptive classes take the node down: cordon, drain, one at a time within the strategy. */
+export const DISRUPTIVE_CLASSES: readonly ChangeClass[] = ['repave', 'reboot'];
+
+export const UpgradeStrategy = z
+  .object({
+    /** Worker nodes disrupted at the same time (control-plane nodes always go one at a time). */
+    maxUnavailable: z.number().int().min(1).max(1000).default(1),
+    /** How long a drain may take before the node goes down anyway. */
+    drainTimeoutSeconds: z.number().int().min(1).max(86_400).default(120),
+    /** How long a node may take from its reboot to passing the health gate. */
+    healthTimeoutSeconds: z.number().int().min(5).max(86_400).default(900),
+  })
+  .strict();
+export type UpgradeStrategy = z.infer<typeof UpgradeStrategy>;
+
+export const NodePlan = z.object({
+  host: Name,
+  role: z.enum(['control-plane', 'worker']),
+  change: ChangeClass,
+  /** What differs, e.g. "os.digest", "kubernetes.version". */
+  reasons: z.array(z.string()),
+});
+export type NodePlan = z.infer<typeof NodePlan>;
+
+/** What an upgrade would do (dry run) or is doing: per node, in the order nodes are taken. */
+export const UpgradePlan = z.object({
+  fromRevision: z.number().int().optional(),
+  toRevision: z.number().int(),
+  nodes: z.array(NodePlan),
+});
+export type UpgradePlan = z.infer<typeof UpgradePlan>;
+
+export const UpgradeState = z.enum(['Staging', 'Rolling', 'Paused', 'Failed', 'Cancelled', 'Succeeded']);
+export type UpgradeState = z.infer<typeof UpgradeState>;
+
+export const NodeUpgradePhase = z.enum(['Pending', 'Staged', 'Draining', 'Rebooting', 'Verifying', 'Done', 'FellBack', 'Failed', 'Skipped']);
+
+/** Cluster.status.upgrade: the latest upgrade with per-node progress. */
+export const UpgradeStatus = z.object({
+  id: z.number().int(),
+  state: UpgradeState,
+  fromRevision: z.number().int().optional(),
+  toRevision: z.number().int(),
+  /** The cluster generation this upgrade converges to. */
+  generation: z.number().int(),
+  message: z.string().optional(),
+  /** The node that stopped the upgrade. */
+  failedNode: z.string().optional(),
+  nodes: z.array(NodePlan.extend({ phase: NodeUpgradePhase, message: z.string().optional() })),
+});
+export type UpgradeStatus = z.infer<typeof UpgradeStatus>;
+
+export const CLUSTER_ACTIONS = ['pause', 'resume', 'cancel', 'retry'] as const;
+export type ClusterAction = (typeof CLUSTER_ACTIONS)[number];
