@@ -2,16 +2,24 @@
  * Benchmark runner: `npm run bench` writes bench/report.json (machine-readable) and bench/report.md
  * (for people). Speed and memory targets live here, not in timed unit tests.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { apiList } from './api-list.bench.js';
+import { connectedAgents } from './connected-agents.bench.js';
 import { consoleHosts } from './console-hosts.bench.js';
 import { fleetConnect } from './fleet-connect.bench.js';
+import { registrationStorm } from './registration-storm.bench.js';
+import { rolloutBench } from './rollout.bench.js';
 
 /** Every benchmark by name; `BENCH_ONLY=<name> npm run bench` runs one. */
 const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'fleet-connect': fleetConnect,
   'console-hosts': consoleHosts,
+  'connected-agents': connectedAgents,
+  'registration-storm': registrationStorm,
+  rollout: rolloutBench,
+  'api-list': apiList,
 };
 
 export interface BenchResult {
@@ -73,6 +81,13 @@ async function main(): Promise<void> {
   const dir = fileURLToPath(new URL('.', import.meta.url));
   writeFileSync(`${dir}report.json`, `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(`${dir}report.md`, markdown(report));
+  // One JSON + markdown pair per benchmark too, each with the machine facts, so results of separate runs (BENCH_ONLY) are kept side by side.
+  mkdirSync(`${dir}results`, { recursive: true });
+  for (const r of results) {
+    const one = { ...report, results: [r] };
+    writeFileSync(`${dir}results/${r.name}.json`, `${JSON.stringify(one, null, 2)}\n`);
+    writeFileSync(`${dir}results/${r.name}.md`, markdown(one));
+  }
   process.stdout.write(`wrote ${dir}report.json and ${dir}report.md (${results.length} benchmarks)\n`);
 }
 

@@ -17,6 +17,7 @@ PACKAGES=(
   grub-common     # grub-editenv: the A/B boot environment (agent device/boot-env, os manager tests)
   docker-registry # a real OCI registry for OS image pulls (test/support/registry.ts)
   skopeo          # pushes test OS images from an OCI layout into that registry
+  libvirt-clients # virsh: the virt manager's libvirt sessions; the test driver (test:///default) runs in-process (test/e2e/virtualized-*.test.ts)
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
 )

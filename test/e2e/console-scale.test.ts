@@ -68,6 +68,23 @@ describe(`console hosts table with ${HOSTS} hosts`, () => {
     await page.getByText('No hosts match these filters.').waitFor();
   });
 
+  it('filters by state and connectivity on the server, so the filter holds across pages', async () => {
+    await page.goto(`${t.url}/hosts`);
+    await page.locator(`tr[data-row="${seededName(1)}"]`).waitFor();
+    await page.getByLabel('State').selectOption('pending-approval');
+    // Every 10th host is pending: a full first page of them, and more on the server.
+    await expect.poll(() => page.locator('.table-foot [role=status]').textContent()).toBe('200 edgehosts loaded, more available');
+    expect(await page.locator('tr[data-row]').nth(1).getAttribute('data-row')).toBe(seededName(10));
+    expect(await page.locator('tr[data-row]').filter({ hasNotText: 'pending-approval' }).count()).toBe(0);
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await expect.poll(loaded).toBe(400);
+    expect(page.url()).toContain('state=pending-approval');
+    // Combined with connectivity: none of the seeded hosts is online.
+    await page.getByLabel('Connectivity').selectOption('online');
+    await page.getByText('No hosts match these filters.').waitFor();
+    expect(page.url()).toContain('connectivity=online');
+  });
+
   it('sorts by a column', async () => {
     await page.goto(`${t.url}/hosts`);
     await page.locator(`tr[data-row="${seededName(0)}"]`).waitFor();

@@ -3,7 +3,7 @@ import { AGENT_PAIRINGS_PATH } from '@edgeplane/protocol';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, login, newPage, screenshot } from '../support/browser.js';
-import { connect, register, TestDevice, waitFor } from '../support/device.js';
+import { connect, register, TestDevice } from '../support/device.js';
 import { type TestServer, testServer } from '../support/server.js';
 
 // The console against a real server (SQLite; the API itself is tested on both dialects elsewhere).
@@ -109,6 +109,34 @@ describe('web console in Chromium', () => {
     errors.splice(0, errors.length, ...errors.filter((e) => !e.includes('422') && !e.includes('400')));
   });
 
+  it('downloads an installer for an existing token only after a warning, rotating its secret', async () => {
+    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'munich' }, spec: { site: 'munich' } });
+    const oldSecret = tok.body.status.token as string;
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Registration tokens' }).click();
+    await page.getByRole('button', { name: 'Installer for munich' }).click();
+    const panel = page.getByRole('region', { name: 'Installer for token munich' });
+    await expect.poll(() => panel.textContent()).toContain('can no longer register');
+    // Nothing happens until the person confirms the warning.
+    const rotate = panel.getByRole('button', { name: 'Rotate secret and download user-data' });
+    expect(await rotate.isDisabled()).toBe(true);
+    await panel.getByLabel('I understand that the old secret stops working').check();
+    const [userData] = await Promise.all([page.waitForEvent('download'), rotate.click()]);
+    expect(userData.suggestedFilename()).toBe('munich-user-data.yaml');
+    const newSecret = (await page.getByTestId('secret').textContent()) ?? '';
+    expect(newSecret).toMatch(/^eprt_/);
+    expect(newSecret).not.toBe(oldSecret);
+    expect(readFileSync((await userData.path())!, 'utf8')).toContain(newSecret);
+    // The seed ISO is offered with the new secret, without rotating again.
+    const [iso] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download seed ISO' }).click()]);
+    expect(iso.suggestedFilename()).toBe('munich-seed.iso');
+    await page.getByRole('button', { name: 'Done' }).click();
+    // The old secret no longer registers devices; the new one does.
+    expect((await register(t.url, await (await TestDevice.create()).registerBody(oldSecret))).status).toBe(401);
+    expect((await register(t.url, await (await TestDevice.create()).registerBody(newSecret))).status).toBe(200);
+  });
+
   it('shows a host registering live and approves it', async () => {
     await fresh();
     await login(page, t.url, t.admin);
@@ -161,6 +189,9 @@ describe('web console in Chromium', () => {
     await screenshot(page, 'console-host-detail');
     ch.ws.close();
     await expect.poll(() => conn.textContent(), { timeout: 10_000 }).toBe('offline');
+    // The transitions are kept as history (Online/Offline events), newest first, also without reload.
+    const history = page.getByTestId('connectivity-history').locator('li');
+    await expect.poll(() => history.evaluateAll((li) => li.map((e) => e.getAttribute('data-reason')))).toEqual(['Offline', 'Online']);
   });
 
   it('shows a viewer no write actions', async () => {
@@ -175,7 +206,7 @@ describe('web console in Chromium', () => {
     expect(await page.getByRole('button', { name: /^(Approve|Reject|Claim)/ }).count()).toBe(0);
     await page.getByRole('link', { name: 'Registration tokens' }).click();
     await page.locator('tr[data-row="viewer-sees"]').waitFor();
-    expect(await page.getByRole('button', { name: /^(Create|Revoke|Delete)/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^(Create|Revoke|Delete|Installer)/ }).count()).toBe(0);
     await page.getByRole('link', { name: 'Users' }).click();
     await page.locator('tr[data-row="vera"]').waitFor();
     expect(await page.getByRole('button', { name: /^(Create|Delete)/ }).count()).toBe(0);
@@ -217,7 +248,7 @@ describe('web console in Chromium', () => {
     const tabTo = async (name: string) => {
       for (let i = 0; i < 40; i++) {
         await page.keyboard.press('Tab');
-        const text = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.innerText?.trim());
+        const text = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.textContent?.trim());
         if (text === name) return;
       }
       throw new Error(`could not reach "${name}" with Tab`);

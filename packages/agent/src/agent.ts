@@ -171,7 +171,9 @@ export class Agent extends EventEmitter<AgentEvents> {
         device: this.device,
         dataDir: this.config.dataDir,
         log: this.logger.child({ component: 'managers' }),
-        managers: this.managers ?? (await createManagers(this.device, { dataDir: this.config.dataDir })),
+        managers:
+          this.managers ??
+          (await createManagers(this.device, { dataDir: this.config.dataDir, ...(this.config.virt ? { virt: this.config.virt } : {}) })),
         report: (status) => this.reportStatus(status),
         emitEvent: (type, reason, message) => void this.emitEvent(type, reason, message),
       });
@@ -180,6 +182,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     // Offline autonomy and reboots: keep converging to the last spec without waiting for the server.
     if (this.runner && stored) void this.runner.submit(stored.spec, stored.generation);
     else if (this.runner) void this.runner.reportNow();
+    // An appliance's libvirt changes without a spec (domains stop, pools fill): report it periodically.
+    if (this.runner && this.config.virt) {
+      const timer = setInterval(() => void this.runner?.reportNow(), this.config.virt.inventoryIntervalSeconds * 1000);
+      timer.unref();
+      this.abort.signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+    }
   }
 
   /** Closes the connection without reconnecting and stops every timer. */

@@ -55,6 +55,16 @@ export const AgentConfig = z
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     /** Remote troubleshooting (see docs/user-guide.md "Remote troubleshooting"); the site decides. */
     troubleshoot: TroubleshootConfig.default(() => TroubleshootConfig.parse({})),
+    /** Appliances (Virtualized Edge): the libvirt connection whose VMs this agent manages, e.g. qemu:///system. */
+    virt: z
+      .object({
+        libvirtUri: z.string().min(1).max(256),
+        kvm: z.boolean().optional(),
+        /** How often the appliance's libvirt inventory is re-read and reported when nothing else changed. */
+        inventoryIntervalSeconds: z.number().min(1).max(3600).default(30),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type AgentConfig = z.output<typeof AgentConfig>;

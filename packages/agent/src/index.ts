@@ -13,6 +13,8 @@ export { BOOT_VARS, type BootState, GrubEnv, type SlotBoot, type SlotMeta } from
 export type { Device } from './device/device.js';
 export { type Exec, ExecError, type ExecOptions, type ExecResult } from './device/exec.js';
 export { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from './device/kube-client.js';
+export { Libvirt, parseKeyValues } from './device/libvirt.js';
+export { VirshError, VirshSession } from './device/virsh-session.js';
 export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/linux-device.js';
 export { LinuxSlots, type LinuxSlotOptions } from './device/linux-slots.js';
 export { type ServiceManager, ServiceError, SystemdServiceManager } from './device/services.js';
@@ -31,6 +33,9 @@ export { attachPairingDisplay, pairingBanner } from './pairing/pairing-display.j
 export type { PairingInfo } from './pairing/pairing-flow.js';
 export { defaultPairingAddresses, PairingPage } from './pairing/pairing-page.js';
 export { readNoCloudSeed, SeedError } from './seed/nocloud-seed.js';
+export { writeSeedIso } from './seed/seed-iso.js';
+export { DOMAIN_PREFIX, domainXml, readDomainXml } from './managers/virt/domain-xml.js';
+export { VirtManager } from './managers/virt/virt.manager.js';
 export { loadSpec, SPEC_FILE, StoredSpec } from './spec-store.js';
 export { type AgentTiming, DEFAULT_TIMING } from './timing.js';
 export { AGENT_LOG_FILE, createAgentLogger } from './troubleshoot/agent-log.js';

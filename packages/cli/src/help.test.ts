@@ -27,6 +27,8 @@ describe('--help', () => {
       'revoke',
       'create token',
       'config use-context',
+      'vm list',
+      'vm xml',
     ]) {
       expect(names).toContain(expected);
     }

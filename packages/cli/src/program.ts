@@ -16,11 +16,13 @@ import { registerInstaller } from './commands/installer.js';
 import { registerKubeconfig } from './commands/kubeconfig.js';
 import { registerLogin } from './commands/login.js';
 import { registerLogs } from './commands/logs.js';
+import { registerPlan, registerReset } from './commands/plan.js';
 import { registerServer } from './commands/server.js';
 import { registerSession } from './commands/session.js';
 import { registerShell } from './commands/shell.js';
 import { registerSim } from './commands/sim.js';
 import { registerSupportBundle } from './commands/support-bundle.js';
+import { registerVm } from './commands/vm.js';
 import { registerWait } from './commands/wait.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -71,6 +73,8 @@ export function buildProgram(ctx: CommandContext): Command {
   registerDelete(program, ctx);
   registerCreate(program, ctx);
   registerActions(program, ctx);
+  registerPlan(program, ctx);
+  registerReset(program, ctx);
   registerWait(program, ctx);
   registerKubeconfig(program, ctx);
   registerShell(program, ctx);
@@ -82,5 +86,6 @@ export function buildProgram(ctx: CommandContext): Command {
   registerInstaller(program, ctx);
   registerClaim(program, ctx);
   registerHosts(program, ctx);
+  registerVm(program, ctx);
   return program;
 }

@@ -13,11 +13,13 @@ import { HostDetail } from './pages/HostDetail';
 import { Hosts } from './pages/Hosts';
 import { Login } from './pages/Login';
 import { Overview } from './pages/Overview';
+import { ProfileDetail } from './pages/ProfileDetail';
+import { RolloutDetail } from './pages/RolloutDetail';
 import { Shell } from './pages/Shell';
 import { Tokens } from './pages/Tokens';
 import { ApiTokens, Users } from './pages/Users';
 
-// Kinds without a page of their own here (cluster profiles, remote sessions, and any later kind) appear
+// Kinds without a page of their own here (remote sessions, and any later kind) appear
 // through the generic pages as soon as they are in the protocol's KINDS.
 function Page({ path }: { path: string }) {
   if (path === '/') return <Overview />;
@@ -30,6 +32,12 @@ function Page({ path }: { path: string }) {
   if (path === '/clusters') return <Clusters />;
   const cluster = match('/clusters/:name', path);
   if (cluster) return <ClusterDetail name={cluster.name} />;
+  if (path === '/profiles') return <Generic plural="clusterprofiles" detailPath="/profiles" />;
+  const profile = match('/profiles/:name', path);
+  if (profile) return <ProfileDetail name={profile.name} />;
+  if (path === '/rollouts') return <Generic plural="rollouts" detailPath="/rollouts" />;
+  const rollout = match('/rollouts/:name', path);
+  if (rollout) return <RolloutDetail name={rollout.name} />;
   if (path === '/users') return <Users />;
   if (path === '/apitokens') return <ApiTokens />;
   if (path === '/events') return <Generic plural="events" />;

@@ -10,7 +10,8 @@ export const CLUSTER_ANNOTATION = 'edgeplane.io/cluster';
 
 const Cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/, 'must be a CIDR, e.g. 10.42.0.0/16');
 
-export const ClusterNode = z.object({ host: Name, role: NodeRole }).strict();
+/** `labels`: extra Kubernetes node labels for this node (VM placement labels of virtualized clusters). */
+export const ClusterNode = z.object({ host: Name, role: NodeRole, labels: Labels.optional() }).strict();
 export type ClusterNode = z.infer<typeof ClusterNode>;
 
 export const ClusterSpec = z

@@ -65,6 +65,16 @@ export const ERROR_CODES = {
   HostInUse: { status: 409, description: 'A cluster node names a host that already belongs to another cluster.' },
   DuplicateHost: { status: 422, description: 'The same host is listed more than once in a cluster.' },
   NoControlPlane: { status: 422, description: 'A cluster needs at least one control-plane node.' },
+  ApplianceNotFound: { status: 422, description: 'A virtualized cluster names an appliance (spec.appliance) that is not an edge host.' },
+  NotAnAppliance: { status: 422, description: 'The host named in spec.appliance does not report the libvirt capability (agent config virt.libvirtUri).' },
+  ApplianceOffline: { status: 409, description: "The appliance's agent is not connected, so its libvirt inventory cannot be trusted; nothing was created." },
+  DuplicateVmName: { status: 422, description: 'The same VM name appears more than once in spec.vms.' },
+  VmNetworkNotFound: { status: 422, description: "A VM names a libvirt network the appliance does not have." },
+  VmStoragePoolNotFound: { status: 422, description: 'A VM names a libvirt storage pool the appliance does not have.' },
+  ApplianceCapacityExceeded: {
+    status: 422,
+    description: "The VMs need more vCPUs, memory (after the overcommit ratio) or pool space than the appliance has free.",
+  },
   EvenControlPlanes: {
     status: 422,
     description: 'An even number of control-plane nodes risks losing etcd quorum; use an odd number or set `spec.allowEvenControlPlanes: true`.',

@@ -57,6 +57,8 @@ export const KINDS: KindInfo[] = [
       { header: 'CPUS', path: 'status.inventory.cpu.cores' },
       { header: 'MEMORY', path: 'status.inventory.memoryBytes' },
       { header: 'VIA', path: 'status.registeredVia' },
+      // Appliances (Virtualized Edge): what their libvirt has free for VMs.
+      { header: 'APPLIANCE', path: 'status.agent.managers.virt.libvirt.free' },
     ],
   },
   {
@@ -158,7 +160,8 @@ export const KINDS: KindInfo[] = [
     input: ClusterInput,
     spec: ClusterSpec,
     creatable: true,
-    verbs: [],
+    // Upgrade actions (issue 4): POST /api/v1/clusters/<name>/<verb>, served by cluster/upgrade/upgrade.routes.ts.
+    verbs: ['pause', 'resume', 'cancel', 'retry'],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
       { header: 'PHASE', path: 'status.phase' },

@@ -4,6 +4,7 @@ import { ErrorBody } from './errors.js';
 import { KINDS } from './kinds.js';
 import { addRegistrationPaths } from './registration-openapi.js';
 import { addRemoteSessionPaths } from './remote-session-openapi.js';
+import { addVirtPaths } from './virt-openapi.js';
 
 type Json = Record<string, unknown>;
 
@@ -104,6 +105,7 @@ export function buildOpenApi(version: string): Json {
   };
   addRegistrationPaths(paths, schemas, schema, errorResponse);
   addRemoteSessionPaths(paths, schemas, schema, errorResponse);
+  addVirtPaths(paths, schemas, schema, errorResponse);
   return {
     openapi: '3.1.0',
     info: { title: 'Edgeplane API', version, license: { name: 'Apache-2.0' } },

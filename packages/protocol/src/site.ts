@@ -32,7 +32,10 @@ export const SiteSpec = z
     /** IANA time zone (Europe/Berlin, America/New_York); maintenance windows are read in it. */
     timezone: z.string().min(1).max(64).default('UTC'),
     address: z.string().max(1024).optional(),
-    coordinates: z.object({ latitude: z.number().min(-90).max(90), longitude: z.number().min(-180).max(180) }).strict().optional(),
+    coordinates: z
+      .object({ latitude: z.number().min(-90).max(90), longitude: z.number().min(-180).max(180) })
+      .strict()
+      .optional(),
     /** No windows: changes may happen at any time. Several windows: any one open is enough. */
     maintenanceWindows: z.array(MaintenanceWindow).max(32).default([]),
   })

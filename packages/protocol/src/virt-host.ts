@@ -35,6 +35,10 @@ export const LibvirtInventory = z.object({
   networks: z.array(z.object({ name: z.string(), active: z.boolean() })).default([]),
   pools: z.array(z.object({ name: z.string(), active: z.boolean(), capacityBytes: z.number(), availableBytes: z.number() })).default([]),
   domains: z.array(LibvirtDomainInfo).default([]),
+  /** vCPUs and memory of the defined domains (what is allocated, before overcommit). */
+  allocated: z.object({ vcpus: z.number().int(), memoryMiB: z.number().int() }).optional(),
+  /** One line for tables (allocated/total, free disk): "vcpu 6/16 mem 1536/3072MiB disk-free 190GiB". */
+  free: z.string().optional(),
   /** True when the connection is libvirt's test driver (a simulation of a hypervisor). */
   simulated: z.boolean().optional(),
 });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { NodeRole } from './host-spec.js';
-import { LibvirtName } from './virt-host.js';
 import { Labels, Name } from './meta.js';
+import { LibvirtName } from './virt-host.js';
 
 /**
  * Virtualized Edge (DESIGN.md "Two edge solutions"): an appliance runs libvirt; the cluster's nodes
@@ -14,7 +14,11 @@ export const ClusterVm = z
     name: Name,
     role: NodeRole,
     vcpus: z.number().int().min(1).max(256),
-    memoryMiB: z.number().int().min(256).max(4 * 1024 * 1024),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(256)
+      .max(4 * 1024 * 1024),
     diskGiB: z.number().int().min(1).max(65536),
     network: LibvirtName,
     storagePool: LibvirtName,
@@ -37,3 +41,36 @@ export const VirtualizedClusterFields = {
 
 /** Label on the per-cluster registration token and on every VM host (value: the cluster). */
 export const VM_CLUSTER_LABEL = 'edgeplane.io/vm-cluster';
+
+/** One VM as GET /api/v1/clusters/<name>/vms lists it: what was asked, what the appliance reports, and its node. */
+export const VmView = z.object({
+  name: z.string(),
+  role: NodeRole,
+  /** The VM's node (EdgeHost); empty until the server recorded the VM. */
+  host: z.string(),
+  domain: z.string(),
+  appliance: z.string(),
+  vcpus: z.number().int(),
+  memoryMiB: z.number().int(),
+  diskGiB: z.number().int(),
+  network: z.string(),
+  storagePool: z.string(),
+  /** libvirt domain state as the appliance reports it (absent until the domain exists). */
+  state: z.string().optional(),
+  /** The node's state (pre-registered until the VM's agent registered) and connectivity. */
+  hostState: z.string().optional(),
+  connectivity: z.string().optional(),
+});
+export type VmView = z.infer<typeof VmView>;
+
+export const VmList = z.object({ apiVersion: z.literal('edgeplane.io/v1'), kind: z.literal('VmList'), cluster: z.string(), items: z.array(VmView) });
+export type VmList = z.infer<typeof VmList>;
+
+export const DomainXmlView = z.object({
+  apiVersion: z.literal('edgeplane.io/v1'),
+  kind: z.literal('DomainXml'),
+  cluster: z.string(),
+  vm: z.string(),
+  domain: z.string(),
+  xml: z.string(),
+});

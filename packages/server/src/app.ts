@@ -11,6 +11,9 @@ import { auditRoutes } from './audit/audit.routes.js';
 import { clusterProfileRoutes, prefetchProfileDigests } from './cluster-profile/cluster-profile.routes.js';
 import type { ClusterController } from './cluster/cluster.controller.js';
 import { clusterRoutes } from './cluster/cluster.routes.js';
+import { upgradeRoutes } from './cluster/upgrade/upgrade.routes.js';
+import { hostResetRoutes } from './cluster/host-reset.routes.js';
+import { vmRoutes } from './cluster/virtualized/vm.routes.js';
 import { consoleRoutes } from './console/console.routes.js';
 import { summaryRoutes } from './console/summary.routes.js';
 import { apiRoutes, SERVICES } from './http/api.routes.js';
@@ -37,6 +40,8 @@ export interface AppDeps {
   dataDir?: string;
   /** Cluster controller (secret box + nudge); cluster routes and kubeconfig capture need it. */
   clusters?: ClusterController;
+  /** Registrations handled at once before 429 RateLimited; default 64. */
+  registrationConcurrency?: number;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -99,10 +104,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.clusters) {
     const clusters = deps.clusters;
     await app.register(async (scope) => clusterRoutes(scope, { db: store.db, secrets: clusters.secrets }));
+    await app.register(async (scope) => upgradeRoutes(scope, { db: store.db, controller: clusters }));
+    await app.register(async (scope) => hostResetRoutes(scope, { db: store.db, hub }));
   }
+  await app.register(async (scope) => vmRoutes(scope, { db: store.db }));
   await app.register(async (scope) => pairingApiRoutes(scope, { db: store.db }));
   await app.register(async (scope) => installerRoutes(scope, { db: store.db }));
-  await app.register(async (scope) => agentRoutes(scope, { db: store.db, hub, metrics, serverVersion: SERVER_VERSION, sessions, clusters: deps.clusters }));
+  await app.register(async (scope) => agentRoutes(scope, { db: store.db, hub, metrics, serverVersion: SERVER_VERSION, sessions, clusters: deps.clusters, registrationConcurrency: deps.registrationConcurrency }));
   // What the web console needs besides the resource API: who am I, live changes, and its own files at `/`.
   const watch = new WatchHub(store.db, hub.changes, () => SERVICES, deps.logger.child({ component: 'watch' }));
   watch.start();

@@ -17,6 +17,10 @@ export interface ServerOptions {
   bodyLimitBytes?: number;
   /** URL printed and used in links; default http://<host>:<port>. */
   publicUrl?: string;
+  /** How often the rollout controller steps unfinished rollouts; default 1000 ms. */
+  rolloutIntervalMs?: number;
+  /** Registrations handled at once; more answer 429 RateLimited with Retry-After; default 64. */
+  registrationConcurrency?: number;
   logger?: Logger;
   logLevel?: string;
 }

@@ -6,9 +6,11 @@ import { buildApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import { ClusterController } from './cluster/cluster.controller.js';
 import { loadSecretBox } from './cluster/secret-box.js';
+import { VirtController } from './cluster/virtualized/virt.controller.js';
 import { createMetrics } from './http/metrics.js';
 import type { RunningServer, ServerOptions } from './options.js';
 import { endOrphanedSessions } from './remote-session/remote-session.service.js';
+import { RolloutController } from './rollout/rollout.controller.js';
 import { openStore } from './store/db.js';
 import { migrateToLatest } from './store/migrations.js';
 
@@ -34,7 +36,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
     await hub.start();
     const clusters = new ClusterController(store.db, hub, loadSecretBox(dataDir), logger.child({ component: 'clusters' }));
-    const app = await buildApp({ store, hub, metrics, logger, bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024, dataDir, clusters });
+    const app = await buildApp({
+      store,
+      hub,
+      metrics,
+      logger,
+      bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
+      dataDir,
+      clusters,
+      registrationConcurrency: options.registrationConcurrency,
+    });
     const host = options.host ?? '0.0.0.0';
     await app.listen({ host, port: options.port ?? 8080 });
     const addr = app.server.address();
@@ -42,11 +53,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const url = options.publicUrl ?? `http://${host === '0.0.0.0' || host === '::' ? 'localhost' : host}:${port}`;
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
     clusters.start();
+    const virt = new VirtController(store.db, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => options.publicUrl ?? url });
+    virt.start();
+    const rollouts = new RolloutController(store.db, logger.child({ component: 'rollouts' }) as never, {
+      intervalMs: options.rolloutIntervalMs,
+      onClustersChanged: () => clusters.nudge(),
+    });
+    rollouts.start();
     return {
       url,
       adminToken,
       adminTokenFile,
       async close() {
+        await rollouts.stop();
+        await virt.stop();
         await clusters.stop();
         await hub.stop();
         await app.close();

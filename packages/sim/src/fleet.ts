@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import { Agent, AgentConfig, type AgentTiming, SimDevice, simKubernetes } from '@edgeplane/agent';
 import { type Logger, pino } from 'pino';
+import { SIM_LIBVIRT_URI, SimAppliance } from './appliance.js';
 
 export const SIMULATED_LABEL = 'edgeplane.io/simulated';
 
@@ -20,10 +21,17 @@ export interface FleetOptions {
   concurrency?: number;
   settleTimeoutMs?: number;
   timing?: Partial<AgentTiming>;
+  /**
+   * Simulated Virtualized Edge appliances (`<dataDir>/appliance-<n>/`), one per site round-robin: each
+   * drives libvirt's test driver and runs an agent per running domain (see appliance.ts).
+   */
+  appliances?: number;
 }
 
 export interface Fleet {
   readonly agents: Agent[];
+  /** The simulated appliances (their agents are in `agents` too). */
+  readonly appliances: SimAppliance[];
   /** Resolves once every agent has been started (not necessarily connected). */
   readonly started: Promise<void>;
   /** Resolves when every agent is connected; rejects after `timeoutMs` saying how many are. */
@@ -63,6 +71,27 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     }
   }
 
+  const appliances: SimAppliance[] = [];
+  for (let a = 1; a <= (options.appliances ?? 0); a++) {
+    const dir = join(options.dataDir, `appliance-${a}`);
+    const site = siteName(((a - 1) % sites) + 1, sites);
+    const hostname = `sim-appliance-${a}`;
+    const config = AgentConfig.parse({
+      server: options.server,
+      token: options.token,
+      site,
+      labels,
+      dataDir: dir,
+      deviceRoot: dir,
+      virt: { libvirtUri: SIM_LIBVIRT_URI },
+    });
+    const device = new SimDevice({ root: dir, hostname });
+    const log = logger.child({ sim: hostname });
+    const agent = new Agent({ config, device, logger: log, timing: options.timing });
+    agents.push(agent);
+    appliances.push(new SimAppliance(agent, device, { dataDir: dir, logger: log, timing: options.timing }));
+  }
+
   const stopping = new AbortController();
   // Every pool slot waits on this signal at once.
   setMaxListeners(concurrency + 10, stopping.signal);
@@ -81,10 +110,13 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       await settled(agent, settleTimeoutMs, stopping.signal);
     }
   };
-  const started = Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, agents.length)) }, worker)).then(() => {});
+  const started = Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, agents.length)) }, worker)).then(() => {
+    if (!stopping.signal.aborted) for (const a of appliances) a.start();
+  });
 
   return {
     agents,
+    appliances,
     started,
     async waitUntilConnected(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
@@ -97,6 +129,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     async stop() {
       stopping.abort();
       await started;
+      await Promise.all(appliances.map((a) => a.stop()));
       await Promise.all(launched.map((a) => a.stop()));
     },
   };

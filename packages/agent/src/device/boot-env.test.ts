@@ -67,7 +67,9 @@ describe('boot environment', () => {
     };
     const desired = { image: 'r.local/os:2', digest };
     expect(await manager.converged(desired)).toBe(false);
-    await manager.apply(desired, ctx, { os: desired });
+    // The run stops there (not retryable): later managers must not act on a spec for an image that did not boot.
+    await expect(manager.apply(desired, ctx, { os: desired })).rejects.toMatchObject({ detail: { component: 'os', retryable: false } });
+    expect(await manager.converged(desired)).toBe(false);
     expect(await manager.status()).toMatchObject({
       phase: 'FellBack',
       bootedSlot: 'A',

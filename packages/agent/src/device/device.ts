@@ -2,6 +2,7 @@ import type { Inventory } from '@edgeplane/protocol';
 import type { SlotBoot } from './boot-env.js';
 import type { ExecOptions, ExecResult } from './exec.js';
 import type { KubernetesClient } from './kube-client.js';
+import type { Libvirt } from './libvirt.js';
 import type { ServiceManager } from './services.js';
 
 /**
@@ -42,4 +43,11 @@ export interface Device {
    * path, resolved under `root`): @kubernetes/client-node on LinuxDevice, the simulated cluster API on SimDevice.
    */
   kubernetes?(kubeconfigPath: string): KubernetesClient;
+  /**
+   * The libvirt connection at `uri` (the virt manager of an appliance): one long-lived virsh session
+   * per URI. SimDevice: libvirt's test driver (test:///default), private to the device.
+   */
+  libvirt?(uri: string): Libvirt;
+  /** Ends the device's long-lived helpers (virsh sessions). */
+  close?(): Promise<void>;
 }

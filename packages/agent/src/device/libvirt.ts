@@ -68,13 +68,19 @@ export class Libvirt {
       const d = await this.domainInfo(name).catch(() => undefined);
       if (d) domains.push(d);
     }
+    const cpus = Number.parseInt(node['CPU(s)'] ?? '0', 10) || 0;
+    const memoryMiB = Math.floor(kib(node['Memory size']) / 1024);
+    const allocated = { vcpus: domains.reduce((n, d) => n + (d.vcpus ?? 0), 0), memoryMiB: domains.reduce((n, d) => n + (d.memoryMiB ?? 0), 0) };
+    const diskGiB = Math.floor(pools.filter((p) => p.active).reduce((n, p) => n + p.availableBytes, 0) / 1024 ** 3);
     return {
       uri: this.uri,
-      cpus: Number.parseInt(node['CPU(s)'] ?? '0', 10) || 0,
-      memoryMiB: Math.floor(kib(node['Memory size']) / 1024),
+      cpus,
+      memoryMiB,
       networks,
       pools,
       domains,
+      allocated,
+      free: `vcpu ${allocated.vcpus}/${cpus} mem ${allocated.memoryMiB}/${memoryMiB}MiB disk-free ${diskGiB}GiB`,
       ...(this.simulated ? { simulated: true } : {}),
     };
   }
@@ -91,7 +97,7 @@ export class Libvirt {
       const d = parseKeyValues(await this.run('dominfo', name));
       return { name, uuid: d.UUID, state: d.State ?? 'unknown', vcpus: Number(d['CPU(s)']) || 0, memoryMiB: Math.floor(kib(d['Max memory']) / 1024) };
     } catch (err) {
-      if (err instanceof VirshError && /not found|no domain/i.test(err.message)) return undefined;
+      if (err instanceof VirshError && /not found|no domain|failed to get domain/i.test(err.message)) return undefined;
       throw err;
     }
   }
@@ -117,5 +123,25 @@ export class Libvirt {
 
   async poolVolumes(pool: string): Promise<string[]> {
     return (await this.names('vol-list', pool)).map((l) => l.split(/\s+/)[0]);
+  }
+}
+
+/** One Libvirt (one virsh session) per URI, per device. */
+export class LibvirtConnections {
+  private readonly byUri = new Map<string, Libvirt>();
+
+  get(uri: string): Libvirt {
+    let lv = this.byUri.get(uri);
+    if (!lv) {
+      lv = new Libvirt(uri);
+      this.byUri.set(uri, lv);
+    }
+    return lv;
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.byUri.values()];
+    this.byUri.clear();
+    await Promise.all(all.map((lv) => lv.close()));
   }
 }

@@ -3,6 +3,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
 import type { Device } from './device.js';
+import { type Libvirt, LibvirtConnections } from './libvirt.js';
 import { type ExecOptions, type ExecResult, execCommand } from './exec.js';
 import type { KubernetesClient } from './kube-client.js';
 import { LinuxKubernetesClient } from './linux-kube-client.js';
@@ -60,6 +61,17 @@ export class LinuxDevice implements Device {
   /** @kubernetes/client-node with the kubeconfig file at `kubeconfigPath` under `root`. */
   kubernetes(kubeconfigPath: string): KubernetesClient {
     return new LinuxKubernetesClient(this.root, kubeconfigPath);
+  }
+
+  private readonly libvirts = new LibvirtConnections();
+
+  /** libvirt at `uri` (qemu:///system on an appliance) through one long-lived virsh session. */
+  libvirt(uri: string): Libvirt {
+    return this.libvirts.get(uri);
+  }
+
+  close(): Promise<void> {
+    return this.libvirts.closeAll();
   }
 
   /** DMI product_uuid when readable and meaningful (root-only on real machines; all 0/f on some boards), else machine-id. */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../atomic-file.js';
 import type { Device } from './device.js';
+import { type Libvirt, LibvirtConnections } from './libvirt.js';
 import type { ExecOptions, ExecResult } from './exec.js';
 import type { KubernetesClient } from './kube-client.js';
 import { runSimCommand } from './sim-commands.js';
@@ -52,7 +53,7 @@ export class SimDevice implements Device {
   constructor(options: SimDeviceOptions) {
     this.root = options.root;
     this.hostname = options.hostname;
-    this.boot = new SimSlots(this.root);
+    this.boot = new SimSlots(this.root, async () => (await this.inventory()).hostname);
     this.simKubernetes = options.kubernetes ?? simKubernetes;
     this.services = new SimServiceManager(this.root, this.simKubernetes);
   }
@@ -65,6 +66,20 @@ export class SimDevice implements Device {
   /** SIMULATION: a client of the simulated cluster named by the kubeconfig file. */
   kubernetes(kubeconfigPath: string): KubernetesClient {
     return new SimKubernetesClient(this.root, kubeconfigPath, this.simKubernetes);
+  }
+
+  private readonly libvirts = new LibvirtConnections();
+
+  /**
+   * libvirt at `uri`, for real (a virsh session); the simulator points appliances at libvirt's test
+   * driver (test:///default), whose state is private to each connection and so to each device.
+   */
+  libvirt(uri: string): Libvirt {
+    return this.libvirts.get(uri);
+  }
+
+  close(): Promise<void> {
+    return this.libvirts.closeAll();
   }
 
   /**

@@ -325,7 +325,8 @@ export class SimKubernetes {
     node.labels = { 'kubernetes.io/hostname': reg.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', ...reg.labels };
     node.unschedulable = existing?.unschedulable;
     cluster.nodes[reg.name] = node;
-    if (reg.role === 'control-plane' && !(cluster.etcdMembers ??= []).includes(reg.name)) cluster.etcdMembers.push(reg.name);
+    cluster.etcdMembers ??= [];
+    if (reg.role === 'control-plane' && !cluster.etcdMembers.includes(reg.name)) cluster.etcdMembers.push(reg.name);
     return node;
   }
 

@@ -17,7 +17,11 @@ export const GRUBENV_PATH = 'boot/grub/grubenv';
 export class SimSlots implements SlotBoot {
   readonly grubenv: GrubEnv;
 
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    /** The simulated machine's hostname (for the simulateBootFailure hook's host list). */
+    private readonly hostname: () => Promise<string> = async () => '',
+  ) {
     this.grubenv = new GrubEnv(join(root, GRUBENV_PATH));
   }
 
@@ -70,12 +74,15 @@ export class SimSlots implements SlotBoot {
     const release = await stat(join(this.slotDir(slot), 'rootfs', 'etc', 'os-release')).catch(() => undefined);
     if (release?.isFile() !== true || (await this.readSlot(slot)) === undefined) return false;
     // SIMULATION HOOK (SimDevice only, ignored by LinuxDevice): an image whose
-    // /usr/lib/edgeplane/image.json says {"simulateBootFailure": true} "panics" on boot, so tests
-    // can ship an image that fails on real-looking terms (the watchdog then boots active_slot).
+    // /usr/lib/edgeplane/image.json says "simulateBootFailure": true (or a list of hostnames that
+    // includes this machine's) "panics" on boot, so tests can ship an image that fails on
+    // real-looking terms; the simulated watchdog then boots active_slot.
     const info = (await readJsonFile(join(this.slotDir(slot), 'rootfs', 'usr', 'lib', 'edgeplane', 'image.json')).catch(() => undefined)) as
       | { simulateBootFailure?: unknown }
       | undefined;
-    return info?.simulateBootFailure !== true;
+    const hook = info?.simulateBootFailure;
+    if (hook === true) return false;
+    return !(Array.isArray(hook) && hook.includes(await this.hostname()));
   }
 
   /** os-release of the booted slot, if it holds an OS image. */

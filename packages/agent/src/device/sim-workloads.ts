@@ -44,13 +44,15 @@ const selectorOf = (o: KubeObject) => JSON.stringify(spec(o).selector?.matchLabe
 
 /** Brings workloads in line with the Deployments in `objects` and places pending pods. */
 export function schedule(cluster: SchedulableCluster, objects: KubeObject[]): void {
-  const workloads = (cluster.workloads ??= {});
+  cluster.workloads ??= {};
+  const workloads = cluster.workloads;
   const deployments = objects.filter((o) => o.apiVersion === 'apps/v1' && o.kind === 'Deployment');
   const keep = new Set(deployments.map(wkey));
   for (const k of Object.keys(workloads)) if (!keep.has(k)) delete workloads[k];
   for (const d of deployments) {
     const k = wkey(d);
-    const w = (workloads[k] ??= { replicas: 0, selector: selectorOf(d), pods: [] });
+    workloads[k] ??= { replicas: 0, selector: selectorOf(d), pods: [] };
+    const w = workloads[k];
     w.replicas = Number(spec(d).replicas ?? 1);
     w.selector = selectorOf(d);
     while (w.pods.length > w.replicas) w.pods.pop();
@@ -119,7 +121,9 @@ export function evictRound(cluster: SchedulableCluster, objects: KubeObject[], n
 export function recordNodeDown(cluster: SchedulableCluster, node: string): void {
   for (const [name, w] of Object.entries(cluster.workloads ?? {})) {
     for (const pod of w.pods) {
-      if (pod.node === node) (cluster.disruptions ??= []).push({ workload: name, pod: pod.name, node, at: new Date().toISOString() });
+      if (pod.node !== node) continue;
+      cluster.disruptions ??= [];
+      cluster.disruptions.push({ workload: name, pod: pod.name, node, at: new Date().toISOString() });
     }
   }
 }

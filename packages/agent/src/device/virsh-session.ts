@@ -47,8 +47,7 @@ export class VirshSession {
 
   /** Runs one virsh command (argv without "virsh"); resolves with its stdout, rejects with VirshError. */
   run(...argv: string[]): Promise<string> {
-    for (const a of argv)
-      if (/['\n\r]/.test(a) || a === '') throw new VirshError(`argument not allowed in a virsh session: ${JSON.stringify(a)}`, argv);
+    for (const a of argv) if (/['\n\r]/.test(a) || a === '') throw new VirshError(`argument not allowed in a virsh session: ${JSON.stringify(a)}`, argv);
     if (this.closed) return Promise.reject(new VirshError('virsh session closed', argv));
     return new Promise((resolve, reject) => {
       this.queue.push({ id: ++this.seq, argv, resolve, reject });
@@ -126,7 +125,9 @@ export class VirshSession {
   private check(): void {
     const p = this.current;
     if (!p) return;
-    const doneAt = this.out.indexOf(`__ep_done_${p.id}__`);
+    // virsh echoes "virsh # echo __ep_done_N__" itself: the marker counts only as echo's output.
+    const done = new RegExp(`(?<!echo )__ep_done_${p.id}__`).exec(this.out);
+    const doneAt = done ? done.index : -1;
     const markRe = new RegExp(`^.*unknown command: '__ep_mark_${p.id}'.*$`, 'm');
     const mark = markRe.exec(this.err);
     if (doneAt < 0 || !mark) return;

@@ -21,7 +21,7 @@ export interface ManagerContext {
   signal: AbortSignal;
 }
 
-export type ManagerName = 'os' | 'kubernetes' | 'addons';
+export type ManagerName = 'maintenance' | 'os' | 'kubernetes' | 'addons' | 'virt';
 
 export interface Manager<Name extends ManagerName = ManagerName> {
   readonly name: Name;
@@ -33,6 +33,8 @@ export interface Manager<Name extends ManagerName = ManagerName> {
   status(): Promise<unknown>;
   /** True when the observed state matches `desired` (the runner then skips prepare/apply). */
   converged?(desired: HostSpec[Name] | undefined): Promise<boolean>;
+  /** A capability the host has because of this manager (reported in AgentStatus.capabilities), e.g. `libvirt`. */
+  readonly capability?: string;
 }
 
 /** A manager failure: which phase, which component, and whether retrying can help. */

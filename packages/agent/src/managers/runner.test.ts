@@ -15,9 +15,11 @@ import { createManagers, ManagerRunner } from './runner.js';
 const log = pino({ level: 'silent' });
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 const STATUS: Record<ManagerName, unknown> = {
+  maintenance: { phase: 'None', cordoned: false },
   os: { phase: 'Idle', bootedSlot: 'A', activeSlot: 'A', slots: {} },
   kubernetes: { phase: 'Pending', ready: false },
   addons: { phase: 'Pending', applied: [] },
+  virt: { phase: 'Idle', domains: [] },
 };
 
 /** A manager that records its calls; `behave` may block or fail a call. */
@@ -78,7 +80,7 @@ describe('ManagerRunner', () => {
       'kubernetes.apply:null',
       'addons.apply:{"items":[]}',
     ]);
-    expect(reports.at(-1)).toEqual({ managers: STATUS });
+    expect(reports.at(-1)).toEqual({ managers: { os: STATUS.os, kubernetes: STATUS.kubernetes, addons: STATUS.addons } });
   });
 
   it('aborts the run in progress when a newer spec arrives and converges to the newer one', async () => {
@@ -145,11 +147,10 @@ describe('ManagerRunner', () => {
     }
   });
 
-  it('createManagers always has the os manager first', async () => {
+  it('createManagers has maintenance (cordon, drain) first, then os', async () => {
     const managers = await createManagers(new SimDevice({ root: dataDir }), { dataDir });
-    expect(managers[0].name).toBe('os');
-    expect(managers.map((m) => m.name)).toEqual(
-      [...managers.map((m) => m.name)].sort((a, b) => ['os', 'kubernetes', 'addons'].indexOf(a) - ['os', 'kubernetes', 'addons'].indexOf(b)),
-    );
+    expect(managers.slice(0, 2).map((m) => m.name)).toEqual(['maintenance', 'os']);
+    const order = ['maintenance', 'os', 'kubernetes', 'addons', 'virt'];
+    expect(managers.map((m) => m.name)).toEqual([...managers.map((m) => m.name)].sort((a, b) => order.indexOf(a) - order.indexOf(b)));
   });
 });

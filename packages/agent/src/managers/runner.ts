@@ -5,11 +5,13 @@ import type { Device } from '../device/device.js';
 import { AddonsManager } from './addons/addons.manager.js';
 import { KubernetesManager } from './kubernetes/kubernetes.manager.js';
 import { kubernetesHealthCheck } from './kubernetes/kubernetes-health.js';
+import { MaintenanceManager } from './maintenance/maintenance.manager.js';
 import { type Manager, type ManagerContext, ManagerFailure, type ManagerName } from './manager.js';
 import { type OsHealthCheck, OsManager } from './os/os.manager.js';
+import { VirtManager } from './virt/virt.manager.js';
 
 /** Fixed order managers run in (DESIGN.md "Agent managers"). */
-export const MANAGER_ORDER: readonly ManagerName[] = ['os', 'kubernetes', 'addons'];
+export const MANAGER_ORDER: readonly ManagerName[] = ['maintenance', 'os', 'kubernetes', 'addons', 'virt'];
 
 export interface RunnerOptions {
   device: Device;
@@ -98,7 +100,8 @@ export class ManagerRunner {
       this.options.log.warn({ issues: parsed.error.issues.slice(0, 3) }, 'a manager reported an invalid status');
       return {};
     }
-    return { managers: parsed.data };
+    const capabilities = this.managers.flatMap((m) => (m.capability ? [m.capability] : []));
+    return { managers: parsed.data, ...(capabilities.length ? { capabilities } : {}) };
   }
 
   /** Recomputes the status and reports it if it changed; calls are serialized. */
@@ -186,6 +189,8 @@ export interface CreateManagersOptions {
   dataDir: string;
   /** Extra post-boot health checks of the os manager (the booted digest is always checked). */
   osHealthChecks?: OsHealthCheck[];
+  /** Appliances: the libvirt connection the virt manager drives (agent config virt.libvirtUri). */
+  virt?: { libvirtUri: string; kvm?: boolean; inventoryIntervalSeconds?: number };
 }
 
 /**
@@ -194,5 +199,7 @@ export interface CreateManagersOptions {
  */
 export async function createManagers(device: Device, options: CreateManagersOptions): Promise<Manager[]> {
   const healthChecks = [kubernetesHealthCheck(device), ...(options.osHealthChecks ?? [])];
-  return [new OsManager(device, { dataDir: options.dataDir, healthChecks }), new KubernetesManager(device), new AddonsManager(device)];
+  const managers: Manager[] = [new MaintenanceManager(device, { dataDir: options.dataDir }), new OsManager(device, { dataDir: options.dataDir, healthChecks }), new KubernetesManager(device), new AddonsManager(device)];
+  if (options.virt) managers.push(new VirtManager(device, { uri: options.virt.libvirtUri, dataDir: options.dataDir, kvm: options.virt.kvm }));
+  return managers;
 }

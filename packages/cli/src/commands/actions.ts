@@ -17,10 +17,10 @@ const ACTIONS: ActionSpec[] = [
   {
     verb: 'approve',
     done: 'approved',
-    summary: 'approve a host that is pending approval',
+    summary: 'approve a pending host, or the next batch of a rollout',
     description:
-      'Approve an edge host that registered with a token without auto-approve (or whose device key changed), so its agent may connect and receive work.',
-    examples: ['edgeplane approve host nuc-01'],
+      'Approve an edge host that registered with a token without auto-approve (or whose device key changed), so its agent may connect and receive work; or approve the next batch of a rollout that waits for approval (phase AwaitingApproval).',
+    examples: ['edgeplane approve host nuc-01', 'edgeplane approve rollout edge-1-34'],
   },
   {
     verb: 'reject',
@@ -36,6 +36,44 @@ const ACTIONS: ActionSpec[] = [
     description:
       'Revoke a registration token: no further host can register with it. Hosts that already registered with it keep their own identity and stay connected.',
     examples: ['edgeplane revoke token shop-installers'],
+  },
+  {
+    verb: 'pause',
+    done: 'paused',
+    summary: 'pause a rollout or a cluster upgrade',
+    description:
+      'Pause a rollout: clusters already upgrading finish; no further cluster starts until `resume`. Pause a cluster upgrade: the node in its maintenance window finishes; no further node starts until `resume`.',
+    examples: ['edgeplane pause rollout edge-1-34', 'edgeplane pause cluster shop-1'],
+  },
+  {
+    verb: 'resume',
+    done: 'resumed',
+    summary: 'resume a paused rollout or cluster upgrade',
+    description: "Resume a paused rollout (it starts clusters again, inside their sites' maintenance windows) or a paused cluster upgrade.",
+    examples: ['edgeplane resume rollout edge-1-34', 'edgeplane resume cluster shop-1'],
+  },
+  {
+    verb: 'cancel',
+    done: 'cancelled',
+    summary: 'cancel a cluster upgrade',
+    description:
+      'Cancel a cluster upgrade: the node in its maintenance window finishes; nodes not started stay on their previous revision (a staged image is left unused). Change spec.profile.revision to plan a new upgrade.',
+    examples: ['edgeplane cancel cluster shop-1'],
+  },
+  {
+    verb: 'retry',
+    done: 'retried',
+    summary: 'retry a failed cluster upgrade',
+    description: 'Retry a failed cluster upgrade: the node that failed (and fell back) is tried again, then the rest. To go back instead, set spec.profile.revision to the previous revision.',
+    examples: ['edgeplane retry cluster shop-1'],
+  },
+  {
+    verb: 'abort',
+    done: 'abort requested',
+    summary: 'abort a rollout',
+    description:
+      'Abort a rollout: no further cluster starts, clusters already upgrading finish (so each cluster ends on its old or its new revision, never in between), and the rollout ends Aborted.',
+    examples: ['edgeplane abort rollout edge-1-34'],
   },
 ];
 

@@ -12,6 +12,7 @@ interface SimCommandOptions {
   token: string;
   sites: number;
   nodesPerSite: number;
+  appliances: number;
   dataDir: string;
   connectTimeout: number;
   logLevel: string;
@@ -36,10 +37,22 @@ export function registerSim(program: Command, ctx: CommandContext): void {
     .requiredOption('--token <token>', 'registration token the simulated hosts register with')
     .requiredOption('--sites <n>', 'number of sites', intArg('--sites'))
     .option('--nodes-per-site <n>', 'hosts per site', intArg('--nodes-per-site'), 1)
+    .option(
+      '--appliances <n>',
+      'also run N simulated Virtualized Edge appliances (libvirt test driver via virsh; each running VM gets a simulated agent)',
+      intArg('--appliances'),
+      0,
+    )
     .option('--data-dir <dir>', 'where the simulated devices keep their files', './.edgeplane-sim')
     .option('--connect-timeout <duration>', 'how long to wait for every agent to connect (e.g. 2m)', parseDuration, 300_000)
     .addOption(new Option('--log-level <level>', 'agent log level').choices(LOG_LEVELS).default('warn'))
-    .addHelpText('after', examples('edgeplane sim --server http://localhost:8080 --token ert_... --sites 10 --nodes-per-site 3 --data-dir ./fleet'))
+    .addHelpText(
+      'after',
+      examples(
+        'edgeplane sim --server http://localhost:8080 --token ert_... --sites 10 --nodes-per-site 3 --data-dir ./fleet',
+        'edgeplane sim --server http://localhost:8080 --token ert_... --sites 1 --appliances 1   # needs virsh (libvirt-clients)',
+      ),
+    )
     .action(async (opts: SimCommandOptions) => {
       const { io } = ctx;
       // Listen for Ctrl+C from the start: stopping while agents still connect is fine.
@@ -52,11 +65,14 @@ export function registerSim(program: Command, ctx: CommandContext): void {
         token: opts.token,
         sites: opts.sites,
         nodesPerSite: opts.nodesPerSite,
+        appliances: opts.appliances,
         dataDir: resolve(opts.dataDir),
         logger: pino({ level: opts.logLevel }),
       });
       const total = fleet.agents.length;
-      io.stderr.write(`Started ${total} simulated agents (${opts.sites} sites x ${opts.nodesPerSite}) against ${opts.server}.\n`);
+      io.stderr.write(
+        `Started ${total} simulated agents (${opts.sites} sites x ${opts.nodesPerSite}${opts.appliances ? ` + ${opts.appliances} appliances` : ''}) against ${opts.server}.\n`,
+      );
       const progress = new Progress(io.stderr, total, 'agents connected');
       progress.update(countConnected(fleet.agents));
       const timer = setInterval(() => progress.update(countConnected(fleet.agents)), 250);

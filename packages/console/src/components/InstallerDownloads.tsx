@@ -13,7 +13,12 @@ async function download(path: string, body: unknown, filename: string): Promise<
     const e = ((await res.json().catch(() => ({}))) as { error?: { code: string; message: string; details?: Record<string, unknown> } }).error;
     throw new ApiError(res.status, e?.code ?? 'Unknown', e?.message ?? `HTTP ${res.status}`, e?.details);
   }
-  const url = URL.createObjectURL(await res.blob());
+  saveBlob(await res.blob(), filename);
+}
+
+/** Hands a blob to the browser as a download. */
+export function saveBlob(blob: Blob, filename: string): void {
+  const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
   a.download = filename;

@@ -9,6 +9,8 @@ export const PAGE_PATHS: Record<string, string> = {
   edgehosts: '/hosts',
   registrationtokens: '/tokens',
   clusters: '/clusters',
+  clusterprofiles: '/profiles',
+  rollouts: '/rollouts',
   events: '/events',
   users: '/users',
   apitokens: '/apitokens',

@@ -92,6 +92,8 @@ export const api = {
   list: (plural: string, p?: ListParams) => request<ResourceList>('GET', listPath(plural, p)),
   get: (plural: string, name: string) => request<Resource>('GET', `/api/v1/${plural}/${encodeURIComponent(name)}`),
   create: (plural: string, body: unknown) => request<Resource>('POST', `/api/v1/${plural}`, body),
+  /** JSON merge patch (RFC 7386): arrays such as spec.nodes are replaced whole. */
+  patch: (plural: string, name: string, body: unknown) => request<Resource>('PATCH', `/api/v1/${plural}/${encodeURIComponent(name)}`, body),
   remove: (plural: string, name: string) => request<Resource>('DELETE', `/api/v1/${plural}/${encodeURIComponent(name)}`),
   action: (plural: string, name: string, verb: string) => request<Resource>('POST', `/api/v1/${plural}/${encodeURIComponent(name)}/${verb}`),
 };

@@ -1,6 +1,8 @@
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
+import { ClusterChange } from '../components/ClusterChange';
 import { ResourceTable } from '../components/ResourceTable';
+import { UpgradeProgress } from '../components/UpgradeProgress';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { ApiError, api, formatValue, tokenStore } from '../lib/api';
 import { useAuth } from '../lib/auth';
@@ -42,6 +44,7 @@ export function ClusterDetail({ name }: { name: string }) {
   const { can } = useAuth();
   const q = useQuery({ queryKey: ['get', 'clusters', name], queryFn: () => api.get('clusters', name) });
   const [error, setError] = useState<unknown>();
+  const [changing, setChanging] = useState(false);
   if (q.isPending) return <Loading what={`cluster ${name}`} />;
   if (q.error) return <ErrorBox error={q.error} title={`Could not load cluster ${name}`} />;
   const c = q.data;
@@ -56,6 +59,11 @@ export function ClusterDetail({ name }: { name: string }) {
         {name} <StateBadge value={c.status.phase ?? 'Pending'} />
       </h1>
       <div className="row">
+        {can('clusters', 'update') && !changing && (
+          <button type="button" onClick={() => setChanging(true)}>
+            Upgrade or scale…
+          </button>
+        )}
         {c.status.kubeconfigAvailable && can('clusters', 'kubeconfig') && (
           <button type="button" className="secondary" onClick={() => downloadKubeconfig(name).catch(setError)}>
             Download kubeconfig
@@ -63,6 +71,8 @@ export function ClusterDetail({ name }: { name: string }) {
         )}
       </div>
       <ErrorBox error={error} title="No kubeconfig" />
+      {changing && <ClusterChange cluster={c} onDone={() => setChanging(false)} />}
+      <UpgradeProgress cluster={c} />
       <div className="cards">
         <section className="card" aria-labelledby="c-sum">
           <h2 id="c-sum">Cluster</h2>
@@ -77,6 +87,8 @@ export function ClusterDetail({ name }: { name: string }) {
             <dd>
               {c.spec.podCidr} / {c.spec.serviceCidr}
             </dd>
+            <dt>Running revision</dt>
+            <dd>{formatValue(c.status.profileRevision)}</dd>
             <dt>Observed generation</dt>
             <dd>
               {formatValue(c.status.observedGeneration)} of {c.metadata.generation as number}

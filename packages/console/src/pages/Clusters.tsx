@@ -28,7 +28,10 @@ function parseVariables(text: string): Record<string, string> {
 function ClusterWizard({ onClose }: { onClose(): void }) {
   const qc = useQueryClient();
   const profiles = useQuery({ queryKey: ['list', 'clusterprofiles', { all: true }], queryFn: () => api.list('clusterprofiles', { limit: 1000 }) });
-  const hosts = useQuery({ queryKey: ['list', 'edgehosts', { wizard: true }], queryFn: () => api.list('edgehosts', { limit: 1000 }) });
+  const hosts = useQuery({
+    queryKey: ['list', 'edgehosts', { wizard: true }],
+    queryFn: () => api.list('edgehosts', { limit: 1000, fieldSelector: 'status.state=ready' }),
+  });
   const [profile, setProfile] = useState('');
   const [roles, setRoles] = useState<Record<string, Role>>({});
   const [localError, setLocalError] = useState<string>();

@@ -8,7 +8,7 @@ import { useAuth } from '../lib/auth';
  * Any kind in the protocol's KINDS without a page of its own: its table (columns from KINDS) and, when
  * creatable, a create form taking the spec as JSON. New kinds show up here until they get a page.
  */
-export function Generic({ plural }: { plural: string }) {
+export function Generic({ plural, detailPath = `/r/${plural}` }: { plural: string; detailPath?: string }) {
   const { can } = useAuth();
   const info = kindInfo(plural);
   if (!info) return <Empty>There is no resource type “{plural}”.</Empty>;
@@ -40,7 +40,7 @@ export function Generic({ plural }: { plural: string }) {
           </div>
         </CreateForm>
       )}
-      <ResourceTable plural={plural} rowLink={(r) => `/r/${plural}/${encodeURIComponent(r.metadata.name)}`} />
+      <ResourceTable plural={plural} rowLink={(r) => `${detailPath}/${encodeURIComponent(r.metadata.name)}`} />
     </>
   );
 }

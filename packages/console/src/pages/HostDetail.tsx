@@ -1,4 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
+import { ConnectivityHistory } from '../components/ConnectivityHistory';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue } from '../lib/api';
@@ -79,6 +80,10 @@ export function HostDetail({ name }: { name: string }) {
           )}
         </section>
       </div>
+      <section aria-labelledby="hist-h">
+        <h2 id="hist-h">Connectivity history</h2>
+        <ConnectivityHistory host={name} />
+      </section>
       <section aria-labelledby="ev-h">
         <h2 id="ev-h">Events</h2>
         <ResourceTable plural="events" fieldSelector={`involvedObject.name=${name}`} pageSize={100} emptyText="No events for this host yet." />

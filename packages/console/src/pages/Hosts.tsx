@@ -1,4 +1,4 @@
-import { type FormEvent, useState } from 'react';
+import { type FormEvent, useMemo, useState } from 'react';
 import { ClaimPairing } from '../components/ClaimPairing';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox } from '../components/ui';
@@ -59,8 +59,14 @@ export function Hosts() {
     e.preventDefault();
     setParam('labelSelector', selector.trim());
   };
-  const rowFilter =
-    state || connectivity ? (r: Resource) => (!state || r.status.state === state) && (!connectivity || r.status.connectivity === connectivity) : undefined;
+  // Filtered by the server (a field selector on indexed columns), so a filter holds across all pages.
+  const fieldSelector = [state && `status.state=${state}`, connectivity && `status.connectivity=${connectivity}`].filter(Boolean).join(',');
+  // The same filter over loaded rows drops a host that stops matching through a live change (approved, went offline).
+  const rowFilter = useMemo(
+    () =>
+      state || connectivity ? (r: Resource) => (!state || r.status.state === state) && (!connectivity || r.status.connectivity === connectivity) : undefined,
+    [state, connectivity],
+  );
   return (
     <>
       <h1>Edge hosts</h1>
@@ -93,6 +99,7 @@ export function Hosts() {
       <ResourceTable
         plural="edgehosts"
         labelSelector={applied || undefined}
+        fieldSelector={fieldSelector || undefined}
         rowFilter={rowFilter}
         rowLink={(r) => `/hosts/${encodeURIComponent(r.metadata.name)}`}
         actions={(r) => <HostActions host={r} />}

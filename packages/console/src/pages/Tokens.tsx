@@ -2,17 +2,23 @@ import { useState } from 'react';
 import { CreateForm, compact, TextField } from '../components/CreateForm';
 import { InstallerDownloads } from '../components/InstallerDownloads';
 import { ResourceTable } from '../components/ResourceTable';
+import { RotateInstaller } from '../components/RotateInstaller';
 import { ErrorBox, SecretOnce } from '../components/ui';
 import type { Resource } from '../lib/api';
 import { useAuth } from '../lib/auth';
 import { useResourceAction } from '../lib/mutations';
 
-function TokenActions({ token }: { token: Resource }) {
+function TokenActions({ token, onInstaller }: { token: Resource; onInstaller(name: string): void }) {
   const { can } = useAuth();
   const act = useResourceAction('registrationtokens');
   const name = token.metadata.name;
   return (
     <span className="row">
+      {can('registrationtokens', 'installer') && token.status.state === 'active' && (
+        <button type="button" className="small secondary" aria-label={`Installer for ${name}`} onClick={() => onInstaller(name)}>
+          Installer…
+        </button>
+      )}
       {can('registrationtokens', 'revoke') && token.status.state === 'active' && (
         <button
           type="button"
@@ -42,18 +48,33 @@ function TokenActions({ token }: { token: Resource }) {
 
 export function Tokens() {
   const { can } = useAuth();
-  const [secret, setSecret] = useState<{ name: string; token: string }>();
+  const [secret, setSecret] = useState<{ name: string; token: string; rotated?: boolean }>();
+  const [installerFor, setInstallerFor] = useState<string>();
   return (
     <>
       <h1>Registration tokens</h1>
       <p className="muted">Devices present a registration token once, at first boot, to join this control plane.</p>
       {secret && (
         <>
-          <SecretOnce label={`Token ${secret.name}`} secret={secret.token} onDone={() => setSecret(undefined)} />
+          <SecretOnce
+            label={secret.rotated ? `New secret of token ${secret.name}` : `Token ${secret.name}`}
+            secret={secret.token}
+            onDone={() => setSecret(undefined)}
+          />
           {can('registrationtokens', 'installer') && <InstallerDownloads token={secret.name} secret={secret.token} />}
         </>
       )}
-      {can('registrationtokens', 'create') && !secret && (
+      {installerFor && !secret && (
+        <RotateInstaller
+          token={installerFor}
+          onCancel={() => setInstallerFor(undefined)}
+          onRotated={(token) => {
+            setInstallerFor(undefined);
+            setSecret({ name: installerFor, token, rotated: true });
+          }}
+        />
+      )}
+      {can('registrationtokens', 'create') && !secret && !installerFor && (
         <CreateForm
           plural="registrationtokens"
           title="Create registration token"
@@ -76,7 +97,19 @@ export function Tokens() {
           </div>
         </CreateForm>
       )}
-      <ResourceTable plural="registrationtokens" actions={(t) => <TokenActions token={t} />} emptyText="No registration tokens yet." />
+      <ResourceTable
+        plural="registrationtokens"
+        actions={(t) => (
+          <TokenActions
+            token={t}
+            onInstaller={(name) => {
+              setSecret(undefined);
+              setInstallerFor(name);
+            }}
+          />
+        )}
+        emptyText="No registration tokens yet."
+      />
     </>
   );
 }

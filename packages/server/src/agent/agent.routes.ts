@@ -17,6 +17,7 @@ import { type ChannelDeps, serveChannel } from './channel.js';
 import type { ConnectionHub } from './connection-hub.js';
 import { claimedHost, ReplayCache, verifyDeviceToken } from './device-token.js';
 import { registerDevice } from './register.service.js';
+import { RegistrationGate } from './registration-gate.js';
 
 export interface AgentRouteDeps {
   db: Db;
@@ -25,6 +26,8 @@ export interface AgentRouteDeps {
   serverVersion: string;
   sessions?: ChannelDeps['sessions'];
   clusters?: ChannelDeps['clusters'];
+  /** Registrations handled at once before 429 RateLimited (see registration-gate.ts); default 64. */
+  registrationConcurrency?: number;
 }
 
 declare module 'fastify' {
@@ -38,10 +41,17 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
   const replays = new ReplayCache();
   await pairingAgentRoutes(app, { db: deps.db });
 
-  app.post(AGENT_REGISTER_PATH, async (req) => {
+  const gate = new RegistrationGate(deps.registrationConcurrency ?? 64);
+  app.post(AGENT_REGISTER_PATH, async (req, reply) => {
     const body = parseOrThrow(RegisterRequest, req.body, 'registration');
     try {
-      const res = await registerDevice(deps.db, body);
+      const ran = await gate.run(() => registerDevice(deps.db, body));
+      if (!ran) {
+        const wait = gate.retryAfterSeconds();
+        reply.header('retry-after', String(wait));
+        throw new EdgeplaneError('RateLimited', `the server is handling too many registrations; retry in ${wait}s`, { retryAfterSeconds: wait });
+      }
+      const res = ran.value;
       deps.metrics.registrations.inc({ result: res.created ? 'created' : 'existing' });
       req.log.info({ host: res.hostName, state: res.state, created: res.created, via: res.via }, 'device registered');
       announceWrite({ kind: 'EdgeHost', name: res.hostName, type: res.created ? 'ADDED' : 'MODIFIED' });

@@ -1,8 +1,10 @@
 import { CLOSE_CODES, type ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
+import { connectivityEvent } from '../edgehost/connectivity-events.js';
 import { findHostKeys, markAllOffline, setConnectivity, setLastSeen } from '../edgehost/edgehost.repository.js';
 import { edgeHosts, keyFingerprint } from '../edgehost/edgehost.service.js';
+import { recordEvents } from '../event/event.service.js';
 import type { Metrics } from '../http/metrics.js';
 import type { HostChange, HostNotifier } from '../resource/context.js';
 import type { Db } from '../store/db.js';
@@ -160,8 +162,8 @@ export class ConnectionHub implements HostNotifier {
       const online = [...batch].filter(([, s]) => s === 'online').map(([h]) => h);
       const offline = [...batch].filter(([, s]) => s === 'offline').map(([h]) => h);
       try {
-        for (let i = 0; i < online.length; i += 500) await setConnectivity(this.db, online.slice(i, i + 500), 'online', at);
-        for (let i = 0; i < offline.length; i += 500) await setConnectivity(this.db, offline.slice(i, i + 500), 'offline', at);
+        for (let i = 0; i < online.length; i += 500) await this.writeConnectivity(online.slice(i, i + 500), 'online', at);
+        for (let i = 0; i < offline.length; i += 500) await this.writeConnectivity(offline.slice(i, i + 500), 'offline', at);
         if (this.changes.size) await this.publishHosts([...online, ...offline]).catch((err) => this.log.warn({ err }, 'publishing host changes failed'));
       } catch (err) {
         this.log.error({ err }, 'connectivity flush failed; will retry');
@@ -169,6 +171,14 @@ export class ConnectionHub implements HostNotifier {
       }
     });
     return this.flushing;
+  }
+
+  /** One chunk of a flush: the connectivity column and an Online/Offline event per real transition, together. */
+  private async writeConnectivity(names: string[], state: 'online' | 'offline', at: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const changed = await setConnectivity(trx, names, state, at);
+      await recordEvents(trx, changed.map((name) => connectivityEvent(name, state, at)));
+    });
   }
 
   /** Reads changed hosts back once and tells watchers; only when someone watches. */

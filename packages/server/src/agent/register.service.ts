@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { AGENT_CONNECT_PATH, DEFAULT_PROJECT, EdgeplaneError, REGISTER_AUDIENCE, type RegisterRequest, type RegisterResponse } from '@edgeplane/protocol';
+import {
+  AGENT_CONNECT_PATH,
+  DEFAULT_PROJECT,
+  EdgeplaneError,
+  REGISTER_AUDIENCE,
+  type RegisterRequest,
+  type RegisterResponse,
+  VM_CLUSTER_LABEL,
+} from '@edgeplane/protocol';
 import { findHostByDeviceUid } from '../edgehost/edgehost.repository.js';
 import { edgeHosts, hostNameForDevice, keyFingerprint } from '../edgehost/edgehost.service.js';
 import { recordEvent } from '../event/event.service.js';
@@ -50,6 +58,10 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
           return answer(existing, existing.state, false);
         }
         const grant = await resolveGrant(trx, req, existing, now);
+        // A virtualized cluster's VM token admits only that cluster's pre-registered VMs.
+        const vmCluster = grant.labels[VM_CLUSTER_LABEL];
+        if (vmCluster !== undefined && (!existing || (JSON.parse(existing.labels) as Record<string, string>)[VM_CLUSTER_LABEL] !== vmCluster))
+          throw new EdgeplaneError('DeviceNotPreRegistered', `${grant.describe} only admits the VMs of cluster ${vmCluster}; device UID ${req.deviceUid} is not one`);
         if (existing) {
           if (existing.state === 'rejected') throw new EdgeplaneError('HostRejected', `host "${existing.name}" was rejected by an operator`);
           const state =

@@ -18,9 +18,12 @@ import {
   writeHost,
 } from './cluster.repository.js';
 import { clusterStatus } from './cluster-status.js';
+import { UpgradeEngine } from './upgrade/upgrade.engine.js';
+import { withUpgrade } from './upgrade/upgrade-status.js';
 import { clusterOf, MANAGED_SPEC_KEYS } from './host-claims.js';
 import { endpoints, hostAddress, renderHostSpec, stableJson } from './render.js';
 import type { SecretBox } from './secret-box.js';
+import { effectiveSpec } from './virtualized/virtualized.js';
 
 type ClusterRow = Awaited<ReturnType<typeof listClusterRows>>[number];
 
@@ -48,6 +51,7 @@ export class ClusterController {
   private running?: Promise<void>;
   private again = false;
   private stopped = true;
+  private readonly upgrades: UpgradeEngine;
 
   constructor(
     private readonly db: Db,
@@ -57,6 +61,7 @@ export class ClusterController {
     private readonly intervalMs = 500,
   ) {
     hub.specFilter = (host, msg) => this.fillSecrets(host, msg);
+    this.upgrades = new UpgradeEngine(db, log.child({ component: 'upgrade' }));
   }
 
   /** Adds the cluster join token to a spec message on its way to a member host's agent. */
@@ -119,7 +124,8 @@ export class ClusterController {
 
   async reconcile(row: ClusterRow): Promise<void> {
     const cluster = row.name;
-    const spec = JSON.parse(row.spec) as ClusterSpec;
+    // A virtualized cluster's nodes are its VMs' hosts (cluster/virtualized/).
+    const spec = effectiveSpec(cluster, JSON.parse(row.spec) as ClusterSpec);
     const prevStatus = JSON.parse(row.status) as Record<string, unknown>;
     const rev = await findRevision(this.db, spec.profile.name, spec.profile.revision);
     const hosts = new Map(
@@ -145,6 +151,8 @@ export class ClusterController {
     const render = (host: string, init: boolean) =>
       renderHostSpec({ cluster, spec, profile, node: spec.nodes.find((n) => n.host === host)!, init, controlPlaneEndpoint: endpoint });
 
+    // Day 2 (the cluster ran once): the upgrade engine owns the specs of nodes that joined.
+    const dayTwo = steps.has('running');
     // 1. The first control-plane node initializes the cluster: exactly once, ever.
     if (!steps.has('init')) {
       await this.writeSpec(cluster, initHost, render(initHost, true), {
@@ -152,14 +160,14 @@ export class ClusterController {
         reason: 'InitializingControlPlane',
         message: `initializing the control plane on ${initHost} (${profile.layers.kubernetes.distribution} ${profile.layers.kubernetes.version})`,
       });
-    } else {
+    } else if (!dayTwo) {
       await this.writeSpec(cluster, initHost, render(initHost, true));
     }
 
     // 2. The others join once the first node's Kubernetes is Ready.
     if (kubernetesReady(hosts.get(initHost))) {
       for (const n of spec.nodes) {
-        if (n.host === initHost) continue;
+        if (n.host === initHost || (dayTwo && steps.has(`join:${n.host}`))) continue;
         await this.writeSpec(cluster, n.host, render(n.host, false), {
           step: `join:${n.host}`,
           reason: 'JoiningNode',
@@ -167,6 +175,20 @@ export class ClusterController {
         });
       }
     }
+
+    // 2b. Day-2 changes: classify, stage, roll (cluster/upgrade/).
+    const joined = new Set([...steps.entries()].filter(([k]) => k === 'init' || k.startsWith('join:')).map(([, h]) => h as string));
+    const upgrade = dayTwo
+      ? await this.upgrades.drive({
+          cluster,
+          generation: Number(row.generation),
+          spec,
+          joined,
+          previousRevision: prevStatus.profileRevision as number | undefined,
+          render: (host) => render(host, host === initHost),
+          write: (host, desired, once) => this.writeSpec(cluster, host, desired, once),
+        })
+      : undefined;
 
     // 3. Status from what the agents report (re-read: step 1/2 may have changed hosts).
     const fresh = new Map(
@@ -177,16 +199,19 @@ export class ClusterController {
         )
       ).map((h) => [h.name, h]),
     );
-    const status = clusterStatus({
-      row,
-      spec,
-      hosts: fresh,
-      steps: await listSteps(this.db, cluster),
-      prev: prevStatus,
-      profile,
-      controlPlaneEndpoint: endpoints(profile.layers.kubernetes.distribution, endpoint).controlPlaneEndpoint,
-      kubeconfigAvailable: (await findSecret(this.db, cluster, 'kubeconfig')) !== undefined,
-    });
+    const status = withUpgrade(
+      clusterStatus({
+        row,
+        spec,
+        hosts: fresh,
+        steps: await listSteps(this.db, cluster),
+        prev: prevStatus,
+        profile,
+        controlPlaneEndpoint: endpoints(profile.layers.kubernetes.distribution, endpoint).controlPlaneEndpoint,
+        kubeconfigAvailable: (await findSecret(this.db, cluster, 'kubeconfig')) !== undefined,
+      }),
+      { spec, prev: prevStatus, upgrade },
+    );
     if (status.phase === 'Running' && !steps.has('running')) {
       await this.db.transaction().execute(async (trx) => {
         if (await insertStep(trx, cluster, 'running'))
@@ -228,7 +253,8 @@ export class ClusterController {
       const ok = await writeHost(trx, host, Number(h.resource_version), {
         spec: JSON.stringify(next),
         annotations: JSON.stringify(annotations),
-        state: 'in-use',
+        // A pre-registered VM host stays so until its device registers (and takes exactly this host).
+        state: h.state === 'pre-registered' ? h.state : 'in-use',
         bumpGeneration: true,
       });
       // Lost a race with another writer: roll back (the step too) and retry on the next pass.

@@ -47,6 +47,7 @@ export async function upsertSecret(db: Executor, cluster: string, name: string, 
 export async function deleteClusterRecords(db: Executor, cluster: string): Promise<void> {
   await db.deleteFrom('cluster_secrets').where('cluster', '=', cluster).execute();
   await db.deleteFrom('cluster_steps').where('cluster', '=', cluster).execute();
+  await db.deleteFrom('cluster_upgrades').where('cluster', '=', cluster).execute();
 }
 
 // ---- hosts as the controller sees them ----

@@ -8,6 +8,10 @@ import type { Executor } from '../store/db.js';
 import { deleteClusterRecords, findHosts, type HostRow, listSteps } from './cluster.repository.js';
 import { claimHosts, clusterOf, releaseHosts } from './host-claims.js';
 import { endpoints } from './render.js';
+import { quorumGuard } from './upgrade/quorum.js';
+import { listClusterVms } from './virtualized/cluster-vm.repository.js';
+import { checkVirtualizedUpdate, checkVmNames, clusterNodes, isVirtualized, validateVirtualized } from './virtualized/virtualized.js';
+import { releaseVirtualized } from './virtualized/vm-hosts.js';
 
 /**
  * Everything a cluster spec must satisfy before anything is written: the profile revision exists,
@@ -23,12 +27,15 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
     throw new EdgeplaneError('ProfileRevisionNotFound', `cluster profile "${profileName}" has no revision ${revision}`, { profile: profileName, revision });
   const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
 
+  // A virtualized cluster's nodes are its VMs (cluster/virtualized/).
+  if (isVirtualized(spec)) checkVmNames(spec.vms ?? []);
+  const nodes = clusterNodes(name, spec);
   const seen = new Set<string>();
-  for (const n of spec.nodes) {
+  for (const n of nodes) {
     if (seen.has(n.host)) throw new EdgeplaneError('DuplicateHost', `host "${n.host}" is listed more than once`, { host: n.host });
     seen.add(n.host);
   }
-  const cps = spec.nodes.filter((n) => n.role === 'control-plane').length;
+  const cps = nodes.filter((n) => n.role === 'control-plane').length;
   if (cps === 0) throw new EdgeplaneError('NoControlPlane', 'a cluster needs at least one control-plane node');
   if (cps % 2 === 0 && !spec.allowEvenControlPlanes)
     throw new EdgeplaneError('EvenControlPlanes', `${cps} control-plane nodes: use an odd number, or set spec.allowEvenControlPlanes`, { controlPlanes: cps });
@@ -51,6 +58,10 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
   const missing = profile.variables.filter((v) => v.required && v.default === undefined && spec.variables[v.name] === undefined).map((v) => v.name);
   if (missing.length) throw new EdgeplaneError('MissingVariable', `required variable(s) not given: ${missing.join(', ')}`, { variables: missing });
 
+  if (isVirtualized(spec)) {
+    await validateVirtualized(db, name, spec, new Set((await listClusterVms(db, name)).map((v) => v.vm)));
+    return { newHosts: [], profile };
+  }
   const rows = new Map(
     (
       await findHosts(
@@ -84,7 +95,7 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
       involvedObject: { kind: 'Cluster', name: input.metadata.name },
       type: 'Normal',
       reason: 'Created',
-      message: `created by ${ctx.user} with ${spec.nodes.length} node(s), profile ${spec.profile.name} revision ${spec.profile.revision}`,
+      message: `created by ${ctx.user} with ${clusterNodes(input.metadata.name, spec).length} node(s), profile ${spec.profile.name} revision ${spec.profile.revision}`,
       source: 'server',
     });
     return { status: { phase: 'Provisioning', conditions: [], nodes: [] } };
@@ -92,8 +103,10 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
   async prepareUpdate(db, row, next, ctx) {
     const spec = next as ClusterSpec;
     const initHost = (await listSteps(db, row.name)).get('init');
-    if (initHost && !spec.nodes.some((n) => n.host === initHost && n.role === 'control-plane'))
+    if (initHost && !clusterNodes(row.name, spec).some((n) => n.host === initHost && n.role === 'control-plane'))
       throw new EdgeplaneError('InvalidState', `host "${initHost}" initialized this cluster and must stay a control-plane node`, { host: initHost });
+    quorumGuard(clusterNodes(row.name, JSON.parse(row.spec) as ClusterSpec), clusterNodes(row.name, spec));
+    checkVirtualizedUpdate(JSON.parse(row.spec) as ClusterSpec, spec);
     const { newHosts } = await validateCluster(db, row.name, spec);
     const before = (JSON.parse(row.spec) as ClusterSpec).nodes.map((n) => n.host);
     await releaseHosts(
@@ -106,6 +119,8 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
     return {};
   },
   async beforeDelete(db, row, ctx) {
+    // VM nodes: their hosts and records go; the appliance's virt manager then removes the domains.
+    await releaseVirtualized(db, row.name, ctx);
     await releaseHosts(
       db,
       row.name,

@@ -4,7 +4,7 @@ import type { Executor } from '../store/db.js';
 import { findHosts, type HostRow, writeHost } from './cluster.repository.js';
 
 /** The spec keys the cluster controller owns on a host; the rest (site, displayName) are the user's. */
-export const MANAGED_SPEC_KEYS = ['os', 'kubernetes', 'addons'] as const;
+export const MANAGED_SPEC_KEYS = ['maintenance', 'os', 'kubernetes', 'addons'] as const;
 
 export function clusterOf(host: { annotations: string }): string | undefined {
   return (JSON.parse(host.annotations) as Record<string, string>)[CLUSTER_ANNOTATION];

@@ -67,7 +67,7 @@ export function renderHostSpec(r: RenderInput): HostSpec {
       ...(r.init ? {} : { server: ep.server }),
       podCidr: r.spec.podCidr,
       serviceCidr: r.spec.serviceCidr,
-      nodeLabels: r.spec.nodeLabels,
+      nodeLabels: { ...r.spec.nodeLabels, ...r.node.labels },
       nodeTaints: r.spec.nodeTaints,
       controlPlaneSchedulable: r.spec.controlPlaneSchedulable,
       ...(layers.network ? { network: { cni: layers.network.cni, version: layers.network.version, values: layers.network.values } } : {}),

@@ -15,15 +15,20 @@ export async function findHostKeys(db: Executor, name: string) {
   return { ...keys, denied: (JSON.parse(spec) as { denied?: boolean }).denied === true };
 }
 
-/** Connectivity changes are rare and shown to users, so they bump resource_version. */
-export async function setConnectivity(db: Executor, names: string[], connectivity: 'online' | 'offline', at: string): Promise<void> {
-  if (names.length === 0) return;
-  await db
+/**
+ * Connectivity changes are rare and shown to users, so they bump resource_version. Returns the hosts
+ * whose connectivity really changed (both SQLite and PostgreSQL support RETURNING).
+ */
+export async function setConnectivity(db: Executor, names: string[], connectivity: 'online' | 'offline', at: string): Promise<string[]> {
+  if (names.length === 0) return [];
+  const rows = await db
     .updateTable('edge_hosts')
     .set((eb) => ({ connectivity, last_seen: at, resource_version: eb('resource_version', '+', 1) }))
     .where('name', 'in', names)
     .where('connectivity', '!=', connectivity)
+    .returning('name')
     .execute();
+  return rows.map((r) => r.name);
 }
 
 /** Batched last-seen flush: no resource_version bump, it is a heartbeat, not a change. */

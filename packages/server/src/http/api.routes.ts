@@ -8,6 +8,8 @@ import { events } from '../event/event.service.js';
 import { projects } from '../project/project.service.js';
 import { registrationTokens } from '../registration-token/registration-token.service.js';
 import { remoteSessions } from '../remote-session/remote-session.service.js';
+import { rollouts } from '../rollout/rollout.service.js';
+import { sites } from '../site/site.service.js';
 import type { HostChange, RequestContext } from '../resource/context.js';
 import type { ListQuery, Resource, ResourceService } from '../resource/resource.service.js';
 import type { Db } from '../store/db.js';
@@ -18,7 +20,7 @@ import { installAuth } from './auth-hook.js';
 import { authorize } from './authz.js';
 
 /** Every kind served by the generic API; a new kind adds its service here. */
-export const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events, clusterProfiles, clusters, remoteSessions];
+export const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events, clusterProfiles, clusters, remoteSessions, sites, rollouts];
 
 function serviceFor(plural: string): ResourceService {
   const info = findKind(plural);
@@ -29,7 +31,11 @@ function serviceFor(plural: string): ResourceService {
   return svc;
 }
 
-const FIELD_COLUMNS: Record<string, string> = { 'involvedObject.kind': 'involved_kind', 'involvedObject.name': 'involved_name' };
+/** Field selectors per kind: each field maps to an indexed column, so a filter pages in SQL, not in code. */
+const FIELD_COLUMNS = new Map<ResourceService, Record<string, string>>([
+  [events, { 'involvedObject.kind': 'involved_kind', 'involvedObject.name': 'involved_name' }],
+  [edgeHosts, { 'status.state': 'state', 'status.connectivity': 'connectivity' }],
+]);
 
 function parseListQuery(svc: ResourceService, q: Record<string, string | undefined>): ListQuery {
   const out: ListQuery = { labelSelector: q.labelSelector, continue: q.continue };
@@ -40,17 +46,18 @@ function parseListQuery(svc: ResourceService, q: Record<string, string | undefin
     out.limit = n;
   }
   if (q.fieldSelector) {
-    if (svc !== events)
-      throw new EdgeplaneError('ValidationFailed', 'fieldSelector is supported for events only', {
+    const fields = FIELD_COLUMNS.get(svc);
+    if (!fields)
+      throw new EdgeplaneError('ValidationFailed', 'fieldSelector is supported for events and edgehosts only', {
         issues: [{ path: 'fieldSelector', message: 'unsupported for this kind' }],
       });
     out.where = {};
     for (const part of q.fieldSelector.split(',')) {
       const [k, v] = part.split('=');
-      const col = FIELD_COLUMNS[k?.trim() ?? ''];
+      const col = Object.hasOwn(fields, k?.trim() ?? '') ? fields[k.trim()] : undefined;
       if (!col || v === undefined)
         throw new EdgeplaneError('ValidationFailed', `unsupported field selector "${part}"`, {
-          issues: [{ path: 'fieldSelector', message: `supported: ${Object.keys(FIELD_COLUMNS).join(', ')}` }],
+          issues: [{ path: 'fieldSelector', message: `supported: ${Object.keys(fields).join(', ')}` }],
         });
       out.where[col] = v.trim();
     }

@@ -22,7 +22,11 @@ interface ClusterStatusView {
   conditions?: { type: string; status: string; message?: string }[];
 }
 
-export function clusterView(row: RolloutClusterRow, siteOf: (spec: { site?: string; nodes?: { host: string }[] }) => string | undefined, siteLabels: (site?: string) => Record<string, string>): ClusterView {
+export function clusterView(
+  row: RolloutClusterRow,
+  siteOf: (spec: { site?: string; nodes?: { host: string }[] }) => string | undefined,
+  siteLabels: (site?: string) => Record<string, string>,
+): ClusterView {
   const spec = JSON.parse(row.spec) as ClusterView['spec'] & { site?: string; nodes?: { host: string }[] };
   const site = siteOf(spec);
   return {

@@ -62,12 +62,7 @@ export async function hostSites(db: Executor, names: string[]): Promise<Map<stri
  * Writes a cluster's spec and annotations, bumping generation when the spec changed, only if the
  * row is still at `expectedVersion`. The cluster controller picks the change up on its next pass.
  */
-export async function writeClusterSpec(
-  db: Executor,
-  name: string,
-  expectedVersion: number,
-  values: { spec?: string; annotations?: string },
-): Promise<boolean> {
+export async function writeClusterSpec(db: Executor, name: string, expectedVersion: number, values: { spec?: string; annotations?: string }): Promise<boolean> {
   const r = await db
     .updateTable('clusters')
     .set((eb) => ({

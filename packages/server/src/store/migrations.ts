@@ -134,6 +134,44 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_upgrades': {
+    async up(db: AnyDb) {
+      // One row per cluster upgrade (day-2 change); its per-node steps are cluster_steps rows 'u<id>:<host>:<step>'.
+      await db.schema
+        .createTable('cluster_upgrades')
+        .addColumn('cluster', 'varchar(63)', (c) => c.notNull())
+        .addColumn('id', 'integer', (c) => c.notNull())
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('from_revision', 'integer')
+        .addColumn('to_revision', 'integer', (c) => c.notNull())
+        .addColumn('state', 'varchar(16)', (c) => c.notNull())
+        .addColumn('plan', 'text', (c) => c.notNull())
+        .addColumn('failed_host', 'varchar(63)')
+        .addColumn('message', 'text')
+        .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
+        .addColumn('updated_at', 'varchar(40)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('cluster_upgrades_pk', ['cluster', 'id'])
+        .execute();
+    },
+  },
+  '0006_virt': {
+    async up(db: AnyDb) {
+      // The VMs of virtualized clusters: the node (host) each became, its domain UUID (= device UID)
+      // and the size the appliance was last told (a resize is rolled out one VM at a time).
+      await db.schema
+        .createTable('cluster_vms')
+        .addColumn('cluster', 'varchar(63)', (c) => c.notNull())
+        .addColumn('vm', 'varchar(63)', (c) => c.notNull())
+        .addColumn('host', 'varchar(63)', (c) => c.notNull().unique())
+        .addColumn('uuid', 'varchar(64)', (c) => c.notNull().unique())
+        .addColumn('appliance', 'varchar(63)', (c) => c.notNull())
+        .addColumn('vcpus', 'integer', (c) => c.notNull())
+        .addColumn('memory_mib', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'varchar(40)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('cluster_vms_pk', ['cluster', 'vm'])
+        .execute();
+    },
+  },
   '0007_rollouts_sites': {
     async up(db: AnyDb) {
       await resourceColumns(db.schema.createTable('sites')).execute();

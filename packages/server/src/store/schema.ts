@@ -62,10 +62,36 @@ export interface ClusterSecretTable {
   updated_at: string;
 }
 /** Steps the cluster controller has taken, one row each, so a restart never repeats one. */
+/** A cluster upgrade (server/src/cluster/upgrade/); `plan` is JSON (nodes, classes, pre-upgrade host specs). */
+export interface ClusterUpgradeTable {
+  cluster: string;
+  id: number;
+  generation: number;
+  from_revision: number | null;
+  to_revision: number;
+  /** Staging | Rolling | Paused | Failed | Cancelled | Succeeded */
+  state: string;
+  plan: string;
+  failed_host: string | null;
+  message: string | null;
+  created_at: string;
+  updated_at: string;
+}
 export interface ClusterStepTable {
   cluster: string;
   step: string;
   host: string | null;
+  created_at: string;
+}
+/** A VM of a virtualized cluster (cluster/virtualized/). vcpus/memory_mib: the size the appliance was told. */
+export interface ClusterVmTable {
+  cluster: string;
+  vm: string;
+  host: string;
+  uuid: string;
+  appliance: string;
+  vcpus: number;
+  memory_mib: number;
   created_at: string;
 }
 export interface Database {
@@ -79,6 +105,8 @@ export interface Database {
   clusters: ClusterTable;
   cluster_secrets: ClusterSecretTable;
   cluster_steps: ClusterStepTable;
+  cluster_upgrades: ClusterUpgradeTable;
+  cluster_vms: ClusterVmTable;
   events: EventTable;
   pairings: PairingTable;
   remote_sessions: RemoteSessionTable;
@@ -134,4 +162,4 @@ export interface PairingTable {
 }
 
 /** Tables holding resource kinds (all share ResourceColumns). */
-export type ResourceTableName = Exclude<keyof Database, 'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps'>;
+export type ResourceTableName = Exclude<keyof Database, 'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps' | 'cluster_vms' | 'cluster_upgrades'>;

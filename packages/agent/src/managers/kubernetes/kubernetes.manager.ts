@@ -13,6 +13,7 @@ import { ExecError } from '../../device/exec.js';
 import type { KubeNode } from '../../device/kube-client.js';
 import { withServer } from '../../device/kubeconfig.js';
 import { ServiceError } from '../../device/services.js';
+import { drainBeforeLeave } from '../maintenance/leave-drain.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import type { KubernetesDriver } from './driver.js';
 import { driverFor } from './drivers.js';
@@ -165,6 +166,9 @@ export class KubernetesManager implements Manager<'kubernetes'> {
         message: `leaving cluster ${state.cluster}`,
       };
       ctx.reportProgress();
+      // Scale in: the node's pods move to the remaining nodes before it goes (maintenance/leave-drain.ts).
+      const drained = await drainBeforeLeave(this.device, state, { timeoutMs: 60_000, signal: ctx.signal });
+      ctx.emitEvent('Normal', 'NodeDrained', `node ${state.nodeName} before leaving: ${drained}`);
       try {
         await resetNode(this.device, state, ctx.signal);
       } catch (err) {

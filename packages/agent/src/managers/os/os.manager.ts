@@ -52,9 +52,12 @@ export class OsManager implements Manager<'os'> {
     const state = await this.loadState();
     // A phase left over from another spec (a failed or staged image) is cleaned up by apply.
     if (!desired) return !STALE_WITHOUT_SPEC.has(state.phase);
-    if (state.failed?.digest === desired.digest) return true;
+    // Not converged: apply reports the fallback again, so later managers do not act on this spec.
+    if (state.failed?.digest === desired.digest) return false;
     const booted = await boot.bootedSlot();
     const meta = await boot.readSlot(booted);
+    if (desired.activate === false && meta?.digest !== desired.digest)
+      return (await boot.readSlot(passiveOf(booted)))?.digest === desired.digest && state.phase === 'Staged';
     return meta?.digest === desired.digest && env.activeSlot === booted && state.phase === 'Committed';
   }
 
@@ -134,6 +137,7 @@ export class OsManager implements Manager<'os'> {
       await this.verdict(env.trySlot, booted, env.activeSlot, desired, boot, ctx);
       // The spec may have moved on while the trial ran: stage the newer image on the retry.
       const now = await boot.readSlot(await boot.bootedSlot());
+      this.throwIfFellBack(desired, await this.loadState());
       if (desired && now?.digest !== desired.digest && (await this.loadState()).failed?.digest !== desired.digest)
         throw new ManagerFailure({
           phase: 'apply',
@@ -150,10 +154,15 @@ export class OsManager implements Manager<'os'> {
     const bootedMeta = await boot.readSlot(booted);
     if (bootedMeta?.digest === desired.digest) {
       if (env.activeSlot !== booted) await boot.grubenv.set({ [BOOT_VARS.active]: booted });
+      // Back on an image after a fallback from another one (the server rolled this node back):
+      // forget the failure, so a retry of that image tries it again.
+      this.state = { ...(await this.loadState()), failed: undefined };
       await this.setPhase('Committed', `running ${desired.digest} from slot ${booted}`);
       return;
     }
-    if ((await this.loadState()).failed?.digest === desired.digest) return;
+    this.throwIfFellBack(desired, await this.loadState());
+    // Stage only: the rolling upgrade switches this node's slot later, inside its maintenance window.
+    if (desired.activate === false) return;
     const passive = passiveOf(booted);
     if ((await boot.readSlot(passive))?.digest !== desired.digest)
       throw new ManagerFailure({ phase: 'apply', component: 'os', retryable: true, message: `image ${desired.digest} is not staged in slot ${passive}` });
@@ -195,6 +204,17 @@ export class OsManager implements Manager<'os'> {
     await this.setPhase('Rebooting', `trial boot of slot ${trial} is unhealthy (${reason}); rebooting into slot ${active}`);
     ctx.emitEvent('Warning', 'FallingBack', `slot ${trial} is unhealthy: ${reason}; rebooting into slot ${active}`);
     await this.rebootAndWait(ctx);
+  }
+
+  /**
+   * The node fell back from the desired image: stop this run (not retryable), so the kubernetes
+   * and addons managers do not apply a spec meant for the image that did not come up. The node keeps
+   * running its previous image and configuration until the server sends another spec.
+   */
+  private throwIfFellBack(desired: OsSpec | undefined, state: OsState): void {
+    if (!desired || state.failed?.digest !== desired.digest) return;
+    const message = `fell back from ${desired.digest}: ${state.failed.reason}`;
+    throw new ManagerFailure({ phase: 'health', component: 'os', retryable: false, message });
   }
 
   private async health(slot: Slot, digest: string | undefined, desired: OsSpec | undefined): Promise<string | undefined> {

@@ -5,8 +5,7 @@ export const EDGEPLANE_XMLNS = 'https://edgeplane.io/xmlns/libvirt/vm/1';
 /** Prefix of every domain (and its disk volume) the virt manager owns; others are left alone. */
 export const DOMAIN_PREFIX = 'ep-';
 
-const esc = (s: string | number) =>
-  String(s).replace(/[&<>'"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', "'": '&apos;', '"': '&quot;' })[c]!);
+const esc = (s: string | number) => String(s).replace(/[&<>'"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', "'": '&apos;', '"': '&quot;' })[c]!);
 
 export const diskVolume = (vm: Pick<VirtVmSpec, 'domain'>) => `${vm.domain}.qcow2`;
 /** Base volume holding the OS image, shared by every VM disk in a pool (qcow2 backing file). */

@@ -1,0 +1,101 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { VirtVmSpec } from '@edgeplane/protocol';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SimDevice } from '../../device/sim-device.js';
+import { VirshError } from '../../device/virsh-session.js';
+import { readNoCloudSeed } from '../../seed/nocloud-seed.js';
+import type { ManagerContext } from '../manager.js';
+import { readDomainXml } from './domain-xml.js';
+import { VirtManager } from './virt.manager.js';
+
+const URI = 'test:///default';
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0)) await c();
+});
+
+async function setup() {
+  const root = await mkdtemp(join(tmpdir(), 'virt-mgr-'));
+  const device = new SimDevice({ root });
+  cleanup.push(async () => {
+    await device.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  const events: string[] = [];
+  const ctx: ManagerContext = {
+    device,
+    dataDir: root,
+    log: pino({ level: 'silent' }),
+    emitEvent: (_t, reason) => events.push(reason),
+    reportProgress: () => undefined,
+    signal: new AbortController().signal,
+  };
+  return { device, manager: new VirtManager(device, { uri: URI, dataDir: root, shutdownTimeoutMs: 2000 }), ctx, events, lv: device.libvirt(URI) };
+}
+
+const vm = (over: Partial<VirtVmSpec> = {}): VirtVmSpec => ({
+  domain: 'ep-c1-w1',
+  uuid: '3f2a9c1e-0000-4000-8000-000000000001',
+  cluster: 'c1',
+  vm: 'w1',
+  hostName: 'c1-w1',
+  vcpus: 2,
+  memoryMiB: 2048,
+  diskGiB: 20,
+  network: 'default',
+  storagePool: 'default-pool',
+  image: { image: 'reg/os:1', digest: `sha256:${'a'.repeat(64)}` },
+  seed: { userData: '#cloud-config\nedgeplane:\n  server: http://x\n  token: t\n', metaData: 'instance-id: i-1\nlocal-hostname: c1-w1\n' },
+  ...over,
+});
+
+describe('virsh session (libvirt test driver)', () => {
+  it('keeps state within one session, frames output and reports errors per command', async () => {
+    const { lv } = await setup();
+    await lv.run('vol-create-as', 'default-pool', 'a.qcow2', '1G', '--format', 'qcow2');
+    expect(await lv.poolVolumes('default-pool')).toContain('a.qcow2');
+    await expect(lv.run('dominfo', 'nope')).rejects.toBeInstanceOf(VirshError);
+    // The session is still usable after an error, and concurrent calls are queued in order.
+    const [a, b] = await Promise.all([lv.run('list', '--all', '--name'), lv.run('net-list', '--all')]);
+    expect(a.trim()).toBe('test');
+    expect(b).toContain('default');
+    const inv = await lv.inventory();
+    expect(inv).toMatchObject({ uri: URI, cpus: 16, simulated: true });
+    expect(inv.pools[0]).toMatchObject({ name: 'default-pool', capacityBytes: 100 * 1024 ** 3 });
+  });
+});
+
+describe('virt manager', () => {
+  it('creates, resizes and removes a domain with its volume and seed', async () => {
+    const { manager, ctx, events, lv } = await setup();
+    await manager.prepare({ vms: [vm()] });
+    await manager.apply({ vms: [vm()] }, ctx);
+    const xml = await lv.dumpxml('ep-c1-w1');
+    expect(readDomainXml(xml)).toMatchObject({ vcpus: 2, memoryMiB: 2048, pool: 'default-pool', network: 'default', volume: 'ep-c1-w1.qcow2' });
+    expect((await lv.domainInfo('ep-c1-w1'))?.state).toBe('running');
+    const seed = await readNoCloudSeed(readDomainXml(xml).seedIso!);
+    expect(seed.userData).toContain('token: t');
+    const status = await manager.status();
+    expect(status.domains).toEqual([expect.objectContaining({ domain: 'ep-c1-w1', cluster: 'c1', vm: 'w1', state: 'running', vcpus: 2 })]);
+
+    await manager.apply({ vms: [vm({ vcpus: 4, memoryMiB: 4096 })] }, ctx);
+    expect(readDomainXml(await lv.dumpxml('ep-c1-w1'))).toMatchObject({ vcpus: 4, memoryMiB: 4096 });
+    expect((await lv.domainInfo('ep-c1-w1'))?.state).toBe('running');
+
+    // A spec without the virt key leaves the VMs alone; `vms: []` removes them.
+    await manager.apply(undefined, ctx);
+    expect(await lv.names('list', '--all', '--name')).toContain('ep-c1-w1');
+    await manager.apply({ vms: [] }, ctx);
+    expect(await lv.names('list', '--all', '--name')).toEqual(['test']);
+    expect(await lv.poolVolumes('default-pool')).toEqual([]);
+    expect(events).toEqual(['VmCreated', 'VmResized', 'VmDeleted']);
+  });
+
+  it('refuses an unknown network in prepare', async () => {
+    const { manager } = await setup();
+    await expect(manager.prepare({ vms: [vm({ network: 'nope' })] })).rejects.toThrow(/network "nope"/);
+  });
+});

@@ -1,0 +1,117 @@
+/**
+ * SIMULATION of a Virtualized Edge appliance's guests. The appliance itself is a simulated device
+ * whose agent drives a REAL libvirt (the test driver, test:///default, through one virsh session):
+ * its virt manager defines and starts real (test-driver) domains. No guest boots there, so for each
+ * running domain this class starts what the guest would run: an agent with a simulated device whose
+ * DMI product_uuid is the domain UUID, configured from the domain's NoCloud seed ISO read with
+ * xorriso, exactly as cloud-init hands the seed to the agent in a real VM.
+ */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Agent, type AgentTiming, loadAgentConfigFromSeed, readDomainXml, SIM_DEVICE_UID_FILE, SimDevice } from '@edgeplane/agent';
+import type { Logger } from 'pino';
+
+export const SIM_LIBVIRT_URI = 'test:///default';
+
+interface Guest {
+  agent: Agent;
+  state: 'running' | 'stopped';
+}
+
+export class SimAppliance {
+  private readonly guests = new Map<string, Guest>();
+  private timer?: NodeJS.Timeout;
+  private polling?: Promise<void>;
+  private stopped = false;
+
+  constructor(
+    readonly agent: Agent,
+    readonly device: SimDevice,
+    private readonly options: { dataDir: string; logger: Logger; timing?: Partial<AgentTiming>; pollMs?: number },
+  ) {}
+
+  /** Agents of the guests currently running. */
+  get vmAgents(): Agent[] {
+    return [...this.guests.values()].filter((g) => g.state === 'running').map((g) => g.agent);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.polling ??= this.poll()
+        .catch((err) => this.options.logger.warn({ err: (err as Error).message }, 'appliance poll failed'))
+        .finally(() => {
+          this.polling = undefined;
+        });
+    }, this.options.pollMs ?? 250);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.polling;
+    await Promise.all([...this.guests.values()].map((g) => g.agent.stop()));
+    this.guests.clear();
+    await this.device.close();
+  }
+
+  /** Follows the domains: starts a guest agent for a running domain, stops it when the domain stops or goes. */
+  private async poll(): Promise<void> {
+    if (this.stopped) return;
+    const lv = this.device.libvirt(SIM_LIBVIRT_URI);
+    // Keep the appliance's reported inventory fresh (networks, pools, domain states).
+    await this.agent.managerRunner?.reportNow();
+    const domains = new Map<string, string>();
+    for (const name of await lv.names('list', '--all', '--name')) {
+      if (!name.startsWith('ep-')) continue;
+      const info = await lv.domainInfo(name);
+      if (info) domains.set(name, info.state);
+    }
+    for (const [name, guest] of this.guests) {
+      const state = domains.get(name);
+      if (state === 'running') continue;
+      // Shut off (a resize) or undefined (deleted): the guest's agent goes down with it.
+      if (guest.state === 'running') await guest.agent.stop();
+      guest.state = 'stopped';
+      if (state === undefined) {
+        this.guests.delete(name);
+        await rm(this.guestDir(name), { recursive: true, force: true });
+      }
+    }
+    for (const [name, state] of domains) {
+      if (state !== 'running' || this.stopped) continue;
+      const guest = this.guests.get(name);
+      if (guest?.state === 'running') continue;
+      this.guests.set(name, { agent: await this.boot(name), state: 'running' });
+    }
+  }
+
+  private guestDir(domain: string): string {
+    return join(this.options.dataDir, 'guests', domain);
+  }
+
+  /** What cloud-init and the guest's agent do at boot: read the seed, register, connect. */
+  private async boot(domain: string): Promise<Agent> {
+    const lv = this.device.libvirt(SIM_LIBVIRT_URI);
+    const xml = await lv.dumpxml(domain);
+    const seed = readDomainXml(xml).seedIso;
+    const uuid = /<uuid>([^<]+)<\/uuid>/.exec(xml)?.[1];
+    if (!seed || !uuid) throw new Error(`domain ${domain} has no seed cdrom or uuid`);
+    const dir = this.guestDir(domain);
+    await mkdir(dir, { recursive: true });
+    // The guest's DMI product_uuid is the domain UUID (what the server pre-registered).
+    const uidFile = join(dir, SIM_DEVICE_UID_FILE);
+    await mkdir(dirname(uidFile), { recursive: true });
+    await writeFile(uidFile, `${uuid}\n`);
+    const config = await loadAgentConfigFromSeed(seed, { dataDir: dir, deviceRoot: dir });
+    const hostname = /<edgeplane:vm [^>]*host=['"]([^'"]+)['"]/.exec(xml)?.[1] ?? domain;
+    const agent = new Agent({
+      config,
+      device: new SimDevice({ root: dir, hostname }),
+      logger: this.options.logger.child({ sim: hostname, vm: true }),
+      timing: this.options.timing,
+    });
+    await agent.start();
+    return agent;
+  }
+}
