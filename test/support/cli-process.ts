@@ -13,6 +13,12 @@ export interface CliProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+// A test that fails before its cleanup must not leave servers or simulators running after the run.
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
 /** Runs `edgeplane ARGS` as its own process, the way a user would. */
 export function runCli(args: string[], env: Record<string, string> = {}): CliProcess {
   const proc = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
@@ -20,6 +26,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
     env: { ...process.env, NO_COLOR: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
   let out = '';
   let stdout = '';
   proc.stdout!.on('data', (d) => {
