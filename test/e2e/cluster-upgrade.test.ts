@@ -147,6 +147,8 @@ describe('cluster upgrades on simulated hosts', () => {
 
     for (const n of done.status.nodes) expect(n).toMatchObject({ ready: true, osImageDigest: digests['2.0.0'], kubernetesVersion: 'v1.31.1+k3s1' });
     expect(done.status.upgrade).toMatchObject({ state: 'Succeeded', toRevision: rev2 });
+    // The health gate compared the configuration each node runs (reported by its kubernetes manager).
+    for (const h of ha) expect((await host(h)).status.agent.managers.kubernetes.specDigest).toMatch(/^[0-9a-f]{16}$/);
     expect(probe.results.length).toBeGreaterThan(20);
     expect(probe.results.filter((r) => !r.ok)).toEqual([]);
     expect(simKubernetes.disruptions(endpoint)).toEqual([]); // every replica moved before its node went down

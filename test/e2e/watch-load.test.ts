@@ -49,7 +49,9 @@ describe('watch stream under load', () => {
     const perSecond = (N / (performance.now() - t0)) * 1000;
     const added = () => fast.messages.filter((m) => m.type === 'ADDED').length;
     await waitFor(() => added() === N || fast.messages.some((m) => m.type === 'RESYNC'), 30_000).catch((err) => {
-      throw new Error(`${err.message}: fast watcher has ${added()} ADDED of ${N}, ${fast.messages.length} messages, types ${[...new Set(fast.messages.map((m) => m.type))]}`);
+      throw new Error(
+        `${err.message}: fast watcher has ${added()} ADDED of ${N}, ${fast.messages.length} messages, types ${[...new Set(fast.messages.map((m) => m.type))]}`,
+      );
     });
     expect(fast.messages.filter((m) => m.type === 'RESYNC')).toEqual([]);
     expect(new Set(fast.messages.filter((m) => m.type === 'ADDED').map((m) => m.object.metadata.name)).size).toBe(N);

@@ -172,8 +172,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         dataDir: this.config.dataDir,
         log: this.logger.child({ component: 'managers' }),
         managers:
-          this.managers ??
-          (await createManagers(this.device, { dataDir: this.config.dataDir, ...(this.config.virt ? { virt: this.config.virt } : {}) })),
+          this.managers ?? (await createManagers(this.device, { dataDir: this.config.dataDir, ...(this.config.virt ? { virt: this.config.virt } : {}) })),
         report: (status) => this.reportStatus(status),
         emitEvent: (type, reason, message) => void this.emitEvent(type, reason, message),
       });

@@ -63,3 +63,33 @@ export type UpgradeStatus = z.infer<typeof UpgradeStatus>;
 
 export const CLUSTER_ACTIONS = ['pause', 'resume', 'cancel', 'retry'] as const;
 export type ClusterAction = (typeof CLUSTER_ACTIONS)[number];
+
+/** JSON with sorted keys and without undefined values. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
+
+/**
+ * A short fingerprint of a Kubernetes host spec without its join token (FNV-1a, 2 x 32 bit; change
+ * detection, not security). The kubernetes manager reports the one it last applied, so the upgrade's
+ * health gate knows a node runs the new configuration, not just that it is Ready.
+ */
+export function kubernetesSpecDigest(spec: Record<string, unknown>): string {
+  const { token: _token, ...rest } = spec;
+  const text = canonicalJson(rest);
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ c, 0x811c9dc5) >>> 0;
+  }
+  return `${h1.toString(16).padStart(8, '0')}${h2.toString(16).padStart(8, '0')}`;
+}

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { VariableName } from './cluster-profile.js';
+import { UpgradeStatus, UpgradeStrategy } from './cluster-upgrade.js';
 import { Digest, NodeRole, Slot, Taint } from './host-spec.js';
 import { Condition, Labels, Name, resourceInputSchema, resourceSchema } from './meta.js';
 import { VirtualizedClusterFields } from './virt.js';
-import { UpgradeStatus, UpgradeStrategy } from './cluster-upgrade.js';
 
 /** Annotation the cluster controller puts on every host that belongs to a cluster. */
 export const CLUSTER_ANNOTATION = 'edgeplane.io/cluster';

@@ -69,11 +69,11 @@ export const ERROR_CODES = {
   NotAnAppliance: { status: 422, description: 'The host named in spec.appliance does not report the libvirt capability (agent config virt.libvirtUri).' },
   ApplianceOffline: { status: 409, description: "The appliance's agent is not connected, so its libvirt inventory cannot be trusted; nothing was created." },
   DuplicateVmName: { status: 422, description: 'The same VM name appears more than once in spec.vms.' },
-  VmNetworkNotFound: { status: 422, description: "A VM names a libvirt network the appliance does not have." },
+  VmNetworkNotFound: { status: 422, description: 'A VM names a libvirt network the appliance does not have.' },
   VmStoragePoolNotFound: { status: 422, description: 'A VM names a libvirt storage pool the appliance does not have.' },
   ApplianceCapacityExceeded: {
     status: 422,
-    description: "The VMs need more vCPUs, memory (after the overcommit ratio) or pool space than the appliance has free.",
+    description: 'The VMs need more vCPUs, memory (after the overcommit ratio) or pool space than the appliance has free.',
   },
   EvenControlPlanes: {
     status: 422,

@@ -143,6 +143,8 @@ export const KubernetesStatus = z.object({
   version: z.string().optional(),
   nodeName: z.string().optional(),
   ready: z.boolean(),
+  /** kubernetesSpecDigest of the spec this status answers (the configuration the node runs). */
+  specDigest: z.string().max(32).optional(),
   /** Init node only: admin kubeconfig. A secret: the server moves it into encrypted storage and never shows it in host status. */
   kubeconfig: z.string().optional(),
   message: z.string().optional(),

@@ -6,14 +6,14 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { agentRoutes } from './agent/agent.routes.js';
 import type { ConnectionHub } from './agent/connection-hub.js';
-import { installAuditHooks } from './audit/audit-hooks.js';
 import { auditRoutes } from './audit/audit.routes.js';
-import { clusterProfileRoutes, prefetchProfileDigests } from './cluster-profile/cluster-profile.routes.js';
+import { installAuditHooks } from './audit/audit-hooks.js';
 import type { ClusterController } from './cluster/cluster.controller.js';
 import { clusterRoutes } from './cluster/cluster.routes.js';
-import { upgradeRoutes } from './cluster/upgrade/upgrade.routes.js';
 import { hostResetRoutes } from './cluster/host-reset.routes.js';
+import { upgradeRoutes } from './cluster/upgrade/upgrade.routes.js';
 import { vmRoutes } from './cluster/virtualized/vm.routes.js';
+import { clusterProfileRoutes, prefetchProfileDigests } from './cluster-profile/cluster-profile.routes.js';
 import { consoleRoutes } from './console/console.routes.js';
 import { summaryRoutes } from './console/summary.routes.js';
 import { apiRoutes, SERVICES } from './http/api.routes.js';
@@ -110,7 +110,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => vmRoutes(scope, { db: store.db }));
   await app.register(async (scope) => pairingApiRoutes(scope, { db: store.db }));
   await app.register(async (scope) => installerRoutes(scope, { db: store.db }));
-  await app.register(async (scope) => agentRoutes(scope, { db: store.db, hub, metrics, serverVersion: SERVER_VERSION, sessions, clusters: deps.clusters, registrationConcurrency: deps.registrationConcurrency }));
+  await app.register(async (scope) =>
+    agentRoutes(scope, {
+      db: store.db,
+      hub,
+      metrics,
+      serverVersion: SERVER_VERSION,
+      sessions,
+      clusters: deps.clusters,
+      registrationConcurrency: deps.registrationConcurrency,
+    }),
+  );
   // What the web console needs besides the resource API: who am I, live changes, and its own files at `/`.
   const watch = new WatchHub(store.db, hub.changes, () => SERVICES, deps.logger.child({ component: 'watch' }));
   watch.start();

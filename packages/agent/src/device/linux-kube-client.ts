@@ -50,6 +50,57 @@ export class LinuxKubernetesClient implements KubernetesClient {
     }
   }
 
+  /** kubectl cordon / uncordon: a merge patch of spec.unschedulable. */
+  async cordon(name: string, unschedulable: boolean): Promise<void> {
+    const k8s = await load();
+    const api = (await this.config()).makeApiClient(k8s.CoreV1Api);
+    try {
+      await api.patchNode({ name, body: { spec: { unschedulable } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    } catch (err) {
+      throw apiError(err, `${unschedulable ? 'cordon' : 'uncordon'} node ${name}`);
+    }
+  }
+
+  /**
+   * One round of kubectl drain: an Eviction for every pod on the node except DaemonSet pods and
+   * static (mirror) pods, which drain leaves alone. A 429 is a PodDisruptionBudget refusing for now.
+   */
+  async evictPods(name: string): Promise<{ evicted: number; remaining: number }> {
+    const k8s = await load();
+    const api = (await this.config()).makeApiClient(k8s.CoreV1Api);
+    let pods: Awaited<ReturnType<typeof api.listPodForAllNamespaces>>['items'];
+    try {
+      pods = (await api.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` })).items;
+    } catch (err) {
+      throw apiError(err, `list pods on node ${name}`);
+    }
+    const movable = pods.filter(
+      (p) =>
+        !p.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet') &&
+        !p.metadata?.annotations?.['kubernetes.io/config.mirror'] &&
+        p.status?.phase !== 'Succeeded' &&
+        p.status?.phase !== 'Failed',
+    );
+    let evicted = 0;
+    for (const pod of movable) {
+      const namespace = pod.metadata?.namespace ?? 'default';
+      const podName = pod.metadata?.name ?? '';
+      try {
+        await api.createNamespacedPodEviction({
+          name: podName,
+          namespace,
+          body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: podName, namespace } },
+        });
+        evicted++;
+      } catch (err) {
+        const status = statusOf(err);
+        if (status === 429 || status === 404) continue; // budget says not now / already gone
+        throw apiError(err, `evict pod ${namespace}/${podName}`);
+      }
+    }
+    return { evicted, remaining: movable.length - evicted };
+  }
+
   private async config() {
     const k8s = await load();
     const file = join(this.root, this.kubeconfigPath);

@@ -70,22 +70,29 @@ export class VirshSession {
 
   private start(): ChildProcessWithoutNullStreams {
     const proc = spawn(this.options.binary ?? 'virsh', ['-q', '-c', this.uri], { stdio: 'pipe', env: { ...process.env, LC_ALL: 'C' } });
+    // A write to a virsh that just died fails with EPIPE; its exit handler reports that.
+    proc.stdin.on('error', () => undefined);
     proc.stdout.setEncoding('utf8');
     proc.stderr.setEncoding('utf8');
+    // Events of a process this session already replaced (after a timeout) are ignored.
     proc.stdout.on('data', (d: string) => {
+      if (this.proc !== proc) return;
       this.out += d;
       this.check();
     });
     proc.stderr.on('data', (d: string) => {
+      if (this.proc !== proc) return;
       this.err += d;
       this.check();
     });
     proc.on('error', (e: NodeJS.ErrnoException) => {
+      if (this.proc !== proc) return;
       this.proc = undefined;
       this.fail(e.code === 'ENOENT' ? new Error('virsh not found (Debian: apt-get install libvirt-clients)') : e);
     });
     proc.on('exit', (code) => {
-      if (this.proc === proc) this.proc = undefined;
+      if (this.proc !== proc) return;
+      this.proc = undefined;
       // A connection failure (bad URI, libvirtd down) ends virsh: fail what waits, restart on the next command.
       const why = this.err.split('\n').find((l) => l.startsWith('error:'));
       this.fail(new Error(`virsh -c ${this.uri} exited (${code})${why ? `: ${why.slice(7)}` : ''}`));
@@ -107,7 +114,7 @@ export class VirshSession {
 
   private pump(): void {
     if (this.current || this.queue.length === 0 || this.closed) return;
-    this.proc ??= this.start();
+    if (!this.proc) this.proc = this.start();
     const p = this.queue.shift()!;
     this.current = p;
     p.timer = setTimeout(() => {

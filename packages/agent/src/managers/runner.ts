@@ -199,7 +199,12 @@ export interface CreateManagersOptions {
  */
 export async function createManagers(device: Device, options: CreateManagersOptions): Promise<Manager[]> {
   const healthChecks = [kubernetesHealthCheck(device), ...(options.osHealthChecks ?? [])];
-  const managers: Manager[] = [new MaintenanceManager(device, { dataDir: options.dataDir }), new OsManager(device, { dataDir: options.dataDir, healthChecks }), new KubernetesManager(device), new AddonsManager(device)];
+  const managers: Manager[] = [
+    new MaintenanceManager(device, { dataDir: options.dataDir }),
+    new OsManager(device, { dataDir: options.dataDir, healthChecks }),
+    new KubernetesManager(device),
+    new AddonsManager(device),
+  ];
   if (options.virt) managers.push(new VirtManager(device, { uri: options.virt.libvirtUri, dataDir: options.dataDir, kvm: options.virt.kvm }));
   return managers;
 }

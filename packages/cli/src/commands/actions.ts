@@ -64,7 +64,8 @@ const ACTIONS: ActionSpec[] = [
     verb: 'retry',
     done: 'retried',
     summary: 'retry a failed cluster upgrade',
-    description: 'Retry a failed cluster upgrade: the node that failed (and fell back) is tried again, then the rest. To go back instead, set spec.profile.revision to the previous revision.',
+    description:
+      'Retry a failed cluster upgrade: the node that failed (and fell back) is tried again, then the rest. To go back instead, set spec.profile.revision to the previous revision.',
     examples: ['edgeplane retry cluster shop-1'],
   },
   {

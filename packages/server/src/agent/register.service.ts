@@ -61,7 +61,10 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
         // A virtualized cluster's VM token admits only that cluster's pre-registered VMs.
         const vmCluster = grant.labels[VM_CLUSTER_LABEL];
         if (vmCluster !== undefined && (!existing || (JSON.parse(existing.labels) as Record<string, string>)[VM_CLUSTER_LABEL] !== vmCluster))
-          throw new EdgeplaneError('DeviceNotPreRegistered', `${grant.describe} only admits the VMs of cluster ${vmCluster}; device UID ${req.deviceUid} is not one`);
+          throw new EdgeplaneError(
+            'DeviceNotPreRegistered',
+            `${grant.describe} only admits the VMs of cluster ${vmCluster}; device UID ${req.deviceUid} is not one`,
+          );
         if (existing) {
           if (existing.state === 'rejected') throw new EdgeplaneError('HostRejected', `host "${existing.name}" was rejected by an operator`);
           const state =

@@ -18,11 +18,11 @@ import {
   writeHost,
 } from './cluster.repository.js';
 import { clusterStatus } from './cluster-status.js';
-import { UpgradeEngine } from './upgrade/upgrade.engine.js';
-import { withUpgrade } from './upgrade/upgrade-status.js';
 import { clusterOf, MANAGED_SPEC_KEYS } from './host-claims.js';
 import { endpoints, hostAddress, renderHostSpec, stableJson } from './render.js';
 import type { SecretBox } from './secret-box.js';
+import { UpgradeEngine } from './upgrade/upgrade.engine.js';
+import { withUpgrade } from './upgrade/upgrade-status.js';
 import { effectiveSpec } from './virtualized/virtualized.js';
 
 type ClusterRow = Awaited<ReturnType<typeof listClusterRows>>[number];

@@ -79,6 +79,12 @@ export class RolloutController {
     if (rollouts.length === 0) return 0;
     const now = this.clock.now();
     const world = await this.readWorld(now);
+    // Held clusters come from every unfinished rollout's stored status first, so a rollout whose step
+    // fails this pass still holds its clusters against a newer one planning now.
+    for (const row of rollouts) {
+      for (const c of (JSON.parse(row.status) as RolloutStatus).clusters ?? [])
+        if (c.state !== 'succeeded' && c.state !== 'failed' && c.state !== 'skipped') world.heldBy.set(c.name, row.name);
+    }
     let written = 0;
     let clustersChanged = false;
     for (const row of rollouts) {

@@ -162,4 +162,7 @@ export interface PairingTable {
 }
 
 /** Tables holding resource kinds (all share ResourceColumns). */
-export type ResourceTableName = Exclude<keyof Database, 'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps' | 'cluster_vms' | 'cluster_upgrades'>;
+export type ResourceTableName = Exclude<
+  keyof Database,
+  'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps' | 'cluster_vms' | 'cluster_upgrades'
+>;

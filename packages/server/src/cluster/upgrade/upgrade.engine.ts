@@ -1,6 +1,7 @@
 import {
   type ClusterSpec,
   type HostSpec,
+  kubernetesSpecDigest,
   kubernetesVersionCore,
   type ManagersStatus,
   type UpgradeState,
@@ -57,6 +58,8 @@ function runs(h: HostRow | undefined, target: HostSpec, rebootId?: string): bool
   if (rebootId && m.maintenance?.rebootId !== rebootId) return false;
   const k = target.kubernetes;
   if (!k) return true;
+  // The configuration it runs, when the agent says (a status sent on receipt of the spec still shows the old one).
+  if (m.kubernetes?.specDigest && m.kubernetes.specDigest !== kubernetesSpecDigest(k)) return false;
   return (
     m.kubernetes?.ready === true && m.kubernetes.phase === 'Ready' && kubernetesVersionCore(m.kubernetes.version ?? '') === kubernetesVersionCore(k.version)
   );
