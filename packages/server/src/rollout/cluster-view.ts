@@ -6,6 +6,8 @@ export interface ClusterView {
   /** Site labels, overridden by the cluster's own labels: disruption budgets and batch selectors read these. */
   labels: Record<string, string>;
   site?: string;
+  /** The cluster's own spec.site names a Site that does not exist (a typo must not bypass windows). */
+  siteMissing?: boolean;
   profile: { name: string; revision: number };
   generation: number;
   resourceVersion: number;
@@ -26,6 +28,7 @@ export function clusterView(
   row: RolloutClusterRow,
   siteOf: (spec: { site?: string; nodes?: { host: string }[] }) => string | undefined,
   siteLabels: (site?: string) => Record<string, string>,
+  siteExists: (site: string) => boolean = () => true,
 ): ClusterView {
   const spec = JSON.parse(row.spec) as ClusterView['spec'] & { site?: string; nodes?: { host: string }[] };
   const site = siteOf(spec);
@@ -33,6 +36,7 @@ export function clusterView(
     name: row.name,
     labels: { ...siteLabels(site), ...(JSON.parse(row.labels) as Record<string, string>) },
     site,
+    siteMissing: spec.site !== undefined && !siteExists(spec.site),
     profile: spec.profile,
     generation: Number(row.generation),
     resourceVersion: Number(row.resource_version),

@@ -26,6 +26,8 @@ export function planRollout(spec: RolloutSpec, clusters: Map<string, ClusterView
     if (!names.has(c.name) && !(selector && matchesSelector(c.labels, selector))) continue;
     const holder = heldBy.get(c.name);
     if (holder) skip(c.name, 'InAnotherRollout', `cluster ${c.name} is already in rollout ${holder}`, c);
+    else if (c.siteMissing)
+      skip(c.name, 'SiteNotFound', `cluster ${c.name} names site ${c.site}, which does not exist: its maintenance windows are unknown`, c);
     else if (c.profile.name !== spec.profile.name)
       skip(c.name, 'ProfileMismatch', `cluster ${c.name} uses profile ${c.profile.name}, not ${spec.profile.name}`, c);
     else if (convergedTo(c, spec.profile.revision)) skip(c.name, 'AlreadyAtRevision', `cluster ${c.name} already runs revision ${spec.profile.revision}`, c);

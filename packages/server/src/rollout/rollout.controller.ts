@@ -109,7 +109,17 @@ export class RolloutController {
       .filter((h): h is string => h !== undefined);
     const byHost = await hostSites(this.db, firstHosts);
     const siteOf = (spec: { site?: string; nodes?: { host: string }[] }) => spec.site ?? (spec.nodes?.[0] ? byHost.get(spec.nodes[0].host) : undefined);
-    const clusters = new Map<string, ClusterView>(rows.map((r) => [r.name, clusterView(r, siteOf, (s) => (s ? (sites.get(s)?.labels ?? {}) : {}))]));
+    const clusters = new Map<string, ClusterView>(
+      rows.map((r) => [
+        r.name,
+        clusterView(
+          r,
+          siteOf,
+          (s) => (s ? (sites.get(s)?.labels ?? {}) : {}),
+          (s) => sites.has(s),
+        ),
+      ]),
+    );
     // Windows are computed once per site per pass: thousands of clusters share few sites' schedules.
     const windows = new Map<string, WindowState>();
     const window = (site: string | undefined): WindowState => {

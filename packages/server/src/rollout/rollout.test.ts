@@ -215,6 +215,8 @@ describe.each(DIALECTS)('rollouts (%s)', (dialect) => {
     for (let i = 0; i < 4; i++) await seedCluster(w.db, { name: `c${i}`, profile: 'edge', revision: 1, labels: { fleet: 'shops' } });
     await rollouts.create(w.db, rollout({ batches: [{ limit: '100%' }], maxParallel: 1 }, { names: ['c0', 'c1'] }, 'first'), ctx);
     await w.tick(1, 'first');
+    // A cluster naming a Site that does not exist is skipped: its windows are unknown.
+    await seedCluster(w.db, { name: 'c9', profile: 'edge', revision: 1, site: 'no-such-site', labels: { fleet: 'shops' } });
     await rollouts.create(w.db, rollout({ batches: [{ limit: '100%' }] }, { selector: 'fleet=shops' }, 'second'), ctx);
     await rollouts.action(w.db, 'second', 'pause', ctx);
     const second = await w.tick(1, 'second');
@@ -222,9 +224,11 @@ describe.each(DIALECTS)('rollouts (%s)', (dialect) => {
     expect(second.clusters.filter((c) => c.reason === 'InAnotherRollout').map((c) => c.name)).toEqual(['c0', 'c1']);
     expect(second.clusters.find((c) => c.name === 'c0')?.message).toContain('rollout first');
     expect((await w.clusterRow('c2')).spec.profile.revision).toBe(1);
+    expect(second.clusters.find((c) => c.name === 'c9')).toMatchObject({ state: 'skipped', reason: 'SiteNotFound' });
     await rollouts.action(w.db, 'second', 'resume', ctx);
     const done = await w.until((x) => x.phase === 'Succeeded', 10, 20, 'second');
-    expect(done.counts).toMatchObject({ succeeded: 2, skipped: 2 });
+    expect(done.counts).toMatchObject({ succeeded: 2, skipped: 3 });
+    expect((await w.clusterRow('c9')).spec.profile.revision).toBe(1);
     await w.until((x) => x.phase === 'Succeeded', 10, 20, 'first');
   });
 });
