@@ -86,7 +86,10 @@ describe('Agent', () => {
   });
 
   it('persists the spec, reports observedGeneration, and remembers it after a restart', async () => {
-    server.spec = { generation: 3, spec: { os: { image: 'edgeplane-os:1.2', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' } } };
+    server.spec = {
+      generation: 3,
+      spec: { os: { image: 'edgeplane-os:1.2', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' } },
+    };
     const a = newAgent();
     const specs: number[] = [];
     a.on('spec', (s) => specs.push(s.generation));
@@ -97,7 +100,10 @@ describe('Agent', () => {
     expect(specs).toEqual([3]);
     expect(a.observedGeneration).toBe(3);
     const stored = JSON.parse(await readFile(join(dataDir, 'spec.json'), 'utf8'));
-    expect(stored).toMatchObject({ generation: 3, spec: { os: { image: 'edgeplane-os:1.2', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' } } });
+    expect(stored).toMatchObject({
+      generation: 3,
+      spec: { os: { image: 'edgeplane-os:1.2', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' } },
+    });
     await a.stop();
 
     server.spec = undefined;

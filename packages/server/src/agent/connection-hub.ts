@@ -177,14 +177,21 @@ export class ConnectionHub implements HostNotifier {
   private async writeConnectivity(names: string[], state: 'online' | 'offline', at: string): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       const changed = await setConnectivity(trx, names, state, at);
-      await recordEvents(trx, changed.map((name) => connectivityEvent(name, state, at)));
+      await recordEvents(
+        trx,
+        changed.map((name) => connectivityEvent(name, state, at)),
+      );
     });
   }
 
   /** Reads changed hosts back once and tells watchers; only when someone watches. */
   private async publishHosts(names: string[]): Promise<void> {
     for (let i = 0; i < names.length; i += 500) {
-      const rows = await this.db.selectFrom('edge_hosts').selectAll().where('name', 'in', names.slice(i, i + 500)).execute();
+      const rows = await this.db
+        .selectFrom('edge_hosts')
+        .selectAll()
+        .where('name', 'in', names.slice(i, i + 500))
+        .execute();
       for (const row of rows) this.changes.publish({ type: 'MODIFIED', kind: 'EdgeHost', object: edgeHosts.toObject(row) });
     }
   }

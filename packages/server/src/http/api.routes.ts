@@ -8,10 +8,10 @@ import { events } from '../event/event.service.js';
 import { projects } from '../project/project.service.js';
 import { registrationTokens } from '../registration-token/registration-token.service.js';
 import { remoteSessions } from '../remote-session/remote-session.service.js';
-import { rollouts } from '../rollout/rollout.service.js';
-import { sites } from '../site/site.service.js';
 import type { HostChange, RequestContext } from '../resource/context.js';
 import type { ListQuery, Resource, ResourceService } from '../resource/resource.service.js';
+import { rollouts } from '../rollout/rollout.service.js';
+import { sites } from '../site/site.service.js';
 import type { Db } from '../store/db.js';
 import { apiTokens } from '../user/api-token.service.js';
 import { users } from '../user/user.service.js';
@@ -20,7 +20,19 @@ import { installAuth } from './auth-hook.js';
 import { authorize } from './authz.js';
 
 /** Every kind served by the generic API; a new kind adds its service here. */
-export const SERVICES: ResourceService[] = [edgeHosts, registrationTokens, projects, users, apiTokens, events, clusterProfiles, clusters, remoteSessions, sites, rollouts];
+export const SERVICES: ResourceService[] = [
+  edgeHosts,
+  registrationTokens,
+  projects,
+  users,
+  apiTokens,
+  events,
+  clusterProfiles,
+  clusters,
+  remoteSessions,
+  sites,
+  rollouts,
+];
 
 function serviceFor(plural: string): ResourceService {
   const info = findKind(plural);
