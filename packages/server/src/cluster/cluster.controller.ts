@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ConnectionHub } from '../agent/connection-hub.js';
 import { findRevision } from '../cluster-profile/cluster-profile.repository.js';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+import { ControllerLoop } from '../controller/controller-loop.js';
 import { recordEvent } from '../event/event.service.js';
 import type { Db, Executor } from '../store/db.js';
 import {
@@ -47,10 +48,6 @@ export function kubernetesReady(host: HostRow | undefined): boolean {
  * once when nudged (a cluster or host status changed).
  */
 export class ClusterController {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
-  private stopped = true;
   private readonly upgrades: UpgradeEngine;
 
   constructor(
@@ -73,35 +70,28 @@ export class ClusterController {
     return { ...msg, spec: { ...msg.spec, kubernetes: { ...k, token: await this.joinToken(k.cluster) } } };
   }
 
-  start(): void {
-    this.stopped = false;
-    this.timer = setInterval(() => this.nudge(), this.intervalMs);
-    this.timer.unref();
-    this.nudge();
+  private loopInstance?: ControllerLoop;
+  // Created on first use: parameter properties (db, log, options) are not yet set while fields initialize.
+  private get loop(): ControllerLoop {
+    this.loopInstance ??= new ControllerLoop('cluster controller', () => this.pass(), this.log, this.intervalMs);
+    return this.loopInstance;
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Runs a pass now, or right after the current one. */
   nudge(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
-      .catch((err) => this.log.error({ err }, 'cluster controller pass failed'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.nudge();
-        }
-      });
+    this.loop.nudge();
+  }
+
+  private get stopped(): boolean {
+    return this.loop.stopped;
   }
 
   private async pass(): Promise<void> {

@@ -1,5 +1,6 @@
 import { PRESTAGE_ANNOTATION, type RolloutSpec, type RolloutStatus, type SiteSpec } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
+import { ControllerLoop } from '../controller/controller-loop.js';
 import { recordEvent } from '../event/event.service.js';
 import { type WindowState, windowState } from '../site/maintenance-window.js';
 import type { Db } from '../store/db.js';
@@ -28,10 +29,6 @@ export interface RolloutControllerOptions {
  * in between makes the pass retry, and a restarted server resumes from the stored status.
  */
 export class RolloutController {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
-  private stopped = true;
   readonly clock: Clock;
 
   constructor(
@@ -42,35 +39,28 @@ export class RolloutController {
     this.clock = opts.clock ?? systemClock;
   }
 
+  private loopInstance?: ControllerLoop;
+  // Created on first use: parameter properties (db, log, options) are not yet set while fields initialize.
+  private get loop(): ControllerLoop {
+    this.loopInstance ??= new ControllerLoop('rollout controller', () => this.pass(), this.log, this.opts.intervalMs ?? 1000);
+    return this.loopInstance;
+  }
+
   start(): void {
-    this.stopped = false;
-    this.timer = setInterval(() => this.nudge(), this.opts.intervalMs ?? 1000);
-    this.timer.unref();
-    this.nudge();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
+  /** Runs a pass now, or right after the current one. */
   nudge(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
-      .then(() => {})
-      .catch((err) => this.log.error({ err }, 'rollout controller pass failed'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.nudge();
-        }
-      });
+    this.loop.nudge();
+  }
+
+  private get stopped(): boolean {
+    return this.loop.stopped;
   }
 
   /** One pass over every unfinished rollout, in creation order; returns how many steps were written. */

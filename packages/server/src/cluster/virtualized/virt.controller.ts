@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ConnectionHub } from '../../agent/connection-hub.js';
 import { findRevision } from '../../cluster-profile/cluster-profile.repository.js';
 import type { PinnedProfileSpec } from '../../cluster-profile/cluster-profile.service.js';
+import { ControllerLoop } from '../../controller/controller-loop.js';
 import { renderUserData } from '../../installer/installer.service.js';
 import type { RequestContext } from '../../resource/context.js';
 import type { Db } from '../../store/db.js';
@@ -32,9 +33,6 @@ export interface VirtControllerOptions {
  * level work (Kubernetes on the VMs) is the ClusterController's, which sees VMs as nodes.
  */
 export class VirtController {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private stopped = true;
   private readonly ctx: RequestContext;
 
   constructor(
@@ -52,26 +50,28 @@ export class VirtController {
     };
   }
 
+  private loopInstance?: ControllerLoop;
+  // Created on first use: parameter properties (db, log, options) are not yet set while fields initialize.
+  private get loop(): ControllerLoop {
+    this.loopInstance ??= new ControllerLoop('virt controller', () => this.pass(), this.log, this.options.intervalMs ?? 500);
+    return this.loopInstance;
+  }
+
   start(): void {
-    this.stopped = false;
-    this.timer = setInterval(() => this.nudge(), this.options.intervalMs ?? 500);
-    this.timer.unref();
-    this.nudge();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
+  /** Runs a pass now, or right after the current one. */
   nudge(): void {
-    if (this.stopped || this.running) return;
-    this.running = this.pass()
-      .catch((err) => this.log.error({ err }, 'virt controller pass failed'))
-      .finally(() => {
-        this.running = undefined;
-      });
+    this.loop.nudge();
+  }
+
+  private get stopped(): boolean {
+    return this.loop.stopped;
   }
 
   /** Puts the cluster's registration token into the VM seeds of a spec on its way to the appliance. */
