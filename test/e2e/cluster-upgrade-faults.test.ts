@@ -37,6 +37,7 @@ describe('cluster upgrade with agents and the server killed', () => {
   const events = async (kind: string, name: string) =>
     (await api('GET', `/api/v1/events?fieldSelector=involvedObject.kind=${kind},involvedObject.name=${name}&limit=500`)).body.items.map((e: any) => ({
       ...e.spec,
+      at: e.status.firstTimestamp,
       count: e.status.count,
     }));
   const count = async (kind: string, name: string, reason: string) =>
@@ -130,5 +131,14 @@ describe('cluster upgrade with agents and the server killed', () => {
     }
     expect(await Promise.all(hosts.map((h) => count('EdgeHost', h, 'Rebooting')))).toEqual(rebootsBefore.map((n) => n + 1));
     expect(await count('Cluster', 'shop', 'UpgradeStarted')).toBe(1);
+    // maxUnavailable 1 (the default): the control plane first, then each worker's window closes before the next opens.
+    const windows = (await events('Cluster', 'shop'))
+      .filter((e: any) => e.reason === 'NodeUpgradeStarted' || e.reason === 'NodeUpgraded')
+      // Same millisecond: a window's end was written before the next start (the events list is ordered by name).
+      .sort((a: any, b: any) => String(a.at).localeCompare(String(b.at)) || (a.reason === 'NodeUpgraded' ? -1 : b.reason === 'NodeUpgraded' ? 1 : 0))
+      .map((e: any) => `${e.reason} ${e.message.split(' ')[0]}`);
+    expect(windows).toHaveLength(6);
+    expect(windows[0]).toBe(`NodeUpgradeStarted ${hosts[0]}`);
+    for (let i = 0; i < 6; i += 2) expect(windows[i + 1]).toBe(windows[i].replace('NodeUpgradeStarted', 'NodeUpgraded'));
   }, 180_000);
 });

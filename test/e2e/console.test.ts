@@ -174,6 +174,22 @@ describe('web console in Chromium', () => {
     errors.splice(0, errors.length, ...errors.filter((e) => !/status of 4\d\d/.test(e)));
   });
 
+  it('opens the claim URL a pairing device shows as its QR, signs in there, and claims with the code filled in', async () => {
+    const dev = await TestDevice.create();
+    const { token: _none, ...start } = await dev.registerBody('unused');
+    const res = await fetch(`${t.url}${AGENT_PAIRINGS_PATH}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(start) });
+    const { code } = (await res.json()) as { code: string };
+    await fresh();
+    // The agent's QR and terminal show `<server>/claim?code=CODE` (agent/src/pairing).
+    await page.goto(`${t.url}/claim?code=${code}`);
+    await page.getByLabel('API token').fill(t.admin);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    expect(await page.getByLabel('Pairing code', { exact: true }).inputValue()).toBe(code);
+    await page.getByRole('button', { name: 'Claim', exact: true }).click();
+    await expect.poll(() => page.getByRole('status').filter({ hasText: 'Claimed' }).textContent()).toContain('registers as');
+    expect((await t.api('POST', `/api/v1/pairings/${code}/claim`, {})).body.error.code).toBe('PairingCodeUsed');
+  });
+
   it('shows a host going online and offline on its detail page without reload', async () => {
     const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'auto' }, spec: { autoApprove: true } });
     const dev = await TestDevice.create();

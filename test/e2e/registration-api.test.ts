@@ -92,8 +92,18 @@ describe.each(DIALECTS)('registration modes through the API on %s', (dialect) =>
     expect((await startPairing(t, again)).body.error.code).toBe('DeviceDenied');
     // Denying an unknown UID ahead of time: pre-register it with spec.denied.
     const bad = await TestDevice.create();
-    expect((await t.api('POST', '/api/v1/edgehosts', { metadata: {}, spec: { deviceUid: bad.uid, denied: true } })).status).toBe(201);
+    const denied = await t.api('POST', '/api/v1/edgehosts', { metadata: {}, spec: { deviceUid: bad.uid, denied: true } });
+    expect(denied.status).toBe(201);
+    expect(denied.body.status.pairingKey).toBeUndefined();
     expect((await register(t.url, await bad.registerBody(autoSecret))).body.error.code).toBe('DeviceDenied');
+    // Undo, as docs/registration-approval.md says: merge-patch denied to null; the device connects again.
+    const undo = await t.api('PATCH', `/api/v1/edgehosts/${r.body.hostName}`, { spec: { denied: null } }, { contentType: 'application/merge-patch+json' });
+    expect(undo.status).toBe(200);
+    const { ws: back } = await connect(t.url, await d.connectToken(r.body.hostName));
+    back.close();
+    // A UID denied ahead of time has no key to trust: deleting its record lets the device register afresh.
+    expect((await t.api('DELETE', `/api/v1/edgehosts/${denied.body.metadata.name}`)).status).toBe(200);
+    expect((await register(t.url, await bad.registerBody(autoSecret))).status).toBe(200);
   });
 
   it('pairs a device with a code an operator claims; codes are single-use and wrong codes are refused', async () => {
@@ -174,6 +184,64 @@ describe.each(DIALECTS)('registration modes through the API on %s', (dialect) =>
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('answers InstallerToolMissing without xorriso or genisoimage, and a requested rotation is not applied', async () => {
+    const secret = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'no-tools' }, spec: { autoApprove: true } })).body.status.token;
+    const path = process.env.PATH;
+    // The server runs in this process: an empty PATH is a server without the ISO tools.
+    process.env.PATH = '/nonexistent';
+    let res: Response;
+    try {
+      res = await fetch(`${t.url}/api/v1/registrationtokens/no-tools/installer?format=iso`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ rotate: true }),
+      });
+    } finally {
+      process.env.PATH = path;
+    }
+    expect(res.status).toBe(501);
+    expect(((await res.json()) as any).error.code).toBe('InstallerToolMissing');
+    expect(res.headers.get('x-edgeplane-token-rotated')).toBeNull();
+    // Nothing written: the old secret still registers.
+    const d = await TestDevice.create();
+    expect((await register(t.url, await d.registerBody(secret))).status).toBe(200);
+  });
+
+  it('refuses a rejected host with HostRejected, on connect and on re-registration with a new key, writing nothing', async () => {
+    // A fresh token: the installer test above rotated the secret of `auto`.
+    const secret = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'to-reject' }, spec: { autoApprove: true } })).body.status.token;
+    const d = await TestDevice.create();
+    const r = await register(t.url, await d.registerBody(secret));
+    expect((await t.api('POST', `/api/v1/edgehosts/${r.body.hostName}/reject`)).body.status.state).toBe('rejected');
+    await expect(connect(t.url, await d.connectToken(r.body.hostName))).rejects.toMatchObject({ status: 403, body: { error: { code: 'HostRejected' } } });
+    const before = (await t.api('GET', `/api/v1/edgehosts/${r.body.hostName}`)).body;
+    const reinstalled = await d.withNewKey();
+    const again = await register(t.url, await reinstalled.registerBody(secret));
+    expect([again.status, again.body.error.code]).toEqual([403, 'HostRejected']);
+    const after = (await t.api('GET', `/api/v1/edgehosts/${r.body.hostName}`)).body;
+    expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    expect(after.status.pendingKeyFingerprint).toBeUndefined();
+  });
+
+  // Last in this file: it spends part of this server's per-source claim budget (10).
+  it('rate-limits claims per code: the sixth try of one code answers 429 RateLimited with Retry-After', async () => {
+    const codes: string[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 6; i++) {
+      last = await fetch(`${t.url}/api/v1/pairings/WRNG2345/claim`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.admin}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+      const body = (await last.json()) as any;
+      codes.push(body.error.code);
+      if (i === 5) expect(body.error.message).toContain('for this code');
+    }
+    expect(codes).toEqual([...Array(5).fill('PairingCodeInvalid'), 'RateLimited']);
+    expect(last!.status).toBe(429);
+    expect(Number(last!.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 });
 

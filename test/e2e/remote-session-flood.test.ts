@@ -84,8 +84,9 @@ describe('flow control: 20 concurrent sessions plus a 100 MB flood on one agent 
     expect(stalledAt).toBeLessThan(FLOOD_BYTES);
     // Only the flood's window (plus the echo sessions' few bytes) is ever held by the server ...
     expect(maxBuffered).toBeLessThanOrEqual(WINDOW + SLACK + 20 * 1024);
-    // ... and this process (server and operators) did not grow by anything like the 100 MB that passed through.
-    expect(maxRss - rssBefore).toBeLessThan(150 * 1024 * 1024);
+    // ... and this process (server and operators) did not grow by anything like the 100 MB that passed through
+    // (measured: ~25 MB of allocator/GC churn; holding the flood would take well over 100 MB).
+    expect(maxRss - rssBefore).toBeLessThan(64 * 1024 * 1024);
 
     for (const o of ops) o.session.eof();
     const ends = await Promise.all(ops.map((o) => o.end));

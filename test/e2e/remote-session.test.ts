@@ -1,3 +1,5 @@
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/device.js';
 import { operator, startAgent } from '../support/remote-session.js';
@@ -131,6 +133,47 @@ describe('remote sessions through a real agent and PTY', () => {
     const end = await unknown.end;
     expect(end.refused).toBe(true);
     expect(end.reason).toMatch(/unknown log source "nginx"/);
+  });
+
+  it('follows a named log file: lines appended after the session opened arrive until it is terminated', async () => {
+    const logFile = join(a.dataDir, 'follow-app.log');
+    writeFileSync(logFile, 'old 1\nold 2\n');
+    const f = await startAgent(ts, { logFiles: { app: logFile } });
+    try {
+      const op = await operator(ts, f.host, { kind: 'logs', reason: 'watch app', logs: { source: 'app', lines: 1, follow: true } });
+      await op.see(/old 2\n/);
+      appendFileSync(logFile, 'new 3\n');
+      await op.see(/new 3\n/);
+      expect(op.stdout()).not.toContain('old 1');
+      expect((await ts.api('POST', `/api/v1/remotesessions/${op.id}/terminate`)).status).toBe(200);
+      expect(await op.end).toMatchObject({ reason: 'terminated' });
+    } finally {
+      await f.cleanup();
+    }
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('runs sessions as the configured local user (agent as root)', async () => {
+    const u = await startAgent(ts, { runAs: 'nobody' });
+    try {
+      const op = await operator(ts, u.host, { kind: 'exec', reason: 'who am i', command: ['id', '-un'] });
+      expect(await op.end).toMatchObject({ code: 0 });
+      expect(op.stdout()).toBe('nobody\n');
+      expect((await ts.api('GET', `/api/v1/remotesessions/${op.id}`)).body.status.runAs).toBe('nobody');
+    } finally {
+      await u.cleanup();
+    }
+  });
+
+  it.skipIf(process.getuid?.() === 0)('refuses a configured run-as user the agent cannot switch to (agent not root)', async () => {
+    const u = await startAgent(ts, { runAs: 'nobody' });
+    try {
+      const op = await operator(ts, u.host, { kind: 'exec', reason: 'who am i', command: ['id', '-un'] });
+      const end = await op.end;
+      expect(end.refused).toBe(true);
+      expect(end.reason).toMatch(/troubleshoot.runAs is "nobody"/);
+    } finally {
+      await u.cleanup();
+    }
   });
 
   it('a host whose site disabled remote shell refuses, and the operator sees why', async () => {

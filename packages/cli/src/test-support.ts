@@ -4,7 +4,8 @@
  * bodies, 401), and a runner that calls main() in-process with captured output. End-to-end tests
  * against the real server live in test/e2e.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { afterAll } from 'vitest';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -160,8 +161,15 @@ export interface RunResult {
 }
 
 /** A fresh, empty config location: tests never read or write the real ~/.config. */
+// Temp config dirs made for tests; removed after each test file so runs leave nothing in /tmp.
+const tempDirs: string[] = [];
+afterAll(() => {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
 export function tempConfigEnv(): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), 'edgeplane-cli-'));
+  tempDirs.push(dir);
   return { HOME: dir, EDGEPLANE_CONFIG: join(dir, 'config.yaml') };
 }
 

@@ -93,4 +93,9 @@ export interface SlotBoot {
   writeSlot(slot: Slot, rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void>;
   /** What `slot` holds; undefined when it is empty or was not written by the agent. */
   readSlot(slot: Slot): Promise<SlotMeta | undefined>;
+  /**
+   * SIMULATION hook (SimSlots only): why the system booted from `slot` is unhealthy, so tests can
+   * ship an image that boots but fails its post-boot health check. Undefined = no objection.
+   */
+  simulatedHealth?(slot: Slot): Promise<string | undefined>;
 }

@@ -85,6 +85,19 @@ export class SimSlots implements SlotBoot {
     return !(Array.isArray(hook) && hook.includes(await this.hostname()));
   }
 
+  /**
+   * SIMULATION HOOK: an image whose /usr/lib/edgeplane/image.json says "simulateUnhealthy": true (or
+   * a list of hostnames that includes this machine's) boots, but fails its post-boot health check.
+   */
+  async simulatedHealth(slot: Slot): Promise<string | undefined> {
+    const info = (await readJsonFile(join(this.slotDir(slot), 'rootfs', 'usr', 'lib', 'edgeplane', 'image.json')).catch(() => undefined)) as
+      | { simulateUnhealthy?: unknown }
+      | undefined;
+    const hook = info?.simulateUnhealthy;
+    const unhealthy = hook === true || (Array.isArray(hook) && hook.includes(await this.hostname()));
+    return unhealthy ? 'the image failed its health check (simulated: image.json simulateUnhealthy)' : undefined;
+  }
+
   /** os-release of the booted slot, if it holds an OS image. */
   async bootedOsRelease(): Promise<string | undefined> {
     return readFile(join(this.slotDir(await this.bootedSlot()), 'rootfs', 'etc', 'os-release'), 'utf8').catch(() => undefined);

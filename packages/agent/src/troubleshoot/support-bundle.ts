@@ -101,7 +101,16 @@ export async function createSupportBundle(src: BundleSources): Promise<Readable>
   for (const name of ['spec.json', 'events.json']) {
     const f = join(src.config.dataDir, name);
     if (existsSync(f)) {
-      await put(name, await readFile(f, 'utf8'));
+      // The stored spec carries secrets under JSON keys (a cluster's join token, addon chart values):
+      // redact it as an object, which also adds those values to `secrets` for the logs below.
+      const text = await readFile(f, 'utf8');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      await put(name, parsed === undefined ? text : json(redactObject(parsed, secrets)));
       files.push(name);
     }
   }

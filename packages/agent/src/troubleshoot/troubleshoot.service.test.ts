@@ -1,11 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SESSION_WINDOW_SLACK_BYTES, type SessionFromAgent } from '@edgeplane/protocol';
 import { pino } from 'pino';
+import { extract } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentConfig } from '../config.js';
-import { redactObject, redactText } from './support-bundle.js';
+import { createSupportBundle, redactObject, redactText } from './support-bundle.js';
 import { TroubleshootService } from './troubleshoot.service.js';
 
 const waitFor = async <T>(fn: () => T | undefined, ms = 5000): Promise<T> => {
@@ -128,5 +129,40 @@ describe('support bundle redaction', () => {
     const text = redactText('used eprt_abcdefghijkl; Authorization: Bearer abc.def.ghi123; password=p4ss-word x', found);
     expect(text).not.toMatch(/eprt_abcdefghijkl|abc\.def\.ghi123|p4ss-word/);
     expect(text).toContain('password=[REDACTED] x');
+  });
+
+  it("redacts secrets inside the stored spec (a cluster node's join token, addon values) and wherever else they appear", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edgeplane-bundle-test-'));
+    try {
+      const dataDir = join(dir, 'data');
+      mkdirSync(dataDir);
+      const joinToken = 'K10aa11bb22cc33dd44::server:deadbeefcafe';
+      const chartPassword = 'grafana-admin-pw-91x';
+      const spec = {
+        generation: 3,
+        receivedAt: new Date().toISOString(),
+        spec: { kubernetes: { cluster: 'shop', token: joinToken }, addons: [{ name: 'mon', chart: { values: { adminPassword: chartPassword } } }] },
+      };
+      writeFileSync(join(dataDir, 'spec.json'), JSON.stringify(spec, null, 2));
+      const log = join(dir, 'agent.log');
+      writeFileSync(log, `joining with ${joinToken}\n`);
+      const config = AgentConfig.parse({ server: 'http://127.0.0.1:1', dataDir });
+      const stream = await createSupportBundle({ config, logFiles: { agent: log }, state: () => ({}), inventory: async () => ({}) });
+      const x = join(dir, 'x');
+      mkdirSync(x);
+      await new Promise<void>((resolve, reject) =>
+        stream
+          .pipe(extract({ cwd: x }))
+          .on('finish', resolve)
+          .on('error', reject),
+      );
+      const specOut = readFileSync(join(x, 'support-bundle/spec.json'), 'utf8');
+      const all = specOut + readFileSync(join(x, 'support-bundle/logs/agent.log'), 'utf8');
+      expect(all).not.toContain(joinToken);
+      expect(all).not.toContain(chartPassword);
+      expect(JSON.parse(specOut).spec.kubernetes).toEqual({ cluster: 'shop', token: '[REDACTED]' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

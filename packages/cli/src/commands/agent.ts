@@ -52,7 +52,7 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
       'after',
       examples(
         'edgeplane agent --config /etc/edgeplane/agent.yaml',
-        'edgeplane agent --server http://localhost:8080 --token ert_... --data-dir ./agent-1 --simulated',
+        'edgeplane agent --server http://localhost:8080 --token eprt_... --data-dir ./agent-1 --simulated',
         'edgeplane agent --config /var/lib/cloud/seed/nocloud/user-data',
         'edgeplane agent --seed /dev/sr0',
         'edgeplane agent --server https://cp.example.com   # no token: pair with a code',

@@ -38,7 +38,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
       'after',
       examples(
         'edgeplane plan cluster shop-1 -f shop-1.yaml',
-        'edgeplane get cluster shop-1 -o yaml | sed s/revision: 3/revision: 4/ | edgeplane plan cluster shop-1 -f -',
+        'edgeplane get cluster shop-1 -o yaml | sed "s/revision: 3/revision: 4/" | edgeplane plan cluster shop-1 -f -',
       ),
     )
     .action(async (kind: string, name: string, opts: PlanOptions) => {

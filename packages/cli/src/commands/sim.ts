@@ -49,8 +49,8 @@ export function registerSim(program: Command, ctx: CommandContext): void {
     .addHelpText(
       'after',
       examples(
-        'edgeplane sim --server http://localhost:8080 --token ert_... --sites 10 --nodes-per-site 3 --data-dir ./fleet',
-        'edgeplane sim --server http://localhost:8080 --token ert_... --sites 1 --appliances 1   # needs virsh (libvirt-clients)',
+        'edgeplane sim --server http://localhost:8080 --token eprt_... --sites 10 --nodes-per-site 3 --data-dir ./fleet',
+        'edgeplane sim --server http://localhost:8080 --token eprt_... --sites 1 --appliances 1   # needs virsh (libvirt-clients)',
       ),
     )
     .action(async (opts: SimCommandOptions) => {

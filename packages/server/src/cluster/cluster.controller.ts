@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { CLUSTER_ANNOTATION, type ClusterSpec, type HostSpec, type ServerMessage } from '@edgeplane/protocol';
+import { CLUSTER_ANNOTATION, type ClusterSpec, type HostSpec, type OsSpec, PRESTAGE_ANNOTATION, type ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { ConnectionHub } from '../agent/connection-hub.js';
 import { findRevision } from '../cluster-profile/cluster-profile.repository.js';
@@ -176,6 +176,7 @@ export class ClusterController {
           joined,
           previousRevision: prevStatus.profileRevision as number | undefined,
           render: (host) => render(host, host === initHost),
+          prestage: await this.prestage(row, spec, endpoint),
           write: (host, desired, once) => this.writeSpec(cluster, host, desired, once),
         })
       : undefined;
@@ -215,6 +216,30 @@ export class ClusterController {
       });
     }
     await this.saveStatus(row, status);
+  }
+
+  /**
+   * The OS image of the revision a rollout asked this cluster to pre-stage (PRESTAGE_ANNOTATION, set
+   * ahead of the site's maintenance window), rendered per node like the upgrade will render it.
+   */
+  private async prestage(row: ClusterRow, spec: ClusterSpec, endpoint: string): Promise<((host: string) => OsSpec | undefined) | undefined> {
+    const wanted = Number((JSON.parse(row.annotations) as Record<string, string>)[PRESTAGE_ANNOTATION]);
+    if (!Number.isInteger(wanted) || wanted === spec.profile.revision) return undefined;
+    const rev = await findRevision(this.db, spec.profile.name, wanted);
+    if (!rev) return undefined;
+    const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
+    const next = { ...spec, profile: { ...spec.profile, revision: wanted } };
+    return (host) => {
+      const node = spec.nodes.find((n) => n.host === host);
+      if (!node) return undefined;
+      try {
+        return renderHostSpec({ cluster: row.name, spec: next, profile, node, init: false, controlPlaneEndpoint: endpoint }).os;
+      } catch (err) {
+        // Not renderable with this cluster's variables: the upgrade itself will report why; stage nothing.
+        this.log.warn({ err, cluster: row.name, revision: wanted }, 'pre-stage revision does not render; not pre-staging');
+        return undefined;
+      }
+    };
   }
 
   /**

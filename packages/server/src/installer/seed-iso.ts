@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,7 +23,7 @@ export async function buildSeedIso(files: SeedFiles): Promise<Buffer> {
   try {
     const src = join(dir, 'seed');
     const out = join(dir, 'seed.iso');
-    await run('mkdir', ['-p', src]);
+    await mkdir(src);
     for (const [name, text] of Object.entries(files)) if (text !== undefined) await writeFile(join(src, name), text, { mode: 0o600 });
     const mkisofsArgs = ['-output', out, '-volid', SEED_VOLUME_ID, '-joliet', '-rock', src];
     try {

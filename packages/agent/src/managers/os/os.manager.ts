@@ -223,7 +223,7 @@ export class OsManager implements Manager<'os'> {
       const reason = await check({ slot, digest, desired }).catch((err: Error) => `health check failed: ${err.message}`);
       if (reason) return reason;
     }
-    return undefined;
+    return this.device.boot?.simulatedHealth?.(slot);
   }
 
   private async rebootAndWait(ctx: ManagerContext): Promise<void> {

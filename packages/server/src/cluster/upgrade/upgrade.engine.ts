@@ -4,6 +4,7 @@ import {
   kubernetesSpecDigest,
   kubernetesVersionCore,
   type ManagersStatus,
+  type OsSpec,
   type UpgradeState,
   type UpgradeStatus,
   UpgradeStrategy,
@@ -13,6 +14,7 @@ import { recordEvent } from '../../event/event.service.js';
 import type { Db, Executor } from '../../store/db.js';
 import { findHosts, type HostRow, insertStep } from '../cluster.repository.js';
 import { MANAGED_SPEC_KEYS } from '../host-claims.js';
+import { stableJson } from '../render.js';
 import { baseSpec, classify } from './classify.js';
 import { insertUpgrade, latestUpgrade, type PlannedNode, setUpgradeState, type UpgradeRow, upgradeSteps } from './upgrade.repository.js';
 
@@ -27,6 +29,11 @@ export interface EngineInput {
   /** Revision the nodes ran before (the previous status.profileRevision). */
   previousRevision?: number;
   render(host: string): HostSpec;
+  /**
+   * OS image of a revision a rollout will move the cluster to (PRESTAGE_ANNOTATION): while no upgrade
+   * is pending, every node downloads it stage-only (activate=false) ahead of its maintenance window.
+   */
+  prestage?: (host: string) => OsSpec | undefined;
   /** Writes a host's managed spec if it differs (and records `once.step` in the same transaction). */
   write(host: string, spec: HostSpec, once?: { step: string; reason: string; message: string }): Promise<void>;
 }
@@ -48,6 +55,17 @@ export function managedSpec(h: HostRow | undefined): HostSpec | undefined {
   const spec = JSON.parse(h.spec) as Record<string, unknown>;
   const out = Object.fromEntries(MANAGED_SPEC_KEYS.filter((k) => spec[k] !== undefined).map((k) => [k, spec[k]]));
   return Object.keys(out).length ? (out as HostSpec) : undefined;
+}
+
+/**
+ * What the node runs, for planning: a stage-only OS spec (a pre-staged or half-staged image) names
+ * an image the node has not booted, so the OS is the digest the agent reports booted.
+ */
+function runningSpec(h: HostRow | undefined): HostSpec | undefined {
+  const spec = managedSpec(h);
+  const booted = managers(h).os;
+  if (spec?.os?.activate !== false || !booted?.digest) return spec;
+  return { ...spec, os: { ...spec.os, digest: booted.digest, image: booted.slots?.[booted.bootedSlot]?.image ?? spec.os.image } };
 }
 
 /** The node runs `target`: agent up and caught up, booted on its digest and committed, Kubernetes Ready at its version. */
@@ -86,6 +104,14 @@ export class UpgradeEngine {
     const nodes = spec.nodes.filter((n) => input.joined.has(n.host));
     let hosts = await this.hostMap(nodes.map((n) => n.host));
     const targets = new Map(nodes.map((n) => [n.host, input.render(n.host)]));
+    // Idle (nothing pending): the target, plus a stage-only download of a pre-stage request's image
+    // on nodes that report running the target's image (never a slot switch, cordon or drain).
+    const idle = (host: string): HostSpec => {
+      const target = targets.get(host)!;
+      const stage = input.prestage?.(host);
+      if (!stage || !target.os || stage.digest === target.os.digest || managers(hosts.get(host)).os?.digest !== target.os.digest) return target;
+      return { ...target, os: { ...stage, activate: false } };
+    };
     let u = await latestUpgrade(this.db, cluster);
     const inProgress = async (x: UpgradeRow) => {
       const steps = await upgradeSteps(this.db, cluster, x.id);
@@ -98,11 +124,11 @@ export class UpgradeEngine {
     }
     if (!u || (!ACTIVE_STATES.includes(u.state) && u.generation !== input.generation)) {
       const plan: PlannedNode[] = nodes.map((n) => {
-        const from = baseSpec(managedSpec(hosts.get(n.host)));
+        const from = baseSpec(runningSpec(hosts.get(n.host)));
         return { host: n.host, role: n.role, ...classify(from, targets.get(n.host)!), ...(from ? { from } : {}) };
       });
       if (plan.every((p) => p.change === 'no-op')) {
-        for (const p of plan) await input.write(p.host, targets.get(p.host)!);
+        for (const p of plan) await input.write(p.host, idle(p.host));
         return { ...(u ? { upgrade: u } : {}), pending: false };
       }
       // Control-plane nodes first, then workers, each in spec order.
@@ -125,6 +151,8 @@ export class UpgradeEngine {
     await this.step(u, input, targets, hosts);
     hosts = await this.hostMap(nodes.map((n) => n.host));
     u = (await latestUpgrade(this.db, cluster))!;
+    if (u.state === 'Succeeded' && u.generation === input.generation)
+      for (const n of nodes) if (stableJson(managedSpec(hosts.get(n.host))) !== stableJson(idle(n.host))) await input.write(n.host, idle(n.host));
     const steps = await upgradeSteps(this.db, cluster, u.id);
     return { upgrade: u, status: this.statusOf(u, steps, hosts), pending: u.state !== 'Succeeded' };
   }
