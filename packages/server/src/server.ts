@@ -14,11 +14,21 @@ import { RolloutController } from './rollout/rollout.controller.js';
 import { openStore } from './store/db.js';
 import { migrateToLatest } from './store/migrations.js';
 
+/** What a request log line shows; one-time secrets in query strings (attach tickets, tokens) are masked. */
+export function serializeRequest(req: { method?: string; url?: string; headers?: Record<string, unknown>; socket?: { remoteAddress?: string } }) {
+  return {
+    method: req.method,
+    url: req.url?.replace(/([?&](?:ticket|token|access_token)=)[^&]*/gi, '$1***'),
+    host: req.headers?.host,
+    remoteAddress: req.socket?.remoteAddress,
+  };
+}
+
 /** Opens the store, migrates, bootstraps on first start, and listens. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const logger = options.logger ?? pino({ level: options.logLevel ?? 'info' });
+  const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', serializers: { req: serializeRequest } });
   const store = openStore({ dataDir, databaseUrl: options.databaseUrl, onError: (err) => logger.warn({ err: err.message }, 'idle database connection lost') });
   try {
     await migrateToLatest(store.db);
