@@ -182,7 +182,7 @@ describe('cluster upgrades on simulated hosts', () => {
       console.log(JSON.stringify({ probes: probe.results.length, all: all.map((e: any) => `${e.at} ${e.reason} ${e.message}`) }, null, 1));
   }, 120_000);
 
-  it('stops Degraded naming the node when an image fails to boot on the 2nd node; rollback restores a uniform cluster', async () => {
+  it('stops Degraded naming the node when an image fails to boot (or fails its health check) on the 2nd node; rollback restores a uniform cluster', async () => {
     const before = (await cluster('ha')).status.upgrade.nodes.map((n: any) => n.host) as string[];
     const second = before[1];
     const third = before[2];

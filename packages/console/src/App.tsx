@@ -23,7 +23,8 @@ import { ApiTokens, Users } from './pages/Users';
 // through the generic pages as soon as they are in the protocol's KINDS.
 function Page({ path }: { path: string }) {
   if (path === '/') return <Overview />;
-  if (path === '/hosts') return <Hosts />;
+  // The claim URL a pairing device shows as a QR: the hosts page with the claim form filled in.
+  if (path === '/hosts' || path === '/claim') return <Hosts />;
   const host = match('/hosts/:name', path);
   if (host) return <HostDetail name={host.name} />;
   const shell = match('/hosts/:name/shell', path);

@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { request } from '../lib/api';
-import { Link } from '../lib/router';
+import { Link, useLocation } from '../lib/router';
 import { ErrorBox } from './ui';
 
 interface ClaimResponse {
@@ -10,10 +10,15 @@ interface ClaimResponse {
   site?: string;
 }
 
-/** Claims the pairing code a device shows on its console (POST /api/v1/pairings/<code>/claim). */
+/**
+ * Claims the pairing code a device shows on its console (POST /api/v1/pairings/<code>/claim). The
+ * device's QR encodes `<server>/claim?code=CODE`: opened there, the form starts open and filled in.
+ */
 export function ClaimPairing() {
   const qc = useQueryClient();
-  const [open, setOpen] = useState(false);
+  const { path, query } = useLocation();
+  const linked = path === '/claim' ? (query.get('code') ?? '') : '';
+  const [open, setOpen] = useState(linked !== '');
   const claim = useMutation({
     mutationFn: ({ code, site }: { code: string; site: string }) =>
       request<ClaimResponse>('POST', `/api/v1/pairings/${encodeURIComponent(code)}/claim`, site ? { site } : {}),
@@ -36,7 +41,7 @@ export function ClaimPairing() {
       <p className="muted">A device without a token shows a short code on its screen; enter it to adopt the device.</p>
       <div className="field">
         <label htmlFor="f-code">Pairing code</label>
-        <input id="f-code" name="code" required autoComplete="off" />
+        <input id="f-code" name="code" required autoComplete="off" defaultValue={linked} />
       </div>
       <div className="field">
         <label htmlFor="f-claim-site">Site (optional)</label>
