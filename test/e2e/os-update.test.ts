@@ -61,7 +61,8 @@ describe('OS image update of a simulated host through the real server', () => {
       }, 20_000);
       expect(os).toMatchObject({ bootedSlot: slot, activeSlot: slot, slots: { [slot]: { digest: digests[version] } } });
     }
-    expect((await host()).status.connectivity).toBe('online'); // reconnected after each simulated reboot
+    // Reconnected after each simulated reboot (connectivity is written in short batches, so wait for it).
+    await waitFor(async () => (await host()).status.connectivity === 'online', 5_000);
     const reasons = (await t.api('GET', '/api/v1/events?limit=500')).body.items
       .filter((e: any) => e.spec.involvedObject.name === name)
       .map((e: any) => e.spec.reason);

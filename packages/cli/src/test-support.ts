@@ -5,13 +5,13 @@
  * against the real server live in test/e2e.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { afterAll } from 'vitest';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { findKind } from '@edgeplane/protocol';
+import { afterAll } from 'vitest';
 import type { Resource } from './api-client.js';
 import { main } from './index.js';
 
