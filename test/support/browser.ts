@@ -44,11 +44,11 @@ export async function login(page: Page, baseUrl: string, token: string): Promise
 const IMAGES = join(import.meta.dirname, '../../docs/images');
 /** Screenshots of the main pages, used in the README. */
 /**
- * Saves a screenshot for the docs only when EDGEPLANE_SCREENSHOTS=1 (`EDGEPLANE_SCREENSHOTS=1 npx vitest run test/e2e/console*`),
- * so a normal test run never rewrites tracked files.
+ * Writes docs/images/<name>.png: every test run refreshes the screenshots the README shows
+ * (EDGEPLANE_SCREENSHOTS=0 skips them, e.g. to keep a working tree clean while iterating).
  */
 export async function screenshot(page: Page, name: string): Promise<void> {
-  if (process.env.EDGEPLANE_SCREENSHOTS !== '1') return;
+  if (process.env.EDGEPLANE_SCREENSHOTS === '0') return;
   mkdirSync(IMAGES, { recursive: true });
   await page.screenshot({ path: join(IMAGES, `${name}.png`) });
 }
