@@ -46,7 +46,7 @@ describe('cluster upgrades on simulated hosts', () => {
       // Same millisecond: a window's end was written before the next start (the events list is ordered by name).
       .sort((a: any, b: any) => String(a.at).localeCompare(String(b.at)) || (a.reason === 'NodeUpgraded' ? -1 : b.reason === 'NodeUpgraded' ? 1 : 0));
   const reboots = async (h: string) => (await events('EdgeHost', h)).filter((e: any) => e.reason === 'Rebooting').reduce((n: number, e: any) => n + e.count, 0);
-  const profile = (name: string, image: string, version: string) => ({
+  const profile = (name: string, image: string, version: string, extra: Record<string, unknown> = {}) => ({
     apiVersion: 'edgeplane.io/v1',
     kind: 'ClusterProfile',
     metadata: { name },
@@ -56,10 +56,11 @@ describe('cluster upgrades on simulated hosts', () => {
         kubernetes: { distribution: 'k3s', version },
         addons: [{ name: 'probe', manifest: PROBE }],
       },
+      ...extra,
     },
   });
-  const setProfile = async (name: string, image: string, version: string) => {
-    const r = await t.api('PUT', `/api/v1/clusterprofiles/${name}`, profile(name, image, version));
+  const setProfile = async (name: string, image: string, version: string, extra: Record<string, unknown> = {}) => {
+    const r = await t.api('PUT', `/api/v1/clusterprofiles/${name}`, profile(name, image, version, extra));
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     return (await t.api('GET', `/api/v1/clusterprofiles/${name}`)).body.status.latestRevision as number;
   };
@@ -263,6 +264,42 @@ describe('cluster upgrades on simulated hosts', () => {
     const uniform = await converged('ha', rev2);
     for (const n of uniform.status.nodes) expect(n).toMatchObject({ ready: true, osImageDigest: digests['2.0.0'] });
   }, 180_000);
+
+  it('stops Degraded naming the node and the check when a profile health check fails after the trial boot', async () => {
+    const first = (await cluster('ha')).status.upgrade.nodes.map((n: any) => n.host)[0] as string;
+    const rev2 = (await cluster('ha')).spec.profile.revision;
+    await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: '3.0.2', name: 'Edgeplane OS', version: '3.0.2' });
+    digests.checked = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:3.0.2`);
+    // SIMULATION: `edgeplane-sim-health fail` is the SimDevice stand-in for a check command that exits 1.
+    const healthChecks = [
+      { name: 'sim-ok', type: 'command', command: ['edgeplane-sim-health', 'ok'], retries: 1 },
+      { name: 'app-ready', type: 'command', command: ['edgeplane-sim-health', 'fail', 'app answered 503'], retries: 1 },
+    ];
+    const rev = await setProfile('ha-p', '3.0.2', 'v1.31.1+k3s1', { healthChecks });
+    await setRevision('ha', rev);
+    const failed = await waitFor(async () => {
+      const c = await cluster('ha');
+      return c.status?.upgrade?.state === 'Failed' && c.status.upgrade.toRevision === rev && c.status.phase === 'Degraded' && c;
+    }, 60_000);
+    expect(failed.status.upgrade.failedNode).toBe(first);
+    const ready = failed.status.conditions.find((c: any) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'False', reason: 'UpgradeFailed' });
+    expect(ready.message).toContain(first);
+    expect(ready.message).toContain('health check "app-ready" failed');
+    expect(ready.message).toContain('app answered 503');
+    // The checks travelled to the node with the image switch: its agent ran them after the trial boot.
+    const fellBack = (await events('EdgeHost', first)).filter((e: any) => e.reason === 'FellBack').at(-1);
+    expect(fellBack.message).toContain('health check "app-ready" failed after 1 attempt(s)');
+    expect(fellBack.message).not.toContain('sim-ok');
+    // The node is back on its previous image; nobody else was disrupted.
+    await waitFor(async () => {
+      const m = (await host(first)).status.agent.managers;
+      return m.os.digest === digests['2.0.0'] && m.os.bootedSlot === m.os.activeSlot && m.kubernetes.ready === true;
+    }, 30_000);
+    await setRevision('ha', rev2);
+    const uniform = await converged('ha', rev2);
+    for (const n of uniform.status.nodes) expect(n).toMatchObject({ ready: true, osImageDigest: digests['2.0.0'] });
+  }, 120_000);
 
   it('refuses removing 2 of 3 control-plane nodes at once (quorum guard)', async () => {
     const c = await cluster('ha');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Addon, Digest, Distribution } from './host-spec.js';
+import { Addon, Digest, Distribution, HealthChecks } from './host-spec.js';
 import { Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
 
 /**
@@ -91,6 +91,8 @@ export const ClusterProfileSpec = z
       .strict(),
     /** Values clusters fill in; referenced as ${var.NAME} in string values of the layers. */
     variables: z.array(ProfileVariable).max(100).default([]),
+    /** Checks every node runs after a trial boot of a new OS image (see HealthCheck in host-spec.ts). */
+    healthChecks: HealthChecks.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {

@@ -10,6 +10,40 @@ import { VirtSpec, VirtStatusBase } from './virt-host.js';
  */
 export const Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'must be sha256:<64 hex>');
 
+/**
+ * A profile-declared check run by the os manager after a trial boot of a new image (besides "the
+ * booted slot holds the desired digest" and "the Kubernetes node is Ready"). A failing check makes
+ * the trial boot unhealthy: the node reboots back into its previous slot (FellBack).
+ *  - http:    GET `url` from the node; healthy on a 2xx answer (e.g. http://127.0.0.1:10248/healthz).
+ *  - command: run `command` (argv, no shell) on the node; healthy on exit 0.
+ * Each attempt gets `timeoutSeconds`; a check is tried `retries` times (3 s apart) before it fails.
+ */
+export const HealthCheck = z
+  .object({
+    name: Name,
+    type: z.enum(['http', 'command']),
+    url: z.string().url().max(2048).optional(),
+    command: z.array(z.string().max(4096)).min(1).max(64).optional(),
+    timeoutSeconds: z.number().int().min(1).max(300).default(10),
+    retries: z.number().int().min(1).max(20).default(3),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.type === 'http' && !c.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'an http health check needs a url' });
+    if (c.type === 'http' && c.url && !/^https?:\/\//.test(c.url))
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'must be an http:// or https:// URL' });
+    if (c.type === 'command' && !c.command) ctx.addIssue({ code: 'custom', path: ['command'], message: 'a command health check needs a command (argv array)' });
+  });
+export type HealthCheck = z.infer<typeof HealthCheck>;
+
+/** Health checks of one spec: at most 20, names unique. */
+export const HealthChecks = z
+  .array(HealthCheck)
+  .max(20)
+  .superRefine((checks, ctx) => {
+    if (new Set(checks.map((c) => c.name)).size !== checks.length) ctx.addIssue({ code: 'custom', message: 'health check names must be unique' });
+  });
+
 export const OsSpec = z.object({
   /** Image reference as written in the profile, e.g. registry.local:5000/edge/os:1.2. */
   image: z.string().min(1).max(512),
@@ -22,6 +56,8 @@ export const OsSpec = z.object({
    * reboot (the rolling upgrade stages every node before the first drain). Absent = true.
    */
   activate: z.boolean().optional(),
+  /** The profile's health checks, run after a trial boot of this image (travel with the image switch). */
+  healthChecks: HealthChecks.optional(),
 });
 export type OsSpec = z.infer<typeof OsSpec>;
 

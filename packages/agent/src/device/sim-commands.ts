@@ -4,7 +4,8 @@
  * registry, write admin.conf/kubelet.conf and start the simulated kubelet, as kubeadm does) and
  * `kubeadm reset`, `k3s-killall.sh` / `rke2-killall.sh` (the node leaves its simulated cluster) and
  * `helm upgrade --install` (records a release the way helm stores it: a `helm.sh/release.v1` Secret
- * in the release namespace). Every other command is refused: a simulated device runs no binaries.
+ * in the release namespace) and `edgeplane-sim-health` (a stand-in for a profile's command health
+ * check, see simHealth). Every other command is refused: a simulated device runs no binaries.
  */
 import { rm } from 'node:fs/promises';
 import { join as joinPath } from 'node:path';
@@ -186,7 +187,31 @@ async function helm(args: string[], ctx: SimCommandContext): Promise<ExecResult>
   return { stdout: `Release "${release}" has been upgraded. Happy Helming! (simulated)\nREVISION: ${revision}\n`, stderr: '' };
 }
 
-const COMMANDS: Record<string, SimCommand> = { kubeadm, helm, 'k3s-killall.sh': killall('k3s'), 'rke2-killall.sh': killall('rke2') };
+/**
+ * SIMULATION. `edgeplane-sim-health ok | fail [message...] | marker <path>`: a command a profile's
+ * health check (`type: command`) can name so tests decide its outcome. `ok` exits 0; `fail` exits 1
+ * with the message on stderr; `marker` exits 1 (stderr = the file's content) while the file exists
+ * on the device (under the SimDevice root), else 0, so a test can fail the check on one node only.
+ */
+async function simHealth(args: string[], ctx: SimCommandContext): Promise<ExecResult> {
+  const [mode, ...rest] = args;
+  if (mode === 'ok') return { stdout: 'ok (simulated)\n', stderr: '' };
+  if (mode === 'fail') throw new ExecError('edgeplane-sim-health', args, rest.join(' ') || 'simulated health check failure', 1, false);
+  if (mode === 'marker' && rest[0]) {
+    const marker = await readDeviceFile(ctx.root, rest[0]);
+    if (marker === undefined) return { stdout: 'ok (simulated)\n', stderr: '' };
+    throw new ExecError('edgeplane-sim-health', args, marker.trim() || `marker ${rest[0]} is present`, 1, false);
+  }
+  throw new ExecError('edgeplane-sim-health', args, 'usage: edgeplane-sim-health ok | fail [message...] | marker <path>', 2, false);
+}
+
+const COMMANDS: Record<string, SimCommand> = {
+  kubeadm,
+  helm,
+  'k3s-killall.sh': killall('k3s'),
+  'rke2-killall.sh': killall('rke2'),
+  'edgeplane-sim-health': simHealth,
+};
 
 /** Runs a simulated command; failures become ExecError (stderr says why) like a real non-zero exit. */
 export async function runSimCommand(command: string, args: string[], ctx: SimCommandContext): Promise<ExecResult> {
@@ -195,6 +220,7 @@ export async function runSimCommand(command: string, args: string[], ctx: SimCom
   try {
     return await run(args, ctx);
   } catch (err) {
+    if (err instanceof ExecError) throw err; // already an exit status and output, as the command put it
     const message = (err as Error).message;
     // `retryable` lets the caller tell a refusal that retrying cannot fix from a transient failure.
     throw new ExecError(command, args, `error execution phase: ${message}`, 1, err instanceof SimRefusal ? err.retryable : true);

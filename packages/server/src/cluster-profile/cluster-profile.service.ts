@@ -32,7 +32,7 @@ export function validateProfileSpec(spec: ClusterProfileSpec): void {
   const problem = kubernetesVersionProblem(k.distribution, k.version);
   if (problem) throw new EdgeplaneError('UnsupportedKubernetesVersion', problem.message, { distribution: k.distribution, version: k.version });
   const declared = new Set(spec.variables.map((v) => v.name));
-  for (const ref of variableReferences(spec.layers, ['layers'])) {
+  for (const ref of [...variableReferences(spec.layers, ['layers']), ...variableReferences(spec.healthChecks ?? [], ['healthChecks'])]) {
     if (!declared.has(ref.name))
       throw new EdgeplaneError('UndeclaredVariable', `${ref.path} references \${var.${ref.name}}, which spec.variables does not declare`, {
         variable: ref.name,

@@ -86,6 +86,7 @@ describe('cluster profile revisions against a real OCI registry', () => {
     });
 
     it('refuses what cannot be pinned or validated, writing nothing', async () => {
+      const validSpec = () => ({ layers: { os: { image: `${registry.host}/edge/os:1` }, kubernetes: { distribution: 'k3s', version: 'v1.31.0+k3s1' } } });
       const dead = `127.0.0.1:${await freePort()}`;
       const cases: [unknown, string][] = [
         [profile('bad', `${dead}/edge/os:1`), 'ImageResolveFailed'],
@@ -116,6 +117,14 @@ describe('cluster profile revisions against a real OCI registry', () => {
               os: { image: `${registry.host}/edge/os:1` },
               kubernetes: { distribution: 'k3s', version: 'v1.31.0+k3s1', config: { 'tls-san': '${var.vip}' } },
             },
+          }),
+          'UndeclaredVariable',
+        ],
+        [profile('bad', `${registry.host}/edge/os:1`, { ...validSpec(), healthChecks: [{ name: 'kubelet', type: 'http' }] }), 'ValidationFailed'],
+        [
+          profile('bad', `${registry.host}/edge/os:1`, {
+            ...validSpec(),
+            healthChecks: [{ name: 'kubelet', type: 'http', url: 'http://${var.nodeip}:10248/healthz' }],
           }),
           'UndeclaredVariable',
         ],

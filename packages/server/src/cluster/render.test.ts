@@ -79,6 +79,32 @@ describe('renderHostSpec', () => {
     expect(kubeadm.kubernetes).toMatchObject({ server: 'https://vip.shop:443', controlPlaneEndpoint: 'https://vip.shop:443' });
   });
 
+  it("puts the profile's health checks into every node's os spec, variables substituted", () => {
+    const healthChecks = [
+      { name: 'kubelet', type: 'http' as const, url: 'http://${var.vip}:10248/healthz', timeoutSeconds: 5, retries: 2 },
+      { name: 'disk', type: 'command' as const, command: ['test', '-d', '/var/lib/${var.mtu}'], timeoutSeconds: 10, retries: 3 },
+    ];
+    const withChecks = { ...profile('k3s', 'v1.30.4+k3s1'), healthChecks };
+    const rendered = spec.nodes.map((node, i) =>
+      renderHostSpec({ cluster: 'c', spec, profile: withChecks, node, init: i === 0, controlPlaneEndpoint: '10.0.0.100' }),
+    );
+    for (const s of rendered)
+      expect(s.os?.healthChecks).toEqual([
+        { ...healthChecks[0], url: 'http://10.0.0.100:10248/healthz' },
+        { ...healthChecks[1], command: ['test', '-d', '/var/lib/1450'] },
+      ]);
+    // No checks declared: the os spec carries none (so existing nodes' specs do not change).
+    const plain = renderHostSpec({
+      cluster: 'c',
+      spec,
+      profile: profile('k3s', 'v1.30.4+k3s1'),
+      node: spec.nodes[1],
+      init: false,
+      controlPlaneEndpoint: '10.0.0.100',
+    });
+    expect(plain.os).not.toHaveProperty('healthChecks');
+  });
+
   it('finds the first non-loopback IPv4 of a host, else its hostname', () => {
     const inv = (nics: unknown, hostname = 'nuc') => ({ name: 'edge-1', status: JSON.stringify({ inventory: { hostname, nics } }) });
     expect(hostAddress(inv([{ addresses: ['127.0.0.1/8', 'fe80::1/64', '192.168.1.20/24'] }]))).toBe('192.168.1.20');

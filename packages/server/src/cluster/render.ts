@@ -52,10 +52,18 @@ export interface RenderInput {
  * so EdgeHost.spec in the store and the API never holds it.
  */
 export function renderHostSpec(r: RenderInput): HostSpec {
-  const layers = substituteVariables(r.profile.layers, variableValues(r.profile, r.spec));
+  const values = variableValues(r.profile, r.spec);
+  const layers = substituteVariables(r.profile.layers, values);
+  // Health checks ride in the os spec, so a node runs the checks of the image it switches to.
+  const healthChecks = r.profile.healthChecks?.length ? substituteVariables(r.profile.healthChecks, values) : undefined;
   const ep = endpoints(layers.kubernetes.distribution, r.controlPlaneEndpoint);
   const spec: HostSpec = {
-    os: { image: layers.os.image, digest: layers.os.digest, ...(layers.os.insecure ? { insecure: true } : {}) },
+    os: {
+      image: layers.os.image,
+      digest: layers.os.digest,
+      ...(layers.os.insecure ? { insecure: true } : {}),
+      ...(healthChecks ? { healthChecks } : {}),
+    },
     kubernetes: {
       distribution: layers.kubernetes.distribution,
       version: layers.kubernetes.version,

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentStatus, OsStatus } from '@edgeplane/protocol';
@@ -54,7 +56,13 @@ describe('os manager on SimDevice', () => {
     const device = new SimDevice({ root, hostname: 'sim-os' });
     const healthChecks = osOptions.failHealth ? [async () => osOptions.failHealth] : [];
     const config = AgentConfig.parse({ server: server.url, token: 'tok', dataDir: root });
-    const agent = new Agent({ config, device, logger, timing, managers: [new OsManager(device, { dataDir: root, healthChecks })] });
+    const agent = new Agent({
+      config,
+      device,
+      logger,
+      timing,
+      managers: [new OsManager(device, { dataDir: root, healthChecks, healthCheckRetryDelayMs: 10 })],
+    });
     agents.push(agent);
     await agent.start();
     const host = await waitFor(() => agent.hostName);
@@ -106,6 +114,41 @@ describe('os manager on SimDevice', () => {
     const reboots = events(host).filter((r) => r === 'Rebooting').length;
     await new Promise((r) => setTimeout(r, 300));
     expect(events(host).filter((r) => r === 'Rebooting').length).toBe(reboots);
+  });
+
+  it('falls back when a profile health check fails on the trial boot, naming the check and its output', async () => {
+    const healthChecks = [
+      { name: 'sim-ok', type: 'command', command: ['edgeplane-sim-health', 'ok'], timeoutSeconds: 5, retries: 1 },
+      // SIMULATION: edgeplane-sim-health is the SimDevice stand-in for a real check command.
+      { name: 'app-ready', type: 'command', command: ['edgeplane-sim-health', 'fail', 'app answered 503'], timeoutSeconds: 5, retries: 2 },
+    ];
+    const { host } = await start({ os: { image: `oci:${layout}:1.0.0`, digest: digests['1.0.0'], healthChecks } });
+    await waitFor(() => lastOs(host)?.phase === 'FellBack', 15_000, 'fell back');
+    const os = lastOs(host);
+    expect(os).toMatchObject({ bootedSlot: 'A', activeSlot: 'A', error: { phase: 'health', component: 'os', retryable: false } });
+    expect(os?.message).toContain('fell back to slot A');
+    expect(os?.message).toContain('health check "app-ready" failed after 2 attempt(s)');
+    expect(os?.message).toContain('app answered 503');
+    expect(os?.message).not.toContain('sim-ok');
+  });
+
+  it('commits when every profile health check passes (http 2xx and a command)', async () => {
+    const http = createServer((req, res) => {
+      res.writeHead(req.url === '/healthz' ? 200 : 404).end('ok');
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/healthz`;
+      const healthChecks = [
+        { name: 'kubelet', type: 'http', url, timeoutSeconds: 5, retries: 1 },
+        { name: 'sim-ok', type: 'command', command: ['edgeplane-sim-health', 'ok'], timeoutSeconds: 5, retries: 1 },
+      ];
+      const { host } = await start({ os: { image: `oci:${layout}:1.0.0`, digest: digests['1.0.0'], healthChecks } });
+      await waitFor(() => lastOs(host)?.phase === 'Committed', 15_000, 'committed');
+      expect(lastOs(host)).toMatchObject({ bootedSlot: 'B', activeSlot: 'B', digest: digests['1.0.0'] });
+    } finally {
+      http.close();
+    }
   });
 
   it('refuses a tampered image: nothing is staged and nothing boots', async () => {

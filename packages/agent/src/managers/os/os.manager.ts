@@ -7,6 +7,7 @@ import type { Device } from '../../device/device.js';
 import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import { loadOsState, type OsState, saveOsState } from './os-state.js';
+import { runProfileHealthChecks } from './profile-health.js';
 
 /** A post-boot health check: resolves to a reason when unhealthy, undefined when healthy. */
 export type OsHealthCheck = (info: { slot: Slot; digest?: string; desired?: OsSpec }) => Promise<string | undefined>;
@@ -19,6 +20,8 @@ export interface OsManagerOptions {
   maxBlobBytes?: number;
   /** How long apply waits for the process to end after requesting a reboot. */
   rebootTimeoutMs?: number;
+  /** Pause between attempts of a profile health check (OsSpec.healthChecks); default 3 s. */
+  healthCheckRetryDelayMs?: number;
 }
 
 /**
@@ -191,7 +194,7 @@ export class OsManager implements Manager<'os'> {
     }
     await this.setPhase('Verifying', `checking the trial boot of slot ${trial}`);
     const meta = await boot.readSlot(trial);
-    const reason = await this.health(trial, meta?.digest, desired);
+    const reason = await this.health(trial, meta?.digest, desired, ctx.signal);
     if (!reason) {
       await boot.grubenv.set({ [BOOT_VARS.active]: trial, [BOOT_VARS.trial]: '' });
       this.state = { ...state, failed: undefined };
@@ -217,10 +220,15 @@ export class OsManager implements Manager<'os'> {
     throw new ManagerFailure({ phase: 'health', component: 'os', retryable: false, message });
   }
 
-  private async health(slot: Slot, digest: string | undefined, desired: OsSpec | undefined): Promise<string | undefined> {
+  private async health(slot: Slot, digest: string | undefined, desired: OsSpec | undefined, signal: AbortSignal): Promise<string | undefined> {
     if (desired && digest !== desired.digest) return `slot ${slot} holds ${digest ?? 'no image'}, not the desired ${desired.digest}`;
     for (const check of this.options.healthChecks ?? []) {
       const reason = await check({ slot, digest, desired }).catch((err: Error) => `health check failed: ${err.message}`);
+      if (reason) return reason;
+    }
+    // The profile's own checks (http endpoints, commands), after the node is known to be up.
+    if (desired?.healthChecks?.length) {
+      const reason = await runProfileHealthChecks(this.device, desired.healthChecks, { retryDelayMs: this.options.healthCheckRetryDelayMs, signal });
       if (reason) return reason;
     }
     return this.device.boot?.simulatedHealth?.(slot);

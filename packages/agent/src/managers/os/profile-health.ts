@@ -1,0 +1,66 @@
+import type { HealthCheck } from '@edgeplane/protocol';
+import { sleep } from '../../backoff.js';
+import type { Device } from '../../device/device.js';
+import { ExecError } from '../../device/exec.js';
+
+export interface ProfileHealthOptions {
+  /** Pause between attempts of one check. */
+  retryDelayMs?: number;
+  signal?: AbortSignal;
+}
+
+/** Output kept in a failure message: enough to say why, small enough for a status field. */
+const MAX_OUTPUT = 512;
+
+/**
+ * Runs the profile's health checks (OsSpec.healthChecks) after a trial boot, in order. Resolves to
+ * the first failing check's reason ("health check "<name>" failed: <output>"), undefined when all pass.
+ */
+export async function runProfileHealthChecks(device: Device, checks: HealthCheck[], options: ProfileHealthOptions = {}): Promise<string | undefined> {
+  for (const check of checks) {
+    const retries = check.retries ?? 3;
+    let problem = '';
+    for (let attempt = 1; attempt <= retries; attempt++) {
+      options.signal?.throwIfAborted();
+      problem = (await attemptCheck(device, check, options.signal)) ?? '';
+      if (!problem) break;
+      if (attempt < retries) await sleep(options.retryDelayMs ?? 3000, options.signal ?? new AbortController().signal);
+    }
+    if (problem) return `health check "${check.name}" failed after ${retries} attempt(s): ${problem.trim().slice(0, MAX_OUTPUT)}`;
+  }
+  return undefined;
+}
+
+/** One attempt: undefined when healthy, else what went wrong (status and body, or the command's output). */
+async function attemptCheck(device: Device, check: HealthCheck, signal?: AbortSignal): Promise<string | undefined> {
+  const timeoutMs = (check.timeoutSeconds ?? 10) * 1000;
+  if (check.type === 'http') {
+    if (!check.url) return 'no url';
+    const timeout = AbortSignal.timeout(timeoutMs);
+    try {
+      const res = await fetch(check.url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+      const body = await res.text().catch(() => '');
+      return res.ok ? undefined : `GET ${check.url}: HTTP ${res.status} ${body}`;
+    } catch (err) {
+      signal?.throwIfAborted();
+      return timeout.aborted ? `GET ${check.url}: no answer within ${check.timeoutSeconds ?? 10}s` : `GET ${check.url}: ${causeOf(err)}`;
+    }
+  }
+  const [command, ...args] = check.command ?? [];
+  if (!command) return 'no command';
+  if (!device.exec) return 'this device cannot run commands';
+  try {
+    await device.exec(command, args, { timeoutMs, signal });
+    return undefined;
+  } catch (err) {
+    signal?.throwIfAborted();
+    if (err instanceof ExecError) return `${[command, ...args].join(' ')} exited ${err.exitCode ?? 'abnormally'}: ${err.stderr.trim() || 'no output'}`;
+    return (err as Error).message;
+  }
+}
+
+/** fetch wraps network errors ("fetch failed"); the cause says what happened (ECONNREFUSED, ...). */
+function causeOf(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  return e.cause?.code ?? e.cause?.message ?? e.message;
+}
