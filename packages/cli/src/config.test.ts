@@ -1,10 +1,18 @@
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { configPath, contextNameFor, loadConfig, resolveTarget, saveConfig, upsertContext } from './config.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'edgeplane-config-'));
+const made: string[] = [];
+const tmp = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgeplane-config-'));
+  made.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 describe('config path', () => {
   it('prefers EDGEPLANE_CONFIG, then XDG_CONFIG_HOME, then ~/.config', () => {
