@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ConnectionHub } from '../agent/connection-hub.js';
 import { findRevision } from '../cluster-profile/cluster-profile.repository.js';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
-import { ControllerLoop } from '../controller/controller-loop.js';
+import { Controller } from '../controller/controller-loop.js';
 import { recordEvent } from '../event/event.service.js';
 import type { Db, Executor } from '../store/db.js';
 import {
@@ -47,7 +47,7 @@ export function kubernetesReady(host: HostRow | undefined): boolean {
  * resumes where it stopped and never initializes a cluster twice. Runs every `intervalMs`, and at
  * once when nudged (a cluster or host status changed).
  */
-export class ClusterController {
+export class ClusterController extends Controller {
   private readonly upgrades: UpgradeEngine;
 
   constructor(
@@ -57,6 +57,7 @@ export class ClusterController {
     private readonly log: Logger,
     private readonly intervalMs = 500,
   ) {
+    super();
     hub.specFilter = (host, msg) => this.fillSecrets(host, msg);
     this.upgrades = new UpgradeEngine(db, log.child({ component: 'upgrade' }));
   }
@@ -70,31 +71,11 @@ export class ClusterController {
     return { ...msg, spec: { ...msg.spec, kubernetes: { ...k, token: await this.joinToken(k.cluster) } } };
   }
 
-  private loopInstance?: ControllerLoop;
-  // Created on first use: parameter properties (db, log, options) are not yet set while fields initialize.
-  private get loop(): ControllerLoop {
-    this.loopInstance ??= new ControllerLoop('cluster controller', () => this.pass(), this.log, this.intervalMs);
-    return this.loopInstance;
+  protected loopSettings() {
+    return { name: 'cluster controller', log: this.log, intervalMs: this.intervalMs };
   }
 
-  start(): void {
-    this.loop.start();
-  }
-
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
-
-  /** Runs a pass now, or right after the current one. */
-  nudge(): void {
-    this.loop.nudge();
-  }
-
-  private get stopped(): boolean {
-    return this.loop.stopped;
-  }
-
-  private async pass(): Promise<void> {
+  protected async pass(): Promise<void> {
     for (const row of await listClusterRows(this.db)) {
       if (this.stopped) return;
       try {

@@ -57,3 +57,42 @@ export class ControllerLoop {
       });
   }
 }
+
+/**
+ * Base of the server's controllers: start/stop/nudge run `pass()` through one ControllerLoop,
+ * created on first use (subclass parameter properties are not set yet while base fields initialize).
+ */
+export abstract class Controller {
+  private loopInstance?: ControllerLoop;
+
+  /** One reconcile pass over everything this controller owns. */
+  protected abstract pass(): Promise<unknown>;
+  /** Name for logs, logger and pass interval. */
+  protected abstract loopSettings(): { name: string; log: Logger | FastifyBaseLogger; intervalMs: number };
+
+  private get loop(): ControllerLoop {
+    if (!this.loopInstance) {
+      const { name, log, intervalMs } = this.loopSettings();
+      this.loopInstance = new ControllerLoop(name, () => this.pass(), log, intervalMs);
+    }
+    return this.loopInstance;
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  /** Runs a pass now, or right after the current one. */
+  nudge(): void {
+    this.loop.nudge();
+  }
+
+  /** True before start() and after stop(); long passes check it to end early. */
+  protected get stopped(): boolean {
+    return this.loop.stopped;
+  }
+}

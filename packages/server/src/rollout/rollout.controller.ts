@@ -1,6 +1,6 @@
 import { PRESTAGE_ANNOTATION, type RolloutSpec, type RolloutStatus, type SiteSpec } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
-import { ControllerLoop } from '../controller/controller-loop.js';
+import { Controller } from '../controller/controller-loop.js';
 import { recordEvent } from '../event/event.service.js';
 import { type WindowState, windowState } from '../site/maintenance-window.js';
 import type { Db } from '../store/db.js';
@@ -28,7 +28,7 @@ export interface RolloutControllerOptions {
  * transaction, guarded by the rollout's resourceVersion: an action (pause, abort, approve) landing
  * in between makes the pass retry, and a restarted server resumes from the stored status.
  */
-export class RolloutController {
+export class RolloutController extends Controller {
   readonly clock: Clock;
 
   constructor(
@@ -36,31 +36,12 @@ export class RolloutController {
     private readonly log: Logger,
     private readonly opts: RolloutControllerOptions = {},
   ) {
+    super();
     this.clock = opts.clock ?? systemClock;
   }
 
-  private loopInstance?: ControllerLoop;
-  // Created on first use: parameter properties (db, log, options) are not yet set while fields initialize.
-  private get loop(): ControllerLoop {
-    this.loopInstance ??= new ControllerLoop('rollout controller', () => this.pass(), this.log, this.opts.intervalMs ?? 1000);
-    return this.loopInstance;
-  }
-
-  start(): void {
-    this.loop.start();
-  }
-
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
-
-  /** Runs a pass now, or right after the current one. */
-  nudge(): void {
-    this.loop.nudge();
-  }
-
-  private get stopped(): boolean {
-    return this.loop.stopped;
+  protected loopSettings() {
+    return { name: 'rollout controller', log: this.log, intervalMs: this.opts.intervalMs ?? 1000 };
   }
 
   /** One pass over every unfinished rollout, in creation order; returns how many steps were written. */

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ConnectionHub } from '../../agent/connection-hub.js';
 import { findRevision } from '../../cluster-profile/cluster-profile.repository.js';
 import type { PinnedProfileSpec } from '../../cluster-profile/cluster-profile.service.js';
-import { ControllerLoop } from '../../controller/controller-loop.js';
+import { Controller } from '../../controller/controller-loop.js';
 import { renderUserData } from '../../installer/installer.service.js';
 import type { RequestContext } from '../../resource/context.js';
 import type { Db } from '../../store/db.js';
@@ -32,7 +32,7 @@ export interface VirtControllerOptions {
  * the next only once the previous VM runs at its new size and its node is Ready again. The node-
  * level work (Kubernetes on the VMs) is the ClusterController's, which sees VMs as nodes.
  */
-export class VirtController {
+export class VirtController extends Controller {
   private readonly ctx: RequestContext;
 
   constructor(
@@ -42,6 +42,7 @@ export class VirtController {
     private readonly log: Logger,
     private readonly options: VirtControllerOptions,
   ) {
+    super();
     this.ctx = { user: 'system:controller/virt', role: 'admin', log: log as never, hosts: hub };
     const previous = hub.specFilter;
     hub.specFilter = async (host, msg) => {
@@ -50,28 +51,8 @@ export class VirtController {
     };
   }
 
-  private loopInstance?: ControllerLoop;
-  // Created on first use: parameter properties (db, log, options) are not yet set while fields initialize.
-  private get loop(): ControllerLoop {
-    this.loopInstance ??= new ControllerLoop('virt controller', () => this.pass(), this.log, this.options.intervalMs ?? 500);
-    return this.loopInstance;
-  }
-
-  start(): void {
-    this.loop.start();
-  }
-
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
-
-  /** Runs a pass now, or right after the current one. */
-  nudge(): void {
-    this.loop.nudge();
-  }
-
-  private get stopped(): boolean {
-    return this.loop.stopped;
+  protected loopSettings() {
+    return { name: 'virt controller', log: this.log, intervalMs: this.options.intervalMs ?? 500 };
   }
 
   /** Puts the cluster's registration token into the VM seeds of a spec on its way to the appliance. */
