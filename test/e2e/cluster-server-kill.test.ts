@@ -1,14 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { oci } from '@edgeplane/agent';
 import { type Fleet, startFleet } from '@edgeplane/sim';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliProcess, runCli } from '../support/cli-process.js';
 import { waitFor } from '../support/device.js';
 import freePort from '../support/free-port.js';
-import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 
 /** `kill -9` of a real `edgeplane server` process while a 3-node cluster provisions. */
 describe('server killed mid-provisioning', () => {
@@ -32,8 +31,7 @@ describe('server killed mid-provisioning', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-kill-'));
     registry = await startRegistry();
-    await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: '1.0.0', name: 'Edgeplane OS', version: '1.0.0' });
-    digest = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:1.0.0`);
+    digest = await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
     url = `http://127.0.0.1:${await freePort()}`;
     server = runCli(args());
     admin = (await server.waitForOutput(/(ept_[A-Za-z0-9_-]+)/))[1];

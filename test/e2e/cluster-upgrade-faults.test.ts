@@ -1,14 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { oci } from '@edgeplane/agent';
 import { type Fleet, startFleet } from '@edgeplane/sim';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliProcess, runCli } from '../support/cli-process.js';
 import { waitFor } from '../support/device.js';
 import freePort from '../support/free-port.js';
-import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 
 /**
  * Issue 4 fault injection: while a 3-node cluster (1 control plane, 2 workers) rolls a new OS
@@ -51,8 +50,7 @@ describe('cluster upgrade with agents and the server killed', () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-upgrade-kill-'));
     registry = await startRegistry();
     for (const version of ['1.0.0', '2.0.0']) {
-      await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: version, name: 'Edgeplane OS', version });
-      digests[version] = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:${version}`);
+      digests[version] = await pushOsImage(registry, join(dir, 'layout'), version);
     }
     url = `http://127.0.0.1:${await freePort()}`;
     server = runCli(args());

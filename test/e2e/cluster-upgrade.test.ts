@@ -6,7 +6,7 @@ import { type Fleet, startFleet } from '@edgeplane/sim';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/device.js';
-import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { pushOciLayout, pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
@@ -99,8 +99,7 @@ describe('cluster upgrades on simulated hosts', () => {
     [t, registry] = await Promise.all([testServer('sqlite'), startRegistry()]);
     const images: [string, Record<string, string>?][] = [['1.0.0'], ['2.0.0']];
     for (const [version, files] of images) {
-      await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: version, name: 'Edgeplane OS', version, files });
-      digests[version] = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:${version}`);
+      digests[version] = await pushOsImage(registry, join(dir, 'layout'), version, files);
     }
     const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
     fleet = await startFleet({
@@ -268,8 +267,7 @@ describe('cluster upgrades on simulated hosts', () => {
   it('stops Degraded naming the node and the check when a profile health check fails after the trial boot', async () => {
     const first = (await cluster('ha')).status.upgrade.nodes.map((n: any) => n.host)[0] as string;
     const rev2 = (await cluster('ha')).spec.profile.revision;
-    await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: '3.0.2', name: 'Edgeplane OS', version: '3.0.2' });
-    digests.checked = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:3.0.2`);
+    digests.checked = await pushOsImage(registry, join(dir, 'layout'), '3.0.2');
     // SIMULATION: `edgeplane-sim-health fail` is the SimDevice stand-in for a check command that exits 1.
     const healthChecks = [
       { name: 'sim-ok', type: 'command', command: ['edgeplane-sim-health', 'ok'], retries: 1 },

@@ -1,14 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { oci } from '@edgeplane/agent';
 import { type Fleet, startFleet } from '@edgeplane/sim';
 import { pino } from 'pino';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, login, newPage, screenshot } from '../support/browser.js';
 import { waitFor } from '../support/device.js';
-import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
@@ -28,8 +27,7 @@ describe('console wizard with a simulated fleet', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-console-fleet-'));
     [t, registry] = await Promise.all([testServer('sqlite'), startRegistry()]);
-    await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: '1.0.0', name: 'Edgeplane OS', version: '1.0.0' });
-    await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:1.0.0`);
+    await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
     const profile = {
       metadata: { name: 'shops' },
       spec: { layers: { os: { image: `${registry.host}/edge/os:1.0.0` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },

@@ -1,12 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { oci } from '@edgeplane/agent';
 import { type Fleet, startFleet } from '@edgeplane/sim';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/device.js';
-import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
@@ -31,8 +30,7 @@ describe('rollout through real cluster upgrades', () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-rollout-'));
     [t, registry] = await Promise.all([testServer('sqlite', { rolloutIntervalMs: 200 }), startRegistry()]);
     for (const version of ['1.0.0', '2.0.0']) {
-      await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: version, name: 'Edgeplane OS', version });
-      digests[version] = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:${version}`);
+      digests[version] = await pushOsImage(registry, join(dir, 'layout'), version);
     }
     const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
     fleet = await startFleet({

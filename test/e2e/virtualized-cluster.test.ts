@@ -1,14 +1,14 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Libvirt, oci, readDomainXml, readNoCloudSeed } from '@edgeplane/agent';
+import { type Libvirt, readDomainXml, readNoCloudSeed } from '@edgeplane/agent';
 import { type Fleet, SIM_LIBVIRT_URI, startFleet } from '@edgeplane/sim';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
 import { DIALECTS } from '../support/db.js';
 import { register, TestDevice, waitFor } from '../support/device.js';
-import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
@@ -68,8 +68,7 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-virt-'));
     [t, registry] = await Promise.all([testServer(dialect), startRegistry()]);
-    await oci.writeOsImage({ layoutDir: join(dir, 'layout'), tag: '1.0.0', name: 'Edgeplane OS', version: '1.0.0' });
-    digest = await pushOciLayout(join(dir, 'layout'), `${registry.host}/edge/os:1.0.0`);
+    digest = await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
     const token = (await api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
     fleet = await startFleet({
       server: t.url,

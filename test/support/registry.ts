@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { oci } from '@edgeplane/agent';
 import freePort from './free-port.js';
 
 const run = promisify(execFile);
@@ -86,4 +87,13 @@ export async function pushOciLayout(layoutDir: string, ref: string): Promise<str
   const digest = (await readFile(digestFile, 'utf8')).trim();
   await rm(join(digestFile, '..'), { recursive: true, force: true });
   return digest;
+}
+
+/**
+ * Builds an Edgeplane OS image (the project's OCI writer) into `layoutDir` and pushes it to
+ * `<registry>/edge/os:<version>`; returns its manifest digest.
+ */
+export async function pushOsImage(registry: TestRegistry, layoutDir: string, version: string, files?: Record<string, string>): Promise<string> {
+  await oci.writeOsImage({ layoutDir, tag: version, name: 'Edgeplane OS', version, ...(files ? { files } : {}) });
+  return pushOciLayout(layoutDir, `${registry.host}/edge/os:${version}`);
 }
