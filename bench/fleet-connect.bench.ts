@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer } from '@edgeplane/server';
 import { startFleet } from '@edgeplane/sim';
-import pino from 'pino';
+import { startBenchServer } from './bench-server.js';
 import type { BenchResult } from './run.js';
 
 const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
@@ -25,17 +22,7 @@ async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<
  */
 export async function fleetConnect(): Promise<BenchResult> {
   const agents = Number(process.env.BENCH_AGENTS ?? 1000);
-  const dir = mkdtempSync(join(tmpdir(), 'edgeplane-bench-'));
-  const logger = pino({ level: 'silent' });
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    dataDir: join(dir, 'server'),
-    databaseUrl: process.env.BENCH_DATABASE_URL,
-    logger,
-    offlineAfterSeconds: 30,
-  });
-  const auth = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  const { server, dir, logger, auth, close } = await startBenchServer({ offlineAfterSeconds: 30 });
   try {
     const tok = await (
       await fetch(`${server.url}/api/v1/registrationtokens`, {
@@ -90,7 +77,6 @@ export async function fleetConnect(): Promise<BenchResult> {
       },
     };
   } finally {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }

@@ -1,10 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer } from '@edgeplane/server';
-import pino from 'pino';
+import { startBenchServer } from './bench-server.js';
 import type { BenchResult } from './run.js';
 
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
@@ -25,17 +21,7 @@ function runClient(env: Record<string, string>): Promise<string> {
 export async function registrationStorm(): Promise<BenchResult> {
   const n = Number(process.env.BENCH_STORM_DEVICES ?? 2000);
   const concurrency = Number(process.env.BENCH_STORM_CONCURRENCY ?? 64);
-  const dir = mkdtempSync(join(tmpdir(), 'edgeplane-bench-storm-'));
-  const logger = pino({ level: 'silent' });
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    dataDir: join(dir, 'server'),
-    databaseUrl: process.env.BENCH_DATABASE_URL,
-    logger,
-    registrationConcurrency: concurrency,
-  });
-  const auth = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  const { server, dir, logger, auth, close } = await startBenchServer({ registrationConcurrency: concurrency });
   const count = async (result: string) => {
     const text = await (await fetch(`${server.url}/metrics`)).text();
     return Number(new RegExp(`edgeplane_registrations_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
@@ -68,7 +54,6 @@ export async function registrationStorm(): Promise<BenchResult> {
       },
     };
   } finally {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 }
