@@ -16,6 +16,7 @@ export { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClie
 export { Libvirt, parseKeyValues } from './device/libvirt.js';
 export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/linux-device.js';
 export { type LinuxSlotOptions, LinuxSlots } from './device/linux-slots.js';
+export { runTool, type ToolResult } from './device/run-tool.js';
 export { ServiceError, type ServiceManager, SystemdServiceManager } from './device/services.js';
 export { SIM_DEVICE_UID_FILE, SimDevice, type SimDeviceOptions } from './device/sim-device.js';
 export { SimKubernetes, simKubernetes } from './device/sim-kubernetes.js';

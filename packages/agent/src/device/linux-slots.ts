@@ -1,9 +1,12 @@
-import { readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../atomic-file.js';
 import { GrubEnv, type SlotBoot, type SlotMeta } from './boot-env.js';
 import { runTool } from './run-tool.js';
+
+/** image.json of an Edgeplane OS image (see oci/os-image.ts). */
+const IMAGE_INFO_PATH = 'usr/lib/edgeplane/image.json';
 
 /** Where the slot metadata lives inside a slot's filesystem (read back with debugfs, without mounting). */
 export const SLOT_META_PATH = 'usr/lib/edgeplane/slot.json';
@@ -48,23 +51,41 @@ export class LinuxSlots implements SlotBoot {
     return (await this.grubenv.bootState()).activeSlot;
   }
 
+  /**
+   * Writes `rootfs` into the slot so that a power cut at any moment leaves either the complete,
+   * verified image or a slot the agent treats as empty:
+   *  1. the slot's first MiB (the old superblock) is zeroed, so the old content no longer reads;
+   *  2. `mkfs.ext4 -d` writes the tree (no mount, no loop device), then fsync;
+   *  3. verification: `e2fsck -fn` finds a clean filesystem and the image.json read back matches;
+   *  4. only then the slot record (usr/lib/edgeplane/slot.json, with the digest) is written into it
+   *     with `debugfs -w`, and fsync again. readSlot() reports a digest only when that record exists.
+   */
   async writeSlot(slot: Slot, rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void> {
     if (slot === 'recovery') throw new Error('the recovery slot is written by the installer only');
-    await writeFileAtomic(join(rootfs, SLOT_META_PATH), `${JSON.stringify(meta, null, 2)}\n`, 0o644);
     const target = this.target(slot);
     const label = `root-${slot.toLowerCase()}`;
+    const record = join(dirname(rootfs), `slot-${slot}.json`);
+    await writeFileAtomic(record, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+    await rm(join(rootfs, SLOT_META_PATH), { force: true });
     const st = await stat(target).catch(() => undefined);
+    let written = target;
     if (st?.isBlockDevice()) {
+      await invalidate(target);
       await runTool('mkfs.ext4', ['-F', '-q', '-L', label, '-d', rootfs, target], { timeoutMs: 30 * 60_000, signal });
     } else {
       // An image file: build it beside the target and rename, so a crash never leaves half a slot.
       const size = this.options.imageSizeBytes ?? Math.max(64 * 1024 ** 2, 2 * (await treeBytes(rootfs)));
-      const tmp = `${target}.partial`;
-      await rm(tmp, { force: true });
-      await runTool('mkfs.ext4', ['-F', '-q', '-L', label, '-d', rootfs, tmp, `${Math.ceil(size / 1024)}k`], { timeoutMs: 30 * 60_000, signal });
-      await rename(tmp, target);
+      written = `${target}.partial`;
+      await rm(written, { force: true });
+      await runTool('mkfs.ext4', ['-F', '-q', '-L', label, '-d', rootfs, written, `${Math.ceil(size / 1024)}k`], { timeoutMs: 30 * 60_000, signal });
     }
+    await fsyncPath(written);
+    await verifySlot(written, rootfs, signal);
+    await runTool('debugfs', ['-w', '-R', `write ${record} /${SLOT_META_PATH}`, written], { timeoutMs: 60_000, signal });
+    await fsyncPath(written);
+    if (written !== target) await rename(written, target);
     await rm(rootfs, { recursive: true, force: true });
+    await rm(record, { force: true });
   }
 
   async readSlot(slot: Slot): Promise<SlotMeta | undefined> {
@@ -78,6 +99,38 @@ export class LinuxSlots implements SlotBoot {
       return undefined; // not an ext4 slot written by the agent
     }
   }
+}
+
+/** Zeroes the first MiB of a slot partition (ext4's superblock is at 1 KiB), so it no longer reads as the old image. */
+async function invalidate(target: string): Promise<void> {
+  const fh = await open(target, 'r+');
+  try {
+    await fh.write(Buffer.alloc(1024 * 1024), 0, 1024 * 1024, 0);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsync a file or block device: the data is on the disk before the next step relies on it. */
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The written filesystem is consistent and holds the image it was written from. */
+async function verifySlot(target: string, rootfs: string, signal?: AbortSignal): Promise<void> {
+  await runTool('e2fsck', ['-fn', target], { timeoutMs: 10 * 60_000, signal }).catch((err: Error) => {
+    throw new Error(`slot verification failed: the written filesystem is not clean: ${err.message}`);
+  });
+  const expected = await readFile(join(rootfs, IMAGE_INFO_PATH), 'utf8').catch(() => undefined);
+  if (expected === undefined) return;
+  const { stdout } = await runTool('debugfs', ['-R', `cat /${IMAGE_INFO_PATH}`, target], { timeoutMs: 60_000, signal });
+  if (stdout.trim() !== expected.trim()) throw new Error(`slot verification failed: /${IMAGE_INFO_PATH} reads back differently from the image`);
 }
 
 async function treeBytes(dir: string): Promise<number> {
