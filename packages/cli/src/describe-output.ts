@@ -22,6 +22,17 @@ function section(title: string, value: unknown): string {
   return `${title}:\n${indent(toYaml(value))}\n`;
 }
 
+/** A host's OS rollout (EdgeHost status.os) in one line: profile revision, desired and booted image. */
+function osLine(os: unknown): string | undefined {
+  if (!os || typeof os !== 'object') return undefined;
+  const o = os as Record<string, unknown>;
+  const short = (d: unknown) => (typeof d === 'string' ? d.slice(0, 19) : 'unknown');
+  const from = o.profile ? `profile ${o.profile} revision ${o.revision}, ` : '';
+  const running = `running ${short(o.digest)}${o.bootedSlot ? ` in slot ${o.bootedSlot}` : ''}${o.phase ? ` (${o.phase})` : ''}`;
+  const verdict = o.upToDate ? 'up to date' : `NOT up to date${o.message ? `: ${o.message}` : ''}`;
+  return `${from}desired ${short(o.desiredDigest)}, ${running}; ${verdict}`;
+}
+
 /**
  * A human-readable view of one resource, in the manner of `kubectl describe`: metadata as aligned
  * fields, spec and status as indented YAML, then the events about it (oldest first).
@@ -40,6 +51,8 @@ export function renderDescribe(resource: Resource, events: Resource[], now: Date
   out += field('Generation', String(m.generation ?? '<none>'));
   out += field('Version', String(m.resourceVersion ?? '<none>'));
   out += field('Created', created);
+  const os = osLine(resource.status?.os);
+  if (os) out += field('OS', os);
   out += section('Spec', resource.spec);
   out += section('Status', resource.status);
   out += renderEvents(events, now);

@@ -110,5 +110,17 @@ describe('describe', () => {
     expect(out.indexOf('Registered')).toBeLessThan(out.indexOf('Approved'));
     expect(out).toMatch(/^ {2}TYPE\s+REASON\s+AGE\s+FROM\s+MESSAGE$/m);
     expect(renderDescribe(h, [], now)).toMatch(/^Events:\s+<none>$/m);
+    expect(out).not.toMatch(/^OS:/m);
+  });
+
+  it("sums up a host's OS rollout in one line", () => {
+    const d = (c: string) => `sha256:${c.repeat(64)}`;
+    const os = { profile: 'gw-os', revision: 3, image: 'r/os:3', desiredDigest: d('c'), digest: d('b'), bootedSlot: 'A', activeSlot: 'A', phase: 'FellBack' };
+    const fell = host('gw', { status: { state: 'ready', os: { ...os, upToDate: false, message: 'fell back to slot A: check failed' } } });
+    expect(renderDescribe(fell, [], now)).toMatch(
+      /^OS:\s+profile gw-os revision 3, desired sha256:cccccccccccc, running sha256:bbbbbbbbbbbb in slot A \(FellBack\); NOT up to date: fell back to slot A: check failed$/m,
+    );
+    const ok = host('gw', { status: { state: 'ready', os: { ...os, digest: d('c'), phase: 'Committed', upToDate: true } } });
+    expect(renderDescribe(ok, [], now)).toMatch(/^OS:\s+.*running sha256:cccccccccccc in slot A \(Committed\); up to date$/m);
   });
 });

@@ -83,7 +83,11 @@ export const ClusterProfileSpec = z
     layers: z
       .object({
         os: OsLayer,
-        kubernetes: KubernetesLayer,
+        /**
+         * Absent = a host OS profile: only the OS (plus health checks and variables), for hosts that
+         * run no Kubernetes (EdgeHost spec.osProfile). Clusters refuse such a profile (ProfileHasNoKubernetes).
+         */
+        kubernetes: KubernetesLayer.optional(),
         network: NetworkLayer.optional(),
         storage: StorageLayer.optional(),
         addons: z.array(Addon).max(100).default([]),
@@ -96,13 +100,19 @@ export const ClusterProfileSpec = z
   })
   .strict()
   .superRefine((spec, ctx) => {
-    const problem = kubernetesVersionProblem(spec.layers.kubernetes.distribution, spec.layers.kubernetes.version);
+    const k = spec.layers.kubernetes;
+    const problem = k ? kubernetesVersionProblem(k.distribution, k.version) : undefined;
     if (problem?.code === 'format') ctx.addIssue({ code: 'custom', path: ['layers', 'kubernetes', 'version'], message: problem.message });
     const seen = new Set<string>();
     spec.variables.forEach((v, i) => {
       if (seen.has(v.name)) ctx.addIssue({ code: 'custom', path: ['variables', i, 'name'], message: `variable "${v.name}" is declared twice` });
       seen.add(v.name);
     });
+    // Network, storage and add-ons live in a Kubernetes cluster; an OS-only profile cannot carry them.
+    const needsK8s = (['network', 'storage', 'addons'] as const).filter((l) => (l === 'addons' ? spec.layers.addons.length > 0 : spec.layers[l] !== undefined));
+    if (!k)
+      for (const l of needsK8s)
+        ctx.addIssue({ code: 'custom', path: ['layers', l], message: `the ${l} layer needs a kubernetes layer (a profile without one manages only the OS)` });
     const names = new Set(spec.layers.addons.map((a) => a.name));
     if (names.size !== spec.layers.addons.length) ctx.addIssue({ code: 'custom', path: ['layers', 'addons'], message: 'add-on names must be unique' });
   });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HostSpec } from './host-spec.js';
+import { Digest, HostSpec, OsStatus, Slot } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
 
@@ -10,7 +10,15 @@ export const Connectivity = z.enum(['online', 'offline', 'unknown']);
 export type Connectivity = z.infer<typeof Connectivity>;
 
 /**
- * Desired state of a host. `site` and `displayName` are the user's; `os`, `kubernetes` and `addons`
+ * A host OS profile assignment: a ClusterProfile (usually one with only an OS layer) whose OS image
+ * this host runs, for hosts outside any cluster. Without `revision` the server pins the profile's
+ * latest revision when it is assigned and writes that number here; moving on is an explicit update.
+ */
+export const HostOsProfileRef = z.object({ name: Name, revision: z.number().int().positive().optional() }).strict();
+export type HostOsProfileRef = z.infer<typeof HostOsProfileRef>;
+
+/**
+ * Desired state of a host. `site`, `displayName` and `osProfile` are the user's; `os`, `kubernetes` and `addons`
  * are rendered by the cluster controller (see host-spec.ts) and sent to the agent.
  */
 export const EdgeHostSpec = z
@@ -26,10 +34,32 @@ export const EdgeHostSpec = z
       .optional(),
     /** Deny-list: a denied device UID may not register, pair or connect; the host stays as the record. */
     denied: z.boolean().optional(),
+    /** Standalone hosts only: the server renders `os` from this profile revision (see HostOsProfileRef). */
+    osProfile: HostOsProfileRef.optional(),
   })
   .extend(HostSpec.shape)
   .strict();
 export type EdgeHostSpec = z.infer<typeof EdgeHostSpec>;
+
+/**
+ * The host's OS rollout, derived when the host is read: what spec.os asks for (and from which
+ * osProfile revision) against what the agent's os manager reports. `upToDate` once the booted,
+ * committed image is the desired digest; after a fallback `phase` is FellBack and `message` says why.
+ */
+export const HostOsRolloutStatus = z.object({
+  profile: Name.optional(),
+  revision: z.number().int().positive().optional(),
+  image: z.string(),
+  desiredDigest: Digest,
+  /** Digest of the image the host booted, as its agent last reported. */
+  digest: Digest.optional(),
+  bootedSlot: Slot.optional(),
+  activeSlot: Slot.optional(),
+  phase: OsStatus.shape.phase.optional(),
+  upToDate: z.boolean(),
+  message: z.string().optional(),
+});
+export type HostOsRolloutStatus = z.infer<typeof HostOsRolloutStatus>;
 
 export const EdgeHostStatus = z.object({
   state: HostState,
@@ -50,6 +80,8 @@ export const EdgeHostStatus = z.object({
   agentVersion: z.string().optional(),
   observedGeneration: z.number().int().optional(),
   inventory: Inventory.optional(),
+  /** Present while spec.os is set; see HostOsRolloutStatus. */
+  os: HostOsRolloutStatus.optional(),
   conditions: z.array(Condition).default([]),
 });
 export type EdgeHostStatus = z.infer<typeof EdgeHostStatus>;

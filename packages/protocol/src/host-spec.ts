@@ -158,7 +158,7 @@ export const Slot = z.enum(['A', 'B', 'recovery']);
 export type Slot = z.infer<typeof Slot>;
 
 export const OsStatus = z.object({
-  phase: z.enum(['Idle', 'Downloading', 'Staged', 'Rebooting', 'Verifying', 'Committed', 'FellBack', 'Failed']),
+  phase: z.enum(['Idle', 'Downloading', 'Writing', 'Staged', 'Rebooting', 'Verifying', 'Committed', 'FellBack', 'Failed']),
   bootedSlot: Slot,
   /** Slot the boot loader boots by default (the last committed one). */
   activeSlot: Slot,

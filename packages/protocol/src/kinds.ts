@@ -59,6 +59,9 @@ export const KINDS: KindInfo[] = [
       { header: 'VIA', path: 'status.registeredVia' },
       // Appliances (Virtualized Edge): what their libvirt has free for VMs.
       { header: 'APPLIANCE', path: 'status.agent.managers.virt.libvirt.free' },
+      // Host OS profiles: the assigned profile revision and whether the host booted its image.
+      { header: 'OS PROFILE', path: 'spec.osProfile' },
+      { header: 'OS UP TO DATE', path: 'status.os.upToDate' },
     ],
   },
   {

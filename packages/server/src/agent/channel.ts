@@ -35,7 +35,7 @@ async function updateHostStatus(db: Db, host: string, fields: Record<string, unk
 
 /** The managed part of a host's spec (os, kubernetes, addons) as the agent receives it. */
 export function specMessage(row: { spec: string; generation: number }): ServerMessage {
-  const { site: _s, displayName: _d, ...managed } = JSON.parse(row.spec) as Record<string, unknown>;
+  const { site: _s, displayName: _d, osProfile: _o, ...managed } = JSON.parse(row.spec) as Record<string, unknown>;
   return { type: 'spec', generation: Number(row.generation), spec: managed as HostSpec };
 }
 

@@ -6,6 +6,7 @@ import {
   kubernetesVersionProblem,
   variableReferences,
 } from '@edgeplane/protocol';
+import { hostsUsingOsProfile } from '../edgehost/host-os-profile.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import { ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
@@ -29,8 +30,8 @@ export type PinnedProfileSpec = ClusterProfileSpec & {
 /** Checks what the schema cannot: supported versions and that every ${var.X} is declared. */
 export function validateProfileSpec(spec: ClusterProfileSpec): void {
   const k = spec.layers.kubernetes;
-  const problem = kubernetesVersionProblem(k.distribution, k.version);
-  if (problem) throw new EdgeplaneError('UnsupportedKubernetesVersion', problem.message, { distribution: k.distribution, version: k.version });
+  const problem = k && kubernetesVersionProblem(k.distribution, k.version);
+  if (k && problem) throw new EdgeplaneError('UnsupportedKubernetesVersion', problem.message, { distribution: k.distribution, version: k.version });
   const declared = new Set(spec.variables.map((v) => v.name));
   for (const ref of [...variableReferences(spec.layers, ['layers']), ...variableReferences(spec.healthChecks ?? [], ['healthChecks'])]) {
     if (!declared.has(ref.name))
@@ -71,6 +72,15 @@ export const clusterProfiles = new ResourceService(findKind('ClusterProfile')!, 
       throw new EdgeplaneError('InvalidState', `ClusterProfile "${row.name}" is used by cluster(s) ${users.join(', ')}; delete them first`, {
         clusters: users,
       });
+    const hosts = await hostsUsingOsProfile(db, row.name);
+    if (hosts.length)
+      throw new EdgeplaneError(
+        'InvalidState',
+        `ClusterProfile "${row.name}" is the OS profile of host(s) ${hosts.join(', ')}; remove their spec.osProfile first`,
+        {
+          hosts,
+        },
+      );
     await deleteRevisions(db, row.name);
   },
 });

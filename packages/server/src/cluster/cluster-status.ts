@@ -43,7 +43,7 @@ function condition(prev: Record<string, unknown>, c: Omit<Condition, 'lastTransi
  */
 export function clusterStatus(s: StatusInput): Record<string, unknown> {
   const digest = s.profile?.layers.os.digest;
-  const version = s.profile?.layers.kubernetes.version;
+  const version = s.profile?.layers.kubernetes?.version;
   const hasRun = s.steps.has('running');
   const joined = new Set([...s.steps.entries()].filter(([k]) => k === 'init' || k.startsWith('join:')).map(([, h]) => h));
   const nodes: ClusterNodeStatus[] = s.spec.nodes.map((n) => {

@@ -108,11 +108,13 @@ export class ClusterController extends Controller {
       ).map((h) => [h.name, h]),
     );
     const steps = await listSteps(this.db, cluster);
-    if (!rev) {
+    const profile = rev ? (JSON.parse(rev.spec) as PinnedProfileSpec) : undefined;
+    // No kubernetes layer (a host OS profile) is refused by validation; a revision like that is as good as missing.
+    const k = profile?.layers.kubernetes;
+    if (!profile || !k) {
       await this.saveStatus(row, clusterStatus({ row, spec, hosts, steps, prev: prevStatus, profileMissing: true }));
       return;
     }
-    const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
     const initHost = steps.get('init') ?? spec.nodes.find((n) => n.role === 'control-plane')!.host;
     const initRow = hosts.get(initHost);
     const endpoint =
@@ -129,7 +131,7 @@ export class ClusterController extends Controller {
       await this.writeSpec(cluster, initHost, render(initHost, true), {
         step: 'init',
         reason: 'InitializingControlPlane',
-        message: `initializing the control plane on ${initHost} (${profile.layers.kubernetes.distribution} ${profile.layers.kubernetes.version})`,
+        message: `initializing the control plane on ${initHost} (${k.distribution} ${k.version})`,
       });
     } else if (!dayTwo) {
       await this.writeSpec(cluster, initHost, render(initHost, true));
@@ -179,7 +181,7 @@ export class ClusterController extends Controller {
         steps: await listSteps(this.db, cluster),
         prev: prevStatus,
         profile,
-        controlPlaneEndpoint: endpoints(profile.layers.kubernetes.distribution, endpoint).controlPlaneEndpoint,
+        controlPlaneEndpoint: endpoints(k.distribution, endpoint).controlPlaneEndpoint,
         kubeconfigAvailable: (await findSecret(this.db, cluster, 'kubeconfig')) !== undefined,
       }),
       { spec, prev: prevStatus, upgrade },

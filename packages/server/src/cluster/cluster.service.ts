@@ -7,7 +7,7 @@ import { ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
 import { deleteClusterRecords, findHosts, type HostRow, listSteps } from './cluster.repository.js';
 import { claimHosts, clusterOf, releaseHosts } from './host-claims.js';
-import { endpoints } from './render.js';
+import { endpoints, requireKubernetes } from './render.js';
 import { quorumGuard } from './upgrade/quorum.js';
 import { listClusterVms } from './virtualized/cluster-vm.repository.js';
 import { checkVirtualizedUpdate, checkVmNames, clusterNodes, isVirtualized, validateVirtualized } from './virtualized/virtualized.js';
@@ -26,6 +26,7 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
   if (!rev)
     throw new EdgeplaneError('ProfileRevisionNotFound', `cluster profile "${profileName}" has no revision ${revision}`, { profile: profileName, revision });
   const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
+  const kubernetes = requireKubernetes(profile.layers.kubernetes, profileName, revision);
 
   // A virtualized cluster's nodes are its VMs (cluster/virtualized/).
   if (isVirtualized(spec)) checkVmNames(spec.vms ?? []);
@@ -42,7 +43,7 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
 
   if (spec.controlPlaneEndpoint !== undefined) {
     try {
-      endpoints(profile.layers.kubernetes.distribution, spec.controlPlaneEndpoint);
+      endpoints(kubernetes.distribution, spec.controlPlaneEndpoint);
     } catch {
       throw new EdgeplaneError('ValidationFailed', `spec.controlPlaneEndpoint "${spec.controlPlaneEndpoint}" is not a host, host:port or https://host:port`, {
         issues: [{ path: 'spec.controlPlaneEndpoint', message: 'expected host, host:port or https://host:port' }],
@@ -79,6 +80,13 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
     if (owner || h.state === 'in-use')
       throw new EdgeplaneError('HostInUse', `host "${n.host}" already belongs to cluster "${owner ?? '?'}"`, { host: n.host, cluster: owner });
     if (h.state !== 'ready') throw new EdgeplaneError('HostNotApproved', `host "${n.host}" is ${h.state}, not approved`, { host: n.host, state: h.state });
+    const osProfile = (JSON.parse(h.spec) as { osProfile?: { name: string } }).osProfile;
+    if (osProfile)
+      throw new EdgeplaneError(
+        'HostHasOsProfile',
+        `host "${n.host}" runs host OS profile "${osProfile.name}"; a cluster node takes its OS from the cluster's profile: remove spec.osProfile first`,
+        { host: n.host, osProfile: osProfile.name },
+      );
     if (h.connectivity !== 'online')
       throw new EdgeplaneError('HostOffline', `host "${n.host}" is ${h.connectivity}; its agent must be connected`, { host: n.host });
     newHosts.push(h);

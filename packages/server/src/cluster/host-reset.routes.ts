@@ -29,6 +29,8 @@ export async function hostResetRoutes(app: FastifyInstance, deps: { db: Db; hub:
         });
       const spec = JSON.parse(h.spec) as Record<string, unknown>;
       for (const k of MANAGED_SPEC_KEYS) delete spec[k];
+      // A host OS profile would only render spec.os again: the reset ends the assignment too.
+      delete spec.osProfile;
       if (!(await writeHost(trx, name, Number(h.resource_version), { spec: JSON.stringify(spec), bumpGeneration: true })))
         throw new EdgeplaneError('Conflict', `host "${name}" changed meanwhile; retry`, { host: name });
       await recordEvent(trx, {

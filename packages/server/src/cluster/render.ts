@@ -1,4 +1,4 @@
-import { type ClusterNode, type ClusterSpec, type HostSpec, substituteVariables } from '@edgeplane/protocol';
+import { type ClusterNode, type ClusterSpec, EdgeplaneError, type HostSpec, type OsSpec, substituteVariables } from '@edgeplane/protocol';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
 
 /** API server port, and rke2's separate supervisor (join) port. */
@@ -47,6 +47,28 @@ export interface RenderInput {
 }
 
 /**
+ * The os part of a host spec from a pinned profile revision, variables substituted. Health checks
+ * ride in the os spec, so a host runs the checks of the image it switches to. Shared by cluster
+ * nodes and hosts with a host OS profile (edgehost/host-os-profile.ts): the same A/B rules for both.
+ */
+export function renderOs(profile: PinnedProfileSpec, values: Record<string, string>): OsSpec {
+  const os = substituteVariables(profile.layers.os, values);
+  const healthChecks = profile.healthChecks?.length ? substituteVariables(profile.healthChecks, values) : undefined;
+  return { image: os.image, digest: os.digest, ...(os.insecure ? { insecure: true } : {}), ...(healthChecks ? { healthChecks } : {}) };
+}
+
+/** A cluster refuses a profile revision without a kubernetes layer (a host OS profile). */
+export function requireKubernetes<K>(k: K | undefined, name: string, revision: number): K {
+  if (!k)
+    throw new EdgeplaneError(
+      'ProfileHasNoKubernetes',
+      `cluster profile "${name}" revision ${revision} has no kubernetes layer: it is a host OS profile (EdgeHost spec.osProfile), not one for clusters`,
+      { profile: name, revision },
+    );
+  return k;
+}
+
+/**
  * The desired host spec of one node: what the agent's os, kubernetes and addons managers converge
  * to. Without the join token: that is filled in when the spec is sent (ClusterController.fillSecrets),
  * so EdgeHost.spec in the store and the API never holds it.
@@ -54,19 +76,13 @@ export interface RenderInput {
 export function renderHostSpec(r: RenderInput): HostSpec {
   const values = variableValues(r.profile, r.spec);
   const layers = substituteVariables(r.profile.layers, values);
-  // Health checks ride in the os spec, so a node runs the checks of the image it switches to.
-  const healthChecks = r.profile.healthChecks?.length ? substituteVariables(r.profile.healthChecks, values) : undefined;
-  const ep = endpoints(layers.kubernetes.distribution, r.controlPlaneEndpoint);
+  const kubernetes = requireKubernetes(layers.kubernetes, r.spec.profile.name, r.spec.profile.revision);
+  const ep = endpoints(kubernetes.distribution, r.controlPlaneEndpoint);
   const spec: HostSpec = {
-    os: {
-      image: layers.os.image,
-      digest: layers.os.digest,
-      ...(layers.os.insecure ? { insecure: true } : {}),
-      ...(healthChecks ? { healthChecks } : {}),
-    },
+    os: renderOs(r.profile, values),
     kubernetes: {
-      distribution: layers.kubernetes.distribution,
-      version: layers.kubernetes.version,
+      distribution: kubernetes.distribution,
+      version: kubernetes.version,
       cluster: r.cluster,
       nodeName: r.node.host,
       role: r.node.role,
@@ -79,7 +95,7 @@ export function renderHostSpec(r: RenderInput): HostSpec {
       nodeTaints: r.spec.nodeTaints,
       controlPlaneSchedulable: r.spec.controlPlaneSchedulable,
       ...(layers.network ? { network: { cni: layers.network.cni, version: layers.network.version, values: layers.network.values } } : {}),
-      config: layers.kubernetes.config,
+      config: kubernetes.config,
     },
   };
   // Add-ons are applied to the cluster once, from the node that initialized it.

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { EdgeplaneError, findKind } from '@edgeplane/protocol';
+import { EdgeplaneError, findKind, type OsStatus } from '@edgeplane/protocol';
 import { recordEvent } from '../event/event.service.js';
 import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import { type Resource, ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
+import { hostSpecForUpdate, osRollout, refuseOsProfileOnCreate } from './host-os-profile.js';
 import { preRegistrationColumns, withDerivedName } from './pre-registration.js';
 
 /** Host name for a device: stable, derived from the device UID, safe as a DNS label. */
@@ -20,7 +21,9 @@ export function keyFingerprint(publicKeyJson: string): string {
 }
 
 function hostStatus(row: ResourceRow): Record<string, unknown> {
-  const stored = JSON.parse(row.status) as Record<string, unknown>;
+  const stored = JSON.parse(row.status) as Record<string, unknown> & { agent?: { managers?: { os?: OsStatus } } };
+  // Derived on read (no write races with agent reports): desired OS (spec.os) against the booted one.
+  const rollout = osRollout(JSON.parse(row.spec), stored.agent?.managers?.os);
   return {
     ...stored,
     state: row.state,
@@ -29,7 +32,8 @@ function hostStatus(row: ResourceRow): Record<string, unknown> {
     deviceUid: row.device_uid,
     keyFingerprint: keyFingerprint(row.public_key as string),
     ...(row.pending_public_key ? { pendingKeyFingerprint: keyFingerprint(row.pending_public_key as string) } : {}),
-    conditions: stored.conditions ?? [],
+    ...(rollout.os ? { os: rollout.os } : {}),
+    conditions: [...((stored.conditions as unknown[]) ?? []), ...(rollout.condition ? [rollout.condition] : [])],
   };
 }
 
@@ -43,17 +47,21 @@ class EdgeHostService extends ResourceService {
 export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts', {
   status: hostStatus,
   // POST /api/v1/edgehosts pre-registers a device UID (see pre-registration.ts).
-  prepareCreate: (db, input) => preRegistrationColumns(db, input),
-  async prepareUpdate(_db, row, spec, ctx) {
+  prepareCreate: (db, input) => {
+    refuseOsProfileOnCreate(input.metadata.name, input.spec);
+    return preRegistrationColumns(db, input);
+  },
+  async prepareUpdate(db, row, spec, ctx) {
     if (spec.deviceUid !== undefined && spec.deviceUid !== row.device_uid)
       throw new EdgeplaneError('ValidationFailed', `spec.deviceUid of host "${row.name}" is ${row.device_uid} and cannot change`, {
         issues: [{ path: 'spec.deviceUid', message: 'immutable' }],
       });
     // A newly denied device loses its connection now; the connect check then refuses it (DeviceDenied).
-    const wasDenied = JSON.parse(row.spec).denied === true;
-    if (spec.denied === true && !wasDenied) ctx.hosts?.hostChanged(row.name, 'deleted');
-    else ctx.hosts?.hostChanged(row.name, 'spec');
-    return {};
+    const newlyDenied = spec.denied === true && JSON.parse(row.spec).denied !== true;
+    // spec.osProfile renders spec.os (host-os-profile.ts); the agent gets the result after commit.
+    const next = await hostSpecForUpdate(db, row, spec, ctx);
+    ctx.hosts?.hostChanged(row.name, newlyDenied ? 'deleted' : 'spec');
+    return { spec: JSON.stringify(next) };
   },
   async beforeDelete(_db, row, ctx) {
     ctx.hosts?.hostChanged(row.name, 'deleted');

@@ -1,5 +1,7 @@
 import { EdgeplaneError, findKind, ROLLOUT_DONE, type RolloutPhase, type RolloutSpec, type RolloutStatus } from '@edgeplane/protocol';
+import { requireKubernetes } from '../cluster/render.js';
 import { findRevision } from '../cluster-profile/cluster-profile.repository.js';
+import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
 import { recordEvent } from '../event/event.service.js';
 import type { RequestContext } from '../resource/context.js';
 import { parseLabelSelector } from '../resource/label-selector.js';
@@ -9,11 +11,13 @@ import type { Executor } from '../store/db.js';
 import { writeRolloutStatus } from './rollout.repository.js';
 
 async function validate(db: Executor, spec: RolloutSpec): Promise<void> {
-  if (!(await findRevision(db, spec.profile.name, spec.profile.revision)))
+  const rev = await findRevision(db, spec.profile.name, spec.profile.revision);
+  if (!rev)
     throw new EdgeplaneError('ProfileRevisionNotFound', `cluster profile "${spec.profile.name}" has no revision ${spec.profile.revision}`, {
       profile: spec.profile.name,
       revision: spec.profile.revision,
     });
+  requireKubernetes((JSON.parse(rev.spec) as PinnedProfileSpec).layers.kubernetes, spec.profile.name, spec.profile.revision);
   // Selectors are parsed now so a typo fails the request instead of the rollout.
   if (spec.targets.selector !== undefined) parseLabelSelector(spec.targets.selector);
   for (const b of spec.strategy.batches) if (b.selector !== undefined) parseLabelSelector(b.selector);

@@ -78,8 +78,17 @@ async function write(db: Executor, name: string, status: unknown): Promise<void>
 
 /** Inserts a profile revision row (the rollout only checks that its target revision exists). */
 export async function seedProfileRevisions(db: Executor, profile: string, revisions: number[]): Promise<void> {
+  // A minimal pinned cluster profile (rollouts refuse a revision without a kubernetes layer).
+  const spec = JSON.stringify({
+    layers: {
+      os: { image: 'registry.local/edge/os:sim', digest: `sha256:${'0'.repeat(64)}` },
+      kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1', config: {} },
+      addons: [],
+    },
+    variables: [],
+  });
   for (const revision of revisions)
-    await db.insertInto('cluster_profile_revisions').values({ profile, revision, spec: '{}', created_at: new Date().toISOString() }).execute();
+    await db.insertInto('cluster_profile_revisions').values({ profile, revision, spec, created_at: new Date().toISOString() }).execute();
 }
 
 /** Inserts a Running single-node cluster row at `revision` (no hosts: for rollout tests and benchmarks). */
