@@ -20,6 +20,15 @@ PACKAGES=(
   libvirt-clients # virsh: the virt manager's libvirt sessions; the test driver (test:///default) runs in-process (test/e2e/virtualized-*.test.ts)
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
+  # The image builder (packages/image, `edgeplane image build`) and the real-device lab (test/lab):
+  busybox-static    # init, shell and DHCP client of Edgeplane OS; the initramfs
+  cpio              # packs the initramfs
+  dosfstools        # mkfs.vfat: the EFI system partition
+  mtools            # mcopy/mmd: files into the ESP image without mounting it
+  fdisk             # sfdisk: the GPT of the installer disk
+  grub-efi-amd64-bin # GRUB's x86_64-efi modules for grub-mkimage
+  ovmf              # UEFI firmware for QEMU (test/lab)
+  qemu-system-x86   # boots the installer disk (test/lab)
 )
 
 if ((${#PACKAGES[@]} == 0)); then

@@ -29,6 +29,7 @@ export { KubernetesManager, type KubernetesManagerOptions } from './managers/kub
 export { type KubernetesHealthOptions, kubernetesHealthCheck } from './managers/kubernetes/kubernetes-health.js';
 export { type Manager, type ManagerContext, ManagerFailure, type ManagerName } from './managers/manager.js';
 export { type OsHealthCheck, OsManager, type OsManagerOptions } from './managers/os/os.manager.js';
+export { IMAGE_HEALTH_CHECKS_PATH, readImageHealthChecks } from './managers/os/profile-health.js';
 export { type CreateManagersOptions, createManagers, MANAGER_ORDER, ManagerRunner, type RunnerOptions } from './managers/runner.js';
 export { DOMAIN_PREFIX, domainXml, readDomainXml } from './managers/virt/domain-xml.js';
 export { VirtManager } from './managers/virt/virt.manager.js';

@@ -12,6 +12,7 @@ import { registerDescribe } from './commands/describe.js';
 import { registerExec } from './commands/exec.js';
 import { registerGet } from './commands/get.js';
 import { registerHosts } from './commands/hosts-import.js';
+import { registerImage } from './commands/image.js';
 import { registerInstaller } from './commands/installer.js';
 import { registerKubeconfig } from './commands/kubeconfig.js';
 import { registerLogin } from './commands/login.js';
@@ -87,5 +88,9 @@ export function buildProgram(ctx: CommandContext): Command {
   registerClaim(program, ctx);
   registerHosts(program, ctx);
   registerVm(program, ctx);
+  registerImage(program, ctx);
+  // Root options (-v/--version) only before the command, so that `image build --version 1.2.3` is
+  // the command's own option. Set after the commands are added: they would inherit it.
+  program.enablePositionalOptions();
   return program;
 }

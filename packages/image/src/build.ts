@@ -16,6 +16,8 @@ export interface BuildImageOptions extends LayoutSizes {
   version: string;
   /** Output directory: oci/ (OCI image layout), disk.img (with `disk`), build.json. */
   output: string;
+  /** Reference recorded as slot A's image on the disk (e.g. where the image is pushed); default the OCI layout. */
+  imageRef?: string;
   /** OCI tag in the layout; default the version. */
   tag?: string;
   /** Also write the installer disk image (GPT: esp, root-a with this image, root-b, data). */
@@ -115,7 +117,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       // The agent's own slot writer fills root-a, so the installed slot is exactly what an update writes.
       const rootA = join(work, 'root-a.img');
       const slots = new LinuxSlots({ root: work, targets: { A: rootA }, imageSizeBytes: sizeOf('root-a') * MiB });
-      await slots.writeSlot('A', tree, { digest: written.digest, image: `${options.name}:${tag}`, name: options.name, version: options.version, writtenAt: new Date().toISOString() });
+      await slots.writeSlot('A', tree, { digest: written.digest, image: options.imageRef ?? `oci:${layoutDir}:${tag}`, name: options.name, version: options.version, writtenAt: new Date().toISOString() });
       const data = join(work, 'data.img');
       await which('mkfs.ext4');
       await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${sizeOf('data') * 1024}k`]);

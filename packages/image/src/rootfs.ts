@@ -1,5 +1,6 @@
 import { chmod, copyFile, cp, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { IMAGE_HEALTH_CHECKS_PATH } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
 import { installAgent, nodeRuntime } from './agent-bundle.js';
 import { HostBinaries } from './host-binaries.js';
@@ -7,7 +8,6 @@ import { FILES_DIR, installBusybox } from './initramfs.js';
 import { which } from './tools.js';
 
 /** Where an image's own post-boot health checks live (read by the agent's os manager after a trial boot). */
-export const IMAGE_HEALTH_CHECKS_PATH = 'usr/lib/edgeplane/health-checks.json';
 
 export interface RootfsOptions {
   name: string;
@@ -40,6 +40,8 @@ const HOST_TOOLS: [tool: string, dest: string][] = [
  */
 export async function buildRootfs(tree: string, options: RootfsOptions): Promise<void> {
   const dirs = ['boot/efi', 'dev', 'etc/init.d', 'mnt', 'opt', 'proc', 'root', 'run', 'sys', 'tmp', 'usr/lib/edgeplane', 'var/lib/edgeplane', 'var/log'];
+  // Mount points for the writable state rcS bind-mounts from the data partition.
+  dirs.push('etc/edgeplane', 'etc/rancher', 'etc/kubernetes', 'var/lib/rancher', 'var/lib/kubelet', 'var/lib/etcd');
   for (const dir of dirs) await mkdir(join(tree, dir), { recursive: true });
   await chmod(join(tree, 'tmp'), 0o1777);
   const bins = new HostBinaries(tree);

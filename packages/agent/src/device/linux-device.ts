@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
@@ -46,9 +46,14 @@ export class LinuxDevice implements Device {
   /** A/B slots on partitions (or image files) and the grubenv boot environment. */
   readonly boot: LinuxSlots;
 
-  /** Asks systemd to reboot; the agent process ends with the machine. */
+  /**
+   * Reboots the machine; the agent process ends with it. Under systemd through `systemctl reboot`,
+   * else (Edgeplane OS runs busybox init) `reboot`, which has init run the shutdown scripts first.
+   */
   async reboot(): Promise<void> {
-    await runTool('systemctl', ['reboot']);
+    const systemd = await stat(this.path('run/systemd/system')).catch(() => undefined);
+    if (systemd) await runTool('systemctl', ['reboot']);
+    else await runTool('reboot', []);
   }
 
   exec(command: string, args: string[], options?: ExecOptions): Promise<ExecResult> {

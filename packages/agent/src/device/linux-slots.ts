@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
@@ -14,7 +15,7 @@ export const SLOT_META_PATH = 'usr/lib/edgeplane/slot.json';
 export interface LinuxSlotOptions {
   /** Device root ('/' on a real machine). */
   root: string;
-  /** grubenv file, default <root>/boot/grub/grubenv (put it on the EFI/boot partition grub.cfg loads it from). */
+  /** grubenv file, default <root>/boot/efi/EFI/edgeplane/grubenv (Edgeplane OS: the ESP) when it exists, else <root>/boot/grub/grubenv. */
   grubenv?: string;
   /**
    * Slot targets: a block device or an image file per slot. Default: the GPT partitions labelled
@@ -36,7 +37,7 @@ export class LinuxSlots implements SlotBoot {
   readonly grubenv: GrubEnv;
 
   constructor(private readonly options: LinuxSlotOptions) {
-    this.grubenv = new GrubEnv(options.grubenv ?? join(options.root, 'boot/grub/grubenv'));
+    this.grubenv = new GrubEnv(options.grubenv ?? defaultGrubenv(options.root));
   }
 
   target(slot: Slot): string {
@@ -68,6 +69,9 @@ export class LinuxSlots implements SlotBoot {
     await writeFileAtomic(record, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
     await rm(join(rootfs, SLOT_META_PATH), { force: true });
     const st = await stat(target).catch(() => undefined);
+    // Image files are for explicitly configured targets (tests, labs); a missing partition is an error.
+    if (!st?.isBlockDevice() && !this.options.targets?.[slot])
+      throw new Error(`cannot write slot ${slot}: no block device ${target} (no GPT partition named ${label}?)`);
     let written = target;
     if (st?.isBlockDevice()) {
       await invalidate(target);
@@ -99,6 +103,15 @@ export class LinuxSlots implements SlotBoot {
       return undefined; // not an ext4 slot written by the agent
     }
   }
+}
+
+/**
+ * Where the boot loader's environment is: on Edgeplane OS the ESP (mounted at /boot/efi) holds it
+ * beside grub.cfg; other GRUB installs keep it in /boot/grub.
+ */
+export function defaultGrubenv(root: string): string {
+  const esp = join(root, 'boot/efi/EFI/edgeplane/grubenv');
+  return existsSync(esp) ? esp : join(root, 'boot/grub/grubenv');
 }
 
 /** Zeroes the first MiB of a slot partition (ext4's superblock is at 1 KiB), so it no longer reads as the old image. */

@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
+import { pino } from 'pino';
 import { type CommandContext, examples } from './common.js';
 import { LOG_LEVELS } from './server.js';
 
@@ -96,7 +97,6 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
       const simRoot = opts.deviceRoot || config.deviceRoot !== '/' ? config.deviceRoot : join(config.dataDir, 'sim-device');
       const device = opts.simulated ? new SimDevice({ root: simRoot }) : new LinuxDevice({ root: config.deviceRoot });
       // The agent logs (pino, JSON) at config.logLevel; the lines below are for the person at the terminal.
-      const { pino } = await import('pino');
       const agent = new Agent({ config, device });
       const detachPairing = attachPairingDisplay(agent, {
         write: (text) => io.stderr.write(text),

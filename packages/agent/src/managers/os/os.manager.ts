@@ -1,13 +1,13 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HostSpec, OsSpec, OsStatus, Slot } from '@edgeplane/protocol';
+import type { HealthCheck, HostSpec, OsSpec, OsStatus, Slot } from '@edgeplane/protocol';
 import { sleep } from '../../backoff.js';
 import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
 import type { Device } from '../../device/device.js';
 import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import { loadOsState, type OsState, saveOsState } from './os-state.js';
-import { runProfileHealthChecks } from './profile-health.js';
+import { IMAGE_HEALTH_CHECKS_PATH, readImageHealthChecks, runProfileHealthChecks } from './profile-health.js';
 
 /** A post-boot health check: resolves to a reason when unhealthy, undefined when healthy. */
 export type OsHealthCheck = (info: { slot: Slot; digest?: string; desired?: OsSpec }) => Promise<string | undefined>;
@@ -110,6 +110,10 @@ export class OsManager implements Manager<'os'> {
           retryable: false,
           message: `image ${desired.digest} is not an Edgeplane OS image: no valid /usr/lib/edgeplane/image.json`,
         });
+      // A power cut from here on leaves the passive slot empty (see SlotBoot.writeSlot): the next start stages again.
+      await this.setPhase('Writing', `writing ${info.name} ${info.version} (${desired.digest}) into slot ${passive}`);
+      ctx.log.info({ slot: passive, digest: desired.digest }, `os: writing ${info.name} ${info.version} into slot ${passive}`);
+      await ctx.reportProgress();
       await boot.writeSlot(passive, rootfs, { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() }, ctx.signal);
       await store.clear();
       await rm(join(this.dir, 'staging'), { recursive: true, force: true });
@@ -226,9 +230,18 @@ export class OsManager implements Manager<'os'> {
       const reason = await check({ slot, digest, desired }).catch((err: Error) => `health check failed: ${err.message}`);
       if (reason) return reason;
     }
-    // The profile's own checks (http endpoints, commands), after the node is known to be up.
-    if (desired?.healthChecks?.length) {
-      const reason = await runProfileHealthChecks(this.device, desired.healthChecks, { retryDelayMs: this.options.healthCheckRetryDelayMs, signal });
+    // The profile's own checks (http endpoints, commands), after the node is known to be up, then
+    // the checks the booted image carries itself (edgeplane image build --health-check).
+    let imageChecks: HealthCheck[];
+    try {
+      imageChecks = await readImageHealthChecks(this.device.root);
+    } catch (err) {
+      // A broken check file fails the trial: an image must not pass by accident.
+      return `the image's /${IMAGE_HEALTH_CHECKS_PATH} is not valid: ${(err as Error).message}`;
+    }
+    const checks = [...(desired?.healthChecks ?? []), ...imageChecks];
+    if (checks.length) {
+      const reason = await runProfileHealthChecks(this.device, checks, { retryDelayMs: this.options.healthCheckRetryDelayMs, signal });
       if (reason) return reason;
     }
     return this.device.boot?.simulatedHealth?.(slot);
@@ -286,7 +299,7 @@ export class OsManager implements Manager<'os'> {
 }
 
 /** Phases that mean nothing once the spec no longer names an image. */
-const STALE_WITHOUT_SPEC = new Set<OsState['phase']>(['Downloading', 'Staged', 'Failed']);
+const STALE_WITHOUT_SPEC = new Set<OsState['phase']>(['Downloading', 'Writing', 'Staged', 'Failed']);
 
 function passiveOf(booted: Slot): Slot {
   return booted === 'A' ? 'B' : 'A';

@@ -1,4 +1,7 @@
-import type { HealthCheck } from '@edgeplane/protocol';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HealthCheck } from '@edgeplane/protocol';
+import { z } from 'zod';
 import { sleep } from '../../backoff.js';
 import type { Device } from '../../device/device.js';
 import { ExecError } from '../../device/exec.js';
@@ -63,4 +66,16 @@ async function attemptCheck(device: Device, check: HealthCheck, signal?: AbortSi
 function causeOf(err: unknown): string {
   const e = err as Error & { cause?: { code?: string; message?: string } };
   return e.cause?.code ?? e.cause?.message ?? e.message;
+}
+
+/** Health checks an OS image carries itself (written by `edgeplane image build --health-check`). */
+export const IMAGE_HEALTH_CHECKS_PATH = 'usr/lib/edgeplane/health-checks.json';
+
+/** The running image's own health checks; none when the file is absent; throws when it is not valid. */
+export async function readImageHealthChecks(root: string): Promise<HealthCheck[]> {
+  const text = await readFile(join(root, IMAGE_HEALTH_CHECKS_PATH), 'utf8').catch(() => undefined);
+  if (text === undefined) return [];
+  const parsed = z.array(HealthCheck).safeParse(JSON.parse(text));
+  if (!parsed.success) throw new Error(z.prettifyError(parsed.error));
+  return parsed.data;
 }

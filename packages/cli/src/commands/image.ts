@@ -1,0 +1,183 @@
+import { resolve } from 'node:path';
+import type { BuiltImage } from '@edgeplane/image';
+import type { HealthCheck } from '@edgeplane/protocol';
+import type { Command } from 'commander';
+import { CliError } from '../errors.js';
+import type { OutStream } from '../io.js';
+import { toJson } from '../output.js';
+import { intArg } from '../parse.js';
+import { Progress } from '../progress.js';
+import { type CommandContext, examples } from './common.js';
+import { mergeHealthChecks, parseHealthCheckFlags, pushLayout, readHealthChecksFile, requirePath } from './image-options.js';
+
+interface ImageBuildFlags {
+  name: string;
+  version: string;
+  output: string;
+  tag?: string;
+  disk?: boolean;
+  kernelPackage?: string;
+  cacheDir?: string;
+  module?: string[];
+  kernelArgs?: string;
+  healthCheck?: string[];
+  healthChecksFile?: string;
+  airgapBundle?: string;
+  slotSize?: number;
+  dataSize?: number;
+  push?: string;
+  insecure?: boolean;
+  json?: boolean;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** `edgeplane image build`: an Edgeplane OS image (OCI layout) and optionally its installer disk. */
+export function registerImage(program: Command, ctx: CommandContext): void {
+  const image = program
+    .command('image')
+    .summary('build Edgeplane OS images (OCI OS image, A/B installer disk)')
+    .description(
+      'Build Edgeplane OS: a root filesystem with its own kernel and initramfs, busybox, a Node runtime and the agent, ' +
+        'as a single-layer OCI image that OS profiles pin by digest, and a bootable GPT installer disk ' +
+        '(esp, root-a, root-b, data). See docs/os-images.md.',
+    )
+    .addHelpText(
+      'after',
+      examples('edgeplane image build --version 1.2.3 --disk -o out/', 'edgeplane image build --version 1.2.4 -o out/ --push registry.lan:5000/edge/os:1.2.4'),
+    );
+
+  image
+    .command('build')
+    .summary('build an OS image and, with --disk, the installer disk')
+    .description(
+      'Build an Edgeplane OS image from Debian packages and npm only: the kernel from a Debian linux-image .deb ' +
+        '(apt-get download, cached), a busybox initramfs, and a root filesystem with busybox, e2fsprogs, grub-editenv, ' +
+        'Node and the agent. Writes OUTPUT/oci (OCI image layout, tagged --tag), OUTPUT/build.json and, with --disk, ' +
+        'OUTPUT/disk.img (sparse GPT disk: esp with GRUB, grub.cfg and grubenv; root-a with this image; empty root-b; data). ' +
+        'Prints the manifest digest an OS profile pins. Needs Debian tools: busybox-static, cpio, e2fsprogs, grub-common, ' +
+        'and for --disk dosfstools, mtools, fdisk, grub-efi-amd64-bin; --push needs skopeo.',
+    )
+    .requiredOption('--version <version>', 'image version (os-release, image.json, OCI labels; the default tag)')
+    .requiredOption('-o, --output <dir>', 'output directory: oci/ (OCI image layout), build.json, disk.img with --disk')
+    .option('--name <name>', 'image name', 'Edgeplane OS')
+    .option('--tag <tag>', 'tag of the image in the OCI layout (default: the version)')
+    .option('--disk', 'also write the installer disk image OUTPUT/disk.img')
+    .option('--kernel-package <deb>', 'Debian linux-image-*.deb to take the kernel and modules from (default: newest in the cache, else apt-get download)')
+    .option('--cache-dir <dir>', 'where downloaded kernel packages are kept (default ~/.cache/edgeplane/image)')
+    .option('--module <name>', 'extra kernel module the initramfs loads, with its dependencies (repeatable)', collect)
+    .option('--kernel-args <args>', 'kernel command line arguments (default "console=tty0 console=ttyS0,115200")')
+    .option('--health-check <json>', 'health check the agent runs after a trial boot of this image, a HealthCheck object as JSON (repeatable)', collect)
+    .option('--health-checks-file <file>', 'YAML or JSON list of health checks baked into the image')
+    .option('--airgap-bundle <dir>', 'air-gap bundle directory with Kubernetes distribution binaries (bin/*) and images')
+    .option('--slot-size <MiB>', 'size of root-a and root-b in MiB with --disk (default 512)', intArg('--slot-size'))
+    .option('--data-size <MiB>', 'size of the data partition in MiB with --disk (default 1024)', intArg('--data-size'))
+    .option('--push <ref>', 'after building, push the image to a registry with skopeo, e.g. registry.lan:5000/edge/os:1.2.3')
+    .option('--insecure', 'with --push: plain HTTP or an untrusted certificate (skopeo --dest-tls-verify=false)')
+    .option('--json', 'print the result as JSON (digest, tag, layout, disk layout, kernel) instead of a summary')
+    .addHelpText(
+      'after',
+      examples(
+        'edgeplane image build --version 1.2.3 --disk -o out/',
+        'edgeplane image build --version 1.2.4 -o out/ --push 10.0.0.2:5000/edge/os:1.2.4 --insecure',
+        `edgeplane image build --version 1.2.5 -o out/ --health-check '{"name":"api","type":"http","url":"http://127.0.0.1:8080/healthz"}'`,
+        'edgeplane image build --version 2.0.0 --disk --slot-size 1024 --data-size 4096 --module r8169 --airgap-bundle ./k3s-bundle -o out/',
+      ),
+    )
+    .action(async (flags: ImageBuildFlags) => {
+      const options = await validate(flags);
+      // Loaded here, not at the top: the builder pulls in esbuild, which no other command needs.
+      const { buildImage, ImageBuildError } = await import('@edgeplane/image').catch((err: Error) => {
+        throw new CliError(`the image builder (@edgeplane/image) cannot be loaded here: ${err.message}; run it from an Edgeplane source checkout`);
+      });
+      const steps = new StepProgress(ctx.io.stderr);
+      let built: BuiltImage;
+      try {
+        built = await buildImage({ ...options, onStep: (step, index, total) => steps.step(step, index, total) });
+      } catch (err) {
+        steps.finish();
+        if (err instanceof ImageBuildError) throw new CliError(`image build failed (${err.code}): ${err.message}`);
+        throw err;
+      }
+      steps.done();
+      let pushed: { ref: string; digest: string } | undefined;
+      if (flags.push) {
+        ctx.io.stderr.write(`Pushing ${built.tag} to ${flags.push}...\n`);
+        pushed = { ref: flags.push, digest: await pushLayout(built.layoutDir, built.tag, flags.push, Boolean(flags.insecure)) };
+      }
+      if (flags.json) return void ctx.io.stdout.write(toJson({ ...built, ...(pushed ? { pushed } : {}) }));
+      ctx.io.stdout.write(summary(built, pushed));
+    });
+}
+
+/** Flags -> BuildImageOptions, with every user mistake reported before anything is built or written. */
+async function validate(flags: ImageBuildFlags) {
+  const checks: HealthCheck[] = parseHealthCheckFlags(flags.healthCheck ?? []);
+  if (flags.healthChecksFile) checks.push(...(await readHealthChecksFile(flags.healthChecksFile)));
+  const healthChecks = mergeHealthChecks(checks);
+  if (!flags.disk && (flags.slotSize !== undefined || flags.dataSize !== undefined))
+    throw new CliError('--slot-size and --data-size size the installer disk: add --disk');
+  if (flags.insecure && !flags.push) throw new CliError('--insecure applies to --push only');
+  if (flags.kernelPackage) await requirePath('--kernel-package', flags.kernelPackage, 'file');
+  if (flags.airgapBundle) await requirePath('--airgap-bundle', flags.airgapBundle, 'directory');
+  if (!flags.version.trim()) throw new CliError('--version must not be empty');
+  return {
+    name: flags.name,
+    version: flags.version,
+    output: resolve(flags.output),
+    ...(flags.tag ? { tag: flags.tag } : {}),
+    disk: Boolean(flags.disk),
+    ...(flags.kernelPackage ? { kernelPackage: resolve(flags.kernelPackage) } : {}),
+    ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
+    ...(flags.module?.length ? { modules: flags.module } : {}),
+    ...(flags.kernelArgs ? { kernelArgs: flags.kernelArgs } : {}),
+    ...(healthChecks ? { healthChecks } : {}),
+    ...(flags.airgapBundle ? { airgapBundle: resolve(flags.airgapBundle) } : {}),
+    ...(flags.slotSize !== undefined ? { slotMiB: flags.slotSize } : {}),
+    ...(flags.dataSize !== undefined ? { dataMiB: flags.dataSize } : {}),
+  };
+}
+
+function summary(built: BuiltImage, pushed?: { ref: string; digest: string }): string {
+  const lines = [
+    `Built ${built.name} ${built.version} (kernel ${built.kernel.release} from ${built.kernel.package}).`,
+    `  OCI image: ${built.layoutDir} (tag ${built.tag})`,
+  ];
+  if (built.disk && built.layout) {
+    const parts = built.layout.partitions.map((p) => `${p.number} ${p.name} ${p.sizeMiB} MiB`).join(', ');
+    lines.push(`  disk:      ${built.disk} (${built.layout.sizeMiB} MiB, sparse; ${parts})`);
+  }
+  if (pushed) lines.push(`  pushed:    ${pushed.ref} (${pushed.digest})`);
+  lines.push(`  digest:    ${built.digest}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The builder's steps as a progress bar on a terminal (one line per step otherwise), on stderr so
+ * that --json output stays clean.
+ */
+class StepProgress {
+  private current?: Progress;
+  private total = 0;
+  private readonly width = 'root filesystem...'.length;
+
+  constructor(private readonly out: OutStream) {}
+
+  step(name: string, index: number, total: number): void {
+    this.total = total;
+    this.current = new Progress(this.out, total, `${name}...`.padEnd(this.width));
+    this.current.update(index);
+  }
+
+  done(): void {
+    if (!this.total) return;
+    this.current = new Progress(this.out, this.total, 'done'.padEnd(this.width));
+    this.current.update(this.total);
+    this.finish();
+  }
+
+  finish(): void {
+    this.current?.finish();
+    this.current = undefined;
+  }
+}

@@ -1,0 +1,172 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** OVMF (UEFI firmware for QEMU, Debian package ovmf): code read-only, a private copy of the variable store per VM. */
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+/** What the lab needs on the host, and whether KVM can run guests here. */
+export function probeLab(): { ok: true; accel: 'kvm' | 'tcg' } | { ok: false; reason: string } {
+  const qemu = spawnSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' });
+  if (qemu.error) return { ok: false, reason: 'qemu-system-x86_64 is not installed (Debian: qemu-system-x86)' };
+  if (!existsSync(OVMF_CODE)) return { ok: false, reason: `no UEFI firmware at ${OVMF_CODE} (Debian: ovmf)` };
+  if (!existsSync('/usr/lib/grub/x86_64-efi/linux.mod')) return { ok: false, reason: 'no GRUB EFI modules (Debian: grub-efi-amd64-bin)' };
+  for (const [tool, pkg] of [
+    ['busybox', 'busybox-static'],
+    ['mkfs.vfat', 'dosfstools'],
+    ['mcopy', 'mtools'],
+    ['sfdisk', 'fdisk'],
+    ['skopeo', 'skopeo'],
+    ['docker-registry', 'docker-registry'],
+    ['cpio', 'cpio'],
+  ]) {
+    if (spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool} || test -x /sbin/${tool}`]).status !== 0)
+      return { ok: false, reason: `${tool} is not installed (Debian: ${pkg})` };
+  }
+  return { ok: true, accel: kvmBoots() ? 'kvm' : 'tcg' };
+}
+
+/**
+ * /dev/kvm can exist yet fail on the first guest instruction (nested, paravirtual KVM): start the
+ * firmware under KVM for a few seconds and use KVM only if it prints its boot manager banner.
+ */
+function kvmBoots(): boolean {
+  if (!existsSync('/dev/kvm')) return false;
+  const dir = join(process.env.TMPDIR ?? '/tmp', `ep-kvm-probe-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  try {
+    copyFileSync(OVMF_VARS, join(dir, 'vars.fd'));
+    const log = join(dir, 'serial.log');
+    spawnSync('qemu-system-x86_64', [...firmware(join(dir, 'vars.fd')), '-accel', 'kvm', '-m', '256', '-display', 'none', '-monitor', 'none', '-net', 'none', '-serial', `file:${log}`], {
+      timeout: 8000,
+      stdio: 'ignore',
+    });
+    return existsSync(log) && readFileSync(log, 'utf8').includes('BdsDxe');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function firmware(vars: string): string[] {
+  return ['-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`];
+}
+
+export interface VmOptions {
+  disk: string;
+  seedIso?: string;
+  accel: 'kvm' | 'tcg';
+  /** Serial console log, appended to across restarts (kept as a test artifact). */
+  serialLog: string;
+  /** Hard limit of one QEMU run: it is killed after this long whatever happens. */
+  timeoutMs: number;
+  /** SMBIOS system UUID: the device UID the agent reports. */
+  uuid: string;
+  memoryMiB?: number;
+}
+
+/**
+ * One edge device: QEMU with OVMF, the installer disk on virtio, the seed ISO as a second virtio disk,
+ * user-mode networking (the host is 10.0.2.2 from inside). Reboots happen inside one QEMU process;
+ * `powerCut()` kills it (SIGKILL: no flush, like pulling the plug) and `start()` powers it on again.
+ */
+export class LabVm {
+  private child?: ChildProcess;
+  private exited?: Promise<number | null>;
+  private hardLimit?: NodeJS.Timeout;
+  private readonly vars: string;
+
+  constructor(private readonly options: VmOptions) {
+    this.vars = `${options.serialLog}.ovmf-vars.fd`;
+    copyFileSync(OVMF_VARS, this.vars);
+  }
+
+  start(): void {
+    if (this.child) throw new Error('the VM is already running');
+    const o = this.options;
+    const args = [
+      ...firmware(this.vars),
+      '-accel',
+      o.accel,
+      '-m',
+      String(o.memoryMiB ?? 1024),
+      '-smp',
+      '2',
+      '-uuid',
+      o.uuid,
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-drive',
+      `file=${o.disk},if=virtio,format=raw,cache=writeback`,
+      ...(o.seedIso ? ['-drive', `file=${o.seedIso},if=virtio,format=raw,readonly=on`] : []),
+      '-netdev',
+      'user,id=net0',
+      '-device',
+      'virtio-net-pci,netdev=net0',
+      '-serial',
+      `file:${o.serialLog}.current`,
+    ];
+    const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    this.child = child;
+    this.exited = new Promise((resolve) => {
+      child.on('exit', (code) => {
+        clearTimeout(this.hardLimit);
+        this.archiveSerial(stderr ? `\n[lab] qemu stderr: ${stderr.trim()}\n` : '');
+        this.child = undefined;
+        resolve(code);
+      });
+    });
+    this.hardLimit = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs);
+  }
+
+  /** Serial output of the current run (the whole history is in `serialLog` once a run ends). */
+  serial(): string {
+    const path = `${this.options.serialLog}.current`;
+    return existsSync(path) ? readFileSync(path, 'utf8').replace(/\r/g, '') : '';
+  }
+
+  /** Everything the serial console printed, all runs, including the current one. */
+  history(): string {
+    const done = existsSync(this.options.serialLog) ? readFileSync(this.options.serialLog, 'utf8') : '';
+    return done + this.serial();
+  }
+
+  /**
+   * Throws (with the end of the serial log) when the VM is no longer running or its agent keeps
+   * crashing, so a lab wait fails at once with the reason instead of at its timeout.
+   */
+  assertHealthy(): void {
+    const serial = this.serial();
+    const crashes = serial.split('the agent exited').length - 1;
+    if (!this.running || crashes >= 3)
+      throw new Error(`${this.running ? `the agent crashed ${crashes} times` : 'QEMU is not running'}; serial log ends:\n${serial.slice(-3000)}`);
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /** Pulls the plug: SIGKILL, no shutdown, nothing flushed by the guest. */
+  async powerCut(): Promise<void> {
+    this.child?.kill('SIGKILL');
+    await this.exited;
+  }
+
+  async stop(): Promise<void> {
+    await this.powerCut();
+    rmSync(this.vars, { force: true });
+  }
+
+  private archiveSerial(trailer: string): void {
+    const current = `${this.options.serialLog}.current`;
+    const text = existsSync(current) ? readFileSync(current, 'utf8') : '';
+    appendFileSync(this.options.serialLog, `${text}${trailer}\n[lab] ---- QEMU stopped ----\n`);
+    rmSync(current, { force: true });
+  }
+}
