@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { type BuiltImage, buildImage } from '@edgeplane/image';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
-import { waitFor } from '../support/device.js';
 import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 import { LabVm, probeLab } from './qemu.js';
@@ -39,21 +38,26 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
   /** The reference the guest pulls: the registry as the guest sees the host (10.0.2.2), pinned by digest. */
   const guestRef = (version: string, digest: string) => `10.0.2.2:${registry.host.split(':')[1]}/edgeplane/os:${version}@${digest}`;
 
-  const host = async () => {
-    vm.assertHealthy();
-    return (await t.api('GET', `/api/v1/edgehosts/${hostName}`)).body;
-  };
+  const host = async () => (await t.api('GET', `/api/v1/edgehosts/${hostName}`)).body;
+  /**
+   * Polls `fn` until it returns a value; fails at once (with the serial log) when QEMU died or the
+   * agent crash-loops, and at the deadline with `what` and the end of the serial log.
+   */
+  async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      vm.assertHealthy();
+      const value = await Promise.resolve()
+        .then(fn)
+        .catch(() => undefined);
+      if (value) return value;
+      if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s; serial log ends:\n${vm.serial().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   /** Waits for a line on the serial console of the current QEMU run. */
   const serialShows = (pattern: RegExp | string, timeoutMs: number) =>
-    waitFor(
-      () => {
-        vm.assertHealthy();
-        const serial = vm.serial();
-        return typeof pattern === 'string' ? serial.includes(pattern) : pattern.test(serial);
-      },
-      timeoutMs,
-      250,
-    );
+    until(`serial console shows ${pattern}`, () => (typeof pattern === 'string' ? vm.serial().includes(pattern) : pattern.test(vm.serial())), timeoutMs);
   const osStatus = async () => (await host()).status?.os;
 
   async function publish(version: string, extra: Partial<Parameters<typeof buildImage>[0]> = {}): Promise<void> {
@@ -86,7 +90,9 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
     await publish('1.0.0', { disk: true });
     await publish('2.0.0');
     await publish('3.0.0', {
-      healthChecks: [{ name: 'app-ready', type: 'command', command: ['sh', '-c', 'echo "app 3.0.0 is not ready" >&2; exit 1'], retries: 1, timeoutSeconds: 10 }],
+      healthChecks: [
+        { name: 'app-ready', type: 'command', command: ['sh', '-c', 'echo "app 3.0.0 is not ready" >&2; exit 1'], retries: 1, timeoutSeconds: 10 },
+      ],
     });
     t = await testServer('sqlite', { offlineAfterSeconds: 20 });
     const token = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } });
@@ -94,7 +100,18 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
     const seed = join(work, 'seed.iso');
     const env = { EDGEPLANE_CONFIG: join(work, 'cli.yaml'), EDGEPLANE_SERVER: t.url, EDGEPLANE_TOKEN: t.admin };
     const made = await cli(
-      ['installer', 'seed-iso', '--token', 'lab', '--token-secret', token.body.status.token, '--agent-server', `http://10.0.2.2:${new URL(t.url).port}`, '-o', seed],
+      [
+        'installer',
+        'seed-iso',
+        '--token',
+        'lab',
+        '--token-secret',
+        token.body.status.token,
+        '--agent-server',
+        `http://10.0.2.2:${new URL(t.url).port}`,
+        '-o',
+        seed,
+      ],
       env,
     );
     expect(made.code, made.out).toBe(0);
@@ -115,21 +132,27 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
     'boots from the installer disk; the agent registers from the seed ISO and comes online on slot A',
     async () => {
       vm.start();
-      const found = await waitFor(
+      const found = await until(
+        'the host registers and comes online',
         async () => {
-          vm.assertHealthy();
           const list = (await t.api('GET', '/api/v1/edgehosts')).body.items as { metadata: { name: string }; status: { connectivity: string } }[];
           return list.find((h) => h.status.connectivity === 'online');
         },
         BOOT_MS,
-        1000,
       );
       hostName = found.metadata.name;
       expect(vm.serial()).toContain('Edgeplane: booting committed slot A');
       expect(vm.serial()).toMatch(/edgeplane-os: .*"version":"1.0.0".* booted from slot A/);
       // The installed image is the one the profile pins: assigning revision 1 changes nothing on disk.
       await assignRevision(1);
-      const os = await waitFor(async () => ((await osStatus())?.upToDate ? osStatus() : undefined), 120_000, 1000);
+      const os = await until(
+        'slot A is reported committed',
+        async () => {
+          const s = await osStatus();
+          return s?.upToDate && s.phase === 'Committed' ? s : undefined;
+        },
+        120_000,
+      );
       expect(os).toMatchObject({ digest: images[0].digest, bootedSlot: 'A', activeSlot: 'A', phase: 'Committed' });
     },
     BOOT_MS + 150_000,
@@ -156,10 +179,14 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
   it(
     'upgrades A/B with a real reboot: a one-time trial boot of slot B, health checks pass, the slot is committed',
     async () => {
-      const os = await waitFor(async () => {
-        const s = await osStatus();
-        return s?.upToDate && s.digest === images[1].digest ? s : undefined;
-      }, UPGRADE_MS, 1000);
+      const os = await until(
+        'the host runs image 2 committed',
+        async () => {
+          const s = await osStatus();
+          return s?.upToDate && s.phase === 'Committed' && s.digest === images[1].digest ? s : undefined;
+        },
+        UPGRADE_MS,
+      );
       expect(os).toMatchObject({ digest: images[1].digest, bootedSlot: 'B', activeSlot: 'B', phase: 'Committed' });
       const serial = vm.serial();
       expect(serial).toContain('Edgeplane: one-time trial boot of slot B (committed slot: A)');
@@ -173,10 +200,14 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
     async () => {
       await addProfileRevision(2);
       await assignRevision(3);
-      const os = await waitFor(async () => {
-        const s = await osStatus();
-        return s?.phase === 'FellBack' ? s : undefined;
-      }, UPGRADE_MS + BOOT_MS, 1000);
+      const os = await until(
+        'the host reports the fallback',
+        async () => {
+          const s = await osStatus();
+          return s?.phase === 'FellBack' ? s : undefined;
+        },
+        UPGRADE_MS + BOOT_MS,
+      );
       expect(os).toMatchObject({ digest: images[1].digest, bootedSlot: 'B', activeSlot: 'B', upToDate: false });
       expect(os.message).toMatch(/health check "app-ready" failed/);
       expect(os.message).toContain('app 3.0.0 is not ready');

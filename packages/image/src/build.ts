@@ -117,7 +117,13 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       // The agent's own slot writer fills root-a, so the installed slot is exactly what an update writes.
       const rootA = join(work, 'root-a.img');
       const slots = new LinuxSlots({ root: work, targets: { A: rootA }, imageSizeBytes: sizeOf('root-a') * MiB });
-      await slots.writeSlot('A', tree, { digest: written.digest, image: options.imageRef ?? `oci:${layoutDir}:${tag}`, name: options.name, version: options.version, writtenAt: new Date().toISOString() });
+      await slots.writeSlot('A', tree, {
+        digest: written.digest,
+        image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
+        name: options.name,
+        version: options.version,
+        writtenAt: new Date().toISOString(),
+      });
       const data = join(work, 'data.img');
       await which('mkfs.ext4');
       await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${sizeOf('data') * 1024}k`]);
@@ -152,6 +158,9 @@ async function assertStaticBusybox(): Promise<void> {
   const busybox = await which('busybox');
   const { stdout, stderr } = await runTool('ldd', [busybox]).catch((err: Error) => ({ stdout: '', stderr: err.message }));
   if (!/not a dynamic executable|statically linked/.test(`${stdout}${stderr}`)) {
-    throw new ImageBuildError('ImageToolMissing', `${busybox} is dynamically linked; the initramfs needs busybox-static (Debian: apt-get install busybox-static)`);
+    throw new ImageBuildError(
+      'ImageToolMissing',
+      `${busybox} is dynamically linked; the initramfs needs busybox-static (Debian: apt-get install busybox-static)`,
+    );
   }
 }

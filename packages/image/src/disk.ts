@@ -39,7 +39,8 @@ async function copyInto(image: string, disk: string, p: Partition): Promise<void
   const dst = await open(disk, 'r+');
   try {
     const { size } = await src.stat();
-    if (size > p.sizeMiB * MiB) throw new ImageBuildError('ImageTooLarge', `${p.name} image is ${Math.ceil(size / MiB)} MiB; the partition has ${p.sizeMiB} MiB`);
+    if (size > p.sizeMiB * MiB)
+      throw new ImageBuildError('ImageTooLarge', `${p.name} image is ${Math.ceil(size / MiB)} MiB; the partition has ${p.sizeMiB} MiB`);
     const buf = Buffer.alloc(4 * MiB);
     const zero = Buffer.alloc(buf.length);
     for (let off = 0; off < size; off += buf.length) {

@@ -1,6 +1,6 @@
 import { chmod, copyFile, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { runTool, runPipeline, which } from './tools.js';
+import { runPipeline, runTool, which } from './tools.js';
 
 /** Where the builder's own boot files (init scripts, inittab) live. */
 export const FILES_DIR = new URL('../files/', import.meta.url).pathname;

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ImageBuildError, runTool, which } from './tools.js';
 
@@ -49,7 +49,14 @@ export async function findKernelPackage(packagePath: string | undefined, cacheDi
     const { stdout } = await runTool('apt-cache', ['depends', 'linux-image-amd64']);
     const name = /Depends:\s*(linux-image-\S+)/.exec(stdout)?.[1];
     if (!name) throw new Error('apt-cache names no kernel package behind linux-image-amd64');
-    await runDownload(name, cacheDir);
+    // Download into a private directory and rename: a concurrent build never sees half a package.
+    const tmp = await mkdtemp(join(cacheDir, '.download-'));
+    try {
+      await runDownload(name, tmp);
+      for (const file of await readdir(tmp)) await rename(join(tmp, file), join(cacheDir, file));
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   } catch (err) {
     throw new ImageBuildError(
       'KernelPackageMissing',
@@ -116,7 +123,8 @@ export async function resolveModules(modulesDir: string, wanted: string[]): Prom
     const path = index.get(key);
     if (!path) {
       // Built into this kernel (=y) or absent: only an explicit request without a module is an error.
-      if (!from && !(await builtIn(modulesDir, key))) throw new ImageBuildError('ImageBuildFailed', `kernel module ${name} is neither a module nor built into the kernel`);
+      if (!from && !(await builtIn(modulesDir, key)))
+        throw new ImageBuildError('ImageBuildFailed', `kernel module ${name} is neither a module nor built into the kernel`);
       return;
     }
     for (const dep of await moduleDepends(path)) await visit(dep, key);

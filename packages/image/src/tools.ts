@@ -38,10 +38,12 @@ export const TOOL_PACKAGES: Record<string, string> = {
 export async function which(tool: string): Promise<string> {
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':').concat(['/usr/sbin', '/sbin'])) {
     const path = `${dir}/${tool}`;
-    if (await access(path, constants.X_OK).then(
-      () => true,
-      () => false,
-    ))
+    if (
+      await access(path, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
       return path;
   }
   const pkg = TOOL_PACKAGES[tool];

@@ -93,7 +93,11 @@ export function registerImage(program: Command, ctx: CommandContext): void {
       const steps = new StepProgress(ctx.io.stderr);
       let built: BuiltImage;
       try {
-        built = await buildImage({ ...options, onStep: (step, index, total) => steps.step(step, index, total) });
+        built = await buildImage({
+          ...options,
+          ...(flags.push ? { imageRef: flags.push } : {}),
+          onStep: (step, index, total) => steps.step(step, index, total),
+        });
       } catch (err) {
         steps.finish();
         if (err instanceof ImageBuildError) throw new CliError(`image build failed (${err.code}): ${err.message}`);

@@ -217,7 +217,13 @@ export class UpgradeEngine {
         const h = hosts.get(n.host);
         const target = targetOf(n);
         const os = managers(h).os;
-        if (os && Object.values(os.slots ?? {}).some((s) => s.digest === target.os?.digest) && os.phase !== 'Downloading' && os.phase !== 'Writing' && observed(h)) {
+        if (
+          os &&
+          Object.values(os.slots ?? {}).some((s) => s.digest === target.os?.digest) &&
+          os.phase !== 'Downloading' &&
+          os.phase !== 'Writing' &&
+          observed(h)
+        ) {
           await this.db.transaction().execute(async (trx) => {
             if (await mark(trx, n.host, 'staged')) await this.event(trx, cluster, 'Normal', 'NodeStaged', `${n.host} staged ${target.os?.digest}`);
           });
