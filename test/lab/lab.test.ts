@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,6 +60,34 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
   const serialShows = (pattern: RegExp | string, timeoutMs: number) =>
     until(`serial console shows ${pattern}`, () => (typeof pattern === 'string' ? vm.serial().includes(pattern) : pattern.test(vm.serial())), timeoutMs);
   const osStatus = async () => (await host()).status?.os;
+
+  /** Byte offset of a partition of the lab disk. */
+  const offsetOf = (name: string) => (images[0].built.layout?.partitions.find((p) => p.name === name)?.startMiB ?? 0) * 1024 * 1024;
+
+  /** The slot record (usr/lib/edgeplane/slot.json) of a slot partition, read from the disk file with debugfs. */
+  async function slotRecord(slot: 'root-a' | 'root-b'): Promise<{ digest: string } | undefined> {
+    const r = spawnSync('debugfs', ['-R', 'cat /usr/lib/edgeplane/slot.json', `${images[0].built.disk}?offset=${offsetOf(slot)}`], { encoding: 'utf8' });
+    try {
+      return JSON.parse(r.stdout) as { digest: string };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The grubenv on the ESP of the disk file (mtools reads the FAT partition in place). */
+  async function grubenv(): Promise<Record<string, string>> {
+    const file = join(work, 'grubenv.read');
+    rmSync(file, { force: true });
+    const copied = spawnSync('mcopy', ['-n', '-i', `${images[0].built.disk}@@${offsetOf('esp')}`, '::/EFI/edgeplane/grubenv', file], { encoding: 'utf8' });
+    expect(copied.status, copied.stderr).toBe(0);
+    const listed = spawnSync('grub-editenv', [file, 'list'], { encoding: 'utf8' }).stdout;
+    return Object.fromEntries(
+      listed
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+  }
 
   async function publish(version: string, extra: Partial<Parameters<typeof buildImage>[0]> = {}): Promise<void> {
     const built = await buildImage({ name: 'Edgeplane OS', version, output: join(work, `image-${version}`), ...extra });
@@ -167,6 +196,12 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
       await serialShows(/os: writing Edgeplane OS 2\.0\.0 into slot B/, UPGRADE_MS);
       await new Promise((r) => setTimeout(r, 1500));
       await vm.powerCut();
+      // On the disk as the power cut left it: slot B carries no slot record (the agent treats it as
+      // empty) and the grubenv arms no trial boot; slot A still holds image 1.
+      expect(await slotRecord('root-b')).toBeUndefined();
+      expect(await slotRecord('root-a')).toMatchObject({ digest: images[0].digest });
+      expect(await grubenv()).toMatchObject({ active_slot: 'A' });
+      expect((await grubenv()).next_slot ?? '').toBe('');
       vm.start();
       await serialShows('Edgeplane: booting committed slot A', BOOT_MS);
       expect(vm.serial()).not.toContain('one-time trial boot');

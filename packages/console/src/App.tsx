@@ -2,6 +2,7 @@ import { useEffect } from 'react';
 import { Layout } from './components/Layout';
 import { Empty, Loading } from './components/ui';
 import { useAuth } from './lib/auth';
+import { profileCell } from './lib/profiles';
 import { match, useLocation } from './lib/router';
 import { useWatch } from './lib/watch';
 import { Audit } from './pages/Audit';
@@ -33,7 +34,7 @@ function Page({ path }: { path: string }) {
   if (path === '/clusters') return <Clusters />;
   const cluster = match('/clusters/:name', path);
   if (cluster) return <ClusterDetail name={cluster.name} />;
-  if (path === '/profiles') return <Generic plural="clusterprofiles" detailPath="/profiles" />;
+  if (path === '/profiles') return <Generic plural="clusterprofiles" detailPath="/profiles" formatCell={profileCell} />;
   const profile = match('/profiles/:name', path);
   if (profile) return <ProfileDetail name={profile.name} />;
   if (path === '/rollouts') return <Generic plural="rollouts" detailPath="/rollouts" />;

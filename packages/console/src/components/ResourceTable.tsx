@@ -17,6 +17,8 @@ export interface TableProps {
   actions?: (r: Resource) => ReactNode;
   pageSize?: number;
   emptyText?: ReactNode;
+  /** A page's own words for a cell (e.g. "OS only"); undefined falls back to the generic formatting. */
+  formatCell?: (r: Resource, path: string) => ReactNode | undefined;
 }
 
 const ROW_HEIGHT = 41;
@@ -31,7 +33,7 @@ export function kindInfo(plural: string): KindInfo | undefined {
  * the server with limit/continue as the user scrolls, and only the visible rows in the DOM, so 10,000
  * hosts scroll as smoothly as 10.
  */
-export function ResourceTable({ plural, labelSelector, fieldSelector, rowFilter, rowLink, actions, pageSize = 200, emptyText }: TableProps) {
+export function ResourceTable({ plural, labelSelector, fieldSelector, rowFilter, rowLink, actions, pageSize = 200, emptyText, formatCell }: TableProps) {
   const info = kindInfo(plural);
   const columns = info?.columns ?? [{ header: 'NAME', path: 'metadata.name' }];
   const [sort, setSort] = useState<{ path: string; dir: 1 | -1 }>({ path: 'metadata.name', dir: 1 });
@@ -94,7 +96,7 @@ export function ResourceTable({ plural, labelSelector, fieldSelector, rowFilter,
                 <tr key={r.metadata.name} data-row={r.metadata.name} aria-rowindex={vi.index + 2} style={{ height: ROW_HEIGHT }}>
                   {columns.map((c, i) => {
                     const v = pick(r, c.path);
-                    let cell: ReactNode = BADGE_PATHS.has(c.path) ? <StateBadge value={v} /> : formatValue(v);
+                    let cell: ReactNode = formatCell?.(r, c.path) ?? (BADGE_PATHS.has(c.path) ? <StateBadge value={v} /> : formatValue(v));
                     if (i === 0 && rowLink) cell = <Link to={rowLink(r)}>{formatValue(v)}</Link>;
                     return <td key={c.path}>{cell}</td>;
                   })}

@@ -4,6 +4,7 @@ import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox } from '../components/ui';
 import { api, type Resource } from '../lib/api';
 import { useAuth } from '../lib/auth';
+import { isOsOnly } from '../lib/profiles';
 import { navigate } from '../lib/router';
 
 type Role = '' | 'control-plane' | 'worker';
@@ -88,11 +89,18 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
           <label htmlFor="c-profile">Cluster profile</label>
           <select id="c-profile" value={profile} onChange={(e) => setProfile(e.target.value)} required>
             <option value="">choose…</option>
-            {profiles.data?.items.map((p) => (
-              <option key={p.metadata.name} value={p.metadata.name}>
-                {p.metadata.name} ({p.spec.layers?.kubernetes?.distribution} {p.spec.layers?.kubernetes?.version})
-              </option>
-            ))}
+            {profiles.data?.items.map((p) =>
+              // A host OS profile has no Kubernetes: the API would refuse it (ProfileHasNoKubernetes).
+              isOsOnly(p.spec) ? (
+                <option key={p.metadata.name} value={p.metadata.name} disabled>
+                  {p.metadata.name} (OS only: for hosts, not clusters)
+                </option>
+              ) : (
+                <option key={p.metadata.name} value={p.metadata.name}>
+                  {p.metadata.name} ({p.spec.layers?.kubernetes?.distribution} {p.spec.layers?.kubernetes?.version})
+                </option>
+              ),
+            )}
           </select>
         </div>
         <div className="field">
@@ -100,7 +108,12 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
           <input id="c-revision" name="revision" type="number" min={1} placeholder={chosen ? String(chosen.status.latestRevision ?? 1) : 'latest'} />
         </div>
       </div>
-      {profiles.data?.items.length === 0 && <p className="muted">No cluster profiles yet: create one first (Cluster profiles).</p>}
+      {profiles.data?.items.every((p) => isOsOnly(p.spec)) && (
+        <p className="muted">No cluster profiles with a Kubernetes layer yet: create one first (Cluster profiles).</p>
+      )}
+      {profiles.data?.items.some((p) => isOsOnly(p.spec)) && (
+        <p className="muted">Profiles marked “OS only” are host OS profiles: assign them to a host on its page instead.</p>
+      )}
       <fieldset>
         <legend>Nodes: ready hosts in no cluster</legend>
         {hosts.isPending && <p className="muted">Loading hosts…</p>}

@@ -1,6 +1,6 @@
 import { CreateForm } from '../components/CreateForm';
 import { labelFor } from '../components/Layout';
-import { kindInfo, ResourceTable } from '../components/ResourceTable';
+import { kindInfo, ResourceTable, type TableProps } from '../components/ResourceTable';
 import { Empty } from '../components/ui';
 import { useAuth } from '../lib/auth';
 
@@ -8,7 +8,7 @@ import { useAuth } from '../lib/auth';
  * Any kind in the protocol's KINDS without a page of its own: its table (columns from KINDS) and, when
  * creatable, a create form taking the spec as JSON. New kinds show up here until they get a page.
  */
-export function Generic({ plural, detailPath = `/r/${plural}` }: { plural: string; detailPath?: string }) {
+export function Generic({ plural, detailPath = `/r/${plural}`, formatCell }: { plural: string; detailPath?: string; formatCell?: TableProps['formatCell'] }) {
   const { can } = useAuth();
   const info = kindInfo(plural);
   if (!info) return <Empty>There is no resource type “{plural}”.</Empty>;
@@ -40,7 +40,7 @@ export function Generic({ plural, detailPath = `/r/${plural}` }: { plural: strin
           </div>
         </CreateForm>
       )}
-      <ResourceTable plural={plural} rowLink={(r) => `${detailPath}/${encodeURIComponent(r.metadata.name)}`} />
+      <ResourceTable plural={plural} rowLink={(r) => `${detailPath}/${encodeURIComponent(r.metadata.name)}`} formatCell={formatCell} />
     </>
   );
 }

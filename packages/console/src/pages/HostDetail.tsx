@@ -1,5 +1,6 @@
 import { useQuery } from '@tanstack/react-query';
 import { ConnectivityHistory } from '../components/ConnectivityHistory';
+import { HostOs } from '../components/HostOs';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue } from '../lib/api';
@@ -79,6 +80,7 @@ export function HostDetail({ name }: { name: string }) {
             <p className="muted">No inventory reported yet.</p>
           )}
         </section>
+        <HostOs host={h} />
       </div>
       <section aria-labelledby="hist-h">
         <h2 id="hist-h">Connectivity history</h2>

@@ -4,6 +4,7 @@ import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox, Loading } from '../components/ui';
 import { toYaml, YamlDiff } from '../components/YamlDiff';
 import { api, formatValue, request } from '../lib/api';
+import { isOsOnly, shortDigest as short } from '../lib/profiles';
 import { Link } from '../lib/router';
 
 interface Revision {
@@ -22,15 +23,13 @@ interface Revision {
   };
 }
 
-const short = (digest?: string) => (digest ? `${digest.slice(0, 15)}…` : '—');
-
 /** The layers of one revision, in words. */
 function Layers({ rev }: { rev: Revision }) {
   const l = rev.spec.layers ?? {};
   const rows: [string, string][] = [
     ['OS image', l.os?.image ?? '—'],
     ['OS digest', short(l.os?.digest)],
-    ['Kubernetes', [l.kubernetes?.distribution, l.kubernetes?.version].filter(Boolean).join(' ') || '—'],
+    ['Kubernetes', l.kubernetes ? [l.kubernetes.distribution, l.kubernetes.version].filter(Boolean).join(' ') : 'none: a host OS profile (OS only)'],
     ['Network', l.network ? [l.network.cni, l.network.version].filter(Boolean).join(' ') : '—'],
     ['Storage', l.storage ? [l.storage.csi, l.storage.version].filter(Boolean).join(' ') : '—'],
     ['Add-ons', (l.addons ?? []).map((a) => (a.chart ? `${a.name} (${a.chart.name} ${a.chart.version})` : a.name)).join(', ') || '—'],
@@ -113,7 +112,7 @@ export function ProfileDetail({ name }: { name: string }) {
                   <tr key={r.revision} data-row={r.revision}>
                     <td>{r.revision}</td>
                     <td>{formatValue(r.createdAt)}</td>
-                    <td>{r.spec.layers?.kubernetes?.version ?? '—'}</td>
+                    <td>{isOsOnly(r.spec) ? 'OS only' : (r.spec.layers?.kubernetes?.version ?? '—')}</td>
                     <td>
                       <code>{short(r.spec.layers?.os?.digest)}</code>
                     </td>
@@ -146,15 +145,27 @@ export function ProfileDetail({ name }: { name: string }) {
           </>
         )}
       </section>
-      <section aria-labelledby="use-h">
-        <h2 id="use-h">Clusters using this profile</h2>
-        <ResourceTable
-          plural="clusters"
-          rowFilter={(c) => c.spec.profile?.name === name}
-          rowLink={(c) => `/clusters/${encodeURIComponent(c.metadata.name)}`}
-          emptyText="No clusters use this profile."
-        />
-      </section>
+      {latest && isOsOnly(latest.spec) ? (
+        <section aria-labelledby="use-h">
+          <h2 id="use-h">Hosts using this OS profile</h2>
+          <ResourceTable
+            plural="edgehosts"
+            rowFilter={(h) => h.spec.osProfile?.name === name}
+            rowLink={(h) => `/hosts/${encodeURIComponent(h.metadata.name)}`}
+            emptyText="No host uses this OS profile. Assign it on a host's page."
+          />
+        </section>
+      ) : (
+        <section aria-labelledby="use-h">
+          <h2 id="use-h">Clusters using this profile</h2>
+          <ResourceTable
+            plural="clusters"
+            rowFilter={(c) => c.spec.profile?.name === name}
+            rowLink={(c) => `/clusters/${encodeURIComponent(c.metadata.name)}`}
+            emptyText="No clusters use this profile."
+          />
+        </section>
+      )}
     </>
   );
 }

@@ -6,6 +6,7 @@ import { edgeHosts } from '../edgehost/edgehost.service.js';
 import { recordEvent } from '../event/event.service.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Db } from '../store/db.js';
+import { announceWrite } from '../watch/change-bus.js';
 import type { ConnectionHub } from './connection-hub.js';
 
 export interface ChannelDeps {
@@ -29,6 +30,9 @@ async function updateHostStatus(db: Db, host: string, fields: Record<string, unk
   const next = { ...status, ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) };
   if (JSON.stringify(next) !== row.status) {
     await edgeHosts.touch(db, host, { status: JSON.stringify(next) });
+    // Watchers (the console's host page: status.os phase, slot, fallback reason) see reports live;
+    // the watch hub reads announced hosts back in batches and skips this when nobody watches hosts.
+    announceWrite({ kind: 'EdgeHost', name: host, type: 'MODIFIED' });
     clusters?.nudge();
   }
 }
