@@ -78,12 +78,13 @@ describe('edgeplane image build', () => {
     expect(result.out).toContain('6/7 disk');
   });
 
-  it('writes a GPT disk with esp, root-a, root-b and data', () => {
+  it('writes a GPT disk with esp, root-a, root-b, data and recovery', () => {
     expect(partitions.map((p) => [p.name, p.type, p.size / 2048])).toEqual([
       ['esp', ESP_TYPE, 64],
       ['root-a', LINUX_TYPE, 512],
       ['root-b', LINUX_TYPE, 512],
       ['data', LINUX_TYPE, 1024],
+      ['recovery', LINUX_TYPE, 512],
     ]);
   });
 
@@ -124,6 +125,14 @@ describe('edgeplane image build', () => {
     const blocks = Number(/Block count:\s+(\d+)/.exec(header)?.[1]);
     const blockSize = Number(/Block size:\s+(\d+)/.exec(header)?.[1]);
     expect(blocks * blockSize).toBeLessThanOrEqual(512 * 1024 * 1024);
+  });
+
+  it('writes the same image into the recovery slot, which the agent never updates', async () => {
+    const recovery = `${disk()}?offset=${offsetOf('recovery')}`;
+    await sh('e2fsck', ['-fn', recovery]);
+    expect(JSON.parse(await sh('debugfs', ['-R', 'cat /usr/lib/edgeplane/slot.json', recovery]))).toMatchObject({ digest, version: '1.2.3' });
+    expect(await sh('dumpe2fs', ['-h', recovery])).toMatch(/Filesystem volume name:\s+recovery/);
+    expect(await sh('debugfs', ['-R', 'stat /boot/vmlinuz', recovery])).toMatch(/Inode: \d+/);
   });
 
   it('leaves root-b empty for the first update and formats data as ext4', async () => {

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BuiltImage, buildImage } from '@edgeplane/image';
@@ -254,5 +255,29 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
       expect(afterTrial).toContain('Edgeplane: booting committed slot B');
     },
     UPGRADE_MS + BOOT_MS + 10_000,
+  );
+
+  it(
+    'when neither slot can be loaded, the boot loader starts the recovery slot with the installed image',
+    async () => {
+      await vm.powerCut();
+      // Destroy both slots' filesystems (their superblocks): GRUB cannot load a kernel from A or B.
+      const disk = await open(images[0].built.disk!, 'r+');
+      for (const slot of ['root-a', 'root-b']) await disk.write(Buffer.alloc(1024 * 1024), 0, 1024 * 1024, offsetOf(slot));
+      await disk.close();
+      vm.start();
+      await serialShows("Falling back to `Edgeplane OS (recovery)'", BOOT_MS);
+      await serialShows(/edgeplane-os: .*"version":"1.0.0".* booted from slot recovery/, BOOT_MS);
+      const os = await until(
+        'the host reports the recovery boot',
+        async () => {
+          const s = await osStatus();
+          return s?.bootedSlot === 'recovery' ? s : undefined;
+        },
+        BOOT_MS,
+      );
+      expect(os).toMatchObject({ bootedSlot: 'recovery', digest: images[0].digest, upToDate: false });
+    },
+    2 * BOOT_MS + 10_000,
   );
 });

@@ -61,7 +61,7 @@ const GRUB_TEMPLATE = new URL('../../agent/boot/grub.cfg.template', import.meta.
  * Uses Debian packages and npm only: the kernel from a Debian package, tools from the build host.
  */
 export async function buildImage(options: BuildImageOptions): Promise<BuiltImage> {
-  const steps = ['kernel', 'initramfs', 'root filesystem', 'OCI image', ...(options.disk ? ['slot A', 'ESP', 'disk'] : [])];
+  const steps = ['kernel', 'initramfs', 'root filesystem', 'OCI image', ...(options.disk ? ['slots A and recovery', 'ESP', 'disk'] : [])];
   let step = 0;
   const next = (name: string) => options.onStep?.(name, step++, steps.length);
   const output = resolve(options.output);
@@ -113,17 +113,20 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     if (options.disk) {
       const layout = diskLayout(options);
       const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
-      next('slot A');
-      // The agent's own slot writer fills root-a, so the installed slot is exactly what an update writes.
+      next('slots A and recovery');
+      // The agent's own slot writer fills recovery and root-a, so the installed slots are exactly what an update writes.
       const rootA = join(work, 'root-a.img');
-      const slots = new LinuxSlots({ root: work, targets: { A: rootA }, imageSizeBytes: sizeOf('root-a') * MiB });
-      await slots.writeSlot('A', tree, {
+      const recovery = join(work, 'recovery.img');
+      const slots = new LinuxSlots({ root: work, targets: { A: rootA, recovery }, imageSizeBytes: sizeOf('root-a') * MiB });
+      const meta = {
         digest: written.digest,
         image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
         name: options.name,
         version: options.version,
         writtenAt: new Date().toISOString(),
-      });
+      };
+      await slots.writeRecovery(tree, meta);
+      await slots.writeSlot('A', tree, meta);
       const data = join(work, 'data.img');
       await which('mkfs.ext4');
       await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${sizeOf('data') * 1024}k`]);
@@ -136,7 +139,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
 
       next('disk');
       const disk = join(output, 'disk.img');
-      await writeDisk(disk, layout, { esp, 'root-a': rootA, data });
+      await writeDisk(disk, layout, { esp, 'root-a': rootA, data, recovery });
       built.disk = disk;
       built.layout = layout;
     }

@@ -6,7 +6,7 @@ export const MiB = 1024 * 1024;
 
 export interface Partition {
   /** GPT partition name: how the initramfs, the init scripts and the agent find it. */
-  name: 'esp' | 'root-a' | 'root-b' | 'data';
+  name: 'esp' | 'root-a' | 'root-b' | 'data' | 'recovery';
   number: number;
   type: string;
   startMiB: number;
@@ -27,8 +27,9 @@ export interface LayoutSizes {
 
 /**
  * The installer disk: 1 esp (FAT: GRUB, grub.cfg, grubenv), 2 root-a and 3 root-b (ext4, one OS
- * image each), 4 data (ext4: agent identity, state, downloads). Partition numbers are fixed: the
- * boot loader finds the slots by number (see packages/agent/boot/grub.cfg.template).
+ * image each), 4 data (ext4: agent identity, state, downloads), 5 recovery (ext4: the installed
+ * image, never updated; booted when neither A nor B can be loaded). Partition numbers are fixed:
+ * the boot loader finds the slots by number (see packages/agent/boot/grub.cfg.template).
  */
 export function diskLayout(sizes: LayoutSizes = {}): DiskLayout {
   const want: [Partition['name'], string, number][] = [
@@ -36,6 +37,7 @@ export function diskLayout(sizes: LayoutSizes = {}): DiskLayout {
     ['root-a', LINUX_TYPE, sizes.slotMiB ?? 512],
     ['root-b', LINUX_TYPE, sizes.slotMiB ?? 512],
     ['data', LINUX_TYPE, sizes.dataMiB ?? 1024],
+    ['recovery', LINUX_TYPE, sizes.slotMiB ?? 512],
   ];
   let start = 1;
   const partitions = want.map(([name, type, sizeMiB], i) => {

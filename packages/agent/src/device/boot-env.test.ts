@@ -84,6 +84,6 @@ describe('boot environment', () => {
     const cfg = await readFile(new URL('../../boot/grub.cfg.template', import.meta.url), 'utf8');
     for (const v of Object.values(BOOT_VARS)) expect(cfg).toContain(v);
     expect(cfg).toContain('save_env --file @GRUBENV@ next_slot');
-    for (const slot of ['A', 'B']) expect(cfg).toContain(`edgeplane.slot=${slot}`);
+    for (const slot of ['A', 'B', 'recovery']) expect(cfg).toContain(`edgeplane.slot=${slot}`);
   });
 });

@@ -41,7 +41,7 @@ export class LinuxSlots implements SlotBoot {
   }
 
   target(slot: Slot): string {
-    return this.options.targets?.[slot] ?? join(this.options.root, 'dev/disk/by-partlabel', `root-${slot.toLowerCase()}`);
+    return this.options.targets?.[slot] ?? join(this.options.root, 'dev/disk/by-partlabel', partitionName(slot));
   }
 
   async bootedSlot(): Promise<Slot> {
@@ -63,8 +63,22 @@ export class LinuxSlots implements SlotBoot {
    */
   async writeSlot(slot: Slot, rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void> {
     if (slot === 'recovery') throw new Error('the recovery slot is written by the installer only');
+    await this.write(slot, rootfs, meta, signal);
+    await rm(rootfs, { recursive: true, force: true });
+  }
+
+  /**
+   * The installer's write of the recovery slot (`edgeplane image build --disk`): the same protocol
+   * as writeSlot, and `rootfs` is kept (the builder writes slot A from it next). The agent never
+   * writes the recovery slot, so a device always has the image it was installed with to boot.
+   */
+  async writeRecovery(rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void> {
+    await this.write('recovery', rootfs, meta, signal);
+  }
+
+  private async write(slot: Slot, rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void> {
     const target = this.target(slot);
-    const label = `root-${slot.toLowerCase()}`;
+    const label = partitionName(slot);
     const record = join(dirname(rootfs), `slot-${slot}.json`);
     await writeFileAtomic(record, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
     await rm(join(rootfs, SLOT_META_PATH), { force: true });
@@ -88,7 +102,6 @@ export class LinuxSlots implements SlotBoot {
     await runTool('debugfs', ['-w', '-R', `write ${record} /${SLOT_META_PATH}`, written], { timeoutMs: 60_000, signal });
     await fsyncPath(written);
     if (written !== target) await rename(written, target);
-    await rm(rootfs, { recursive: true, force: true });
     await rm(record, { force: true });
   }
 
@@ -112,6 +125,11 @@ export class LinuxSlots implements SlotBoot {
 export function defaultGrubenv(root: string): string {
   const esp = join(root, 'boot/efi/EFI/edgeplane/grubenv');
   return existsSync(esp) ? esp : join(root, 'boot/grub/grubenv');
+}
+
+/** GPT partition name (and filesystem label) of a slot: root-a, root-b, recovery. */
+export function partitionName(slot: Slot): string {
+  return slot === 'recovery' ? 'recovery' : `root-${slot.toLowerCase()}`;
 }
 
 /** Zeroes the first MiB of a slot partition (ext4's superblock is at 1 KiB), so it no longer reads as the old image. */

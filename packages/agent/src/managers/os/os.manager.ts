@@ -267,7 +267,8 @@ export class OsManager implements Manager<'os'> {
       const meta = await boot.readSlot(slot);
       slots[slot] = meta ? { digest: meta.digest, image: meta.image } : {};
     }
-    const digest = slots[bootedSlot]?.digest;
+    // Booted from recovery (neither A nor B could be loaded): that slot's record names the image.
+    const digest = bootedSlot === 'recovery' ? (await boot.readSlot('recovery'))?.digest : slots[bootedSlot]?.digest;
     return {
       phase: state.phase,
       bootedSlot,
