@@ -75,6 +75,18 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
     }
   }
 
+  /** Whether any of the first 16 MiB of a slot partition is written (the fresh disk has zeros there). */
+  async function slotHasData(slot: 'root-a' | 'root-b'): Promise<boolean> {
+    const fh = await open(images[0].built.disk!, 'r');
+    try {
+      const buf = Buffer.alloc(16 * 1024 * 1024);
+      await fh.read(buf, 0, buf.length, offsetOf(slot));
+      return buf.some((b) => b !== 0);
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** The grubenv on the ESP of the disk file (mtools reads the FAT partition in place). */
   async function grubenv(): Promise<Record<string, string>> {
     const file = join(work, 'grubenv.read');
@@ -193,10 +205,14 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
     async () => {
       await addProfileRevision(1);
       await assignRevision(2);
-      // Cut the power once the agent says it is writing slot B (the serial console carries its log).
+      // Cut the power while slot B is being written: once the agent says it is writing it (the serial
+      // console carries its log), at the first of mkfs's blocks reaching the disk file, or 1 s later.
       await serialShows(/os: writing Edgeplane OS 2\.0\.0 into slot B/, UPGRADE_MS);
-      await new Promise((r) => setTimeout(r, 1500));
+      const deadline = Date.now() + 1000;
+      while (Date.now() < deadline && !(await slotHasData('root-b'))) await new Promise((r) => setTimeout(r, 50));
+      const started = await slotHasData('root-b');
       await vm.powerCut();
+      console.warn(`[lab] power cut ${started ? 'after the first blocks of slot B reached the disk' : '1 s after the write began'}`);
       // On the disk as the power cut left it: slot B carries no slot record (the agent treats it as
       // empty) and the grubenv arms no trial boot; slot A still holds image 1.
       expect(await slotRecord('root-b')).toBeUndefined();
