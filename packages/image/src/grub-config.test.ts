@@ -38,6 +38,7 @@ describe('grubConfig', () => {
     expect(save).toBeLessThan(at('set default="${slot}"'));
     expect(at('set fallback="1 2"')).toBeLessThan(firstEntry);
     expect(at('set fallback="0 2"')).toBeLessThan(firstEntry);
+    expect(at('set fallback="2"')).toBeLessThan(firstEntry);
     // The fallback list uses entry numbers: the entries must stay in the order A (0), B (1), recovery (2).
     expect(lines.filter((l) => l.startsWith('menuentry ')).map((l) => /--id (\S+)/.exec(l)?.[1])).toEqual(['A', 'B', 'recovery']);
     // Only next_slot is saved by the boot loader: active_slot and try_slot belong to the agent.

@@ -24,7 +24,7 @@ export interface LinuxDeviceOptions {
   /** Root of the file tree to read; '/' on a real machine, a fake tree in tests (`--device-root`). */
   root?: string;
   os?: Partial<OsFacts>;
-  /** A/B slot targets and grubenv location (defaults: partitions labelled root-a/root-b, <root>/boot/grub/grubenv). */
+  /** A/B slot targets and grubenv location (defaults: partitions labelled root-a/root-b; the ESP's EFI/edgeplane/grubenv under <root>/boot/efi when present, else <root>/boot/grub/grubenv). */
   slots?: Omit<LinuxSlotOptions, 'root'>;
 }
 

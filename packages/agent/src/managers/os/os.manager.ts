@@ -83,6 +83,7 @@ export class OsManager implements Manager<'os'> {
 
   private async stage(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<void> {
     await this.setPhase('Downloading', `pulling ${desired.image}@${desired.digest} for slot ${passive}`);
+    ctx.log.info({ slot: passive, digest: desired.digest }, `os: pulling ${desired.digest} for slot ${passive}`);
     const store = new BlobStore(join(this.dir, 'cache'));
     let lastReport = 0;
     try {
