@@ -66,7 +66,7 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
   const offsetOf = (name: string) => (images[0].built.layout?.partitions.find((p) => p.name === name)?.startMiB ?? 0) * 1024 * 1024;
 
   /** The slot record (usr/lib/edgeplane/slot.json) of a slot partition, read from the disk file with debugfs. */
-  async function slotRecord(slot: 'root-a' | 'root-b'): Promise<{ digest: string } | undefined> {
+  function slotRecord(slot: 'root-a' | 'root-b'): { digest: string } | undefined {
     const r = spawnSync('debugfs', ['-R', 'cat /usr/lib/edgeplane/slot.json', `${images[0].built.disk}?offset=${offsetOf(slot)}`], { encoding: 'utf8' });
     try {
       return JSON.parse(r.stdout) as { digest: string };
@@ -88,7 +88,7 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
   }
 
   /** The grubenv on the ESP of the disk file (mtools reads the FAT partition in place). */
-  async function grubenv(): Promise<Record<string, string>> {
+  function grubenv(): Record<string, string> {
     const file = join(work, 'grubenv.read');
     rmSync(file, { force: true });
     const copied = spawnSync('mcopy', ['-n', '-i', `${images[0].built.disk}@@${offsetOf('esp')}`, '::/EFI/edgeplane/grubenv', file], { encoding: 'utf8' });
@@ -217,10 +217,10 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
       await vm.powerCut();
       // On the disk as the power cut left it: slot B carries no slot record (the agent treats it as
       // empty) and the grubenv arms no trial boot; slot A still holds image 1.
-      expect(await slotRecord('root-b')).toBeUndefined();
-      expect(await slotRecord('root-a')).toMatchObject({ digest: images[0].digest });
-      expect(await grubenv()).toMatchObject({ active_slot: 'A' });
-      expect((await grubenv()).next_slot ?? '').toBe('');
+      expect(slotRecord('root-b')).toBeUndefined();
+      expect(slotRecord('root-a')).toMatchObject({ digest: images[0].digest });
+      expect(grubenv()).toMatchObject({ active_slot: 'A' });
+      expect(grubenv().next_slot ?? '').toBe('');
       vm.start();
       await serialShows('Edgeplane: booting committed slot A', BOOT_MS);
       expect(vm.serial()).not.toContain('one-time trial boot');

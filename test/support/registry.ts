@@ -1,12 +1,10 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { oci } from '@edgeplane/agent';
+import { pushLayout } from '@edgeplane/cli';
 import freePort from './free-port.js';
-
-const run = promisify(execFile);
 
 export interface TestRegistry {
   /** http://127.0.0.1:<port> */
@@ -75,18 +73,11 @@ export async function startRegistry(): Promise<TestRegistry> {
 
 /**
  * Pushes the image tagged `tag` in an OCI layout to `<registryHost>/<repository>:<tag>` with skopeo
- * (plain HTTP). Returns the manifest digest the registry stores (skopeo keeps the OCI manifest as is).
+ * (plain HTTP), as `edgeplane image build --push --insecure` does. Returns the manifest digest the
+ * registry stores (skopeo keeps the OCI manifest as is).
  */
-export async function pushOciLayout(layoutDir: string, ref: string): Promise<string> {
-  const tag = ref.slice(ref.lastIndexOf(':') + 1);
-  const digestFile = join(await mkdtemp(join(tmpdir(), 'ep-skopeo-')), 'digest');
-  await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--digestfile', digestFile, `oci:${layoutDir}:${tag}`, `docker://${ref}`], {
-    timeout: 60_000,
-  });
-  const { readFile } = await import('node:fs/promises');
-  const digest = (await readFile(digestFile, 'utf8')).trim();
-  await rm(join(digestFile, '..'), { recursive: true, force: true });
-  return digest;
+export function pushOciLayout(layoutDir: string, ref: string): Promise<string> {
+  return pushLayout(layoutDir, ref.slice(ref.lastIndexOf(':') + 1), ref, true);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ImageBuildError, runTool, which } from './tools.js';
@@ -69,7 +70,6 @@ export async function findKernelPackage(packagePath: string | undefined, cacheDi
 }
 
 async function runDownload(name: string, dir: string): Promise<void> {
-  const { execFile } = await import('node:child_process');
   await new Promise<void>((resolve, reject) => {
     execFile('apt-get', ['download', '-q', name], { cwd: dir, timeout: 10 * 60_000 }, (err, _o, stderr) =>
       err ? reject(new Error(`apt-get download ${name}: ${String(stderr).trim() || err.message}`)) : resolve(),
