@@ -102,6 +102,12 @@ export const ERROR_CODES = {
   UnknownVariable: { status: 422, description: 'The cluster gives a value for a variable its profile does not declare.' },
   InvalidTimezone: { status: 422, description: 'The site timezone is not an IANA time zone this server knows (for example Europe/Berlin).' },
   InvalidSchedule: { status: 422, description: 'A maintenance window schedule is not a valid 5-field cron expression.' },
+  LastAdmin: {
+    status: 409,
+    description: 'The change would disable, demote or delete the last enabled admin, leaving nobody able to manage users; nothing was changed.',
+  },
+  ProjectNotFound: { status: 422, description: 'metadata.project names a project that does not exist; nothing was created.' },
+  ProjectNotEmpty: { status: 409, description: 'The project still holds resources; move or delete them before deleting the project.' },
   RateLimited: { status: 429, description: 'Too many requests; retry after the number of seconds in the Retry-After header.' },
   Internal: { status: 500, description: 'An unexpected server error. It is logged with the request id.' },
   NotReady: { status: 503, description: 'The server is starting or its store is unreachable.' },

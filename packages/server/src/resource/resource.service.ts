@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { API_VERSION, DEFAULT_PROJECT, EdgeplaneError, type KindInfo, type ObjectMetaInput, parseOrThrow } from '@edgeplane/protocol';
+import { API_VERSION, DEFAULT_PROJECT, EdgeplaneError, hasControlChars, type KindInfo, type ObjectMetaInput, parseOrThrow } from '@edgeplane/protocol';
+import { lockProject } from '../project/project.repository.js';
 import type { Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
 import type { ResourceTableName } from '../store/schema.js';
@@ -63,9 +64,16 @@ function encodeContinue(name: string) {
 function decodeContinue(token: string): string {
   try {
     const v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-    if (typeof v?.after === 'string') return v.after;
+    // The token is opaque to clients but not tamper-proof: a name with NUL would reach the store.
+    if (typeof v?.after === 'string' && v.after.length <= 253 && !hasControlChars(v.after)) return v.after;
   } catch {}
   throw new EdgeplaneError('InvalidContinueToken', 'the continue token is not one this server issued');
+}
+
+/** A resource may only name a project that exists (`default` always does); the project is fixed at creation. */
+async function requireProject(db: Executor, project: string): Promise<void> {
+  if (project !== DEFAULT_PROJECT && !(await lockProject(db, project)))
+    throw new EdgeplaneError('ProjectNotFound', `project "${project}" does not exist; create it first`, { project });
 }
 
 /** Generic CRUD for one kind over its table; the kind's hooks add what is special about it. */
@@ -127,6 +135,7 @@ export class ResourceService {
   async create(db: Executor, body: unknown, ctx: RequestContext): Promise<Resource> {
     if (!this.info.creatable) throw new EdgeplaneError('MethodNotAllowed', `${this.info.kind} objects cannot be created through the API`);
     const input = parseOrThrow(this.info.input, body, this.info.kind) as Input;
+    await requireProject(db, input.metadata.project ?? DEFAULT_PROJECT);
     const prepared = (await this.hooks.prepareCreate?.(db, input, ctx)) ?? {};
     const t = now();
     const row: ResourceRow = {
@@ -212,9 +221,20 @@ export class ResourceService {
     return obj;
   }
 
+  /** True when the kind has an action `verb`; own properties only, so `constructor` or `valueOf` are no actions. */
+  hasAction(verb: string): boolean {
+    return !!this.hooks.actions && Object.hasOwn(this.hooks.actions, verb);
+  }
+
+  /** Throws NotFound unless the kind has an action `verb`. */
+  requireAction(verb: string): void {
+    if (!this.hasAction(verb))
+      throw new EdgeplaneError('NotFound', `${this.info.kind} has no action "${verb}"`, { actions: Object.keys(this.hooks.actions ?? {}) });
+  }
+
   async action(db: Executor, name: string, verb: string, ctx: RequestContext): Promise<Resource> {
-    const fn = this.hooks.actions?.[verb];
-    if (!fn) throw new EdgeplaneError('NotFound', `${this.info.kind} has no action "${verb}"`, { actions: Object.keys(this.hooks.actions ?? {}) });
+    this.requireAction(verb);
+    const fn = this.hooks.actions![verb];
     await fn(db, await this.getRow(db, name), ctx);
     return this.changed(db, name, ctx);
   }

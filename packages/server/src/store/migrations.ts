@@ -1,4 +1,4 @@
-import { type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
+import { type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 
 /** Adds the columns every resource table shares (see ResourceColumns). */
 function resourceColumns<T extends string>(t: CreateTableBuilder<T, never>) {
@@ -180,6 +180,17 @@ const migrations: Record<string, Migration> = {
         .addColumn('phase', 'varchar(20)', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('rollouts_phase').on('rollouts').column('phase').execute();
+    },
+  },
+  '0009_token_user_uid': {
+    async up(db: AnyDb) {
+      // API tokens are bound to their user's uid, not only its name: a user deleted and re-created
+      // under the same name must not inherit the old user's tokens.
+      await db.schema.alterTable('api_tokens').addColumn('user_uid', 'varchar(64)').execute();
+      await sql`update api_tokens set user_uid = (select users.uid from users where users.name = api_tokens.user_name)`.execute(db);
+      // Tokens whose user is gone could only ever come back with a re-created user: remove them.
+      await db.deleteFrom('api_tokens').where('user_uid', 'is', null).execute();
+      await db.schema.createIndex('api_tokens_user_uid').on('api_tokens').column('user_uid').execute();
     },
   },
 };

@@ -18,6 +18,8 @@ export interface UserTable extends ResourceColumns {}
 export interface ApiTokenTable extends ResourceColumns {
   token_hash: string;
   user_name: string;
+  /** uid of the user the token was issued to: a user re-created under the same name never inherits it. */
+  user_uid: string | null;
   expires_at: string | null;
   last_used_at: string | null;
 }
