@@ -56,6 +56,10 @@ export const ERROR_CODES = {
     status: 422,
     description: 'The OS image of a cluster profile could not be resolved to a manifest digest (registry unreachable, unknown tag, access refused).',
   },
+  RegistryNotAllowed: {
+    status: 422,
+    description: 'The OS image names a registry outside the allow-list of this server (`--allowed-registries`); nothing was written.',
+  },
   UnsupportedKubernetesVersion: { status: 422, description: 'The distribution driver does not support this Kubernetes version.' },
   UndeclaredVariable: { status: 422, description: 'A profile layer references a variable (var.NAME) that the profile does not declare.' },
   ProfileNotFound: { status: 422, description: "The cluster (or a host's spec.osProfile) names a cluster profile that does not exist." },

@@ -14,6 +14,7 @@ import { hostResetRoutes } from './cluster/host-reset.routes.js';
 import { upgradeRoutes } from './cluster/upgrade/upgrade.routes.js';
 import { vmRoutes } from './cluster/virtualized/vm.routes.js';
 import { clusterProfileRoutes, prefetchProfileDigests } from './cluster-profile/cluster-profile.routes.js';
+import { ImageResolver } from './cluster-profile/oci-resolver.js';
 import { consoleRoutes } from './console/console.routes.js';
 import { summaryRoutes } from './console/summary.routes.js';
 import { apiRoutes, SERVICES } from './http/api.routes.js';
@@ -42,6 +43,8 @@ export interface AppDeps {
   clusters?: ClusterController;
   /** Registrations handled at once before 429 RateLimited; default 64. */
   registrationConcurrency?: number;
+  /** Registries (`host[:port]`) OS images may come from; unset: any. */
+  allowedRegistries?: string[];
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -98,8 +101,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => remoteSessionRoutes(scope, { db: store.db, broker: sessions, recordingsDir }));
   await app.register(async (scope) => auditRoutes(scope, { db: store.db }));
   // Profile writes resolve their OS image digest before the API opens a store transaction.
-  app.addHook('preHandler', prefetchProfileDigests(store.db));
-  await app.register(async (scope) => apiRoutes(scope, { db: store.db, hub }));
+  const images = new ImageResolver({ allowedRegistries: deps.allowedRegistries, log: deps.logger.child({ component: 'images' }) });
+  app.addHook('preHandler', prefetchProfileDigests(store.db, images));
+  await app.register(async (scope) => apiRoutes(scope, { db: store.db, hub, images }));
   await app.register(async (scope) => clusterProfileRoutes(scope, { db: store.db }));
   if (deps.clusters) {
     const clusters = deps.clusters;

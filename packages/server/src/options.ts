@@ -21,6 +21,8 @@ export interface ServerOptions {
   rolloutIntervalMs?: number;
   /** Registrations handled at once; more answer 429 RateLimited with Retry-After; default 64. */
   registrationConcurrency?: number;
+  /** Registries (`host[:port]`, exact) that OS images may name; others are refused with RegistryNotAllowed. Unset: any. */
+  allowedRegistries?: string[];
   logger?: Logger;
   logLevel?: string;
 }

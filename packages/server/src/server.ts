@@ -55,6 +55,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       dataDir,
       clusters,
       registrationConcurrency: options.registrationConcurrency,
+      allowedRegistries: options.allowedRegistries,
     });
     const host = options.host ?? '0.0.0.0';
     await app.listen({ host, port: options.port ?? 8080 });

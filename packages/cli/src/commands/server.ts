@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { intArg } from '../parse.js';
 import { type CommandContext, examples } from './common.js';
 
@@ -13,6 +13,18 @@ interface ServerCommandOptions {
   offlineAfter: number;
   publicUrl?: string;
   logLevel: string;
+  allowedRegistries?: string[];
+}
+
+/** `--allowed-registries reg.lab:5000,ghcr.io`: registries (host[:port]) OS images may name. */
+function registryList(value: string): string[] {
+  const list = value
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
+  const bad = list.find((r) => !/^[a-zA-Z0-9.-]+(?::\d{1,5})?$/.test(r));
+  if (bad || !list.length) throw new InvalidArgumentError(`expected host[:port],... (got "${bad ?? value}")`);
+  return list;
 }
 
 /** What `edgeplane server` prints once the server listens: where it is, and how to log in. */
@@ -55,6 +67,7 @@ export function registerServer(program: Command, ctx: CommandContext): void {
     .option('--offline-after <seconds>', 'mark a host offline after this many seconds without a message', intArg('--offline-after'), 90)
     .option('--public-url <url>', 'URL printed and used in links (default http://<host>:<port>)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .option('--allowed-registries <host[:port],...>', 'OS images in cluster profiles may only come from these registries (default: any)', registryList)
     .addHelpText(
       'after',
       examples(
@@ -75,6 +88,7 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         offlineAfterSeconds: opts.offlineAfter,
         publicUrl: opts.publicUrl,
         logLevel: opts.logLevel,
+        allowedRegistries: opts.allowedRegistries,
       });
       io.stdout.write(serverBanner(server));
       const signal = await io.waitForShutdown();

@@ -5,7 +5,7 @@ import { can } from '../http/authz.js';
 import { findByName } from '../resource/resource.repository.js';
 import type { Db } from '../store/db.js';
 import { getRevision, getRevisions } from './cluster-profile.service.js';
-import { resolveImageDigest } from './oci-resolver.js';
+import type { ImageResolver } from './oci-resolver.js';
 
 /** GET /api/v1/clusterprofiles/<name>/revisions[/<n>]: the immutable revisions of a profile. */
 export async function clusterProfileRoutes(app: FastifyInstance, deps: { db: Db }): Promise<void> {
@@ -32,9 +32,9 @@ const PROFILE_WRITE = /^\/api\/v1\/clusterprofiles(?:\/([^/?]+))?(?:\?.*)?$/;
  * Resolves the OS image digest of a profile write before the generic API opens its store
  * transaction, so a slow or unreachable registry never holds the store (on SQLite: the whole
  * server) for the length of a network timeout. The write itself resolves again from the short
- * cache, and reports any failure with its code; errors here are ignored.
+ * cache (failures are cached briefly too), and reports any failure with its code; errors here are ignored.
  */
-export function prefetchProfileDigests(db: Db) {
+export function prefetchProfileDigests(db: Db, images: ImageResolver) {
   return async (req: FastifyRequest): Promise<void> => {
     if (!['POST', 'PUT', 'PATCH'].includes(req.method)) return;
     const m = req.url.match(PROFILE_WRITE);
@@ -49,6 +49,6 @@ export function prefetchProfileDigests(db: Db) {
       os = { ...stored, ...os };
     }
     if (typeof os?.image !== 'string') return;
-    await resolveImageDigest(os.image, { insecure: os.insecure === true }).catch(() => undefined);
+    await images.resolveDigest(os.image, { insecure: os.insecure === true }).catch(() => undefined);
   };
 }

@@ -7,6 +7,7 @@ import {
   variableReferences,
 } from '@edgeplane/protocol';
 import { hostsUsingOsProfile } from '../edgehost/host-os-profile.js';
+import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import { ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
@@ -20,7 +21,6 @@ import {
   listRevisions,
   type RevisionRow,
 } from './cluster-profile.repository.js';
-import { resolveImageDigest } from './oci-resolver.js';
 
 /** The profile spec as a revision stores it: the OS image pinned to its manifest digest. */
 export type PinnedProfileSpec = ClusterProfileSpec & {
@@ -43,10 +43,12 @@ export function validateProfileSpec(spec: ClusterProfileSpec): void {
 }
 
 /** Validates, pins the OS image digest and writes the next revision; returns the new status. */
-async function newRevision(db: Executor, profile: string, spec: ClusterProfileSpec, prevStatus: Record<string, unknown>) {
+async function newRevision(db: Executor, profile: string, spec: ClusterProfileSpec, prevStatus: Record<string, unknown>, ctx: RequestContext) {
   validateProfileSpec(spec);
   const os = spec.layers.os;
-  const digest = await resolveImageDigest(os.image, { insecure: os.insecure });
+  // The server's own resolver (its registry policy and cache), never a process-wide one.
+  if (!ctx.images) throw new Error('cluster profile writes need the server image resolver in the request context');
+  const digest = await ctx.images.resolveDigest(os.image, { insecure: os.insecure });
   const pinned: PinnedProfileSpec = { ...spec, layers: { ...spec.layers, os: { ...os, digest } } };
   const revision = (await latestRevisionNumber(db, profile)) + 1;
   try {
@@ -59,11 +61,11 @@ async function newRevision(db: Executor, profile: string, spec: ClusterProfileSp
 }
 
 export const clusterProfiles = new ResourceService(findKind('ClusterProfile')!, 'cluster_profiles', {
-  async prepareCreate(db, input) {
-    return { status: await newRevision(db, input.metadata.name, input.spec as ClusterProfileSpec, {}) };
+  async prepareCreate(db, input, ctx) {
+    return { status: await newRevision(db, input.metadata.name, input.spec as ClusterProfileSpec, {}, ctx) };
   },
-  async prepareUpdate(db, row, spec) {
-    const status = await newRevision(db, row.name, spec as ClusterProfileSpec, JSON.parse(row.status));
+  async prepareUpdate(db, row, spec, ctx) {
+    const status = await newRevision(db, row.name, spec as ClusterProfileSpec, JSON.parse(row.status), ctx);
     return { status: JSON.stringify(status) };
   },
   async beforeDelete(db, row) {

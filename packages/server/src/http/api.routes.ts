@@ -8,7 +8,7 @@ import { events } from '../event/event.service.js';
 import { projects } from '../project/project.service.js';
 import { registrationTokens } from '../registration-token/registration-token.service.js';
 import { remoteSessions } from '../remote-session/remote-session.service.js';
-import type { HostChange, RequestContext } from '../resource/context.js';
+import type { HostChange, ImageDigests, RequestContext } from '../resource/context.js';
 import type { ListQuery, Resource, ResourceService } from '../resource/resource.service.js';
 import { rollouts } from '../rollout/rollout.service.js';
 import { sites } from '../site/site.service.js';
@@ -78,12 +78,12 @@ function parseListQuery(svc: ResourceService, q: Record<string, string | undefin
 }
 
 /** The generic resource API: /api/v1/<plural>[/<name>[/<verb>]]. */
-export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: ConnectionHub }): Promise<void> {
+export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: ConnectionHub; images?: ImageDigests }): Promise<void> {
   const { db, hub } = deps;
 
   installAuth(app, db, ['/api/v1/openapi.json']);
 
-  const ctx = (req: FastifyRequest): RequestContext => ({ user: req.caller!.user, role: req.caller!.role, log: req.log });
+  const ctx = (req: FastifyRequest): RequestContext => ({ user: req.caller!.user, role: req.caller!.role, log: req.log, images: deps.images });
   /** Runs a write and tells live connections (agents, watchers) about changes only after it committed. */
   async function withNotices<T>(req: FastifyRequest, fn: (c: RequestContext) => Promise<T>): Promise<T> {
     const notices: [string, HostChange][] = [];

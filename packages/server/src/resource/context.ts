@@ -10,6 +10,13 @@ export interface RequestContext {
   hosts?: HostNotifier;
   /** Collects committed-to-be changes for watchers; the caller publishes them after commit. */
   changes?: ChangeSink;
+  /** This server's OS image resolver (registry policy and cache); profile writes need it. */
+  images?: ImageDigests;
+}
+
+/** Resolves an OS image reference to its manifest digest (cluster-profile/oci-resolver.ts). */
+export interface ImageDigests {
+  resolveDigest(ref: string, opts?: { insecure?: boolean }): Promise<string>;
 }
 
 /** Where services record what they changed (see watch/change-bus.ts). */
