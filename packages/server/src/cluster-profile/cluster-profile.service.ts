@@ -7,6 +7,7 @@ import {
   variableReferences,
 } from '@edgeplane/protocol';
 import { hostsUsingOsProfile } from '../edgehost/host-os-profile.js';
+import { commandChecks, requireRunCommands } from '../http/authz.js';
 import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import { ResourceService } from '../resource/resource.service.js';
@@ -45,6 +46,7 @@ export function validateProfileSpec(spec: ClusterProfileSpec): void {
 /** Validates, pins the OS image digest and writes the next revision; returns the new status. */
 async function newRevision(db: Executor, profile: string, spec: ClusterProfileSpec, prevStatus: Record<string, unknown>, ctx: RequestContext) {
   validateProfileSpec(spec);
+  const commands = await guardCommandChecks(db, profile, spec, ctx);
   const os = spec.layers.os;
   // The server's own resolver (its registry policy and cache), never a process-wide one.
   if (!ctx.images) throw new Error('cluster profile writes need the server image resolver in the request context');
@@ -57,7 +59,26 @@ async function newRevision(db: Executor, profile: string, spec: ClusterProfileSp
     if (isUniqueViolation(err)) throw new EdgeplaneError('Conflict', `ClusterProfile "${profile}" was modified concurrently; read it again and retry`);
     throw err;
   }
+  if (commands.length)
+    ctx.audit?.record({ action: 'clusterprofile.commands', target: `clusterprofiles/${profile}`, details: { revision, commandChecks: commands } });
   return { ...prevStatus, latestRevision: revision, osImageDigest: digest };
+}
+
+/**
+ * Command health checks run their argv as root on every node after a trial boot: writing them is as
+ * strong as a remote shell. A revision whose command checks differ from the latest revision's (any
+ * command check in a new profile) needs the remote-shell permission; other edits of a profile that
+ * carries unchanged command checks stay operator work. Returns the revision's command checks (audited).
+ */
+async function guardCommandChecks(db: Executor, profile: string, spec: ClusterProfileSpec, ctx: RequestContext) {
+  const commands = commandChecks(spec.healthChecks);
+  if (!commands.length) return commands;
+  const latest = await latestRevisionNumber(db, profile);
+  const prev = latest > 0 ? await findRevision(db, profile, latest) : undefined;
+  const before = prev ? commandChecks((JSON.parse(prev.spec) as ClusterProfileSpec).healthChecks) : [];
+  if (JSON.stringify(before) !== JSON.stringify(commands))
+    await requireRunCommands(db, ctx, `the command health check(s) ${commands.map((c) => c.name).join(', ')} of profile "${profile}"`);
+  return commands;
 }
 
 export const clusterProfiles = new ResourceService(findKind('ClusterProfile')!, 'cluster_profiles', {

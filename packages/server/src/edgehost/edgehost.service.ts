@@ -5,6 +5,7 @@ import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import { type Resource, ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
+import { guardHostOs } from './host-os-guard.js';
 import { hostSpecForUpdate, osRollout, refuseOsProfileOnCreate } from './host-os-profile.js';
 import { preRegistrationColumns, withDerivedName } from './pre-registration.js';
 
@@ -47,8 +48,9 @@ class EdgeHostService extends ResourceService {
 export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts', {
   status: hostStatus,
   // POST /api/v1/edgehosts pre-registers a device UID (see pre-registration.ts).
-  prepareCreate: (db, input) => {
+  prepareCreate: async (db, input, ctx) => {
     refuseOsProfileOnCreate(input.metadata.name, input.spec);
+    await guardHostOs(db, input.metadata.name, undefined, input.spec, ctx);
     return preRegistrationColumns(db, input);
   },
   async prepareUpdate(db, row, spec, ctx) {
@@ -60,6 +62,8 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
     const newlyDenied = spec.denied === true && JSON.parse(row.spec).denied !== true;
     // spec.osProfile renders spec.os (host-os-profile.ts); the agent gets the result after commit.
     const next = await hostSpecForUpdate(db, row, spec, ctx);
+    // A hand-written spec.os is as strong as a remote shell (host-os-guard.ts).
+    await guardHostOs(db, row.name, JSON.parse(row.spec), next, ctx);
     ctx.hosts?.hostChanged(row.name, newlyDenied ? 'deleted' : 'spec');
     return { spec: JSON.stringify(next) };
   },

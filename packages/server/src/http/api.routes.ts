@@ -1,6 +1,7 @@
 import { API_VERSION, EdgeplaneError, findKind } from '@edgeplane/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConnectionHub } from '../agent/connection-hub.js';
+import { appendAudit } from '../audit/audit.service.js';
 import { clusters } from '../cluster/cluster.service.js';
 import { clusterProfiles } from '../cluster-profile/cluster-profile.service.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
@@ -8,7 +9,7 @@ import { events } from '../event/event.service.js';
 import { projects } from '../project/project.service.js';
 import { registrationTokens } from '../registration-token/registration-token.service.js';
 import { remoteSessions } from '../remote-session/remote-session.service.js';
-import type { HostChange, ImageDigests, RequestContext } from '../resource/context.js';
+import type { AuditSink, HostChange, ImageDigests, RequestContext } from '../resource/context.js';
 import type { ListQuery, Resource, ResourceService } from '../resource/resource.service.js';
 import { rollouts } from '../rollout/rollout.service.js';
 import { sites } from '../site/site.service.js';
@@ -88,9 +89,15 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
   async function withNotices<T>(req: FastifyRequest, fn: (c: RequestContext) => Promise<T>): Promise<T> {
     const notices: [string, HostChange][] = [];
     const changes = new ChangeBatch();
-    const result = await fn({ ...ctx(req), hosts: { hostChanged: (n, c) => notices.push([n, c]) }, changes });
+    const audits: Parameters<AuditSink['record']>[0][] = [];
+    const result = await fn({ ...ctx(req), hosts: { hostChanged: (n, c) => notices.push([n, c]) }, changes, audit: { record: (e) => audits.push(e) } });
     for (const [n, c] of notices) hub.hostChanged(n, c);
     changes.publishTo(hub.changes);
+    // After commit: an entry never describes a write that rolled back.
+    for (const e of audits)
+      await appendAudit(db, { actor: req.caller!.user, ...e, details: { role: req.caller!.role, ...e.details } }).catch((err) =>
+        req.log.error({ err, action: e.action }, 'cannot write audit entry'),
+      );
     return result;
   }
   // lastSeen is written in batches; a host connected to this process shows the live value.

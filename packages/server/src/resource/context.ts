@@ -10,6 +10,8 @@ export interface RequestContext {
   hosts?: HostNotifier;
   /** Collects committed-to-be changes for watchers; the caller publishes them after commit. */
   changes?: ChangeSink;
+  /** Collects audit entries of the write; the caller appends them to the audit log after commit. */
+  audit?: AuditSink;
   /** This server's OS image resolver (registry policy and cache); profile writes need it. */
   images?: ImageDigests;
 }
@@ -17,6 +19,11 @@ export interface RequestContext {
 /** Resolves an OS image reference to its manifest digest (cluster-profile/oci-resolver.ts). */
 export interface ImageDigests {
   resolveDigest(ref: string, opts?: { insecure?: boolean }): Promise<string>;
+}
+
+/** Where services record security-relevant writes (appended with audit/audit.service.ts appendAudit). */
+export interface AuditSink {
+  record(entry: { action: string; target: string; details?: Record<string, unknown> }): void;
 }
 
 /** Where services record what they changed (see watch/change-bus.ts). */

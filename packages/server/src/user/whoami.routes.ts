@@ -1,17 +1,11 @@
-import { REMOTE_SHELL_PERMISSION, type Whoami } from '@edgeplane/protocol';
+import type { Whoami } from '@edgeplane/protocol';
 import type { FastifyInstance } from 'fastify';
 import { installAuth } from '../http/auth-hook.js';
-import { can } from '../http/authz.js';
-import { findByName } from '../resource/resource.repository.js';
+import { can, canRunCommands } from '../http/authz.js';
 import type { ResourceService } from '../resource/resource.service.js';
 import type { Db } from '../store/db.js';
 
 export const WHOAMI_PATH = '/api/v1/whoami';
-
-async function userPermissions(db: Db, user: string): Promise<string[]> {
-  const row = await findByName(db, 'users', user);
-  return row ? ((JSON.parse(row.spec) as { permissions?: string[] }).permissions ?? []) : [];
-}
 
 const BASE_VERBS = ['list', 'get', 'create', 'update', 'delete'];
 /** Verbs of routes beside the generic API that check `<plural>:<verb>` too. */
@@ -31,9 +25,9 @@ export async function whoamiRoutes(app: FastifyInstance, deps: { db: Db; service
     }
     // The audit log is not a resource kind; its rule lives in audit/audit.routes.ts (admins and operators).
     if (role !== 'viewer') permissions.push('audit:list');
-    // Remote shells: admins always, operators granted hosts:remote-shell (remote-session.routes.ts decides).
-    if (role === 'admin' || (role === 'operator' && (await userPermissions(deps.db, user)).includes(REMOTE_SHELL_PERMISSION)))
-      permissions.push('edgehosts:remote-shell');
+    // Running commands on devices (shells, command health checks, a hand-written spec.os): admins
+    // always, operators granted hosts:remote-shell (authz.ts canRunCommands decides).
+    if (await canRunCommands(deps.db, { user, role })) permissions.push('edgehosts:remote-shell');
     return { user, role, permissions };
   });
 }
