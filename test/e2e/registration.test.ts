@@ -217,14 +217,20 @@ describe.each(DIALECTS)('registration modes end to end on %s', (dialect) => {
     const code = await waitFor(() => second.pairings[0], 10_000);
     expect((await t.api('POST', `/api/v1/pairings/${code.code}/claim`, { labels: { ignored: 'x' } })).status).toBe(200);
     await waitFor(() => second.agent.hostName === name, 10_000);
+    // The request waits for an operator: the host keeps its state, key and connection, and the new
+    // key opens no channel (its agent is told why and retries slowly).
     const h = await host(name);
-    expect(h.status.state).toBe('pending-approval');
+    expect(h.status.state).toBe('ready');
+    expect(h.status.connectivity).toBe('online');
     expect(h.status.conditions.map((c: any) => c.type)).toContain('KeyChangePending');
+    await waitFor(() => second.log.lines.some((l) => l.errorCode === 'DeviceKeyPending'), 10_000);
+    expect(second.agent.connected).toBe(false);
+    expect(first.agent.connected).toBe(true);
     expect((await t.api('GET', '/api/v1/edgehosts?limit=1000')).body.items.filter((x: any) => x.status.deviceUid === uid)).toHaveLength(1);
     // The operator sees the request with the device's inventory before deciding.
     const wide = await cli(['get', 'hosts', name, '-o', 'wide'], env);
     expect(wide.stdout).toMatch(/STATE.*DEVICE UID.*HOSTNAME.*MODEL.*CPUS.*MEMORY/);
-    expect(wide.stdout).toMatch(new RegExp(`${name}\\s+pending-approval.*${uid}\\s+sim-`));
+    expect(wide.stdout).toMatch(new RegExp(`${name}\\s+ready.*${uid}\\s+sim-`));
     const described = await cli(['describe', 'host', name], env);
     expect(described.stdout).toContain('KeyChangePending');
     expect(described.stdout).toMatch(/inventory:[\s\S]*productName/);

@@ -268,9 +268,16 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (outcome.openMs >= this.timing.stableAfterMs) backoff.reset();
       let delayMs = backoff.next();
       const rejected = outcome.code === CLOSE_CODES.rejected || outcome.errorCode === 'HostRejected';
-      if (rejected) delayMs = Math.max(delayMs, this.timing.slowRetryMs);
+      // This device's key waits for an operator (the host is bound to another key): nothing to do but wait.
+      const keyPending = outcome.errorCode === 'DeviceKeyPending';
+      if (rejected || keyPending) delayMs = Math.max(delayMs, this.timing.slowRetryMs);
       const log = { code: outcome.code, reason: outcome.reason || undefined, httpStatus: outcome.httpStatus, errorCode: outcome.errorCode, retryInMs: delayMs };
       if (rejected) this.logger.error(log, 'host is rejected by the server; an operator must approve it again');
+      else if (keyPending)
+        this.logger.warn(
+          log,
+          `this device's key waits for an operator's approval (host ${this.registration.hostName} is bound to another key): edgeplane approve host ${this.registration.hostName}`,
+        );
       else if (outcome.httpStatus)
         this.logger.error({ ...log, message: outcome.errorMessage }, `server refused the connection: ${outcome.errorCode ?? `HTTP ${outcome.httpStatus}`}`);
       else this.logger.info(log, outcome.opened ? 'disconnected; reconnecting' : 'cannot connect; retrying');

@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   HostOffline: { status: 409, description: 'The edge host is not connected to this server right now; remote sessions need a connected agent.' },
   SessionEnded: { status: 409, description: 'The remote session has already ended (or was already attached); open a new one.' },
   BodyTooLarge: { status: 413, description: 'The request body exceeds the server limit.' },
+  UriTooLong: { status: 414, description: 'A path segment of the URL (for example a name) is longer than the server reads (100 characters).' },
+  RequestTimeout: { status: 408, description: 'The client did not send its whole request (headers and body) within the server request timeout.' },
+  HeadersTooLarge: { status: 431, description: 'The request headers exceed the size the server reads.' },
+  MalformedRequest: { status: 400, description: 'The request is not valid HTTP.' },
   UnsupportedMediaType: { status: 415, description: 'The Content-Type is not accepted for this request (JSON, or merge-patch JSON for PATCH).' },
   RegistrationTokenInvalid: { status: 401, description: 'The registration token is unknown or malformed.' },
   RegistrationTokenExpired: { status: 401, description: 'The registration token is past its `spec.expiresAt`.' },
@@ -37,6 +41,11 @@ export const ERROR_CODES = {
     description: 'The agent connect token is missing, malformed, expired, too long-lived, or not signed by the key registered for the host.',
   },
   ConnectTokenReplayed: { status: 401, description: 'The agent connect token was already used; each connect needs a fresh token.' },
+  DeviceKeyPending: {
+    status: 403,
+    description:
+      "The device key that signed the connect token waits for an operator's approval: the host is still bound to its current key. Approve the key change (`edgeplane approve host`) or refuse it (`edgeplane reject-key host`).",
+  },
   PairingKeyInvalid: { status: 401, description: 'The pairing key is not the one issued for this pre-registered device UID, or it was already used.' },
   PairingInvalid: {
     status: 401,

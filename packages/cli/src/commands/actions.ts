@@ -30,6 +30,14 @@ const ACTIONS: ActionSpec[] = [
     examples: ['edgeplane reject host nuc-01'],
   },
   {
+    verb: 'reject-key',
+    done: 'key change refused',
+    summary: "refuse a host's pending device key, keeping the host",
+    description:
+      'Refuse a device key change (a device that registered with a known device UID and a new key): the pending key is dropped and can never connect; the host keeps its current key, state and connection. To turn the host away altogether, use `reject`.',
+    examples: ['edgeplane reject-key host nuc-01'],
+  },
+  {
     verb: 'revoke',
     done: 'revoked',
     summary: 'revoke a registration token',

@@ -36,9 +36,15 @@ declare module 'fastify' {
   }
 }
 
+/** Verifies a connect token with one stored key (JSON JWK); a pre-registered host has none yet. */
+function verifyWithKey(token: string, storedKey: string) {
+  if (!storedKey) return Promise.reject(new EdgeplaneError('ConnectTokenInvalid', 'the host has no device key yet: register first'));
+  return verifyDeviceToken(token, JSON.parse(storedKey) as DevicePublicKey, CONNECT_AUDIENCE, 'ConnectTokenInvalid');
+}
+
 /** The two endpoints agents use: registration and the outbound channel. Neither takes an API token. */
 export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): Promise<void> {
-  const replays = new ReplayCache();
+  const replays = new ReplayCache(deps.db);
   await pairingAgentRoutes(app, { db: deps.db });
 
   const gate = new RegistrationGate(deps.registrationConcurrency ?? 64);
@@ -75,23 +81,23 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
         const name = claimedHost(token);
         const host = await findHostKeys(deps.db, name);
         if (!host) throw new EdgeplaneError('ConnectTokenInvalid', 'the connect token names an unknown host');
-        const keys = [host.public_key, host.pending_public_key].filter((k): k is string => !!k);
-        let payload: { jti: string; exp: number } | undefined;
-        let usedKey = '';
-        for (const k of keys) {
-          try {
-            payload = await verifyDeviceToken(token, JSON.parse(k) as DevicePublicKey, CONNECT_AUDIENCE, 'ConnectTokenInvalid');
-            usedKey = k;
-            break;
-          } catch (err) {
-            if (k === keys[keys.length - 1]) throw err;
-          }
-        }
-        if (!payload) throw new EdgeplaneError('ConnectTokenInvalid', 'connect token not verified');
-        if (!replays.use(payload.jti, payload.exp)) throw new EdgeplaneError('ConnectTokenReplayed', 'this connect token was already used');
+        // Only the key the host is bound to opens the channel. A key waiting for approval (a
+        // re-registration request) is told so and gets nothing else: no spec, no status writes.
+        const payload = await verifyWithKey(token, host.public_key).catch(async (err) => {
+          if (
+            host.pending_public_key &&
+            (await verifyWithKey(token, host.pending_public_key).then(
+              () => true,
+              () => false,
+            ))
+          )
+            throw new EdgeplaneError('DeviceKeyPending', `this device key waits for an operator's approval; host "${name}" is still bound to its current key`);
+          throw err;
+        });
+        if (!(await replays.use(payload.jti, payload.exp))) throw new EdgeplaneError('ConnectTokenReplayed', 'this connect token was already used');
         if (host.denied) throw new EdgeplaneError('DeviceDenied', `host "${name}" is on the deny-list`);
         if (host.state === 'rejected') throw new EdgeplaneError('HostRejected', `host "${name}" was rejected by an operator`);
-        req.agentHost = { name, publicKey: usedKey };
+        req.agentHost = { name, publicKey: host.public_key };
       },
     },
     (socket, req) => {

@@ -7,6 +7,11 @@ import {
   type ErrorCode,
 } from '@edgeplane/protocol';
 import { decodeJwt, importJWK, jwtVerify } from 'jose';
+import type { Executor } from '../store/db.js';
+import { deleteExpiredConnectTokenUses, insertConnectTokenUse } from './connect-token.repository.js';
+
+/** Longest token id accepted (the agent sends a UUID); the store column holds 128 characters. */
+const MAX_JTI_LENGTH = 128;
 
 /** Verifies a JWT signed by a device key (EdDSA/Ed25519) for one audience; throws `code` on any failure. */
 export async function verifyDeviceToken(token: string, publicKey: DevicePublicKey, audience: string, code: ErrorCode) {
@@ -18,9 +23,16 @@ export async function verifyDeviceToken(token: string, publicKey: DevicePublicKe
       clockTolerance: DEVICE_TOKEN_CLOCK_SKEW_SECONDS,
       requiredClaims: ['iat', 'exp', 'jti', 'sub'],
     });
-    if ((payload.exp as number) - (payload.iat as number) > DEVICE_TOKEN_MAX_LIFETIME_SECONDS) {
-      throw new EdgeplaneError(code, `device token lifetime exceeds ${DEVICE_TOKEN_MAX_LIFETIME_SECONDS}s`);
-    }
+    const { iat, exp, jti } = payload as { iat: number; exp: number; jti: unknown };
+    const now = Math.floor(Date.now() / 1000);
+    if (exp - iat > DEVICE_TOKEN_MAX_LIFETIME_SECONDS) throw new EdgeplaneError(code, `device token lifetime exceeds ${DEVICE_TOKEN_MAX_LIFETIME_SECONDS}s`);
+    // A token minted ahead of time would otherwise stay usable for as long as its maker chose:
+    // iat may not lie in the future and exp may not lie further out than one lifetime from now.
+    if (iat > now + DEVICE_TOKEN_CLOCK_SKEW_SECONDS) throw new EdgeplaneError(code, 'device token issued in the future (check the device clock)');
+    if (exp > now + DEVICE_TOKEN_MAX_LIFETIME_SECONDS + DEVICE_TOKEN_CLOCK_SKEW_SECONDS)
+      throw new EdgeplaneError(code, `device token expires more than ${DEVICE_TOKEN_MAX_LIFETIME_SECONDS}s from now`);
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH)
+      throw new EdgeplaneError(code, 'device token id (jti) is missing or too long');
     return payload as { sub: string; jti: string; exp: number; iat: number };
   } catch (err) {
     if (err instanceof EdgeplaneError) throw err;
@@ -38,18 +50,20 @@ export function claimedHost(token: string): string {
 }
 
 /**
- * Remembers token ids until they expire so a captured connect token cannot be replayed.
- * In memory: with several replicas a replay could land on another replica inside the token's
- * short lifetime; the scale-out issue moves this into the shared store.
+ * Remembers connect-token ids until they expire so a captured token cannot be replayed. The ids live
+ * in the store, so a restart does not forget them (and every replica sees the same ids).
  */
 export class ReplayCache {
-  private seen = new Map<string, number>();
+  private nextPruneAt = 0;
+  constructor(private readonly db: Executor) {}
+
   /** Returns false if the id was already used. */
-  use(jti: string, expSeconds: number): boolean {
-    const nowSeconds = Date.now() / 1000;
-    if (this.seen.size > 10_000) for (const [k, exp] of this.seen) if (exp + DEVICE_TOKEN_CLOCK_SKEW_SECONDS < nowSeconds) this.seen.delete(k);
-    if (this.seen.has(jti)) return false;
-    this.seen.set(jti, expSeconds);
-    return true;
+  async use(jti: string, expSeconds: number): Promise<boolean> {
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    if (nowSeconds >= this.nextPruneAt) {
+      this.nextPruneAt = nowSeconds + 60;
+      await deleteExpiredConnectTokenUses(this.db, nowSeconds - DEVICE_TOKEN_CLOCK_SKEW_SECONDS);
+    }
+    return insertConnectTokenUse(this.db, jti, Math.ceil(expSeconds));
   }
 }

@@ -11,8 +11,6 @@ import {
 import { findHostByDeviceUid } from '../edgehost/edgehost.repository.js';
 import { edgeHosts, hostNameForDevice, keyFingerprint } from '../edgehost/edgehost.service.js';
 import { recordEvent } from '../event/event.service.js';
-import { markTokenUsed } from '../registration-token/registration-token.repository.js';
-import { checkRegistrationToken } from '../registration-token/registration-token.service.js';
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
 import type { EdgeHostTable } from '../store/schema.js';
@@ -48,15 +46,10 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
         const existing = await findHostByDeviceUid(trx, req.deviceUid);
         if (existing && JSON.parse(existing.spec).denied === true)
           throw new EdgeplaneError('DeviceDenied', `device UID ${req.deviceUid} is on the deny-list (host "${existing.name}")`);
-        if (existing && sameKey(existing.public_key, req.publicKey)) {
-          // A known device recovering its identity: a token is still checked (revoked/expired refuse)
-          // but takes no new use; pairing credentials are single-use, so the key alone identifies it.
-          if (req.token !== undefined) {
-            const token = await checkRegistrationToken(trx, req.token, false);
-            await markTokenUsed(trx, token.name, now);
-          }
-          return answer(existing, existing.state, false);
-        }
+        // A known device recovering its identity: its key (proven above) identifies it, whatever
+        // credential it carries; none is checked or used up, just as revoking a token never cuts off
+        // a registered device.
+        if (existing && sameKey(existing.public_key, req.publicKey)) return answer(existing, existing.state, false);
         const grant = await resolveGrant(trx, req, existing, now);
         // A virtualized cluster's VM token admits only that cluster's pre-registered VMs.
         const vmCluster = grant.labels[VM_CLUSTER_LABEL];
@@ -67,8 +60,12 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
           );
         if (existing) {
           if (existing.state === 'rejected') throw new EdgeplaneError('HostRejected', `host "${existing.name}" was rejected by an operator`);
+          // A pre-registered UID is bound only by its pairing key or a token made for pre-registered
+          // devices; any other credential (a generic token, a pairing code) only asks for approval,
+          // and the real device's pairing key keeps working meanwhile.
+          const targeted = grant.via === 'pairing-key' || grant.preRegisteredOnly;
           const state =
-            existing.state === 'pre-registered'
+            existing.state === 'pre-registered' && targeted
               ? await bindPreRegistered(trx, existing, req, grant, publicKey, now)
               : await requestKeyChange(trx, existing, req, grant, publicKey, now);
           await grant.consume(trx, existing.name, now);
@@ -148,12 +145,18 @@ async function bindPreRegistered(trx: Executor, host: EdgeHostTable, req: Regist
   const status = JSON.parse(host.status);
   await edgeHosts.touch(trx, host.name, {
     public_key: publicKey,
+    // A key that asked for this UID with another credential meanwhile is superseded by the real device.
+    pending_public_key: null,
     pairing_key_hash: null,
     state,
     // Pre-registered labels are the operator's word about this very device: they win.
     labels: JSON.stringify({ ...(req.labels ?? {}), ...grant.labels, ...JSON.parse(host.labels) }),
     spec: JSON.stringify(site ? { ...spec, site } : spec),
-    status: JSON.stringify({ ...status, ...registrationStatus(req, grant, now), conditions: status.conditions ?? [] }),
+    status: JSON.stringify({
+      ...status,
+      ...registrationStatus(req, grant, now),
+      conditions: (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending'),
+    }),
   });
   await recordEvent(trx, {
     involvedObject: { kind: 'EdgeHost', name: host.name },
@@ -165,7 +168,11 @@ async function bindPreRegistered(trx: Executor, host: EdgeHostTable, req: Regist
   return state;
 }
 
-/** Another key claims a registered device UID (re-install or impostor): an operator must approve. */
+/**
+ * Another key claims a device UID that is bound (re-install or impostor) or pre-registered: the key
+ * waits for an operator's decision. The host keeps its state, its key and its connection; the new
+ * key opens no channel (DeviceKeyPending) until it is approved.
+ */
 async function requestKeyChange(trx: Executor, host: EdgeHostTable, req: RegisterRequest, grant: Grant, publicKey: string, now: string) {
   const status = JSON.parse(host.status);
   const conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
@@ -173,15 +180,15 @@ async function requestKeyChange(trx: Executor, host: EdgeHostTable, req: Registe
     type: 'KeyChangePending',
     status: 'True',
     reason: 'NewDeviceKey',
-    message: `a device presenting key ${keyFingerprint(publicKey).slice(0, 16)} claimed this device UID; approve to bind the host to it`,
+    message: `a device presenting key ${keyFingerprint(publicKey).slice(0, 16)} claimed this device UID with ${grant.describe}; approve to bind the host to it, or reject-key to refuse it`,
     lastTransitionTime: now,
   });
-  await edgeHosts.touch(trx, host.name, { pending_public_key: publicKey, state: 'pending-approval', status: JSON.stringify({ ...status, conditions }) });
+  await edgeHosts.touch(trx, host.name, { pending_public_key: publicKey, status: JSON.stringify({ ...status, conditions }) });
   await recordEvent(trx, {
     involvedObject: { kind: 'EdgeHost', name: host.name },
     type: 'Warning',
     reason: 'DeviceKeyChanged',
-    message: `device UID ${req.deviceUid} registered with a different key (${grant.describe}); approval required`,
+    message: `device UID ${req.deviceUid} registered with a different key (${grant.describe}); the host keeps its current key until an operator approves or refuses the new one`,
     source: 'server',
   });
   return 'pending-approval';

@@ -1,6 +1,6 @@
 import { EdgeplaneError } from '@edgeplane/protocol';
 import type { Executor } from '../store/db.js';
-import { findSecret, upsertSecret } from './cluster.repository.js';
+import { findSecret, listSteps, upsertSecret } from './cluster.repository.js';
 import { clusterOf } from './host-claims.js';
 import type { SecretBox } from './secret-box.js';
 
@@ -15,7 +15,10 @@ type AgentStatusLike = { managers?: { kubernetes?: { kubeconfig?: string } & Rec
 /**
  * Takes the admin kubeconfig out of an agent status before the status is stored: it goes into
  * cluster_secrets (encrypted) for the cluster the host belongs to, and the host status never
- * holds it. A kubeconfig from a host in no cluster is dropped.
+ * holds it. It is taken only from the node that produced it, the cluster's init control-plane node,
+ * while the cluster initializes (or until a first kubeconfig is stored); any other report (another
+ * member, a host in no cluster, the init node once the cluster ran) is dropped, so a compromised
+ * node cannot replace the kubeconfig operators download.
  */
 export async function takeClusterSecrets(
   db: Executor,
@@ -28,7 +31,7 @@ export async function takeClusterSecrets(
   if (!s?.managers?.kubernetes || kubeconfig === undefined) return status;
   const { kubeconfig: _secret, ...kubernetes } = s.managers.kubernetes;
   const cluster = clusterOf(host);
-  if (cluster && box && kubeconfig) {
+  if (cluster && box && kubeconfig && (await mayReportKubeconfig(db, cluster, host.name))) {
     const aad = `${cluster}/kubeconfig`;
     const stored = await findSecret(db, cluster, 'kubeconfig');
     let same = false;
@@ -38,6 +41,12 @@ export async function takeClusterSecrets(
     if (!same) await upsertSecret(db, cluster, 'kubeconfig', box.seal(kubeconfig, aad));
   }
   return { ...s, managers: { ...s.managers, kubernetes } };
+}
+
+async function mayReportKubeconfig(db: Executor, cluster: string, host: string): Promise<boolean> {
+  const steps = await listSteps(db, cluster);
+  if (steps.get('init') !== host) return false;
+  return !steps.has('running') || (await findSecret(db, cluster, 'kubeconfig')) === undefined;
 }
 
 /** The stored admin kubeconfig with every `server:` pointing at the control-plane endpoint. */

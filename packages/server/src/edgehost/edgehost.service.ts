@@ -38,6 +38,12 @@ function hostStatus(row: ResourceRow): Record<string, unknown> {
   };
 }
 
+function withoutKeyChangeCondition(statusJson: string): string {
+  const status = JSON.parse(statusJson);
+  status.conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
+  return JSON.stringify(status);
+}
+
 /** EdgeHosts: a pre-registration may leave out metadata.name; it is derived from the device UID. */
 class EdgeHostService extends ResourceService {
   override create(db: Executor, body: unknown, ctx: RequestContext): Promise<Resource> {
@@ -71,22 +77,42 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
     ctx.hosts?.hostChanged(row.name, 'deleted');
   },
   actions: {
+    /**
+     * Approves a pending host, or a pending key change: the host is bound to the new key (a channel
+     * holding the old key is closed) and keeps its state; a pre-registered host becomes ready.
+     */
     async approve(db, row, ctx) {
-      if (row.state !== 'pending-approval')
-        throw new EdgeplaneError('InvalidState', `host "${row.name}" is ${row.state}, not pending-approval`, { state: row.state });
-      const status = JSON.parse(row.status);
-      status.conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
-      const values: Record<string, unknown> = { state: 'ready', status: JSON.stringify(status) };
-      if (row.pending_public_key) Object.assign(values, { public_key: row.pending_public_key, pending_public_key: null });
+      const keyChange = !!row.pending_public_key;
+      if (row.state !== 'pending-approval' && !keyChange)
+        throw new EdgeplaneError('InvalidState', `host "${row.name}" is ${row.state}, not pending-approval, and has no key change waiting`, {
+          state: row.state,
+        });
+      if (row.state === 'rejected') throw new EdgeplaneError('InvalidState', `host "${row.name}" is rejected; delete it and let the device register again`);
+      const status = withoutKeyChangeCondition(row.status);
+      const state = row.state === 'pending-approval' || row.state === 'pre-registered' ? 'ready' : row.state;
+      const values: Record<string, unknown> = { state, status };
+      if (keyChange) Object.assign(values, { public_key: row.pending_public_key, pending_public_key: null, pairing_key_hash: null });
       await edgeHosts.touch(db, row.name, values);
       await recordEvent(db, {
         involvedObject: { kind: 'EdgeHost', name: row.name },
         type: 'Normal',
         reason: 'Approved',
-        message: `approved by ${ctx.user}${row.pending_public_key ? '; the host is now bound to its new device key' : ''}`,
+        message: `approved by ${ctx.user}${keyChange ? '; the host is now bound to its new device key' : ''}`,
         source: 'server',
       });
       ctx.hosts?.hostChanged(row.name, 'approved');
+    },
+    /** Refuses a pending key change and nothing else: the host keeps its key, state and connection. */
+    async 'reject-key'(db, row, ctx) {
+      if (!row.pending_public_key) throw new EdgeplaneError('InvalidState', `host "${row.name}" has no key change waiting`, { state: row.state });
+      await edgeHosts.touch(db, row.name, { pending_public_key: null, status: withoutKeyChangeCondition(row.status) });
+      await recordEvent(db, {
+        involvedObject: { kind: 'EdgeHost', name: row.name },
+        type: 'Normal',
+        reason: 'DeviceKeyChangeRejected',
+        message: `the new device key ${keyFingerprint(row.pending_public_key as string).slice(0, 16)} was refused by ${ctx.user}; the host keeps its current key`,
+        source: 'server',
+      });
     },
     async reject(db, row, ctx) {
       if (row.state === 'rejected') return;

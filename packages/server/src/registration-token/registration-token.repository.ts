@@ -14,7 +14,3 @@ export async function takeTokenUse(db: Executor, name: string, at: string): Prom
     .executeTakeFirst();
   return Number(r.numUpdatedRows) > 0;
 }
-
-export async function markTokenUsed(db: Executor, name: string, at: string): Promise<void> {
-  await db.updateTable('registration_tokens').set({ last_used_at: at }).where('name', '=', name).execute();
-}

@@ -182,6 +182,17 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('rollouts_phase').on('rollouts').column('phase').execute();
     },
   },
+  '0008_connect_token_uses': {
+    async up(db: AnyDb) {
+      // Connect-token ids seen until they expire: a captured token is refused again after a restart too.
+      await db.schema
+        .createTable('connect_token_uses')
+        .addColumn('jti', 'varchar(128)', (c) => c.primaryKey())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('connect_token_uses_expires').on('connect_token_uses').column('expires_at').execute();
+    },
+  },
   '0009_token_user_uid': {
     async up(db: AnyDb) {
       // API tokens are bound to their user's uid, not only its name: a user deleted and re-created
@@ -191,6 +202,15 @@ const migrations: Record<string, Migration> = {
       // Tokens whose user is gone could only ever come back with a re-created user: remove them.
       await db.deleteFrom('api_tokens').where('user_uid', 'is', null).execute();
       await db.schema.createIndex('api_tokens_user_uid').on('api_tokens').column('user_uid').execute();
+    },
+  },
+  '0010_pairing_events': {
+    async up(db: AnyDb) {
+      // Event retention deletes by age and keeps the newest events per object; the pairing caps count
+      // pending sessions per source address.
+      await db.schema.createIndex('events_created').on('events').column('created_at').execute();
+      await db.schema.createIndex('events_involved_created').on('events').columns(['involved_kind', 'involved_name', 'created_at']).execute();
+      await db.schema.createIndex('pairings_source').on('pairings').columns(['source_ip', 'state']).execute();
     },
   },
 };

@@ -115,9 +115,15 @@ export interface Database {
   audit_log: AuditLogTable;
   sites: SiteTable;
   rollouts: RolloutTable;
+  connect_token_uses: ConnectTokenUseTable;
 }
 
 export interface SiteTable extends ResourceColumns {}
+/** A connect token's id (jti), kept until the token expires (epoch seconds) so it is never accepted twice. */
+export interface ConnectTokenUseTable {
+  jti: string;
+  expires_at: number;
+}
 export interface RolloutTable extends ResourceColumns {
   /** Mirrors status.phase (Pending, Progressing, ..., Succeeded, Failed, Aborted). */
   phase: string;
@@ -166,5 +172,5 @@ export interface PairingTable {
 /** Tables holding resource kinds (all share ResourceColumns). */
 export type ResourceTableName = Exclude<
   keyof Database,
-  'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps' | 'cluster_vms' | 'cluster_upgrades'
+  'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps' | 'cluster_vms' | 'cluster_upgrades' | 'connect_token_uses'
 >;
