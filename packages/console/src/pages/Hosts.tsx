@@ -9,15 +9,20 @@ import { navigate, useLocation } from '../lib/router';
 
 const STATES = ['pending-approval', 'ready', 'in-use', 'rejected', 'pre-registered'];
 
-/** Approve / reject buttons for a pending host, shown only to roles that may use them. */
+/** Approve / reject buttons for a pending host or key change, shown only to roles that may use them. */
 export function HostActions({ host }: { host: Resource }) {
   const { can } = useAuth();
   const act = useResourceAction('edgehosts');
   const name = host.metadata.name;
   const state = host.status.state as string;
   const buttons: { verb: string; label: string }[] = [];
-  if (state === 'pending-approval' || host.status.pendingKeyFingerprint) buttons.push({ verb: 'approve', label: 'Approve' });
-  if (state !== 'rejected') buttons.push({ verb: 'reject', label: 'Reject' });
+  const keyChange = !!host.status.pendingKeyFingerprint;
+  // A pending key change is decided on its own: approving binds the host to the new key, refusing
+  // drops that key and leaves the host as it is.
+  if (keyChange) buttons.push({ verb: 'approve', label: 'Approve new key' }, { verb: 'reject-key', label: 'Refuse new key' });
+  else if (state === 'pending-approval') buttons.push({ verb: 'approve', label: 'Approve' });
+  // The server refuses to reject a cluster member (remove it from its cluster first).
+  if (state !== 'rejected' && state !== 'in-use') buttons.push({ verb: 'reject', label: 'Reject' });
   const allowed = buttons.filter((b) => can('edgehosts', b.verb));
   if (allowed.length === 0) return null;
   return (
