@@ -4,6 +4,7 @@ import { HostSpec, ManagersStatus } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Labels, Name, Timestamp } from './meta.js';
 import { SessionAgentMessages, SessionServerMessages } from './remote-session.js';
+import { noControlChars, PlainString, refuseControlChars } from './text.js';
 
 /** Version of the agent <-> server message set. A server accepts agents of the same major. */
 export const PROTOCOL_VERSION = 1;
@@ -53,7 +54,8 @@ export const RegisterRequest = z
   .refine((r) => [r.token, r.pairingKey, r.pairing].filter((x) => x !== undefined).length === 1, {
     message: 'give exactly one of token, pairingKey and pairing',
     path: ['token'],
-  });
+  })
+  .superRefine(refuseControlChars);
 export type RegisterRequest = z.infer<typeof RegisterRequest>;
 
 export const RegisterResponse = z.object({
@@ -83,9 +85,10 @@ export type DesiredHostSpec = z.infer<typeof DesiredHostSpec>;
 export const HelloMessage = z.object({
   type: z.literal('hello'),
   protocolVersion: z.number().int(),
-  agentVersion: z.string().max(64),
+// Inventory and version go to columns and lists; status is JSON the server stores as it came.
+  agentVersion: PlainString.max(64),
   observedGeneration: z.number().int().nonnegative().optional(),
-  inventory: Inventory.optional(),
+  inventory: noControlChars(Inventory).optional(),
   status: AgentStatus.optional(),
 });
 export const HeartbeatMessage = z.object({ type: z.literal('heartbeat'), seq: z.number().int().nonnegative().optional() });
@@ -94,15 +97,17 @@ export const StatusMessage = z.object({
   observedGeneration: z.number().int().nonnegative().optional(),
   status: AgentStatus,
 });
-export const AgentEventMessage = z.object({
-  type: z.literal('event'),
-  /** Agent-side id so a re-sent queued event is stored once. */
-  id: z.string().min(1).max(64),
-  eventType: z.enum(['Normal', 'Warning']),
-  reason: z.string().min(1).max(128),
-  message: z.string().max(4096),
-  timestamp: Timestamp,
-});
+export const AgentEventMessage = z
+  .object({
+    type: z.literal('event'),
+    /** Agent-side id so a re-sent queued event is stored once. */
+    id: z.string().min(1).max(64),
+    eventType: z.enum(['Normal', 'Warning']),
+    reason: z.string().min(1).max(128),
+    message: z.string().max(4096),
+    timestamp: Timestamp,
+  })
+  .superRefine(refuseControlChars);
 export const AgentMessage = z.discriminatedUnion('type', [HelloMessage, HeartbeatMessage, StatusMessage, AgentEventMessage, ...SessionAgentMessages]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 

@@ -3,6 +3,7 @@ import { VariableName } from './cluster-profile.js';
 import { UpgradeStatus, UpgradeStrategy } from './cluster-upgrade.js';
 import { Digest, NodeRole, Slot, Taint } from './host-spec.js';
 import { Condition, Labels, Name, resourceInputSchema, resourceSchema } from './meta.js';
+import { PositiveInt32 } from './text.js';
 import { VirtualizedClusterFields } from './virt.js';
 
 /** Annotation the cluster controller puts on every host that belongs to a cluster. */
@@ -18,7 +19,7 @@ export const ClusterSpec = z
   .object({
     /** `native`: each host is one node. `virtualized`: the nodes are `vms` on the libvirt `appliance` (then `nodes` stays empty). */
     type: z.enum(['native', 'virtualized']).default('native'),
-    profile: z.object({ name: Name, revision: z.number().int().positive() }).strict(),
+    profile: z.object({ name: Name, revision: PositiveInt32 }).strict(),
     /** The Site this cluster runs at (maintenance windows, timezone); default: the site of its first node's host. */
     site: Name.optional(),
     nodes: z.array(ClusterNode).max(1000).default([]),

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { Digest, HostSpec, OsStatus, Slot } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
+import { PositiveInt32 } from './text.js';
 
 /** `pre-registered`: created by an operator by device UID, waiting for that device to register with its pairing key. */
 export const HostState = z.enum(['pending-approval', 'ready', 'in-use', 'rejected', 'pre-registered']);
@@ -14,7 +15,7 @@ export type Connectivity = z.infer<typeof Connectivity>;
  * this host runs, for hosts outside any cluster. Without `revision` the server pins the profile's
  * latest revision when it is assigned and writes that number here; moving on is an explicit update.
  */
-export const HostOsProfileRef = z.object({ name: Name, revision: z.number().int().positive().optional() }).strict();
+export const HostOsProfileRef = z.object({ name: Name, revision: PositiveInt32.optional() }).strict();
 export type HostOsProfileRef = z.infer<typeof HostOsProfileRef>;
 
 /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NonNegativeInt32, noControlChars, PlainString, SafeText, TIMESTAMP_MAX_LENGTH } from './text.js';
 
 export const API_VERSION = 'edgeplane.io/v1';
 
@@ -20,8 +21,9 @@ const labelValue = z
   .regex(/^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/, 'invalid label value');
 
 export const Labels = z.record(labelKey, labelValue);
-export const Annotations = z.record(z.string().min(1).max(253), z.string().max(65536));
-export const Timestamp = z.iso.datetime({ offset: true });
+export const Annotations = z.record(PlainString.min(1).max(253), SafeText.max(65536));
+/** ISO-8601 with an offset; bounded in length (any sub-second precision fits, a runaway fraction does not). */
+export const Timestamp = z.iso.datetime({ offset: true }).max(TIMESTAMP_MAX_LENGTH);
 
 export const ObjectMeta = z.object({
   name: Name,
@@ -38,21 +40,21 @@ export type ObjectMeta = z.infer<typeof ObjectMeta>;
 /** What a client may send: server-owned fields are accepted (round-trip of `get -o yaml`) but only resourceVersion is honoured. */
 export const ObjectMetaInput = z.object({
   name: Name,
-  uid: z.string().optional(),
+  uid: PlainString.max(64).optional(),
   project: Name.optional(),
   labels: Labels.optional(),
   annotations: Annotations.optional(),
-  generation: z.number().int().nonnegative().optional(),
-  resourceVersion: z.string().optional(),
+  generation: NonNegativeInt32.optional(),
+  resourceVersion: PlainString.max(32).optional(),
   createdAt: Timestamp.optional(),
 });
 export type ObjectMetaInput = z.infer<typeof ObjectMetaInput>;
 
 export const Condition = z.object({
-  type: z.string(),
+  type: PlainString,
   status: z.enum(['True', 'False', 'Unknown']),
-  reason: z.string().optional(),
-  message: z.string().optional(),
+  reason: PlainString.optional(),
+  message: SafeText.optional(),
   lastTransitionTime: Timestamp.optional(),
 });
 export type Condition = z.infer<typeof Condition>;
@@ -68,9 +70,12 @@ export function resourceSchema<K extends string, S extends z.ZodType, T extends 
   });
 }
 
-/** Resource as a client sends it (POST, PUT, apply). Unknown top-level keys are refused. */
+/**
+ * Resource as a client sends it (POST, PUT, apply). Unknown top-level keys are refused, and so are
+ * control characters anywhere in it (tab, newline and CR are allowed in string values: free text).
+ */
 export function resourceInputSchema<K extends string, S extends z.ZodType>(kind: K, spec: S) {
-  return z
+  const schema = z
     .object({
       apiVersion: z.literal(API_VERSION).optional(),
       kind: z.literal(kind).optional(),
@@ -79,6 +84,7 @@ export function resourceInputSchema<K extends string, S extends z.ZodType>(kind:
       status: z.unknown().optional(),
     })
     .strict();
+  return noControlChars(schema);
 }
 
 export function listSchema<T extends z.ZodType>(kind: string, item: T) {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DevicePublicKey } from './agent.js';
 import { Inventory } from './inventory.js';
 import { Labels, Name, Timestamp } from './meta.js';
+import { refuseControlChars } from './text.js';
 
 export const AGENT_PAIRINGS_PATH = '/agent/v1/pairings';
 /** Console page an operator opens (from the QR) to claim a code: `<server>/claim?code=CODE`. */
@@ -38,7 +39,8 @@ export const PairingStartRequest = z
     inventory: Inventory,
     agentVersion: z.string().max(64),
   })
-  .strict();
+  .strict()
+  .superRefine(refuseControlChars);
 export type PairingStartRequest = z.infer<typeof PairingStartRequest>;
 
 export const PairingStartResponse = z.object({
@@ -68,7 +70,8 @@ export const PairingClaimRequest = z
     site: Name.optional(),
     labels: Labels.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine(refuseControlChars);
 export type PairingClaimRequest = z.infer<typeof PairingClaimRequest>;
 
 export const PairingClaimResponse = z.object({

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { Labels, Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
+import { PositiveInt32 } from './text.js';
 
 export const RegistrationTokenSpec = z
   .object({
     description: z.string().max(1024).optional(),
     expiresAt: Timestamp.optional(),
-    maxUses: z.number().int().positive().optional(),
+    maxUses: PositiveInt32.optional(),
     autoApprove: z.boolean().default(false),
     /** Copied onto every host that registers with this token. */
     labels: Labels.default({}),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
+import { refuseControlChars } from './text.js';
 
 /**
  * Remote troubleshooting sessions: a shell (PTY), a command (exec), a log stream (logs) or a support
@@ -49,7 +50,8 @@ export const CreateSessionRequest = z
     logs: LogsRequest.optional(),
   })
   .strict()
-  .refine((r) => r.kind !== 'exec' || !!r.command, { message: 'exec needs a command (argv array)', path: ['command'] });
+  .refine((r) => r.kind !== 'exec' || !!r.command, { message: 'exec needs a command (argv array)', path: ['command'] })
+  .superRefine(refuseControlChars);
 export type CreateSessionRequest = z.output<typeof CreateSessionRequest>;
 
 export const SessionPhase = z.enum(['pending', 'active', 'ended', 'refused']);

@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { Condition, Name, resourceInputSchema, resourceSchema } from './meta.js';
 import { DurationString } from './site.js';
+import { NonNegativeInt32, PositiveInt32 } from './text.js';
 
 /** A count (`3`) or a percentage of the rollout's target clusters (`"25%"`). */
-export const CountOrPercent = z.union([z.number().int().nonnegative(), z.string().regex(/^(100|[1-9]?\d)%$/, 'must be a count or a percentage like "25%"')]);
+export const CountOrPercent = z.union([NonNegativeInt32, z.string().regex(/^(100|[1-9]?\d)%$/, 'must be a count or a percentage like "25%"')]);
 export type CountOrPercent = z.infer<typeof CountOrPercent>;
 
 /** Resolves a CountOrPercent against a total; percentages round up so "1%" of 10 is 1, never 0. */
@@ -33,7 +34,7 @@ export const DisruptionBudget = z
     /** Clusters are grouped by this label (cluster labels, falling back to their site's labels). */
     labelKey: z.string().min(1).max(253),
     /** At most this many clusters of one group are upgrading at the same time. */
-    maxUnavailable: z.number().int().positive(),
+    maxUnavailable: PositiveInt32,
   })
   .strict();
 
@@ -45,7 +46,7 @@ export const RolloutStrategy = z
     maxFailures: CountOrPercent.optional(),
     disruptionBudgets: z.array(DisruptionBudget).max(10).default([]),
     /** At most this many clusters upgrading at once across the rollout (default: no limit). */
-    maxParallel: z.number().int().positive().optional(),
+    maxParallel: PositiveInt32.optional(),
     /** Wait for `approve` before each batch after the first. */
     requireApproval: z.boolean().default(false),
     /** A cluster that has not converged this long after its upgrade started counts as failed. */
@@ -63,7 +64,7 @@ export const RolloutSpec = z
       .strict()
       .refine((t) => t.names !== undefined || t.selector !== undefined, 'give targets.names, targets.selector or both'),
     /** What the clusters move to: a revision of the cluster profile they already use. */
-    profile: z.object({ name: Name, revision: z.number().int().positive() }).strict(),
+    profile: z.object({ name: Name, revision: PositiveInt32 }).strict(),
     strategy: RolloutStrategy,
   })
   .strict();

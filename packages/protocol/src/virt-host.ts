@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Name } from './meta.js';
+import { PositiveInt32 } from './text.js';
 
 /**
  * The appliance side of Virtualized Edge: the libvirt inventory an appliance's agent reports and the
@@ -55,9 +56,9 @@ export const VirtVmSpec = z.object({
   vm: Name,
   /** The node's EdgeHost name, the VM's hostname. */
   hostName: Name,
-  vcpus: z.number().int().min(1),
-  memoryMiB: z.number().int().min(1),
-  diskGiB: z.number().int().min(1),
+  vcpus: PositiveInt32,
+  memoryMiB: PositiveInt32,
+  diskGiB: PositiveInt32,
   network: LibvirtName,
   storagePool: LibvirtName,
   /** The profile's OS image the disk is backed by. */

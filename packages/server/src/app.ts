@@ -18,7 +18,8 @@ import { ImageResolver } from './cluster-profile/oci-resolver.js';
 import { consoleRoutes } from './console/console.routes.js';
 import { summaryRoutes } from './console/summary.routes.js';
 import { apiRoutes, SERVICES } from './http/api.routes.js';
-import { installErrorHandler } from './http/error-handler.js';
+import { frameworkErrors, installErrorHandler } from './http/error-handler.js';
+import { installInputGuard } from './http/input-guard.js';
 import type { Metrics } from './http/metrics.js';
 import { installerRoutes } from './installer/installer.routes.js';
 import { pairingApiRoutes } from './pairing/pairing.routes.js';
@@ -49,7 +50,13 @@ export interface AppDeps {
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { store, hub, metrics } = deps;
-  const app = Fastify({ loggerInstance: deps.logger, bodyLimit: deps.bodyLimitBytes, return503OnClosing: true }) as unknown as FastifyInstance;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: deps.bodyLimitBytes,
+    return503OnClosing: true,
+    // Routing errors (`%ff` in a path) answer in our error format too.
+    frameworkErrors,
+  }) as unknown as FastifyInstance;
   installErrorHandler(app);
   // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
   app.removeContentTypeParser('text/plain');
@@ -59,6 +66,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (text.trim() === '') return done(null, undefined);
     try {
       done(
+  // Before any route plugin: control characters in URLs, queries and bodies are a 400 everywhere.
+  installInputGuard(app);
         null,
         JSON.parse(text, (k, v) => (k === '__proto__' ? undefined : v)),
       );

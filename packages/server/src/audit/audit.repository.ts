@@ -1,7 +1,20 @@
+import { PostgresAdapter, sql } from 'kysely';
 import type { Executor } from '../store/db.js';
 import type { AuditLogTable } from '../store/schema.js';
 
 export type AuditRow = AuditLogTable;
+
+/** Advisory lock key of the audit chain (an arbitrary constant: "EPAU" in ASCII). */
+const AUDIT_LOCK_KEY = 0x45504155;
+
+/**
+ * Makes appends to the chain one at a time until the caller's transaction ends, across connections
+ * and replicas (PostgreSQL advisory lock). SQLite needs none: its writers are serialized already.
+ * Call it in a transaction, before reading the last row.
+ */
+export async function lockAuditChain(trx: Executor): Promise<void> {
+  if (trx.getExecutor().adapter instanceof PostgresAdapter) await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
+}
 
 export async function lastAuditRow(db: Executor): Promise<AuditRow | undefined> {
   return db.selectFrom('audit_log').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { AUDIT_GENESIS_HASH, type AuditEntry, type AuditVerifyResult, auditHash, verifyAuditChain } from '@edgeplane/protocol';
-import type { Db } from '../store/db.js';
+import { AUDIT_GENESIS_HASH, type AuditEntry, type AuditVerifyResult, auditHash, EdgeplaneError, INT32_MAX, verifyAuditChain } from '@edgeplane/protocol';
+import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
-import { type AuditRow, findAuditRow, insertAuditRow, lastAuditRow, listAuditRows } from './audit.repository.js';
+import { type AuditRow, findAuditRow, insertAuditRow, lastAuditRow, listAuditRows, lockAuditChain } from './audit.repository.js';
 
 export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -32,28 +32,39 @@ export function toEntry(row: AuditRow): AuditEntry {
 // append fail, and it retries on top of the new last entry.
 let chain: Promise<unknown> = Promise.resolve();
 
-/** Appends one entry to the hash-chained audit log and returns it. */
-export function appendAudit(db: Db, rec: AuditRecord): Promise<AuditEntry> {
+/** Appends one entry inside the transaction `trx`. */
+async function appendIn(trx: Executor, rec: AuditRecord): Promise<AuditEntry> {
+  await lockAuditChain(trx);
+  const last = await lastAuditRow(trx);
+  const base = {
+    seq: last ? Number(last.seq) + 1 : 1,
+    time: new Date().toISOString(),
+    actor: rec.actor,
+    action: rec.action,
+    target: rec.target,
+    reason: rec.reason ?? null,
+    // Round-trip through JSON so the hash covers exactly what is stored and read back.
+    details: JSON.parse(JSON.stringify(rec.details ?? {})) as Record<string, unknown>,
+  };
+  const prevHash = last?.hash ?? AUDIT_GENESIS_HASH;
+  const hash = auditHash(sha256Hex, prevHash, base);
+  await insertAuditRow(trx, { ...base, details: JSON.stringify(base.details), prev_hash: prevHash, hash });
+  return { ...base, prevHash, hash };
+}
+
+/**
+ * Appends one entry to the hash-chained audit log and returns it. Given a transaction, the entry is
+ * written in it and commits or rolls back with the caller's other writes (a resource and the entry
+ * that records it are one unit). Given the database, it runs in a transaction of its own.
+ */
+export function appendAudit(db: Executor, rec: AuditRecord): Promise<AuditEntry> {
+  // Not through `chain`: on SQLite the caller's transaction holds the only connection, which an
+  // earlier queued append would wait for. The advisory lock (PostgreSQL) orders it with the others.
+  if (db.isTransaction) return appendIn(db, rec);
   const run = async (): Promise<AuditEntry> => {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await db.transaction().execute(async (trx) => {
-          const last = await lastAuditRow(trx);
-          const base = {
-            seq: last ? Number(last.seq) + 1 : 1,
-            time: new Date().toISOString(),
-            actor: rec.actor,
-            action: rec.action,
-            target: rec.target,
-            reason: rec.reason ?? null,
-            // Round-trip through JSON so the hash covers exactly what is stored and read back.
-            details: JSON.parse(JSON.stringify(rec.details ?? {})) as Record<string, unknown>,
-          };
-          const prevHash = last?.hash ?? AUDIT_GENESIS_HASH;
-          const hash = auditHash(sha256Hex, prevHash, base);
-          await insertAuditRow(trx, { ...base, details: JSON.stringify(base.details), prev_hash: prevHash, hash });
-          return { ...base, prevHash, hash };
-        });
+        return await db.transaction().execute((trx) => appendIn(trx, rec));
       } catch (err) {
         if (attempt < 5 && isUniqueViolation(err)) continue;
         throw err;
@@ -67,6 +78,11 @@ export function appendAudit(db: Db, rec: AuditRecord): Promise<AuditEntry> {
 
 export async function listAudit(db: Db, q: { after?: number; limit?: number; actor?: string; action?: string; target?: string }) {
   const limit = Math.min(Math.max(q.limit ?? 500, 1), 1000);
+  // seq is an integer column: a larger continue token is refused the same way on both stores.
+  if ((q.after ?? 0) > INT32_MAX)
+    throw new EdgeplaneError('ValidationFailed', 'invalid audit query: continue is not a token from a previous page', {
+      issues: [{ path: 'continue', message: 'expected a continue token from a previous page' }],
+    });
   const rows = await listAuditRows(db, q.after ?? 0, limit + 1, q);
   const items = rows.slice(0, limit).map(toEntry);
   return { items, continue: rows.length > limit ? String(items[items.length - 1].seq) : undefined };

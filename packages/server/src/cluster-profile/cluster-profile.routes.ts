@@ -1,4 +1,4 @@
-import { EdgeplaneError } from '@edgeplane/protocol';
+import { EdgeplaneError, INT32_MAX } from '@edgeplane/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { installAuth, requirePermission } from '../http/auth-hook.js';
 import { can } from '../http/authz.js';
@@ -18,9 +18,10 @@ export async function clusterProfileRoutes(app: FastifyInstance, deps: { db: Db 
   app.get<{ Params: { name: string; revision: string } }>('/api/v1/clusterprofiles/:name/revisions/:revision', async (req) => {
     requirePermission(req, 'clusterprofiles:get');
     const n = Number(req.params.revision);
-    if (!Number.isInteger(n) || n < 1)
-      throw new EdgeplaneError('ValidationFailed', 'revision must be a positive integer', {
-        issues: [{ path: 'revision', message: 'expected a positive integer' }],
+    // Bounded like the integer column it is compared with, so both stores answer alike.
+    if (!Number.isInteger(n) || n < 1 || n > INT32_MAX)
+      throw new EdgeplaneError('ValidationFailed', `revision must be an integer from 1 to ${INT32_MAX}`, {
+        issues: [{ path: 'revision', message: `expected an integer from 1 to ${INT32_MAX}` }],
       });
     return getRevision(deps.db, req.params.name, n);
   });

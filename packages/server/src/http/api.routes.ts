@@ -149,6 +149,9 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
   });
   app.post<{ Params: P }>('/api/v1/:plural/:name/:verb', async (req) => {
     const svc = serviceFor(req.params.plural);
+    // An unknown verb is NotFound for every role, before the role check: `*:*` must not make
+    // `valueOf` or `constructor` an allowed action.
+    svc.requireAction(req.params.verb);
     check(req, svc, req.params.verb);
     return withNotices(req, (c) => db.transaction().execute((trx) => svc.action(trx, req.params.name, req.params.verb, c)));
   });

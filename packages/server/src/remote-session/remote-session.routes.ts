@@ -16,6 +16,8 @@ export interface SessionRouteDeps {
   db: Db;
   broker: SessionBroker;
   recordingsDir: string;
+  /** The server's public URL; session URLs use it instead of the request's Host header. */
+  publicUrl?: string;
 }
 
 const TICKET_TTL_MS = 60_000;
@@ -89,19 +91,20 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
         user_name: caller.user,
         phase: 'pending',
       });
-    });
-    await appendAudit(db, {
-      actor: caller.user,
-      action: 'session.start',
-      target: `edgehosts/${host}`,
-      reason: body.reason,
-      details: {
-        session: id,
-        kind: body.kind,
-        ttlSeconds: body.ttlSeconds,
-        ...(body.command ? { command: body.command } : {}),
-        ...(body.logs ? { logs: body.logs } : {}),
-      },
+      // In the same transaction: a session exists only with the audit entry that says who opened it and why.
+      await appendAudit(trx, {
+        actor: caller.user,
+        action: 'session.start',
+        target: `edgehosts/${host}`,
+        reason: body.reason,
+        details: {
+          session: id,
+          kind: body.kind,
+          ttlSeconds: body.ttlSeconds,
+          ...(body.command ? { command: body.command } : {}),
+          ...(body.logs ? { logs: body.logs } : {}),
+        },
+      });
     });
     broker.add(id, host, caller.user, body, status);
     const ticket = `epat_${randomBytes(24).toString('base64url')}`;
@@ -109,7 +112,8 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
     for (const [k, v] of tickets) if (v.expires < Date.now()) tickets.delete(k);
     req.log.info({ session: id, host, kind: body.kind, user: caller.user }, 'remote session created');
     const obj = await remoteSessions.get(db, id);
-    const wsBase = `${req.protocol === 'https' ? 'wss' : 'ws'}://${req.headers.host}`;
+    const base = deps.publicUrl?.replace(/\/+$/, '') ?? `${req.protocol}://${req.host}`;
+    const wsBase = base.replace(/^http/, 'ws');
     return reply.status(201).send({ ...obj, status: { ...obj.status, url: `${wsBase}${attachPath(id)}`, attachTicket: ticket } });
   });
 

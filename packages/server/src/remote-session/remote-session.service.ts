@@ -60,22 +60,25 @@ export async function recordSessionEnd(
   phase: string,
   e: { reason: string; message?: string; code?: number | null },
 ): Promise<void> {
-  await setSessionStatus(db, s.id, phase, s.status);
-  await appendAudit(db, {
-    actor: s.user,
-    action: 'session.end',
-    target: `edgehosts/${s.host}`,
-    reason: s.req.reason,
-    details: {
-      session: s.id,
-      kind: s.req.kind,
-      phase,
-      endReason: e.reason,
-      ...(e.message ? { message: e.message } : {}),
-      exitCode: e.code ?? null,
-      bytesIn: s.bytesIn,
-      bytesOut: s.bytesOut,
-      durationSeconds: Math.round((Date.now() - s.createdAt) / 100) / 10,
-    },
+  // One transaction: the final status and the `session.end` entry that explains it go together.
+  await db.transaction().execute(async (trx) => {
+    await setSessionStatus(trx, s.id, phase, s.status);
+    await appendAudit(trx, {
+      actor: s.user,
+      action: 'session.end',
+      target: `edgehosts/${s.host}`,
+      reason: s.req.reason,
+      details: {
+        session: s.id,
+        kind: s.req.kind,
+        phase,
+        endReason: e.reason,
+        ...(e.message ? { message: e.message } : {}),
+        exitCode: e.code ?? null,
+        bytesIn: s.bytesIn,
+        bytesOut: s.bytesOut,
+        durationSeconds: Math.round((Date.now() - s.createdAt) / 100) / 10,
+      },
+    });
   });
 }
