@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 
 export interface ServerOptions {
-  /** Listen address; default 0.0.0.0. */
+  /** Listen address; default 127.0.0.1 (loopback only: give 0.0.0.0 to listen on every interface). */
   host?: string;
   /** Listen port; default 8080; 0 picks a free port. */
   port?: number;
@@ -15,8 +15,23 @@ export interface ServerOptions {
   heartbeatIntervalSeconds?: number;
   /** Largest accepted request body; default 1 MiB. */
   bodyLimitBytes?: number;
-  /** URL printed and used in links; default http://<host>:<port>. */
+  /** URL printed and used in generated links (installer user-data, session URLs) instead of the Host header; default http(s)://<host>:<port>. */
   publicUrl?: string;
+  /** Time to receive a whole request (headers and body) before the connection is closed; default 30000 ms. */
+  requestTimeoutMs?: number;
+  /** A socket with no traffic for this long while a request is in progress is closed; default 120000 ms. */
+  connectionTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this long; default 72000 ms. */
+  keepAliveTimeoutMs?: number;
+  /** Requests served on one keep-alive connection before it is closed; default 1000, 0 means no limit. */
+  maxRequestsPerSocket?: number;
+  /** Open connections at once (agent channels included); more are closed on accept; default 10000. */
+  maxConnections?: number;
+  /** Proxies (IPs or CIDRs) whose X-Forwarded-For/-Proto/-Host are believed; default none. */
+  trustedProxies?: string[];
+  /** PEM certificate (chain) and key files: the server speaks HTTPS and WSS only. Both or neither. */
+  tlsCert?: string;
+  tlsKey?: string;
   /** How often the rollout controller steps unfinished rollouts; default 1000 ms. */
   rolloutIntervalMs?: number;
   /** Registrations handled at once; more answer 429 RateLimited with Retry-After; default 64. */

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { ConnectionHub } from './agent/connection-hub.js';
@@ -8,6 +8,7 @@ import { ClusterController } from './cluster/cluster.controller.js';
 import { loadSecretBox } from './cluster/secret-box.js';
 import { VirtController } from './cluster/virtualized/virt.controller.js';
 import { createMetrics } from './http/metrics.js';
+import { resolveTransport } from './http/transport.js';
 import type { RunningServer, ServerOptions } from './options.js';
 import { endOrphanedSessions } from './remote-session/remote-session.service.js';
 import { RolloutController } from './rollout/rollout.controller.js';
@@ -28,6 +29,10 @@ export function serializeRequest(req: { method?: string; url?: string; headers?:
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // The data dir holds the database, the admin token and the secret key: owner only, even when it
+  // already existed with wider permissions (mkdir's mode applies only to a directory it creates).
+  chmodSync(dataDir, 0o700);
+  const transport = resolveTransport(options);
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', serializers: { req: serializeRequest } });
   const store = openStore({ dataDir, databaseUrl: options.databaseUrl, onError: (err) => logger.warn({ err: err.message }, 'idle database connection lost') });
   try {
@@ -56,12 +61,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       clusters,
       registrationConcurrency: options.registrationConcurrency,
       allowedRegistries: options.allowedRegistries,
+      transport,
+      publicUrl: options.publicUrl,
     });
-    const host = options.host ?? '0.0.0.0';
+    const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 8080 });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : options.port;
-    const url = options.publicUrl ?? `http://${host === '0.0.0.0' || host === '::' ? 'localhost' : host}:${port}`;
+    const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+    const url = options.publicUrl ?? `${transport.tls ? 'https' : 'http'}://${shown}:${port}`;
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
     clusters.start();
     const virt = new VirtController(store.db, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => options.publicUrl ?? url });

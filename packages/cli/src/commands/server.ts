@@ -1,5 +1,7 @@
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { CliError } from '../errors.js';
 import { intArg } from '../parse.js';
 import { type CommandContext, examples } from './common.js';
 
@@ -13,6 +15,14 @@ interface ServerCommandOptions {
   offlineAfter: number;
   publicUrl?: string;
   logLevel: string;
+  requestTimeout: number;
+  connectionTimeout: number;
+  keepAliveTimeout: number;
+  maxRequestsPerSocket: number;
+  maxConnections: number;
+  trustedProxy?: string[];
+  tlsCert?: string;
+  tlsKey?: string;
   allowedRegistries?: string[];
 }
 
@@ -24,6 +34,24 @@ function registryList(value: string): string[] {
     .filter(Boolean);
   const bad = list.find((r) => !/^[a-zA-Z0-9.-]+(?::\d{1,5})?$/.test(r));
   if (bad || !list.length) throw new InvalidArgumentError(`expected host[:port],... (got "${bad ?? value}")`);
+  return list;
+}
+
+/** `--trusted-proxy 10.0.0.5,10.1.0.0/16`: IPs, CIDRs, or proxy-addr's names (loopback, linklocal, uniquelocal). */
+function proxyList(value: string): string[] {
+  const list = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const valid = (p: string) => {
+    if (['loopback', 'linklocal', 'uniquelocal'].includes(p)) return true;
+    const [ip, bits, ...rest] = p.split('/');
+    const family = isIP(ip);
+    if (!family || rest.length) return false;
+    return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+  };
+  const bad = list.find((p) => !valid(p));
+  if (bad || !list.length) throw new InvalidArgumentError(`expected IP or CIDR addresses separated by commas (got "${bad ?? value}")`);
   return list;
 }
 
@@ -60,12 +88,25 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         'to. Data is kept in SQLite under --data-dir unless a PostgreSQL URL is given. On the first start ' +
         'an admin user is created and its API token printed and saved under the data dir.',
     )
-    .option('--host <address>', 'address to listen on (default 0.0.0.0)')
+    .option('--host <address>', 'address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 for every interface)')
     .option('--port <port>', 'port to listen on; 0 picks a free one', intArg('--port', { allowZero: true }), 8080)
     .option('--data-dir <dir>', 'directory for the SQLite database and the admin token file', './.edgeplane')
     .option('--database-url <url>', 'postgres://... to store data in PostgreSQL instead of SQLite (env EDGEPLANE_DATABASE_URL)')
     .option('--offline-after <seconds>', 'mark a host offline after this many seconds without a message', intArg('--offline-after'), 90)
-    .option('--public-url <url>', 'URL printed and used in links (default http://<host>:<port>)')
+    .option('--public-url <url>', 'URL printed and used in generated links instead of the Host header (default http(s)://<host>:<port>)')
+    .option('--tls-cert <file>', 'PEM certificate (chain): serve HTTPS and WSS only (needs --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--trusted-proxy <ip|cidr,...>', 'proxies whose X-Forwarded-For/-Proto/-Host are believed (default none)', proxyList)
+    .option('--request-timeout <seconds>', 'close a connection that has not sent its whole request (headers and body) in time', intArg('--request-timeout'), 30)
+    .option('--connection-timeout <seconds>', 'close a connection silent this long while a request is in progress', intArg('--connection-timeout'), 120)
+    .option('--keep-alive-timeout <seconds>', 'close an idle keep-alive connection after this long', intArg('--keep-alive-timeout'), 72)
+    .option(
+      '--max-requests-per-socket <n>',
+      'requests one keep-alive connection may carry before it is closed; 0: no limit',
+      intArg('--max-requests-per-socket', { allowZero: true }),
+      1000,
+    )
+    .option('--max-connections <n>', 'open connections at once, agent channels included; more are closed on accept', intArg('--max-connections'), 10000)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--allowed-registries <host[:port],...>', 'OS images in cluster profiles may only come from these registries (default: any)', registryList)
     .addHelpText(
@@ -73,11 +114,14 @@ export function registerServer(program: Command, ctx: CommandContext): void {
       examples(
         'edgeplane server',
         'edgeplane server --port 9090 --data-dir /var/lib/edgeplane',
+        'edgeplane server --host 0.0.0.0 --port 8443 --tls-cert /etc/edgeplane/tls.crt --tls-key /etc/edgeplane/tls.key --public-url https://edge.example.com:8443',
+        'edgeplane server --trusted-proxy 10.0.0.5 --public-url https://edge.example.com   # behind a TLS proxy',
         'EDGEPLANE_DATABASE_URL=postgres://edgeplane@db/edgeplane edgeplane server',
       ),
     )
     .action(async (opts: ServerCommandOptions) => {
       const { io } = ctx;
+      if (!opts.tlsCert !== !opts.tlsKey) throw new CliError('--tls-cert and --tls-key go together: give both or neither');
       // Imported here so resource commands do not load the server (Fastify, SQLite) at all.
       const { startServer } = await import('@edgeplane/server');
       const server = await startServer({
@@ -88,6 +132,14 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         offlineAfterSeconds: opts.offlineAfter,
         publicUrl: opts.publicUrl,
         logLevel: opts.logLevel,
+        requestTimeoutMs: opts.requestTimeout * 1000,
+        connectionTimeoutMs: opts.connectionTimeout * 1000,
+        keepAliveTimeoutMs: opts.keepAliveTimeout * 1000,
+        maxRequestsPerSocket: opts.maxRequestsPerSocket,
+        maxConnections: opts.maxConnections,
+        trustedProxies: opts.trustedProxy,
+        tlsCert: opts.tlsCert && resolve(opts.tlsCert),
+        tlsKey: opts.tlsKey && resolve(opts.tlsKey),
         allowedRegistries: opts.allowedRegistries,
       });
       io.stdout.write(serverBanner(server));

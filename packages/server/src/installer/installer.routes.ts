@@ -13,14 +13,16 @@ type Format = (typeof FORMATS)[number];
  * `?format=iso` a NoCloud seed ISO, `?format=json` every seed file. One transaction, so a rotation is
  * never half-done: when the ISO cannot be built, the token keeps its old secret.
  */
-export async function installerRoutes(app: FastifyInstance, deps: { db: Db }): Promise<void> {
+export async function installerRoutes(app: FastifyInstance, deps: { db: Db; publicUrl?: string }): Promise<void> {
   installAuth(app, deps.db);
   app.post<{ Params: { name: string }; Querystring: { format?: string } }>('/api/v1/registrationtokens/:name/installer', async (req, reply) => {
     requirePermission(req, 'registrationtokens:installer');
     const format = (req.query.format ?? 'user-data') as Format;
     if (!FORMATS.includes(format))
       throw new EdgeplaneError('ValidationFailed', `format must be one of ${FORMATS.join(', ')}`, { issues: [{ path: 'format', message: 'unknown format' }] });
-    const defaultServer = `${req.protocol}://${req.headers.host ?? req.hostname}`;
+    // A configured public URL wins: the Host header is the client's to choose. Without one, the request's
+    // own scheme and host (X-Forwarded-Proto/-Host only from trusted proxies).
+    const defaultServer = deps.publicUrl?.replace(/\/+$/, '') ?? `${req.protocol}://${req.host}`;
     const out = await deps.db.transaction().execute(async (trx) => {
       const artifacts = await installerArtifacts(trx, req.params.name, req.body, defaultServer);
       return { ...artifacts, iso: format === 'iso' ? await buildSeedIso(artifacts.files) : undefined };

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
@@ -39,6 +39,7 @@ export function openStore(options: { dataDir: string; databaseUrl?: string; pool
   }
   mkdirSync(options.dataDir, { recursive: true });
   const file = join(options.dataDir, 'edgeplane.db');
+  ownerOnly(file);
   const sqlite = new SQLite(file);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
@@ -52,6 +53,15 @@ export function openStore(options: { dataDir: string; databaseUrl?: string; pool
     ping: async () => void (await sql`select 1`.execute(db)),
     close: () => db.destroy(),
   };
+}
+
+/**
+ * Creates the database file readable by the owner only and narrows existing files to 0600. SQLite
+ * gives the -wal and -shm files it creates the database file's mode, so they follow.
+ */
+function ownerOnly(file: string): void {
+  closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
 }
 
 /** True when the error is a unique-constraint violation, on either dialect. */
