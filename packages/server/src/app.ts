@@ -21,6 +21,7 @@ import { apiRoutes, SERVICES } from './http/api.routes.js';
 import { frameworkErrors, installErrorHandler } from './http/error-handler.js';
 import { installInputGuard } from './http/input-guard.js';
 import type { Metrics } from './http/metrics.js';
+import type { Transport } from './http/transport.js';
 import { installerRoutes } from './installer/installer.routes.js';
 import { pairingApiRoutes } from './pairing/pairing.routes.js';
 import { remoteSessionRoutes } from './remote-session/remote-session.routes.js';
@@ -44,6 +45,10 @@ export interface AppDeps {
   clusters?: ClusterController;
   /** Registrations handled at once before 429 RateLimited; default 64. */
   registrationConcurrency?: number;
+  /** Timeouts, connection cap, trusted proxies and TLS (resolveTransport); Fastify's defaults when absent. */
+  transport?: Transport;
+  /** The server's public URL: generated links use it instead of the request's Host header. */
+  publicUrl?: string;
   /** Registries (`host[:port]`) OS images may come from; unset: any. */
   allowedRegistries?: string[];
 }
@@ -56,7 +61,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     // Routing errors (`%ff` in a path) answer in our error format too.
     frameworkErrors,
+    ...deps.transport?.fastify,
   }) as unknown as FastifyInstance;
+  // Past the cap Node closes new sockets on accept, so a flood cannot exhaust the file descriptors.
+  if (deps.transport) app.server.maxConnections = deps.transport.maxConnections;
   installErrorHandler(app);
   // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
   app.removeContentTypeParser('text/plain');
@@ -107,7 +115,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const recordingsDir = join(deps.dataDir ?? join(tmpdir(), 'edgeplane'), 'recordings');
   const sessions = new SessionBroker({ db: store.db, hub, metrics, log: deps.logger.child({ component: 'sessions' }) as never, recordingsDir });
   app.addHook('preClose', async () => sessions.stop());
-  await app.register(async (scope) => remoteSessionRoutes(scope, { db: store.db, broker: sessions, recordingsDir }));
+  await app.register(async (scope) => remoteSessionRoutes(scope, { db: store.db, broker: sessions, recordingsDir, publicUrl: deps.publicUrl }));
   await app.register(async (scope) => auditRoutes(scope, { db: store.db }));
   // Profile writes resolve their OS image digest before the API opens a store transaction.
   const images = new ImageResolver({ allowedRegistries: deps.allowedRegistries, log: deps.logger.child({ component: 'images' }) });
@@ -122,7 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   await app.register(async (scope) => vmRoutes(scope, { db: store.db }));
   await app.register(async (scope) => pairingApiRoutes(scope, { db: store.db }));
-  await app.register(async (scope) => installerRoutes(scope, { db: store.db }));
+  await app.register(async (scope) => installerRoutes(scope, { db: store.db, publicUrl: deps.publicUrl }));
   await app.register(async (scope) =>
     agentRoutes(scope, {
       db: store.db,
