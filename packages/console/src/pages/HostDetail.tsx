@@ -34,7 +34,7 @@ export function HostDetail({ name }: { name: string }) {
       </h1>
       <div className="row">
         <HostActions host={h} />
-        {can('edgehosts', 'remote-shell') && h.status.state === 'ready' && h.status.connectivity === 'online' && (
+        {can('edgehosts', 'remote-shell') && (h.status.state === 'ready' || h.status.state === 'in-use') && h.status.connectivity === 'online' && (
           <Link to={`/hosts/${encodeURIComponent(name)}/shell`} className="button">
             Open shell
           </Link>

@@ -134,6 +134,20 @@ describe.each(DIALECTS)('device identity under attack on %s', (dialect) => {
     for (const n of [c1, w1]) expect(JSON.stringify(await get(`/api/v1/edgehosts/${n.name}`))).not.toMatch(/from-a-worker|late-from-init/);
   });
 
+  it('lets a remote session reach a cluster node (in-use), and never a host that is not approved', async () => {
+    const [, w1] = nodes;
+    expect((await get(`/api/v1/edgehosts/${w1.name}`)).status.state).toBe('in-use');
+    const r = await t.api('POST', `/api/v1/edgehosts/${w1.name}/sessions`, { kind: 'exec', reason: 'node NotReady', command: ['journalctl', '-u', 'k3s'] });
+    expect(r.status).toBe(201);
+    expect(r.body.status.phase).toBe('pending');
+    const manual = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'manual' }, spec: {} })).body.status.token;
+    const pending = await FakeNode.create(t, manual);
+    nodes.push(pending);
+    const refused = await t.api('POST', `/api/v1/edgehosts/${pending.name}/sessions`, { kind: 'exec', reason: 'check the device', command: ['id'] });
+    expect(refused.body.error.code).toBe('InvalidState');
+    expect((await get(`/api/v1/remotesessions?limit=100`)).items.filter((x: any) => x.spec.host === pending.name)).toHaveLength(0);
+  });
+
   it('binds a pre-registered UID only with its pairing key: a generic token only asks for approval', async () => {
     const uid = `VICTIM-SERIAL-${dialect}`;
     const pre = await t.api('POST', '/api/v1/edgehosts', { metadata: { labels: { tier: 'payments' } }, spec: { deviceUid: uid } });

@@ -66,7 +66,9 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
     const body = parseOrThrow(CreateSessionRequest, req.body ?? {}, 'session request');
     const host = req.params.name;
     const hostRow = await edgeHosts.getRow(db, host);
-    if (hostRow.state !== 'ready') throw new EdgeplaneError('InvalidState', `host "${host}" is ${hostRow.state}, not ready`);
+    // Approved hosts only: a cluster member (in-use) is exactly where troubleshooting is needed.
+    if (hostRow.state !== 'ready' && hostRow.state !== 'in-use')
+      throw new EdgeplaneError('InvalidState', `host "${host}" is ${hostRow.state}; remote sessions need an approved host (ready or in-use)`);
     if (!broker.isConnected(host)) throw new EdgeplaneError('HostOffline', `host "${host}" is not connected`);
     const id = `rs-${randomBytes(6).toString('hex')}`;
     const now = new Date();
