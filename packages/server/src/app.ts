@@ -21,6 +21,7 @@ import { apiRoutes, SERVICES } from './http/api.routes.js';
 import { frameworkErrors, installErrorHandler } from './http/error-handler.js';
 import { installInputGuard } from './http/input-guard.js';
 import type { Metrics } from './http/metrics.js';
+import { parseQueryString } from './http/query-string.js';
 import type { Transport } from './http/transport.js';
 import { installerRoutes } from './installer/installer.routes.js';
 import { pairingApiRoutes } from './pairing/pairing.routes.js';
@@ -61,6 +62,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     // Routing errors (`%ff` in a path) answer in our error format too.
     frameworkErrors,
+    // A repeated query key keeps its first value: handlers read query values as strings.
+    routerOptions: { querystringParser: parseQueryString },
     ...deps.transport?.fastify,
   }) as unknown as FastifyInstance;
   // Past the cap Node closes new sockets on accept, so a flood cannot exhaust the file descriptors.
