@@ -4,6 +4,7 @@ import { HostSpec, ManagersStatus } from './host-spec.js';
 import { Inventory } from './inventory.js';
 import { Condition, Labels, Name, Timestamp } from './meta.js';
 import { SessionAgentMessages, SessionServerMessages } from './remote-session.js';
+import { StatusIdentifier, StatusText } from './status-limits.js';
 import { noControlChars, PlainString, refuseControlChars } from './text.js';
 
 /** Version of the agent <-> server message set. A server accepts agents of the same major. */
@@ -66,10 +67,13 @@ export const RegisterResponse = z.object({
 });
 export type RegisterResponse = z.infer<typeof RegisterResponse>;
 
+/** A condition an agent reports about itself, bounded like the rest of its status (see STATUS_LIMITS). */
+const AgentCondition = Condition.extend({ type: StatusIdentifier, reason: StatusIdentifier.optional(), message: StatusText.optional() });
+
 /** Status an agent reports about itself; grows with the managers of later issues. */
 export const AgentStatus = z
   .object({
-    conditions: z.array(Condition).max(64).optional(),
+    conditions: z.array(AgentCondition).max(64).optional(),
     managers: ManagersStatus.optional(),
     /** What this host can do beyond being a node, e.g. `libvirt` (an appliance for virtualized clusters). */
     capabilities: z.array(z.string().max(64)).max(32).optional(),
@@ -82,10 +86,10 @@ export const DesiredHostSpec = HostSpec;
 export type DesiredHostSpec = z.infer<typeof DesiredHostSpec>;
 
 // ---- agent -> server ----
+// Inventory and version go to columns and lists; status is JSON the server stores as it came.
 export const HelloMessage = z.object({
   type: z.literal('hello'),
   protocolVersion: z.number().int(),
-// Inventory and version go to columns and lists; status is JSON the server stores as it came.
   agentVersion: PlainString.max(64),
   observedGeneration: z.number().int().nonnegative().optional(),
   inventory: noControlChars(Inventory).optional(),

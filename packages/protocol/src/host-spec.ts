@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Labels, Name } from './meta.js';
+import { STATUS_LIMITS, StatusIdentifier, StatusText } from './status-limits.js';
 import { VirtSpec, VirtStatusBase } from './virt-host.js';
 
 /**
@@ -148,9 +149,9 @@ export type HostSpec = z.infer<typeof HostSpec>;
 
 export const ManagerError = z.object({
   phase: z.enum(['prepare', 'apply', 'health']),
-  component: z.string(),
+  component: StatusIdentifier,
   retryable: z.boolean(),
-  message: z.string(),
+  message: StatusText,
 });
 export type ManagerError = z.infer<typeof ManagerError>;
 
@@ -164,11 +165,14 @@ export const OsStatus = z.object({
   activeSlot: Slot,
   /** Digest of the image in the booted slot, if any. */
   digest: Digest.optional(),
-  slots: z.record(z.string(), z.object({ digest: Digest.optional(), image: z.string().optional() })).default({}),
+  slots: z
+    .record(z.string().max(16), z.object({ digest: Digest.optional(), image: z.string().max(512).optional() }))
+    .refine((r) => Object.keys(r).length <= 8, 'at most 8 slots')
+    .default({}),
   /** Download progress while Downloading. */
   progress: z.object({ bytes: z.number(), total: z.number() }).optional(),
   /** Why the last boot of a new slot fell back, or why the update failed. */
-  message: z.string().optional(),
+  message: StatusText.optional(),
   error: ManagerError.optional(),
 });
 export type OsStatus = z.infer<typeof OsStatus>;
@@ -176,22 +180,25 @@ export type OsStatus = z.infer<typeof OsStatus>;
 export const KubernetesStatus = z.object({
   phase: z.enum(['Pending', 'Configuring', 'Starting', 'Ready', 'NotReady', 'Failed']),
   distribution: Distribution.optional(),
-  version: z.string().optional(),
-  nodeName: z.string().optional(),
+  version: StatusIdentifier.optional(),
+  nodeName: StatusIdentifier.optional(),
   ready: z.boolean(),
   /** kubernetesSpecDigest of the spec this status answers (the configuration the node runs). */
   specDigest: z.string().max(32).optional(),
   /** Init node only: admin kubeconfig. A secret: the server moves it into encrypted storage and never shows it in host status. */
-  kubeconfig: z.string().optional(),
-  message: z.string().optional(),
+  kubeconfig: z.string().max(STATUS_LIMITS.kubeconfig).optional(),
+  message: StatusText.optional(),
   error: ManagerError.optional(),
 });
 export type KubernetesStatus = z.infer<typeof KubernetesStatus>;
 
 export const AddonsStatus = z.object({
   phase: z.enum(['Pending', 'Applied', 'Failed']),
-  applied: z.array(z.object({ name: z.string(), objects: z.number().int() })).default([]),
-  message: z.string().optional(),
+  applied: z
+    .array(z.object({ name: StatusIdentifier, objects: z.number().int() }))
+    .max(256)
+    .default([]),
+  message: StatusText.optional(),
   error: ManagerError.optional(),
 });
 export type AddonsStatus = z.infer<typeof AddonsStatus>;
@@ -206,8 +213,8 @@ export const MaintenanceStatus = z.object({
   evicted: z.number().int().optional(),
   drainTimedOut: z.boolean().optional(),
   /** Last reboot id done (MaintenanceSpec.rebootId). */
-  rebootId: z.string().optional(),
-  message: z.string().optional(),
+  rebootId: StatusIdentifier.optional(),
+  message: StatusText.optional(),
   error: ManagerError.optional(),
 });
 export type MaintenanceStatus = z.infer<typeof MaintenanceStatus>;

@@ -18,6 +18,7 @@ export * from './registration-token.js';
 export * from './remote-session.js';
 export * from './rollout.js';
 export * from './site.js';
+export * from './status-limits.js';
 export * from './text.js';
 export * from './user.js';
 export * from './virt.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DevicePublicKey } from './agent.js';
-import { Inventory } from './inventory.js';
+import { Inventory, jsonBytes } from './inventory.js';
 import { Labels, Name, Timestamp } from './meta.js';
 import { refuseControlChars } from './text.js';
 
@@ -13,6 +13,13 @@ export const PAIRING_CODE_LENGTH = 8;
 export const PAIRING_TTL_SECONDS = 15 * 60;
 /** Longest long-poll the server holds a GET /agent/v1/pairings/<id>?waitSeconds=N. */
 export const PAIRING_MAX_WAIT_SECONDS = 30;
+/**
+ * Starting a pairing needs no credential, so what it stores is small: the inventory (shown to the
+ * operator who claims the code) at most 16 KiB as JSON, the whole request body at most 32 KiB. A
+ * device pairs at first boot, before any pod adds interfaces, so its inventory is a few hundred bytes.
+ */
+export const PAIRING_INVENTORY_MAX_BYTES = 16 * 1024;
+export const PAIRING_START_MAX_BODY_BYTES = 32 * 1024;
 
 export const PairingCode = z
   .string()
@@ -36,7 +43,9 @@ export const PairingStartRequest = z
     publicKey: DevicePublicKey,
     /** JWT signed by the device key, as for registration (aud edgeplane-register, sub deviceUid). */
     proof: z.string().min(1).max(4096),
-    inventory: Inventory,
+    inventory: Inventory.refine((inv) => jsonBytes(inv) <= PAIRING_INVENTORY_MAX_BYTES, {
+      message: `must be at most ${PAIRING_INVENTORY_MAX_BYTES} bytes as JSON to start a pairing`,
+    }),
     agentVersion: z.string().max(64),
   })
   .strict()

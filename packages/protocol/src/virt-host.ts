@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Name } from './meta.js';
+import { StatusIdentifier, StatusText } from './status-limits.js';
 import { PositiveInt32 } from './text.js';
 
 /**
@@ -21,25 +22,31 @@ export const LibvirtName = z
 
 export const DomainState = z.enum(['running', 'paused', 'shut off', 'crashed', 'pmsuspended', 'in shutdown', 'blocked', 'unknown']);
 export const LibvirtDomainInfo = z.object({
-  name: z.string(),
-  uuid: z.string().optional(),
-  state: z.string(),
+  name: StatusIdentifier,
+  uuid: StatusIdentifier.optional(),
+  state: StatusIdentifier,
   vcpus: z.number().int().optional(),
   memoryMiB: z.number().int().optional(),
 });
 export type LibvirtDomainInfo = z.infer<typeof LibvirtDomainInfo>;
 
 export const LibvirtInventory = z.object({
-  uri: z.string(),
+  uri: z.string().max(1024),
   cpus: z.number().int().nonnegative(),
   memoryMiB: z.number().int().nonnegative(),
-  networks: z.array(z.object({ name: z.string(), active: z.boolean() })).default([]),
-  pools: z.array(z.object({ name: z.string(), active: z.boolean(), capacityBytes: z.number(), availableBytes: z.number() })).default([]),
-  domains: z.array(LibvirtDomainInfo).default([]),
+  networks: z
+    .array(z.object({ name: StatusIdentifier, active: z.boolean() }))
+    .max(256)
+    .default([]),
+  pools: z
+    .array(z.object({ name: StatusIdentifier, active: z.boolean(), capacityBytes: z.number(), availableBytes: z.number() }))
+    .max(256)
+    .default([]),
+  domains: z.array(LibvirtDomainInfo).max(1024).default([]),
   /** vCPUs and memory of the defined domains (what is allocated, before overcommit). */
   allocated: z.object({ vcpus: z.number().int(), memoryMiB: z.number().int() }).optional(),
   /** One line for tables (allocated/total, free disk): "vcpu 6/16 mem 1536/3072MiB disk-free 190GiB". */
-  free: z.string().optional(),
+  free: StatusIdentifier.optional(),
   /** True when the connection is libvirt's test driver (a simulation of a hypervisor). */
   simulated: z.boolean().optional(),
 });
@@ -72,10 +79,10 @@ export const VirtSpec = z.object({ vms: z.array(VirtVmSpec).max(256) });
 export type VirtSpec = z.infer<typeof VirtSpec>;
 
 export const VirtDomainStatus = z.object({
-  domain: z.string(),
-  cluster: z.string().optional(),
-  vm: z.string().optional(),
-  state: z.string(),
+  domain: StatusIdentifier,
+  cluster: StatusIdentifier.optional(),
+  vm: StatusIdentifier.optional(),
+  state: StatusIdentifier,
   vcpus: z.number().int().optional(),
   memoryMiB: z.number().int().optional(),
   /** The domain XML as libvirt holds it (virsh dumpxml --inactive). */
@@ -87,6 +94,7 @@ export type VirtDomainStatus = z.infer<typeof VirtDomainStatus>;
 export const VirtStatusBase = z.object({
   phase: z.enum(['Idle', 'Converging', 'Ready', 'Failed']),
   libvirt: LibvirtInventory.optional(),
-  domains: z.array(VirtDomainStatus).default([]),
-  message: z.string().optional(),
+  /** Edgeplane's own domains (ep-*): a VirtSpec holds at most 256 VMs; leftovers being removed may add some. */
+  domains: z.array(VirtDomainStatus).max(512).default([]),
+  message: StatusText.optional(),
 });

@@ -18,13 +18,14 @@ import { ImageResolver } from './cluster-profile/oci-resolver.js';
 import { consoleRoutes } from './console/console.routes.js';
 import { summaryRoutes } from './console/summary.routes.js';
 import { apiRoutes, SERVICES } from './http/api.routes.js';
-import { frameworkErrors, installErrorHandler } from './http/error-handler.js';
+import { frameworkErrors, installErrorHandler, websocketErrorHandler } from './http/error-handler.js';
 import { installInputGuard } from './http/input-guard.js';
 import type { Metrics } from './http/metrics.js';
 import { parseQueryString } from './http/query-string.js';
 import type { Transport } from './http/transport.js';
 import { installerRoutes } from './installer/installer.routes.js';
 import { pairingApiRoutes } from './pairing/pairing.routes.js';
+import { type PairingCaps, PairingSessions } from './pairing/pairing-sessions.js';
 import { remoteSessionRoutes } from './remote-session/remote-session.routes.js';
 import { SessionBroker } from './remote-session/session-broker.js';
 import type { Store } from './store/db.js';
@@ -46,6 +47,8 @@ export interface AppDeps {
   clusters?: ClusterController;
   /** Registrations handled at once before 429 RateLimited; default 64. */
   registrationConcurrency?: number;
+  /** Caps on pending pairing sessions (see PairingSessions); defaults when absent. */
+  pairingCaps?: Partial<PairingCaps>;
   /** Timeouts, connection cap, trusted proxies and TLS (resolveTransport); Fastify's defaults when absent. */
   transport?: Transport;
   /** The server's public URL: generated links use it instead of the request's Host header. */
@@ -69,6 +72,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Past the cap Node closes new sockets on accept, so a flood cannot exhaust the file descriptors.
   if (deps.transport) app.server.maxConnections = deps.transport.maxConnections;
   installErrorHandler(app);
+  // Before any route plugin: control characters in URLs, queries and bodies are a 400 everywhere.
+  installInputGuard(app);
   // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
   app.removeContentTypeParser('text/plain');
   // An empty JSON body (a bare `POST .../approve` from curl) means "no body", not malformed JSON.
@@ -77,8 +82,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (text.trim() === '') return done(null, undefined);
     try {
       done(
-  // Before any route plugin: control characters in URLs, queries and bodies are a 400 everywhere.
-  installInputGuard(app);
         null,
         JSON.parse(text, (k, v) => (k === '__proto__' ? undefined : v)),
       );
@@ -89,7 +92,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, parseJson);
   // Browsers send their API token as a watch subprotocol; selectWatchProtocol never echoes it back.
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024, handleProtocols: selectWatchProtocol } });
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024, handleProtocols: selectWatchProtocol }, errorHandler: websocketErrorHandler });
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
@@ -132,6 +135,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(async (scope) => hostResetRoutes(scope, { db: store.db, hub }));
   }
   await app.register(async (scope) => vmRoutes(scope, { db: store.db }));
+  // One pairing state per server: the claim route wakes the agent route's long-polls.
+  const pairings = new PairingSessions(store.db, deps.logger.child({ component: 'pairings' }), deps.pairingCaps);
+  app.decorate('pairings', pairings);
+  pairings.start();
+  app.addHook('preClose', async () => pairings.stop());
   await app.register(async (scope) => pairingApiRoutes(scope, { db: store.db }));
   await app.register(async (scope) => installerRoutes(scope, { db: store.db, publicUrl: deps.publicUrl }));
   await app.register(async (scope) =>

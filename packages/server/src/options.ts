@@ -36,6 +36,16 @@ export interface ServerOptions {
   rolloutIntervalMs?: number;
   /** Registrations handled at once; more answer 429 RateLimited with Retry-After; default 64. */
   registrationConcurrency?: number;
+  /** Pending (unclaimed) pairing sessions held at once; more starts answer 429 RateLimited; default 10000. */
+  maxPendingPairings?: number;
+  /** Pending pairing sessions opened from one source address (IPv6: one /64); default 20. */
+  maxPendingPairingsPerSource?: number;
+  /** Events older than this many days are deleted; default 7. */
+  eventRetentionDays?: number;
+  /** Events kept per involved object (host, cluster, ...), the newest; default 1000. */
+  maxEventsPerObject?: number;
+  /** How often old events are deleted (also once at start); default 600000 ms. */
+  eventPruneIntervalMs?: number;
   /** Registries (`host[:port]`, exact) that OS images may name; others are refused with RegistryNotAllowed. Unset: any. */
   allowedRegistries?: string[];
   logger?: Logger;

@@ -7,6 +7,7 @@ import { bootstrap } from './bootstrap.js';
 import { ClusterController } from './cluster/cluster.controller.js';
 import { loadSecretBox } from './cluster/secret-box.js';
 import { VirtController } from './cluster/virtualized/virt.controller.js';
+import { EventRetention } from './event/event-retention.js';
 import { createMetrics } from './http/metrics.js';
 import { resolveTransport } from './http/transport.js';
 import type { RunningServer, ServerOptions } from './options.js';
@@ -50,6 +51,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       flushIntervalMs: Math.min(5000, (offlineAfterSeconds * 1000) / 3),
     });
     await hub.start();
+    const eventRetention = new EventRetention(store.db, logger.child({ component: 'events' }), {
+      maxAgeSeconds: options.eventRetentionDays === undefined ? undefined : options.eventRetentionDays * 86_400,
+      maxPerObject: options.maxEventsPerObject,
+      intervalMs: options.eventPruneIntervalMs,
+    });
     const clusters = new ClusterController(store.db, hub, loadSecretBox(dataDir), logger.child({ component: 'clusters' }));
     const app = await buildApp({
       store,
@@ -60,9 +66,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       dataDir,
       clusters,
       registrationConcurrency: options.registrationConcurrency,
-      allowedRegistries: options.allowedRegistries,
+      pairingCaps: { maxPending: options.maxPendingPairings, maxPendingPerSource: options.maxPendingPairingsPerSource },
       transport,
       publicUrl: options.publicUrl,
+      allowedRegistries: options.allowedRegistries,
     });
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 8080 });
@@ -79,6 +86,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       onClustersChanged: () => clusters.nudge(),
     });
     rollouts.start();
+    eventRetention.start();
     return {
       url,
       adminToken,
@@ -88,6 +96,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await virt.stop();
         await clusters.stop();
         await hub.stop();
+        await eventRetention.stop();
         await app.close();
         await store.close();
       },

@@ -51,8 +51,14 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
   // Messages are handled one at a time, in order: a status must not overtake the hello before it.
   let queue = Promise.resolve();
   const helloTimer = setTimeout(() => socket.close(CLOSE_CODES.invalidMessage, 'expected hello'), 15_000);
+  // An agent that keeps sending what it should not is broken or hostile: after this many invalid
+  // messages the channel closes (4400); the agent reconnects with backoff.
+  const maxInvalid = hub.options.maxInvalidMessages ?? 20;
+  let invalid = 0;
+  let closing = false;
 
   socket.on('message', (data) => {
+    if (closing) return;
     hub.touch(host);
     queue = queue.then(() => handle(data.toString())).catch((err) => log.error({ err }, 'agent message handling failed'));
   });
@@ -61,25 +67,39 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
     hub.detach(host, socket);
     deps.sessions?.agentDisconnected(host);
   });
-  socket.on('error', (err) => log.warn({ err }, 'agent socket error'));
+  // The websocket plugin's error handler logs the error (one line for a client's protocol error,
+  // e.g. a frame over maxPayload) and drops the socket; nothing more to say here.
+  socket.on('error', (err) => log.debug({ code: (err as { code?: string }).code, reason: err.message }, 'agent socket error'));
+
+  /** Answers an invalid message with an error frame; the last one allowed closes the channel. */
+  function refuse(code: 'MalformedJson' | 'ValidationFailed', message: string, detail: Record<string, unknown>): void {
+    invalid++;
+    const w = hub.invalidMessageLogs.allow(host);
+    if (w.log) log.warn({ ...detail, invalidOnChannel: invalid, heldBackSinceLastWarning: w.held }, 'invalid agent message');
+    else log.debug({ ...detail, invalidOnChannel: invalid }, 'invalid agent message');
+    socket.send(JSON.stringify({ type: 'error', code, message }));
+    if (invalid >= maxInvalid) {
+      closing = true;
+      log.warn({ invalid }, 'closing agent channel: too many invalid messages');
+      socket.close(CLOSE_CODES.invalidMessage, 'too many invalid messages');
+    }
+  }
 
   async function handle(raw: string): Promise<void> {
+    if (closing) return;
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);
     } catch {
       metrics.agentMessages.inc({ type: 'malformed' });
-      socket.send(JSON.stringify({ type: 'error', code: 'MalformedJson', message: 'message is not JSON' }));
+      refuse('MalformedJson', 'message is not JSON', { bytes: raw.length });
       return;
     }
     const r = AgentMessage.safeParse(parsed);
     if (!r.success) {
       metrics.agentMessages.inc({ type: 'invalid' });
-      const issues = zodIssues(r.error);
-      log.warn({ issues }, 'invalid agent message');
-      socket.send(
-        JSON.stringify({ type: 'error', code: 'ValidationFailed', message: `invalid message: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}` }),
-      );
+      const issues = zodIssues(r.error).slice(0, 10);
+      refuse('ValidationFailed', `invalid message: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues });
       return;
     }
     const msg = r.data;
@@ -118,6 +138,8 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
         await updateHostStatus(db, host, { observedGeneration: msg.observedGeneration, agent: msg.status }, deps.clusters);
         break;
       case 'event':
+        // Tell the agent once per warning window too, so the drop shows in its own log.
+        if (!hub.events.take(host, log, () => hub.send(host, { type: 'error', code: 'RateLimited', message: 'events over the rate limit are dropped' }))) break;
         await recordEvent(db, {
           involvedObject: { kind: 'EdgeHost', name: host },
           type: msg.eventType,

@@ -10,6 +10,7 @@ import type { HostChange, HostNotifier } from '../resource/context.js';
 import type { Db } from '../store/db.js';
 import { ChangeBus } from '../watch/change-bus.js';
 import { specMessage } from './channel.js';
+import { DEFAULT_EVENT_BUDGET, EventBudget, LogThrottle } from './channel-limits.js';
 
 interface Connection {
   host: string;
@@ -23,6 +24,11 @@ export interface HubOptions {
   heartbeatIntervalSeconds: number;
   /** How often remembered last-seen times are written, in one statement. */
   flushIntervalMs?: number;
+  /** Agent events per host: a burst, then this many per second; the excess is dropped. Default 50, 1. */
+  eventBurst?: number;
+  eventsPerSecond?: number;
+  /** Invalid messages (not JSON, or failing the schema) one channel may send before it is closed with 4400; default 20. */
+  maxInvalidMessages?: number;
 }
 
 /**
@@ -38,13 +44,22 @@ export class ConnectionHub implements HostNotifier {
   private flushing: Promise<void> = Promise.resolve();
   /** Committed changes of this server, for watchers (the console); connectivity flushes publish here too. */
   readonly changes = new ChangeBus();
+  /** Agent events allowed per host (across reconnects). */
+  readonly events: EventBudget;
+  /** One warning per host and minute about invalid agent messages; the rest go to debug. */
+  readonly invalidMessageLogs = new LogThrottle();
 
   constructor(
     private db: Db,
     private log: Logger,
     private metrics: Metrics,
     readonly options: HubOptions,
-  ) {}
+  ) {
+    this.events = new EventBudget(metrics, {
+      burst: options.eventBurst ?? DEFAULT_EVENT_BUDGET.burst,
+      perSecond: options.eventsPerSecond ?? DEFAULT_EVENT_BUDGET.perSecond,
+    });
+  }
 
   async start(): Promise<void> {
     const n = await markAllOffline(this.db);

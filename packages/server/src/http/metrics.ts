@@ -26,6 +26,11 @@ export function createMetrics() {
       labelNames: ['type'],
       registers: [registry],
     }),
+    agentEventsDropped: new Counter({
+      name: 'edgeplane_agent_events_dropped_total',
+      help: 'Agent events dropped because the host sent them faster than its event rate limit',
+      registers: [registry],
+    }),
     registrations: new Counter({
       name: 'edgeplane_registrations_total',
       help: 'Registration attempts by result (created, existing, or the error code)',

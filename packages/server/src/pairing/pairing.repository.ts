@@ -21,8 +21,26 @@ export async function transitionPairing(db: Executor, id: string, from: string, 
   return Number(r.numUpdatedRows) > 0;
 }
 
-/** Forgets sessions long past their expiry; codes are short, so old ones must free the code space. */
-export async function deleteExpiredPairings(db: Executor, before: string): Promise<number> {
-  const r = await db.deleteFrom('pairings').where('expires_at', '<', before).where('state', '!=', 'claimed').executeTakeFirst();
+/** Pending sessions that have not expired at `now` (all, or those opened from one source address), and the first of their expiries. */
+export async function countOpenPairings(db: Executor, now: string, sourceIp?: string): Promise<{ count: number; firstExpiry?: string }> {
+  let q = db
+    .selectFrom('pairings')
+    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.min('expires_at').as('first')])
+    .where('state', '=', 'pending')
+    .where('expires_at', '>', now);
+  if (sourceIp !== undefined) q = q.where('source_ip', '=', sourceIp);
+  const r = await q.executeTakeFirstOrThrow();
+  return { count: Number(r.n), firstExpiry: (r.first as string | null) ?? undefined };
+}
+
+/**
+ * Deletes sessions nobody can use any more: pending ones past their expiry (their codes go back to
+ * the pool), and claimed or completed ones whose registration window closed before `usedBefore`.
+ */
+export async function deleteDeadPairings(db: Executor, now: string, usedBefore: string): Promise<number> {
+  const r = await db
+    .deleteFrom('pairings')
+    .where((eb) => eb.or([eb.and([eb('state', '=', 'pending'), eb('expires_at', '<=', now)]), eb('expires_at', '<', usedBefore)]))
+    .executeTakeFirst();
   return Number(r.numDeletedRows);
 }

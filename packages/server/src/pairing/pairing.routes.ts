@@ -2,6 +2,7 @@ import {
   AGENT_PAIRINGS_PATH,
   EdgeplaneError,
   PAIRING_MAX_WAIT_SECONDS,
+  PAIRING_START_MAX_BODY_BYTES,
   PairingClaimRequest,
   PairingCode,
   PairingStartRequest,
@@ -11,6 +12,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { installAuth, requirePermission } from '../http/auth-hook.js';
 import type { Db } from '../store/db.js';
 import { claimPairing, pollPairing, startPairing } from './pairing.service.js';
+import { sourceKey } from './pairing-sessions.js';
 import { RateLimiter } from './rate-limiter.js';
 
 export interface PairingLimits {
@@ -41,21 +43,38 @@ function limit(limiter: RateLimiter, key: string, reply: FastifyReply, what: str
   throw new EdgeplaneError('RateLimited', `too many ${what}; retry in ${wait}s`, { retryAfterSeconds: wait });
 }
 
-/** Agent side, no API token: open a session (the proof binds it to the device key) and poll it. */
+/** Every RateLimited answer of these routes carries Retry-After, also those thrown by the service. */
+function retryAfterHeader(app: FastifyInstance): void {
+  app.addHook('onError', async (_req, reply, err) => {
+    const wait = err instanceof EdgeplaneError && err.code === 'RateLimited' ? err.details?.retryAfterSeconds : undefined;
+    if (typeof wait === 'number' && !reply.hasHeader('retry-after')) reply.header('retry-after', String(wait));
+  });
+}
+
+/**
+ * Agent side, no API token: open a session (the proof binds it to the device key) and poll it.
+ * Shares `app.pairings` (caps, held polls) with the claim route of the same server.
+ */
 export async function pairingAgentRoutes(app: FastifyInstance, deps: { db: Db; limits?: Partial<PairingLimits> }): Promise<void> {
   const limits = { ...DEFAULT_PAIRING_LIMITS, ...deps.limits };
   const starts = new RateLimiter(limits.startsPerIp, 1 / limits.startRefillSeconds);
-  // Long-polls end at shutdown instead of holding the close for up to their wait.
-  const closing = new AbortController();
-  app.addHook('preClose', async () => closing.abort());
+  const sessions = app.pairings;
+  retryAfterHeader(app);
 
-  app.post(AGENT_PAIRINGS_PATH, async (req, reply) => {
-    limit(starts, req.ip, reply, 'pairing requests from this address');
-    const body = parseOrThrow(PairingStartRequest, req.body, 'pairing request');
-    const res = await startPairing(deps.db, body, req.ip);
-    req.log.info({ pairing: res.id, deviceUid: body.deviceUid, expiresAt: res.expiresAt }, 'pairing session opened');
-    return reply.status(201).send(res);
-  });
+  app.post(
+    AGENT_PAIRINGS_PATH,
+    {
+      // Anyone may call this: a small body limit, and the rate limit before the body is even read.
+      bodyLimit: PAIRING_START_MAX_BODY_BYTES,
+      onRequest: async (req, reply) => limit(starts, sourceKey(req.ip), reply, 'pairing requests from this address'),
+    },
+    async (req, reply) => {
+      const body = parseOrThrow(PairingStartRequest, req.body, 'pairing request');
+      const res = await startPairing(deps.db, body, sourceKey(req.ip), sessions);
+      req.log.info({ pairing: res.id, deviceUid: body.deviceUid, expiresAt: res.expiresAt }, 'pairing session opened');
+      return reply.status(201).send(res);
+    },
+  );
 
   app.get<{ Params: { id: string }; Querystring: { waitSeconds?: string } }>(`${AGENT_PAIRINGS_PATH}/:id`, async (req, reply) => {
     const auth = req.headers.authorization ?? '';
@@ -63,15 +82,16 @@ export async function pairingAgentRoutes(app: FastifyInstance, deps: { db: Db; l
     if (!secret) throw new EdgeplaneError('PairingInvalid', 'missing Authorization: Bearer <pollSecret>');
     const wait = Math.min(Math.max(Number(req.query.waitSeconds ?? 0) || 0, 0), PAIRING_MAX_WAIT_SECONDS);
     const gone = new AbortController();
-    // The response closing before we answered means the agent went away: stop polling for it.
+    // The response closing before we answered means the agent went away: stop waiting for it.
     reply.raw.once('close', () => gone.abort());
-    return pollPairing(deps.db, req.params.id, secret, wait, AbortSignal.any([gone.signal, closing.signal]));
+    return pollPairing(deps.db, req.params.id, secret, wait, sessions, AbortSignal.any([gone.signal, sessions.closed]));
   });
 }
 
 /** Operator side: claim a code shown by a device (permission edgehosts:create), rate-limited per source and per code. */
 export async function pairingApiRoutes(app: FastifyInstance, deps: { db: Db; limits?: Partial<PairingLimits> }): Promise<void> {
   const limits = { ...DEFAULT_PAIRING_LIMITS, ...deps.limits };
+  const sessions = app.pairings;
   const perIp = new RateLimiter(limits.claimsPerIp, 1 / limits.ipRefillSeconds);
   const perCode = new RateLimiter(limits.claimsPerCode, 1 / limits.codeRefillSeconds);
   installAuth(app, deps.db);
@@ -84,7 +104,7 @@ export async function pairingApiRoutes(app: FastifyInstance, deps: { db: Db; lim
     if (!parsed.success) throw new EdgeplaneError('PairingCodeInvalid', 'no pending pairing has this code');
     limit(perCode, parsed.data, reply, 'claim attempts for this code');
     const body = parseOrThrow(PairingClaimRequest, req.body ?? {}, 'claim');
-    const res = await claimPairing(deps.db, parsed.data, body, caller.user);
+    const res = await claimPairing(deps.db, parsed.data, body, caller.user, (id) => sessions.changed(id));
     req.log.info({ code: res.code, deviceUid: res.deviceUid, project: res.project, user: caller.user }, 'pairing code claimed');
     return res;
   });

@@ -20,7 +20,8 @@ import { findByName } from '../resource/resource.repository.js';
 import { hashSecret } from '../resource/secrets.js';
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
-import { deleteExpiredPairings, findPairingByCode, findPairingById, insertPairing, type PairingRow, transitionPairing } from './pairing.repository.js';
+import { countOpenPairings, findPairingByCode, findPairingById, insertPairing, type PairingRow, transitionPairing } from './pairing.repository.js';
+import { type PairingCaps, type PairingSessions, POLL_RECHECK_MS } from './pairing-sessions.js';
 
 export function newPairingCode(): string {
   let code = '';
@@ -39,14 +40,41 @@ async function refuseDenied(db: Executor, deviceUid: string): Promise<void> {
     throw new EdgeplaneError('DeviceDenied', `device UID ${deviceUid} is on the deny-list (host "${host.name}")`);
 }
 
-/** An agent without a token asks for a pairing session; it shows the code, an operator claims it. */
-export async function startPairing(db: Db, req: PairingStartRequest, sourceIp: string, ttlSeconds = PAIRING_TTL_SECONDS): Promise<PairingStartResponse> {
+/** Refuses a start when this source, or the server in all, holds as many pending sessions as its cap allows. */
+async function refuseOverCap(db: Db, sourceIp: string, caps: PairingCaps, now: Date): Promise<void> {
+  const at = now.toISOString();
+  const over = (open: { count: number; firstExpiry?: string }, max: number, what: string, limit: string) => {
+    if (open.count < max) return;
+    // The first of those sessions to expire frees a place.
+    const retryAfterSeconds = Math.max(1, Math.ceil((Date.parse(open.firstExpiry ?? at) - now.getTime()) / 1000));
+    throw new EdgeplaneError('RateLimited', `${what} (${max}); retry in ${retryAfterSeconds}s`, { limit, retryAfterSeconds });
+  };
+  over(await countOpenPairings(db, at, sourceIp), caps.maxPendingPerSource, 'too many pending pairing sessions from this address', 'pendingPairingsPerSource');
+  over(await countOpenPairings(db, at), caps.maxPending, 'the server holds too many pending pairing sessions', 'pendingPairings');
+}
+
+/**
+ * An agent without a token asks for a pairing session; it shows the code, an operator claims it.
+ * Needs no credential, so the proof is checked first and the caps on pending sessions before the insert.
+ */
+export async function startPairing(
+  db: Db,
+  req: PairingStartRequest,
+  sourceIp: string,
+  sessions: Pick<PairingSessions, 'admit' | 'caps'>,
+  ttlSeconds = PAIRING_TTL_SECONDS,
+): Promise<PairingStartResponse> {
   const proof = await verifyDeviceToken(req.proof, req.publicKey, REGISTER_AUDIENCE, 'DeviceProofInvalid');
   if (proof.sub !== req.deviceUid) throw new EdgeplaneError('DeviceProofInvalid', 'the pairing proof was made for another device UID');
   await refuseDenied(db, req.deviceUid);
-  const now = new Date();
-  // Sessions a day past expiry are only clutter, and their codes should return to the pool.
-  await deleteExpiredPairings(db, new Date(now.getTime() - 86_400_000).toISOString());
+  return sessions.admit(async () => {
+    const now = new Date();
+    await refuseOverCap(db, sourceIp, sessions.caps, now);
+    return insertSession(db, req, sourceIp, now, ttlSeconds);
+  });
+}
+
+async function insertSession(db: Db, req: PairingStartRequest, sourceIp: string, now: Date, ttlSeconds: number): Promise<PairingStartResponse> {
   const pollSecret = `eppoll_${randomBytes(24).toString('base64url')}`;
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000).toISOString();
   for (let attempt = 0; ; attempt++) {
@@ -79,22 +107,55 @@ export async function startPairing(db: Db, req: PairingStartRequest, sourceIp: s
   }
 }
 
-/** The device's view of its session; with waitSeconds, waits (long-poll) while it is still pending. */
-export async function pollPairing(db: Db, id: string, secret: string, waitSeconds = 0, signal?: AbortSignal): Promise<PairingPollResponse> {
-  const deadline = Date.now() + waitSeconds * 1000;
-  for (;;) {
+/**
+ * The device's view of its session; with waitSeconds, waits (long-poll) while it is still pending.
+ * One poll per session waits at a time (see PairingSessions.hold); a claim wakes it, and it reads
+ * the store again every POLL_RECHECK_MS anyway (claims on another replica, expiry).
+ */
+export async function pollPairing(
+  db: Db,
+  id: string,
+  secret: string,
+  waitSeconds: number,
+  sessions: Pick<PairingSessions, 'hold'>,
+  signal: AbortSignal,
+): Promise<PairingPollResponse> {
+  const read = async () => {
     const p = await findPairingById(db, id);
     if (!p || p.poll_secret_hash !== hashSecret(secret)) throw new EdgeplaneError('PairingInvalid', 'unknown pairing session or wrong poll secret');
-    const state = stateOf(p);
-    if (state !== 'pending' || Date.now() >= deadline || signal?.aborted)
-      return { id: p.id, state, expiresAt: p.expires_at, ...(p.project ? { project: p.project } : {}) };
-    await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, deadline - Date.now()))));
+    return p;
+  };
+  const view = (p: PairingRow): PairingPollResponse => ({ id: p.id, state: stateOf(p), expiresAt: p.expires_at, ...(p.project ? { project: p.project } : {}) });
+  let p = await read();
+  const deadline = Date.now() + waitSeconds * 1000;
+  if (stateOf(p) !== 'pending' || waitSeconds <= 0 || signal.aborted) return view(p);
+  const poll = sessions.hold(id, deadline);
+  try {
+    for (;;) {
+      const left = Math.min(deadline, Date.parse(p.expires_at)) - Date.now();
+      if (left <= 0 || signal.aborted) return view(p);
+      await poll.wait(Math.min(left, POLL_RECHECK_MS), signal);
+      p = await read();
+      if (stateOf(p) !== 'pending') return view(p);
+    }
+  } finally {
+    poll.release();
   }
 }
 
-/** An operator claims a code: the session becomes a single-use, auto-approving credential for that device. */
-export async function claimPairing(db: Db, rawCode: string, body: PairingClaimRequest, user: string): Promise<PairingClaimResponse> {
-  return db.transaction().execute(async (trx) => {
+/**
+ * An operator claims a code: the session becomes a single-use, auto-approving credential for that
+ * device. `claimed` learns the session id after the claim committed (to wake the device's long-poll).
+ */
+export async function claimPairing(
+  db: Db,
+  rawCode: string,
+  body: PairingClaimRequest,
+  user: string,
+  claimed?: (id: string) => void,
+): Promise<PairingClaimResponse> {
+  let claimedId: string | undefined;
+  const res = await db.transaction().execute(async (trx): Promise<PairingClaimResponse> => {
     const p = await findPairingByCode(trx, rawCode);
     if (!p) throw new EdgeplaneError('PairingCodeInvalid', 'no pending pairing has this code');
     const state = stateOf(p);
@@ -109,6 +170,7 @@ export async function claimPairing(db: Db, rawCode: string, body: PairingClaimRe
     const now = new Date().toISOString();
     const values = { state: 'claimed', claimed_by: user, claimed_at: now, project, site: body.site ?? null, labels: JSON.stringify(labels) };
     if (!(await transitionPairing(trx, p.id, 'pending', values))) throw new EdgeplaneError('PairingCodeUsed', `pairing code ${p.code} was already claimed`);
+    claimedId = p.id;
     const existing = await findHostByDeviceUid(trx, p.device_uid);
     return {
       code: p.code,
@@ -122,4 +184,6 @@ export async function claimPairing(db: Db, rawCode: string, body: PairingClaimRe
       inventory: JSON.parse(p.inventory),
     };
   });
+  if (claimedId) claimed?.(claimedId);
+  return res;
 }
