@@ -104,7 +104,7 @@ spec:
       if (revision > 1) await assign(revision);
       const h = await waitFor(async () => {
         const x = await host();
-        return x.status.os?.upToDate && x.status.os.desiredDigest === digests[version] && x;
+        return x.status.os?.upToDate && x.status.os.desiredDigest === digests[version] && x.status.os.phase === 'Committed' && x;
       }, 30_000);
       expect(h.spec.osProfile).toEqual({ name: 'appliance-os', revision });
       expect(h.status.os).toMatchObject({

@@ -120,7 +120,9 @@ export async function hostsUsingOsProfile(db: Executor, profile: string): Promis
  */
 export function osRollout(spec: HostSpecJson, agentOs: OsStatus | undefined): { os?: HostOsRolloutStatus; condition?: Condition } {
   if (!spec.os?.digest) return {};
-  const upToDate = agentOs?.digest === spec.os.digest && agentOs.activeSlot === agentOs.bootedSlot && !agentOs.error;
+  // A trial boot of the desired image (Verifying) is not up to date until its health checks commit it.
+  const upToDate =
+    agentOs?.digest === spec.os.digest && agentOs.activeSlot === agentOs.bootedSlot && agentOs.phase !== 'Verifying' && !agentOs.error;
   const os: HostOsRolloutStatus = {
     ...(spec.osProfile ? { profile: spec.osProfile.name, revision: spec.osProfile.revision } : {}),
     image: spec.os.image,
