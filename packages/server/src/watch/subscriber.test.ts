@@ -1,12 +1,20 @@
-import { describe, expect, it } from 'vitest';
-import type { Change } from './change-bus.js';
+import pino from 'pino';
+import { describe, expect, it, vi } from 'vitest';
+import type { Db } from '../store/db.js';
+import { type Change, ChangeBus } from './change-bus.js';
 import { type WatchSocket, WatchSubscriber } from './subscriber.js';
+import { WatchHub } from './watch-hub.js';
 
 /** A socket whose unsent bytes the test controls, like a client that stopped reading. */
 class SlowSocket implements WatchSocket {
   sent: any[] = [];
   bufferedAmount = 0;
   readyState = 1;
+  closedWith: [number?, string?] | undefined;
+  close(code?: number, reason?: string) {
+    this.closedWith = [code, reason];
+    this.readyState = 3;
+  }
   send(data: string) {
     this.sent.push(JSON.parse(data));
     this.bufferedAmount += data.length;
@@ -52,5 +60,27 @@ describe('WatchSubscriber', () => {
     await tick();
     expect(socket.sent.at(-1).object.metadata.name).toBe('h9999');
     sub.close();
+  });
+});
+
+describe('WatchHub fan-out', () => {
+  it('serializes each change once for all its watchers, and not at all for a kind nobody watches', async () => {
+    const bus = new ChangeBus();
+    const hub = new WatchHub({} as Db, bus, () => [], pino({ level: 'silent' }));
+    const sockets = Array.from({ length: 50 }, () => new SlowSocket());
+    const limits = { maxQueued: 10, maxQueuedBytes: 1e6, maxBufferedBytes: 1e6, retryMs: 5 };
+    const removers = sockets.map((s) => hub.add(new WatchSubscriber(s, new Set(['EdgeHost']), limits)));
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      bus.publish(change(1));
+      bus.publish(change(2, 'Event'));
+      expect(stringify).toHaveBeenCalledTimes(1);
+    } finally {
+      stringify.mockRestore();
+    }
+    await tick();
+    for (const s of sockets) expect(s.sent).toEqual([change(1)]);
+    for (const r of removers) r();
+    hub.stop();
   });
 });

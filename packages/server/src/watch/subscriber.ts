@@ -1,12 +1,26 @@
-import type { WatchMessage } from '@edgeplane/protocol';
+import type { Role, WatchMessage } from '@edgeplane/protocol';
 import type { Change } from './change-bus.js';
 
 /** What a subscriber needs of a WebSocket (ws's WebSocket fits; tests pass a fake). */
 export interface WatchSocket {
   send(data: string): void;
+  close(code?: number, reason?: string): void;
   readonly bufferedAmount: number;
   readonly readyState: number;
 }
+
+/** The credential a watch was opened with, so the hub can close it when that credential goes. */
+export interface WatchOwner {
+  user: string;
+  userUid: string;
+  role: Role;
+  tokenName: string;
+  /** sha256 of the API token secret (never the secret itself), for re-checking it against the store. */
+  tokenHash: string;
+}
+
+/** Close code of a watch whose credential no longer holds (token deleted or expired, user deleted, disabled or demoted). */
+export const WATCH_CLOSE_UNAUTHORIZED = 4401;
 const OPEN = 1;
 
 export interface SubscriberLimits {
@@ -40,20 +54,24 @@ export class WatchSubscriber {
     private socket: WatchSocket,
     readonly kinds: ReadonlySet<string>,
     private limits: SubscriberLimits = DEFAULT_LIMITS,
+    readonly owner?: WatchOwner,
   ) {}
 
   wants(kind: string): boolean {
     return this.kinds.has(kind);
   }
 
-  /** Queues a change for this watcher; never blocks and never grows past the limit. */
-  offer(change: Change): void {
+  /**
+   * Queues a change for this watcher; never blocks and never grows past the limit. `data` is the
+   * change serialized, which the hub does once per change for all its watchers.
+   */
+  offer(change: Change, data?: string): void {
     if (this.closed || !this.kinds.has(change.kind)) return;
     if (this.resyncPending) {
       this.dropped++;
       return;
     }
-    const data = JSON.stringify(change satisfies WatchMessage);
+    data ??= JSON.stringify(change satisfies WatchMessage);
     if (this.queue.length >= this.limits.maxQueued || this.queuedBytes + data.length > this.limits.maxQueuedBytes) {
       this.dropped += this.queue.length + 1;
       this.queue = [];
@@ -73,6 +91,18 @@ export class WatchSubscriber {
 
   get queued(): number {
     return this.queue.length;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Stops delivery at once (nothing queued is sent) and closes the socket with `code` and `reason`. */
+  closeWith(code: number, reason: string): void {
+    if (this.closed) return;
+    this.close();
+    // A WebSocket close reason is at most 123 bytes.
+    this.socket.close(code, Buffer.from(reason).subarray(0, 123).toString());
   }
 
   close(): void {

@@ -2,9 +2,10 @@ import { EdgeplaneError, findKind, type Role, WATCH_BEARER_PREFIX, WATCH_PROTOCO
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { can } from '../http/authz.js';
 import type { ResourceService } from '../resource/resource.service.js';
+import { hashSecret } from '../resource/secrets.js';
 import type { Db } from '../store/db.js';
 import { authenticate } from '../user/api-token.service.js';
-import { DEFAULT_LIMITS, type SubscriberLimits, WatchSubscriber } from './subscriber.js';
+import { DEFAULT_LIMITS, type SubscriberLimits, type WatchOwner, WatchSubscriber } from './subscriber.js';
 import type { WatchHub } from './watch-hub.js';
 
 export const WATCH_PATH = '/api/v1/watch';
@@ -16,7 +17,14 @@ export interface WatchRouteDeps {
   limits?: SubscriberLimits;
   /** WebSocket ping interval, so idle watches survive proxies and dead peers are noticed. */
   pingIntervalMs?: number;
+  /** Open watches one API token may hold; more are refused (429 RateLimited, or close code 4429). Default 20. */
+  maxWatchesPerToken?: number;
 }
+
+export const DEFAULT_MAX_WATCHES_PER_TOKEN = 20;
+/** Close code of a watch refused because its token already holds the maximum number of watches. */
+export const WATCH_CLOSE_TOO_MANY = 4429;
+type WatchRequest = FastifyRequest & { watchKinds?: string[]; watchOwner?: WatchOwner };
 
 /** The API token from `Authorization: Bearer` or, for browsers, the `bearer.<token>` subprotocol. */
 function tokenOf(req: FastifyRequest): string {
@@ -48,19 +56,34 @@ function kindsOf(query: Record<string, string | undefined>, role: Role, services
 /** GET /api/v1/watch (WebSocket): ADDED/MODIFIED/DELETED for the chosen kinds, RESYNC when a client falls behind. */
 export async function watchRoutes(app: FastifyInstance, deps: WatchRouteDeps): Promise<void> {
   const pingMs = deps.pingIntervalMs ?? 30_000;
+  const maxPerToken = deps.maxWatchesPerToken ?? DEFAULT_MAX_WATCHES_PER_TOKEN;
+  const tooMany = (tokenName: string) => `API token "${tokenName}" already holds ${maxPerToken} watches; close one first`;
   app.get<{ Querystring: Record<string, string | undefined> }>(
     WATCH_PATH,
     {
       websocket: true,
       // Authenticate and validate before the upgrade, so a refused client gets a plain HTTP error with a code.
-      preValidation: async (req) => {
-        req.caller = await authenticate(deps.db, tokenOf(req));
-        (req as FastifyRequest & { watchKinds?: string[] }).watchKinds = kindsOf(req.query, req.caller.role, deps.services());
+      preValidation: async (req, reply) => {
+        const secret = tokenOf(req);
+        const cred = await authenticate(deps.db, secret);
+        req.caller = cred;
+        (req as WatchRequest).watchKinds = kindsOf(req.query, cred.role, deps.services());
+        (req as WatchRequest).watchOwner = { ...cred, tokenHash: hashSecret(secret) };
+        if (deps.watch.countForToken(cred.tokenName) >= maxPerToken) {
+          reply.header('retry-after', '10');
+          throw new EdgeplaneError('RateLimited', tooMany(cred.tokenName), { limit: maxPerToken });
+        }
       },
     },
     (socket, req) => {
-      const kinds = (req as FastifyRequest & { watchKinds?: string[] }).watchKinds ?? [];
-      const sub = new WatchSubscriber(socket, new Set(kinds), deps.limits ?? DEFAULT_LIMITS);
+      const kinds = (req as WatchRequest).watchKinds ?? [];
+      const owner = (req as WatchRequest).watchOwner!;
+      // Counted again here, where adding is synchronous: parallel upgrades all passed the check above.
+      if (deps.watch.countForToken(owner.tokenName) >= maxPerToken) {
+        socket.close(WATCH_CLOSE_TOO_MANY, tooMany(owner.tokenName).slice(0, 123));
+        return;
+      }
+      const sub = new WatchSubscriber(socket, new Set(kinds), deps.limits ?? DEFAULT_LIMITS, owner);
       const remove = deps.watch.add(sub);
       let alive = true;
       const ping = setInterval(() => {
