@@ -69,6 +69,18 @@ describe('server', () => {
     expect(banner).not.toContain('An admin user was created');
   });
 
+  it('passes --allowed-registries as a list and refuses one that is not host[:port],...', async () => {
+    server.startServer.mockResolvedValueOnce({ url: 'http://127.0.0.1:8080', adminTokenFile: '/data/admin-token', close: server.close });
+    const ok = await runCli(['server', '--data-dir', '/data', '--allowed-registries', 'reg.lab:5000, ghcr.io'], { env: tempConfigEnv() });
+    expect(ok.code).toBe(0);
+    expect(server.startServer).toHaveBeenLastCalledWith(expect.objectContaining({ allowedRegistries: ['reg.lab:5000', 'ghcr.io'] }));
+    const calls = server.startServer.mock.calls.length;
+    const bad = await runCli(['server', '--allowed-registries', 'http://reg.lab/x']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('expected host[:port],...');
+    expect(server.startServer.mock.calls.length).toBe(calls);
+  });
+
   it('refuses a bad port', async () => {
     const r = await runCli(['server', '--port', 'http']);
     expect(r.code).toBe(1);
