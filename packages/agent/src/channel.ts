@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import { type AgentMessage, ErrorBody, ServerMessage } from '@edgeplane/protocol';
+import { type AgentMessage, CLOSE_CODES, ErrorBody, ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 
@@ -46,6 +46,13 @@ export class Channel extends EventEmitter<{ open: []; message: [ServerMessage] }
     this.closed = new Promise((resolve) => {
       this.ws.on('close', (code, reason) => {
         this.stopHeartbeat();
+        // The server gave up on this connection's messages (not JSON, or not its schema): likely an
+        // agent and server of different protocol versions. The agent reconnects with backoff as after any close.
+        if (code === CLOSE_CODES.invalidMessage)
+          this.logger.warn(
+            { code, reason: reason.toString() },
+            'server closed the channel over invalid messages from this agent; check agent and server versions',
+          );
         const opened = this.openedAt > 0;
         resolve({ opened, openMs: opened ? Date.now() - this.openedAt : 0, code, reason: reason.toString(), ...this.refusal });
       });
