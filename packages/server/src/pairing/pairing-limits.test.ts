@@ -1,8 +1,10 @@
 import { request } from 'node:http';
+import { connect as tcpConnect } from 'node:net';
 import { REGISTER_AUDIENCE } from '@edgeplane/protocol';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../../../../test/support/db.js';
-import { TestDevice } from '../../../../test/support/device.js';
+import { TestDevice, waitFor } from '../../../../test/support/device.js';
 import { type TestServer, testServer } from '../../../../test/support/server.js';
 import { openStore, type Store } from '../store/db.js';
 import { deleteDeadPairings } from './pairing.repository.js';
@@ -13,6 +15,7 @@ function call(
   method: string,
   body?: unknown,
   opts: { from?: string; headers?: Record<string, string> } = {},
+  // biome-ignore lint/suspicious/noExplicitAny: answers are parsed JSON of many shapes
 ): Promise<{ status: number; headers: Record<string, unknown>; body: any }> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
@@ -146,6 +149,20 @@ describe.each(DIALECTS)('pairing limits on %s', (dialect) => {
     expect(held.body.state).toBe('claimed');
     expect(held.at - claimedAt).toBeLessThan(500);
     expect(held.at - t0).toBeLessThan(4000);
+  });
+
+  it('logs a client that hangs up mid-body at debug, never as an error', async () => {
+    const logs: { level: number; msg: string }[] = [];
+    const s = await open({ logger: pino({ level: 'debug' }, { write: (l: string) => logs.push(JSON.parse(l)) }) });
+    const { port } = new URL(s.url);
+    const sock = tcpConnect(Number(port), '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(`POST /agent/v1/pairings HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 20000\r\n\r\n{"deviceUid":"`);
+    await new Promise((r) => setTimeout(r, 100));
+    sock.destroy();
+    await waitFor(() => logs.find((l) => l.msg === 'client closed the connection before the request was complete'));
+    expect(logs.filter((l) => l.level >= 50)).toEqual([]);
+    expect(await pairings()).toBe(0);
   });
 
   it('prunes pending sessions past expiry and used ones past their registration window', async () => {
