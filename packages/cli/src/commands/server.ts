@@ -80,7 +80,7 @@ export function serverBanner(server: { url: string; adminToken?: string; adminTo
 }
 
 export function registerServer(program: Command, ctx: CommandContext): void {
-  program
+  const server = program
     .command('server')
     .summary('run the control plane (API, console, agent endpoint)')
     .description(
@@ -146,5 +146,56 @@ export function registerServer(program: Command, ctx: CommandContext): void {
       const signal = await io.waitForShutdown();
       io.stderr.write(`Received ${signal}; shutting down.\n`);
       await server.close();
+    });
+  registerAdminTokenReset(server, ctx);
+}
+
+/**
+ * `edgeplane server admin-token --reset`: recovery for a locked-out install, run on the server
+ * machine with the store the server uses (the server may keep running). Re-enables or re-creates
+ * user `admin` with role admin and prints a fresh API token (also written to <data-dir>/admin-token).
+ */
+function registerAdminTokenReset(server: Command, ctx: CommandContext): void {
+  server
+    .command('admin-token')
+    .summary('issue a fresh admin API token from the store (recovery for a locked-out install)')
+    .description(
+      'Recovery when no admin can log in any more (every admin disabled, demoted or deleted, or the admin ' +
+        'token lost). Run it on the server machine with the same --data-dir and --database-url as the server: ' +
+        'it re-enables user "admin" with role admin (creating it if it is gone), issues it a new API token, ' +
+        'prints it and writes it to <data-dir>/admin-token (mode 0600). Recorded in the audit log as admin.recover.',
+    )
+    .requiredOption('--reset', 'confirm: re-enable the admin user and issue a new token')
+    .option('--data-dir <dir>', 'the server data directory (SQLite database, admin token file)', './.edgeplane')
+    .option('--database-url <url>', 'postgres://... when the server stores data in PostgreSQL (env EDGEPLANE_DATABASE_URL)')
+    .addHelpText('after', examples('edgeplane server admin-token --reset --data-dir /var/lib/edgeplane'))
+    .action(async (opts: { dataDir: string; databaseUrl?: string }, cmd: Command) => {
+      const { io } = ctx;
+      // The parent `server` command takes the same flags and commander lets it parse them after the
+      // subcommand name too: take each from whichever command saw it on the command line.
+      const parent = cmd.parent!;
+      const pick = <K extends keyof typeof opts>(k: K) =>
+        cmd.getOptionValueSource(k) !== 'cli' && parent.getOptionValueSource(k) === 'cli' ? (parent.opts()[k] as (typeof opts)[K]) : opts[k];
+      const all = { dataDir: pick('dataDir'), databaseUrl: pick('databaseUrl') };
+      const { resetAdminToken } = await import('@edgeplane/server');
+      const r = await resetAdminToken({ dataDir: resolve(all.dataDir), databaseUrl: all.databaseUrl ?? (io.env.EDGEPLANE_DATABASE_URL || undefined) });
+      const was = [
+        r.repaired.wasDisabled ? 'disabled' : '',
+        r.repaired.previousRole && r.repaired.previousRole !== 'admin' ? `role ${r.repaired.previousRole}` : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
+      const what = r.repaired.created
+        ? 'User "admin" was missing and has been created with role admin.'
+        : `User "admin" is an enabled admin${was ? ` again (was ${was})` : ''}.`;
+      io.stdout.write(
+        [
+          what,
+          `New API token "${r.tokenName}" (also saved to ${r.tokenFile}, mode 0600):`,
+          `  ${r.token}`,
+          'Older tokens are unchanged; delete the ones you no longer trust.',
+          '',
+        ].join('\n'),
+      );
     });
 }

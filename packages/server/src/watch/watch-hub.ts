@@ -61,7 +61,11 @@ export class WatchHub {
       if (c.kind === 'User' || c.kind === 'ApiToken') this.credentialChanged(c);
       // Serialized once for every watcher of the kind (the only per-watcher filter), not once per watcher.
       let data: string | undefined;
-      for (const s of this.subs) if (s.wants(c.kind)) s.offer(c, (data ??= JSON.stringify(c satisfies WatchMessage)));
+      for (const s of this.subs) {
+        if (!s.wants(c.kind)) continue;
+        data ??= JSON.stringify(c satisfies WatchMessage);
+        s.offer(c, data);
+      }
     });
     return () => {
       sub.close();
