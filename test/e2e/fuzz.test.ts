@@ -7,7 +7,7 @@ import { fuzzAgents } from '../support/fuzz/agent-fuzz.js';
 import { RawClient, runPool } from '../support/fuzz/http-client.js';
 import { HttpFuzzer, openapiOperations, type PlannedRequest, touchedBy, type World } from '../support/fuzz/http-fuzz.js';
 import { fuzzSeed, Prng } from '../support/fuzz/prng.js';
-import { type GenContext } from '../support/fuzz/schema-gen.js';
+import type { GenContext } from '../support/fuzz/schema-gen.js';
 import { dumpStore, type StoreDump, unexplainedDifferences } from '../support/fuzz/store-dump.js';
 import { type TestServer, testServer } from '../support/server.js';
 
@@ -100,6 +100,7 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         'users/fz-operator',
         'users/fz-viewer',
         'projects/default',
+        'registrationtokens/fz-agents',
         ...existing.items.map((i: { metadata: { name: string } }) => `apitokens/${i.metadata.name}`),
         ...fuzzHosts.map((h) => `edgehosts/${h.host}`),
       ]),
@@ -151,6 +152,8 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         if (res.status >= 500) fiveXx.push(`${describeReq(req)}\n    -> ${res.status} ${excerpt(res.text)}`);
         else if (res.error && !res.error.startsWith('client refused')) noAnswer.push(`${describeReq(req)}\n    -> ${res.error}`);
         if (res.status >= 200 && res.status < 300) {
+          // A registration counts a use on its token: the fuzzer's valid bodies carry the fz-agents secret.
+          if (req.path.startsWith('/agent/v1/register')) touched.add('registrationtokens/fz-agents');
           for (const k of touchedBy(req, res)) {
             if (req.method !== 'GET' && req.method !== 'HEAD') touched.add(k);
             namesIn2xx.add(k);
@@ -181,6 +184,10 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         if (spec?.appliance) touched.add(`edgehosts/${spec.appliance}`);
       }
       const usedTokens = new Set([...before.objects.keys()].filter((k) => k.startsWith('apitokens/') && world.protectedNames.has(k)));
+      console.log(
+        `${dialect}: store dump ${before.objects.size} objects and ${before.audit.length} audit entries before, ` +
+          `${after.objects.size} and ${after.audit.length} after; ${touched.size} objects written by 2xx answers`,
+      );
       const problems = unexplainedDifferences(before, after, { touched, agentHosts, namesIn2xx, usedTokens });
       for (const p of problems) console.log(`store ${p}`);
       // Error-level lines are what the server could not handle (a 5xx, or an agent frame that threw). The one
@@ -200,7 +207,10 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       expect(fiveXx, '5xx answers (each printed above with seed and index)').toEqual([]);
       expect(noAnswer, 'requests left without an answer').toEqual([]);
       expect(agentResult.failures, 'agent channel failures').toEqual([]);
-      expect(serverErrors.map((l) => l.slice(0, 2000)), 'error-level server log lines (5xx, agent frames that threw)').toEqual([]);
+      expect(
+        serverErrors.map((l) => l.slice(0, 2000)),
+        'error-level server log lines (5xx, agent frames that threw)',
+      ).toEqual([]);
       expect(problems, 'store changes no 2xx answer explains').toEqual([]);
     },
     TIME_BUDGET_MS + 60_000,

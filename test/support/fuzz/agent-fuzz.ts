@@ -20,7 +20,7 @@ export interface AgentFuzzResult {
 
 interface Channel {
   ws: WebSocket;
-  messages: any[];
+  messages: { type?: string }[];
   closed?: { code: number; reason: string };
 }
 
@@ -116,7 +116,7 @@ export async function fuzzAgents(opts: {
       let ch = await open(device, host);
       if (ch) await barrier(ch, host);
       let own = 0;
-      for (let i = 0; own < opts.perAgent && ch && Date.now() < opts.deadline; i++) {
+      while (own < opts.perAgent && ch && Date.now() < opts.deadline) {
         if (ch.closed) {
           if (ch.closed.code === 1011) result.failures.push(`${host}: server closed the channel with 1011 (internal error): ${ch.closed.reason}`);
           result.reconnects++;

@@ -113,6 +113,10 @@ function queryValue(r: Prng, key: string): string {
       pct(
         r.pick([
           Buffer.from(JSON.stringify({ name: 'a', after: 'x' })).toString('base64url'),
+          // Well-formed tokens (the server's own shape) around hostile values.
+          Buffer.from(
+            JSON.stringify({ after: r.pick<unknown>([weirdString(r).slice(0, 300), 1, null, {}, ['a'], 'fz-site', 'a\u0000', 'z'.repeat(254)]) }),
+          ).toString('base64url'),
           Buffer.from('{"__proto__":{"x":1}}').toString('base64'),
           Buffer.from(JSON.stringify({ seq: 2 ** 53 + 2 })).toString('base64url'),
           Buffer.from('not json').toString('base64url'),
@@ -163,6 +167,7 @@ export class HttpFuzzer {
   private ctx(r: Prng, index: number): GenContext {
     const w = this.world;
     const all = Object.values(w.names).flat();
+    let freshCount = 0;
     const byKey: Record<string, string> = {
       host: 'edgehosts',
       hosts: 'edgehosts',
@@ -181,7 +186,8 @@ export class HttpFuzzer {
         const own = plural ? (w.names[plural] ?? []) : [];
         return own.length ? own : all;
       },
-      fresh: () => `fz-${index.toString(36)}-${r.hex(3)}`,
+      // Deterministic per request, so a later request can name what an earlier one may have created.
+      fresh: () => (freshCount++ === 0 ? `fz-${index.toString(36)}` : `fz-${index.toString(36)}-${freshCount}`),
     };
   }
 
@@ -252,17 +258,26 @@ export class HttpFuzzer {
     return { body: text, headers, what };
   }
 
-  private nameFor(r: Prng, plural: string, write: boolean, ctx: GenContext): string {
-    const existing = (this.world.names[plural] ?? []).filter((n) => !(write && this.world.protectedNames.has(`${plural}/${n}`)));
+  /**
+   * A name for a path: a setup object (never for DELETE, so targets stay for the whole run), what an
+   * earlier request may have created (`fz-<index>`), a fresh name, or garbage.
+   */
+  private nameFor(r: Prng, plural: string, write: boolean, ctx: GenContext, index: number, del = false): string {
+    const existing = del ? [] : (this.world.names[plural] ?? []).filter((n) => !(write && this.world.protectedNames.has(`${plural}/${n}`)));
     return r.weighted<() => string>([
-      [5, () => (existing.length ? r.pick(existing) : ctx.fresh())],
+      [del ? 0 : 5, () => (existing.length ? r.pick(existing) : ctx.fresh())],
+      [index > 0 ? 3 : 0, () => `fz-${r.int(0, index - 1).toString(36)}`],
       [2, () => ctx.fresh()],
       [3, () => garbageSegment(r)],
     ])();
   }
 
   /** A generic `/api/v1/<plural>[/<name>[/<verb>]]` request built from the kind registry. */
-  private genericRequest(r: Prng, ctx: GenContext): { method: string; path: string; body?: string; headers: Record<string, string>; what: string } {
+  private genericRequest(
+    r: Prng,
+    ctx: GenContext,
+    index: number,
+  ): { method: string; path: string; body?: string; headers: Record<string, string>; what: string } {
     const kind = r.pick(KINDS);
     const plural = r.weighted<() => string>([
       [20, () => kind.plural],
@@ -285,30 +300,36 @@ export class HttpFuzzer {
       case 'list':
         return { method: 'GET', path: `/api/v1/${plural}${queryString(r, [])}`, headers: {}, what: 'list' };
       case 'create': {
-        const name = r.chance(0.85) ? ctx.fresh() : this.nameFor(r, kind.plural, true, ctx);
+        const name = r.chance(0.85) ? ctx.fresh() : this.nameFor(r, kind.plural, true, ctx, index);
         const { value } = inputFor(kind, ctx, name);
         const e = this.encode(r, value, mutateIt);
         return { method: 'POST', path: `/api/v1/${plural}`, ...e };
       }
       case 'get':
-        return { method: 'GET', path: `/api/v1/${plural}/${this.nameFor(r, kind.plural, false, ctx)}${queryString(r, [])}`, headers: {}, what: 'get' };
+        return { method: 'GET', path: `/api/v1/${plural}/${this.nameFor(r, kind.plural, false, ctx, index)}${queryString(r, [])}`, headers: {}, what: 'get' };
       case 'put': {
-        const name = this.nameFor(r, kind.plural, true, ctx);
+        const name = this.nameFor(r, kind.plural, true, ctx, index);
         const { value } = inputFor(kind, ctx, r.chance(0.8) ? name : ctx.fresh());
         const e = this.encode(r, value, mutateIt);
         return { method: 'PUT', path: `/api/v1/${plural}/${name}`, ...e };
       }
       case 'patch': {
-        const name = this.nameFor(r, kind.plural, true, ctx);
+        const name = this.nameFor(r, kind.plural, true, ctx, index);
         const { value } = inputFor(kind, ctx, name);
         const v = value as Record<string, unknown>;
         // A merge patch is a part of the object: its spec, its labels, or a whole object.
-        const part = r.pick<unknown>([{ spec: v?.spec }, { metadata: { labels: (v?.metadata as Record<string, unknown>)?.labels ?? { a: 'b' } } }, v, { spec: null }, {}]);
+        const part = r.pick<unknown>([
+          { spec: v?.spec },
+          { metadata: { labels: (v?.metadata as Record<string, unknown>)?.labels ?? { a: 'b' } } },
+          v,
+          { spec: null },
+          {},
+        ]);
         const e = this.encode(r, part, mutateIt, true);
         return { method: 'PATCH', path: `/api/v1/${plural}/${name}`, ...e };
       }
       case 'delete':
-        return { method: 'DELETE', path: `/api/v1/${plural}/${this.nameFor(r, kind.plural, true, ctx)}`, headers: {}, what: 'delete' };
+        return { method: 'DELETE', path: `/api/v1/${plural}/${this.nameFor(r, kind.plural, true, ctx, index, true)}`, headers: {}, what: 'delete' };
       default: {
         const verb = r.weighted<() => string>([
           [6, () => (kind.verbs.length ? r.pick(kind.verbs) : r.pick(KINDS.flatMap((k) => k.verbs)))],
@@ -317,7 +338,7 @@ export class HttpFuzzer {
           [2, () => garbageSegment(r)],
           [1, () => r.pick(['installer', 'sessions', 'reset', 'plan', 'kubeconfig', 'revisions', 'vms', 'attach', 'recording', 'reject-key'])],
         ])();
-        const name = this.nameFor(r, kind.plural, true, ctx);
+        const name = this.nameFor(r, kind.plural, true, ctx, index);
         const withBody = r.chance(0.4);
         const e = withBody ? this.encode(r, r.pick<unknown>([{}, { reason: 'fuzz' }, { rotate: true }, [], null]), mutateIt) : { headers: {}, what: 'no body' };
         return { method: 'POST', path: `/api/v1/${plural}/${name}/${verb}`, ...e };
@@ -329,17 +350,21 @@ export class HttpFuzzer {
   private async openapiRequest(
     r: Prng,
     ctx: GenContext,
+    index: number,
   ): Promise<{ method: string; path: string; body?: string; headers: Record<string, string>; what: string }> {
     const op = r.pick(this.world.openapi);
     const plural = op.path.split('/')[3] ?? '';
     const write = WRITE_METHODS.has(op.method);
     const path = op.path.replace(/\{(\w+)\}/g, (_m, p: string) => {
-      if (p === 'name') return this.nameFor(r, plural, write, ctx);
+      if (p === 'name') return this.nameFor(r, plural, write, ctx, index, op.method === 'DELETE');
       if (p === 'revision') return r.pick(['1', '2', '0', '-1', '1.5', '999999999999999999999999', String(2 ** 31), 'x', garbageSegment(r)]);
       if (p === 'code') return r.pick(['ABCDEFGH', '2345-6789', 'abcdefgh', 'IIIIOOOO', garbageSegment(r)]);
       return r.chance(0.5) ? garbageSegment(r) : ctx.fresh();
     });
-    const query = queryString(r, op.path.includes('pairings/{id}') ? ['waitSeconds'] : op.path.includes('installer') ? ['format'] : ['target', 'actor', 'action']);
+    const query = queryString(
+      r,
+      op.path.includes('pairings/{id}') ? ['waitSeconds'] : op.path.includes('installer') ? ['format'] : ['target', 'actor', 'action'],
+    );
     // A long-poll with a real session would hold a worker for 30 s; garbage ids answer at once.
     const headers: Record<string, string> = {};
     if (!op.bodySchema) {
@@ -373,8 +398,8 @@ export class HttpFuzzer {
       [5, 'odd'],
     ]);
     let req: { method: string; path: string; body?: string; headers: Record<string, string>; what: string };
-    if (source === 'generic') req = this.genericRequest(r, ctx);
-    else if (source === 'openapi') req = await this.openapiRequest(r, ctx);
+    if (source === 'generic') req = this.genericRequest(r, ctx, index);
+    else if (source === 'openapi') req = await this.openapiRequest(r, ctx, index);
     else
       req = {
         method: r.pick([...ODD_METHODS, ...PLAIN_METHODS]),

@@ -30,7 +30,7 @@ export const NUMBERS: readonly number[] = [
   5e-324,
 ];
 /** Number literals JSON.stringify cannot write: beyond double range, or longer than any column. */
-const RAW_NUMBERS = ['1e400', '-1e400', '9'.repeat(400), '0.1e-400', '1' + '0'.repeat(30), '18446744073709551616', '-0.0'];
+const RAW_NUMBERS = ['1e400', '-1e400', '9'.repeat(400), '0.1e-400', `1${'0'.repeat(30)}`, '18446744073709551616', '-0.0'];
 
 /** Hostile strings: control characters, unicode edge cases, traversal, injection, prototype names, lengths. */
 export function weirdString(r: Prng): string {
@@ -51,6 +51,7 @@ export function weirdString(r: Prng): string {
     [1, () => '..%2f..%2fsecret.key'],
     [1, () => "' OR 1=1 --"],
     [1, () => '"; DROP TABLE hosts; --'],
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a log4j-style lookup is the hostile input
     [1, () => '${jndi:ldap://x}{{7*7}}<script>'],
     [2, () => r.pick(PROTO_KEYS)],
     [1, () => ''],
@@ -93,7 +94,7 @@ type Slot = { parent: Record<string, unknown> | unknown[] | undefined; key: stri
 /** Every place in a JSON value (the root included), with how to reach and replace it. */
 function slots(v: unknown, parent?: Slot['parent'], key?: string | number, path = '$', out: Slot[] = []): Slot[] {
   out.push({ parent, key, value: v, path });
-  if (Array.isArray(v)) v.forEach((x, i) => slots(x, v, i, `${path}[${i}]`, out));
+  if (Array.isArray(v)) v.forEach((x, i) => void slots(x, v, i, `${path}[${i}]`, out));
   else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) slots(x, v as Record<string, unknown>, k, `${path}.${k}`, out);
   return out;
 }

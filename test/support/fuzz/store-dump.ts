@@ -7,7 +7,7 @@ export interface StoreDump {
   audit: Record<string, unknown>[];
 }
 
-async function getJson(base: string, token: string, path: string): Promise<any> {
+async function getJson(base: string, token: string, path: string): Promise<{ items: Record<string, unknown>[]; metadata?: { continue?: string } }> {
   const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
   if (res.status !== 200) throw new Error(`dump: GET ${path} answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
   return res.json();
@@ -79,21 +79,26 @@ export function unexplainedDifferences(before: StoreDump, after: StoreDump, rule
     }
     if (rules.agentHosts.has(key) && a && b) {
       if (JSON.stringify(withoutAgentFields(a)) !== JSON.stringify(withoutAgentFields(b)))
-        problems.push(`${key}: changed (beyond agent-reported status)\n  before ${JSON.stringify(withoutAgentFields(a)).slice(0, 600)}\n  after  ${JSON.stringify(withoutAgentFields(b)).slice(0, 600)}`);
+        problems.push(
+          `${key}: changed (beyond agent-reported status)\n  before ${JSON.stringify(withoutAgentFields(a)).slice(0, 600)}\n  after  ${JSON.stringify(withoutAgentFields(b)).slice(0, 600)}`,
+        );
       continue;
     }
     if (!a) problems.push(`${key}: appeared without a 2xx answer: ${JSON.stringify(b).slice(0, 400)}`);
     else if (!b) problems.push(`${key}: disappeared without a 2xx answer: ${JSON.stringify(a).slice(0, 400)}`);
-    else if (JSON.stringify(a) !== JSON.stringify(b)) problems.push(`${key}: changed\n  before ${JSON.stringify(a).slice(0, 600)}\n  after  ${JSON.stringify(b).slice(0, 600)}`);
+    else if (JSON.stringify(a) !== JSON.stringify(b))
+      problems.push(`${key}: changed\n  before ${JSON.stringify(a).slice(0, 600)}\n  after  ${JSON.stringify(b).slice(0, 600)}`);
   }
   // The audit log only grows: every old entry unchanged, every new one about something a 2xx answer named.
   before.audit.forEach((e, i) => {
-    if (JSON.stringify(e) !== JSON.stringify(after.audit[i])) problems.push(`audit entry ${i} changed: ${JSON.stringify(e)} -> ${JSON.stringify(after.audit[i])}`);
+    if (JSON.stringify(e) !== JSON.stringify(after.audit[i]))
+      problems.push(`audit entry ${i} changed: ${JSON.stringify(e)} -> ${JSON.stringify(after.audit[i])}`);
   });
   for (const e of after.audit.slice(before.audit.length)) {
     const target = String(e.target ?? '');
     const name = target.split('/').pop() ?? '';
-    if (!rules.namesIn2xx.has(name) && !rules.namesIn2xx.has(target)) problems.push(`audit entry not explained by a 2xx answer: ${JSON.stringify(e).slice(0, 400)}`);
+    if (!rules.namesIn2xx.has(name) && !rules.namesIn2xx.has(target))
+      problems.push(`audit entry not explained by a 2xx answer: ${JSON.stringify(e).slice(0, 400)}`);
   }
   return problems;
 }
