@@ -26,6 +26,7 @@ import type { PairingInfo } from './pairing/pairing-flow.js';
 import { ensureRegistered } from './register.js';
 import { loadSpec, saveSpec } from './spec-store.js';
 import { type AgentTiming, DEFAULT_TIMING } from './timing.js';
+import { type ServerTrust, serverTrust } from './tls-trust.js';
 import { createAgentLogger } from './troubleshoot/agent-log.js';
 import { TroubleshootService } from './troubleshoot/troubleshoot.service.js';
 import { AGENT_VERSION } from './version.js';
@@ -94,6 +95,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private specChain: Promise<void> = Promise.resolve();
 
   private readonly pairingPollWaitSeconds?: number;
+  /** fetch and CAs for the server, from config.caFile; read once at start. */
+  private trust?: ServerTrust;
 
   constructor(options: AgentOptions) {
     super();
@@ -154,6 +157,8 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async doStart(): Promise<void> {
     this.abort = new AbortController();
+    // An unreadable CA file fails the start with its name, instead of every request failing later.
+    this.trust = serverTrust(this.config.caFile);
     await mkdir(this.config.dataDir, { recursive: true, mode: 0o700 });
     this.identity = await DeviceIdentity.loadOrCreate(this.config.dataDir);
     this.registration = this.identity.registrationFor(this.config.server);
@@ -252,6 +257,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         signal,
         onPairing: (info) => this.emit('pairing', info),
         pairingPollWaitSeconds: this.pairingPollWaitSeconds,
+        trust: this.trust,
       });
       if (!registration) return;
       this.registration = registration;
@@ -293,6 +299,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       token: await identity.signConnectToken(registration.hostName),
       logger: this.logger,
       handshakeTimeoutMs: this.timing.requestTimeoutMs,
+      ca: this.trust?.ca,
     });
     this.channel = channel;
     // stop() may have run while the token was being signed; it could not see this channel yet.

@@ -24,6 +24,8 @@ export interface ChannelOptions {
   token: string;
   logger: Logger;
   handshakeTimeoutMs: number;
+  /** CA certificates to trust for a wss:// server (system store included, see trustedCas); default Node's store. */
+  ca?: string[];
 }
 
 /**
@@ -42,7 +44,11 @@ export class Channel extends EventEmitter<{ open: []; message: [ServerMessage] }
   constructor(options: ChannelOptions) {
     super();
     this.logger = options.logger;
-    this.ws = new WebSocket(options.url, { headers: { authorization: `Bearer ${options.token}` }, handshakeTimeout: options.handshakeTimeoutMs });
+    this.ws = new WebSocket(options.url, {
+      headers: { authorization: `Bearer ${options.token}` },
+      handshakeTimeout: options.handshakeTimeoutMs,
+      ...(options.ca ? { ca: options.ca } : {}),
+    });
     this.closed = new Promise((resolve) => {
       this.ws.on('close', (code, reason) => {
         this.stopHeartbeat();

@@ -40,6 +40,8 @@ export const AgentConfig = z
   .object({
     /** Base URL of the control plane, e.g. https://edgeplane.example.com */
     server: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+    /** PEM file of CA certificates trusted for an https server, in addition to Node's default store. */
+    caFile: z.string().min(1).max(4096).optional(),
     /** Registration token; only needed until the device has registered. */
     token: z.string().min(1).max(256).optional(),
     /** One-time key of a host pre-registered by this device's UID (instead of a token). */

@@ -6,6 +6,7 @@ import type { Device } from './device/device.js';
 import { type DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
 import { obtainPairing, type PairingInfo } from './pairing/pairing-flow.js';
 import type { AgentTiming } from './timing.js';
+import type { ServerTrust } from './tls-trust.js';
 
 export interface RegisterContext {
   config: AgentConfig;
@@ -19,6 +20,8 @@ export interface RegisterContext {
   onPairing?: (info: PairingInfo | undefined) => void;
   /** Long-poll length while waiting for a claim; tests shorten it. */
   pairingPollWaitSeconds?: number;
+  /** fetch trusting the configured CA file (serverTrust); default the global fetch. */
+  trust?: ServerTrust;
 }
 
 /** A claimed pairing session survives failed registration attempts until the server refuses it. */
@@ -65,6 +68,7 @@ async function credentialFor(ctx: RegisterContext, state: RegisterState): Promis
     signal: ctx.signal,
     onPairing: ctx.onPairing,
     pollWaitSeconds: ctx.pairingPollWaitSeconds,
+    fetch: ctx.trust?.fetch,
   });
   return state.pairing ? { pairing: state.pairing } : undefined;
 }
@@ -89,7 +93,7 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
       ...(Object.keys(config.labels).length ? { labels: config.labels } : {}),
     };
     const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timing.requestTimeoutMs)]);
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request), signal });
+    res = await (ctx.trust?.fetch ?? fetch)(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request), signal });
     body = await res.json().catch(() => undefined);
     if (res.ok) {
       const parsed = RegisterResponse.safeParse(body);
@@ -112,7 +116,9 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
   } catch (err) {
     if (ctx.signal.aborted) return { ok: false, retryAfterMs: 0 };
     const retryAfterMs = backoff.next();
-    logger.warn({ url, err: (err as Error).message, retryInMs: retryAfterMs }, 'registration request failed; retrying');
+    // fetch says only "fetch failed"; the cause says why (refused, certificate not trusted, ...).
+    const cause = (err as { cause?: { message?: string } }).cause?.message;
+    logger.warn({ url, err: cause ? `${(err as Error).message}: ${cause}` : (err as Error).message, retryInMs: retryAfterMs }, 'registration request failed; retrying');
     return { ok: false, retryAfterMs };
   }
 

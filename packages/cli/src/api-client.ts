@@ -1,6 +1,8 @@
+import { isCertificateError, type ServerTrust, serverTrust } from '@edgeplane/agent/tls';
+
 /**
- * A small typed wrapper over the Edgeplane REST API (`/api/v1`), using Node's global fetch.
- * It knows the URL layout and the error body shape, nothing about individual kinds.
+ * A small typed wrapper over the Edgeplane REST API (`/api/v1`), using Node's global fetch (undici's
+ * when a CA file is given). It knows the URL layout and the error body shape, nothing about individual kinds.
  */
 
 /** A resource as the CLI handles it: the Kubernetes-shaped envelope, contents left open. */
@@ -45,7 +47,11 @@ export class NetworkError extends Error {
     readonly server: string,
     cause: unknown,
   ) {
-    super(`cannot reach the Edgeplane server at ${server}: ${describeCause(cause)} (is it running, and is the URL right?)`);
+    super(
+      isCertificateError(cause)
+        ? `the TLS certificate of the Edgeplane server at ${server} is not trusted: ${describeCause(cause)} (pass --ca-file with the CA that signed it, or set EDGEPLANE_CA_FILE)`
+        : `cannot reach the Edgeplane server at ${server}: ${describeCause(cause)} (is it running, and is the URL right?)`,
+    );
     this.name = 'NetworkError';
   }
 }
@@ -63,15 +69,21 @@ function describeCause(cause: unknown): string {
 export interface ApiClientOptions {
   server: string;
   token?: string;
+  /** PEM file of CAs trusted for an https server, besides the system store. */
+  caFile?: string;
 }
 
 export class ApiClient {
   readonly server: string;
   private readonly token?: string;
+  /** fetch and CAs for this server; session WebSockets and raw downloads use them too. */
+  readonly trust: ServerTrust;
 
   constructor(options: ApiClientOptions) {
     this.server = options.server.replace(/\/+$/, '');
     this.token = options.token;
+    // An unreadable CA file throws a message naming it; the CLI prints it without a stack.
+    this.trust = serverTrust(options.caFile);
   }
 
   /** Sends a request to `/api/v1/<path>` and returns the parsed JSON body; throws ApiError or NetworkError. */
@@ -86,7 +98,7 @@ export class ApiClient {
 
     let response: Response;
     try {
-      response = await fetch(url, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+      response = await this.trust.fetch(url, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
     } catch (err) {
       throw new NetworkError(this.server, err);
     }

@@ -12,6 +12,8 @@ export interface Context {
   name: string;
   server: string;
   token: string;
+  /** PEM file of CAs trusted for this server (besides the system store), from `login --ca-file`. */
+  caFile?: string;
 }
 
 export interface CliConfig {
@@ -48,8 +50,9 @@ export function loadConfig(path: string): CliConfig {
   const obj = raw as { currentContext?: unknown; contexts?: unknown };
   const contexts: Context[] = [];
   for (const c of Array.isArray(obj.contexts) ? obj.contexts : []) {
-    const { name, server, token } = (c ?? {}) as Record<string, unknown>;
-    if (typeof name === 'string' && typeof server === 'string' && typeof token === 'string') contexts.push({ name, server, token });
+    const { name, server, token, caFile } = (c ?? {}) as Record<string, unknown>;
+    if (typeof name === 'string' && typeof server === 'string' && typeof token === 'string')
+      contexts.push({ name, server, token, ...(typeof caFile === 'string' && caFile ? { caFile } : {}) });
   }
   return { currentContext: typeof obj.currentContext === 'string' ? obj.currentContext : undefined, contexts };
 }
@@ -84,18 +87,22 @@ export interface ConnectionFlags {
   server?: string;
   token?: string;
   context?: string;
+  caFile?: string;
 }
 
 export interface Target {
   server: string;
   token?: string;
+  /** PEM file of CAs to trust besides the system store. */
+  caFile?: string;
   /** The context the values came from, if any. */
   context?: string;
 }
 
 /**
- * Decides where a resource command talks to. Precedence: `--server`/`--token` flags, then the context
- * named with `--context`, then `EDGEPLANE_SERVER`/`EDGEPLANE_TOKEN`, then the current context.
+ * Decides where a resource command talks to. Precedence: `--server`/`--token`/`--ca-file` flags, then the
+ * context named with `--context`, then `EDGEPLANE_SERVER`/`EDGEPLANE_TOKEN`/`EDGEPLANE_CA_FILE`, then the
+ * current context.
  */
 export function resolveTarget(flags: ConnectionFlags, env: Env): Target {
   const path = configPath(env);
@@ -120,7 +127,9 @@ export function resolveTarget(flags: ConnectionFlags, env: Env): Target {
   // A context's token is only ever sent to that context's server.
   const contextToken = context && sameServer(context.server, server) ? context.token : undefined;
   const token = flags.token ?? (explicit ? contextToken : undefined) ?? env.EDGEPLANE_TOKEN ?? contextToken;
-  return { server, token, context: context?.name };
+  const contextCa = context && sameServer(context.server, server) ? context.caFile : undefined;
+  const caFile = flags.caFile ?? (explicit ? contextCa : undefined) ?? (env.EDGEPLANE_CA_FILE || undefined) ?? contextCa;
+  return { server, token, ...(caFile ? { caFile } : {}), context: context?.name };
 }
 
 function sameServer(a: string, b: string): boolean {

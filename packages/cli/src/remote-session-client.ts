@@ -28,11 +28,11 @@ export class AttachedSession extends EventEmitter<{ opened: [{ user?: string }];
   readonly done: Promise<SessionEnd>;
   private readonly ws: WebSocket;
 
-  constructor(server: string, id: string, auth: { token?: string; ticket?: string }) {
+  constructor(server: string, id: string, auth: { token?: string; ticket?: string }, ca?: string[]) {
     super();
     const base = server.replace(/\/+$/, '').replace(/^http/, 'ws');
     const url = `${base}/api/v1/remotesessions/${encodeURIComponent(id)}/attach${auth.ticket ? `?ticket=${encodeURIComponent(auth.ticket)}` : ''}`;
-    this.ws = new WebSocket(url, { headers: auth.token && !auth.ticket ? { authorization: `Bearer ${auth.token}` } : {} });
+    this.ws = new WebSocket(url, { headers: auth.token && !auth.ticket ? { authorization: `Bearer ${auth.token}` } : {}, ...(ca ? { ca } : {}) });
     let end: SessionEnd | undefined;
     let failure: Error | undefined;
     this.done = new Promise((resolve, reject) => {
@@ -114,6 +114,6 @@ export async function openSession(
   body: CreateBody,
 ): Promise<{ session: Resource; attached: AttachedSession }> {
   const session = await createSession(client, host, body);
-  const attached = new AttachedSession(client.server, session.metadata.name, { token });
+  const attached = new AttachedSession(client.server, session.metadata.name, { token }, client.trust.ca);
   return { session, attached };
 }

@@ -61,6 +61,8 @@ export type InstallerRequest = z.input<typeof InstallerRequest>;
 export const CloudConfigAgent = z
   .object({
     server: z.url({ protocol: /^https?$/ }),
+    /** PEM file of extra CAs the agent trusts for an https server (besides Node's default store). */
+    caFile: z.string().min(1).max(4096).optional(),
     token: z.string().min(1).max(256).optional(),
     pairingKey: z.string().min(1).max(256).optional(),
     site: Name.optional(),

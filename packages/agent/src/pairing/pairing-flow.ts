@@ -35,6 +35,8 @@ export interface PairingFlowContext {
   onPairing?: (info: PairingInfo | undefined) => void;
   /** Long-poll length; tests shorten it. */
   pollWaitSeconds?: number;
+  /** fetch trusting the configured CA file; default the global fetch. */
+  fetch?: typeof globalThis.fetch;
 }
 
 /**
@@ -84,7 +86,7 @@ async function startSession(ctx: PairingFlowContext, base: string): Promise<Pair
     agentVersion: ctx.agentVersion,
   };
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(ctx.timing.requestTimeoutMs)]);
-  const res = await fetch(`${base}${AGENT_PAIRINGS_PATH}`, {
+  const res = await (ctx.fetch ?? fetch)(`${base}${AGENT_PAIRINGS_PATH}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
@@ -111,7 +113,7 @@ async function waitForClaim(
   while (!ctx.signal.aborted) {
     try {
       const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(wait * 1000 + ctx.timing.requestTimeoutMs)]);
-      const res = await fetch(`${base}${AGENT_PAIRINGS_PATH}/${encodeURIComponent(session.id)}?waitSeconds=${wait}`, {
+      const res = await (ctx.fetch ?? fetch)(`${base}${AGENT_PAIRINGS_PATH}/${encodeURIComponent(session.id)}?waitSeconds=${wait}`, {
         headers: { authorization: `Bearer ${session.pollSecret}` },
         signal,
       });

@@ -8,6 +8,7 @@ interface AgentCommandOptions {
   config?: string;
   seed?: string;
   server?: string;
+  caFile?: string;
   token?: string;
   pairingKey?: string;
   pairingPort?: string;
@@ -40,6 +41,7 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
     )
     .option('--seed <path>', 'read the config from a cloud-init NoCloud seed: a directory, an ISO image, or a device such as /dev/sr0')
     .option('--server <url>', 'control plane URL')
+    .option('--ca-file <file>', 'PEM file of CA certificates to trust for an https server, in addition to the system store')
     .option('--token <token>', 'registration token (only needed until the device has registered)')
     .option('--pairing-key <key>', 'one-time pairing key of the host pre-registered for this device UID')
     .option('--pairing-port <port>', 'port of the local pairing page (default 5080)')
@@ -57,6 +59,7 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
         'edgeplane agent --config /var/lib/cloud/seed/nocloud/user-data',
         'edgeplane agent --seed /dev/sr0',
         'edgeplane agent --server https://cp.example.com   # no token: pair with a code',
+        'edgeplane agent --server https://cp.example.com --ca-file /etc/edgeplane/ca.pem --token eprt_...',
       ),
     )
     .action(async (opts: AgentCommandOptions) => {
@@ -70,6 +73,7 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
       if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new AgentConfigError('--pairing-port must be a port number');
       const overrides = {
         server: opts.server,
+        caFile: opts.caFile && resolve(opts.caFile),
         token: opts.token,
         pairingKey: opts.pairingKey,
         dataDir: opts.dataDir && resolve(opts.dataDir),

@@ -12,12 +12,13 @@ export interface CommandContext {
   exitCode: number;
 }
 
-/** Adds --server, --token and --context, which every command that calls the API takes. */
+/** Adds --server, --token, --context and --ca-file, which every command that calls the API takes. */
 export function withConnectionOptions(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'API server URL (overrides the context; env EDGEPLANE_SERVER)')
     .option('--token <token>', 'API token (overrides the context; env EDGEPLANE_TOKEN)')
-    .option('--context <name>', 'use this context from the config file instead of the current one');
+    .option('--context <name>', 'use this context from the config file instead of the current one')
+    .option('--ca-file <file>', 'PEM file of CA certificates to trust for an https server, besides the system store (env EDGEPLANE_CA_FILE)');
 }
 
 export function outputOption(formats: readonly string[] = OUTPUT_FORMATS): Option {
@@ -26,7 +27,7 @@ export function outputOption(formats: readonly string[] = OUTPUT_FORMATS): Optio
 
 export function clientFor(flags: ConnectionFlags, io: CliIo): ApiClient {
   const target = resolveTarget(flags, io.env);
-  return new ApiClient({ server: target.server, token: target.token });
+  return new ApiClient({ server: target.server, token: target.token, caFile: target.caFile });
 }
 
 export function knownKindsText(): string {

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { serverTrust } from '@edgeplane/agent/tls';
 import { type Command, Option } from 'commander';
 import { ApiError, NetworkError } from '../api-client.js';
 import { resolveTarget } from '../config.js';
@@ -73,12 +74,13 @@ export function installerBody(opts: Omit<InstallerOptions, 'token'>): Record<str
 }
 
 async function fetchInstaller(opts: InstallerOptions, format: 'user-data' | 'iso', env: Record<string, string | undefined>) {
-  const target = resolveTarget({ server: opts.server, token: opts.apiToken, context: opts.context }, env);
+  // The CA the device must trust is the server's CA: the CLI trusts it for this call too.
+  const target = resolveTarget({ server: opts.server, token: opts.apiToken, context: opts.context, caFile: opts.caFile }, env);
   const base = target.server.replace(/\/+$/, '');
   const url = `${base}/api/v1/registrationtokens/${encodeURIComponent(opts.token)}/installer?format=${format}`;
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = await serverTrust(target.caFile).fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) },
       body: JSON.stringify(installerBody(opts)),

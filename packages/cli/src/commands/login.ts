@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ApiClient, ApiError } from '../api-client.js';
 import { configPath, contextNameFor, loadConfig, saveConfig, upsertContext } from '../config.js';
@@ -9,6 +10,7 @@ interface LoginOptions {
   server?: string;
   token?: string;
   context?: string;
+  caFile?: string;
 }
 
 export function registerLogin(program: Command, ctx: CommandContext): void {
@@ -23,6 +25,7 @@ export function registerLogin(program: Command, ctx: CommandContext): void {
     .option('--server <url>', 'API server URL (env EDGEPLANE_SERVER)')
     .option('--token <token>', 'API token, e.g. the admin token printed by `edgeplane server` (env EDGEPLANE_TOKEN)')
     .option('--context <name>', 'name of the context to save (default: host-port of the server)')
+    .option('--ca-file <file>', 'PEM file of CA certificates to trust for an https server, besides the system store; saved in the context')
     .addHelpText(
       'after',
       examples(
@@ -41,7 +44,8 @@ export function registerLogin(program: Command, ctx: CommandContext): void {
       } catch {
         throw new CliError(`--server "${server}" is not a URL; use e.g. http://localhost:8080`);
       }
-      const client = new ApiClient({ server, token });
+      const caFile = opts.caFile ? resolve(opts.caFile) : io.env.EDGEPLANE_CA_FILE || undefined;
+      const client = new ApiClient({ server, token, caFile });
       try {
         await client.list('projects', { limit: 1 });
       } catch (err) {
@@ -56,7 +60,7 @@ export function registerLogin(program: Command, ctx: CommandContext): void {
       }
       const name = opts.context ?? contextNameFor(client.server);
       const path = configPath(io.env);
-      const config = upsertContext(loadConfig(path), { name, server: client.server, token });
+      const config = upsertContext(loadConfig(path), { name, server: client.server, token, ...(caFile ? { caFile } : {}) });
       saveConfig(path, { ...config, currentContext: name });
       io.stdout.write(`Logged in to ${client.server}. Context "${name}" saved to ${path} and set as current.\n`);
     });

@@ -1,4 +1,5 @@
 import { createWriteStream } from 'node:fs';
+import { serverTrust } from '@edgeplane/agent/tls';
 import type { Command } from 'commander';
 import type { ConnectionFlags } from '../config.js';
 import { resolveTarget } from '../config.js';
@@ -106,7 +107,7 @@ export function registerSession(program: Command, ctx: CommandContext): void {
     .addHelpText('after', examples('edgeplane session recording rs-0123456789ab -o session.cast && asciinema play session.cast'))
     .action(async (id: string, flags: ConnectionFlags & { output?: string }) => {
       const target = resolveTarget(flags, ctx.io.env);
-      const res = await fetch(`${target.server.replace(/\/+$/, '')}/api/v1/remotesessions/${encodeURIComponent(id)}/recording`, {
+      const res = await serverTrust(target.caFile).fetch(`${target.server.replace(/\/+$/, '')}/api/v1/remotesessions/${encodeURIComponent(id)}/recording`, {
         headers: target.token ? { authorization: `Bearer ${target.token}` } : {},
       });
       const text = await res.text();

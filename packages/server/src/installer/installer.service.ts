@@ -12,6 +12,9 @@ export interface InstallerArtifacts {
   rotatedSecret?: string;
 }
 
+/** Where Debian's update-ca-certificates (run by cloud-init's ca_certs module) writes the system CA bundle. */
+export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
 /** Renders the cloud-config; validated against the documented schema before it leaves the server. */
 export function renderUserData(opts: {
   server: string;
@@ -29,6 +32,9 @@ export function renderUserData(opts: {
     ...(opts.caPem ? { ca_certs: { trusted: [opts.caPem.trim()] } } : {}),
     [CLOUD_CONFIG_KEY]: {
       server: opts.server,
+      // Node reads its own CA store, not the system's: point the agent at the bundle that
+      // update-ca-certificates rebuilds with the CA above, so it trusts the server's private CA too.
+      ...(opts.caPem ? { caFile: SYSTEM_CA_BUNDLE } : {}),
       token: opts.token,
       ...(opts.site ? { site: opts.site } : {}),
       ...(opts.labels && Object.keys(opts.labels).length ? { labels: opts.labels } : {}),
