@@ -24,6 +24,10 @@ interface ServerCommandOptions {
   tlsCert?: string;
   tlsKey?: string;
   allowedRegistries?: string[];
+  maxPendingPairings: number;
+  maxPendingPairingsPerSource: number;
+  eventRetentionDays: number;
+  maxEventsPerObject: number;
 }
 
 /** `--allowed-registries reg.lab:5000,ghcr.io`: registries (host[:port]) OS images may name. */
@@ -107,6 +111,15 @@ export function registerServer(program: Command, ctx: CommandContext): void {
       1000,
     )
     .option('--max-connections <n>', 'open connections at once, agent channels included; more are closed on accept', intArg('--max-connections'), 10000)
+    .option('--max-pending-pairings <n>', 'unclaimed pairing sessions held at once; more starts answer 429', intArg('--max-pending-pairings'), 10000)
+    .option(
+      '--max-pending-pairings-per-source <n>',
+      'unclaimed pairing sessions from one client address (IPv6: one /64)',
+      intArg('--max-pending-pairings-per-source'),
+      20,
+    )
+    .option('--event-retention-days <days>', 'delete events older than this', intArg('--event-retention-days'), 7)
+    .option('--max-events-per-object <n>', 'keep only the newest events of each host, cluster, ...', intArg('--max-events-per-object'), 1000)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--allowed-registries <host[:port],...>', 'OS images in cluster profiles may only come from these registries (default: any)', registryList)
     .addHelpText(
@@ -141,6 +154,10 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         tlsCert: opts.tlsCert && resolve(opts.tlsCert),
         tlsKey: opts.tlsKey && resolve(opts.tlsKey),
         allowedRegistries: opts.allowedRegistries,
+        maxPendingPairings: opts.maxPendingPairings,
+        maxPendingPairingsPerSource: opts.maxPendingPairingsPerSource,
+        eventRetentionDays: opts.eventRetentionDays,
+        maxEventsPerObject: opts.maxEventsPerObject,
       });
       io.stdout.write(serverBanner(server));
       const signal = await io.waitForShutdown();
