@@ -26,19 +26,7 @@ describe('TLS: HTTPS and WSS with a private CA', () => {
     dir = mkdtempSync(join(tmpdir(), 'edgeplane-tls-'));
     pki = makeTestPki(dir);
     trusted = serverTrust(pki.caFile).fetch;
-    server = runCli([
-      'server',
-      '--port',
-      '0',
-      '--data-dir',
-      join(dir, 'server'),
-      '--tls-cert',
-      pki.certFile,
-      '--tls-key',
-      pki.keyFile,
-      '--log-level',
-      'warn',
-    ]);
+    server = runCli(['server', '--port', '0', '--data-dir', join(dir, 'server'), '--tls-cert', pki.certFile, '--tls-key', pki.keyFile, '--log-level', 'warn']);
     url = (await server.waitForOutput(/API: +(https:\/\/127\.0\.0\.1:\d+)\/api\/v1/))[1];
     admin = readFileSync(join(dir, 'server', 'admin-token'), 'utf8').trim();
   });
@@ -49,8 +37,9 @@ describe('TLS: HTTPS and WSS with a private CA', () => {
   });
 
   it('a real agent trusting the CA registers over HTTPS and comes online over WSS', async () => {
-    const token = (await api('/api/v1/registrationtokens', { method: 'POST', body: JSON.stringify({ metadata: { name: 'tls' }, spec: { autoApprove: true } }) }))
-      .body.status.token;
+    const token = (
+      await api('/api/v1/registrationtokens', { method: 'POST', body: JSON.stringify({ metadata: { name: 'tls' }, spec: { autoApprove: true } }) })
+    ).body.status.token;
     const agent = runCli([
       'agent',
       '--server',
@@ -76,8 +65,9 @@ describe('TLS: HTTPS and WSS with a private CA', () => {
   });
 
   it('an agent without the CA does not register, and says the certificate is not trusted', async () => {
-    const token = (await api('/api/v1/registrationtokens', { method: 'POST', body: JSON.stringify({ metadata: { name: 'no-ca' }, spec: { autoApprove: true } }) }))
-      .body.status.token;
+    const token = (
+      await api('/api/v1/registrationtokens', { method: 'POST', body: JSON.stringify({ metadata: { name: 'no-ca' }, spec: { autoApprove: true } }) })
+    ).body.status.token;
     const before = (await api('/api/v1/edgehosts')).body.items.length;
     const agent = runCli(['agent', '--server', url, '--token', token, '--data-dir', join(dir, 'agent-no-ca'), '--simulated', '--no-pairing-page']);
     agents.push(agent);

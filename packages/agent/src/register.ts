@@ -118,7 +118,10 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
     const retryAfterMs = backoff.next();
     // fetch says only "fetch failed"; the cause says why (refused, certificate not trusted, ...).
     const cause = (err as { cause?: { message?: string } }).cause?.message;
-    logger.warn({ url, err: cause ? `${(err as Error).message}: ${cause}` : (err as Error).message, retryInMs: retryAfterMs }, 'registration request failed; retrying');
+    logger.warn(
+      { url, err: cause ? `${(err as Error).message}: ${cause}` : (err as Error).message, retryInMs: retryAfterMs },
+      'registration request failed; retrying',
+    );
     return { ok: false, retryAfterMs };
   }
 

@@ -8,6 +8,30 @@ import type { FastifyInstance } from 'fastify';
 /** Paths the console never shadows: unknown URLs under them stay JSON 404s. */
 const SERVER_PREFIXES = ['/api/', '/agent/', '/healthz', '/readyz', '/metrics'];
 
+/**
+ * Headers on everything the console serves. The CSP allows only the console's own origin for scripts,
+ * styles, images, fonts and API/WebSocket connections (`'self'` covers ws/wss on the same host);
+ * inline styles are allowed because xterm.js themes its terminal with a <style> element; `data:`
+ * images for the favicon; `blob:` for downloads the console saves. No framing (clickjacking).
+ */
+export const CONSOLE_SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy': [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join('; '),
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
 /** Where `npm run build:console` writes the console; EDGEPLANE_CONSOLE_DIR overrides it. */
 export function consoleDir(): string {
   return process.env.EDGEPLANE_CONSOLE_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../console/dist');
@@ -20,6 +44,11 @@ export function consoleDir(): string {
 export async function consoleRoutes(app: FastifyInstance, opts: { dir?: string } = {}): Promise<void> {
   const dir = opts.dir ?? consoleDir();
   const index = join(dir, 'index.html');
+  // This plugin's own scope: the console's routes only, the API keeps its headers.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.headers(CONSOLE_SECURITY_HEADERS);
+    return payload;
+  });
   if (!existsSync(index)) {
     app.log.warn({ dir }, 'web console not built (run `npm run build:console`); serving the API only');
     app.get('/', async (_req, reply) =>
@@ -32,6 +61,8 @@ export async function consoleRoutes(app: FastifyInstance, opts: { dir?: string }
     // Routes are made for the files present at start; unknown paths fall through to the SPA route below.
     wildcard: false,
     index: false,
+    // Otherwise send's `public, max-age=0` replaces the no-cache set for index.html below.
+    cacheControl: false,
     setHeaders(res, path) {
       res.setHeader('cache-control', path.includes(`${join(dir, 'assets')}`) ? 'public, max-age=31536000, immutable' : 'no-cache');
     },
