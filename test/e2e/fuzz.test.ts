@@ -9,6 +9,7 @@ import { HttpFuzzer, openapiOperations, type PlannedRequest, touchedBy, type Wor
 import { fuzzSeed, Prng } from '../support/fuzz/prng.js';
 import type { GenContext } from '../support/fuzz/schema-gen.js';
 import { dumpStore, type StoreDump, unexplainedDifferences } from '../support/fuzz/store-dump.js';
+import { FuzzKey, planUpgrade, tryUpgrade } from '../support/fuzz/upgrade-fuzz.js';
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
@@ -21,6 +22,7 @@ const SEED = fuzzSeed();
 const HTTP_REQUESTS = Number(process.env.EDGEPLANE_FUZZ_REQUESTS ?? 5000);
 const AGENT_FRAMES = Number(process.env.EDGEPLANE_FUZZ_FRAMES ?? 2000);
 const AGENTS = 4;
+const UPGRADES = 400;
 const CONCURRENCY = 8;
 /** Bounds the run even on a slow machine; the counts above are asserted, so a cut-short run fails. */
 const TIME_BUDGET_MS = 150_000;
@@ -39,6 +41,7 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
   let world: World;
   let fuzzHosts: { device: TestDevice; host: string }[] = [];
   let before: StoreDump;
+  let fuzzKey: { key: FuzzKey; host: string };
 
   beforeAll(async () => {
     // Error-level log lines are the agent channel's 5xx: the server logs what it could not handle.
@@ -76,9 +79,22 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       if (res.status !== 200) throw new Error(`setup: register ${res.status} ${JSON.stringify(res.body)}`);
       fuzzHosts.push({ device, host: res.body.hostName });
     }
+    // One more device whose key signs the crafted connect tokens of the upgrade fuzz.
+    const key = await FuzzKey.create();
+    const keyUid = `fzkey${SEED.toString(16)}-device`;
+    const iat = Math.floor(Date.now() / 1000);
+    const keyReg = await register(t.url, {
+      token: rt,
+      deviceUid: keyUid,
+      publicKey: key.jwk,
+      proof: await key.sign({ alg: 'EdDSA' }, { sub: keyUid, aud: REGISTER_AUDIENCE, iat, exp: iat + 60, jti: `fz-${SEED}` }),
+      inventory: (await TestDevice.create(keyUid)).inventory(),
+      agentVersion: 'fuzz',
+    });
+    if (keyReg.status !== 200) throw new Error(`setup: register ${keyReg.status} ${JSON.stringify(keyReg.body)}`);
+    fuzzKey = { key, host: keyReg.body.hostName };
     const existing = await api('GET', '/api/v1/apitokens');
     const openapi = await (await fetch(`${t.url}/api/v1/openapi.json`)).json();
-    const signer = await TestDevice.create('fz-signer-device');
     world = {
       tokens: { admin: t.admin, operator, viewer },
       names: {
@@ -103,6 +119,7 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         'registrationtokens/fz-agents',
         ...existing.items.map((i: { metadata: { name: string } }) => `apitokens/${i.metadata.name}`),
         ...fuzzHosts.map((h) => `edgehosts/${h.host}`),
+        `edgehosts/${fuzzKey.host}`,
       ]),
       registrationSecret: rt,
       proof: async (deviceUid) => {
@@ -111,7 +128,6 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       },
       openapi: openapiOperations(openapi),
     };
-    void signer;
     before = await dumpStore(t.url, t.admin);
   });
 
@@ -132,13 +148,13 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       const statuses: Record<string, number> = {};
       const touched = new Set<string>();
       const namesIn2xx = new Set<string>();
-      const agentHosts = new Set(fuzzHosts.map((h) => `edgehosts/${h.host}`));
+      const agentHosts = new Set([...fuzzHosts.map((h) => `edgehosts/${h.host}`), `edgehosts/${fuzzKey.host}`]);
       const describeReq = (req: PlannedRequest) =>
         `#${req.index} seed ${SEED} ${dialect}: ${req.method} ${req.path.slice(0, 300)} [${req.role}; ${req.what}; content-type ${req.headers['content-type'] ?? 'none'}] body ${excerpt(req.body)}`;
 
-      const ctxFor = (r: Prng): GenContext => ({
+      const ctxFor = (r: Prng, sessionIds: string[]): GenContext => ({
         rng: r,
-        names: (key) => (key === 'host' ? fuzzHosts.map((h) => h.host) : ['fz-event', 'default']),
+        names: (key) => (key === 'host' ? fuzzHosts.map((h) => h.host) : key === 'id' && sessionIds.length ? sessionIds : ['fz-event', 'default']),
         fresh: () => `fz-${r.hex(6)}`,
       });
       // Agent frames run beside the HTTP requests: channels and API share the store, as in production.
@@ -161,12 +177,24 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
           }
         }
       });
-      const agentResult = await agents;
       client.close();
+      // WebSocket upgrades with crafted connect tokens (signed by a registered key) and watch parameters.
+      const upgrades: Record<string, number> = {};
+      const upgradeSent = await runPool(UPGRADES, CONCURRENCY, deadline, async (i) => {
+        const a = await planUpgrade(root.fork(50_000 + i), i, fuzzKey.key, fuzzKey.host, t.admin);
+        const res = await tryUpgrade(t.url, a);
+        const key = res.error ? 'no answer' : String(res.status);
+        upgrades[key] = (upgrades[key] ?? 0) + 1;
+        const line = `#u${i} seed ${SEED} ${dialect}: GET ${a.path.slice(0, 200)} [${a.what}] authorization ${excerpt(a.headers.authorization, 200)}`;
+        if (res.status >= 500) fiveXx.push(`${line}\n    -> ${res.status} ${excerpt(res.body)}`);
+        else if (res.error && !res.error.startsWith('client refused')) noAnswer.push(`${line}\n    -> ${res.error}`);
+      });
+      const agentResult = await agents;
       const elapsed = Date.now() - started;
       console.log(
         `${dialect}: ${sent} requests in ${(elapsed / 1000).toFixed(1)} s, statuses ${JSON.stringify(statuses)}; ` +
-          `${agentResult.sent} agent frames, ${agentResult.reconnects} reconnects, closes ${JSON.stringify(agentResult.closes)}`,
+          `${agentResult.sent} agent frames, ${agentResult.reconnects} reconnects, closes ${JSON.stringify(agentResult.closes)}; ` +
+          `${upgradeSent} upgrades ${JSON.stringify(upgrades)}`,
       );
       for (const line of fiveXx) console.log(`5xx ${line}`);
       for (const line of noAnswer) console.log(`no answer ${line}`);
@@ -204,6 +232,7 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
 
       expect(sent, 'requests sent within the time budget').toBeGreaterThanOrEqual(HTTP_REQUESTS);
       expect(agentResult.sent, 'agent frames sent within the time budget').toBeGreaterThanOrEqual(AGENT_FRAMES);
+      expect(upgradeSent, 'upgrades tried within the time budget').toBeGreaterThanOrEqual(UPGRADES);
       expect(fiveXx, '5xx answers (each printed above with seed and index)').toEqual([]);
       expect(noAnswer, 'requests left without an answer').toEqual([]);
       expect(agentResult.failures, 'agent channel failures').toEqual([]);

@@ -71,7 +71,8 @@ export async function fuzzAgents(opts: {
   perAgent: number;
   rng: Prng;
   deadline: number;
-  ctx: (r: Prng) => GenContext;
+  /** Generation context; `sessionIds` are ids of sessions the server opened on this channel (session.* frames aim at them). */
+  ctx: (r: Prng, sessionIds: string[]) => GenContext;
 }): Promise<AgentFuzzResult> {
   const result: AgentFuzzResult = { sent: 0, reconnects: 0, closes: {}, failures: [] };
 
@@ -125,7 +126,8 @@ export async function fuzzAgents(opts: {
           await barrier(ch, host);
           continue;
         }
-        const f = frame(r, opts.ctx(r));
+        const ids = ch.messages.filter((m) => m?.type === 'session.open').map((m) => String((m as { id?: unknown }).id));
+        const f = frame(r, opts.ctx(r, ids));
         await new Promise<void>((res) => ch!.ws.send(f.data, () => res()));
         result.sent++;
         own++;

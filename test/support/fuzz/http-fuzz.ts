@@ -2,7 +2,7 @@ import * as protocol from '@edgeplane/protocol';
 import { KINDS, type KindInfo } from '@edgeplane/protocol';
 import type { z } from 'zod';
 import type { RawRequest, RawResponse } from './http-client.js';
-import { mutate, PROTO_KEYS, weirdNumber, weirdString } from './mutate.js';
+import { mutate, PROTO_KEYS, pct, weirdNumber, weirdString } from './mutate.js';
 import type { Prng } from './prng.js';
 import { type GenContext, generateValid } from './schema-gen.js';
 
@@ -30,13 +30,6 @@ export interface PlannedRequest extends RawRequest {
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const ODD_METHODS = ['OPTIONS', 'HEAD', 'PROPFIND', 'MKCOL', 'PURGE', 'LINK', 'SEARCH', 'QUERY', 'COPY', 'LOCK'];
 const PLAIN_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
-
-/** Percent-encodes every byte but unreserved ones; unlike encodeURIComponent it takes lone surrogates (as U+FFFD). */
-function pct(s: string): string {
-  let out = '';
-  for (const b of Buffer.from(s)) out += /[A-Za-z0-9._~-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0')}`;
-  return out;
-}
 
 /** Path segments that are not names: traversal, encodings, control characters, prototype names, lengths. */
 function garbageSegment(r: Prng): string {
@@ -440,6 +433,8 @@ export class HttpFuzzer {
   private redirectProtected(path: string, ctx: GenContext): string {
     const seg = path.split('?')[0]!.split('/');
     // /api/v1/<plural>/<name>[/...]: also catch encoded spellings of the same name.
+    // Remote sessions on the fuzzing agents' hosts are fine: they reach the agents as session.open frames.
+    if (seg[5] === 'sessions' && seg.length === 6) return path;
     if (seg.length >= 5 && (seg[1] === 'api' || seg[1] === 'agent')) {
       let name = seg[4]!;
       try {

@@ -32,6 +32,13 @@ export const NUMBERS: readonly number[] = [
 /** Number literals JSON.stringify cannot write: beyond double range, or longer than any column. */
 const RAW_NUMBERS = ['1e400', '-1e400', '9'.repeat(400), '0.1e-400', `1${'0'.repeat(30)}`, '18446744073709551616', '-0.0'];
 
+/** Percent-encodes every byte but unreserved ones; unlike encodeURIComponent it takes lone surrogates (as U+FFFD). */
+export function pct(s: string): string {
+  let out = '';
+  for (const b of Buffer.from(s)) out += /[A-Za-z0-9._~-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0')}`;
+  return out;
+}
+
 /** Hostile strings: control characters, unicode edge cases, traversal, injection, prototype names, lengths. */
 export function weirdString(r: Prng): string {
   return r.weighted<() => string>([
