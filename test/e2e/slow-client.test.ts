@@ -1,5 +1,6 @@
 import { connect as tcp } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { connect, register, TestDevice } from '../support/device.js';
 import { type TestServer, testServer } from '../support/server.js';
 
@@ -51,6 +52,11 @@ describe('slow clients', () => {
     const agent = await connect(t.url, await device.connectToken(reg.body.hostName));
     let agentClosedAt = 0;
     agent.ws.on('close', () => (agentClosedAt = Date.now()));
+    // A watch on a kind nothing changes stays silent: only an idle timeout could end it.
+    const watch = new WebSocket(`${t.url.replace(/^http/, 'ws')}/api/v1/watch?kinds=projects`, { headers: { authorization: `Bearer ${t.admin}` } });
+    await new Promise((resolve, reject) => watch.once('open', resolve).once('error', reject));
+    let watchClosedAt = 0;
+    watch.on('close', () => (watchClosedAt = Date.now()));
 
     const port = Number(new URL(t.url).port);
     const attackStarted = Date.now();
@@ -77,10 +83,12 @@ describe('slow clients', () => {
     expect(health.length).toBeGreaterThan(5);
     expect(health.every((s) => s === 200)).toBe(true);
 
-    // The agent channel opened before the attack outlives both the request and the connection timeout.
+    // The agent channel and the watch opened before the attack outlive both the request and the connection timeout.
     await new Promise((r) => setTimeout(r, Math.max(0, attackStarted + CONNECTION_TIMEOUT_MS + 1500 - Date.now())));
     expect(agentClosedAt).toBe(0);
+    expect(watchClosedAt).toBe(0);
     expect(agent.ws.readyState).toBe(agent.ws.OPEN);
+    watch.close();
     const pong = new Promise((r) => agent.ws.once('pong', r));
     agent.ws.ping();
     await pong;
