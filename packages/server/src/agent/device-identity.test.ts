@@ -190,6 +190,8 @@ describe.each(DIALECTS)('device identity under attack on %s', (dialect) => {
       await d.connectToken(name, { lifetime: 301 }),
       await d.connectToken(name, { jti: 'j'.repeat(500) }),
     ];
+    // A host name that is not a resource name (a NUL byte, which PostgreSQL cannot even compare) is refused before any lookup.
+    refusals.push(await d.connectToken('edge-\u0000x'), await d.connectToken('x'.repeat(300)));
     for (const token of refusals) await expect(connect(t.url, token)).rejects.toMatchObject({ status: 401, body: { error: { code: 'ConnectTokenInvalid' } } });
 
     const token = await d.connectToken(name, { lifetime: 300 });

@@ -5,6 +5,7 @@ import {
   type DevicePublicKey,
   EdgeplaneError,
   type ErrorCode,
+  Name,
 } from '@edgeplane/protocol';
 import { decodeJwt, importJWK, jwtVerify } from 'jose';
 import type { Executor } from '../store/db.js';
@@ -44,7 +45,8 @@ export async function verifyDeviceToken(token: string, publicKey: DevicePublicKe
 export function claimedHost(token: string): string {
   try {
     const { sub, aud } = decodeJwt(token);
-    if (typeof sub === 'string' && (aud === CONNECT_AUDIENCE || (Array.isArray(aud) && aud.includes(CONNECT_AUDIENCE)))) return sub;
+    // The host name is looked up in the store: only a valid resource name gets that far.
+    if (Name.safeParse(sub).success && (aud === CONNECT_AUDIENCE || (Array.isArray(aud) && aud.includes(CONNECT_AUDIENCE)))) return sub as string;
   } catch {}
   throw new EdgeplaneError('ConnectTokenInvalid', 'the connect token is not a device-signed JWT for edgeplane-connect');
 }
