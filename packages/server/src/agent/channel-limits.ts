@@ -49,7 +49,8 @@ export class EventBudget {
     private readonly metrics: Metrics,
     readonly options: EventBudgetOptions = DEFAULT_EVENT_BUDGET,
   ) {
-    this.buckets = new RateLimiter(options.burst, options.perSecond);
+    // A bucket per host that sent events lately; sized for a large fleet so forgetting full buckets stays rare.
+    this.buckets = new RateLimiter(options.burst, options.perSecond, Date.now, 200_000);
   }
 
   /** True when `host` may record one more event now; false when it is dropped (and says so, throttled). */

@@ -1,4 +1,10 @@
+import type { Insertable } from 'kysely';
 import type { Executor } from '../store/db.js';
+import type { EventTable } from '../store/schema.js';
+
+export async function insertEvents(db: Executor, rows: Insertable<EventTable>[]): Promise<void> {
+  await db.insertInto('events').values(rows).execute();
+}
 
 /** Deletes events recorded (server clock) before `before`; returns how many. */
 export async function deleteEventsBefore(db: Executor, before: string): Promise<number> {

@@ -4,6 +4,7 @@ import { ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
 import { announceWrite } from '../watch/change-bus.js';
+import { insertEvents } from './event.repository.js';
 
 export const events = new ResourceService(findKind('Event')!, 'events');
 
@@ -43,7 +44,7 @@ function eventRow(e: NewEvent) {
 export async function recordEvents(db: Executor, list: NewEvent[]): Promise<void> {
   if (list.length === 0) return;
   const rows = list.map(eventRow);
-  await db.insertInto('events').values(rows).execute();
+  await insertEvents(db, rows);
   for (const r of rows) announceWrite({ kind: 'Event', name: r.name, type: 'ADDED' });
 }
 
@@ -51,7 +52,7 @@ export async function recordEvents(db: Executor, list: NewEvent[]): Promise<void
 export async function recordEvent(db: Executor, e: NewEvent): Promise<boolean> {
   const row = eventRow(e);
   try {
-    await db.insertInto('events').values(row).execute();
+    await insertEvents(db, [row]);
     // Read back by each server's watch hub shortly after (the caller's transaction commits first).
     announceWrite({ kind: 'Event', name: row.name, type: 'ADDED' });
     return true;

@@ -9,12 +9,14 @@ export class RateLimiter {
     private readonly capacity: number,
     private readonly refillPerSecond: number,
     private readonly now: () => number = Date.now,
+    /** Past this many keys, full buckets are forgotten (a full bucket is the same as no bucket). */
+    private readonly maxKeys = 50_000,
   ) {}
 
   /** Takes one token for `key`; returns 0 when allowed, else the seconds to wait for the next token. */
   take(key: string): number {
     const t = this.now();
-    if (this.buckets.size > 50_000) this.prune(t);
+    if (this.buckets.size > this.maxKeys) this.prune(t);
     const b = this.buckets.get(key) ?? { tokens: this.capacity, at: t };
     b.tokens = Math.min(this.capacity, b.tokens + ((t - b.at) / 1000) * this.refillPerSecond);
     b.at = t;
