@@ -19,6 +19,7 @@ import { type TestServer, testServer } from '../support/server.js';
  * 2xx answer says it did. Replay a failure with EDGEPLANE_FUZZ_SEED=<seed> (printed below).
  */
 const SEED = fuzzSeed();
+/** Malformed requests and frames per dialect; valid ones are sent besides them. */
 const HTTP_REQUESTS = Number(process.env.EDGEPLANE_FUZZ_REQUESTS ?? 5000);
 const AGENT_FRAMES = Number(process.env.EDGEPLANE_FUZZ_FRAMES ?? 2000);
 const AGENTS = 4;
@@ -27,7 +28,9 @@ const CONCURRENCY = 8;
 /** Bounds the run even on a slow machine; the counts above are asserted, so a cut-short run fails. */
 const TIME_BUDGET_MS = 150_000;
 
-console.log(`fuzz seed ${SEED} (replay: EDGEPLANE_FUZZ_SEED=${SEED}); ${HTTP_REQUESTS} requests and ${AGENT_FRAMES} agent frames per dialect`);
+console.log(
+  `fuzz seed ${SEED} (replay: EDGEPLANE_FUZZ_SEED=${SEED}); ${HTTP_REQUESTS} malformed requests and ${AGENT_FRAMES} malformed agent frames per dialect`,
+);
 
 function excerpt(s: string | Buffer | undefined, n = 300): string {
   if (s === undefined) return '';
@@ -64,6 +67,24 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         spec: { layers: { os: { image: `127.0.0.1:9/edge/os:1.0@sha256:${'ab'.repeat(32)}` }, kubernetes: { distribution: 'k3s', version: 'v1.30.2+k3s1' } } },
       });
       await api('POST', '/api/v1/edgehosts', { metadata: { name: `${prefix}-prereg` }, spec: { deviceUid: `${prefix}-device-0001` } });
+    }
+    // Objects DELETE requests aim at (the targets above stay for the whole run).
+    const disposable: Record<string, string[]> = {};
+    const add = (plural: string, name: string) => {
+      disposable[plural] = [...(disposable[plural] ?? []), name];
+    };
+    for (let n = 0; n < 3; n++) {
+      await api('POST', '/api/v1/projects', { metadata: { name: `fz-del-${n}` }, spec: {} });
+      await api('POST', '/api/v1/sites', { metadata: { name: `fz-del-${n}` }, spec: {} });
+      await api('POST', '/api/v1/users', { metadata: { name: `fz-del-${n}` }, spec: { role: 'viewer' } });
+      await api('POST', '/api/v1/apitokens', { metadata: { name: `fz-del-${n}` }, spec: { user: 'fz-user' } });
+      await api('POST', '/api/v1/registrationtokens', { metadata: { name: `fz-del-${n}` }, spec: {} });
+      await api('POST', '/api/v1/edgehosts', { metadata: { name: `fz-del-${n}` }, spec: { deviceUid: `fz-del-device-${n}` } });
+      await api('POST', '/api/v1/clusterprofiles', {
+        metadata: { name: `fz-del-${n}` },
+        spec: { layers: { os: { image: `127.0.0.1:9/edge/os:1.0@sha256:${'cd'.repeat(32)}` } } },
+      });
+      for (const plural of ['projects', 'sites', 'users', 'apitokens', 'registrationtokens', 'edgehosts', 'clusterprofiles']) add(plural, `fz-del-${n}`);
     }
     await api('POST', '/api/v1/users', { metadata: { name: 'fz-operator' }, spec: { role: 'operator' } });
     await api('POST', '/api/v1/users', { metadata: { name: 'fz-viewer' }, spec: { role: 'viewer' } });
@@ -121,6 +142,7 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         ...fuzzHosts.map((h) => `edgehosts/${h.host}`),
         `edgehosts/${fuzzKey.host}`,
       ]),
+      disposable,
       registrationSecret: rt,
       proof: async (deviceUid) => {
         const d = await TestDevice.create(deviceUid);
@@ -146,6 +168,8 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       const fiveXx: string[] = [];
       const noAnswer: string[] = [];
       const statuses: Record<string, number> = {};
+      /** 2xx answers per route shape: what the fuzz got through validation to, printed as coverage. */
+      const accepted = new Map<string, number>();
       const touched = new Set<string>();
       const namesIn2xx = new Set<string>();
       const agentHosts = new Set([...fuzzHosts.map((h) => `edgehosts/${h.host}`), `edgehosts/${fuzzKey.host}`]);
@@ -160,23 +184,38 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       // Agent frames run beside the HTTP requests: channels and API share the store, as in production.
       const agents = fuzzAgents({ url: t.url, devices: fuzzHosts, perAgent: Math.ceil(AGENT_FRAMES / AGENTS), rng: root.fork(7), deadline, ctx: ctxFor });
 
-      const sent = await runPool(HTTP_REQUESTS, CONCURRENCY, deadline, async (i) => {
-        const req = await fuzzer.plan(i, root.fork(10_000 + i));
-        const res = await client.send(req);
-        const key = res.error ? 'no answer' : String(res.status);
-        statuses[key] = (statuses[key] ?? 0) + 1;
-        if (res.status >= 500) fiveXx.push(`${describeReq(req)}\n    -> ${res.status} ${excerpt(res.text)}`);
-        else if (res.error && !res.error.startsWith('client refused')) noAnswer.push(`${describeReq(req)}\n    -> ${res.error}`);
-        if (res.status >= 200 && res.status < 300) {
-          // A registration counts a use on its token: the fuzzer's valid bodies carry the fz-agents secret.
-          if (req.path.startsWith('/agent/v1/register')) touched.add('registrationtokens/fz-agents');
-          for (const k of touchedBy(req, res)) {
-            if (req.method !== 'GET' && req.method !== 'HEAD') touched.add(k);
-            namesIn2xx.add(k);
-            namesIn2xx.add(k.split('/').pop()!);
+      // Valid requests are mixed in (they reach deeper state: clusters, sessions); the count is of malformed ones.
+      let malformed = 0;
+      const sent = await runPool(
+        HTTP_REQUESTS * 3,
+        CONCURRENCY,
+        deadline,
+        async (i) => {
+          const req = await fuzzer.plan(i, root.fork(10_000 + i));
+          if (req.malformed) malformed++;
+          const res = await client.send(req);
+          const key = res.error ? 'no answer' : String(res.status);
+          statuses[key] = (statuses[key] ?? 0) + 1;
+          if (res.status >= 500) fiveXx.push(`${describeReq(req)}\n    -> ${res.status} ${excerpt(res.text)}`);
+          else if (res.error && !res.error.startsWith('client refused')) noAnswer.push(`${describeReq(req)}\n    -> ${res.error}`);
+          if (res.status >= 200 && res.status < 300) {
+            const shape = req.path
+              .split('?')[0]!
+              .split('/')
+              .map((seg, n) => (n === 4 ? ':name' : seg))
+              .join('/');
+            accepted.set(`${req.method} ${shape}`, (accepted.get(`${req.method} ${shape}`) ?? 0) + 1);
+            // A registration counts a use on its token: the fuzzer's valid bodies carry the fz-agents secret.
+            if (req.path.startsWith('/agent/v1/register')) touched.add('registrationtokens/fz-agents');
+            for (const k of touchedBy(req, res)) {
+              if (req.method !== 'GET' && req.method !== 'HEAD') touched.add(k);
+              namesIn2xx.add(k);
+              namesIn2xx.add(k.split('/').pop()!);
+            }
           }
-        }
-      });
+        },
+        () => malformed >= HTTP_REQUESTS,
+      );
       client.close();
       // WebSocket upgrades with crafted connect tokens (signed by a registered key) and watch parameters.
       const upgrades: Record<string, number> = {};
@@ -192,10 +231,11 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       const agentResult = await agents;
       const elapsed = Date.now() - started;
       console.log(
-        `${dialect}: ${sent} requests in ${(elapsed / 1000).toFixed(1)} s, statuses ${JSON.stringify(statuses)}; ` +
-          `${agentResult.sent} agent frames, ${agentResult.reconnects} reconnects, closes ${JSON.stringify(agentResult.closes)}; ` +
+        `${dialect}: ${sent} requests (${malformed} malformed) in ${(elapsed / 1000).toFixed(1)} s, statuses ${JSON.stringify(statuses)}; ` +
+          `${agentResult.sent} agent frames (${agentResult.malformed} malformed), ${agentResult.reconnects} reconnects, closes ${JSON.stringify(agentResult.closes)}; ` +
           `${upgradeSent} upgrades ${JSON.stringify(upgrades)}`,
       );
+      console.log(`${dialect}: 2xx by route: ${[...accepted].map(([k, n]) => `${k} ${n}`).join(', ')}`);
       for (const line of fiveXx) console.log(`5xx ${line}`);
       for (const line of noAnswer) console.log(`no answer ${line}`);
 
@@ -230,8 +270,8 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       }
       for (const [m, n] of byMessage) console.log(`server error log (${dialect}) x${n}: ${m.slice(0, 500)}`);
 
-      expect(sent, 'requests sent within the time budget').toBeGreaterThanOrEqual(HTTP_REQUESTS);
-      expect(agentResult.sent, 'agent frames sent within the time budget').toBeGreaterThanOrEqual(AGENT_FRAMES);
+      expect(malformed, 'malformed requests sent within the time budget').toBeGreaterThanOrEqual(HTTP_REQUESTS);
+      expect(agentResult.malformed, 'malformed agent frames sent within the time budget').toBeGreaterThanOrEqual(AGENT_FRAMES);
       expect(upgradeSent, 'upgrades tried within the time budget').toBeGreaterThanOrEqual(UPGRADES);
       expect(fiveXx, '5xx answers (each printed above with seed and index)').toEqual([]);
       expect(noAnswer, 'requests left without an answer').toEqual([]);

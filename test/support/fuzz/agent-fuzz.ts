@@ -11,6 +11,8 @@ const AGENT_MESSAGES = (AgentMessage as unknown as { _zod: { def: { options: z.Z
 
 export interface AgentFuzzResult {
   sent: number;
+  /** Frames that were not a valid message (the rest are valid ones mixed in). */
+  malformed: number;
   reconnects: number;
   /** Close codes the server used, with counts. */
   closes: Record<string, number>;
@@ -27,7 +29,7 @@ interface Channel {
 const MAX_FRAME = 1024 * 1024;
 
 /** One frame: a valid agent message, a mutation of one, or something that is not a message at all. */
-function frame(r: Prng, ctx: GenContext): { data: string | Buffer; what: string; big: boolean } {
+function frame(r: Prng, ctx: GenContext): { data: string | Buffer; what: string; big: boolean; malformed: boolean } {
   const kind = r.weighted<string>([
     [160, 'message'],
     [4, 'not-json'],
@@ -38,30 +40,36 @@ function frame(r: Prng, ctx: GenContext): { data: string | Buffer; what: string;
   ]);
   switch (kind) {
     case 'not-json':
-      return { data: r.pick(['hello', '{', '{"type":', '\u0000', 'null,', '{"type":"hello"'.repeat(3)]), what: 'not JSON', big: false };
+      return { data: r.pick(['hello', '{', '{"type":', '\u0000', 'null,', '{"type":"hello"'.repeat(3)]), what: 'not JSON', big: false, malformed: true };
     case 'binary':
-      return { data: Buffer.from(Array.from({ length: r.int(1, 64) }, () => r.int(0, 255))), what: 'binary', big: false };
+      return { data: Buffer.from(Array.from({ length: r.int(1, 64) }, () => r.int(0, 255))), what: 'binary', big: false, malformed: true };
     case 'empty':
-      return { data: '', what: 'empty', big: false };
+      return { data: '', what: 'empty', big: false, malformed: true };
     case 'not-object':
-      return { data: r.pick(['[]', '1', '"hello"', 'true', 'null', '[{"type":"hello"}]']), what: 'not an object', big: false };
+      return { data: r.pick(['[]', '1', '"hello"', 'true', 'null', '[{"type":"hello"}]']), what: 'not an object', big: false, malformed: true };
     case 'too-big':
-      return { data: JSON.stringify({ type: 'status', status: { conditions: [{ type: 'x'.repeat(MAX_FRAME) }] } }), what: 'over the frame limit', big: true };
+      return {
+        data: JSON.stringify({ type: 'status', status: { conditions: [{ type: 'x'.repeat(MAX_FRAME) }] } }),
+        what: 'over the frame limit',
+        big: true,
+        malformed: true,
+      };
     default: {
       const schema = r.pick(AGENT_MESSAGES);
       const { value } = generateValid(schema, ctx);
       const v = value as Record<string, unknown>;
       if (v?.type === 'hello') v.protocolVersion = PROTOCOL_VERSION;
-      if (r.chance(0.2)) return { data: JSON.stringify(v), what: `valid ${v?.type}`, big: false };
+      if (r.chance(0.2)) return { data: JSON.stringify(v), what: `valid ${v?.type}`, big: false, malformed: false };
       const m = mutate(r, v);
       const data = m.raw ?? JSON.stringify(m.value) ?? '';
-      return { data, what: `${v?.type}: ${m.what}`, big: Buffer.byteLength(data) > MAX_FRAME };
+      return { data, what: `${v?.type}: ${m.what}`, big: Buffer.byteLength(data) > MAX_FRAME, malformed: true };
     }
   }
 }
 
 /**
- * Drives fuzzing agents over real channels: each device sends `perAgent` frames, waits for the
+ * Drives fuzzing agents over real channels: each device sends `perAgent` malformed frames (and the
+ * valid ones mixed in), waits for the
  * server to catch up every few frames (a hello must be answered with welcome), and reconnects with a
  * fresh connect token whenever the server closes its channel.
  */
@@ -74,7 +82,7 @@ export async function fuzzAgents(opts: {
   /** Generation context; `sessionIds` are ids of sessions the server opened on this channel (session.* frames aim at them). */
   ctx: (r: Prng, sessionIds: string[]) => GenContext;
 }): Promise<AgentFuzzResult> {
-  const result: AgentFuzzResult = { sent: 0, reconnects: 0, closes: {}, failures: [] };
+  const result: AgentFuzzResult = { sent: 0, malformed: 0, reconnects: 0, closes: {}, failures: [] };
 
   async function open(device: TestDevice, host: string): Promise<Channel | undefined> {
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -117,6 +125,7 @@ export async function fuzzAgents(opts: {
       let ch = await open(device, host);
       if (ch) await barrier(ch, host);
       let own = 0;
+      let mine = 0;
       while (own < opts.perAgent && ch && Date.now() < opts.deadline) {
         if (ch.closed) {
           if (ch.closed.code === 1011) result.failures.push(`${host}: server closed the channel with 1011 (internal error): ${ch.closed.reason}`);
@@ -130,8 +139,12 @@ export async function fuzzAgents(opts: {
         const f = frame(r, opts.ctx(r, ids));
         await new Promise<void>((res) => ch!.ws.send(f.data, () => res()));
         result.sent++;
-        own++;
-        if (own % 25 === 0) await barrier(ch, host);
+        mine++;
+        if (f.malformed) {
+          result.malformed++;
+          own++;
+        }
+        if (mine % 25 === 0) await barrier(ch, host);
       }
       if (ch && !ch.closed) {
         await barrier(ch, host);

@@ -63,12 +63,22 @@ export class RawClient {
   }
 }
 
-/** Runs `count` jobs with at most `concurrency` in flight; stops starting new ones after `deadline`. */
-export async function runPool(count: number, concurrency: number, deadline: number, job: (i: number) => Promise<void>): Promise<number> {
+/**
+ * Runs jobs 0, 1, 2... with at most `concurrency` in flight, up to `count` of them; stops starting new
+ * ones after `deadline` or once `done()` says enough.
+ */
+export async function runPool(
+  count: number,
+  concurrency: number,
+  deadline: number,
+  job: (i: number) => Promise<void>,
+  done: () => boolean = () => false,
+): Promise<number> {
   let next = 0;
   let started = 0;
   const worker = async () => {
     for (;;) {
+      if (done()) return;
       const i = next++;
       if (i >= count || Date.now() > deadline) return;
       started++;

@@ -11,6 +11,8 @@ export interface World {
   tokens: { admin: string; operator: string; viewer: string };
   /** Existing names per plural (setup objects, fuzz hosts). */
   names: Record<string, string[]>;
+  /** Objects made to be deleted: DELETE aims at these (the other setup objects stay for the whole run). */
+  disposable: Record<string, string[]>;
   /** Writes (PUT/PATCH/DELETE/actions) to these `<plural>/<name>` are aimed elsewhere: the fuzzer's own credentials and agents. */
   protectedNames: Set<string>;
   /** A registration token secret (may be revoked by the fuzz itself: then registrations are refused, which is fine). */
@@ -25,14 +27,23 @@ export interface PlannedRequest extends RawRequest {
   index: number;
   what: string;
   role: 'admin' | 'operator' | 'viewer' | 'none' | 'garbage';
+  /** False for the valid requests mixed in to reach deeper state (a created cluster, a session). */
+  malformed: boolean;
 }
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const ODD_METHODS = ['OPTIONS', 'HEAD', 'PROPFIND', 'MKCOL', 'PURGE', 'LINK', 'SEARCH', 'QUERY', 'COPY', 'LOCK'];
 const PLAIN_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
+/** `value`, marking the request malformed. */
+function tainted<T>(r: Prng, value: T): T {
+  r.taint();
+  return value;
+}
+
 /** Path segments that are not names: traversal, encodings, control characters, prototype names, lengths. */
 function garbageSegment(r: Prng): string {
+  r.taint();
   return r.weighted<() => string>([
     [3, () => '%00'],
     [2, () => `a%00b`],
@@ -132,7 +143,8 @@ function queryValue(r: Prng, key: string): string {
 }
 
 function queryString(r: Prng, keys: string[]): string {
-  if (!r.chance(0.6)) return '';
+  if (!r.chance(0.45)) return '';
+  r.taint();
   const all = [...keys, 'limit', 'continue', 'labelSelector', 'fieldSelector', '__proto__', 'constructor', 'x', 'watch', 'ticket'];
   const n = r.int(1, 4);
   const parts: string[] = [];
@@ -185,13 +197,15 @@ export class HttpFuzzer {
   }
 
   private role(r: Prng): PlannedRequest['role'] {
-    return r.weighted<PlannedRequest['role']>([
+    const role = r.weighted<PlannedRequest['role']>([
       [80, 'admin'],
       [8, 'operator'],
       [6, 'viewer'],
       [3, 'none'],
       [3, 'garbage'],
     ]);
+    if (role === 'none' || role === 'garbage') r.taint();
+    return role;
   }
 
   private authHeader(role: PlannedRequest['role'], r: Prng): Record<string, string> {
@@ -246,6 +260,7 @@ export class HttpFuzzer {
       [1, 'application/json, text/plain'],
     ]);
     const headers: Record<string, string> = {};
+    if (ct !== 'application/json' && ct !== 'application/merge-patch+json') r.taint();
     if (ct !== undefined) headers['content-type'] = ct;
     if (ct !== 'application/json' && ct !== 'application/merge-patch+json') what += `, content-type ${ct ?? 'none'}`;
     return { body: text, headers, what };
@@ -256,9 +271,11 @@ export class HttpFuzzer {
    * earlier request may have created (`fz-<index>`), a fresh name, or garbage.
    */
   private nameFor(r: Prng, plural: string, write: boolean, ctx: GenContext, index: number, del = false): string {
-    const existing = del ? [] : (this.world.names[plural] ?? []).filter((n) => !(write && this.world.protectedNames.has(`${plural}/${n}`)));
+    const existing = del
+      ? (this.world.disposable[plural] ?? [])
+      : (this.world.names[plural] ?? []).filter((n) => !(write && this.world.protectedNames.has(`${plural}/${n}`)));
     return r.weighted<() => string>([
-      [del ? 0 : 5, () => (existing.length ? r.pick(existing) : ctx.fresh())],
+      [5, () => (existing.length ? r.pick(existing) : ctx.fresh())],
       [index > 0 ? 3 : 0, () => `fz-${r.int(0, index - 1).toString(36)}`],
       [2, () => ctx.fresh()],
       [3, () => garbageSegment(r)],
@@ -274,9 +291,9 @@ export class HttpFuzzer {
     const kind = r.pick(KINDS);
     const plural = r.weighted<() => string>([
       [20, () => kind.plural],
-      [1, () => kind.singular],
-      [1, () => kind.kind],
-      [1, () => kind.plural.toUpperCase()],
+      [1, () => tainted(r, kind.singular)],
+      [1, () => tainted(r, kind.kind)],
+      [1, () => tainted(r, kind.plural.toUpperCase())],
       [1, () => garbageSegment(r)],
     ])();
     const op = r.weighted<string>([
@@ -288,7 +305,7 @@ export class HttpFuzzer {
       [1, 'delete'],
       [3, 'verb'],
     ]);
-    const mutateIt = r.chance(0.85);
+    const mutateIt = r.chance(0.75);
     switch (op) {
       case 'list':
         return { method: 'GET', path: `/api/v1/${plural}${queryString(r, [])}`, headers: {}, what: 'list' };
@@ -326,10 +343,10 @@ export class HttpFuzzer {
       default: {
         const verb = r.weighted<() => string>([
           [6, () => (kind.verbs.length ? r.pick(kind.verbs) : r.pick(KINDS.flatMap((k) => k.verbs)))],
-          [2, () => r.pick(KINDS.flatMap((k) => k.verbs))],
-          [4, () => r.pick(PROTO_KEYS)],
+          [2, () => tainted(r, r.pick(KINDS.flatMap((k) => k.verbs)))],
+          [4, () => tainted(r, r.pick(PROTO_KEYS))],
           [2, () => garbageSegment(r)],
-          [1, () => r.pick(['installer', 'sessions', 'reset', 'plan', 'kubeconfig', 'revisions', 'vms', 'attach', 'recording', 'reject-key'])],
+          [1, () => tainted(r, r.pick(['installer', 'sessions', 'reset', 'plan', 'kubeconfig', 'revisions', 'vms', 'attach', 'recording', 'reject-key']))],
         ])();
         const name = this.nameFor(r, kind.plural, true, ctx, index);
         const withBody = r.chance(0.4);
@@ -349,7 +366,8 @@ export class HttpFuzzer {
     const plural = op.path.split('/')[3] ?? '';
     const write = WRITE_METHODS.has(op.method);
     const path = op.path.replace(/\{(\w+)\}/g, (_m, p: string) => {
-      if (p === 'name') return this.nameFor(r, plural, write, ctx, index, op.method === 'DELETE');
+      // Sessions may open on the fuzzing agents' hosts (protected from other writes).
+      if (p === 'name') return this.nameFor(r, plural, write && !op.path.endsWith('/sessions'), ctx, index, op.method === 'DELETE');
       if (p === 'revision') return r.pick(['1', '2', '0', '-1', '1.5', '999999999999999999999999', String(2 ** 31), 'x', garbageSegment(r)]);
       if (p === 'code') return r.pick(['ABCDEFGH', '2345-6789', 'abcdefgh', 'IIIIOOOO', garbageSegment(r)]);
       return r.chance(0.5) ? garbageSegment(r) : ctx.fresh();
@@ -378,7 +396,7 @@ export class HttpFuzzer {
         v.token = r.chance(0.7) ? this.world.registrationSecret : `eprt_${r.hex(32)}`;
       }
     }
-    const e = this.encode(r, value, r.chance(0.85));
+    const e = this.encode(r, value, r.chance(0.75));
     return { method: op.method, path: `${path}${query}`, ...e };
   }
 
@@ -393,7 +411,8 @@ export class HttpFuzzer {
     let req: { method: string; path: string; body?: string; headers: Record<string, string>; what: string };
     if (source === 'generic') req = this.genericRequest(r, ctx, index);
     else if (source === 'openapi') req = await this.openapiRequest(r, ctx, index);
-    else
+    else {
+      r.taint();
       req = {
         method: r.pick([...ODD_METHODS, ...PLAIN_METHODS]),
         path: r.pick([
@@ -417,17 +436,22 @@ export class HttpFuzzer {
         headers: {},
         what: 'odd method or path',
       };
+    }
     let method = req.method;
     // Now and then the right path with the wrong method.
-    if (source !== 'odd' && r.chance(0.05)) method = r.pick([...ODD_METHODS, ...PLAIN_METHODS]);
+    if (source !== 'odd' && r.chance(0.05)) {
+      method = r.pick([...ODD_METHODS, ...PLAIN_METHODS]);
+      r.taint();
+    }
     let path = req.path;
     // The fuzzer must keep its own credentials and agents: writes to them go to an unknown name instead.
     if (method !== 'GET' && method !== 'HEAD') path = this.redirectProtected(path, ctx);
     const headers = { ...req.headers, ...this.authHeader(role, r) };
-    if (r.chance(0.03)) headers.accept = r.pick(['application/xml', 'text/event-stream', '*/*;q=0', '\u00e9'.normalize('NFC')]);
+    if (r.chance(0.03)) r.taint();
+    if (r.malformed && r.chance(0.03)) headers.accept = r.pick(['application/xml', 'text/event-stream', '*/*;q=0', '\u00e9'.normalize('NFC')]);
     const body = method === 'GET' || method === 'HEAD' ? (r.chance(0.05) ? req.body : undefined) : req.body;
     if (body === undefined) delete headers['content-type'];
-    return { index, method, path, headers, body, role, what: `${source}: ${req.what}` };
+    return { index, method, path, headers, body, role, what: `${source}: ${req.what}`, malformed: r.malformed };
   }
 
   private redirectProtected(path: string, ctx: GenContext): string {

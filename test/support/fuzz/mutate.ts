@@ -41,6 +41,7 @@ export function pct(s: string): string {
 
 /** Hostile strings: control characters, unicode edge cases, traversal, injection, prototype names, lengths. */
 export function weirdString(r: Prng): string {
+  r.taint();
   return r.weighted<() => string>([
     [3, () => `a\u0000b`],
     [2, () => '\u0000'],
@@ -78,6 +79,7 @@ export function weirdString(r: Prng): string {
 }
 
 export function weirdNumber(r: Prng): number {
+  r.taint();
   return r.pick(NUMBERS);
 }
 
@@ -115,6 +117,7 @@ const MARK = '"\u0001raw\u0001"';
 
 /** One mutation of `valid`. */
 export function mutate(r: Prng, valid: unknown): Mutated {
+  r.taint();
   const root = clone(valid) ?? {};
   const all = slots(root);
   const slot = r.pick(all);

@@ -8,6 +8,17 @@ export class Prng {
   private c: number;
   private d: number;
 
+  /**
+   * Set by the fuzzer whenever it puts something invalid into the input this generator builds (a
+   * mutated body, a garbage path segment, a wrong content type...): counts malformed inputs apart from
+   * the valid ones sent to reach deeper code. One generator per request or frame, so no sharing.
+   */
+  malformed = false;
+
+  taint(): void {
+    this.malformed = true;
+  }
+
   constructor(readonly seed: number) {
     this.a = 0x9e3779b9;
     this.b = 0x243f6a88;

@@ -92,7 +92,8 @@ function genNumber(d: Def, ctx: GenContext): number {
   if (!Number.isFinite(min)) min = 0;
   if (max < min) max = min + 10;
   const hi = Math.min(max, min + 20);
-  const n = ctx.rng.int(Math.ceil(min), Math.floor(hi));
+  // The smallest value is often the only one that refers to something real (revision 1).
+  const n = ctx.rng.chance(0.5) ? Math.ceil(min) : ctx.rng.int(Math.ceil(min), Math.floor(hi));
   return int ? n : n + (ctx.rng.chance(0.3) ? 0.5 : 0);
 }
 
