@@ -43,6 +43,9 @@ export interface AgentEvents {
   pairing: [PairingInfo | undefined];
 }
 
+/** Below the server's event budget per host (burst 50, 1 per second), so nothing queued is dropped. */
+const EVENT_SEND_BURST = 40;
+const EVENT_SEND_PER_SECOND = 0.9;
 /** Runs a received spec (the managers of later issues plug in here); may return a new status to report. */
 // biome-ignore lint/suspicious/noConfusingVoidType: lets a hook that reports nothing be a plain `async () => {}`
 export type SpecHook = (spec: DesiredHostSpec, generation: number) => Promise<AgentStatus | void>;
@@ -91,6 +94,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private generation?: number;
   private status: AgentStatus = {};
   private heartbeatSeq = 0;
+  /** A local token bucket that keeps event sends under the server's per-host budget. */
+  private eventTokens = EVENT_SEND_BURST;
+  private eventTokensAt = Date.now();
+  private eventPacer?: NodeJS.Timeout;
   /** Specs are applied one after another, in the order received. */
   private specChain: Promise<void> = Promise.resolve();
 
@@ -199,6 +206,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!this.starting) return;
     await this.starting.catch(() => {});
     this.abort.abort();
+    clearTimeout(this.eventPacer);
+    this.eventPacer = undefined;
     await this.runner?.stop();
     await this.channel?.close(1000, 'agent stopping', this.timing.closeTimeoutMs);
     await this.loop;
@@ -401,12 +410,33 @@ export class Agent extends EventEmitter<AgentEvents> {
     channel.send(msg, (err) => err && this.logger.debug({ err: err.message, type: msg.type }, 'send failed'));
   }
 
+  /**
+   * Sends queued events at the pace the server accepts (it drops events over a per-host budget of
+   * 50 at once, then 1 per second): a backlog queued while offline drains instead of being dropped.
+   */
   private flushEvents(): void {
     const channel = this.channel;
     if (!channel) return;
-    for (const event of this.events.take()) {
+    const now = Date.now();
+    this.eventTokens = Math.min(EVENT_SEND_BURST, this.eventTokens + ((now - this.eventTokensAt) / 1000) * EVENT_SEND_PER_SECOND);
+    this.eventTokensAt = now;
+    const batch = this.events.take();
+    const allowed = Math.floor(this.eventTokens);
+    for (const [i, event] of batch.entries()) {
+      if (i >= allowed) {
+        this.events.unsent(event.id);
+        continue;
+      }
+      this.eventTokens--;
       const accepted = channel.send(event, (err) => (err ? this.events.unsent(event.id) : this.events.sent(event.id)));
       if (!accepted) this.events.unsent(event.id);
+    }
+    if (batch.length > allowed && !this.eventPacer) {
+      this.eventPacer = setTimeout(() => {
+        this.eventPacer = undefined;
+        if (!this.abort.signal.aborted) this.flushEvents();
+      }, 1000 / EVENT_SEND_PER_SECOND);
+      this.eventPacer.unref?.();
     }
   }
 }

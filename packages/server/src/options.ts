@@ -25,7 +25,7 @@ export interface ServerOptions {
   keepAliveTimeoutMs?: number;
   /** Requests served on one keep-alive connection before it is closed; default 1000, 0 means no limit. */
   maxRequestsPerSocket?: number;
-  /** Open connections at once (agent channels included); more are closed on accept; default 10000. */
+  /** Open connections at once (agent channels included); more are closed on accept; default 20000. */
   maxConnections?: number;
   /** Proxies (IPs or CIDRs) whose X-Forwarded-For/-Proto/-Host are believed; default none. */
   trustedProxies?: string[];

@@ -110,7 +110,7 @@ export function registerServer(program: Command, ctx: CommandContext): void {
       intArg('--max-requests-per-socket', { allowZero: true }),
       1000,
     )
-    .option('--max-connections <n>', 'open connections at once, agent channels included; more are closed on accept', intArg('--max-connections'), 10000)
+    .option('--max-connections <n>', 'open connections at once, agent channels included; more are closed on accept', intArg('--max-connections'), 20000)
     .option('--max-pending-pairings <n>', 'unclaimed pairing sessions held at once; more starts answer 429', intArg('--max-pending-pairings'), 10000)
     .option(
       '--max-pending-pairings-per-source <n>',

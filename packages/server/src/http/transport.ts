@@ -10,7 +10,7 @@ export const TRANSPORT_DEFAULTS = {
   connectionTimeoutMs: 120_000,
   keepAliveTimeoutMs: 72_000,
   maxRequestsPerSocket: 1000,
-  maxConnections: 10_000,
+  maxConnections: 20_000,
 };
 
 /** What buildApp hands to the Fastify constructor, plus the connection cap it sets on the server. */
