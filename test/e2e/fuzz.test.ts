@@ -170,6 +170,8 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
       const statuses: Record<string, number> = {};
       /** 2xx answers per route shape: what the fuzz got through validation to, printed as coverage. */
       const accepted = new Map<string, number>();
+      /** Well-formed requests the server refused, by route and code: where valid bodies miss the state they need. */
+      const refusedValid = new Map<string, number>();
       const touched = new Set<string>();
       const namesIn2xx = new Set<string>();
       const agentHosts = new Set([...fuzzHosts.map((h) => `edgehosts/${h.host}`), `edgehosts/${fuzzKey.host}`]);
@@ -178,7 +180,11 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
 
       const ctxFor = (r: Prng, sessionIds: string[]): GenContext => ({
         rng: r,
-        names: (key) => (key === 'host' ? fuzzHosts.map((h) => h.host) : key === 'id' && sessionIds.length ? sessionIds : ['fz-event', 'default']),
+        names: (key) => {
+          const last = key.split('.').pop();
+          if (last === 'host') return fuzzHosts.map((h) => h.host);
+          return last === 'id' && sessionIds.length ? sessionIds : ['fz-event', 'default'];
+        },
         fresh: () => `fz-${r.hex(6)}`,
       });
       // Agent frames run beside the HTTP requests: channels and API share the store, as in production.
@@ -198,13 +204,23 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
           statuses[key] = (statuses[key] ?? 0) + 1;
           if (res.status >= 500) fiveXx.push(`${describeReq(req)}\n    -> ${res.status} ${excerpt(res.text)}`);
           else if (res.error && !res.error.startsWith('client refused')) noAnswer.push(`${describeReq(req)}\n    -> ${res.error}`);
+          const shape = `${req.method} ${req.path
+            .split('?')[0]!
+            .split('/')
+            .map((seg, n) => (n === 4 ? ':name' : seg))
+            .join('/')
+            .slice(0, 60)}`;
+          if (!req.malformed && res.status >= 400 && res.status < 500) {
+            let code = String(res.status);
+            try {
+              code = JSON.parse(res.text).error.code;
+            } catch {
+              // Not our error format: the status says enough.
+            }
+            refusedValid.set(`${shape} ${code}`, (refusedValid.get(`${shape} ${code}`) ?? 0) + 1);
+          }
           if (res.status >= 200 && res.status < 300) {
-            const shape = req.path
-              .split('?')[0]!
-              .split('/')
-              .map((seg, n) => (n === 4 ? ':name' : seg))
-              .join('/');
-            accepted.set(`${req.method} ${shape}`, (accepted.get(`${req.method} ${shape}`) ?? 0) + 1);
+            accepted.set(shape, (accepted.get(shape) ?? 0) + 1);
             // A registration counts a use on its token: the fuzzer's valid bodies carry the fz-agents secret.
             if (req.path.startsWith('/agent/v1/register')) touched.add('registrationtokens/fz-agents');
             for (const k of touchedBy(req, res)) {
@@ -236,6 +252,8 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
           `${upgradeSent} upgrades ${JSON.stringify(upgrades)}`,
       );
       console.log(`${dialect}: 2xx by route: ${[...accepted].map(([k, n]) => `${k} ${n}`).join(', ')}`);
+      const topRefused = [...refusedValid].sort((a, b) => b[1] - a[1]).slice(0, 20);
+      console.log(`${dialect}: well-formed requests refused (top 20): ${topRefused.map(([k, n]) => `${k} ${n}`).join(', ')}`);
       for (const line of fiveXx) console.log(`5xx ${line}`);
       for (const line of noAnswer) console.log(`no answer ${line}`);
 
@@ -250,6 +268,12 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         const spec = o?.spec as { nodes?: { host?: string }[]; appliance?: string } | undefined;
         for (const n of spec?.nodes ?? []) if (n.host) touched.add(`edgehosts/${n.host}`);
         if (spec?.appliance) touched.add(`edgehosts/${spec.appliance}`);
+      }
+      // And the other way: a user's API tokens go with the user, a host's remote sessions end with the host.
+      for (const [k, o] of before.objects) {
+        const spec = o.spec as { user?: string; host?: string } | undefined;
+        if (k.startsWith('apitokens/') && touched.has(`users/${spec?.user}`)) touched.add(k);
+        if (k.startsWith('remotesessions/') && touched.has(`edgehosts/${spec?.host}`)) touched.add(k);
       }
       const usedTokens = new Set([...before.objects.keys()].filter((k) => k.startsWith('apitokens/') && world.protectedNames.has(k)));
       console.log(

@@ -187,7 +187,8 @@ export class HttpFuzzer {
     return {
       rng: r,
       names: (key) => {
-        const plural = byKey[key.toLowerCase()];
+        const [parent, last] = key.toLowerCase().split('.').slice(-2);
+        const plural = last === undefined ? byKey[parent!] : last === 'name' ? byKey[parent!] : byKey[last];
         const own = plural ? (w.names[plural] ?? []) : [];
         return own.length ? own : all;
       },
@@ -362,7 +363,8 @@ export class HttpFuzzer {
     ctx: GenContext,
     index: number,
   ): Promise<{ method: string; path: string; body?: string; headers: Record<string, string>; what: string }> {
-    const op = r.pick(this.world.openapi);
+    // Operations that take a body (writes) are picked three times as often as reads.
+    const op = r.weighted(this.world.openapi.map((o) => [o.bodySchema ? 3 : 1, o] as const));
     const plural = op.path.split('/')[3] ?? '';
     const write = WRITE_METHODS.has(op.method);
     const path = op.path.replace(/\{(\w+)\}/g, (_m, p: string) => {

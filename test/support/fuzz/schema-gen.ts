@@ -17,7 +17,7 @@ type Def = {
 
 export interface GenContext {
   rng: Prng;
-  /** Names of resources that exist (or may): references in bodies point at them often. */
+  /** Names of resources that exist (or may): references in bodies point at them often. `key` is `parent.key`. */
   names(key: string): string[];
   /** A fresh name nobody used yet (metadata.name of creates). */
   fresh(): string;
@@ -30,7 +30,7 @@ const HEX64 = 'a'.repeat(16) + 'b'.repeat(16) + '0123456789abcdef'.repeat(2);
 /** Strings that satisfy the protocol's regexes and formats; each leaf takes the first that parses. */
 function stringPool(ctx: GenContext, key: string): string[] {
   const r = ctx.rng;
-  const k = key.toLowerCase();
+  const k = key.toLowerCase().split('.').pop() ?? '';
   const byKey: string[] = [];
   if (/image/.test(k)) byKey.push(`127.0.0.1:9/edge/os:${r.int(1, 9)}.0@sha256:${HEX64}`, '127.0.0.1:9/edge/os:1.0');
   if (/digest/.test(k)) byKey.push(`sha256:${HEX64}`);
@@ -172,8 +172,10 @@ export function generate(schema: z.ZodType, ctx: GenContext, key = '', depth = 0
     }
     case 'object': {
       const out: Record<string, unknown> = {};
+      // The key path's last two segments (`profile.name`) tell which kind a reference names.
+      const parent = key.split('.').pop();
       for (const [k, s] of Object.entries(d.shape as Record<string, z.ZodType>)) {
-        const v = generate(s, ctx, k, depth + 1);
+        const v = generate(s, ctx, parent ? `${parent}.${k}` : k, depth + 1);
         if (v !== undefined) out[k] = v;
       }
       return out;
