@@ -49,6 +49,8 @@ export interface AppDeps {
   registrationConcurrency?: number;
   /** Caps on pending pairing sessions (see PairingSessions); defaults when absent. */
   pairingCaps?: Partial<PairingCaps>;
+  /** Watch streams one API token may hold open at once; default 20. */
+  maxWatchesPerToken?: number;
   /** Timeouts, connection cap, trusted proxies and TLS (resolveTransport); Fastify's defaults when absent. */
   transport?: Transport;
   /** The server's public URL: generated links use it instead of the request's Host header. */
@@ -158,7 +160,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   watch.start();
   app.addHook('onClose', async () => watch.stop());
   await app.register(async (scope) => whoamiRoutes(scope, { db: store.db, services: () => SERVICES }));
-  await app.register(async (scope) => watchRoutes(scope, { db: store.db, watch, services: () => SERVICES }));
+  await app.register(async (scope) => watchRoutes(scope, { db: store.db, watch, services: () => SERVICES, maxWatchesPerToken: deps.maxWatchesPerToken }));
   await app.register(async (scope) => summaryRoutes(scope, { db: store.db }));
   await app.register(async (scope) => consoleRoutes(scope));
   return app;

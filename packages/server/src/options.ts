@@ -40,6 +40,8 @@ export interface ServerOptions {
   maxPendingPairings?: number;
   /** Pending pairing sessions opened from one source address (IPv6: one /64); default 20. */
   maxPendingPairingsPerSource?: number;
+  /** Watch streams one API token may hold open at once; more answer 429 RateLimited; default 20. */
+  maxWatchesPerToken?: number;
   /** Events older than this many days are deleted; default 7. */
   eventRetentionDays?: number;
   /** Events kept per involved object (host, cluster, ...), the newest; default 1000. */

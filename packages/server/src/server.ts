@@ -70,6 +70,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       transport,
       publicUrl: options.publicUrl,
       allowedRegistries: options.allowedRegistries,
+      maxWatchesPerToken: options.maxWatchesPerToken,
     });
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 8080 });

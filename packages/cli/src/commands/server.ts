@@ -26,6 +26,7 @@ interface ServerCommandOptions {
   allowedRegistries?: string[];
   maxPendingPairings: number;
   maxPendingPairingsPerSource: number;
+  maxWatchesPerToken: number;
   eventRetentionDays: number;
   maxEventsPerObject: number;
 }
@@ -118,6 +119,7 @@ export function registerServer(program: Command, ctx: CommandContext): void {
       intArg('--max-pending-pairings-per-source'),
       20,
     )
+    .option('--max-watches-per-token <n>', 'watch streams (console tabs, `get -w`) one API token may hold open at once', intArg('--max-watches-per-token'), 20)
     .option('--event-retention-days <days>', 'delete events older than this', intArg('--event-retention-days'), 7)
     .option('--max-events-per-object <n>', 'keep only the newest events of each host, cluster, ...', intArg('--max-events-per-object'), 1000)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
@@ -156,6 +158,7 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         allowedRegistries: opts.allowedRegistries,
         maxPendingPairings: opts.maxPendingPairings,
         maxPendingPairingsPerSource: opts.maxPendingPairingsPerSource,
+        maxWatchesPerToken: opts.maxWatchesPerToken,
         eventRetentionDays: opts.eventRetentionDays,
         maxEventsPerObject: opts.maxEventsPerObject,
       });

@@ -132,4 +132,17 @@ describe.each(DIALECTS)('watch credentials on %s', (dialect) => {
     }, 2000);
     for (const w of alive) w.ws.close();
   });
+
+  it('takes the per-token cap from the server option', async () => {
+    const small = await testServer(dialect, { maxWatchesPerToken: 2 });
+    try {
+      const a = await openWatch(small, small.admin);
+      const b = await openWatch(small, small.admin);
+      expect(await openWatch(small, small.admin).catch((e) => e)).toMatchObject({ status: 429, body: { error: { code: 'RateLimited' } } });
+      a.ws.close();
+      b.ws.close();
+    } finally {
+      await small.close();
+    }
+  });
 });
