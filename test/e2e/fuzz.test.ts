@@ -5,7 +5,7 @@ import { DIALECTS } from '../support/db.js';
 import { register, TestDevice } from '../support/device.js';
 import { fuzzAgents } from '../support/fuzz/agent-fuzz.js';
 import { RawClient, runPool } from '../support/fuzz/http-client.js';
-import { HttpFuzzer, openapiOperations, type PlannedRequest, touchedBy, type World } from '../support/fuzz/http-fuzz.js';
+import { HttpFuzzer, openapiOperations, type PlannedRequest, ROUTES_BEYOND_OPENAPI, touchedBy, type World } from '../support/fuzz/http-fuzz.js';
 import { fuzzSeed, Prng } from '../support/fuzz/prng.js';
 import type { GenContext } from '../support/fuzz/schema-gen.js';
 import { dumpStore, type StoreDump, unexplainedDifferences } from '../support/fuzz/store-dump.js';
@@ -148,7 +148,7 @@ describe.each(DIALECTS)('fuzzing the public interface on %s', (dialect) => {
         const d = await TestDevice.create(deviceUid);
         return { publicKey: d.jwk, proof: await d.sign({ sub: deviceUid, aud: REGISTER_AUDIENCE }) };
       },
-      openapi: openapiOperations(openapi),
+      openapi: [...openapiOperations(openapi), ...ROUTES_BEYOND_OPENAPI],
     };
     before = await dumpStore(t.url, t.admin);
   });

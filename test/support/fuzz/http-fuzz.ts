@@ -486,6 +486,21 @@ export function schemaNamed(component: string): z.ZodType | undefined {
   return s && typeof s === 'object' && '_zod' in s ? (s as z.ZodType) : undefined;
 }
 
+/**
+ * Routes the server serves that the OpenAPI document does not list: fuzzed all the same, with the
+ * body schema their handlers parse.
+ */
+export const ROUTES_BEYOND_OPENAPI: World['openapi'] = [
+  { path: '/api/v1/clusters/{name}/kubeconfig', method: 'GET' },
+  { path: '/api/v1/clusters/{name}/plan', method: 'POST', bodySchema: 'ClusterInput' },
+  { path: '/api/v1/edgehosts/{name}/reset', method: 'POST' },
+  { path: '/api/v1/clusterprofiles/{name}/revisions', method: 'GET' },
+  { path: '/api/v1/clusterprofiles/{name}/revisions/{revision}', method: 'GET' },
+  { path: '/api/v1/whoami', method: 'GET' },
+  { path: '/api/v1/summary', method: 'GET' },
+  { path: '/api/v1/watch', method: 'GET' },
+];
+
 /** Operations of the served OpenAPI document, with the component their JSON body refers to. */
 export function openapiOperations(doc: { paths: Record<string, Record<string, unknown>> }): World['openapi'] {
   const out: World['openapi'] = [];
