@@ -1,9 +1,12 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ErrorBody } from '@edgeplane/protocol';
+import { EdgeplaneError, type ErrorBody } from '@edgeplane/protocol';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
+
+/** Fastify's default maxParamLength: a longer path parameter makes the router skip the route. */
+const MAX_PARAM_LENGTH = 100;
 
 /** Paths the console never shadows: unknown URLs under them stay JSON 404s. */
 const SERVER_PREFIXES = ['/api/', '/agent/', '/healthz', '/readyz', '/metrics'];
@@ -75,6 +78,12 @@ export async function consoleRoutes(app: FastifyInstance, opts: { dir?: string }
   app.get('/*', async (req, reply) => {
     const path = req.url.split('?')[0];
     if (SERVER_PREFIXES.some((p) => path === p.replace(/\/$/, '') || path.startsWith(p))) {
+      // The router falls back to this wildcard when a path parameter is over its length limit (names
+      // are at most 63 characters): answer that as the router would without the console.
+      if (path.split('/').some((segment) => segment.length > MAX_PARAM_LENGTH))
+        throw new EdgeplaneError('UriTooLong', `a path segment of ${req.method} ${path.slice(0, 120)}... is over ${MAX_PARAM_LENGTH} characters`, {
+          fastifyCode: 'FST_ERR_MAX_PARAM_LENGTH',
+        });
       return reply.status(404).send({ error: { code: 'NotFound', message: `no route ${req.method} ${path}` } } satisfies ErrorBody);
     }
     return sendIndex(reply);
