@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PAIRING_CODE_ALPHABET } from '@edgeplane/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -214,6 +214,24 @@ describe('file modes', () => {
       await t.server.close();
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('default bind', () => {
+  it('listens on loopback only unless --host is given', async () => {
+    const t = await testServer('sqlite', { host: undefined });
+    try {
+      const url = new URL(t.url);
+      expect(url.hostname).toBe('127.0.0.1');
+      expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+      // Another interface of this machine (when it has one) gets no answer.
+      const external = Object.values(networkInterfaces())
+        .flat()
+        .find((a) => a && a.family === 'IPv4' && !a.internal);
+      if (external) await expect(fetch(`http://${external.address}:${url.port}/healthz`)).rejects.toThrow();
+    } finally {
+      await t.close();
     }
   });
 });
