@@ -61,11 +61,13 @@ describe.each(DIALECTS)('agent registration and channel on %s', (dialect) => {
     ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-2' }));
     await waitFor(() => messages.find((m) => m.type === 'welcome'));
     expect(messages.find((m) => m.type === 'welcome')).toMatchObject({ state: 'pending-approval', heartbeatIntervalSeconds: 0.5, hostName: r.body.hostName });
-    expect(messages.find((m) => m.type === 'spec')).toBeDefined();
+    // No work before approval: the spec follows it.
+    expect(messages.find((m) => m.type === 'spec')).toBeUndefined();
     await waitFor(async () => (await host(r.body.hostName)).status.connectivity === 'online');
     expect((await host(r.body.hostName)).status.agentVersion).toBe('test-2');
     await t.api('POST', `/api/v1/edgehosts/${r.body.hostName}/approve`);
     await waitFor(() => messages.find((m) => m.type === 'state' && m.state === 'ready'));
+    await waitFor(() => messages.find((m) => m.type === 'spec'));
     const twice = await t.api('POST', `/api/v1/edgehosts/${r.body.hostName}/approve`);
     expect(twice.body.error.code).toBe('InvalidState');
     // An invalid message is answered with an error and does not kill the channel.

@@ -122,7 +122,8 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
           state: row.state as 'ready',
           heartbeatIntervalSeconds: hub.options.heartbeatIntervalSeconds,
         });
-        await hub.sendSpec(host, row);
+        // A host waiting for approval gets no work: its spec follows the approval (ConnectionHub.hostChanged).
+        if (row.state !== 'pending-approval') await hub.sendSpec(host, row);
         break;
       }
       case 'heartbeat':

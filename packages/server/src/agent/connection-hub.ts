@@ -132,8 +132,9 @@ export class ConnectionHub implements HostNotifier {
   /** Sends the host's current spec to its agent, if connected here (after the spec changed in the store). */
   async pushSpec(name: string): Promise<boolean> {
     if (!this.conns.has(name)) return false;
-    const row = await this.db.selectFrom('edge_hosts').select(['spec', 'generation']).where('name', '=', name).executeTakeFirst();
-    return !!row && this.sendSpec(name, row);
+    const row = await this.db.selectFrom('edge_hosts').select(['spec', 'generation', 'state']).where('name', '=', name).executeTakeFirst();
+    // A host waiting for approval gets no work until it is approved.
+    return !!row && row.state !== 'pending-approval' && this.sendSpec(name, row);
   }
 
   hostChanged(name: string, change: HostChange): void {
@@ -150,7 +151,10 @@ export class ConnectionHub implements HostNotifier {
       void findHostKeys(this.db, name).then((row) => {
         if (!row) return;
         if (keyFingerprint(row.public_key) !== c.keyFingerprint) c.socket.close(CLOSE_CODES.unauthorized, 'device key superseded');
-        else this.send(name, { type: 'state', state: 'ready' });
+        else {
+          this.send(name, { type: 'state', state: 'ready' });
+          void this.pushSpec(name);
+        }
       });
     }
   }

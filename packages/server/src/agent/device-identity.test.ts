@@ -148,6 +148,22 @@ describe.each(DIALECTS)('device identity under attack on %s', (dialect) => {
     expect((await get(`/api/v1/remotesessions?limit=100`)).items.filter((x: any) => x.spec.host === pending.name)).toHaveLength(0);
   });
 
+  it('gives a host waiting for approval no spec until it is approved', async () => {
+    const manual = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'wait' }, spec: {} })).body.status.token;
+    const n = await FakeNode.create(t, manual);
+    nodes.push(n);
+    expect((await get(`/api/v1/edgehosts/${n.name}`)).status.state).toBe('pending-approval');
+    expect(n.messages.some((m) => m.type === 'welcome')).toBe(true);
+    expect(
+      (await t.api('PATCH', `/api/v1/edgehosts/${n.name}`, { spec: { displayName: 'till 3' } }, { contentType: 'application/merge-patch+json' })).status,
+    ).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(n.spec()).toBeUndefined();
+    expect((await t.api('POST', `/api/v1/edgehosts/${n.name}/approve`)).status).toBe(200);
+    await waitFor(() => n.spec());
+    expect(n.messages.some((m) => m.type === 'state' && m.state === 'ready')).toBe(true);
+  });
+
   it('binds a pre-registered UID only with its pairing key: a generic token only asks for approval', async () => {
     const uid = `VICTIM-SERIAL-${dialect}`;
     const pre = await t.api('POST', '/api/v1/edgehosts', { metadata: { labels: { tier: 'payments' } }, spec: { deviceUid: uid } });
