@@ -235,8 +235,12 @@ describe.each(DIALECTS)('registration modes end to end on %s', (dialect) => {
     expect(described.stdout).toContain('KeyChangePending');
     expect(described.stdout).toMatch(/inventory:[\s\S]*productName/);
 
-    const approved = await t.api('POST', `/api/v1/edgehosts/${name}/approve`);
-    expect(approved.body.status.keyFingerprint).toBe(h.status.pendingKeyFingerprint);
+    // The device's log names the fingerprint the operator checks before approving that very key.
+    const pendingLine = second.log.lines.find((l) => l.errorCode === 'DeviceKeyPending');
+    expect(pendingLine.msg).toContain(h.status.pendingKeyFingerprint);
+    const approvedCli = await cli(['approve-key', 'host', name, '--fingerprint', h.status.pendingKeyFingerprint.slice(0, 16)], env);
+    expect(approvedCli.code, approvedCli.out).toBe(0);
+    expect((await host(name)).status.keyFingerprint).toBe(h.status.pendingKeyFingerprint);
     await waitFor(() => second.agent.connected && second.agent.state === 'ready', 10_000);
     // The old key can no longer connect: its agent is dropped and refused from now on.
     await waitFor(() => first.log.lines.some((l) => l.errorCode === 'ConnectTokenInvalid'), 10_000);

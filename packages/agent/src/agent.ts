@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -285,13 +285,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       const rejected = outcome.code === CLOSE_CODES.rejected || outcome.errorCode === 'HostRejected';
       // This device's key waits for an operator (the host is bound to another key): nothing to do but wait.
       const keyPending = outcome.errorCode === 'DeviceKeyPending';
+      // What the server shows as status.pendingKeyFingerprint: sha256 of the public key's x, in hex.
+      const keyFingerprint = createHash('sha256').update(identity.publicKey.x).digest('hex');
       if (rejected || keyPending) delayMs = Math.max(delayMs, this.timing.slowRetryMs);
       const log = { code: outcome.code, reason: outcome.reason || undefined, httpStatus: outcome.httpStatus, errorCode: outcome.errorCode, retryInMs: delayMs };
       if (rejected) this.logger.error(log, 'host is rejected by the server; an operator must approve it again');
       else if (keyPending)
         this.logger.warn(
           log,
-          `this device's key waits for an operator's approval (host ${this.registration.hostName} is bound to another key): edgeplane approve host ${this.registration.hostName}`,
+          `this device's key (fingerprint ${keyFingerprint}) waits for an operator's approval; host ${this.registration.hostName} is bound to another key: edgeplane approve-key host ${this.registration.hostName} --fingerprint ${keyFingerprint.slice(0, 16)}`,
         );
       else if (outcome.httpStatus)
         this.logger.error({ ...log, message: outcome.errorMessage }, `server refused the connection: ${outcome.errorCode ?? `HTTP ${outcome.httpStatus}`}`);

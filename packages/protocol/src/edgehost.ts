@@ -90,3 +90,15 @@ export type EdgeHostStatus = z.infer<typeof EdgeHostStatus>;
 export const EdgeHost = resourceSchema('EdgeHost', EdgeHostSpec, EdgeHostStatus);
 export type EdgeHost = z.infer<typeof EdgeHost>;
 export const EdgeHostInput = resourceInputSchema('EdgeHost', EdgeHostSpec);
+
+/**
+ * Body of `POST /api/v1/edgehosts/<name>/approve-key`: the pending key the operator checked
+ * (`status.pendingKeyFingerprint`, or at least its first 16 hex characters). A key that changed
+ * since is not bound: another device may have registered the same UID meanwhile.
+ */
+export const ApproveKeyRequest = z
+  .object({
+    fingerprint: z.string().regex(/^[0-9a-f]{16,64}$/, 'must be the first 16 to 64 lower-case hex characters of status.pendingKeyFingerprint'),
+  })
+  .strict();
+export type ApproveKeyRequest = z.infer<typeof ApproveKeyRequest>;

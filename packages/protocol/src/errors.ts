@@ -41,10 +41,15 @@ export const ERROR_CODES = {
     description: 'The agent connect token is missing, malformed, expired, too long-lived, or not signed by the key registered for the host.',
   },
   ConnectTokenReplayed: { status: 401, description: 'The agent connect token was already used; each connect needs a fresh token.' },
+  PendingKeyChanged: {
+    status: 409,
+    description:
+      'The pending device key of the host is not the one whose fingerprint the approval names (another key registered meanwhile, or none waits). Read the host again and check `status.pendingKeyFingerprint`.',
+  },
   DeviceKeyPending: {
     status: 403,
     description:
-      "The device key that signed the connect token waits for an operator's approval: the host is still bound to its current key. Approve the key change (`edgeplane approve host`) or refuse it (`edgeplane reject-key host`).",
+      "The device key that signed the connect token waits for an operator's approval: the host is still bound to its current key. Approve the key change (`edgeplane approve-key host NAME --fingerprint FP`) or refuse it (`edgeplane reject-key host NAME`).",
   },
   PairingKeyInvalid: { status: 401, description: 'The pairing key is not the one issued for this pre-registered device UID, or it was already used.' },
   PairingInvalid: {

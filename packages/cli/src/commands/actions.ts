@@ -10,6 +10,8 @@ interface ActionSpec {
   summary: string;
   description: string;
   examples: string[];
+  /** A required option whose value goes into the request body as `{[key]: value}`. */
+  option?: { flags: string; key: string; description: string };
 }
 
 /** Resource actions: `POST /api/v1/<plural>/<name>/<verb>`. Which kinds take which verb comes from KINDS. */
@@ -19,7 +21,7 @@ const ACTIONS: ActionSpec[] = [
     done: 'approved',
     summary: 'approve a pending host, or the next batch of a rollout',
     description:
-      'Approve an edge host that registered with a token without auto-approve (or whose device key changed), so its agent may connect and receive work; or approve the next batch of a rollout that waits for approval (phase AwaitingApproval).',
+      'Approve an edge host that registered with a token without auto-approve, so its agent may receive work (a device key change is approved with approve-key); or approve the next batch of a rollout that waits for approval (phase AwaitingApproval).',
     examples: ['edgeplane approve host nuc-01', 'edgeplane approve rollout edge-1-34'],
   },
   {
@@ -28,6 +30,19 @@ const ACTIONS: ActionSpec[] = [
     summary: 'reject a host so its agent may not connect',
     description: 'Reject an edge host: its agent is refused when it connects.',
     examples: ['edgeplane reject host nuc-01'],
+  },
+  {
+    verb: 'approve-key',
+    done: 'bound to its new device key',
+    summary: 'bind a host to its pending device key, named by fingerprint',
+    description:
+      'Approve a device key change (a device that registered with a known device UID and a new key, e.g. after a re-install): the host is bound to the new key and keeps its state; a connection still using the old key is closed. Name the key by the fingerprint you checked against the device (`edgeplane describe host NAME` shows status.pendingKeyFingerprint; 16 hex characters are enough): if another key registered since, nothing is bound (PendingKeyChanged).',
+    examples: ['edgeplane approve-key host nuc-01 --fingerprint 3f9a1c2b7d4e8f01'],
+    option: {
+      flags: '--fingerprint <hex>',
+      key: 'fingerprint',
+      description: 'the pending key fingerprint (status.pendingKeyFingerprint), at least its first 16 characters',
+    },
   },
   {
     verb: 'reject-key',
@@ -96,16 +111,17 @@ export function registerActions(program: Command, ctx: CommandContext): void {
       .description(`${action.description}\n\nApplies to: ${kindNames}.`)
       .argument('<kind>', `kind of resource (${kindNames})`)
       .argument('<names...>', 'names of the resources');
+    if (action.option) cmd.requiredOption(action.option.flags, action.option.description);
     withConnectionOptions(cmd)
       .addHelpText('after', examples(...action.examples))
-      .action(async (kindName: string, names: string[], opts: ConnectionFlags) => {
+      .action(async (kindName: string, names: string[], opts: ConnectionFlags & Record<string, string>) => {
         const kind = kindOrThrow(kindName);
         if (!kind.verbs.includes(action.verb)) {
           throw new CliError(`${kind.plural} cannot be ${action.done}; "${action.verb}" applies to: ${kinds.map((k) => k.plural).join(', ')}`);
         }
         const client = clientFor(opts, ctx.io);
         for (const name of names) {
-          await client.action(kind.plural, name, action.verb);
+          await client.action(kind.plural, name, action.verb, action.option ? { [action.option.key]: opts[action.option.key] } : {});
           ctx.io.stdout.write(`${kind.plural}/${name} ${action.done}\n`);
         }
       });

@@ -95,7 +95,8 @@ export const api = {
   /** JSON merge patch (RFC 7386): arrays such as spec.nodes are replaced whole. */
   patch: (plural: string, name: string, body: unknown) => request<Resource>('PATCH', `/api/v1/${plural}/${encodeURIComponent(name)}`, body),
   remove: (plural: string, name: string) => request<Resource>('DELETE', `/api/v1/${plural}/${encodeURIComponent(name)}`),
-  action: (plural: string, name: string, verb: string) => request<Resource>('POST', `/api/v1/${plural}/${encodeURIComponent(name)}/${verb}`),
+  action: (plural: string, name: string, verb: string, body?: unknown) =>
+    request<Resource>('POST', `/api/v1/${plural}/${encodeURIComponent(name)}/${verb}`, body),
 };
 
 /** Reads a dotted path ("status.state") out of an object, as the KINDS columns describe. */

@@ -5,7 +5,8 @@ import { api } from './api';
 export function useResourceAction(plural: string) {
   const qc = useQueryClient();
   return useMutation({
-    mutationFn: ({ name, verb }: { name: string; verb: string }) => (verb === 'delete' ? api.remove(plural, name) : api.action(plural, name, verb)),
+    mutationFn: ({ name, verb, body }: { name: string; verb: string; body?: unknown }) =>
+      verb === 'delete' ? api.remove(plural, name) : api.action(plural, name, verb, body),
     onSuccess: (obj, { name, verb }) => {
       if (verb === 'delete') qc.removeQueries({ queryKey: ['get', plural, name] });
       else qc.setQueryData(['get', plural, name], obj);

@@ -15,12 +15,13 @@ export function HostActions({ host }: { host: Resource }) {
   const act = useResourceAction('edgehosts');
   const name = host.metadata.name;
   const state = host.status.state as string;
-  const buttons: { verb: string; label: string }[] = [];
-  const keyChange = !!host.status.pendingKeyFingerprint;
-  // A pending key change is decided on its own: approving binds the host to the new key, refusing
-  // drops that key and leaves the host as it is.
-  if (keyChange) buttons.push({ verb: 'approve', label: 'Approve new key' }, { verb: 'reject-key', label: 'Refuse new key' });
-  else if (state === 'pending-approval') buttons.push({ verb: 'approve', label: 'Approve' });
+  const buttons: { verb: string; label: string; body?: unknown }[] = [];
+  const pendingKey = host.status.pendingKeyFingerprint as string | undefined;
+  // A pending key change is decided on its own: approving binds the host to exactly the key shown
+  // here (its fingerprint goes with the request), refusing drops it and leaves the host as it is.
+  if (state === 'pending-approval') buttons.push({ verb: 'approve', label: 'Approve' });
+  if (pendingKey)
+    buttons.push({ verb: 'approve-key', label: 'Approve new key', body: { fingerprint: pendingKey } }, { verb: 'reject-key', label: 'Refuse new key' });
   // The server refuses to reject a cluster member (remove it from its cluster first).
   if (state !== 'rejected' && state !== 'in-use') buttons.push({ verb: 'reject', label: 'Reject' });
   const allowed = buttons.filter((b) => can('edgehosts', b.verb));
@@ -36,7 +37,12 @@ export function HostActions({ host }: { host: Resource }) {
           disabled={act.isPending}
           onClick={() => {
             if (b.verb === 'reject' && !confirm(`Reject ${name}? Its agent is disconnected and may not register again.`)) return;
-            act.mutate({ name, verb: b.verb });
+            if (
+              b.verb === 'approve-key' &&
+              !confirm(`Bind ${name} to the new device key ${pendingKey?.slice(0, 16)}…? Check it against the device first; the current key is cut off.`)
+            )
+              return;
+            act.mutate({ name, verb: b.verb, body: b.body });
           }}
         >
           {b.label}

@@ -46,7 +46,9 @@ describe.each(DIALECTS)('agent registration and channel on %s', (dialect) => {
     const h = await host(first.body.hostName);
     expect(h.status.pendingKeyFingerprint).toBeDefined();
     expect(h.status.conditions.map((c: any) => c.type)).toContain('KeyChangePending');
-    const ap = await t.api('POST', `/api/v1/edgehosts/${first.body.hostName}/approve`);
+    // Plain approve does not bind a new key; approve-key names the key the operator checked.
+    expect((await t.api('POST', `/api/v1/edgehosts/${first.body.hostName}/approve`)).body.error.code).toBe('InvalidState');
+    const ap = await t.api('POST', `/api/v1/edgehosts/${first.body.hostName}/approve-key`, { fingerprint: h.status.pendingKeyFingerprint.slice(0, 16) });
     expect(ap.body.status.state).toBe('ready');
     expect(ap.body.status.keyFingerprint).toBe(h.status.pendingKeyFingerprint);
     // The old key no longer opens the channel.

@@ -164,6 +164,43 @@ describe.each(DIALECTS)('device identity under attack on %s', (dialect) => {
     expect(n.messages.some((m) => m.type === 'state' && m.state === 'ready')).toBe(true);
   });
 
+  it('an approval never binds a key the operator did not name: approve keeps the registered key, approve-key needs the current fingerprint', async () => {
+    const manual = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'by-hand' }, spec: {} })).body.status.token;
+    const real = await TestDevice.create();
+    const name = (await register(t.url, await real.registerBody(manual))).body.hostName;
+    // Before the operator approves, an impostor registers the same UID with another token.
+    const impostor = await TestDevice.create(real.uid);
+    expect((await register(t.url, await impostor.registerBody(other))).body.state).toBe('pending-approval');
+    const seen = await get(`/api/v1/edgehosts/${name}`);
+    const realKey = seen.status.keyFingerprint;
+    expect(seen.status.pendingKeyFingerprint).toBeDefined();
+
+    // Approving the host approves the device that registered it, not the key waiting since.
+    expect((await t.api('POST', `/api/v1/edgehosts/${name}/approve`, undefined, { token: operator })).status).toBe(200);
+    const approved = await get(`/api/v1/edgehosts/${name}`);
+    expect(approved.status).toMatchObject({ state: 'ready', keyFingerprint: realKey, pendingKeyFingerprint: seen.status.pendingKeyFingerprint });
+    await expect(connect(t.url, await impostor.connectToken(name))).rejects.toMatchObject({ status: 403, body: { error: { code: 'DeviceKeyPending' } } });
+    const { ws } = await connect(t.url, await real.connectToken(name));
+    ws.close();
+
+    // The operator checked one pending key; another registers meanwhile: naming the old one binds nothing.
+    const checked = seen.status.pendingKeyFingerprint.slice(0, 16);
+    const second = await TestDevice.create(real.uid);
+    await register(t.url, await second.registerBody(other));
+    const before = identityOf(await get(`/api/v1/edgehosts/${name}`));
+    for (const body of [{ fingerprint: checked }, {}, { fingerprint: 'zz' }, { fingerprint: checked, extra: 1 }]) {
+      const r = await t.api('POST', `/api/v1/edgehosts/${name}/approve-key`, body, { token: operator });
+      expect(r.status).toBeGreaterThanOrEqual(400);
+      expect(r.status).toBeLessThan(500);
+    }
+    expect((await t.api('POST', `/api/v1/edgehosts/${name}/approve-key`, { fingerprint: checked }, { token: operator })).body.error.code).toBe(
+      'PendingKeyChanged',
+    );
+    expect((await t.api('POST', `/api/v1/edgehosts/${name}/approve-key`, { fingerprint: checked }, { token: viewer })).body.error.code).toBe('Forbidden');
+    expect(identityOf(await get(`/api/v1/edgehosts/${name}`))).toEqual(before);
+    expect((await get(`/api/v1/edgehosts/${name}`)).status.keyFingerprint).toBe(realKey);
+  });
+
   it('binds a pre-registered UID only with its pairing key: a generic token only asks for approval', async () => {
     const uid = `VICTIM-SERIAL-${dialect}`;
     const pre = await t.api('POST', '/api/v1/edgehosts', { metadata: { labels: { tier: 'payments' } }, spec: { deviceUid: uid } });

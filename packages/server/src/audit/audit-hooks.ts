@@ -73,6 +73,11 @@ const AUDITED: Record<string, Rule> = {
   'PATCH edgehosts': specUpdate('edgehost'),
   'POST edgehosts/approve': 'edgehost.approve',
   'POST edgehosts/reject': 'edgehost.reject',
+  // The key the host is now bound to: its fingerprint, from the answer.
+  'POST edgehosts/approve-key': (c) => ({
+    action: 'edgehost.approve-key',
+    details: { keyFingerprint: c.answer()?.status?.keyFingerprint },
+  }),
   'POST edgehosts/reject-key': 'edgehost.reject-key',
   'POST edgehosts/reset': 'edgehost.reset',
   'DELETE edgehosts': 'edgehost.delete',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { EdgeplaneError, findKind, type OsStatus } from '@edgeplane/protocol';
+import { ApproveKeyRequest, EdgeplaneError, findKind, type OsStatus, parseOrThrow } from '@edgeplane/protocol';
 import { recordEvent } from '../event/event.service.js';
 import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
@@ -78,26 +78,57 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
   },
   actions: {
     /**
-     * Approves a pending host, or a pending key change: the host is bound to the new key (a channel
-     * holding the old key is closed) and keeps its state; a pre-registered host becomes ready.
+     * Approves a host waiting for approval, bound to the key it registered with. A key change that
+     * waits meanwhile is not touched: binding a new key needs approve-key, which names the key.
      */
     async approve(db, row, ctx) {
-      const keyChange = !!row.pending_public_key;
-      if (row.state !== 'pending-approval' && !keyChange)
-        throw new EdgeplaneError('InvalidState', `host "${row.name}" is ${row.state}, not pending-approval, and has no key change waiting`, {
-          state: row.state,
-        });
-      if (row.state === 'rejected') throw new EdgeplaneError('InvalidState', `host "${row.name}" is rejected; delete it and let the device register again`);
-      const status = withoutKeyChangeCondition(row.status);
-      const state = row.state === 'pending-approval' || row.state === 'pre-registered' ? 'ready' : row.state;
-      const values: Record<string, unknown> = { state, status };
-      if (keyChange) Object.assign(values, { public_key: row.pending_public_key, pending_public_key: null, pairing_key_hash: null });
-      await edgeHosts.touch(db, row.name, values);
+      if (row.state !== 'pending-approval')
+        throw new EdgeplaneError(
+          'InvalidState',
+          `host "${row.name}" is ${row.state}, not pending-approval${row.pending_public_key ? '; to bind its new device key use approve-key with the key fingerprint' : ''}`,
+          { state: row.state },
+        );
+      await edgeHosts.touch(db, row.name, { state: 'ready' });
       await recordEvent(db, {
         involvedObject: { kind: 'EdgeHost', name: row.name },
         type: 'Normal',
         reason: 'Approved',
-        message: `approved by ${ctx.user}${keyChange ? '; the host is now bound to its new device key' : ''}`,
+        message: `approved by ${ctx.user}`,
+        source: 'server',
+      });
+      ctx.hosts?.hostChanged(row.name, 'approved');
+    },
+    /**
+     * Binds the host to its pending key, which the caller names by fingerprint (what the operator
+     * checked against the device): a key that registered after that is never bound. The host keeps
+     * its state (pending-approval and pre-registered become ready); a channel holding the old key is
+     * closed.
+     */
+    async 'approve-key'(db, row, ctx, body) {
+      const { fingerprint } = parseOrThrow(ApproveKeyRequest, body ?? {}, 'approve-key request');
+      if (row.state === 'rejected') throw new EdgeplaneError('InvalidState', `host "${row.name}" is rejected; delete it and let the device register again`);
+      const pending = row.pending_public_key ? keyFingerprint(row.pending_public_key as string) : '';
+      if (!pending || !pending.startsWith(fingerprint))
+        throw new EdgeplaneError(
+          'PendingKeyChanged',
+          pending
+            ? `the key waiting on host "${row.name}" has fingerprint ${pending}, not ${fingerprint}...: read the host again`
+            : `host "${row.name}" has no device key waiting for approval`,
+          { pendingKeyFingerprint: pending || undefined },
+        );
+      const state = row.state === 'pending-approval' || row.state === 'pre-registered' ? 'ready' : row.state;
+      await edgeHosts.touch(db, row.name, {
+        state,
+        public_key: row.pending_public_key,
+        pending_public_key: null,
+        pairing_key_hash: null,
+        status: withoutKeyChangeCondition(row.status),
+      });
+      await recordEvent(db, {
+        involvedObject: { kind: 'EdgeHost', name: row.name },
+        type: 'Normal',
+        reason: 'DeviceKeyApproved',
+        message: `device key ${pending.slice(0, 16)} approved by ${ctx.user}; the host is now bound to it`,
         source: 'server',
       });
       ctx.hosts?.hostChanged(row.name, 'approved');

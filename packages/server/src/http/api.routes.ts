@@ -153,6 +153,6 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
     // `valueOf` or `constructor` an allowed action.
     svc.requireAction(req.params.verb);
     check(req, svc, req.params.verb);
-    return withNotices(req, (c) => db.transaction().execute((trx) => svc.action(trx, req.params.name, req.params.verb, c)));
+    return withNotices(req, (c) => db.transaction().execute((trx) => svc.action(trx, req.params.name, req.params.verb, c, req.body)));
   });
 }

@@ -41,7 +41,8 @@ export interface ResourceHooks {
   /** Extra columns to write when the spec changes; may refuse by throwing. */
   prepareUpdate?(db: Executor, row: ResourceRow, spec: Record<string, unknown>, ctx: RequestContext): Promise<Record<string, unknown>>;
   beforeDelete?(db: Executor, row: ResourceRow, ctx: RequestContext): Promise<void>;
-  actions?: Record<string, (db: Executor, row: ResourceRow, ctx: RequestContext) => Promise<void>>;
+  /** Actions (`POST .../<name>/<verb>`); `body` is the request body, already parsed as JSON (or undefined). */
+  actions?: Record<string, (db: Executor, row: ResourceRow, ctx: RequestContext, body?: unknown) => Promise<void>>;
 }
 
 export interface ListQuery {
@@ -232,10 +233,10 @@ export class ResourceService {
       throw new EdgeplaneError('NotFound', `${this.info.kind} has no action "${verb}"`, { actions: Object.keys(this.hooks.actions ?? {}) });
   }
 
-  async action(db: Executor, name: string, verb: string, ctx: RequestContext): Promise<Resource> {
+  async action(db: Executor, name: string, verb: string, ctx: RequestContext, body?: unknown): Promise<Resource> {
     this.requireAction(verb);
     const fn = this.hooks.actions![verb];
-    await fn(db, await this.getRow(db, name), ctx);
+    await fn(db, await this.getRow(db, name), ctx, body);
     return this.changed(db, name, ctx);
   }
 
