@@ -25,6 +25,7 @@ describe('profile health checks', () => {
     [{ name: 'k', type: 'http', url: 'ftp://x/y' }, 'url'],
     [{ name: 'c', type: 'command' }, 'command'],
     [{ name: 'c', type: 'command', command: [] }, 'command'],
+    [{ name: 'c', type: 'command', command: ['sh', '-c', '${var.check}'] }, 'command.2'],
     [{ name: 'Not_A_Label', type: 'command', command: ['true'] }, 'name'],
     [{ name: 'c', type: 'command', command: ['true'], timeoutSeconds: 301 }, 'timeoutSeconds'],
     [{ name: 'c', type: 'tcp', command: ['true'] }, 'type'],

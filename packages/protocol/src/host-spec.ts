@@ -34,6 +34,16 @@ export const HealthCheck = z
     if (c.type === 'http' && c.url && !/^https?:\/\//.test(c.url))
       ctx.addIssue({ code: 'custom', path: ['url'], message: 'must be an http:// or https:// URL' });
     if (c.type === 'command' && !c.command) ctx.addIssue({ code: 'custom', path: ['command'], message: 'a command health check needs a command (argv array)' });
+    // A command runs as root on every node; variables are filled in by whoever creates a cluster or
+    // assigns the profile, who need not hold the permission to run commands. So no variables here.
+    for (const [i, arg] of (c.command ?? []).entries())
+      if (arg.includes('${var.'))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['command', i],
+          message:
+            'a command health check cannot use ${var.*} variables (cluster creators would choose what runs as root); write the value, or use an http check',
+        });
   });
 export type HealthCheck = z.infer<typeof HealthCheck>;
 

@@ -16,7 +16,7 @@ const osProfile = (digest: string) => ({
   spec: {
     layers: { os: { image: `127.0.0.1:1/edge/gw@${digest}`, insecure: true } },
     variables: [{ name: 'port', default: '8080' }],
-    healthChecks: [{ name: 'app', type: 'command', command: ['app-check', '--port', '${var.port}'] }],
+    healthChecks: [{ name: 'app', type: 'command', command: ['app-check', '--port', '8080'] }],
   },
 });
 

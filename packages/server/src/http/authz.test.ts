@@ -147,6 +147,16 @@ describe.each(DIALECTS)('command health checks and spec.os need the remote-shell
     expect(await revs()).toBe(3);
   });
 
+  it('a command check cannot take variables, which cluster creators fill in: refused for everyone, nothing written', async () => {
+    const withVar = profile('var-cmd', [{ name: 'app', type: 'command', command: ['sh', '-c', '${var.check}'] }]);
+    for (const token of [t.admin, otto, olga]) {
+      const r = await t.api('POST', '/api/v1/clusterprofiles', withVar, as(token));
+      expect(r.status).toBe(400);
+      expect(r.body.error.code).toBe('ValidationFailed');
+    }
+    expect((await t.api('GET', '/api/v1/clusterprofiles/var-cmd')).status).toBe(404);
+  });
+
   it('assigning a host OS profile (spec.osProfile) stays an operator action', async () => {
     const auto = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'auto' }, spec: { autoApprove: true } })).body.status.token;
     const n = await FakeNode.create(t, auto);
