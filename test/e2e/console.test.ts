@@ -153,6 +153,29 @@ describe('web console in Chromium', () => {
     expect((await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status.state).toBe('ready');
   });
 
+  it('binds a host to a pending device key only on an explicit approval of that key', async () => {
+    const { dev, name } = await pendingHost('key-change');
+    expect((await t.api('POST', `/api/v1/edgehosts/${name}/approve`)).status).toBe(200);
+    const other = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'key-change-2' }, spec: {} })).body.status.token;
+    const reinstalled = await TestDevice.create(dev.uid);
+    expect((await register(t.url, await reinstalled.registerBody(other))).body.state).toBe('pending-approval');
+    const pending = (await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status.pendingKeyFingerprint;
+    await fresh();
+    await login(page, t.url, t.admin);
+    await page.getByRole('link', { name: 'Edge hosts' }).click();
+    const row = page.locator(`tr[data-row="${name}"]`);
+    await row.waitFor();
+    // The host is ready: no plain Approve; the key change is decided with its own buttons.
+    expect(await row.getByRole('button', { name: `Approve ${name}`, exact: true }).count()).toBe(0);
+    expect(await row.getByRole('button', { name: `Refuse new key ${name}` }).count()).toBe(1);
+    page.once('dialog', (d) => void d.accept());
+    await row.getByRole('button', { name: `Approve new key ${name}` }).click();
+    await expect.poll(async () => (await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status.keyFingerprint).toBe(pending);
+    const after = (await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status;
+    expect(after.state).toBe('ready');
+    expect(after.pendingKeyFingerprint).toBeUndefined();
+  });
+
   it('claims a pairing code shown by a device', async () => {
     const dev = await TestDevice.create();
     const { token: _none, ...start } = await dev.registerBody('unused');
