@@ -242,6 +242,8 @@ describe.each(DIALECTS)('device identity under attack on %s', (dialect) => {
       await d.connectToken(name, { iat: now + 3600, lifetime: 60 }),
       await d.connectToken(name, { lifetime: 301 }),
       await d.connectToken(name, { jti: 'j'.repeat(500) }),
+      await d.connectToken(name, { jti: 'a\u0000b' }),
+      await d.connectToken(name, { jti: 'with space' }),
     ];
     // A host name that is not a resource name (a NUL byte, which PostgreSQL cannot even compare) is refused before any lookup.
     refusals.push(await d.connectToken('edge-\u0000x'), await d.connectToken('x'.repeat(300)));

@@ -13,6 +13,7 @@ import { deleteExpiredConnectTokenUses, insertConnectTokenUse } from './connect-
 
 /** Longest token id accepted (the agent sends a UUID); the store column holds 128 characters. */
 const MAX_JTI_LENGTH = 128;
+const JTI_PATTERN = new RegExp(`^[\\x21-\\x7e]{1,${MAX_JTI_LENGTH}}$`);
 
 /** Verifies a JWT signed by a device key (EdDSA/Ed25519) for one audience; throws `code` on any failure. */
 export async function verifyDeviceToken(token: string, publicKey: DevicePublicKey, audience: string, code: ErrorCode) {
@@ -32,8 +33,9 @@ export async function verifyDeviceToken(token: string, publicKey: DevicePublicKe
     if (iat > now + DEVICE_TOKEN_CLOCK_SKEW_SECONDS) throw new EdgeplaneError(code, 'device token issued in the future (check the device clock)');
     if (exp > now + DEVICE_TOKEN_MAX_LIFETIME_SECONDS + DEVICE_TOKEN_CLOCK_SKEW_SECONDS)
       throw new EdgeplaneError(code, `device token expires more than ${DEVICE_TOKEN_MAX_LIFETIME_SECONDS}s from now`);
-    if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH)
-      throw new EdgeplaneError(code, 'device token id (jti) is missing or too long');
+    // The id is stored (replay cache): printable ASCII only (the agent sends a UUID); a NUL would not even reach PostgreSQL.
+    if (typeof jti !== 'string' || !JTI_PATTERN.test(jti))
+      throw new EdgeplaneError(code, `device token id (jti) must be 1 to ${MAX_JTI_LENGTH} printable ASCII characters`);
     return payload as { sub: string; jti: string; exp: number; iat: number };
   } catch (err) {
     if (err instanceof EdgeplaneError) throw err;
