@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CloudConfig, PAIRING_CODE_ALPHABET, REGISTER_AUDIENCE } from '@edgeplane/protocol';
+import { CloudConfig, PAIRING_CODE_ALPHABET } from '@edgeplane/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { DIALECTS } from '../support/db.js';
@@ -13,13 +13,7 @@ async function startPairing(t: TestServer, d: TestDevice) {
   const res = await fetch(`${t.url}/agent/v1/pairings`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      deviceUid: d.uid,
-      publicKey: d.jwk,
-      proof: await d.sign({ sub: d.uid, aud: REGISTER_AUDIENCE }),
-      inventory: d.inventory(),
-      agentVersion: 'test-1',
-    }),
+    body: JSON.stringify(await d.pairingStartBody()),
   });
   return { status: res.status, body: (await res.json()) as any };
 }

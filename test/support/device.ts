@@ -61,6 +61,18 @@ export class TestDevice {
     };
   }
 
+  /** Body of `POST /agent/v1/pairings` (a pairing start needs no credential, only a proof of the key). */
+  async pairingStartBody(extra: Record<string, unknown> = {}) {
+    return {
+      deviceUid: this.uid,
+      publicKey: this.jwk,
+      proof: await this.sign({ sub: this.uid, aud: REGISTER_AUDIENCE }),
+      inventory: this.inventory(),
+      agentVersion: 'test-1',
+      ...extra,
+    };
+  }
+
   connectToken(host: string, opts: { lifetime?: number; jti?: string; iat?: number } = {}): Promise<string> {
     return this.sign({ sub: host, aud: CONNECT_AUDIENCE, ...opts });
   }

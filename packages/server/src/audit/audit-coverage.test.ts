@@ -1,4 +1,4 @@
-import { type AuditEntry, REGISTER_AUDIENCE } from '@edgeplane/protocol';
+import type { AuditEntry } from '@edgeplane/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../../../../test/support/db.js';
 import { TestDevice, waitFor } from '../../../../test/support/device.js';
@@ -97,13 +97,7 @@ describe.each(DIALECTS)('audit coverage on %s', (dialect) => {
     const start = await fetch(`${t.url}/agent/v1/pairings`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        deviceUid: d.uid,
-        publicKey: d.jwk,
-        proof: await d.sign({ sub: d.uid, aud: REGISTER_AUDIENCE }),
-        inventory: d.inventory(),
-        agentVersion: 'test-1',
-      }),
+      body: JSON.stringify(await d.pairingStartBody()),
     });
     const code = ((await start.json()) as { code: string }).code;
     await none(() => t.api('POST', `/api/v1/pairings/${code}/claim`, {}, asViewer), 403);

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { AGENT_PAIRINGS_PATH, REGISTER_AUDIENCE } from '@edgeplane/protocol';
+import { AGENT_PAIRINGS_PATH } from '@edgeplane/protocol';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,12 +118,7 @@ describe.each(DIALECTS)('input validation on %s', (dialect) => {
       expectError(await raw(t, 'GET', `${AGENT_PAIRINGS_PATH}/pp-1?waitSeconds=${bad}`), 400, 'ValidationFailed', 'waitSeconds');
     }
     const dev = await TestDevice.create();
-    const start = {
-      deviceUid: dev.uid,
-      publicKey: dev.jwk,
-      proof: await dev.sign({ sub: dev.uid, aud: REGISTER_AUDIENCE }),
-      inventory: dev.inventory(),
-    };
+    const start = await dev.pairingStartBody();
     expectError(await raw(t, 'POST', AGENT_PAIRINGS_PATH, { ...start, agentVersion: 'a\u0000b' }), 400, 'ValidationFailed', 'agentVersion');
     expectError(
       await raw(t, 'POST', AGENT_PAIRINGS_PATH, { ...start, agentVersion: '1', inventory: { ...dev.inventory(), hostname: 'h\u0000' } }),

@@ -1,6 +1,5 @@
 import { request } from 'node:http';
 import { connect as tcpConnect } from 'node:net';
-import { REGISTER_AUDIENCE } from '@edgeplane/protocol';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../../../../test/support/db.js';
@@ -38,8 +37,8 @@ function call(
   });
 }
 
-async function startBody(d: TestDevice, inventory: unknown = d.inventory()) {
-  return { deviceUid: d.uid, publicKey: d.jwk, proof: await d.sign({ sub: d.uid, aud: REGISTER_AUDIENCE }), inventory, agentVersion: 'test-1' };
+function startBody(d: TestDevice, inventory: unknown = d.inventory()) {
+  return d.pairingStartBody({ inventory });
 }
 
 /** An inventory with many NICs and addresses: `nics` × 64 addresses, about 2.6 KiB per NIC as JSON. */
