@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ServerOptions as HttpServerOptions } from 'node:http';
+import { type ServerOptions as HttpServerOptions, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { EdgeplaneError, type ErrorCode } from '@edgeplane/protocol';
 import type { FastifyServerOptions } from 'fastify';
@@ -75,13 +75,11 @@ function clientErrorHandler(err: Error & { code?: string }, socket: Socket): voi
   const body = JSON.stringify(e.toBody());
   if (socket.writable) {
     socket.write(
-      `HTTP/1.1 ${e.status} ${STATUS_TEXT[e.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
     );
   }
   socket.destroy();
 }
-
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 function readPem(file: string, what: string): Buffer {
   try {

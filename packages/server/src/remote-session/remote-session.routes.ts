@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CreateSessionRequest, DEFAULT_PROJECT, EdgeplaneError, parseOrThrow, REMOTE_SHELL_PERMISSION, type Role } from '@edgeplane/protocol';
+import { CreateSessionRequest, DEFAULT_PROJECT, EdgeplaneError, parseOrThrow } from '@edgeplane/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { appendAudit } from '../audit/audit.service.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
-import { findByName, insertRow } from '../resource/resource.repository.js';
+import { requireRunCommands } from '../http/authz.js';
+import { insertRow } from '../resource/resource.repository.js';
 import { hashSecret } from '../resource/secrets.js';
 import type { Db } from '../store/db.js';
 import { authenticate } from '../user/api-token.service.js';
@@ -23,20 +24,6 @@ export interface SessionRouteDeps {
 const TICKET_TTL_MS = 60_000;
 export const attachPath = (id: string) => `/api/v1/remotesessions/${id}/attach`;
 
-/** admins always; operators only with `hosts:remote-shell` in their User spec permissions; viewers never. */
-async function requireRemoteShell(db: Db, caller: { user: string; role: Role }): Promise<void> {
-  if (caller.role === 'admin') return;
-  if (caller.role === 'operator') {
-    const row = await findByName(db, 'users', caller.user);
-    const perms = row ? ((JSON.parse(row.spec) as { permissions?: string[] }).permissions ?? []) : [];
-    if (perms.includes(REMOTE_SHELL_PERMISSION)) return;
-  }
-  throw new EdgeplaneError('Forbidden', `user "${caller.user}" (role ${caller.role}) lacks permission ${REMOTE_SHELL_PERMISSION}`, {
-    permission: REMOTE_SHELL_PERMISSION,
-    role: caller.role,
-  });
-}
-
 /** Remote sessions: create on a host, attach (operator WebSocket), terminate, recording. */
 export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRouteDeps): Promise<void> {
   const { db, broker } = deps;
@@ -53,7 +40,7 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
 
   const sessionOf = async (req: FastifyRequest<{ Params: { id: string } }>) => {
     const caller = req.caller!;
-    await requireRemoteShell(db, caller);
+    await requireRunCommands(db, caller, 'a remote session');
     const row = await remoteSessions.getRow(db, req.params.id);
     if (caller.role !== 'admin' && row.user_name !== caller.user)
       throw new EdgeplaneError('Forbidden', `remote session "${row.name}" belongs to another user`, { permission: 'remotesessions:own' });
@@ -62,7 +49,7 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
 
   app.post<{ Params: { name: string } }>('/api/v1/edgehosts/:name/sessions', async (req, reply) => {
     const caller = req.caller!;
-    await requireRemoteShell(db, caller);
+    await requireRunCommands(db, caller, 'a remote session');
     const body = parseOrThrow(CreateSessionRequest, req.body ?? {}, 'session request');
     const host = req.params.name;
     const hostRow = await edgeHosts.getRow(db, host);
