@@ -21,18 +21,27 @@ export async function claimHosts(db: Executor, cluster: string, hosts: HostRow[]
 
 /** Gives hosts back: managed spec keys cleared (generation bumped, so agents get the empty spec), state ready. */
 export async function releaseHosts(db: Executor, cluster: string, names: string[], ctx?: RequestContext): Promise<void> {
-  for (const h of await findHosts(db, names)) {
-    if (clusterOf(h) !== cluster) continue;
-    const { [CLUSTER_ANNOTATION]: _drop, ...annotations } = JSON.parse(h.annotations) as Record<string, string>;
-    const spec = JSON.parse(h.spec) as Record<string, unknown>;
-    for (const k of MANAGED_SPEC_KEYS) delete spec[k];
-    const ok = await writeHost(db, h.name, Number(h.resource_version), {
-      spec: JSON.stringify(spec),
-      annotations: JSON.stringify(annotations),
-      state: h.state === 'in-use' ? 'ready' : h.state,
-      bumpGeneration: true,
-    });
-    if (!ok) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
-    ctx?.hosts?.hostChanged(h.name, 'spec');
+  for (const name of names) {
+    // The controller and agent reports write member hosts all the time; the release is the operator's
+    // decision and is computed from the row as it is now, so a write that slipped in between is
+    // re-read and the release applied on top of it (a few tries before giving up with Conflict).
+    for (let attempt = 0; ; attempt++) {
+      const [h] = await findHosts(db, [name]);
+      if (!h || clusterOf(h) !== cluster) break;
+      const { [CLUSTER_ANNOTATION]: _drop, ...annotations } = JSON.parse(h.annotations) as Record<string, string>;
+      const spec = JSON.parse(h.spec) as Record<string, unknown>;
+      for (const k of MANAGED_SPEC_KEYS) delete spec[k];
+      const ok = await writeHost(db, h.name, Number(h.resource_version), {
+        spec: JSON.stringify(spec),
+        annotations: JSON.stringify(annotations),
+        state: h.state === 'in-use' ? 'ready' : h.state,
+        bumpGeneration: true,
+      });
+      if (ok) {
+        ctx?.hosts?.hostChanged(h.name, 'spec');
+        break;
+      }
+      if (attempt >= 4) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
+    }
   }
 }
