@@ -4,6 +4,7 @@ import { createRoot } from 'react-dom/client';
 import { App } from './App';
 import { ApiError } from './lib/api';
 import { AuthProvider } from './lib/auth';
+import { keepNewest } from './lib/freshness';
 import './styles.css';
 
 const client = new QueryClient({
@@ -17,6 +18,8 @@ const client = new QueryClient({
     },
   },
 });
+// Objects (GET responses, watch changes, mutation results) never go back to an older resourceVersion.
+client.setQueryDefaults(['get'], { structuralSharing: keepNewest });
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

@@ -2,6 +2,7 @@ import { KINDS, WATCH_BEARER_PREFIX, WATCH_PROTOCOL, type WatchMessage } from '@
 import { type InfiniteData, type QueryClient, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
 import type { Resource, ResourceList } from './api';
+import { isStale } from './freshness';
 
 export type WatchState = 'connecting' | 'live' | 'reconnecting';
 
@@ -22,7 +23,7 @@ function applyBatch(qc: QueryClient, plural: string, changes: Map<string, Change
     const out: Resource[] = [];
     for (const item of items) {
       const c = changes.get(item.metadata.name);
-      if (!c) out.push(item);
+      if (!c || (c.type !== 'DELETED' && isStale(item, c.object))) out.push(item);
       else {
         changed = true;
         if (c.type !== 'DELETED') out.push(c.object as unknown as Resource);
