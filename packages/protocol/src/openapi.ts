@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, RegisterRequest, RegisterResponse } from './agent.js';
 import { ErrorBody } from './errors.js';
 import { KINDS } from './kinds.js';
+import { addOperationPaths } from './operations-openapi.js';
 import { addRegistrationPaths } from './registration-openapi.js';
 import { addRemoteSessionPaths } from './remote-session-openapi.js';
 import { addVirtPaths } from './virt-openapi.js';
@@ -106,9 +107,10 @@ export function buildOpenApi(version: string): Json {
   addRegistrationPaths(paths, schemas, schema, errorResponse);
   addRemoteSessionPaths(paths, schemas, schema, errorResponse);
   addVirtPaths(paths, schemas, schema, errorResponse);
+  addOperationPaths(paths, schemas, schema, errorResponse);
   return {
     openapi: '3.1.0',
-    info: { title: 'Edgeplane API', version, license: { name: 'Apache-2.0' } },
+    info: { title: 'Edgeplane API', version, license: { name: 'Apache-2.0', identifier: 'Apache-2.0' } },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas },

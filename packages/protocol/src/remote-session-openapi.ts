@@ -10,7 +10,8 @@ export function addRemoteSessionPaths(paths: Json, schemas: Json, schema: (s: z.
   schemas.AuditEntryList = schema(AuditList);
   schemas.AuditVerifyResult = schema(AuditVerifyResult);
   const json = (name: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } });
-  const id = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
+  const host = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
+  const id = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
   paths['/api/v1/edgehosts/{name}/sessions'] = {
     post: {
       operationId: 'createRemoteSession',
@@ -18,12 +19,12 @@ export function addRemoteSessionPaths(paths: Json, schemas: Json, schema: (s: z.
       description:
         'Opens a remote session (shell, exec, logs, bundle) on a connected host. Needs hosts:remote-shell (admins; operators if granted) and a reason. ' +
         'The answer carries status.url (operator WebSocket) and a one-time status.attachTicket.',
-      parameters: [id],
+      parameters: [host],
       requestBody: { required: true, content: json('CreateSessionRequest') },
       responses: { 201: { description: 'Created', content: json('RemoteSession') }, default: errorResponse },
     },
   };
-  paths['/api/v1/remotesessions/{name}/attach'] = {
+  paths['/api/v1/remotesessions/{id}/attach'] = {
     get: {
       operationId: 'attachRemoteSession',
       tags: ['RemoteSession'],
@@ -32,7 +33,16 @@ export function addRemoteSessionPaths(paths: Json, schemas: Json, schema: (s: z.
       responses: { 101: { description: 'Switching protocols' }, default: errorResponse },
     },
   };
-  paths['/api/v1/remotesessions/{name}/recording'] = {
+  paths['/api/v1/remotesessions/{id}/terminate'] = {
+    post: {
+      operationId: 'terminateRemoteSession',
+      tags: ['RemoteSession'],
+      description: 'Ends a session now (its owner, or an admin); the recording is kept.',
+      parameters: [id],
+      responses: { 200: { description: 'OK', content: json('RemoteSession') }, default: errorResponse },
+    },
+  };
+  paths['/api/v1/remotesessions/{id}/recording'] = {
     get: {
       operationId: 'getRemoteSessionRecording',
       tags: ['RemoteSession'],

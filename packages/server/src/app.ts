@@ -59,6 +59,17 @@ export interface AppDeps {
   allowedRegistries?: string[];
 }
 
+/** One HTTP route as Fastify registered it (`:name` parameters, methods upper case). */
+export interface RouteEntry {
+  method: string;
+  url: string;
+}
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
+/** Every route an app built by buildApp serves: what the OpenAPI document must describe. */
+export function appRoutes(app: FastifyInstance): readonly RouteEntry[] {
+  return ROUTES.get(app) ?? [];
+}
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { store, hub, metrics } = deps;
   const app = Fastify({
@@ -71,6 +82,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     routerOptions: { querystringParser: parseQueryString },
     ...deps.transport?.fastify,
   }) as unknown as FastifyInstance;
+  const routes: RouteEntry[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url });
+  });
   // Past the cap Node closes new sockets on accept, so a flood cannot exhaust the file descriptors.
   if (deps.transport) app.server.maxConnections = deps.transport.maxConnections;
   installErrorHandler(app);

@@ -56,6 +56,8 @@ export interface ServerOptions {
 
 export interface RunningServer {
   url: string;
+  /** Every HTTP route served (method + Fastify URL pattern); the OpenAPI document describes each. */
+  routes: readonly { method: string; url: string }[];
   /** Set only on the start that created the admin user (empty store). */
   adminToken?: string;
   adminTokenFile: string;

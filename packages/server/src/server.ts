@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { ConnectionHub } from './agent/connection-hub.js';
-import { buildApp } from './app.js';
+import { appRoutes, buildApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import { ClusterController } from './cluster/cluster.controller.js';
 import { loadSecretBox } from './cluster/secret-box.js';
@@ -90,6 +90,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     eventRetention.start();
     return {
       url,
+      routes: appRoutes(app),
       adminToken,
       adminTokenFile,
       async close() {
