@@ -19,6 +19,7 @@ PACKAGES=(
   skopeo          # pushes test OS images from an OCI layout into that registry
   libvirt-clients # virsh: the virt manager's libvirt sessions; the test driver (test:///default) runs in-process (test/e2e/virtualized-*.test.ts)
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
+  prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
   # The image builder (packages/image, `edgeplane image build`) and the real-device lab (test/lab):
   busybox-static    # init, shell and DHCP client of Edgeplane OS; the initramfs

@@ -4,6 +4,10 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'edgeplane_' });
+  // prom-client also exports these sums of the per-type gauges as gauges named *_total, which
+  // Prometheus reserves for counters (`promtool check metrics` rejects them); the per-type gauges
+  // (edgeplane_nodejs_active_handles{type}, ...) carry the same numbers.
+  for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`edgeplane_nodejs_${name}`);
   return {
     registry,
     httpRequests: new Counter({
