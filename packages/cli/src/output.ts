@@ -54,6 +54,23 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(d / 365)}y`;
 }
 
+/** A duration exactly, in the units flags take: `90s`, `10m`, `1h30m`, `7d` (not rounded like an age). */
+export function formatDurationExact(ms: number): string {
+  let s = Math.max(0, Math.round(ms / 1000));
+  if (s === 0) return '0s';
+  let out = '';
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
+    if (s >= size) out += `${Math.floor(s / size)}${unit}`;
+    s %= size;
+  }
+  return out;
+}
+
 /** Age of a timestamp relative to now (`5m`); a timestamp in the future reads `in 5m`. */
 export function formatAge(timestamp: string, now: Date = new Date()): string {
   const t = Date.parse(timestamp);
@@ -61,6 +78,8 @@ export function formatAge(timestamp: string, now: Date = new Date()): string {
   const diff = now.getTime() - t;
   return diff >= 0 ? formatDuration(diff) : `in ${formatDuration(-diff)}`;
 }
+
+const COUNT_PATH = /(^|\.)counts\.[^.]+$/;
 
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$/;
 
@@ -74,9 +93,10 @@ export function getPath(obj: unknown, path: string): unknown {
   return value;
 }
 
-/** One table cell: timestamps become ages, missing values `<none>`, structures compact JSON. */
+/** One table cell: timestamps become ages, missing values `<none>` (a missing count 0), structures compact JSON. */
 export function formatCell(value: unknown, path: string, now: Date = new Date()): string {
-  if (value === undefined || value === null || value === '') return NONE;
+  // A tally (status.counts.succeeded) leaves out what it has not counted: that is 0, not unknown.
+  if (value === undefined || value === null || value === '') return COUNT_PATH.test(path) ? '0' : NONE;
   if (typeof value === 'string') {
     const last = path.split('.').pop() ?? '';
     if (ISO_TIMESTAMP.test(value) && /(At|Seen|Timestamp|Time)$/i.test(last)) return formatAge(value, now);

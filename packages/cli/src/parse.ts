@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -12,6 +12,15 @@ export function parseDuration(text: string): number {
   for (const [, n, unit] of trimmed.matchAll(/(\d+)([smhdw])/g)) ms += Number(n) * UNITS[unit];
   if (ms <= 0) throw new InvalidArgumentError(`duration "${text}" must be positive`);
   return ms;
+}
+
+/**
+ * A duration flag (`--timeout <duration>`): parsed to milliseconds, with its default written the
+ * way a user types it, so --help says `(default: 10m)` rather than `(default: 600000)`.
+ */
+export function durationOption(flags: string, description: string, defaultText?: string): Option {
+  const option = new Option(flags, description).argParser(parseDuration);
+  return defaultText ? option.default(parseDuration(defaultText), defaultText) : option;
 }
 
 /** Parses `k=v,k2=v2` into a label map. */
