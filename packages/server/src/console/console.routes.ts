@@ -35,9 +35,17 @@ export const CONSOLE_SECURITY_HEADERS: Record<string, string> = {
   'referrer-policy': 'no-referrer',
 };
 
-/** Where `npm run build:console` writes the console; EDGEPLANE_CONSOLE_DIR overrides it. */
+/**
+ * The built console: EDGEPLANE_CONSOLE_DIR, else the first of its known places that holds an index.html.
+ * This module runs from three layouts: an installed package (a bundle chunk in dist/, the console
+ * copied to dist/console), the bundle in a checkout (packages/cli/dist) and the sources under tsx
+ * (packages/server/src/console); the last two use what `npm run build:console` writes.
+ */
 export function consoleDir(): string {
-  return process.env.EDGEPLANE_CONSOLE_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../console/dist');
+  if (process.env.EDGEPLANE_CONSOLE_DIR) return process.env.EDGEPLANE_CONSOLE_DIR;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const places = [resolve(here, 'console'), resolve(here, '../../console/dist'), resolve(here, '../../../console/dist')];
+  return places.find((dir) => existsSync(join(dir, 'index.html'))) ?? places[places.length - 1];
 }
 
 /**
