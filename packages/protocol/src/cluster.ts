@@ -42,7 +42,8 @@ export const ClusterSpec = z
   .strict();
 export type ClusterSpec = z.infer<typeof ClusterSpec>;
 
-export const ClusterPhase = z.enum(['Provisioning', 'Running', 'Degraded', 'Failed', 'Deleting']);
+/** Scaling: a running cluster whose added nodes are still joining (the others are Ready). */
+export const ClusterPhase = z.enum(['Provisioning', 'Running', 'Scaling', 'Degraded', 'Failed', 'Deleting']);
 export type ClusterPhase = z.infer<typeof ClusterPhase>;
 
 export const ClusterNodeStatus = z.object({

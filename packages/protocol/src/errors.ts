@@ -106,7 +106,18 @@ export const ERROR_CODES = {
   },
   HostInCluster: {
     status: 409,
-    description: 'The host belongs to a cluster: it cannot be reset on its own nor get a host OS profile (its OS comes from the cluster profile).',
+    description:
+      'The host belongs to a cluster (a node, a VM node, or an appliance running VMs): it cannot be deleted, rejected or reset on its own, nor get a host OS profile (its OS comes from the cluster profile).',
+  },
+  NoFailedImage: {
+    status: 409,
+    description:
+      'The host has no OS image whose trial boot fell back (`status.agent.managers.os.failedImages` is empty, or its agent has not reported yet): there is nothing to retry.',
+  },
+  HostRemovalRefused: {
+    status: 409,
+    description:
+      'A forced delete cannot take this host out of its cluster safely (the node that initialized the cluster, its only node, an offline host, or an appliance running VMs); `details.reason` says which.',
   },
   ProfileHasNoKubernetes: {
     status: 422,

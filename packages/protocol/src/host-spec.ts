@@ -69,8 +69,38 @@ export const OsSpec = z.object({
   activate: z.boolean().optional(),
   /** The profile's health checks, run after a trial boot of this image (travel with the image switch). */
   healthChecks: HealthChecks.optional(),
+  /**
+   * An operator's request to try again (set by the server when a spec is sent: `retry host`, `reset
+   * host`, joining a cluster). The os manager does not try an image again whose trial boot fell back
+   * under the same attempt (osAttempt: digest, health checks and this value).
+   */
+  retry: z.string().max(64).optional(),
 });
 export type OsSpec = z.infer<typeof OsSpec>;
+
+/**
+ * The identity of one attempt at an image: its digest, the health checks its trial boot must pass
+ * and the operator's retry value. An image that fell back is tried again only under another attempt
+ * (a fixed health check, a retry), never because the same spec was sent again. Agent and server
+ * compute it alike; 32-bit FNV-1a over the stable JSON (not a security boundary, just a change marker).
+ */
+export function osAttempt(os: Pick<OsSpec, 'digest' | 'healthChecks' | 'retry'>): string {
+  const text = stable({ digest: os.digest, healthChecks: os.healthChecks ?? [], retry: os.retry ?? '' });
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+function stable(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([k, x]) => `${JSON.stringify(k)}:${stable(x)}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
 
 export const Distribution = z.enum(['k3s', 'rke2', 'kubeadm']);
 export type Distribution = z.infer<typeof Distribution>;
@@ -184,6 +214,15 @@ export const OsStatus = z.object({
   /** Why the last boot of a new slot fell back, or why the update failed. */
   message: StatusText.optional(),
   error: ManagerError.optional(),
+  /**
+   * Images whose trial boot fell back on this host, newest first: not tried again under the same
+   * attempt (osAttempt) until an operator asks (`edgeplane retry host`, reset, a revision with other
+   * health checks). An entry goes when that image commits or is tried again.
+   */
+  failedImages: z
+    .array(z.object({ digest: z.string().max(80), attempt: z.string().max(16), slot: Slot, reason: StatusText, at: z.string().max(40) }))
+    .max(8)
+    .optional(),
 });
 export type OsStatus = z.infer<typeof OsStatus>;
 

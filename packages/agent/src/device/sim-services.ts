@@ -4,6 +4,9 @@
  * configuration the agent wrote against the simulated cluster registry; any other service simply
  * counts as running once started. Enabled and running services are kept in
  * `<root>/var/lib/edgeplane-sim/services.json` so a restarted simulated agent sees them.
+ * The simulated services live in this process: a new SimServiceManager (a simulator started again
+ * on the same data dir) is a machine powered on again, so it first starts the enabled services, as
+ * systemd does at boot (a simulated kubelet posts Ready again); see powerOn.
  */
 import { join } from 'node:path';
 import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
@@ -22,29 +25,34 @@ interface ServicesState {
 
 export class SimServiceManager implements ServiceManager {
   private queue: Promise<unknown> = Promise.resolve();
+  private poweredOn?: Promise<void>;
 
   constructor(
     private readonly root: string,
     private readonly registry: SimKubernetes = simKubernetes,
   ) {}
 
-  enable(name: string): Promise<void> {
+  async enable(name: string): Promise<void> {
+    await this.powerOn();
     return this.update((s) => {
       if (!s.enabled.includes(name)) s.enabled.push(name);
     });
   }
 
   async start(name: string): Promise<void> {
+    await this.powerOn();
     if (await this.isActive(name)) return;
     await this.run(name);
   }
 
   async restart(name: string): Promise<void> {
+    await this.powerOn();
     await this.stop(name);
     await this.run(name);
   }
 
   async stop(name: string): Promise<void> {
+    await this.powerOn();
     await SIM_UNITS[name]?.stop(this.ctx());
     await this.update((s) => {
       s.active = s.active.filter((n) => n !== name);
@@ -52,6 +60,7 @@ export class SimServiceManager implements ServiceManager {
   }
 
   async isActive(name: string): Promise<boolean> {
+    await this.powerOn();
     return (await this.state()).active.includes(name);
   }
 
@@ -60,6 +69,7 @@ export class SimServiceManager implements ServiceManager {
    * ones start again as systemd would at boot. A service that fails to start stays failed.
    */
   async powerCycle(): Promise<void> {
+    await this.powerOn();
     const { active, enabled } = await this.state();
     for (const name of active) await this.stop(name);
     for (const name of enabled) await this.run(name).catch(() => {});
@@ -67,7 +77,25 @@ export class SimServiceManager implements ServiceManager {
 
   /** Why the service last failed to start, if it did (the simulated journal). */
   async failure(name: string): Promise<string | undefined> {
+    await this.powerOn();
     return (await this.state()).failed[name];
+  }
+
+  /**
+   * Once per instance, before anything else: what services.json calls active ran in a process that
+   * is gone, so nothing runs; the enabled services start (a failing one stays failed, as at boot).
+   * Without this a restarted simulator's kubelets never posted Ready again.
+   */
+  powerOn(): Promise<void> {
+    this.poweredOn ??= (async () => {
+      const { active, enabled } = await this.state();
+      if (active.length === 0 && enabled.length === 0) return;
+      await this.update((s) => {
+        s.active = [];
+      });
+      for (const name of enabled) await this.run(name).catch(() => {});
+    })();
+    return this.poweredOn;
   }
 
   private async run(name: string): Promise<void> {

@@ -80,6 +80,7 @@ const AUDITED: Record<string, Rule> = {
   }),
   'POST edgehosts/reject-key': 'edgehost.reject-key',
   'POST edgehosts/reset': 'edgehost.reset',
+  'POST edgehosts/retry': 'edgehost.retry',
   'DELETE edgehosts': 'edgehost.delete',
   'POST pairings/claim': (c) => {
     const a = c.answer() as { hostName?: string; deviceUid?: string; project?: string; site?: string } | undefined;

@@ -1,6 +1,7 @@
 import { type ClusterNodeStatus, type ClusterSpec, type Condition, kubernetesVersionCore, type ManagerError, type ManagersStatus } from '@edgeplane/protocol';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
 import type { HostRow } from './cluster.repository.js';
+import { desiredOsAttempt } from './render.js';
 
 export interface StatusInput {
   row: { generation: number };
@@ -21,13 +22,33 @@ function managersOf(host: HostRow | undefined): ManagersStatus {
 /** The first problem a node's managers report, as "<manager>: <why>". */
 // A node still booted on another image is not an error by itself (its os manager may not have
 // started the update yet): it only keeps the node from counting as Ready.
-function nodeProblem(m: ManagersStatus): string | undefined {
+function nodeProblem(m: ManagersStatus, host: HostRow | undefined): string | undefined {
   const err = (name: string, e: ManagerError | undefined, message?: string) =>
     e ? `${name}: ${e.message}` : message ? `${name}: ${message}` : `${name} failed`;
-  if (m.os?.error || m.os?.phase === 'Failed' || m.os?.phase === 'FellBack') return err('os', m.os.error, m.os.message);
+  if ((m.os?.error || m.os?.phase === 'Failed' || m.os?.phase === 'FellBack') && !staleFallback(m, host)) return err('os', m.os?.error, m.os?.message);
   if (m.kubernetes?.error || m.kubernetes?.phase === 'Failed') return err('kubernetes', m.kubernetes.error, m.kubernetes.message);
   if (m.addons?.error || m.addons?.phase === 'Failed') return err('addons', m.addons.error, m.addons.message);
   return undefined;
+}
+
+/**
+ * A fallback the agent reports that is not about the attempt the host is asked to make now: the
+ * host fell back from this image for an earlier cluster or before an operator's retry, and its
+ * agent has not answered the new attempt yet (it will try the image again). Agents that report no
+ * failedImages (older ones) are taken at their word.
+ */
+function staleFallback(m: ManagersStatus, host: HostRow | undefined): boolean {
+  const os = m.os;
+  if (!os?.failedImages || !host) return false;
+  if (os.phase !== 'FellBack' && os.error?.phase !== 'health') return false;
+  const want = desiredOsAttempt(host);
+  return !!want && !os.failedImages.some((f) => f.digest === want.digest && f.attempt === want.attempt);
+}
+
+/** Ready in the status before this one (or already counted NotReady after having been Ready). */
+function wasReady(prev: Record<string, unknown>, host: string): boolean {
+  const n = ((prev.nodes as ClusterNodeStatus[] | undefined) ?? []).find((x) => x.host === host);
+  return !!n && (n.ready || n.phase === 'NotReady');
 }
 
 function condition(prev: Record<string, unknown>, c: Omit<Condition, 'lastTransitionTime'>): Condition {
@@ -39,7 +60,8 @@ function condition(prev: Record<string, unknown>, c: Omit<Condition, 'lastTransi
 /**
  * Cluster status derived from what the agents report: Running when every node is Ready at the
  * expected version on the pinned OS image; Failed (before it ever ran) or Degraded (after) when a
- * node's manager reports an error; Provisioning otherwise.
+ * node's manager reports an error or a node that was Ready is not; Scaling while nodes added to a
+ * running cluster join; Provisioning otherwise.
  */
 export function clusterStatus(s: StatusInput): Record<string, unknown> {
   const digest = s.profile?.layers.os.digest;
@@ -48,7 +70,7 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
   const joined = new Set([...s.steps.entries()].filter(([k]) => k === 'init' || k.startsWith('join:')).map(([, h]) => h));
   const nodes: ClusterNodeStatus[] = s.spec.nodes.map((n) => {
     const m = managersOf(s.hosts.get(n.host));
-    const problem = nodeProblem(m);
+    const problem = nodeProblem(m, s.hosts.get(n.host));
     const k = m.kubernetes;
     const versionOk = !!k?.version && !!version && kubernetesVersionCore(k.version) === kubernetesVersionCore(version);
     const ready = !problem && k?.ready === true && k.phase === 'Ready' && versionOk && !!digest && m.os?.digest === digest;
@@ -58,7 +80,7 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
         ? 'Ready'
         : !joined.has(n.host)
           ? 'Pending'
-          : k?.phase === 'NotReady' && hasRun
+          : hasRun && (k?.phase === 'NotReady' || wasReady(s.prev, n.host))
             ? 'NotReady'
             : 'Provisioning';
     const message =
@@ -97,9 +119,13 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
     phase = 'Running';
     ready = { type: 'Ready', status: 'True', reason: 'AllNodesReady', message: `${nodes.length} node(s) Ready` };
   } else {
-    phase = hasRun ? 'Degraded' : 'Provisioning';
-    const waiting = nodes.filter((n) => !n.ready).map((n) => n.host);
-    ready = { type: 'Ready', status: 'False', reason: hasRun ? 'NodesNotReady' : 'Provisioning', message: `waiting for ${waiting.join(', ')}` };
+    const waiting = nodes.filter((n) => !n.ready);
+    // Nodes added to a running cluster that were never Ready in it are joining: a planned step
+    // (Scaling), not trouble. Degraded is for a node that was Ready and is not any more.
+    const joining = hasRun && waiting.every((n) => !wasReady(s.prev, n.host));
+    phase = !hasRun ? 'Provisioning' : joining ? 'Scaling' : 'Degraded';
+    const reason = !hasRun ? 'Provisioning' : joining ? 'NodesJoining' : 'NodesNotReady';
+    ready = { type: 'Ready', status: 'False', reason, message: `waiting for ${waiting.map((n) => n.host).join(', ')}` };
   }
   const conditions = [
     condition(s.prev, ready),

@@ -20,7 +20,8 @@ import {
 } from './cluster.repository.js';
 import { clusterStatus } from './cluster-status.js';
 import { clusterOf, MANAGED_SPEC_KEYS } from './host-claims.js';
-import { endpoints, hostAddress, renderHostSpec, stableJson } from './render.js';
+import { finishHostRemovals } from './host-removal.js';
+import { endpoints, hostAddress, renderHostSpec, stableJson, withRetry } from './render.js';
 import type { SecretBox } from './secret-box.js';
 import { UpgradeEngine } from './upgrade/upgrade.engine.js';
 import { withUpgrade } from './upgrade/upgrade-status.js';
@@ -62,13 +63,19 @@ export class ClusterController extends Controller {
     this.upgrades = new UpgradeEngine(db, log.child({ component: 'upgrade' }));
   }
 
-  /** Adds the cluster join token to a spec message on its way to a member host's agent. */
+  /**
+   * Completes a spec message on its way to the agent: the cluster join token for a member host, and
+   * the host's retry counter in spec.os (any host with an OS image, cluster node or not).
+   */
   async fillSecrets(host: string, msg: Extract<ServerMessage, { type: 'spec' }>): Promise<ServerMessage> {
     const k = msg.spec.kubernetes;
-    if (!k) return msg;
+    const os = msg.spec.os;
+    if (!k && !os) return msg;
     const [row] = await findHosts(this.db, [host]);
-    if (!row || clusterOf(row) !== k.cluster) return msg;
-    return { ...msg, spec: { ...msg.spec, kubernetes: { ...k, token: await this.joinToken(k.cluster) } } };
+    if (!row) return msg;
+    const spec = { ...msg.spec, ...(os ? { os: withRetry(os, row.os_retry) } : {}) };
+    if (k && clusterOf(row) === k.cluster) spec.kubernetes = { ...k, token: await this.joinToken(k.cluster) };
+    return { ...msg, spec };
   }
 
   protected loopSettings() {
@@ -84,6 +91,8 @@ export class ClusterController extends Controller {
         this.log.error({ err, cluster: row.name }, 'cluster reconcile failed; retrying on the next pass');
       }
     }
+    // Hosts a forced delete took out of their cluster are deleted once they left it (host-removal.ts).
+    await finishHostRemovals(this.db, this.hub, this.log).catch((err) => this.log.error({ err }, 'finishing host removals failed; retrying on the next pass'));
   }
 
   private async joinToken(cluster: string): Promise<string> {
@@ -281,6 +290,19 @@ export class ClusterController extends Controller {
           source: 'controller/cluster',
         });
       }
+      // Adding nodes is a planned step: Normal events when it starts and when every node is Ready.
+      const scaling = prev.phase !== status.phase && (status.phase === 'Scaling' || prev.phase === 'Scaling') ? scalingEvent(status, prev.phase) : undefined;
+      if (scaling) await recordEvent(trx, { involvedObject: { kind: 'Cluster', name: row.name }, type: 'Normal', source: 'controller/cluster', ...scaling });
     });
   }
+}
+
+function scalingEvent(status: Record<string, unknown>, prevPhase: string | undefined): { reason: string; message: string } | undefined {
+  const nodes = (status.nodes as { ready: boolean }[] | undefined) ?? [];
+  if (status.phase === 'Scaling') {
+    const ready = (status.conditions as { type: string; message?: string }[]).find((c) => c.type === 'Ready');
+    return { reason: 'ClusterScaling', message: `adding node(s): ${ready?.message ?? ''}`.trim() };
+  }
+  if (prevPhase === 'Scaling' && status.phase === 'Running') return { reason: 'ClusterScaled', message: `all ${nodes.length} node(s) Ready` };
+  return undefined;
 }

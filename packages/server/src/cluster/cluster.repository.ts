@@ -67,14 +67,16 @@ export async function writeHost(
   db: Executor,
   name: string,
   resourceVersion: number,
-  values: { spec?: string; annotations?: string; state?: string; bumpGeneration?: boolean },
+  values: { spec?: string; annotations?: string; state?: string; bumpGeneration?: boolean; bumpOsRetry?: boolean },
 ): Promise<boolean> {
-  const { bumpGeneration, ...cols } = values;
+  const { bumpGeneration, bumpOsRetry, ...cols } = values;
   const r = await db
     .updateTable('edge_hosts')
     .set((eb) => ({
       ...cols,
       ...(bumpGeneration ? { generation: eb('generation', '+', 1) } : {}),
+      // See bumpOsRetry.
+      ...(bumpOsRetry ? { os_retry: eb('os_retry', '+', 1) } : {}),
       resource_version: eb('resource_version', '+', 1),
       updated_at: new Date().toISOString(),
     }))
@@ -82,6 +84,23 @@ export async function writeHost(
     .where('resource_version', '=', resourceVersion)
     .executeTakeFirst();
   return Number(r.numUpdatedRows) > 0;
+}
+
+/**
+ * An operator's request that the host try OS images again (retry, reset, joining a cluster): the
+ * counter goes into spec.os.retry when the spec is sent, and generation bumps so the agent takes it.
+ */
+export async function bumpOsRetry(db: Executor, name: string): Promise<void> {
+  await db
+    .updateTable('edge_hosts')
+    .set((eb) => ({
+      os_retry: eb('os_retry', '+', 1),
+      generation: eb('generation', '+', 1),
+      resource_version: eb('resource_version', '+', 1),
+      updated_at: new Date().toISOString(),
+    }))
+    .where('name', '=', name)
+    .execute();
 }
 
 export async function listClusterRows(db: Executor) {

@@ -10,11 +10,15 @@ export function clusterOf(host: { annotations: string }): string | undefined {
   return (JSON.parse(host.annotations) as Record<string, string>)[CLUSTER_ANNOTATION];
 }
 
-/** Marks hosts as members of `cluster` (state in-use + annotation); refuses a host someone else took meanwhile. */
+/**
+ * Marks hosts as members of `cluster` (state in-use + annotation); refuses a host someone else took
+ * meanwhile. Joining a cluster is a new attempt at its OS image (os_retry): a host whose trial boot
+ * of that image fell back for an earlier cluster tries it again instead of failing at once.
+ */
 export async function claimHosts(db: Executor, cluster: string, hosts: HostRow[]): Promise<void> {
   for (const h of hosts) {
     const annotations = { ...JSON.parse(h.annotations), [CLUSTER_ANNOTATION]: cluster };
-    const ok = await writeHost(db, h.name, Number(h.resource_version), { state: 'in-use', annotations: JSON.stringify(annotations) });
+    const ok = await writeHost(db, h.name, Number(h.resource_version), { state: 'in-use', annotations: JSON.stringify(annotations), bumpOsRetry: true });
     if (!ok) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
   }
 }

@@ -1,4 +1,4 @@
-import { type ClusterNode, type ClusterSpec, EdgeplaneError, type HostSpec, type OsSpec, substituteVariables } from '@edgeplane/protocol';
+import { type ClusterNode, type ClusterSpec, EdgeplaneError, type HostSpec, type OsSpec, osAttempt, substituteVariables } from '@edgeplane/protocol';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
 
 /** API server port, and rke2's separate supervisor (join) port. */
@@ -55,6 +55,17 @@ export function renderOs(profile: PinnedProfileSpec, values: Record<string, stri
   const os = substituteVariables(profile.layers.os, values);
   const healthChecks = profile.healthChecks?.length ? substituteVariables(profile.healthChecks, values) : undefined;
   return { image: os.image, digest: os.digest, ...(os.insecure ? { insecure: true } : {}), ...(healthChecks ? { healthChecks } : {}) };
+}
+
+/** spec.os as the agent gets it: with the host's retry counter (see OsSpec.retry), when there is one. */
+export function withRetry(os: OsSpec, osRetry: number | undefined): OsSpec {
+  return osRetry ? { ...os, retry: String(osRetry) } : os;
+}
+
+/** The attempt the host's agent is asked to make at its desired image (osAttempt of what it is sent). */
+export function desiredOsAttempt(host: { spec: string; os_retry?: number }): { digest: string; attempt: string } | undefined {
+  const os = (JSON.parse(host.spec) as { os?: OsSpec }).os;
+  return os ? { digest: os.digest, attempt: osAttempt(withRetry(os, host.os_retry)) } : undefined;
 }
 
 /** A cluster refuses a profile revision without a kubernetes layer (a host OS profile). */

@@ -213,6 +213,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('pairings_source').on('pairings').columns(['source_ip', 'state']).execute();
     },
   },
+  '0012_os_retry': {
+    async up(db: AnyDb) {
+      // Counts operator requests to try OS images again (retry, reset, joining a cluster); the agent
+      // receives it as spec.os.retry, part of what makes an attempt at an image a new one.
+      await db.schema
+        .alterTable('edge_hosts')
+        .addColumn('os_retry', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

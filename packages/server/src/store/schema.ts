@@ -40,6 +40,8 @@ export interface EdgeHostTable extends ResourceColumns {
   last_seen: string | null;
   /** sha256 of the one-time pairing key of a pre-registered host; cleared when the device uses it. */
   pairing_key_hash: string | null;
+  /** Operator requests to try OS images again (retry, reset, joining a cluster): sent as spec.os.retry. Defaults to 0. */
+  os_retry?: number;
 }
 export interface EventTable extends ResourceColumns {
   involved_kind: string;

@@ -1,12 +1,12 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HealthCheck, HostSpec, OsSpec, OsStatus, Slot } from '@edgeplane/protocol';
+import { type HealthCheck, type HostSpec, type OsSpec, type OsStatus, osAttempt, type Slot } from '@edgeplane/protocol';
 import { sleep } from '../../backoff.js';
 import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
 import type { Device } from '../../device/device.js';
 import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
-import { loadOsState, type OsState, saveOsState } from './os-state.js';
+import { type FailedImage, loadOsState, MAX_FAILED_IMAGES, type OsState, saveOsState } from './os-state.js';
 import { IMAGE_HEALTH_CHECKS_PATH, readImageHealthChecks, runProfileHealthChecks } from './profile-health.js';
 
 /** A post-boot health check: resolves to a reason when unhealthy, undefined when healthy. */
@@ -56,7 +56,7 @@ export class OsManager implements Manager<'os'> {
     // A phase left over from another spec (a failed or staged image) is cleaned up by apply.
     if (!desired) return !STALE_WITHOUT_SPEC.has(state.phase);
     // Not converged: apply reports the fallback again, so later managers do not act on this spec.
-    if (state.failed?.digest === desired.digest) return false;
+    if (blockedBy(desired, state)) return false;
     const booted = await boot.bootedSlot();
     const meta = await boot.readSlot(booted);
     if (desired.activate === false && meta?.digest !== desired.digest)
@@ -72,7 +72,7 @@ export class OsManager implements Manager<'os'> {
     const booted = await boot.bootedSlot();
     if ((await boot.readSlot(booted))?.digest === desired.digest) return;
     const state = await this.loadState();
-    if (state.failed?.digest === desired.digest) return; // fell back from it already; reported in status
+    if (blockedBy(desired, state)) return; // fell back from it under this attempt already; reported in status
     const passive = passiveOf(booted);
     if ((await boot.readSlot(passive))?.digest === desired.digest) {
       await this.setPhase('Staged', `image ${desired.digest} is staged in slot ${passive}`);
@@ -146,7 +146,7 @@ export class OsManager implements Manager<'os'> {
       // The spec may have moved on while the trial ran: stage the newer image on the retry.
       const now = await boot.readSlot(await boot.bootedSlot());
       this.throwIfFellBack(desired, await this.loadState());
-      if (desired && now?.digest !== desired.digest && (await this.loadState()).failed?.digest !== desired.digest)
+      if (desired && now?.digest !== desired.digest && !blockedBy(desired, await this.loadState()))
         throw new ManagerFailure({
           phase: 'apply',
           component: 'os',
@@ -162,9 +162,10 @@ export class OsManager implements Manager<'os'> {
     const bootedMeta = await boot.readSlot(booted);
     if (bootedMeta?.digest === desired.digest) {
       if (env.activeSlot !== booted) await boot.grubenv.set({ [BOOT_VARS.active]: booted });
-      // Back on an image after a fallback from another one (the server rolled this node back):
-      // forget the failure, so a retry of that image tries it again.
-      this.state = { ...(await this.loadState()), failed: undefined };
+      // Running the desired image: it is no failed image here (any other failed image is kept and
+      // tried again only under another attempt, see osAttempt).
+      const state = await this.loadState();
+      this.state = { ...state, failedImages: withoutDigest(state.failedImages, desired.digest) };
       await this.setPhase('Committed', `running ${desired.digest} from slot ${booted}`);
       return;
     }
@@ -176,7 +177,11 @@ export class OsManager implements Manager<'os'> {
       throw new ManagerFailure({ phase: 'apply', component: 'os', retryable: true, message: `image ${desired.digest} is not staged in slot ${passive}` });
     // active_slot is written explicitly too, so a fresh device's boot loader has it to fall back to.
     await boot.grubenv.set({ [BOOT_VARS.active]: env.activeSlot, [BOOT_VARS.next]: passive, [BOOT_VARS.trial]: passive });
-    this.state = { ...(await this.loadState()), failed: undefined };
+    // A new attempt (another digest, other health checks, or an operator's retry): the old record goes.
+    const before = await this.loadState();
+    const retried = before.failedImages.find((f) => f.digest === desired.digest);
+    this.state = { ...before, failedImages: withoutDigest(before.failedImages, desired.digest) };
+    if (retried) ctx.emitEvent('Normal', 'ImageRetried', `trying ${desired.digest} again (it fell back at ${retried.at}: ${retried.reason})`);
     await this.setPhase('Rebooting', `rebooting into slot ${passive} for a trial boot of ${desired.digest}`);
     ctx.emitEvent('Normal', 'Rebooting', `rebooting into slot ${passive} to try ${desired.image}@${desired.digest}`);
     await this.rebootAndWait(ctx);
@@ -188,11 +193,13 @@ export class OsManager implements Manager<'os'> {
     if (booted !== trial) {
       const meta = await boot.readSlot(trial);
       // Our own verdict (recorded before rebooting back), else the trial never reached the agent.
-      const ours = state.failed?.slot === trial && state.failed.digest === meta?.digest && state.phase === 'Rebooting';
-      const reason = ours && state.failed ? state.failed.reason : `slot ${trial} did not boot; the boot loader started slot ${booted}`;
+      const last = state.failedImages[0];
+      const ours = last?.slot === trial && last.digest === meta?.digest && state.phase === 'Rebooting' ? last : undefined;
+      const reason = ours ? ours.reason : `slot ${trial} did not boot; the boot loader started slot ${booted}`;
       await boot.grubenv.set({ [BOOT_VARS.trial]: '' });
       const message = `fell back to slot ${booted}: ${reason}`;
-      this.state = { ...state, failed: { digest: meta?.digest ?? desired?.digest ?? '', slot: trial, reason, at: new Date().toISOString() } };
+      const digest = meta?.digest ?? desired?.digest ?? '';
+      this.state = { ...state, failedImages: withFailure(state.failedImages, ours ?? failure(digest, desired, trial, reason)) };
       await this.setPhase('FellBack', message, { phase: 'health', component: 'os', retryable: false, message });
       ctx.emitEvent('Warning', 'FellBack', message);
       return;
@@ -202,13 +209,13 @@ export class OsManager implements Manager<'os'> {
     const reason = await this.health(trial, meta?.digest, desired, ctx.signal);
     if (!reason) {
       await boot.grubenv.set({ [BOOT_VARS.active]: trial, [BOOT_VARS.trial]: '' });
-      this.state = { ...state, failed: undefined };
+      this.state = { ...state, failedImages: withoutDigest(state.failedImages, meta?.digest) };
       await this.setPhase('Committed', `committed slot ${trial} (${meta?.digest}); previous slot ${active}`);
       ctx.emitEvent('Normal', 'ImageCommitted', `slot ${trial} with ${meta?.digest} is now the active slot`);
       return;
     }
     // next_slot is already cleared by the boot loader, so this reboot starts the active (previous) slot.
-    this.state = { ...state, failed: { digest: meta?.digest ?? desired?.digest ?? '', slot: trial, reason, at: new Date().toISOString() } };
+    this.state = { ...state, failedImages: withFailure(state.failedImages, failure(meta?.digest ?? desired?.digest ?? '', desired, trial, reason)) };
     await this.setPhase('Rebooting', `trial boot of slot ${trial} is unhealthy (${reason}); rebooting into slot ${active}`);
     ctx.emitEvent('Warning', 'FallingBack', `slot ${trial} is unhealthy: ${reason}; rebooting into slot ${active}`);
     await this.rebootAndWait(ctx);
@@ -220,8 +227,9 @@ export class OsManager implements Manager<'os'> {
    * running its previous image and configuration until the server sends another spec.
    */
   private throwIfFellBack(desired: OsSpec | undefined, state: OsState): void {
-    if (!desired || state.failed?.digest !== desired.digest) return;
-    const message = `fell back from ${desired.digest}: ${state.failed.reason}`;
+    const failed = blockedBy(desired, state);
+    if (!desired || !failed) return;
+    const message = `fell back from ${desired.digest}: ${failed.reason}; edgeplane retry host tries it again`;
     throw new ManagerFailure({ phase: 'health', component: 'os', retryable: false, message });
   }
 
@@ -279,6 +287,9 @@ export class OsManager implements Manager<'os'> {
       ...(this.progress ? { progress: this.progress } : {}),
       ...(state.message ? { message: state.message } : {}),
       ...(state.error ? { error: state.error } : {}),
+      ...(state.failedImages.length
+        ? { failedImages: state.failedImages.map(({ digest, attempt, slot, reason, at }) => ({ digest, attempt, slot: slot as Slot, reason, at })) }
+        : {}),
     };
   }
 
@@ -300,8 +311,35 @@ export class OsManager implements Manager<'os'> {
   }
 }
 
-/** Phases that mean nothing once the spec no longer names an image. */
-const STALE_WITHOUT_SPEC = new Set<OsState['phase']>(['Downloading', 'Writing', 'Staged', 'Failed']);
+/**
+ * Phases that mean nothing once the spec no longer names an image. A fallback is one of them: the
+ * failed image itself stays in failedImages (the host's memory), not in the phase.
+ */
+const STALE_WITHOUT_SPEC = new Set<OsState['phase']>(['Downloading', 'Writing', 'Staged', 'Failed', 'FellBack']);
+
+/**
+ * The failed image that keeps `desired` from being tried: same digest under the same attempt. The
+ * same spec sent again (a reconnect, a restart) is the same attempt, so a fallback never loops.
+ */
+function blockedBy(desired: OsSpec | undefined, state: OsState): FailedImage | undefined {
+  if (!desired) return undefined;
+  const attempt = osAttempt(desired);
+  return state.failedImages.find((f) => f.digest === desired.digest && f.attempt === attempt);
+}
+
+function failure(digest: string, desired: OsSpec | undefined, slot: Slot, reason: string): FailedImage {
+  // The attempt of the spec that asked for this digest (a spec that moved on to another one tells nothing about it).
+  const attempt = osAttempt(desired?.digest === digest ? desired : { digest });
+  return { digest, attempt, slot, reason, at: new Date().toISOString() };
+}
+
+function withFailure(list: FailedImage[], entry: FailedImage): FailedImage[] {
+  return [entry, ...withoutDigest(list, entry.digest)].slice(0, MAX_FAILED_IMAGES);
+}
+
+function withoutDigest(list: FailedImage[], digest: string | undefined): FailedImage[] {
+  return list.filter((f) => f.digest !== digest);
+}
 
 function passiveOf(booted: Slot): Slot {
   return booted === 'A' ? 'B' : 'A';

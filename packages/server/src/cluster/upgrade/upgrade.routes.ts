@@ -5,6 +5,7 @@ import { installAuth, requirePermission } from '../../http/auth-hook.js';
 import { findByName } from '../../resource/resource.repository.js';
 import type { Db } from '../../store/db.js';
 import type { ClusterController } from '../cluster.controller.js';
+import { bumpOsRetry } from '../cluster.repository.js';
 import { ACTIVE_STATES, key } from './upgrade.engine.js';
 import { deleteSteps, latestUpgrade, setUpgradeState, upgradeSteps } from './upgrade.repository.js';
 import { planClusterChange } from './upgrade-plan.js';
@@ -67,7 +68,11 @@ export async function upgradeRoutes(app: FastifyInstance, deps: { db: Db; contro
         };
         const move = moves[action as ClusterAction];
         const to = await move.to();
-        if (action === 'retry' && u.failedHost) await deleteSteps(trx, row.name, [key(u, u.failedHost, 'started'), key(u, u.failedHost, 'failed')]);
+        if (action === 'retry' && u.failedHost) {
+          await deleteSteps(trx, row.name, [key(u, u.failedHost, 'started'), key(u, u.failedHost, 'failed')]);
+          // The node remembers the image that fell back (OsStatus.failedImages): a retry is a new attempt at it.
+          await bumpOsRetry(trx, u.failedHost);
+        }
         const ok = await setUpgradeState(trx, row.name, u.id, move.from, to, action === 'retry' ? { failedHost: null, message: null } : {});
         if (!ok)
           throw new EdgeplaneError('InvalidState', `upgrade ${u.id} of cluster "${row.name}" is ${u.state}; cannot ${action} it`, {
