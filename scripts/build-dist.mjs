@@ -176,6 +176,7 @@ export async function pack() {
   const agentStage = join(out, agentName);
   rmSync(agentStage, { recursive: true, force: true });
   await installAgent(agentStage, version, { prebuilt: CLI_DIST });
+  for (const f of ['deploy/systemd/edgeplane-agent.service', 'deploy/systemd/agent.yaml', 'docs/install.md', 'LICENSE']) cpSync(join(ROOT, f), join(agentStage, f));
   execFileSync('tar', ['-czf', `${agentName}.tar.gz`, agentName], { cwd: out });
   rmSync(agentStage, { recursive: true, force: true });
   console.log(`pack: dist/${agentName}.tar.gz`);

@@ -93,7 +93,7 @@ describe('the packed edgeplane command', () => {
     // A wrong token is refused by the server it reached (the CLI is really talking to it).
     await expect(exec(edgeplane, ['get', 'hosts', '--server', url, '--token', 'ept_wrong'], { cwd: work, env })).rejects.toMatchObject({
       code: 1,
-      stderr: expect.stringMatching(/Unauthenticated|401|token/i),
+      stderr: expect.stringMatching(/Unauthenticated/),
     });
   });
 
