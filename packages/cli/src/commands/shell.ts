@@ -2,6 +2,15 @@ import type { Command } from 'commander';
 import { type CommandContext, examples } from './common.js';
 import { describeEnd, exitCodeFor, pipeOutput, type SessionFlags, sessionLimits, startSession, withSessionOptions } from './session.js';
 
+/**
+ * The size of the local terminal, 80x24 when it has none. A pty can report 0x0 (`script`, some CI
+ * and ssh setups): that means "unknown" too, not a terminal without columns.
+ */
+export function terminalSize(out: { columns?: number; rows?: number }): { cols: number; rows: number } {
+  const valid = (n: number | undefined, fallback: number) => (typeof n === 'number' && n >= 1 ? Math.min(n, 1000) : fallback);
+  return { cols: valid(out.columns, 80), rows: valid(out.rows, 24) };
+}
+
 export function registerShell(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('shell')
@@ -23,12 +32,14 @@ export function registerShell(program: Command, ctx: CommandContext): void {
       const { io } = ctx;
       const stdin = io.stdin as NodeJS.ReadStream;
       const stdout = io.stdout as NodeJS.WriteStream;
-      const cols = stdout.columns ?? 80;
-      const rows = stdout.rows ?? 24;
+      const { cols, rows } = terminalSize(stdout);
       const { session, attached } = await startSession(ctx, flags, host, { kind: 'shell', reason: flags.reason!, cols, rows, ...sessionLimits(flags) });
       pipeOutput(attached, io.stdout, io.stderr);
       const raw = !!stdin.isTTY && typeof stdin.setRawMode === 'function';
-      const onResize = () => attached.resize(stdout.columns ?? cols, stdout.rows ?? rows);
+      const onResize = () => {
+        const size = terminalSize(stdout);
+        attached.resize(size.cols, size.rows);
+      };
       try {
         await attached.ready();
         if (raw) {
