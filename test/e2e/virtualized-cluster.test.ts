@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Libvirt, readDomainXml, readNoCloudSeed } from '@edgeplane/agent';
-import { type Fleet, SIM_LIBVIRT_URI, startFleet } from '@edgeplane/sim';
+import { type Fleet, startFleet } from '@edgeplane/sim';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
@@ -34,7 +34,7 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
   const epDomains = async () => (await lv.names('list', '--all', '--name')).filter((d) => d.startsWith('ep-'));
   const epVolumes = async () => {
     const out: string[] = [];
-    for (const pool of ['default-pool', 'pool2']) for (const v of await lv.poolVolumes(pool)) if (v.startsWith('ep-')) out.push(`${pool}/${v}`);
+    for (const pool of ['default', 'pool2']) for (const v of await lv.poolVolumes(pool)) if (v.startsWith('ep-')) out.push(`${pool}/${v}`);
     return out;
   };
   const vm = (name: string, role: string, network: string, storagePool: string, over: Record<string, unknown> = {}) => ({
@@ -48,7 +48,7 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
     ...over,
   });
   const VMS = [
-    vm('cp1', 'control-plane', 'default', 'default-pool'),
+    vm('cp1', 'control-plane', 'default', 'default'),
     vm('w1', 'worker', 'net2', 'pool2', { labels: { zone: 'b' } }),
     vm('w2', 'worker', 'default', 'pool2'),
   ];
@@ -81,10 +81,7 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
     });
     await fleet.waitUntilConnected(20_000);
     [appliance, offlineAppliance] = fleet.appliances.map((a) => a.agent.hostName!);
-    lv = fleet.appliances[0].device.libvirt(SIM_LIBVIRT_URI);
-    // The test driver ships a domain "test" (8 GiB); this appliance is Edgeplane's alone.
-    await lv.run('destroy', 'test');
-    await lv.run('undefine', 'test');
+    lv = fleet.appliances[0].device.libvirt(fleet.appliances[0].libvirtUri);
     // A second network and storage pool on the appliance, so the VMs spread over both of each.
     await writeFile(
       join(dir, 'net2.xml'),
@@ -119,21 +116,17 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
   it('lists appliances with their libvirt capacity', async () => {
     const host = (await api('GET', `/api/v1/edgehosts/${appliance}`)).body;
     expect(host.status.agent.capabilities).toContain('libvirt');
-    expect(host.status.agent.managers.virt.libvirt).toMatchObject({ uri: SIM_LIBVIRT_URI, cpus: 16, memoryMiB: 3072, simulated: true });
+    expect(host.status.agent.managers.virt.libvirt).toMatchObject({ uri: fleet!.appliances[0].libvirtUri, cpus: 16, memoryMiB: 32768, simulated: true });
   });
 
   it.each([
-    ['an unknown network', [vm('cp1', 'control-plane', 'nope', 'default-pool')], 'VmNetworkNotFound'],
+    ['an unknown network', [vm('cp1', 'control-plane', 'nope', 'default')], 'VmNetworkNotFound'],
     ['an unknown pool', [vm('cp1', 'control-plane', 'default', 'nope')], 'VmStoragePoolNotFound'],
-    ['too much memory', [vm('cp1', 'control-plane', 'default', 'default-pool', { memoryMiB: 4096 })], 'ApplianceCapacityExceeded'],
-    ['too many vCPUs', [vm('cp1', 'control-plane', 'default', 'default-pool', { vcpus: 65 })], 'ApplianceCapacityExceeded'],
-    ['too big a disk', [vm('cp1', 'control-plane', 'default', 'default-pool', { diskGiB: 500 })], 'ApplianceCapacityExceeded'],
-    ['duplicate VM names', [vm('cp1', 'control-plane', 'default', 'default-pool'), vm('cp1', 'worker', 'default', 'default-pool')], 'DuplicateVmName'],
-    [
-      'an even number of control planes',
-      [vm('a', 'control-plane', 'default', 'default-pool'), vm('b', 'control-plane', 'default', 'default-pool')],
-      'EvenControlPlanes',
-    ],
+    ['too much memory', [vm('cp1', 'control-plane', 'default', 'default', { memoryMiB: 40960 })], 'ApplianceCapacityExceeded'],
+    ['too many vCPUs', [vm('cp1', 'control-plane', 'default', 'default', { vcpus: 65 })], 'ApplianceCapacityExceeded'],
+    ['too big a disk', [vm('cp1', 'control-plane', 'default', 'default', { diskGiB: 500 })], 'ApplianceCapacityExceeded'],
+    ['duplicate VM names', [vm('cp1', 'control-plane', 'default', 'default'), vm('cp1', 'worker', 'default', 'default')], 'DuplicateVmName'],
+    ['an even number of control planes', [vm('a', 'control-plane', 'default', 'default'), vm('b', 'control-plane', 'default', 'default')], 'EvenControlPlanes'],
   ])('refuses %s with a code and creates nothing', async (_what, vms, code) => {
     const r = await api('POST', '/api/v1/clusters', { metadata: { name: 'refused' }, spec: spec(vms) });
     expect(r.body.error?.code, JSON.stringify(r.body)).toBe(code);
@@ -195,7 +188,7 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
     ]);
 
     // Scale to 4 and back to 3.
-    const four = [...VMS, vm('w3', 'worker', 'net2', 'default-pool')];
+    const four = [...VMS, vm('w3', 'worker', 'net2', 'default')];
     expect((await api('PATCH', `/api/v1/clusters/${C}`, { spec: { vms: four } })).status).toBe(200);
     running = await waitRunning(C, 4);
     expect(await epDomains()).toContain(`ep-${C}-w3`);
@@ -225,7 +218,7 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
     expect(xml.code, xml.out).toBe(0);
     expect(xml.stdout).toContain(`<source pool='pool2' volume='ep-${C}-w1.qcow2'/>`);
     expect(wide.code, wide.out).toBe(0);
-    expect(wide.stdout).toMatch(new RegExp(`${appliance}.*vcpu 7/16 mem 1792/3072MiB`));
+    expect(wide.stdout).toMatch(new RegExp(`${appliance}.*vcpu 7/16 mem 1792/32768MiB`));
 
     // Delete: every domain and volume goes, and so do the VM hosts and the token.
     expect((await api('DELETE', `/api/v1/clusters/${C}`)).status).toBe(200);

@@ -122,6 +122,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       config: this.config,
       logger: this.logger.child({ component: 'troubleshoot' }),
       send: (msg) => (this.channel && this.welcomed ? this.channel.send(msg) : false),
+      sessionNotice: this.device.sessionNotice?.bind(this.device),
       bundle: {
         state: () => ({
           hostName: this.hostName,

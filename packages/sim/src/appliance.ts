@@ -1,17 +1,50 @@
 /**
  * SIMULATION of a Virtualized Edge appliance's guests. The appliance itself is a simulated device
- * whose agent drives a REAL libvirt (the test driver, test:///default, through one virsh session):
+ * whose agent drives a REAL libvirt (the test driver, loaded from the node file below, through one
+ * virsh session):
  * its virt manager defines and starts real (test-driver) domains. No guest boots there, so for each
  * running domain this class starts what the guest would run: an agent with a simulated device whose
  * DMI product_uuid is the domain UUID, configured from the domain's NoCloud seed ISO read with
  * xorriso, exactly as cloud-init hands the seed to the agent in a real VM.
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Agent, type AgentTiming, loadAgentConfigFromSeed, readDomainXml, SIM_DEVICE_UID_FILE, SimDevice } from '@edgeplane/agent';
 import type { Logger } from 'pino';
 
-export const SIM_LIBVIRT_URI = 'test:///default';
+/** The node file of a simulated appliance's libvirt test driver, in the appliance's data dir. */
+export const SIM_LIBVIRT_NODE_FILE = 'libvirt-test-node.xml';
+
+/**
+ * What a simulated appliance's libvirt holds when it starts: a host with 16 CPUs and 32 GiB of memory,
+ * no domains, the network `default` and the storage pool `default` (the names a stock libvirt install
+ * has). libvirt's built-in test:///default would give 3 GiB of memory with an 8 GiB domain `test`
+ * already defined, so not even a small cluster would fit without overcommit. The test driver gives
+ * every pool 100 GiB whatever the file says.
+ */
+export const SIM_LIBVIRT_NODE_XML = `<node>
+  <cpu><mhz>2400</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>8</cores><threads>2</threads><active>16</active></cpu>
+  <memory>${32 * 1024 * 1024}</memory>
+  <network>
+    <name>default</name>
+    <bridge name='virbr0'/>
+    <forward/>
+    <ip address='192.168.122.1' netmask='255.255.255.0'><dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip>
+  </network>
+  <pool type='dir'>
+    <name>default</name>
+    <target><path>/var/lib/libvirt/images</path></target>
+  </pool>
+</node>
+`;
+
+/** Writes the appliance's libvirt node file into `dir` and returns its connection URI (test:///<file>). */
+export async function simLibvirt(dir: string): Promise<string> {
+  const file = resolve(dir, SIM_LIBVIRT_NODE_FILE);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, SIM_LIBVIRT_NODE_XML);
+  return `test://${file}`;
+}
 
 interface Guest {
   agent: Agent;
@@ -27,6 +60,8 @@ export class SimAppliance {
   constructor(
     readonly agent: Agent,
     readonly device: SimDevice,
+    /** The appliance's libvirt (its own test-driver node file; see simLibvirt). */
+    readonly libvirtUri: string,
     private readonly options: { dataDir: string; logger: Logger; timing?: Partial<AgentTiming>; pollMs?: number },
   ) {}
 
@@ -58,7 +93,7 @@ export class SimAppliance {
   /** Follows the domains: starts a guest agent for a running domain, stops it when the domain stops or goes. */
   private async poll(): Promise<void> {
     if (this.stopped) return;
-    const lv = this.device.libvirt(SIM_LIBVIRT_URI);
+    const lv = this.device.libvirt(this.libvirtUri);
     // Keep the appliance's reported inventory fresh (networks, pools, domain states).
     await this.agent.managerRunner?.reportNow();
     const domains = new Map<string, string>();
@@ -92,7 +127,7 @@ export class SimAppliance {
 
   /** What cloud-init and the guest's agent do at boot: read the seed, register, connect. */
   private async boot(domain: string): Promise<Agent> {
-    const lv = this.device.libvirt(SIM_LIBVIRT_URI);
+    const lv = this.device.libvirt(this.libvirtUri);
     const xml = await lv.dumpxml(domain);
     const seed = readDomainXml(xml).seedIso;
     const uuid = /<uuid>([^<]+)<\/uuid>/.exec(xml)?.[1];

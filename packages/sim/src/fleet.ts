@@ -2,9 +2,11 @@ import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import { Agent, AgentConfig, type AgentTiming, SimDevice, simKubernetes } from '@edgeplane/agent';
 import { type Logger, pino } from 'pino';
-import { SIM_LIBVIRT_URI, SimAppliance } from './appliance.js';
+import { SimAppliance, simLibvirt } from './appliance.js';
 
 export const SIMULATED_LABEL = 'edgeplane.io/simulated';
+/** Label of simulated appliances, so `-l edgeplane.io/sim-appliance` finds them and `-l '!edgeplane.io/sim-appliance'` leaves them out. */
+export const SIM_APPLIANCE_LABEL = 'edgeplane.io/sim-appliance';
 
 export interface FleetOptions {
   server: string;
@@ -76,20 +78,21 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     const dir = join(options.dataDir, `appliance-${a}`);
     const site = siteName(((a - 1) % sites) + 1, sites);
     const hostname = `sim-appliance-${a}`;
+    const libvirtUri = await simLibvirt(dir);
     const config = AgentConfig.parse({
       server: options.server,
       token: options.token,
       site,
-      labels,
+      labels: { ...labels, [SIM_APPLIANCE_LABEL]: 'true' },
       dataDir: dir,
       deviceRoot: dir,
-      virt: { libvirtUri: SIM_LIBVIRT_URI },
+      virt: { libvirtUri },
     });
     const device = new SimDevice({ root: dir, hostname });
     const log = logger.child({ sim: hostname });
     const agent = new Agent({ config, device, logger: log, timing: options.timing });
     agents.push(agent);
-    appliances.push(new SimAppliance(agent, device, { dataDir: dir, logger: log, timing: options.timing }));
+    appliances.push(new SimAppliance(agent, device, libvirtUri, { dataDir: dir, logger: log, timing: options.timing }));
   }
 
   const stopping = new AbortController();

@@ -1,2 +1,2 @@
-export { SIM_LIBVIRT_URI, SimAppliance } from './appliance.js';
-export { type Fleet, type FleetOptions, SIMULATED_LABEL, siteName, startFleet } from './fleet.js';
+export { SIM_LIBVIRT_NODE_XML, SimAppliance, simLibvirt } from './appliance.js';
+export { type Fleet, type FleetOptions, SIM_APPLIANCE_LABEL, SIMULATED_LABEL, siteName, startFleet } from './fleet.js';

@@ -48,6 +48,11 @@ export interface Device {
    * per URI. SimDevice: libvirt's test driver (test:///default), private to the device.
    */
   libvirt?(uri: string): Libvirt;
+  /**
+   * A line shown at the top of every remote shell and command on this device, for the operator;
+   * undefined: none. SimDevice says there that sessions run on the simulator's own machine.
+   */
+  sessionNotice?(user: string): string | undefined;
   /** Ends the device's long-lived helpers (virsh sessions). */
   close?(): Promise<void>;
 }

@@ -63,6 +63,14 @@ export class SimDevice implements Device {
     return runSimCommand(command, args, { root: this.root, registry: this.simKubernetes, services: this.services });
   }
 
+  /**
+   * SIMULATION: remote shells and commands are not simulated; they run on the simulator's own
+   * machine, as the user the agent runs sessions as. Every session says so on its first line.
+   */
+  sessionNotice(user: string): string {
+    return `simulated host: this command runs on the simulator's machine as ${user}`;
+  }
+
   /** SIMULATION: a client of the simulated cluster named by the kubeconfig file. */
   kubernetes(kubeconfigPath: string): KubernetesClient {
     return new SimKubernetesClient(this.root, kubeconfigPath, this.simKubernetes);

@@ -34,6 +34,8 @@ export interface TroubleshootOptions {
   send: (msg: SessionFromAgent) => boolean;
   /** What a support bundle collects besides files (state, inventory). */
   bundle: Omit<BundleSources, 'config' | 'logFiles'>;
+  /** The device's line for the top of shells and commands (Device.sessionNotice). */
+  sessionNotice?: (user: string) => string | undefined;
 }
 
 /**
@@ -133,6 +135,9 @@ export class TroubleshootService {
     s.timers.push(s.idle);
     this.o.logger.info({ session: msg.id, kind: msg.kind, runAs: runAs.user }, 'remote session opened');
     this.o.send({ type: 'session.opened', id: msg.id, user: runAs.user });
+    const notice = msg.kind === 'shell' || msg.kind === 'exec' ? this.o.sessionNotice?.(runAs.user) : undefined;
+    // A shell shows it on its terminal (one stream, CRLF); a command on stderr, so its stdout stays the command's own.
+    if (notice) this.output(s, msg.kind === 'shell' ? 'stdout' : 'stderr', Buffer.from(msg.kind === 'shell' ? `${notice}\r\n` : `${notice}\n`));
     for (const early of s.early.splice(0)) this.handle(early);
   }
 
