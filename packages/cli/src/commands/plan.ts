@@ -19,6 +19,13 @@ interface Plan {
   removed: string[];
 }
 
+/** `cluster shop-1: revision 2 -> 3`; a cluster that never ran has no revision to come from. */
+export function planHeadline(plan: Pick<Plan, 'cluster' | 'fromRevision' | 'toRevision'>): string {
+  return plan.fromRevision === undefined
+    ? `cluster ${plan.cluster}: revision ${plan.toRevision} (new: the cluster has not run any revision yet)`
+    : `cluster ${plan.cluster}: revision ${plan.fromRevision} -> ${plan.toRevision}`;
+}
+
 /** `edgeplane plan cluster NAME -f new.yaml`: the dry run of a cluster change (POST /api/v1/clusters/<name>/plan). */
 export function registerPlan(program: Command, ctx: CommandContext): void {
   const cmd = program
@@ -46,17 +53,27 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
       const text = opts.file === '-' ? readFileSync(0, 'utf8') : readFileSync(opts.file, 'utf8');
       const [manifest] = parseManifest(text, opts.file);
       if (!manifest) throw new CliError(`${opts.file}: no cluster manifest in it`);
-      const plan = await clientFor(opts, ctx.io).request<Plan>('POST', `clusters/${encodeURIComponent(name)}/plan`, { body: { spec: manifest.spec } });
+      const client = clientFor(opts, ctx.io);
+      const plan = await client.request<Plan>('POST', `clusters/${encodeURIComponent(name)}/plan`, { body: { spec: manifest.spec } });
       if (opts.output === 'json') return void ctx.io.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
       if (opts.output === 'yaml') return void ctx.io.stdout.write(toYaml(plan));
-      ctx.io.stdout.write(`cluster ${plan.cluster}: revision ${plan.fromRevision ?? '?'} -> ${plan.toRevision}\n`);
+      ctx.io.stdout.write(`${planHeadline(plan)}\n`);
       ctx.io.stdout.write(
-        renderTable(
-          ['HOST', 'ROLE', 'CHANGE', 'WHAT'],
-          plan.nodes.map((n) => [n.host, n.role, n.change, n.reasons.join(', ') || '-']),
-        ),
+        plan.nodes.length
+          ? renderTable(
+              ['HOST', 'ROLE', 'CHANGE', 'WHAT'],
+              plan.nodes.map((n) => [n.host, n.role, n.change, n.reasons.join(', ') || '-']),
+            )
+          : 'no node changes\n',
       );
-      if (plan.removed.length) ctx.io.stdout.write(`removed (drained, taken out of Kubernetes, reset to ready): ${plan.removed.join(', ')}\n`);
+      if (plan.removed.length) {
+        // A host deleted meanwhile is only taken out of the spec: nothing is drained or reset.
+        const gone = new Set<string>();
+        for (const host of plan.removed) if (!(await client.find('edgehosts', host))) gone.add(host);
+        const left = plan.removed.filter((h) => !gone.has(h));
+        if (left.length) ctx.io.stdout.write(`removed (drained, taken out of Kubernetes, reset to ready): ${left.join(', ')}\n`);
+        if (gone.size) ctx.io.stdout.write(`removed from the spec (the host no longer exists): ${[...gone].join(', ')}\n`);
+      }
     });
 }
 
