@@ -24,6 +24,7 @@ export interface ResourceList {
 
 export interface ListOptions {
   labelSelector?: string;
+  fieldSelector?: string;
   limit?: number;
   continue?: string;
 }
@@ -113,7 +114,14 @@ export class ApiClient {
   }
 
   list(plural: string, options: ListOptions = {}): Promise<ResourceList> {
-    return this.request<ResourceList>('GET', plural, { query: { labelSelector: options.labelSelector, limit: options.limit, continue: options.continue } });
+    return this.request<ResourceList>('GET', plural, {
+      query: {
+        labelSelector: options.labelSelector,
+        fieldSelector: options.fieldSelector,
+        limit: options.limit,
+        continue: options.continue,
+      },
+    });
   }
 
   /** Lists every page (from `continue` if given), following `metadata.continue`; `limit` is the page size. */

@@ -8,6 +8,10 @@ export const ERROR_CODES = {
   MalformedJson: { status: 400, description: 'The request body is not valid JSON.' },
   ValidationFailed: { status: 400, description: 'The request or message does not match its schema; `details.issues` lists each problem with its path.' },
   InvalidLabelSelector: { status: 400, description: 'The `labelSelector` query parameter cannot be parsed.' },
+  InvalidFieldSelector: {
+    status: 400,
+    description: 'The `fieldSelector` query parameter cannot be parsed or names a field the kind cannot be filtered by; `details.supported` lists the fields.',
+  },
   InvalidContinueToken: { status: 400, description: 'The `continue` token of a list request is not one the server issued.' },
   Unauthenticated: { status: 401, description: 'No bearer token, or the API token is unknown, expired or revoked.' },
   Forbidden: { status: 403, description: "The caller's role does not allow this operation." },

@@ -166,6 +166,8 @@ describe.each(DIALECTS)('agent channel limits on %s', (dialect) => {
       status: JSON.stringify({ count: 1, firstTimestamp: createdAt, lastTimestamp: createdAt }),
       involved_kind: 'EdgeHost',
       involved_name: object,
+      involved_uid: null,
+      event_time: createdAt,
       dedupe_key: null,
     });
     const chatty = Array.from({ length: 12 }, (_, i) => row('chatty', daysAgo(0, i * 1000)));

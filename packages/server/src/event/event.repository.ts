@@ -1,6 +1,6 @@
 import type { Insertable } from 'kysely';
 import type { Executor } from '../store/db.js';
-import type { EventTable } from '../store/schema.js';
+import type { EventTable, ResourceTableName } from '../store/schema.js';
 
 export async function insertEvents(db: Executor, rows: Insertable<EventTable>[]): Promise<void> {
   await db.insertInto('events').values(rows).execute();
@@ -46,4 +46,10 @@ export async function deleteOldestEventsOf(db: Executor, kind: string, name: str
     .where('created_at', '<', cut.created_at)
     .executeTakeFirst();
   return Number(r.numDeletedRows);
+}
+
+/** uid of each named row of a resource table that exists (names not found are left out). */
+export async function uidsByName(db: Executor, table: ResourceTableName, names: string[]): Promise<{ name: string; uid: string }[]> {
+  if (names.length === 0) return [];
+  return db.selectFrom(table).select(['name', 'uid']).where('name', 'in', names).execute();
 }

@@ -44,36 +44,13 @@ function serviceFor(plural: string): ResourceService {
   return svc;
 }
 
-/** Field selectors per kind: each field maps to an indexed column, so a filter pages in SQL, not in code. */
-const FIELD_COLUMNS = new Map<ResourceService, Record<string, string>>([
-  [events, { 'involvedObject.kind': 'involved_kind', 'involvedObject.name': 'involved_name' }],
-  [edgeHosts, { 'status.state': 'state', 'status.connectivity': 'connectivity' }],
-]);
-
-function parseListQuery(svc: ResourceService, q: Record<string, string | undefined>): ListQuery {
-  const out: ListQuery = { labelSelector: q.labelSelector, continue: q.continue };
+function parseListQuery(q: Record<string, string | undefined>): ListQuery {
+  const out: ListQuery = { labelSelector: q.labelSelector, fieldSelector: q.fieldSelector, continue: q.continue };
   if (q.limit !== undefined) {
     const n = Number(q.limit);
     if (!Number.isInteger(n) || n < 1)
       throw new EdgeplaneError('ValidationFailed', 'limit must be a positive integer', { issues: [{ path: 'limit', message: 'expected a positive integer' }] });
     out.limit = n;
-  }
-  if (q.fieldSelector) {
-    const fields = FIELD_COLUMNS.get(svc);
-    if (!fields)
-      throw new EdgeplaneError('ValidationFailed', 'fieldSelector is supported for events and edgehosts only', {
-        issues: [{ path: 'fieldSelector', message: 'unsupported for this kind' }],
-      });
-    out.where = {};
-    for (const part of q.fieldSelector.split(',')) {
-      const [k, v] = part.split('=');
-      const col = Object.hasOwn(fields, k?.trim() ?? '') ? fields[k.trim()] : undefined;
-      if (!col || v === undefined)
-        throw new EdgeplaneError('ValidationFailed', `unsupported field selector "${part}"`, {
-          issues: [{ path: 'fieldSelector', message: `supported: ${Object.keys(fields).join(', ')}` }],
-        });
-      out.where[col] = v.trim();
-    }
   }
   return out;
 }
@@ -112,7 +89,7 @@ export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: Conne
   app.get<{ Params: P; Querystring: Record<string, string> }>('/api/v1/:plural', async (req) => {
     const svc = serviceFor(req.params.plural);
     check(req, svc, 'list');
-    const page = await svc.list(db, parseListQuery(svc, req.query));
+    const page = await svc.list(db, parseListQuery(req.query));
     return {
       apiVersion: API_VERSION,
       kind: `${svc.info.kind}List`,

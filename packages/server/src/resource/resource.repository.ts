@@ -1,6 +1,8 @@
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Executor } from '../store/db.js';
+import { jsonText } from '../store/json-field.js';
 import type { ResourceColumns, ResourceTableName } from '../store/schema.js';
+import type { FieldRequirement, FieldSource } from './field-selector.js';
 
 /**
  * Generic SQL for the columns all resource tables share. Each resource's own repository adds the
@@ -24,18 +26,43 @@ export async function findBy(db: Executor, table: ResourceTableName, column: str
     .executeTakeFirst() as Promise<ResourceRow | undefined>;
 }
 
-/** Rows ordered by name, strictly after `after`, at most `limit`. */
-export async function listPage(
-  db: Executor,
-  table: ResourceTableName,
-  after: string | undefined,
-  limit: number,
-  where?: Record<string, string>,
-): Promise<ResourceRow[]> {
-  let q = g(db).selectFrom(T(table)).selectAll().orderBy('name').limit(limit);
-  if (after !== undefined) q = q.where('name', '>', after);
-  for (const [col, value] of Object.entries(where ?? {})) q = q.where(col as 'name', '=', value);
-  return q.execute() as Promise<ResourceRow[]>;
+/** Where a page starts: strictly after this row in the list order. */
+export interface PageCursor {
+  name: string;
+  /** The row's value of the leading order column, when the list has one (events: their time). */
+  key?: string;
+}
+
+export interface PageQuery {
+  after?: PageCursor;
+  limit: number;
+  /** A column sorted before `name` (events by `event_time`); the cursor then carries its value. */
+  orderBy?: string;
+  fields?: FieldRequirement[];
+}
+
+function fieldExpr(db: Executor, source: FieldSource) {
+  return 'column' in source ? sql.ref(source.column) : jsonText(db, source.json, source.path);
+}
+
+/** Rows in list order (`orderBy`, then name), strictly after `after`, matching every field requirement, at most `limit`. */
+export async function listPage(db: Executor, table: ResourceTableName, q: PageQuery): Promise<ResourceRow[]> {
+  let query = g(db).selectFrom(T(table)).selectAll();
+  if (q.orderBy) query = query.orderBy(q.orderBy as 'name');
+  query = query.orderBy('name').limit(q.limit);
+  const { after, orderBy } = q;
+  if (after && orderBy && after.key !== undefined) {
+    const key = after.key;
+    query = query.where((eb) => eb.or([eb(orderBy as 'name', '>', key), eb.and([eb(orderBy as 'name', '=', key), eb('name', '>', after.name)])]));
+  } else if (after) query = query.where('name', '>', after.name);
+  for (const f of q.fields ?? []) {
+    const expr = fieldExpr(db, f.source);
+    // Kubernetes semantics: an absent field reads as "", so `f=` matches it and `f!=v` includes it.
+    if (f.op === '=') query = f.value === '' ? query.where((eb) => eb.or([eb(expr, 'is', null), eb(expr, '=', '')])) : query.where(expr, '=', f.value);
+    else if (f.value === '') query = query.where((eb) => eb.and([eb(expr, 'is not', null), eb(expr, '<>', '')]));
+    else query = query.where((eb) => eb.or([eb(expr, 'is', null), eb(expr, '<>', f.value)]));
+  }
+  return query.execute() as Promise<ResourceRow[]>;
 }
 
 export async function insertRow(db: Executor, table: ResourceTableName, row: ResourceRow): Promise<void> {

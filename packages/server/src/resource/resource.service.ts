@@ -5,9 +5,10 @@ import type { Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
 import type { ResourceTableName } from '../store/schema.js';
 import type { RequestContext } from './context.js';
+import { parseFieldSelector } from './field-selector.js';
 import { matchesSelector, parseLabelSelector } from './label-selector.js';
 import { applyMergePatch } from './merge-patch.js';
-import { deleteRow, findByName, insertRow, listPage, type ResourceRow, updateRow } from './resource.repository.js';
+import { deleteRow, findByName, insertRow, listPage, type PageCursor, type ResourceRow, updateRow } from './resource.repository.js';
 
 export interface Resource {
   apiVersion: string;
@@ -47,10 +48,18 @@ export interface ResourceHooks {
 
 export interface ListQuery {
   labelSelector?: string;
+  /** `field=value`, `field!=value`, ... (see field-selector.ts for each kind's fields). */
+  fieldSelector?: string;
   limit?: number;
   continue?: string;
-  /** Exact matches on repository columns (e.g. events by involved object). */
-  where?: Record<string, string>;
+}
+
+export interface ResourceServiceOptions {
+  /**
+   * A column lists sort by before the name (events: `event_time`, oldest first, newest last as in
+   * `kubectl events`); default: by name.
+   */
+  listOrder?: string;
 }
 
 export const DEFAULT_LIST_LIMIT = 500;
@@ -59,14 +68,16 @@ export const MAX_LIST_LIMIT = 1000;
 const now = () => new Date().toISOString();
 const json = (v: unknown) => JSON.stringify(v ?? {});
 
-function encodeContinue(name: string) {
-  return Buffer.from(JSON.stringify({ after: name })).toString('base64url');
+function encodeContinue(cursor: PageCursor) {
+  return Buffer.from(JSON.stringify({ after: cursor.name, ...(cursor.key !== undefined ? { key: cursor.key } : {}) })).toString('base64url');
 }
-function decodeContinue(token: string): string {
+function decodeContinue(token: string, ordered: boolean): PageCursor {
+  // The token is opaque to clients but not tamper-proof: a name with NUL would reach the store.
+  const ok = (s: unknown): s is string => typeof s === 'string' && s.length <= 253 && !hasControlChars(s);
   try {
     const v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-    // The token is opaque to clients but not tamper-proof: a name with NUL would reach the store.
-    if (typeof v?.after === 'string' && v.after.length <= 253 && !hasControlChars(v.after)) return v.after;
+    // A list ordered by a column needs its value; a token from a name-ordered list cannot resume it.
+    if (ok(v?.after) && (ordered ? ok(v.key) : v.key === undefined)) return ordered ? { name: v.after, key: v.key } : { name: v.after };
   } catch {}
   throw new EdgeplaneError('InvalidContinueToken', 'the continue token is not one this server issued');
 }
@@ -83,6 +94,7 @@ export class ResourceService {
     readonly info: KindInfo,
     readonly table: ResourceTableName,
     readonly hooks: ResourceHooks = {},
+    readonly options: ResourceServiceOptions = {},
   ) {}
 
   toObject(row: ResourceRow): Resource {
@@ -117,19 +129,24 @@ export class ResourceService {
   async list(db: Executor, q: ListQuery = {}): Promise<{ items: Resource[]; continue?: string }> {
     const limit = Math.min(Math.max(q.limit ?? DEFAULT_LIST_LIMIT, 1), MAX_LIST_LIMIT);
     const reqs = q.labelSelector ? parseLabelSelector(q.labelSelector) : [];
-    let after = q.continue ? decodeContinue(q.continue) : undefined;
+    const fields = q.fieldSelector ? parseFieldSelector(this.info.kind, q.fieldSelector) : [];
+    const orderBy = this.options.listOrder;
+    const cursorOf = (row: ResourceRow): PageCursor => (orderBy ? { name: row.name, key: String(row[orderBy]) } : { name: row.name });
+    let after = q.continue ? decodeContinue(q.continue, !!orderBy) : undefined;
     const items: Resource[] = [];
-    // Label selectors filter in code (labels are JSON); read in batches until the page is full.
+    let last: ResourceRow | undefined;
+    // Field selectors filter in SQL; label selectors in code (labels are JSON): read in batches until the page is full.
     const batch = reqs.length ? Math.max(limit, 200) : limit + 1;
     for (;;) {
-      const rows = await listPage(db, this.table, after, batch, q.where);
+      const rows = await listPage(db, this.table, { after, limit: batch, orderBy, fields });
       for (const row of rows) {
         if (reqs.length && !matchesSelector(JSON.parse(row.labels), reqs)) continue;
-        if (items.length === limit) return { items, continue: encodeContinue(items[items.length - 1].metadata.name) };
+        if (items.length === limit) return { items, continue: encodeContinue(cursorOf(last!)) };
         items.push(this.toObject(row));
+        last = row;
       }
       if (rows.length < batch) return { items };
-      after = rows[rows.length - 1].name;
+      after = cursorOf(rows[rows.length - 1]);
     }
   }
 

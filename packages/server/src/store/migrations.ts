@@ -1,4 +1,6 @@
 import { type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { EVENT_KIND_TABLES } from './event-kinds.js';
+import { jsonText } from './json-field.js';
 
 /** Adds the columns every resource table shares (see ResourceColumns). */
 function resourceColumns<T extends string>(t: CreateTableBuilder<T, never>) {
@@ -211,6 +213,26 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('events_created').on('events').column('created_at').execute();
       await db.schema.createIndex('events_involved_created').on('events').columns(['involved_kind', 'involved_name', 'created_at']).execute();
       await db.schema.createIndex('pairings_source').on('pairings').columns(['source_ip', 'state']).execute();
+    },
+  },
+  '0013_list_order_fields': {
+    async up(db: AnyDb) {
+      // Events list in time order and belong to one incarnation of their object (by uid).
+      await db.schema.alterTable('events').addColumn('involved_uid', 'varchar(64)').execute();
+      await db.schema.alterTable('events').addColumn('event_time', 'varchar(40)').execute();
+      const last = jsonText(db, 'status', ['lastTimestamp']);
+      await sql`update events set event_time = case when ${last} is not null and ${last} < created_at then ${last} else created_at end`.execute(db);
+      // Existing events go to the object of that name that existed when they were recorded.
+      for (const [kind, table] of EVENT_KIND_TABLES)
+        await sql`update events set involved_uid = (select t.uid from ${sql.table(table)} t where t.name = events.involved_name and t.created_at <= events.created_at) where involved_kind = ${kind}`.execute(
+          db,
+        );
+      await db.schema.createIndex('events_time').on('events').columns(['event_time', 'name']).execute();
+      await db.schema.createIndex('events_involved_time').on('events').columns(['involved_kind', 'involved_name', 'event_time']).execute();
+      await db.schema.createIndex('events_uid_time').on('events').columns(['involved_uid', 'event_time']).execute();
+      // Field selectors on hosts: by state and by site (a JSON field; the query repeats this expression).
+      await db.schema.createIndex('edge_hosts_state').on('edge_hosts').column('state').execute();
+      await sql`create index edge_hosts_site on edge_hosts ((${jsonText(db, 'spec', ['site'])}))`.execute(db);
     },
   },
   '0012_os_retry': {

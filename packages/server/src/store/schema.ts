@@ -48,6 +48,10 @@ export interface EventTable extends ResourceColumns {
   involved_name: string;
   /** Set for agent events: `<host>/<agent event id>`, so a re-sent queued event is stored once. */
   dedupe_key: string | null;
+  /** uid of the involved object when the event was recorded: a re-created object with the same name does not inherit it. */
+  involved_uid: string | null;
+  /** When it happened (the event's timestamp, never later than when it was recorded); lists sort by it. */
+  event_time: string;
 }
 export interface ClusterProfileTable extends ResourceColumns {}
 export interface ClusterProfileRevisionTable {
