@@ -298,9 +298,10 @@ export async function eventsOf(client: ApiClient, resource: Resource): Promise<R
     if (next && seen.has(next)) break;
     if (next) seen.add(next);
   } while (next);
-  const other = (e: Resource) => {
-    const of = (e.spec?.involvedObject as { uid?: unknown } | undefined)?.uid;
-    return typeof of === 'string' && typeof uid === 'string' && of !== uid;
+  // Checked here too: a server that does not know a selector field answers with more than asked.
+  const about = (e: Resource) => {
+    const of = (e.spec?.involvedObject ?? {}) as { kind?: unknown; name?: unknown; uid?: unknown };
+    return of.kind === resource.kind && of.name === name && !(typeof of.uid === 'string' && typeof uid === 'string' && of.uid !== uid);
   };
-  return items.filter((e) => !other(e));
+  return items.filter(about);
 }

@@ -20,7 +20,9 @@ export function formatApiError(err: ApiError, prefix = ''): string {
   if (Array.isArray(issues)) {
     for (const issue of issues) {
       const { path, message } = (issue ?? {}) as { path?: unknown; message?: unknown };
-      lines.push(`  ${typeof path === 'string' && path ? path : '(root)'}: ${String(message ?? '')}`);
+      const line = `${typeof path === 'string' && path ? path : '(root)'}: ${String(message ?? '')}`;
+      // The server's message already names the first problem: do not print it twice.
+      if (!err.message.includes(line)) lines.push(`  ${line}`);
     }
   }
   return `${lines.join('\n')}\n`;

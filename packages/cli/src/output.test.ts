@@ -1,9 +1,9 @@
 import { findKind, KINDS } from '@edgeplane/protocol';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { Resource } from './api-client.js';
-import { eventsFor, renderDescribe } from './describe-output.js';
-import { formatAge, formatCell, formatDuration, renderResources, renderResourceTable, renderTable } from './output.js';
+import type { ApiClient, Resource } from './api-client.js';
+import { eventsOf, renderDescribe } from './describe-output.js';
+import { formatAge, formatCell, formatDuration, formatDurationExact, renderResources, renderResourceTable, renderTable } from './output.js';
 
 const now = new Date('2025-01-01T12:00:00Z');
 const ago = (ms: number) => new Date(now.getTime() - ms).toISOString();
@@ -47,6 +47,27 @@ describe('cells', () => {
   });
 });
 
+describe('counts', () => {
+  it('shows a count the status left out as 0, not <none>', () => {
+    const rollout = {
+      metadata: { name: 'r' },
+      spec: { profile: { name: 'p', revision: 2 } },
+      status: { phase: 'Progressing', currentBatch: 0, counts: { total: 3, upgrading: 3 } },
+    };
+    const table = renderResourceTable(findKind('rollouts')!, [rollout], now);
+    expect(table).toMatch(/^r\s+Progressing\s+p\s+2\s+0\s+0\s+0\s+3$/m);
+    expect(formatCell(undefined, 'status.counts.failed')).toBe('0');
+    expect(formatCell(undefined, 'status.count')).toBe('<none>');
+  });
+
+  it('writes durations exactly, in the units flags take', () => {
+    expect(formatDurationExact(90_000)).toBe('1m30s');
+    expect(formatDurationExact(600_000)).toBe('10m');
+    expect(formatDurationExact(5_400_000)).toBe('1h30m');
+    expect(formatDurationExact(7 * 86_400_000)).toBe('7d');
+  });
+});
+
 describe('tables', () => {
   it('uses the kind columns, aligned, without borders or trailing spaces', () => {
     const out = renderResourceTable(
@@ -86,7 +107,7 @@ describe('json and yaml', () => {
 });
 
 describe('describe', () => {
-  it('shows metadata, spec, status and the events about the object', () => {
+  it('shows metadata, spec, status and the events about the object', async () => {
     const h = host('nuc-01', { metadata: { name: 'nuc-01', project: 'default', labels: { site: 'shop-1', env: 'lab' }, createdAt: ago(3_600_000) } });
     const event = (name: string, object: string, reason: string, t: number): Resource => ({
       kind: 'Event',
@@ -94,12 +115,28 @@ describe('describe', () => {
       spec: { type: 'Normal', reason, message: `${reason} happened`, involvedObject: { kind: 'EdgeHost', name: object }, source: 'server' },
       status: { count: 1, firstTimestamp: ago(t), lastTimestamp: ago(t) },
     });
-    const events = eventsFor(h, [
-      event('e1', 'nuc-01', 'Approved', 60_000),
-      event('e2', 'other', 'Registered', 1000),
-      event('e3', 'nuc-01', 'Registered', 600_000),
-    ]);
+    // Two pages; a server that ignored the selector would also send e2 (another object) and e4 (an
+    // earlier nuc-01 with another uid): both are left out.
+    const pages: Record<string, unknown> = {
+      '': { items: [event('e1', 'nuc-01', 'Approved', 60_000), event('e2', 'other', 'Registered', 1000)], metadata: { continue: 'p2' } },
+      p2: {
+        items: [
+          event('e3', 'nuc-01', 'Registered', 600_000),
+          { ...event('e4', 'nuc-01', 'Old', 1000), spec: { involvedObject: { kind: 'EdgeHost', name: 'nuc-01', uid: 'old' } } },
+        ],
+        metadata: {},
+      },
+    };
+    const queries: unknown[] = [];
+    const client = {
+      request: async (_method: string, _path: string, options: { query: { continue?: string } }) => {
+        queries.push(options.query);
+        return pages[options.query.continue ?? ''];
+      },
+    } as unknown as ApiClient;
+    const events = await eventsOf(client, { ...h, kind: 'EdgeHost', metadata: { ...h.metadata, uid: 'now' } });
     expect(events.map((e) => e.metadata.name)).toEqual(['e1', 'e3']);
+    expect(queries[0]).toEqual({ fieldSelector: 'involvedObject.kind=EdgeHost,involvedObject.name=nuc-01', continue: undefined });
     const out = renderDescribe(h, events, now);
     expect(out).toMatch(/^Name:\s+nuc-01$/m);
     expect(out).toMatch(/^Labels:\s+site=shop-1\n\s+env=lab$/m);
