@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import { type AgentMessage, CLOSE_CODES, ErrorBody, ServerMessage } from '@edgeplane/protocol';
+import { type AgentMessage, CLOSE_CODES, ErrorBody, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 
@@ -45,7 +45,8 @@ export class Channel extends EventEmitter<{ open: []; message: [ServerMessage] }
     super();
     this.logger = options.logger;
     this.ws = new WebSocket(options.url, {
-      headers: { authorization: `Bearer ${options.token}` },
+      // A server of another protocol major refuses the upgrade with ProtocolVersionUnsupported.
+      headers: { authorization: `Bearer ${options.token}`, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
       handshakeTimeout: options.handshakeTimeoutMs,
       ...(options.ca ? { ca: options.ca } : {}),
     });

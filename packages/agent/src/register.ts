@@ -1,4 +1,12 @@
-import { AGENT_REGISTER_PATH, ErrorBody, type PairingCredential, type RegisterRequest, RegisterResponse } from '@edgeplane/protocol';
+import {
+  AGENT_REGISTER_PATH,
+  ErrorBody,
+  type PairingCredential,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSION_HEADER,
+  type RegisterRequest,
+  RegisterResponse,
+} from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
 import type { AgentConfig } from './config.js';
@@ -93,7 +101,13 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
       ...(Object.keys(config.labels).length ? { labels: config.labels } : {}),
     };
     const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timing.requestTimeoutMs)]);
-    res = await (ctx.trust?.fetch ?? fetch)(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request), signal });
+    res = await (ctx.trust?.fetch ?? fetch)(url, {
+      method: 'POST',
+      // A server of another protocol major refuses with ProtocolVersionUnsupported, naming both versions.
+      headers: { 'content-type': 'application/json', [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
+      body: JSON.stringify(request),
+      signal,
+    });
     body = await res.json().catch(() => undefined);
     if (res.ok) {
       const parsed = RegisterResponse.safeParse(body);

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 
 /** How to reach a server whose certificate may be signed by a private CA. */
 export interface ServerTrust {
@@ -31,14 +30,18 @@ export function trustedCas(caFile: string): string[] {
 
 /**
  * Global fetch cannot take CAs per call; undici's fetch with an Agent whose connections carry `ca`
- * can. Without a CA file this is the global fetch and Node's default store.
+ * can. Without a CA file this is the global fetch and Node's default store. undici loads on the
+ * first request: the CLI shares this module and most of its runs never need it.
  */
 export function serverTrust(caFile: string | undefined): ServerTrust {
   if (!caFile) return { fetch: (input, init) => globalThis.fetch(input, init) };
   const ca = trustedCas(caFile);
-  const dispatcher = new UndiciAgent({ connect: { ca } });
-  const fetch = ((input: string | URL, init?: RequestInit) =>
-    undiciFetch(input, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as typeof globalThis.fetch;
+  let dispatched: Promise<{ undiciFetch: typeof import('undici').fetch; dispatcher: import('undici').Agent }> | undefined;
+  const fetch = (async (input: string | URL, init?: RequestInit) => {
+    dispatched ??= import('undici').then((u) => ({ undiciFetch: u.fetch, dispatcher: new u.Agent({ connect: { ca } }) }));
+    const { undiciFetch, dispatcher } = await dispatched;
+    return undiciFetch(input, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher });
+  }) as unknown as typeof globalThis.fetch;
   return { ca, fetch };
 }
 

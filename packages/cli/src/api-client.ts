@@ -1,4 +1,5 @@
 import { isCertificateError, type ServerTrust, serverTrust } from '@edgeplane/agent/tls';
+import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@edgeplane/protocol';
 
 /**
  * A small typed wrapper over the Edgeplane REST API (`/api/v1`), using Node's global fetch (undici's
@@ -88,18 +89,28 @@ export class ApiClient {
   }
 
   /** Sends a request to `/api/v1/<path>` and returns the parsed JSON body; throws ApiError or NetworkError. */
-  async request<T>(method: string, path: string, options: { query?: Record<string, string | number | undefined>; body?: unknown } = {}): Promise<T> {
+  async request<T>(
+    method: string,
+    path: string,
+    options: { query?: Record<string, string | number | undefined>; body?: unknown; signal?: AbortSignal } = {},
+  ): Promise<T> {
     const url = new URL(`${this.server}/api/v1/${path.replace(/^\/+/, '')}`);
     for (const [key, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined && value !== '') url.searchParams.set(key, String(value));
     }
-    const headers: Record<string, string> = { accept: 'application/json' };
+    // The server refuses a client of another protocol major (ProtocolVersionUnsupported) with both versions named.
+    const headers: Record<string, string> = { accept: 'application/json', [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (options.body !== undefined) headers['content-type'] = 'application/json';
 
     let response: Response;
     try {
-      response = await this.trust.fetch(url, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+      response = await this.trust.fetch(url, {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal: options.signal,
+      });
     } catch (err) {
       throw new NetworkError(this.server, err);
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from './index.js';
+import { main } from './main.js';
 
 // `edgeplane get hosts | head` closes the pipe early; that is not an error worth a stack trace.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -5,10 +5,11 @@ import { buildProgram } from './program.js';
 import { runCli } from './test-support.js';
 
 function walk(cmd: Command, path: string[] = []): string[][] {
-  return cmd.commands.filter((c) => c.name() !== 'help').flatMap((c) => [[...path, c.name()], ...walk(c, [...path, c.name()])]);
+  // Hidden commands (`__complete`, which the completion scripts call) have no help of their own.
+  return cmd.commands.filter((c) => c.name() !== 'help' && !c.name().startsWith('__')).flatMap((c) => [[...path, c.name()], ...walk(c, [...path, c.name()])]);
 }
 
-const paths = walk(buildProgram({ io: defaultIo(), exitCode: 0 }));
+const paths = walk(await buildProgram({ io: defaultIo(), exitCode: 0 }));
 
 describe('--help', () => {
   it('covers the expected commands', () => {

@@ -141,6 +141,11 @@ export const ERROR_CODES = {
   },
   ProjectNotFound: { status: 422, description: 'metadata.project names a project that does not exist; nothing was created.' },
   ProjectNotEmpty: { status: 409, description: 'The project still holds resources; move or delete them before deleting the project.' },
+  ProtocolVersionUnsupported: {
+    status: 400,
+    description:
+      'The client (CLI or agent) speaks a protocol major version the server does not (header `edgeplane-protocol-version`); `details` names both versions.',
+  },
   RateLimited: { status: 429, description: 'Too many requests; retry after the number of seconds in the Retry-After header.' },
   Internal: { status: 500, description: 'An unexpected server error. It is logged with the request id.' },
   NotReady: { status: 503, description: 'The server is starting or its store is unreachable.' },

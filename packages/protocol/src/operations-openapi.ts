@@ -64,6 +64,24 @@ export function addOperationPaths(paths: Json, schemas: Json, schema: (s: z.ZodT
       responses: { 200: { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } },
     },
   };
+  paths['/api/v1/version'] = {
+    get: {
+      operationId: 'version',
+      tags: ['Operations'],
+      summary: "The server's release, protocol and API versions",
+      ...open,
+      responses: {
+        200: {
+          description: 'OK',
+          content: json({
+            type: 'object',
+            required: ['serverVersion', 'protocolVersion', 'apiVersion'],
+            properties: { serverVersion: { type: 'string' }, protocolVersion: { type: 'integer', minimum: 1 }, apiVersion: { type: 'string' } },
+          }),
+        },
+      },
+    },
+  };
   paths['/api/v1/whoami'] = {
     get: {
       operationId: 'whoami',

@@ -41,7 +41,4 @@ export function kindOrThrow(name: string): KindInfo {
   return kind;
 }
 
-/** `\nExamples:\n  $ edgeplane ...` lines for --help. */
-export function examples(...lines: string[]): string {
-  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
-}
+export { examples } from './help-text.js';
