@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { pino } from 'pino';
 import { formatDuration } from '../output.js';
-import { intArg, parseDuration } from '../parse.js';
+import { durationOption, intArg } from '../parse.js';
 import { Progress } from '../progress.js';
 import { type CommandContext, examples } from './common.js';
 import { LOG_LEVELS } from './server.js';
@@ -44,7 +44,7 @@ export function registerSim(program: Command, ctx: CommandContext): void {
       0,
     )
     .option('--data-dir <dir>', 'where the simulated devices keep their files', './.edgeplane-sim')
-    .option('--connect-timeout <duration>', 'how long to wait for every agent to connect (e.g. 2m)', parseDuration, 300_000)
+    .addOption(durationOption('--connect-timeout <duration>', 'how long to wait for every agent to connect (e.g. 2m)', '5m'))
     .addOption(new Option('--log-level <level>', 'agent log level').choices(LOG_LEVELS).default('warn'))
     .addHelpText(
       'after',
