@@ -45,3 +45,56 @@ export async function seedHosts(store: TestStore, count: number): Promise<void> 
     await s.close();
   }
 }
+
+export interface SeedHost {
+  name: string;
+  state?: 'pending-approval' | 'ready' | 'in-use' | 'rejected' | 'pre-registered';
+  site?: string;
+  /** Reported as status.inventory.hostname. */
+  hostname?: string;
+  /** A device key change waiting for approval. */
+  pendingKey?: boolean;
+}
+
+/** Writes the given hosts straight into the store (offline, like seedHosts), each as described. */
+export async function insertHosts(store: TestStore, hosts: SeedHost[]): Promise<void> {
+  const s = openStore({ dataDir: store.dataDir, databaseUrl: store.databaseUrl });
+  try {
+    const now = new Date().toISOString();
+    for (let from = 0; from < hosts.length; from += 500) {
+      const rows = hosts.slice(from, from + 500).map((h) => {
+        const uid = randomUUID();
+        return {
+          name: h.name,
+          uid: randomUUID(),
+          project: 'default',
+          labels: '{}',
+          annotations: '{}',
+          generation: 1,
+          resource_version: 1,
+          created_at: now,
+          updated_at: now,
+          spec: JSON.stringify(h.site ? { site: h.site } : {}),
+          status: JSON.stringify({
+            deviceUid: uid,
+            registeredAt: now,
+            registeredVia: 'token',
+            agentVersion: 'seed',
+            conditions: [],
+            ...(h.hostname ? { inventory: { hostname: h.hostname } } : {}),
+          }),
+          device_uid: uid,
+          public_key: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: `seed-${h.name}` }),
+          pending_public_key: h.pendingKey ? JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: `new-${h.name}` }) : null,
+          state: h.state ?? 'ready',
+          connectivity: 'offline',
+          last_seen: null,
+          pairing_key_hash: null,
+        };
+      });
+      await s.db.insertInto('edge_hosts').values(rows).execute();
+    }
+  } finally {
+    await s.close();
+  }
+}

@@ -59,9 +59,19 @@ export function App() {
   // biome-ignore lint/correctness/useExhaustiveDependencies: runs on purpose whenever the path changes
   useEffect(() => {
     document.getElementById('main')?.focus({ preventScroll: true });
-    const h1 = document.querySelector('main h1');
-    document.title = h1?.textContent ? `${h1.textContent} · Edgeplane` : 'Edgeplane';
   }, [path]);
+  // The tab title follows the page's heading, also when it appears after loading or after sign-in.
+  useEffect(() => {
+    const update = () => {
+      const heading = document.querySelector('main h1')?.textContent?.trim();
+      const title = heading ? `${heading} · Edgeplane` : 'Edgeplane';
+      if (document.title !== title) document.title = title;
+    };
+    update();
+    const observer = new MutationObserver(update);
+    observer.observe(document.getElementById('root') ?? document.body, { subtree: true, childList: true, characterData: true });
+    return () => observer.disconnect();
+  }, []);
   if (!token) return <Login />;
   if (!me) return <Loading what="your account" />;
   return (

@@ -1,9 +1,10 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api, type Resource, request } from '../lib/api';
+import { HostPicker, type NodeRole } from './HostPicker';
 import { ErrorBox, StateBadge } from './ui';
 
-type Role = 'control-plane' | 'worker';
+type Role = NodeRole;
 interface Plan {
   fromRevision?: number;
   toRevision: number;
@@ -27,8 +28,8 @@ export function ClusterChange({ cluster, onDone }: { cluster: Resource; onDone()
       request<{ items: { revision: number; createdAt: string }[] }>('GET', `/api/v1/clusterprofiles/${encodeURIComponent(profile.name)}/revisions`),
   });
   const hosts = useQuery({
-    queryKey: ['list', 'edgehosts', { ready: true }],
-    queryFn: () => api.list('edgehosts', { fieldSelector: 'status.state=ready', limit: 1000 }),
+    queryKey: ['list', 'edgehosts', { picker: 'ready' }],
+    queryFn: () => api.listAll('edgehosts', { fieldSelector: 'status.state=ready' }),
   });
   const [revision, setRevision] = useState(profile.revision);
   const [removed, setRemoved] = useState<Set<string>>(new Set());
@@ -100,21 +101,12 @@ export function ClusterChange({ cluster, onDone }: { cluster: Resource; onDone()
             </label>
           </div>
         ))}
-        {free.length > 0 && <p className="muted">Add ready hosts that are in no cluster:</p>}
-        {free.map((h) => (
-          <div key={h.metadata.name} className="field">
-            <label htmlFor={`add-${h.metadata.name}`}>Add {h.metadata.name}</label>
-            <select
-              id={`add-${h.metadata.name}`}
-              value={added[h.metadata.name] ?? ''}
-              onChange={(e) => edit(() => setAdded({ ...added, [h.metadata.name]: e.target.value as Role | '' }))}
-            >
-              <option value="">not added</option>
-              <option value="control-plane">control-plane</option>
-              <option value="worker">worker</option>
-            </select>
-          </div>
-        ))}
+        {free.length > 0 && (
+          <>
+            <p className="muted">Add ready hosts that are in no cluster:</p>
+            <HostPicker hosts={free} chosen={added} onChange={(h, r) => edit(() => setAdded({ ...added, [h]: r }))} noneLabel="not added" idPrefix="add" />
+          </>
+        )}
       </fieldset>
       <div className="row">
         <button type="button" className="secondary" disabled={!changed || dryRun.isPending} onClick={() => dryRun.mutate()}>

@@ -3,6 +3,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { api, formatValue, type Resource, request } from '../lib/api';
 import { useAuth } from '../lib/auth';
+import { canAssignOsProfile, canRemoveOsProfile, clusterOfHost } from '../lib/host-rules';
 import { isOsOnly, shortDigest } from '../lib/profiles';
 import { Link } from '../lib/router';
 import { ErrorBox, StateBadge } from './ui';
@@ -19,7 +20,7 @@ function Digest({ value }: { value?: string }) {
 /**
  * Assign, change or remove the host's OS profile (EdgeHost spec.osProfile) with a merge patch. Only
  * OS-only profiles are offered; the revision is always sent, so the host moves exactly where chosen.
- * The server decides the rest (cluster nodes, unapproved hosts) and its refusal is shown as is.
+ * Offered only where the server accepts it (lib/host-rules.ts); any other refusal is shown as is.
  */
 function OsProfileForm({ host, current, onDone }: { host: string; current?: OsProfileRef; onDone(): void }) {
   const qc = useQueryClient();
@@ -110,7 +111,9 @@ export function HostOs({ host }: { host: Resource }) {
   const name = host.metadata.name;
   const os = host.status.os as HostOsRolloutStatus | undefined;
   const ref = host.spec.osProfile as OsProfileRef | undefined;
-  const cluster = host.metadata.annotations?.['edgeplane.io/cluster'];
+  const cluster = clusterOfHost(host);
+  // The server refuses an OS profile on a cluster node or an unapproved host: no button for it then.
+  const assignable = canAssignOsProfile(host);
   const remove = useMutation({
     mutationFn: () => api.patch('edgehosts', name, { spec: { osProfile: null } }),
     onSuccess: (obj) => {
@@ -164,30 +167,38 @@ export function HostOs({ host }: { host: Resource }) {
         </p>
       )}
       {can('edgehosts', 'update') &&
-        (editing ? (
+        (editing && assignable ? (
           <OsProfileForm host={name} current={ref} onDone={() => setEditing(false)} />
         ) : (
-          <div className="row">
-            <button type="button" className="small" onClick={() => setEditing(true)}>
-              {ref ? 'Change OS profile…' : 'Assign OS profile…'}
-            </button>
-            {ref && (
-              <button
-                type="button"
-                className="danger small"
-                disabled={remove.isPending}
-                onClick={() => {
-                  if (confirm(`Remove OS profile ${ref.name} from ${name}? The host keeps the image it runs; nothing manages its OS any more.`))
-                    remove.mutate();
-                }}
-              >
-                Remove OS profile
-              </button>
-            )}
-          </div>
+          (assignable || canRemoveOsProfile(host)) && (
+            <div className="row">
+              {assignable && (
+                <button type="button" className="small" onClick={() => setEditing(true)}>
+                  {ref ? 'Change OS profile…' : 'Assign OS profile…'}
+                </button>
+              )}
+              {ref && (
+                <button
+                  type="button"
+                  className="danger small"
+                  disabled={remove.isPending}
+                  onClick={() => {
+                    if (confirm(`Remove OS profile ${ref.name} from ${name}? The host keeps the image it runs; nothing manages its OS any more.`))
+                      remove.mutate();
+                  }}
+                >
+                  Remove OS profile
+                </button>
+              )}
+            </div>
+          )
         ))}
-      {cluster && can('edgehosts', 'update') && (
-        <p className="muted">A cluster node takes its OS from its cluster's profile: the server refuses an OS profile here.</p>
+      {!assignable && !ref && can('edgehosts', 'update') && (
+        <p className="muted" data-testid="os-why-not">
+          {cluster
+            ? `A cluster node takes its OS from the profile of cluster ${cluster}; to manage it with a host OS profile, remove it from the cluster first.`
+            : 'A host OS profile can be assigned once the host is approved.'}
+        </p>
       )}
       <ErrorBox error={remove.error} title="OS profile not removed" />
     </section>

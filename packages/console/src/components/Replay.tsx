@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { ApiError, tokenStore } from '../lib/api';
+import { XTERM_OPTIONS } from '../lib/xterm-options';
 import { ErrorBox } from './ui';
 
 type CastEvent = [number, string, string];
@@ -25,7 +26,7 @@ export function Replay({ session }: { session: string }) {
       const events = lines.slice(1).map((l) => JSON.parse(l) as CastEvent);
       const [{ Terminal: XTerm }] = await Promise.all([import('@xterm/xterm'), import('@xterm/xterm/css/xterm.css')]);
       if (stopped || !box.current) return;
-      const term = new XTerm({ cols: header.width ?? 80, rows: header.height ?? 24, disableStdin: true, fontSize: 14 });
+      const term = new XTerm({ cols: header.width ?? 80, rows: header.height ?? 24, disableStdin: true, ...XTERM_OPTIONS });
       term.open(box.current);
       dispose = () => term.dispose();
       let at = 0;
@@ -71,7 +72,7 @@ export function Replay({ session }: { session: string }) {
           </button>
         )}
       </div>
-      <div className="terminal" ref={box} data-testid="replay" />
+      <div className="term-box replay" ref={box} data-testid="replay" />
     </section>
   );
 }

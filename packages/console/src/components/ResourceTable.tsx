@@ -24,6 +24,22 @@ export interface TableProps {
 const ROW_HEIGHT = 41;
 const BADGE_PATHS = new Set(['status.state', 'status.connectivity', 'spec.type', 'status.phase']);
 
+type Sort = { path: string; dir: 1 | -1 };
+/**
+ * Events read newest first, by time, whatever order the server pages them in: the sort runs over
+ * every loaded page together, so merged pages stay in time order. Other kinds keep the server's
+ * name order until a column is clicked.
+ */
+const DEFAULT_SORT: Record<string, Sort> = { events: { path: 'status.lastTimestamp', dir: -1 } };
+const NAME_ORDER: Sort = { path: 'metadata.name', dir: 1 };
+const ISO = /^\d{4}-\d\d-\d\dT/;
+
+/** Orders two cell values: timestamps as times, the rest as text with numbers compared as numbers. */
+function compareValues(a: unknown, b: unknown): number {
+  if (typeof a === 'string' && typeof b === 'string' && ISO.test(a) && ISO.test(b)) return Date.parse(a) - Date.parse(b);
+  return String(a ?? '').localeCompare(String(b ?? ''), undefined, { numeric: true });
+}
+
 export function kindInfo(plural: string): KindInfo | undefined {
   return KINDS.find((k) => k.plural === plural);
 }
@@ -36,7 +52,7 @@ export function kindInfo(plural: string): KindInfo | undefined {
 export function ResourceTable({ plural, labelSelector, fieldSelector, rowFilter, rowLink, actions, pageSize = 200, emptyText, formatCell }: TableProps) {
   const info = kindInfo(plural);
   const columns = info?.columns ?? [{ header: 'NAME', path: 'metadata.name' }];
-  const [sort, setSort] = useState<{ path: string; dir: 1 | -1 }>({ path: 'metadata.name', dir: 1 });
+  const [sort, setSort] = useState<Sort>(DEFAULT_SORT[plural] ?? NAME_ORDER);
   const q = useInfiniteQuery({
     queryKey: ['list', plural, { labelSelector, fieldSelector, pageSize }],
     queryFn: ({ pageParam }) => api.list(plural, { limit: pageSize, continue: pageParam, labelSelector, fieldSelector }),
@@ -46,10 +62,15 @@ export function ResourceTable({ plural, labelSelector, fieldSelector, rowFilter,
   const rows = useMemo(() => {
     let all = q.data?.pages.flatMap((p) => p.items) ?? [];
     if (rowFilter) all = all.filter(rowFilter);
-    if (sort.path === 'metadata.name' && sort.dir === 1) return all; // the server's order
-    const key = (r: Resource) => String(pick(r, sort.path) ?? '');
-    return [...all].sort((a, b) => key(a).localeCompare(key(b), undefined, { numeric: true }) * sort.dir);
-  }, [q.data, rowFilter, sort]);
+    if (sort.path === NAME_ORDER.path && sort.dir === 1 && !DEFAULT_SORT[plural]) return all; // the server's order
+    // Ties (events of the same second) fall back to creation time, then name, in the same direction.
+    return [...all].sort(
+      (a, b) =>
+        (compareValues(pick(a, sort.path), pick(b, sort.path)) ||
+          compareValues(a.metadata.createdAt, b.metadata.createdAt) ||
+          a.metadata.name.localeCompare(b.metadata.name)) * sort.dir,
+    );
+  }, [q.data, rowFilter, sort, plural]);
 
   const scrollRef = useRef<HTMLDivElement>(null);
   const virtual = useVirtualizer({ count: rows.length, getScrollElement: () => scrollRef.current, estimateSize: () => ROW_HEIGHT, overscan: 12 });
@@ -81,7 +102,7 @@ export function ResourceTable({ plural, labelSelector, fieldSelector, rowFilter,
                   </button>
                 </th>
               ))}
-              {actions && <th scope="col">actions</th>}
+              {actions && <th scope="col">Actions</th>}
             </tr>
           </thead>
           <tbody>

@@ -1,5 +1,6 @@
 import type { OperatorClientMessage, OperatorServerMessage } from '@edgeplane/protocol';
 import { useEffect, useRef, useState } from 'react';
+import { XTERM_OPTIONS } from '../lib/xterm-options';
 
 export type ShellState = { phase: 'connecting' } | { phase: 'open' } | { phase: 'ended'; message: string } | { phase: 'failed'; message: string };
 
@@ -30,7 +31,7 @@ export function Terminal({ url, onState, terminateRef }: { url: string; onState(
     void (async () => {
       const [{ Terminal: XTerm }, { FitAddon }] = await Promise.all([import('@xterm/xterm'), import('@xterm/addon-fit'), import('@xterm/xterm/css/xterm.css')]);
       if (disposed || !box.current) return;
-      const term = new XTerm({ cursorBlink: true, fontSize: 14, convertEol: false, scrollback: 5000 });
+      const term = new XTerm({ ...XTERM_OPTIONS, cursorBlink: true, convertEol: false, scrollback: 5000 });
       const fit = new FitAddon();
       term.loadAddon(fit);
       term.open(box.current);
@@ -78,5 +79,5 @@ export function Terminal({ url, onState, terminateRef }: { url: string; onState(
       cleanup();
     };
   }, [url, onState, terminateRef]);
-  return <div className={`terminal${ready ? ' ready' : ''}`} ref={box} data-testid="terminal" role="application" aria-label="Remote shell terminal" />;
+  return <div className={`term-box${ready ? ' ready' : ''}`} ref={box} data-testid="terminal" role="application" aria-label="Remote shell terminal" />;
 }

@@ -90,6 +90,20 @@ export const api = {
   whoami: (token?: string) => request<Whoami>('GET', '/api/v1/whoami', undefined, token),
   summary: () => request<Summary>('GET', '/api/v1/summary'),
   list: (plural: string, p?: ListParams) => request<ResourceList>('GET', listPath(plural, p)),
+  /**
+   * Every page of a list as one list (for pickers that filter in the browser); stops at `max` items.
+   * Same shape as a page, so the watch keeps it live like any cached list.
+   */
+  async listAll(plural: string, p: Omit<ListParams, 'limit' | 'continue'> = {}, max = 20_000): Promise<ResourceList> {
+    const items: Resource[] = [];
+    let next: string | undefined;
+    do {
+      const page = await api.list(plural, { ...p, limit: 1000, continue: next });
+      items.push(...page.items);
+      next = page.metadata.continue;
+    } while (next && items.length < max);
+    return { items, metadata: {} };
+  },
   get: (plural: string, name: string) => request<Resource>('GET', `/api/v1/${plural}/${encodeURIComponent(name)}`),
   create: (plural: string, body: unknown) => request<Resource>('POST', `/api/v1/${plural}`, body),
   /** JSON merge patch (RFC 7386): arrays such as spec.nodes are replaced whole. */

@@ -1,41 +1,45 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
+import { HostPicker, type NodeRole } from '../components/HostPicker';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox } from '../components/ui';
-import { api, type Resource } from '../lib/api';
+import { api, type Resource, request } from '../lib/api';
 import { useAuth } from '../lib/auth';
 import { isOsOnly } from '../lib/profiles';
 import { navigate } from '../lib/router';
 
-type Role = '' | 'control-plane' | 'worker';
-
-/** Parses KEY=VALUE lines into the cluster's profile variables. */
-function parseVariables(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n').map((l) => l.trim())) {
-    if (!line) continue;
-    const i = line.indexOf('=');
-    if (i < 1) throw new Error(`"${line}" is not KEY=VALUE`);
-    out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
-  return out;
+interface Variable {
+  name: string;
+  default?: string;
+  description?: string;
+  required?: boolean;
+}
+interface Revision {
+  revision: number;
+  spec: { variables?: Variable[] };
 }
 
+/** What the server refuses without a value (cluster.service.ts MissingVariable): required and no default. */
+const mustGive = (v: Variable) => !!v.required && v.default === undefined;
+
 /**
- * Create a native cluster: a profile revision, ready hosts that are in no cluster yet with a role each,
- * an optional endpoint and variables. The API validates (odd control planes, profile revision exists,
- * hosts free) and its messages are shown per field.
+ * Create a native cluster: a profile revision, ready hosts that are in no cluster yet with a role each
+ * (picked by site, hostname or id), an optional endpoint and the revision's variables, the ones
+ * without a default marked and checked before anything is sent. The API validates the rest (odd
+ * control planes, hosts free) and its messages are shown per field.
  */
 function ClusterWizard({ onClose }: { onClose(): void }) {
   const qc = useQueryClient();
   const profiles = useQuery({ queryKey: ['list', 'clusterprofiles', { all: true }], queryFn: () => api.list('clusterprofiles', { limit: 1000 }) });
   const hosts = useQuery({
-    queryKey: ['list', 'edgehosts', { wizard: true }],
-    queryFn: () => api.list('edgehosts', { limit: 1000, fieldSelector: 'status.state=ready' }),
+    queryKey: ['list', 'edgehosts', { picker: 'ready' }],
+    queryFn: () => api.listAll('edgehosts', { fieldSelector: 'status.state=ready' }),
   });
   const [profile, setProfile] = useState('');
-  const [roles, setRoles] = useState<Record<string, Role>>({});
-  const [localError, setLocalError] = useState<string>();
+  const [revisionText, setRevisionText] = useState('');
+  const [roles, setRoles] = useState<Record<string, NodeRole | ''>>({});
+  const [values, setValues] = useState<Record<string, string>>({});
+  const [missing, setMissing] = useState<string[]>([]);
   const create = useMutation({
     mutationFn: (body: unknown) => api.create('clusters', body),
     onSuccess: (c) => {
@@ -45,29 +49,37 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
   });
   const free = (hosts.data?.items ?? []).filter((h: Resource) => h.status.state === 'ready' && !h.metadata.annotations?.['edgeplane.io/cluster']);
   const chosen = profiles.data?.items.find((p) => p.metadata.name === profile);
+  const revision = Number(revisionText) || Number(chosen?.status.latestRevision) || 1;
+  const rev = useQuery({
+    queryKey: ['revision', profile, revision],
+    queryFn: () => request<Revision>('GET', `/api/v1/clusterprofiles/${encodeURIComponent(profile)}/revisions/${revision}`),
+    enabled: !!chosen,
+    retry: false,
+  });
+  const variables = rev.data?.spec.variables ?? [];
   const submit = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
-    setLocalError(undefined);
     const f = new FormData(e.currentTarget);
-    let variables: Record<string, string>;
-    try {
-      variables = parseVariables(String(f.get('variables') ?? ''));
-    } catch (err) {
-      setLocalError((err as Error).message);
+    const absent = variables.filter((v) => mustGive(v) && !values[v.name]?.trim()).map((v) => v.name);
+    setMissing(absent);
+    if (absent.length) {
+      document.getElementById(`var-${absent[0]}`)?.focus();
       return;
     }
     const nodes = Object.entries(roles)
       .filter(([, r]) => r)
       .map(([host, role]) => ({ host, role }));
     const endpoint = String(f.get('endpoint') ?? '').trim();
+    // Only declared variables with a value: an empty field leaves the profile's default.
+    const given = Object.fromEntries(variables.filter((v) => values[v.name]?.trim()).map((v) => [v.name, values[v.name].trim()]));
     create.mutate({
       metadata: { name: String(f.get('name') ?? '').trim() },
       spec: {
         type: 'native',
-        profile: { name: profile, revision: Number(f.get('revision') || chosen?.status.latestRevision || 1) },
+        profile: { name: profile, revision },
         nodes,
         ...(endpoint ? { controlPlaneEndpoint: endpoint } : {}),
-        variables,
+        variables: given,
       },
     });
   };
@@ -87,7 +99,15 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
       <div className="row">
         <div className="field">
           <label htmlFor="c-profile">Cluster profile</label>
-          <select id="c-profile" value={profile} onChange={(e) => setProfile(e.target.value)} required>
+          <select
+            id="c-profile"
+            value={profile}
+            onChange={(e) => {
+              setProfile(e.target.value);
+              setMissing([]);
+            }}
+            required
+          >
             <option value="">choose…</option>
             {profiles.data?.items.map((p) =>
               // A host OS profile has no Kubernetes: the API would refuse it (ProfileHasNoKubernetes).
@@ -105,7 +125,15 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
         </div>
         <div className="field">
           <label htmlFor="c-revision">Revision</label>
-          <input id="c-revision" name="revision" type="number" min={1} placeholder={chosen ? String(chosen.status.latestRevision ?? 1) : 'latest'} />
+          <input
+            id="c-revision"
+            name="revision"
+            type="number"
+            min={1}
+            value={revisionText}
+            onChange={(e) => setRevisionText(e.target.value)}
+            placeholder={chosen ? String(chosen.status.latestRevision ?? 1) : 'latest'}
+          />
         </div>
       </div>
       {profiles.data?.items.every((p) => isOsOnly(p.spec)) && (
@@ -117,32 +145,53 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
       <fieldset>
         <legend>Nodes: ready hosts in no cluster</legend>
         {hosts.isPending && <p className="muted">Loading hosts…</p>}
-        {free.length === 0 && !hosts.isPending && <p className="muted">No free ready hosts. Approve hosts first.</p>}
-        {free.map((h) => (
-          <div className="row" key={h.metadata.name}>
-            <label htmlFor={`role-${h.metadata.name}`} className="node-name">
-              {h.metadata.name} {h.spec.site ? `(${h.spec.site})` : ''}
-            </label>
-            <select
-              id={`role-${h.metadata.name}`}
-              value={roles[h.metadata.name] ?? ''}
-              onChange={(e) => setRoles((r) => ({ ...r, [h.metadata.name]: e.target.value as Role }))}
-            >
-              <option value="">not in this cluster</option>
-              <option value="control-plane">control plane</option>
-              <option value="worker">worker</option>
-            </select>
-          </div>
-        ))}
+        <ErrorBox error={hosts.error} title="Could not load the free hosts" />
+        {free.length === 0 && hosts.isSuccess && <p className="muted">No free ready hosts. Approve hosts first.</p>}
+        {free.length > 0 && (
+          <HostPicker hosts={free} chosen={roles} onChange={(h, r) => setRoles((x) => ({ ...x, [h]: r }))} noneLabel="not in this cluster" idPrefix="role" />
+        )}
       </fieldset>
       <div className="field">
         <label htmlFor="c-endpoint">Control plane endpoint (optional)</label>
         <input id="c-endpoint" name="endpoint" placeholder="https://10.0.0.10:6443 (default: the first control-plane node)" />
       </div>
-      <div className="field">
-        <label htmlFor="c-vars">Variables (optional, KEY=VALUE per line)</label>
-        <textarea id="c-vars" name="variables" rows={3} />
-      </div>
+      {chosen && (
+        <fieldset data-testid="variables">
+          <legend>
+            Variables of {profile} revision {revision}
+          </legend>
+          <ErrorBox error={rev.error} title={`Could not read revision ${revision} of ${profile}`} />
+          {rev.isSuccess && variables.length === 0 && <p className="muted">This revision declares no variables.</p>}
+          {variables.map((v) => {
+            const req = mustGive(v);
+            const bad = missing.includes(v.name);
+            return (
+              <div className="field" key={v.name}>
+                <label htmlFor={`var-${v.name}`}>
+                  {v.name} {req ? <span className="required">(required)</span> : <span className="muted">(optional)</span>}
+                </label>
+                <input
+                  id={`var-${v.name}`}
+                  value={values[v.name] ?? ''}
+                  aria-required={req}
+                  aria-invalid={bad || undefined}
+                  aria-describedby={`var-${v.name}-help`}
+                  placeholder={v.default !== undefined ? `default: ${v.default}` : ''}
+                  onChange={(e) => {
+                    setValues((x) => ({ ...x, [v.name]: e.target.value }));
+                    if (bad && e.target.value.trim()) setMissing((m) => m.filter((n) => n !== v.name));
+                  }}
+                />
+                <small id={`var-${v.name}-help`} className={bad ? 'error-text' : 'muted'}>
+                  {bad
+                    ? `${profile} revision ${revision} has no default for ${v.name}: give a value.`
+                    : (v.description ?? (v.default !== undefined ? `Leave empty for the default (${v.default}).` : ''))}
+                </small>
+              </div>
+            );
+          })}
+        </fieldset>
+      )}
       <div className="row">
         <button type="submit" disabled={create.isPending}>
           {create.isPending ? 'Creating…' : 'Create cluster'}
@@ -151,9 +200,9 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
           Cancel
         </button>
       </div>
-      {localError && (
+      {missing.length > 0 && (
         <p className="error" role="alert">
-          {localError}
+          Not sent: the profile needs a value for {missing.join(', ')} (no default in revision {revision}).
         </p>
       )}
       <ErrorBox error={create.error} title="Cluster not created" />

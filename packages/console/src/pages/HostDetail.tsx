@@ -5,6 +5,7 @@ import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue } from '../lib/api';
 import { useAuth } from '../lib/auth';
+import { canOpenSession } from '../lib/host-rules';
 import { Link } from '../lib/router';
 import { HostActions } from './Hosts';
 
@@ -34,7 +35,7 @@ export function HostDetail({ name }: { name: string }) {
       </h1>
       <div className="row">
         <HostActions host={h} />
-        {can('edgehosts', 'remote-shell') && (h.status.state === 'ready' || h.status.state === 'in-use') && h.status.connectivity === 'online' && (
+        {can('edgehosts', 'remote-shell') && canOpenSession(h) && (
           <Link to={`/hosts/${encodeURIComponent(name)}/shell`} className="button">
             Open shell
           </Link>

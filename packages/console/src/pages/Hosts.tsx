@@ -1,9 +1,11 @@
+import { useQuery } from '@tanstack/react-query';
 import { type FormEvent, useMemo, useState } from 'react';
 import { ClaimPairing } from '../components/ClaimPairing';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox } from '../components/ui';
-import type { Resource } from '../lib/api';
+import { api, type Resource } from '../lib/api';
 import { useAuth } from '../lib/auth';
+import { canApprove, canApproveKey, canReject, canRejectKey } from '../lib/host-rules';
 import { useResourceAction } from '../lib/mutations';
 import { navigate, useLocation } from '../lib/router';
 
@@ -13,17 +15,22 @@ const STATES = ['pending-approval', 'ready', 'in-use', 'rejected', 'pre-register
 export function HostActions({ host }: { host: Resource }) {
   const { can } = useAuth();
   const act = useResourceAction('edgehosts');
+  // Which hosts clusters depend on (appliances, VM nodes): one cached list for every row, kept live by the watch.
+  const clusters = useQuery({
+    queryKey: ['list', 'clusters', { all: true }],
+    queryFn: () => api.listAll('clusters'),
+    enabled: can('clusters', 'list'),
+  });
   const name = host.metadata.name;
-  const state = host.status.state as string;
   const buttons: { verb: string; label: string; body?: unknown }[] = [];
   const pendingKey = host.status.pendingKeyFingerprint as string | undefined;
-  // A pending key change is decided on its own: approving binds the host to exactly the key shown
-  // here (its fingerprint goes with the request), refusing drops it and leaves the host as it is.
-  if (state === 'pending-approval') buttons.push({ verb: 'approve', label: 'Approve' });
-  if (pendingKey)
-    buttons.push({ verb: 'approve-key', label: 'Approve new key', body: { fingerprint: pendingKey } }, { verb: 'reject-key', label: 'Refuse new key' });
-  // The server refuses to reject a cluster member (remove it from its cluster first).
-  if (state !== 'rejected' && state !== 'in-use') buttons.push({ verb: 'reject', label: 'Reject' });
+  // Only what the server accepts in this state (lib/host-rules.ts). A pending key change is decided
+  // on its own: approving binds the host to exactly the key shown here (its fingerprint goes with
+  // the request), refusing drops it and leaves the host as it is.
+  if (canApprove(host)) buttons.push({ verb: 'approve', label: 'Approve' });
+  if (canApproveKey(host)) buttons.push({ verb: 'approve-key', label: 'Approve new key', body: { fingerprint: pendingKey } });
+  if (canRejectKey(host)) buttons.push({ verb: 'reject-key', label: 'Refuse new key' });
+  if (canReject(host, clusters.data?.items)) buttons.push({ verb: 'reject', label: 'Reject' });
   const allowed = buttons.filter((b) => can('edgehosts', b.verb));
   if (allowed.length === 0) return null;
   return (

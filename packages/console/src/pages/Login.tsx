@@ -21,13 +21,14 @@ export function Login() {
   };
   return (
     <main className="login" id="main">
-      <h1>Edgeplane</h1>
+      <p className="brand">Edgeplane</p>
+      <h1>Sign in</h1>
       <form onSubmit={submit} aria-describedby="login-help">
         <label htmlFor="token">API token</label>
         <input id="token" type="password" autoComplete="off" required value={token} onChange={(e) => setToken(e.target.value)} />
         <p id="login-help" className="muted">
-          Paste an API token (<code>ept_…</code>). The first admin token is in the server's data directory (<code>admin-token</code>);{' '}
-          <code>edgeplane create apitoken</code> makes more. It is kept only in this browser tab.
+          Paste an API token (<code>ept_…</code>). The first admin token is in the server's data directory (<code>admin-token</code>); an admin makes more on
+          the API tokens page here or with <code>edgeplane apply -f</code> and an <code>ApiToken</code> manifest. It is kept only in this browser tab.
         </p>
         <button type="submit" disabled={busy || !token.trim()}>
           {busy ? 'Signing in…' : 'Sign in'}

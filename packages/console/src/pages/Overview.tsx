@@ -14,6 +14,8 @@ function Stat({ label, value, to }: { label: string; value: number; to: string }
 
 function RecentEvents({ events }: { events: Resource[] }) {
   if (events.length === 0) return <Empty>No events yet: they appear as hosts register, connect and report.</Empty>;
+  // Newest first by time, whichever order the summary lists them in.
+  const byTime = [...events].sort((a, b) => Date.parse(b.status.lastTimestamp ?? '') - Date.parse(a.status.lastTimestamp ?? ''));
   return (
     <div className="table-scroll short">
       <table>
@@ -27,7 +29,7 @@ function RecentEvents({ events }: { events: Resource[] }) {
           </tr>
         </thead>
         <tbody>
-          {events.map((e) => (
+          {byTime.map((e) => (
             <tr key={e.metadata.name}>
               <td>{formatValue(e.status.lastTimestamp)}</td>
               <td>
