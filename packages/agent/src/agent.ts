@@ -256,33 +256,27 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async run(): Promise<void> {
     const { signal } = this.abort;
     const identity = this.identity as DeviceIdentity;
-    if (!this.registration) {
-      const registration = await ensureRegistered({
-        config: this.config,
-        device: this.device,
-        identity,
-        logger: this.logger,
-        agentVersion: this.version,
-        timing: this.timing,
-        signal,
-        onPairing: (info) => this.emit('pairing', info),
-        pairingPollWaitSeconds: this.pairingPollWaitSeconds,
-        trust: this.trust,
-      });
-      if (!registration) return;
-      this.registration = registration;
-      this.emit('registered', registration);
-      if (registration.state) this.setState(registration.state);
-    }
+    if (!(await this.register(identity, false))) return;
     const backoff = new Backoff({ baseMs: this.timing.backoffBaseMs, capMs: this.timing.backoffCapMs });
     while (!signal.aborted) {
-      const outcome = await this.connectOnce(this.registration, identity).catch((err): ChannelOutcome => {
+      // The server no longer knows this host (deleted): register again with this device's credential.
+      if (!this.registration && !(await this.register(identity, true))) break;
+      const registration = this.registration as Registration;
+      const outcome = await this.connectOnce(registration, identity).catch((err): ChannelOutcome => {
         this.logger.error({ err: (err as Error).message }, 'cannot open a connection');
         return { opened: false, openMs: 0, code: 0, reason: '' };
       });
       if (signal.aborted) break;
       if (outcome.openMs >= this.timing.stableAfterMs) backoff.reset();
       let delayMs = backoff.next();
+      if (outcome.errorCode === 'HostUnknown') {
+        // Deleted on the server: the old identity is gone for good. Registering again gives a new
+        // host, pending approval unless the credential auto-approves (never the old one back).
+        this.logger.warn({ host: registration.hostName, errorCode: outcome.errorCode }, 'the server no longer knows this host; registering again');
+        this.registration = undefined;
+        if (!(await sleep(delayMs, signal))) break;
+        continue;
+      }
       const rejected = outcome.code === CLOSE_CODES.rejected || outcome.errorCode === 'HostRejected';
       // This device's key waits for an operator (the host is bound to another key): nothing to do but wait.
       const keyPending = outcome.errorCode === 'DeviceKeyPending';
@@ -294,13 +288,39 @@ export class Agent extends EventEmitter<AgentEvents> {
       else if (keyPending)
         this.logger.warn(
           log,
-          `this device's key (fingerprint ${keyFingerprint}) waits for an operator's approval; host ${this.registration.hostName} is bound to another key: edgeplane approve-key host ${this.registration.hostName} --fingerprint ${keyFingerprint.slice(0, 16)}`,
+          `this device's key (fingerprint ${keyFingerprint}) waits for an operator's approval; host ${registration.hostName} is bound to another key: edgeplane approve-key host ${registration.hostName} --fingerprint ${keyFingerprint.slice(0, 16)}`,
         );
       else if (outcome.httpStatus)
         this.logger.error({ ...log, message: outcome.errorMessage }, `server refused the connection: ${outcome.errorCode ?? `HTTP ${outcome.httpStatus}`}`);
       else this.logger.info(log, outcome.opened ? 'disconnected; reconnecting' : 'cannot connect; retrying');
       if (!(await sleep(delayMs, signal))) break;
     }
+  }
+
+  /**
+   * Registers the device unless it holds a registration (`fresh`: register anew although it holds
+   * one, because the server no longer knows its host). False when stopped meanwhile.
+   */
+  private async register(identity: DeviceIdentity, fresh: boolean): Promise<boolean> {
+    if (this.registration && !fresh) return true;
+    const registration = await ensureRegistered({
+      config: this.config,
+      device: this.device,
+      identity,
+      logger: this.logger,
+      agentVersion: this.version,
+      timing: this.timing,
+      signal: this.abort.signal,
+      fresh,
+      onPairing: (info) => this.emit('pairing', info),
+      pairingPollWaitSeconds: this.pairingPollWaitSeconds,
+      trust: this.trust,
+    });
+    if (!registration) return false;
+    this.registration = registration;
+    this.emit('registered', registration);
+    if (registration.state) this.setState(registration.state);
+    return true;
   }
 
   /** One connection, from handshake to close. */

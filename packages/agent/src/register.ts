@@ -24,6 +24,8 @@ export interface RegisterContext {
   agentVersion: string;
   timing: AgentTiming;
   signal: AbortSignal;
+  /** Register anew although identity.json holds a registration: the server no longer knows its host. */
+  fresh?: boolean;
   /** At-the-edge pairing (no token, no pairing key): called with each code to show, undefined once claimed. */
   onPairing?: (info: PairingInfo | undefined) => void;
   /** Long-poll length while waiting for a claim; tests shorten it. */
@@ -47,7 +49,7 @@ type Attempt = { ok: true; registration: Registration } | { ok: false; retryAfte
  * Resolves undefined when aborted.
  */
 export async function ensureRegistered(ctx: RegisterContext): Promise<Registration | undefined> {
-  const existing = ctx.identity.registrationFor(ctx.config.server);
+  const existing = ctx.fresh ? undefined : ctx.identity.registrationFor(ctx.config.server);
   if (existing) return existing;
   const backoff = new Backoff({ baseMs: ctx.timing.backoffBaseMs, capMs: ctx.timing.backoffCapMs });
   const state: RegisterState = {};

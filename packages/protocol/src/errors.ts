@@ -45,6 +45,10 @@ export const ERROR_CODES = {
     description: 'The agent connect token is missing, malformed, expired, too long-lived, or not signed by the key registered for the host.',
   },
   ConnectTokenReplayed: { status: 401, description: 'The agent connect token was already used; each connect needs a fresh token.' },
+  HostUnknown: {
+    status: 401,
+    description: 'The connect token names a host this server does not know (it was deleted, or never registered here); the agent registers again with its credential.',
+  },
   PendingKeyChanged: {
     status: 409,
     description:

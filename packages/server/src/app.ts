@@ -10,6 +10,7 @@ import { auditRoutes } from './audit/audit.routes.js';
 import { installAuditHooks } from './audit/audit-hooks.js';
 import type { ClusterController } from './cluster/cluster.controller.js';
 import { clusterRoutes } from './cluster/cluster.routes.js';
+import { hostRemovalRoutes } from './cluster/host-removal.routes.js';
 import { hostResetRoutes } from './cluster/host-reset.routes.js';
 import { upgradeRoutes } from './cluster/upgrade/upgrade.routes.js';
 import { vmRoutes } from './cluster/virtualized/vm.routes.js';
@@ -155,6 +156,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(async (scope) => clusterRoutes(scope, { db: store.db, secrets: clusters.secrets }));
     await app.register(async (scope) => upgradeRoutes(scope, { db: store.db, controller: clusters }));
     await app.register(async (scope) => hostResetRoutes(scope, { db: store.db, hub }));
+    await app.register(async (scope) => hostRemovalRoutes(scope, { db: store.db, hub }));
   }
   await app.register(async (scope) => vmRoutes(scope, { db: store.db }));
   // One pairing state per server: the claim route wakes the agent route's long-polls.

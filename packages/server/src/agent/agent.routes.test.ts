@@ -143,7 +143,7 @@ describe.each(DIALECTS)('agent registration and channel on %s', (dialect) => {
     await bad(await other.connectToken(name), 'ConnectTokenInvalid');
     await bad(await d.connectToken(name, { lifetime: 3600 }), 'ConnectTokenInvalid');
     await bad(await d.connectToken(name, { iat: Math.floor(Date.now() / 1000) - 600 }), 'ConnectTokenInvalid');
-    await bad(await d.connectToken('edge-000000000000'), 'ConnectTokenInvalid');
+    await bad(await d.connectToken('edge-000000000000'), 'HostUnknown');
     const tok = await d.connectToken(name);
     const { ws } = await connect(t.url, tok);
     ws.close();

@@ -80,7 +80,8 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
         if (!token) throw new EdgeplaneError('ConnectTokenInvalid', 'missing Authorization: Bearer <device-signed connect token>');
         const name = claimedHost(token);
         const host = await findHostKeys(deps.db, name);
-        if (!host) throw new EdgeplaneError('ConnectTokenInvalid', 'the connect token names an unknown host');
+        // Its own code: the agent of a deleted host registers again with its credential (agent.ts).
+        if (!host) throw new EdgeplaneError('HostUnknown', `the connect token names a host this server does not know ("${name}"); register again`);
         // Only the key the host is bound to opens the channel. A key waiting for approval (a
         // re-registration request) is told so and gets nothing else: no spec, no status writes.
         const payload = await verifyWithKey(token, host.public_key).catch(async (err) => {

@@ -46,3 +46,13 @@ export async function markAllOffline(db: Executor): Promise<number> {
     .executeTakeFirst();
   return Number(r.numUpdatedRows);
 }
+
+/** Hosts carrying annotation `key` (annotations are a JSON object in text: the quoted key is matched). */
+export async function listHostsWithAnnotation(db: Executor, key: string) {
+  return db
+    .selectFrom('edge_hosts')
+    .selectAll()
+    .where('annotations', 'like', `%${JSON.stringify(key)}:%`)
+    .orderBy('name')
+    .execute();
+}

@@ -5,6 +5,7 @@ import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import { type Resource, ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
+import { refuseIfClusterMember } from './host-membership.js';
 import { guardHostOs } from './host-os-guard.js';
 import { hostSpecForUpdate, osRollout, refuseOsProfileOnCreate } from './host-os-profile.js';
 import { preRegistrationColumns, withDerivedName } from './pre-registration.js';
@@ -73,16 +74,20 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
     ctx.hosts?.hostChanged(row.name, newlyDenied ? 'deleted' : 'spec');
     return { spec: JSON.stringify(next) };
   },
-  async beforeDelete(_db, row, ctx) {
+  async beforeDelete(db, row, ctx) {
+    // A cluster member goes through the cluster first (delete --force: cluster/host-removal.ts).
+    await refuseIfClusterMember(db, row, 'delete');
     ctx.hosts?.hostChanged(row.name, 'deleted');
   },
   actions: {
     /**
      * Approves a host waiting for approval, bound to the key it registered with. A key change that
      * waits meanwhile is not touched: binding a new key needs approve-key, which names the key.
+     * A rejected host may be approved too (the operator changed their mind): it is bound to the key
+     * it registered with, the only one it ever had (a rejection drops any key change).
      */
     async approve(db, row, ctx) {
-      if (row.state !== 'pending-approval')
+      if (row.state !== 'pending-approval' && row.state !== 'rejected')
         throw new EdgeplaneError(
           'InvalidState',
           `host "${row.name}" is ${row.state}, not pending-approval${row.pending_public_key ? '; to bind its new device key use approve-key with the key fingerprint' : ''}`,
@@ -93,7 +98,7 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
         involvedObject: { kind: 'EdgeHost', name: row.name },
         type: 'Normal',
         reason: 'Approved',
-        message: `approved by ${ctx.user}`,
+        message: `approved by ${ctx.user}${row.state === 'rejected' ? ' (it was rejected)' : ''}`,
         source: 'server',
       });
       ctx.hosts?.hostChanged(row.name, 'approved');
@@ -106,7 +111,11 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
      */
     async 'approve-key'(db, row, ctx, body) {
       const { fingerprint } = parseOrThrow(ApproveKeyRequest, body ?? {}, 'approve-key request');
-      if (row.state === 'rejected') throw new EdgeplaneError('InvalidState', `host "${row.name}" is rejected; delete it and let the device register again`);
+      if (row.state === 'rejected')
+        throw new EdgeplaneError(
+          'InvalidState',
+          `host "${row.name}" is rejected; approve it first (edgeplane approve host ${row.name}), or delete it and let the device register again`,
+        );
       const pending = row.pending_public_key ? keyFingerprint(row.pending_public_key as string) : '';
       if (!pending || !pending.startsWith(fingerprint))
         throw new EdgeplaneError(
@@ -147,7 +156,7 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
     },
     async reject(db, row, ctx) {
       if (row.state === 'rejected') return;
-      if (row.state === 'in-use') throw new EdgeplaneError('InvalidState', `host "${row.name}" is in use by a cluster; remove it from the cluster first`);
+      await refuseIfClusterMember(db, row, 'reject');
       await edgeHosts.touch(db, row.name, { state: 'rejected', pending_public_key: null });
       await recordEvent(db, {
         involvedObject: { kind: 'EdgeHost', name: row.name },
