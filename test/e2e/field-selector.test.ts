@@ -104,6 +104,10 @@ describe.each(DIALECTS)('field selectors on %s', (dialect) => {
     expect((await t.api('GET', `/api/v1/clusters?${q('status.phase=Running,spec.site=site-7')}`)).body.items).toEqual([]);
     expect((await t.api('GET', `/api/v1/sites?${q('metadata.name=nowhere')}`)).body.items).toEqual([]);
     expect((await t.api('GET', `/api/v1/sites?${q('spec.site=x')}`)).body.error.code).toBe('InvalidFieldSelector');
+    // The OpenAPI document names the parameter and each kind's fields.
+    const doc = (await t.api('GET', '/api/v1/openapi.json')).body;
+    const param = doc.paths['/api/v1/edgehosts'].get.parameters.find((p: { name: string }) => p.name === 'fieldSelector');
+    expect(param.description).toContain('spec.site, status.state, status.connectivity');
   });
 
   it('edgeplane get --field-selector', async () => {

@@ -9,6 +9,18 @@ import { addVirtPaths } from './virt-openapi.js';
 
 type Json = Record<string, unknown>;
 
+/**
+ * The fields each kind's list can be filtered by with `fieldSelector` (besides metadata.name and
+ * metadata.project, which every kind has); the server maps each to a column or an indexed JSON path.
+ */
+export const FIELD_SELECTORS: Record<string, readonly string[]> = {
+  EdgeHost: ['spec.site', 'status.state', 'status.connectivity'],
+  Event: ['involvedObject.kind', 'involvedObject.name', 'involvedObject.uid', 'type', 'reason'],
+  Cluster: ['spec.site', 'spec.type', 'spec.profile.name', 'status.phase'],
+  Rollout: ['status.phase'],
+  RemoteSession: ['spec.host', 'status.phase'],
+};
+
 function schema(s: z.ZodType, io: 'input' | 'output' = 'output'): Json {
   // Component refs would be nicer, but inlined JSON Schema keeps every path self-contained and is what zod emits.
   const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Json;
@@ -43,6 +55,12 @@ export function buildOpenApi(version: string): Json {
         tags: [k.kind],
         parameters: [
           { name: 'labelSelector', in: 'query', schema: { type: 'string' }, description: 'k=v, k!=v, k, !k, k in (a,b), k notin (a,b); comma-separated (AND)' },
+          {
+            name: 'fieldSelector',
+            in: 'query',
+            schema: { type: 'string' },
+            description: `field=value, field==value, field!=value; comma-separated (AND). Fields: ${['metadata.name', 'metadata.project', ...(FIELD_SELECTORS[k.kind] ?? [])].join(', ')}. Anything else is InvalidFieldSelector.`,
+          },
           { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
           { name: 'continue', in: 'query', schema: { type: 'string' } },
         ],

@@ -1,4 +1,4 @@
-import { EdgeplaneError, hasControlChars } from '@edgeplane/protocol';
+import { EdgeplaneError, FIELD_SELECTORS, hasControlChars } from '@edgeplane/protocol';
 
 /**
  * Field selectors (`?fieldSelector=spec.site=shop-1,status.state!=ready`), as in Kubernetes: a
@@ -40,6 +40,11 @@ const BY_KIND: Record<string, Record<string, FieldSource>> = {
   Rollout: { 'status.phase': { column: 'phase' } },
   RemoteSession: { 'spec.host': { column: 'host' }, 'status.phase': { column: 'phase' } },
 };
+
+// The protocol lists the fields (OpenAPI, clients); this table says where each lives. They must agree.
+for (const kind of new Set([...Object.keys(BY_KIND), ...Object.keys(FIELD_SELECTORS)]))
+  if (Object.keys(BY_KIND[kind] ?? {}).join() !== (FIELD_SELECTORS[kind] ?? []).join())
+    throw new Error(`field selectors of ${kind} differ between the protocol and the server`);
 
 /** The fields a kind can be filtered by, in the order docs and errors list them. */
 export function supportedFields(kind: string): string[] {
