@@ -39,7 +39,7 @@ export const KINDS: KindInfo[] = [
     spec: EdgeHostSpec,
     // Created by registration, or by an operator pre-registering a device UID (state pre-registered).
     creatable: true,
-    verbs: ['approve', 'reject', 'approve-key', 'reject-key'],
+    verbs: ['approve', 'reject', 'approve-key', 'reject-key', 'retry'],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
       { header: 'STATE', path: 'status.state' },

@@ -86,10 +86,10 @@ const ACTIONS: ActionSpec[] = [
   {
     verb: 'retry',
     done: 'retried',
-    summary: 'retry a failed cluster upgrade',
+    summary: 'retry a failed cluster upgrade, or the failed OS images of a host',
     description:
-      'Retry a failed cluster upgrade: the node that failed (and fell back) is tried again, then the rest. To go back instead, set spec.profile.revision to the previous revision.',
-    examples: ['edgeplane retry cluster shop-1'],
+      'Retry a failed cluster upgrade: the node that failed (and fell back) is tried again, then the rest. To go back instead, set spec.profile.revision to the previous revision. Retry a host: the OS images whose trial boot fell back there (status.agent.managers.os.failedImages) are tried again, once, the next time the host is asked for them (its cluster or OS profile asks at once); a host with none answers NoFailedImage.',
+    examples: ['edgeplane retry cluster shop-1', 'edgeplane retry host edge-49db26fd4cda'],
   },
   {
     verb: 'abort',

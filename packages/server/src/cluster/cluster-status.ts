@@ -88,7 +88,7 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
       (k?.ready && !versionOk ? `kubernetes ${k.version ?? '?'} is not ${version}` : undefined) ??
       (k?.ready && m.os?.digest !== digest ? `os image ${m.os?.digest ?? 'unknown'} is not the pinned ${digest}` : undefined) ??
       k?.message ??
-      m.os?.message;
+      (staleFallback(m, s.hosts.get(n.host)) ? undefined : m.os?.message);
     return {
       host: n.host,
       role: n.role,
