@@ -45,7 +45,11 @@ describe.each(DIALECTS)('delete host guards and delete --force (%s)', (dialect) 
       annotations: h.metadata.annotations,
       generation: h.metadata.generation,
     }));
-    const clusters = (await api('GET', '/api/v1/clusters')).body.items.map((c: any) => ({ name: c.metadata.name, generation: c.metadata.generation, spec: c.spec }));
+    const clusters = (await api('GET', '/api/v1/clusters')).body.items.map((c: any) => ({
+      name: c.metadata.name,
+      generation: c.metadata.generation,
+      spec: c.spec,
+    }));
     return { hosts, clusters };
   };
 
