@@ -5,6 +5,7 @@
 //   node scripts/build-dist.mjs --force   bundle even when up to date
 //   node scripts/build-dist.mjs --pack    bundle, then write dist/edgeplane-<version>.tgz (npm install -g)
 //                                         and dist/edgeplane-agent-<version>-<platform>-<arch>.tar.gz
+//                                         (each step only when its output is older than its inputs)
 //
 // One esbuild bundle serves every use: `npm start`, node_modules/.bin/edgeplane, the npm tarball, and
 // the agent installed into OS images (packages/image/src/agent-bundle.ts calls installAgent below).
@@ -145,7 +146,16 @@ export async function pack() {
   const native = nativePlatform();
   const out = join(ROOT, 'dist');
   const stage = join(out, 'pkg');
+  const tgz = join(out, `edgeplane-${version}.tgz`);
+  const agentName = `edgeplane-agent-${version}-${native.platform}-${native.arch}`;
   if (!existsSync(join(ROOT, 'packages/console/dist/index.html'))) throw new Error('the console is not built: run node scripts/build-console.mjs first');
+  const inputs = [CLI_DIST, 'packages/console/dist', 'deploy', 'docs/install.md', 'README.md', 'LICENSE', 'package.json'].map((p) => join(ROOT, p));
+  inputs.push(fileURLToPath(import.meta.url));
+  const packed = Math.min(...[tgz, join(out, `${agentName}.tar.gz`)].map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)));
+  if (packed > Math.max(...inputs.map(newest))) {
+    console.log(`pack: dist/edgeplane-${version}.tgz and dist/${agentName}.tar.gz are up to date`);
+    return;
+  }
   rmSync(stage, { recursive: true, force: true });
   mkdirSync(stage, { recursive: true });
   cpSync(CLI_DIST, join(stage, 'dist'), { recursive: true });
@@ -169,14 +179,15 @@ export async function pack() {
     edgeplane: { nativeModules: { platform: native.platform, arch: native.arch, node: native.node, nodeAbi: native.nodeAbi } },
   };
   writeFileSync(join(stage, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
-  const tgz = execFileSync('npm', ['pack', '--pack-destination', out, '--json'], { cwd: stage, encoding: 'utf8' });
-  console.log(`pack: dist/${JSON.parse(tgz)[0].filename}`);
+  execFileSync('npm', ['pack', '--pack-destination', out, '--json'], { cwd: stage, encoding: 'utf8' });
+  rmSync(stage, { recursive: true, force: true });
+  console.log(`pack: dist/edgeplane-${version}.tgz`);
 
-  const agentName = `edgeplane-agent-${version}-${native.platform}-${native.arch}`;
   const agentStage = join(out, agentName);
   rmSync(agentStage, { recursive: true, force: true });
   await installAgent(agentStage, version, { prebuilt: CLI_DIST });
-  for (const f of ['deploy/systemd/edgeplane-agent.service', 'deploy/systemd/agent.yaml', 'docs/install.md', 'LICENSE']) cpSync(join(ROOT, f), join(agentStage, f));
+  for (const f of ['deploy/systemd/edgeplane-agent.service', 'deploy/systemd/agent.yaml', 'docs/install.md', 'LICENSE'])
+    cpSync(join(ROOT, f), join(agentStage, f));
   execFileSync('tar', ['-czf', `${agentName}.tar.gz`, agentName], { cwd: out });
   rmSync(agentStage, { recursive: true, force: true });
   console.log(`pack: dist/${agentName}.tar.gz`);
@@ -184,6 +195,6 @@ export async function pack() {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
-  await buildCli({ force: args.includes('--force') || args.includes('--pack') });
+  await buildCli({ force: args.includes('--force') });
   if (args.includes('--pack')) await pack();
 }

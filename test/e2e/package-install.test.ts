@@ -34,14 +34,9 @@ describe('the packed edgeplane command', () => {
 
   beforeAll(async () => {
     mkdirSync(work);
-    // Builds the bundle once (packages/cli/dist) and packs it; the console is built by `npm test`'s pretest.
+    // `npm run pack`, which `npm test` already ran (pretest): each step runs only when its output is stale.
     await exec(process.execPath, ['scripts/build-console.mjs'], { cwd: ROOT });
     await exec(process.execPath, ['scripts/build-dist.mjs', '--pack'], { cwd: ROOT });
-    // --offline: the package must install from the tarball alone (no dependency to fetch, nothing to compile).
-    await exec('npm', ['install', '-g', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', join(ROOT, `dist/edgeplane-${VERSION}.tgz`)], {
-      cwd: work,
-      env,
-    });
   });
 
   afterAll(async () => {
@@ -49,10 +44,16 @@ describe('the packed edgeplane command', () => {
       server.kill('SIGTERM');
       await new Promise((res) => server!.once('exit', res));
     }
-    rmSync(tmp, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true, maxRetries: 5 });
   });
 
-  it('installs a copy, not a link into the checkout', () => {
+  // The tests below use this install, in order.
+  it('installs from the tarball alone: a copy, not a link into the checkout', async () => {
+    // --offline: no dependency to fetch and nothing to compile.
+    await exec('npm', ['install', '-g', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', join(ROOT, `dist/edgeplane-${VERSION}.tgz`)], {
+      cwd: work,
+      env,
+    });
     const real = realpathSync(edgeplane);
     expect(real).toBe(join(realpathSync(prefix), 'lib/node_modules/edgeplane/dist/bin.js'));
     expect(readFileSync(real, 'utf8')).not.toContain(ROOT);
