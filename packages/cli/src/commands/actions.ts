@@ -19,16 +19,17 @@ const ACTIONS: ActionSpec[] = [
   {
     verb: 'approve',
     done: 'approved',
-    summary: 'approve a pending host, or the next batch of a rollout',
+    summary: 'approve a pending or rejected host, or the next batch of a rollout',
     description:
-      'Approve an edge host that registered with a token without auto-approve, so its agent may receive work (a device key change is approved with approve-key); or approve the next batch of a rollout that waits for approval (phase AwaitingApproval).',
+      'Approve an edge host that registered with a token without auto-approve, or one that was rejected, so its agent may receive work (a device key change is approved with approve-key); or approve the next batch of a rollout that waits for approval (phase AwaitingApproval).',
     examples: ['edgeplane approve host nuc-01', 'edgeplane approve rollout edge-1-34'],
   },
   {
     verb: 'reject',
     done: 'rejected',
     summary: 'reject a host so its agent may not connect',
-    description: 'Reject an edge host: its agent is refused when it connects.',
+    description:
+      'Reject an edge host: its agent is refused when it connects, until the host is approved again. A host a cluster depends on (a node, a VM node, an appliance running VMs) is refused with HostInCluster: remove it from its cluster first.',
     examples: ['edgeplane reject host nuc-01'],
   },
   {
