@@ -19,9 +19,10 @@ import { firstUnmatched, lineMatches, parseTryIt, plainLines } from '../support/
  *   condition or before `&&`/`||` may fail; with pipefail, a pipeline fails when any part fails),
  *   or when it runs longer than STEP_TIMEOUT_MS.
  * - A ```text try-it-output``` block after a step lists what the step prints, one pattern per line,
- *   matched in order against its output lines (other lines may come in between): `/regex/` is searched
- *   in a line; any other text must equal a whole line, where runs of whitespace match any whitespace
- *   and `...` matches any text (test/support/try-it.ts).
+ *   matched in order against its output lines (other lines may come in between), both trimmed:
+ *   `/regex/` is searched in a line; any other text must equal a whole line, where runs of whitespace
+ *   match any whitespace and `...` matches any text (test/support/try-it.ts). Colours and `\r`
+ *   redraws are removed first.
  * - The guide starts the server, the registry and the simulator with `&` and stops them in its last
  *   step (`kill ...; wait`). Whatever happens, the test ends bash's whole process group afterwards.
  * - TOUR (a fresh temp dir), EDGEPLANE_PORT and REGISTRY_PORT (free loopback ports) are set before
@@ -40,6 +41,7 @@ describe('try-it output patterns', () => {
     expect(lineMatches('Linux', 'Linux x86_64')).toBe(false);
     expect(lineMatches('eprt_...', 'eprt_...')).toBe(true);
     expect(lineMatches('/^shop-1\\s+Running/', 'shop-1   Running   shop-k3s')).toBe(true);
+    expect(lineMatches('/^shop-1\\s+1\\s/', '  shop-1   1   site-001')).toBe(true);
     expect(lineMatches('a.b', 'axb')).toBe(false);
     expect(firstUnmatched(['one', 'three'], 'one\ntwo\r\nthree\n')).toBeUndefined();
     expect(firstUnmatched(['three', 'one'], 'one\ntwo\nthree\n')).toBe('one');

@@ -57,12 +57,13 @@ export function plainLines(output: string): string[] {
 }
 
 /**
- * One pattern against one output line. `/.../` is a regular expression searched in the line.
+ * One pattern against one output line, both without leading and trailing whitespace (indented
+ * tables). `/.../` is a regular expression searched in the line.
  * Anything else is literal text for the whole (trimmed) line, where a run of whitespace matches any
  * run of whitespace (table columns change width) and `...` matches any text (with the spaces around it).
  */
 export function lineMatches(pattern: string, line: string): boolean {
-  if (pattern.length > 2 && pattern.startsWith('/') && pattern.endsWith('/')) return new RegExp(pattern.slice(1, -1)).test(line);
+  if (pattern.length > 2 && pattern.startsWith('/') && pattern.endsWith('/')) return new RegExp(pattern.slice(1, -1)).test(line.trim());
   const re = pattern
     .trim()
     .split(/\s*\.\.\.\s*/)

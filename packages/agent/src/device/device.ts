@@ -45,7 +45,7 @@ export interface Device {
   kubernetes?(kubeconfigPath: string): KubernetesClient;
   /**
    * The libvirt connection at `uri` (the virt manager of an appliance): one long-lived virsh session
-   * per URI. SimDevice: libvirt's test driver (test:///default), private to the device.
+   * per URI. SimDevice: libvirt's test driver (test:///...), private to the device.
    */
   libvirt?(uri: string): Libvirt;
   /**

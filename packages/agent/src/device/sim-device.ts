@@ -79,8 +79,9 @@ export class SimDevice implements Device {
   private readonly libvirts = new LibvirtConnections();
 
   /**
-   * libvirt at `uri`, for real (a virsh session); the simulator points appliances at libvirt's test
-   * driver (test:///default), whose state is private to each connection and so to each device.
+   * libvirt at `uri`, for real (a virsh session); the simulator points each appliance at libvirt's
+   * test driver with its own node file (test:///<file>), whose state is private to each connection
+   * and so to each device.
    */
   libvirt(uri: string): Libvirt {
     return this.libvirts.get(uri);

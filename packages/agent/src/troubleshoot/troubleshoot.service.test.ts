@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { extract } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentConfig } from '../config.js';
+import { SimDevice } from '../device/sim-device.js';
 import { createSupportBundle, redactObject, redactText } from './support-bundle.js';
 import { TroubleshootService } from './troubleshoot.service.js';
 
@@ -163,6 +164,51 @@ describe('support bundle redaction', () => {
       expect(JSON.parse(specOut).spec.kubernetes).toEqual({ cluster: 'shop', token: '[REDACTED]' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('remote sessions on a simulated host', () => {
+  it('say on their first line that shells and commands run on the simulator machine; logs say nothing extra', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ts-sim-'));
+    const device = new SimDevice({ root: dataDir });
+    const sent: SessionFromAgent[] = [];
+    const svc = new TroubleshootService({
+      config: AgentConfig.parse({ server: 'http://127.0.0.1:1', dataDir }),
+      logger: pino({ level: 'silent' }),
+      send: (m) => sent.push(m) > 0,
+      bundle: { state: () => ({}), inventory: async () => ({}) },
+      sessionNotice: (user) => device.sessionNotice(user),
+    });
+    const base = { type: 'session.open', cols: 80, rows: 24, ttlSeconds: 30, idleTimeoutSeconds: 30, window: 256 * 1024 } as const;
+    const outputOf = (id: string) =>
+      sent
+        .filter((m) => m.type === 'session.output' && m.id === id)
+        .map((m) => [(m as { stream: string }).stream, Buffer.from((m as { data: string }).data, 'base64').toString()]);
+    try {
+      writeFileSync(join(dataDir, 'agent.log'), 'a log line\n');
+      svc.handle({ ...base, id: 'exec', kind: 'exec', command: ['echo', 'out'] });
+      svc.handle({ ...base, id: 'shell', kind: 'shell' });
+      svc.handle({ ...base, id: 'logs', kind: 'logs', logs: { source: 'agent', follow: false, lines: 5 } });
+      await waitFor(() => sent.find((m) => m.type === 'session.exit' && m.id === 'exec'));
+      const user = (sent.find((m) => m.type === 'session.opened' && m.id === 'exec') as { user: string }).user;
+      const notice = `simulated host: this command runs on the simulator's machine as ${user}`;
+      expect(outputOf('exec')).toEqual([
+        ['stderr', `${notice}\n`],
+        ['stdout', 'out\n'],
+      ]);
+      const shellFirst = await waitFor(() => outputOf('shell')[0]);
+      expect(shellFirst).toEqual(['stdout', `${notice}\r\n`]);
+      await waitFor(() => sent.find((m) => m.type === 'session.exit' && m.id === 'logs'));
+      expect(
+        outputOf('logs')
+          .map(([, text]) => text)
+          .join(''),
+      ).toBe('a log line\n');
+    } finally {
+      svc.closeAll('test over');
+      await device.close();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
