@@ -11,6 +11,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Agent, type AgentTiming, loadAgentConfigFromSeed, readDomainXml, SIM_DEVICE_UID_FILE, SimDevice } from '@edgeplane/agent';
 import type { Logger } from 'pino';
+import { simAgentLogger } from './agent-log.js';
 
 /** The node file of a simulated appliance's libvirt test driver, in the appliance's data dir. */
 export const SIM_LIBVIRT_NODE_FILE = 'libvirt-test-node.xml';
@@ -143,7 +144,7 @@ export class SimAppliance {
     const agent = new Agent({
       config,
       device: new SimDevice({ root: dir, hostname }),
-      logger: this.options.logger.child({ sim: hostname, vm: true }),
+      logger: simAgentLogger(config, this.options.logger, hostname, { vm: true }),
       timing: this.options.timing,
     });
     await agent.start();

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import { Agent, AgentConfig, type AgentTiming, SimDevice, simKubernetes } from '@edgeplane/agent';
 import { type Logger, pino } from 'pino';
+import { simAgentLogger } from './agent-log.js';
 import { SimAppliance, simLibvirt } from './appliance.js';
 
 export const SIMULATED_LABEL = 'edgeplane.io/simulated';
@@ -69,7 +70,9 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       const dir = join(options.dataDir, site, `node-${n}`);
       const hostname = `sim-${site}-node-${n}`;
       const config = AgentConfig.parse({ server: options.server, token: options.token, site, labels, dataDir: dir, deviceRoot: dir });
-      agents.push(new Agent({ config, device: new SimDevice({ root: dir, hostname }), logger: logger.child({ sim: hostname }), timing: options.timing }));
+      agents.push(
+        new Agent({ config, device: new SimDevice({ root: dir, hostname }), logger: simAgentLogger(config, logger, hostname), timing: options.timing }),
+      );
     }
   }
 
@@ -90,7 +93,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     });
     const device = new SimDevice({ root: dir, hostname });
     const log = logger.child({ sim: hostname });
-    const agent = new Agent({ config, device, logger: log, timing: options.timing });
+    const agent = new Agent({ config, device, logger: simAgentLogger(config, logger, hostname), timing: options.timing });
     agents.push(agent);
     appliances.push(new SimAppliance(agent, device, libvirtUri, { dataDir: dir, logger: log, timing: options.timing }));
   }

@@ -1,6 +1,6 @@
 import { renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { destination, type Logger, multistream, pino, type StreamEntry } from 'pino';
+import { type DestinationStream, destination, type Level, type Logger, levels, multistream, pino, type StreamEntry, symbols } from 'pino';
 import type { AgentConfig } from '../config.js';
 
 export const AGENT_LOG_FILE = 'agent.log';
@@ -10,11 +10,17 @@ const ROTATE_BYTES = 10 * 1024 * 1024;
 /**
  * The agent's logger: JSON lines to stdout (for journald or the terminal) and, unless
  * troubleshoot.logToFile is false, to <dataDir>/agent.log, which operators read with
- * `edgeplane logs HOST` and which goes into support bundles.
+ * `edgeplane logs HOST` and which goes into support bundles. `alsoTo` sends the same lines to
+ * another logger's destination at that logger's level instead of stdout: the simulator's many
+ * agents share its log that way and still keep one agent.log each.
  */
-export function createAgentLogger(config: AgentConfig, options: { stdout?: boolean } = {}): Logger {
+export function createAgentLogger(config: AgentConfig, options: { stdout?: boolean; alsoTo?: Logger } = {}): Logger {
+  const level = (l: string) => (l === 'silent' ? 'fatal' : l) as Level;
   const streams: StreamEntry[] = [];
-  if (options.stdout !== false) streams.push({ level: config.logLevel === 'silent' ? 'fatal' : config.logLevel, stream: process.stdout });
+  if (options.alsoTo) {
+    if (options.alsoTo.level !== 'silent')
+      streams.push({ level: level(options.alsoTo.level), stream: (options.alsoTo as unknown as Record<symbol, DestinationStream>)[symbols.streamSym] });
+  } else if (options.stdout !== false) streams.push({ level: level(config.logLevel), stream: process.stdout });
   if (config.troubleshoot.logToFile) {
     const file = join(config.dataDir, AGENT_LOG_FILE);
     try {
@@ -22,8 +28,10 @@ export function createAgentLogger(config: AgentConfig, options: { stdout?: boole
     } catch {
       /* no log yet */
     }
-    streams.push({ level: config.logLevel === 'silent' ? 'fatal' : config.logLevel, stream: destination({ dest: file, mkdir: true, sync: true }) });
+    streams.push({ level: level(config.logLevel), stream: destination({ dest: file, mkdir: true, sync: true }) });
   }
   if (streams.length === 0) return pino({ level: 'silent' });
-  return pino({ level: config.logLevel, name: 'edgeplane-agent' }, multistream(streams));
+  // The logger passes the lowest level any stream wants; each stream drops what is below its own.
+  const lowest = streams.reduce((min, s) => (levels.values[s.level as Level] < levels.values[min] ? (s.level as Level) : min), 'fatal' as Level);
+  return pino({ level: lowest, name: 'edgeplane-agent' }, multistream(streams));
 }
