@@ -133,6 +133,9 @@ describe('wait progress views', () => {
   });
 });
 
+/** A shutdown signal that never comes (runCli's default is an immediate SIGTERM, for the server commands). */
+const never = () => new Promise<string>(() => {});
+
 describe('edgeplane wait against an API', () => {
   let api: FakeApi;
   let env: Record<string, string>;
@@ -161,7 +164,7 @@ describe('edgeplane wait against an API', () => {
       [['rollout', 'r1', '--for', 'phase=Succeeded'], 'rollouts/r1 will not reach phase=Succeeded: rollout is Aborted: Aborted'],
     ] as const) {
       const started = Date.now();
-      const r = await runCli(['wait', ...args, '--timeout', '10m'], { env });
+      const r = await runCli(['wait', ...args, '--timeout', '10m'], { env, waitForShutdown: never });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`Error: ${reason}\n`);
       expect(Date.now() - started).toBeLessThan(30_000);
@@ -185,9 +188,10 @@ describe('edgeplane wait against an API', () => {
       const next = steps.shift();
       if (next) set('clusters', 'u', next);
     }, 10);
-    const r = await runCli(['wait', 'cluster', 'u', '--for', 'upgrade=Succeeded', '--interval', '1s', '--timeout', '1m'], { env }).finally(() =>
-      clearInterval(timer),
-    );
+    const r = await runCli(['wait', 'cluster', 'u', '--for', 'upgrade=Succeeded', '--interval', '1s', '--timeout', '1m'], {
+      env,
+      waitForShutdown: never,
+    }).finally(() => clearInterval(timer));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('clusters/u condition met: upgrade=Succeeded\n');
     expect(r.stderr).toMatch(/^Upgrade 7 \(revision 1 -> 2\) Succeeded: 1\/1 nodes upgraded \(a Done\)$/m);
@@ -197,10 +201,25 @@ describe('edgeplane wait against an API', () => {
 
   it('redraws the view in place on a terminal and says how long it waited on timeout', async () => {
     put('clusters', cluster('Provisioning', [['a', 'Provisioning', false]]) as Resource);
-    const r = await runCli(['wait', 'cluster', 'c', '--for', 'phase=Running', '--timeout', '1s', '--interval', '1s'], { env, tty: true });
+    const r = await runCli(['wait', 'cluster', 'c', '--for', 'phase=Running', '--timeout', '1s', '--interval', '1s'], {
+      env,
+      tty: true,
+      waitForShutdown: never,
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('\r\x1b[J[....................] 0/1 nodes Ready  Provisioning\n  a  worker  Provisioning\n');
     expect(r.stderr).toContain('Error: timed out waiting for clusters/c phase=Running (1s)');
+  });
+
+  it('ends the live view on its own line and exits 130 on Ctrl+C', async () => {
+    put('clusters', cluster('Provisioning', [['a', 'Provisioning', false]]) as Resource);
+    const r = await runCli(['wait', 'cluster', 'c', '--for', 'phase=Running', '--timeout', '10m'], {
+      env,
+      tty: true,
+      waitForShutdown: () => new Promise((res) => setTimeout(() => res('SIGINT'), 300)),
+    });
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain('  a  worker  Provisioning\nError: interrupted by SIGINT while waiting for clusters/c phase=Running\n');
   });
 
   it('shows duration defaults as given in --help', async () => {

@@ -169,6 +169,8 @@ export function registerWait(program: Command, ctx: CommandContext): void {
       const client = clientFor(opts, ctx.io);
       const view = new LiveView(ctx.io.stderr);
       const deadline = Date.now() + opts.timeout;
+      // Ctrl+C between two looks ends the live view on its own line (the shell prompt comes after it).
+      const interrupted = ctx.io.waitForShutdown();
       try {
         for (;;) {
           const r = cond.kind === 'delete' ? await client.find(kind.plural, name) : await client.get(kind.plural, name);
@@ -186,7 +188,11 @@ export function registerWait(program: Command, ctx: CommandContext): void {
               `timed out waiting for ${kind.plural}/${name} ${cond.describe} (${formatDurationExact(opts.timeout)})${why ? `; last: ${why}` : ''}`,
             );
           }
-          await new Promise((res) => setTimeout(res, Math.min(opts.interval, Math.max(0, deadline - Date.now()))));
+          let timer: NodeJS.Timeout | undefined;
+          const slept = new Promise<undefined>((res) => (timer = setTimeout(res, Math.min(opts.interval, Math.max(0, deadline - Date.now())))));
+          const signal = await Promise.race([slept, interrupted]);
+          clearTimeout(timer);
+          if (signal) throw new CliError(`interrupted by ${signal} while waiting for ${kind.plural}/${name} ${cond.describe}`, signal === 'SIGINT' ? 130 : 143);
         }
       } finally {
         view.finish();
