@@ -153,7 +153,7 @@ describe('describe rollout', () => {
     expect(out).toContain('Budgets:      at most 1 per region\n');
     expect(out).toContain('Phase:        AwaitingApproval\nMessage:      approve to start batch rest\n');
     expect(out).toMatch(
-      /^Batches:\n\s+#\s+NAME\s+LIMIT\s+PHASE\s+CLUSTERS\s+SUCCEEDED\s+FAILED\s+APPROVED\n\s+1\s+canary\s+1\s+Succeeded\s+1\s+1\s+0\s+yes\n\s+2\*\s+rest\s+100%\s+Pending\s+2\s+0\s+0\s+no\n/m,
+      /^Batches:\n\s+#\s+NAME\s+LIMIT\s+PHASE\s+CLUSTERS\s+SUCCEEDED\s+FAILED\s+APPROVED\n\s+1\s+canary\s+1\s+Succeeded\s+1\s+1\s+0\s+-\n\s+2\*\s+rest\s+100%\s+Pending\s+2\s+0\s+0\s+no\n/m,
     );
     expect(out).toMatch(/^\s+shop-4\s+2\s+site-004\s+waiting-for-window\s+<none>\s+<none>\s+<none>\s+in 1h\s+WindowClosed/m);
     expect(out).toMatch(/^\s+shop-7\s+-\s+<none>\s+skipped/m);

@@ -225,7 +225,8 @@ export function renderRolloutDescribe(resource: Resource, events: Resource[], no
       String(b.total ?? 0),
       String(b.succeeded ?? 0),
       String(b.failed ?? 0),
-      i === 0 || b.approved || !strategy.requireApproval ? 'yes' : 'no',
+      // Only batches after the first wait for approval, and only with requireApproval.
+      i === 0 || !strategy.requireApproval ? '-' : b.approved ? 'yes' : 'no',
     ]),
   );
   const clusters = (status.clusters as Row[] | undefined) ?? [];
