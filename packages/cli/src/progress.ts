@@ -63,7 +63,8 @@ export class LiveView {
     if (text === this.last) return;
     this.last = text;
     // A line wider than the terminal wraps, and the cursor-up count would be off: cut it.
-    const width = Math.max(20, (this.out.columns ?? 120) - 1);
+    // A pty that reports 0 columns does not know its width.
+    const width = Math.max(20, (this.out.columns || 120) - 1);
     const lines = view.block.map((l) => (l.length > width ? `${l.slice(0, width - 3)}...` : l));
     const up = this.drawn > 1 ? `\x1b[${this.drawn - 1}A` : '';
     this.out.write(`\r${up}\x1b[J${lines.join('\n')}`);
@@ -138,7 +139,8 @@ export function clusterView(r: Resource): View {
   }
   const nodes = (r.status?.nodes as NodeStatus[] | undefined) ?? [];
   // A virtualized cluster lists its VMs elsewhere in the spec: count whichever is larger.
-  const total = Math.max(((r.spec?.nodes as unknown[] | undefined) ?? []).length, nodes.length);
+  const desired = typeof r.status?.desiredNodes === 'number' ? r.status.desiredNodes : 0;
+  const total = Math.max(((r.spec?.nodes as unknown[] | undefined) ?? []).length, desired, nodes.length);
   const ready = nodes.filter((n) => n.ready).length;
   const phase = String(r.status?.phase ?? 'Pending');
   const each = nodes.map((n) => `${n.host} ${n.phase}`).join(', ');
