@@ -62,7 +62,7 @@ describe.each(DIALECTS)('delete host guards and delete --force (%s)', (dialect) 
     fleet = await startFleet({
       server: t.url,
       token,
-      sites: 3,
+      sites: 6,
       appliances: 1,
       dataDir: join(dir, 'sim'),
       logger: pino({ level: 'silent' }),
@@ -170,6 +170,34 @@ describe.each(DIALECTS)('delete host guards and delete --force (%s)', (dialect) 
     expect(back.status.deviceUid).toBe(old.status.deviceUid);
     expect(back.metadata.annotations ?? {}).toEqual({});
     expect(back.spec.kubernetes).toBeUndefined();
+  }, 120_000);
+
+  it('delete --force of a control-plane node removes its Kubernetes node and its etcd member', async () => {
+    const HA = `ha-${dialect}`;
+    const cps = nodes.slice(3, 6);
+    const r = await api('POST', '/api/v1/clusters', {
+      metadata: { name: HA },
+      spec: { profile: { name: 'k3s', revision: 1 }, allowEvenControlPlanes: true, nodes: cps.map((h) => ({ host: h, role: 'control-plane' })) },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const endpoint = (await running(HA, 3)).status.controlPlaneEndpoint;
+    expect(simKubernetes.inspect(endpoint)?.etcdMembers?.sort()).toEqual([...cps].sort());
+
+    const removal = await api('DELETE', `/api/v1/edgehosts/${cps[2]}?force=true`);
+    expect(removal.status, JSON.stringify(removal.body)).toBe(202);
+    expect(removal.body.steps.join('\n')).toContain('and its etcd member');
+    const c = await running(HA, 2);
+    expect(c.spec.nodes.map((n: any) => n.host)).toEqual(cps.slice(0, 2));
+    const k = await waitFor(() => {
+      const s = simKubernetes.inspect(endpoint);
+      return s && s.nodes.length === 2 && s;
+    }, 30_000);
+    expect(k.etcdMembers?.sort()).toEqual(cps.slice(0, 2).sort());
+    expect(k.nodes.map((n) => n.name).sort()).toEqual(cps.slice(0, 2).sort());
+    await waitFor(async () => {
+      const h = await api('GET', `/api/v1/edgehosts/${cps[2]}`);
+      return h.status === 404 || (h.body.metadata.annotations ?? {})['edgeplane.io/removal-requested'] === undefined;
+    }, 30_000);
   }, 120_000);
 
   it('delete --force of a VM node removes its VM from the cluster; the cluster runs on the rest', async () => {
