@@ -54,9 +54,11 @@ export interface SeedHost {
   hostname?: string;
   /** A device key change waiting for approval. */
   pendingKey?: boolean;
+  /** Stored as is: no agent is connected, but the server keeps what the row says until a restart. */
+  connectivity?: 'online' | 'offline';
 }
 
-/** Writes the given hosts straight into the store (offline, like seedHosts), each as described. */
+/** Writes the given hosts straight into the store (offline unless said otherwise), each as described. */
 export async function insertHosts(store: TestStore, hosts: SeedHost[]): Promise<void> {
   const s = openStore({ dataDir: store.dataDir, databaseUrl: store.databaseUrl });
   try {
@@ -87,7 +89,7 @@ export async function insertHosts(store: TestStore, hosts: SeedHost[]): Promise<
           public_key: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: `seed-${h.name}` }),
           pending_public_key: h.pendingKey ? JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: `new-${h.name}` }) : null,
           state: h.state ?? 'ready',
-          connectivity: 'offline',
+          connectivity: h.connectivity ?? 'offline',
           last_seen: null,
           pairing_key_hash: null,
         };

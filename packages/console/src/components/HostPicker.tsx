@@ -1,5 +1,6 @@
 import { useMemo, useState } from 'react';
 import type { Resource } from '../lib/api';
+import { StateBadge } from './ui';
 
 export type NodeRole = 'control-plane' | 'worker';
 
@@ -13,7 +14,7 @@ export const hostnameOf = (h: Resource): string | undefined => h.status.inventor
 const siteOf = (h: Resource): string => h.spec.site || NO_SITE;
 
 interface Props {
-  /** The hosts that may be picked (free, ready). */
+  /** The free ready hosts; offline ones are shown but cannot be picked. */
   hosts: Resource[];
   chosen: Record<string, NodeRole | ''>;
   onChange(host: string, role: NodeRole | ''): void;
@@ -97,12 +98,19 @@ export function HostPicker({ hosts, chosen, onChange, noneLabel, idPrefix }: Pro
               rows.slice(0, ROWS_PER_GROUP).map((h) => {
                 const name = h.metadata.name;
                 const hostname = hostnameOf(h);
+                // The server refuses an offline host as a new node (HostOffline): shown, not pickable.
+                const offline = h.status.connectivity !== 'online' && !chosen[name];
                 return (
                   <div className="row picker-row" key={name} data-host={name}>
                     <label htmlFor={`${idPrefix}-${name}`} className="node-name">
-                      <code>{name}</code> {hostname && <span className="muted">{hostname}</span>}
+                      <code>{name}</code> {hostname && <span className="muted">{hostname}</span>} {offline && <StateBadge value="offline" />}
                     </label>
-                    <select id={`${idPrefix}-${name}`} value={chosen[name] ?? ''} onChange={(e) => onChange(name, e.target.value as NodeRole | '')}>
+                    <select
+                      id={`${idPrefix}-${name}`}
+                      value={chosen[name] ?? ''}
+                      disabled={offline}
+                      onChange={(e) => onChange(name, e.target.value as NodeRole | '')}
+                    >
                       <option value="">{noneLabel}</option>
                       <option value="control-plane">control plane</option>
                       <option value="worker">worker</option>
