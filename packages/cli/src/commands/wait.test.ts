@@ -64,6 +64,7 @@ describe('wait conditions', () => {
     const running = parseCondition('phase=Running');
     expect(terminalFailure('Cluster', cluster('Failed', [['a', 'Failed', false]]), running)).toBe('cluster is Failed: a: os: fell back to slot A');
     expect(terminalFailure('Cluster', cluster('Failed', [['a', 'Failed', false]], { observedGeneration: 1 }, 2), running)).toBeUndefined();
+    expect(terminalFailure('Cluster', cluster('Failed', [['a', 'Failed', false]]), parseCondition('delete'))).toBeUndefined();
     const failed = cluster(
       'Degraded',
       [['a', 'Failed', false]],

@@ -96,6 +96,8 @@ function pathCondition(text: string, path: string, value: string): WaitCondition
  * Aborted rollout, a host whose OS update fell back or failed.
  */
 export function terminalFailure(kind: string, r: Resource, cond: WaitCondition): string | undefined {
+  // A failed object can still go away: deleting a Failed cluster is how one starts over.
+  if (cond.kind === 'delete') return undefined;
   const s = r.status ?? {};
   if (kind === 'Cluster') {
     const u = s.upgrade as UpgradeStatus | undefined;
