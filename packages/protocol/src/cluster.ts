@@ -63,6 +63,8 @@ export const ClusterStatus = z.object({
   phase: ClusterPhase.optional(),
   conditions: z.array(Condition).default([]),
   nodes: z.array(ClusterNodeStatus).default([]),
+  /** How many nodes the spec asks for: spec.nodes, or one per VM of a virtualized cluster (filled in on every read). */
+  desiredNodes: z.number().int().optional(),
   observedGeneration: z.number().int().optional(),
   /** Where the Kubernetes API answers: https://host:port. */
   controlPlaneEndpoint: z.string().optional(),

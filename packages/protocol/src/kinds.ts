@@ -170,7 +170,7 @@ export const KINDS: KindInfo[] = [
       { header: 'PHASE', path: 'status.phase' },
       { header: 'PROFILE', path: 'spec.profile.name' },
       { header: 'REVISION', path: 'spec.profile.revision' },
-      { header: 'NODES', path: 'spec.nodes.length' },
+      { header: 'NODES', path: 'status.desiredNodes' },
       { header: 'ENDPOINT', path: 'status.controlPlaneEndpoint' },
       { header: 'CREATED', path: 'metadata.createdAt' },
     ],

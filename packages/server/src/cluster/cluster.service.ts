@@ -95,6 +95,8 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
 }
 
 export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
+  // Counted from the spec on every read, so a virtualized cluster counts its VMs as nodes.
+  status: (row) => ({ ...JSON.parse(row.status), desiredNodes: clusterNodes(row.name, JSON.parse(row.spec) as ClusterSpec).length }),
   async prepareCreate(db, input, ctx) {
     const spec = input.spec as ClusterSpec;
     const { newHosts } = await validateCluster(db, input.metadata.name, spec);

@@ -4,6 +4,7 @@ import { findHosts, listSteps } from '../cluster.repository.js';
 import { validateCluster } from '../cluster.service.js';
 import { clusterOf } from '../host-claims.js';
 import { hostAddress, renderHostSpec } from '../render.js';
+import { effectiveSpec } from '../virtualized/virtualized.js';
 import { baseSpec, classify } from './classify.js';
 import { quorumGuard } from './quorum.js';
 import { managedSpec } from './upgrade.engine.js';
@@ -24,11 +25,13 @@ export interface PlanResult {
  * The dry run of a cluster change: validates `next` like an update would, renders each node's new
  * host spec and classifies it against what the node was given (docs/architecture.md "Cluster upgrades").
  */
-export async function planClusterChange(db: Executor, row: { name: string; spec: string; status: string }, next: ClusterSpec): Promise<PlanResult> {
-  const current = JSON.parse(row.spec) as ClusterSpec;
+export async function planClusterChange(db: Executor, row: { name: string; spec: string; status: string }, asked: ClusterSpec): Promise<PlanResult> {
+  // A virtualized cluster's nodes are its VMs (hosts named after them): plan those like native nodes.
+  const current = effectiveSpec(row.name, JSON.parse(row.spec) as ClusterSpec);
+  const next = effectiveSpec(row.name, asked);
   const status = JSON.parse(row.status) as { controlPlaneEndpoint?: string; profileRevision?: number };
   quorumGuard(current.nodes, next.nodes);
-  const { profile } = await validateCluster(db, row.name, next);
+  const { profile } = await validateCluster(db, row.name, asked);
   const steps = await listSteps(db, row.name);
   const initHost = steps.get('init') ?? next.nodes.find((n) => n.role === 'control-plane')!.host;
   const hosts = new Map(

@@ -46,6 +46,9 @@ export async function syncVmRecords(db: Executor, cluster: string, spec: Cluster
   const existing = new Map((await listClusterVms(db, cluster)).map((v) => [v.vm, v]));
   const wanted = new Map((spec.vms ?? []).map((v) => [v.name, v]));
   const added: string[] = [];
+  // VMs are at their appliance's site (the cluster's site when the appliance has none).
+  const [applianceRow] = await findHosts(db, spec.appliance ? [spec.appliance] : []);
+  const site = (applianceRow ? (JSON.parse(applianceRow.spec) as { site?: string }).site : undefined) ?? spec.site;
   for (const vm of spec.vms ?? []) {
     if (existing.has(vm.name)) continue;
     const host = vmHostName(cluster, vm.name);
@@ -60,7 +63,7 @@ export async function syncVmRecords(db: Executor, cluster: string, spec: Cluster
           labels: { [VM_CLUSTER_LABEL]: cluster },
           annotations: { [CLUSTER_ANNOTATION]: cluster },
         },
-        spec: { deviceUid: uuid, displayName: `VM ${vm.name} of ${cluster} on ${spec.appliance}` },
+        spec: { deviceUid: uuid, displayName: `VM ${vm.name} of ${cluster} on ${spec.appliance}`, ...(site ? { site } : {}) },
       },
       ctx,
     );
