@@ -79,6 +79,9 @@ describe('wait conditions', () => {
     expect(terminalFailure('Rollout', rollout, parseCondition('phase=Succeeded'))).toBe('rollout is Aborted: Aborted: abort requested');
     const host = { metadata: { name: 'h' }, status: { os: { phase: 'FellBack', upToDate: false, message: 'health check kubelet failed' } } };
     expect(terminalFailure('EdgeHost', host, parseCondition('status.os.upToDate=true'))).toBe('os update FellBack: health check kubelet failed');
+    // Just retried: a new spec (generation 3) the agent has not reported on yet.
+    const retried = { metadata: { name: 'h', generation: 3 }, status: { ...host.status, observedGeneration: 2 } };
+    expect(terminalFailure('EdgeHost', retried, parseCondition('status.os.upToDate=true'))).toBeUndefined();
   });
 });
 

@@ -93,7 +93,7 @@ function pathCondition(text: string, path: string, value: string): WaitCondition
  * Why the object will not get to the condition by itself, or undefined. A Failed cluster (once the
  * controller has seen its current spec: a fixed spec just applied is not a failure yet), a failed
  * upgrade to the current spec (or a cancelled one, when waiting for the upgrade), a Failed or
- * Aborted rollout, a host whose OS update fell back or failed.
+ * Aborted rollout, a host whose OS update fell back or failed (once its agent saw the current spec).
  */
 export function terminalFailure(kind: string, r: Resource, cond: WaitCondition): string | undefined {
   // A failed object can still go away: deleting a Failed cluster is how one starts over.
@@ -116,7 +116,10 @@ export function terminalFailure(kind: string, r: Resource, cond: WaitCondition):
   }
   if (kind === 'EdgeHost') {
     const os = s.os as { phase?: string; upToDate?: boolean; message?: string } | undefined;
-    if (os && !os.upToDate && (os.phase === 'FellBack' || os.phase === 'Failed')) return `os update ${os.phase}${os.message ? `: ${os.message}` : ''}`;
+    // Not before the agent has seen the current spec: `retry host` writes a new one, and the
+    // fallback it answers stays in the status until the agent reports again.
+    if (os && !os.upToDate && (os.phase === 'FellBack' || os.phase === 'Failed') && observed(r))
+      return `os update ${os.phase}${os.message ? `: ${os.message}` : ''}`;
   }
   return undefined;
 }
