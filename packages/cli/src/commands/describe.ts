@@ -29,7 +29,7 @@ export function registerDescribe(program: Command, ctx: CommandContext): void {
       const kind = kindOrThrow(kindName);
       const client = clientFor(opts, ctx.io);
       const resource = await client.get(kind.plural, name);
-      const events = kind.kind === 'Event' ? [] : await eventsOf(client, resource);
+      const events = kind.kind === 'Event' ? [] : await eventsOf(client, { ...resource, kind: kind.kind });
       const render = kind.kind === 'Cluster' ? renderClusterDescribe : kind.kind === 'Rollout' ? renderRolloutDescribe : renderDescribe;
       ctx.io.stdout.write(render(resource, events));
     });
