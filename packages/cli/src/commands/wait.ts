@@ -25,7 +25,7 @@ export interface WaitCondition {
 type Cond = { type: string; status: string; reason?: string; message?: string };
 const conditionsOf = (r: Resource) => (r.status?.conditions as Cond[] | undefined) ?? [];
 
-/** The cluster spec the controller has seen: status.observedGeneration is the current generation. */
+/** The status describes the current spec: status.observedGeneration (a cluster's controller, a host's agent) is the current generation. */
 function observed(r: Resource): boolean {
   const seen = r.status?.observedGeneration;
   return typeof seen !== 'number' || seen >= Number(r.metadata.generation);
