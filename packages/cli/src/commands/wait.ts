@@ -141,14 +141,7 @@ export function registerWait(program: Command, ctx: CommandContext): void {
       'Wait until a resource meets a condition, showing progress: on a terminal a live view redrawn in place (a bar, then each ' +
         "node's phase, or each upgrading node's upgrade phase, or each rollout cluster's state); otherwise one line per change. " +
         'Exits 0 when the condition is met; 1 on timeout, and at once (with the reason) when the resource cannot get there by ' +
-        'itself: a Failed cluster, a failed upgrade, a Failed or Aborted rollout, a host whose OS update fell back.\n\n' +
-        'Conditions (--for, as in kubectl wait):\n' +
-        '  phase=<Phase>               status.phase, e.g. phase=Running\n' +
-        '  condition=<Type>[=<Status>] a status condition (Status defaults to True), e.g. condition=Ready\n' +
-        '  upgrade=Succeeded           a cluster runs its current spec: the upgrade the last apply started has finished\n' +
-        '                              (also met at once when the change needed no upgrade)\n' +
-        '  delete                      the resource is gone\n' +
-        '  jsonpath={.path}=<value>    any field, e.g. jsonpath={.status.profileRevision}=3 (or simply status.profileRevision=3)',
+        'itself: a Failed cluster, a failed upgrade, a Failed or Aborted rollout, a host whose OS update fell back.',
     )
     .argument('<kind>', 'kind: plural, singular or short name')
     .argument('<name>', 'name of the resource')
@@ -158,14 +151,23 @@ export function registerWait(program: Command, ctx: CommandContext): void {
   withConnectionOptions(cmd)
     .addHelpText(
       'after',
-      examples(
-        'edgeplane wait cluster shop-1 --for phase=Running --timeout 20m',
-        'edgeplane apply -f shop-1.yaml && edgeplane wait cluster shop-1 --for upgrade=Succeeded',
-        'edgeplane wait cluster shop-1 --for condition=Ready',
-        'edgeplane wait rollout shops-rev-3 --for phase=Succeeded --timeout 2h',
-        'edgeplane wait host nuc-01 --for status.os.upToDate=true',
-        'edgeplane wait cluster shop-1 --for delete',
-      ),
+      '\nConditions (--for, as in kubectl wait):\n' +
+        '  phase=<Phase>                 status.phase, e.g. phase=Running\n' +
+        '  condition=<Type>[=<Status>]   a status condition (Status defaults to True)\n' +
+        '  upgrade=Succeeded             a cluster runs its current spec: the upgrade the last\n' +
+        '                                change started has finished (met at once when the\n' +
+        '                                change needed none)\n' +
+        '  delete                        the resource is gone\n' +
+        '  jsonpath={.path}=<value>      any field, e.g. jsonpath={.status.profileRevision}=3\n' +
+        '  <path>=<value>                the same, e.g. status.profileRevision=3\n' +
+        examples(
+          'edgeplane wait cluster shop-1 --for phase=Running --timeout 20m',
+          'edgeplane apply -f shop-1.yaml && edgeplane wait cluster shop-1 --for upgrade=Succeeded',
+          'edgeplane wait cluster shop-1 --for condition=Ready',
+          'edgeplane wait rollout shops-rev-3 --for phase=Succeeded --timeout 2h',
+          'edgeplane wait host nuc-01 --for status.os.upToDate=true',
+          'edgeplane wait cluster shop-1 --for delete',
+        ),
     )
     .action(async (kindName: string, name: string, opts: WaitOptions) => {
       const kind = kindOrThrow(kindName);
