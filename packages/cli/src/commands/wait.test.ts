@@ -93,6 +93,9 @@ describe('wait progress views', () => {
     ]);
     expect(clusterView(c).line).toBe('Provisioning: 1/2 nodes Ready (a Ready, b Pending)');
     expect(clusterView(c).block).toEqual(['[##########..........] 1/2 nodes Ready  Provisioning', '  a  worker  Ready', '  b  worker  Pending']);
+    // A virtualized cluster: no spec.nodes, its VMs counted in status.desiredNodes.
+    const vms = { ...c, spec: { vms: [{}, {}, {}] }, status: { ...c.status, desiredNodes: 3 } };
+    expect(clusterView(vms).line).toBe('Provisioning: 1/3 nodes Ready (a Ready, b Pending)');
   });
 
   it('shows the upgrade phase of each node while an upgrade runs', () => {
