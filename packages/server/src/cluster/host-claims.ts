@@ -18,7 +18,11 @@ export function clusterOf(host: { annotations: string }): string | undefined {
 export async function claimHosts(db: Executor, cluster: string, hosts: HostRow[]): Promise<void> {
   for (const h of hosts) {
     const annotations = { ...JSON.parse(h.annotations), [CLUSTER_ANNOTATION]: cluster };
-    const ok = await writeHost(db, h.name, Number(h.resource_version), { state: 'in-use', annotations: JSON.stringify(annotations), bumpOsRetry: true });
+    const ok = await writeHost(db, h.name, Number(h.resource_version), {
+      state: 'in-use',
+      annotations: JSON.stringify(annotations),
+      bumpOsRetry: reportedFailedImages(h.status).length > 0,
+    });
     if (!ok) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
   }
 }
@@ -48,4 +52,13 @@ export async function releaseHosts(db: Executor, cluster: string, names: string[
       if (attempt >= 4) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
     }
   }
+}
+
+/**
+ * The OS images whose trial boot fell back on the host, as its agent last reported them. A retry
+ * counter moves only for a host that has one: nothing else needs a new attempt.
+ */
+export function reportedFailedImages(status: string): { digest: string }[] {
+  const os = (JSON.parse(status) as { agent?: { managers?: { os?: { failedImages?: { digest: string }[] } } } }).agent?.managers?.os;
+  return os?.failedImages ?? [];
 }

@@ -5,7 +5,7 @@ import { recordEvent } from '../event/event.service.js';
 import { installAuth, requirePermission } from '../http/auth-hook.js';
 import type { Db } from '../store/db.js';
 import { findHosts, writeHost } from './cluster.repository.js';
-import { clusterOf, MANAGED_SPEC_KEYS } from './host-claims.js';
+import { clusterOf, MANAGED_SPEC_KEYS, reportedFailedImages } from './host-claims.js';
 
 /**
  * POST /api/v1/edgehosts/<name>/reset: wipes what the managers set up on a host that belongs to no
@@ -33,7 +33,8 @@ export async function hostResetRoutes(app: FastifyInstance, deps: { db: Db; hub:
       // A host OS profile would only render spec.os again: the reset ends the assignment too.
       delete spec.osProfile;
       // A reset host starts clean: an image that fell back here is tried again when next desired.
-      if (!(await writeHost(trx, name, Number(h.resource_version), { spec: JSON.stringify(spec), bumpGeneration: true, bumpOsRetry: true })))
+      const bumpOsRetry = reportedFailedImages(h.status).length > 0;
+      if (!(await writeHost(trx, name, Number(h.resource_version), { spec: JSON.stringify(spec), bumpGeneration: true, bumpOsRetry })))
         throw new EdgeplaneError('Conflict', `host "${name}" changed meanwhile; retry`, { host: name });
       await recordEvent(trx, {
         involvedObject: { kind: 'EdgeHost', name },
@@ -61,7 +62,7 @@ export async function hostResetRoutes(app: FastifyInstance, deps: { db: Db; hub:
     const { generation, digests } = await deps.db.transaction().execute(async (trx) => {
       const [h] = await findHosts(trx, [name]);
       if (!h) throw new EdgeplaneError('NotFound', `edge host "${name}" not found`, { kind: 'EdgeHost', name });
-      const failed = failedImages(h.status);
+      const failed = reportedFailedImages(h.status);
       if (failed.length === 0)
         throw new EdgeplaneError('NoFailedImage', `host "${name}" has no OS image whose trial boot fell back; there is nothing to retry`, { host: name });
       if (!(await writeHost(trx, name, Number(h.resource_version), { bumpGeneration: true, bumpOsRetry: true })))
@@ -80,10 +81,4 @@ export async function hostResetRoutes(app: FastifyInstance, deps: { db: Db; hub:
     req.log.info({ host: name, user: caller.user, digests }, 'host OS image retry');
     return { apiVersion: 'edgeplane.io/v1', kind: 'HostRetry', host: name, generation, images: digests };
   });
-}
-
-/** The failed images the host's agent last reported. */
-function failedImages(status: string): { digest: string }[] {
-  const os = (JSON.parse(status) as { agent?: { managers?: { os?: { failedImages?: { digest: string }[] } } } }).agent?.managers?.os;
-  return os?.failedImages ?? [];
 }
