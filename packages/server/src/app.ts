@@ -25,6 +25,7 @@ import type { Metrics } from './http/metrics.js';
 import { parseQueryString } from './http/query-string.js';
 import type { Transport } from './http/transport.js';
 import { installProtocolVersionCheck, versionRoutes } from './http/version.routes.js';
+import { installProtocolVersionCheck, versionRoutes } from './http/version.routes.js';
 import { installerRoutes } from './installer/installer.routes.js';
 import { pairingApiRoutes } from './pairing/pairing.routes.js';
 import { type PairingCaps, PairingSessions } from './pairing/pairing-sessions.js';
@@ -115,6 +116,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, parseJson);
   // Browsers send their API token as a watch subprotocol; selectWatchProtocol never echoes it back.
   await app.register(websocket, { options: { maxPayload: 1024 * 1024, handleProtocols: selectWatchProtocol }, errorHandler: websocketErrorHandler });
+  // Before any route: a CLI or agent of another protocol major is refused with both versions named. After
+  // the WebSocket plugin, whose own onRequest hook marks upgrades so that a refused one's socket is closed.
+  installProtocolVersionCheck(app);
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
@@ -137,6 +141,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   const openapi = buildOpenApi(SERVER_VERSION);
   app.get('/api/v1/openapi.json', async () => openapi);
+  await app.register(async (scope) => versionRoutes(scope, { serverVersion: SERVER_VERSION }));
   await app.register(async (scope) => versionRoutes(scope, { serverVersion: SERVER_VERSION }));
 
   // Remote sessions and the audit log (see docs/architecture.md "Remote sessions").
