@@ -25,7 +25,6 @@ import type { Metrics } from './http/metrics.js';
 import { parseQueryString } from './http/query-string.js';
 import type { Transport } from './http/transport.js';
 import { installProtocolVersionCheck, versionRoutes } from './http/version.routes.js';
-import { installProtocolVersionCheck, versionRoutes } from './http/version.routes.js';
 import { installerRoutes } from './installer/installer.routes.js';
 import { pairingApiRoutes } from './pairing/pairing.routes.js';
 import { type PairingCaps, PairingSessions } from './pairing/pairing-sessions.js';
@@ -95,8 +94,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installErrorHandler(app);
   // Before any route plugin: control characters in URLs, queries and bodies are a 400 everywhere.
   installInputGuard(app);
-  // Before any route: a CLI or agent of another protocol major is refused with both versions named.
-  installProtocolVersionCheck(app);
   // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
   app.removeContentTypeParser('text/plain');
   // An empty JSON body (a bare `POST .../approve` from curl) means "no body", not malformed JSON.
@@ -141,7 +138,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   const openapi = buildOpenApi(SERVER_VERSION);
   app.get('/api/v1/openapi.json', async () => openapi);
-  await app.register(async (scope) => versionRoutes(scope, { serverVersion: SERVER_VERSION }));
   await app.register(async (scope) => versionRoutes(scope, { serverVersion: SERVER_VERSION }));
 
   // Remote sessions and the audit log (see docs/architecture.md "Remote sessions").
