@@ -107,6 +107,15 @@ describe.each(DIALECTS)('events in time order on %s', (dialect) => {
     // A tampered token is refused, not a 500.
     expect((await t.api('GET', '/api/v1/events?continue=eyJhZnRlciI6Im51Yy0wMSJ9')).body.error.code).toBe('InvalidContinueToken');
 
+    // The console's "Recent events" are the latest, newest first, by the same time.
+    const recent = (await t.api('GET', '/api/v1/summary')).body.recentEvents as Ev[];
+    expect(recent.map((e) => e.metadata.name)).toEqual(
+      all
+        .slice(-recent.length)
+        .reverse()
+        .map((e) => e.metadata.name),
+    );
+
     const r = await cli(['get', 'events'], env());
     expect(r.code, r.out).toBe(0);
     const positions = mine.map((reason) => r.stdout.indexOf(reason));

@@ -30,7 +30,7 @@ export async function summaryRoutes(app: FastifyInstance, deps: { db: Db }): Pro
     let recentEvents: unknown[] = [];
     try {
       requirePermission(req, 'events:list');
-      const rows = await deps.db.selectFrom('events').selectAll().orderBy('created_at', 'desc').orderBy('name').limit(20).execute();
+      const rows = await deps.db.selectFrom('events').selectAll().orderBy('event_time', 'desc').orderBy('name', 'desc').limit(20).execute();
       recentEvents = rows.map((r) => events.toObject(r as unknown as ResourceRow));
     } catch {
       // A role without events:list still sees the counts.
