@@ -170,4 +170,26 @@ describe('console host pickers, required variables and event order', () => {
     expect(await page.title()).toBe('Events · Edgeplane');
     expect(errors).toEqual([]);
   });
+
+  it('leaves out the events of an earlier object of the same name on a detail page', async () => {
+    const h = hostName(8);
+    const events = async () => (await t.api('GET', `/api/v1/events?fieldSelector=involvedObject.name=${h}&limit=100`)).body.items;
+    expect((await t.api('POST', `/api/v1/edgehosts/${h}/reject`)).status).toBeLessThan(300);
+    const old = (await t.api('GET', `/api/v1/edgehosts/${h}`)).body.metadata.uid;
+    expect((await t.api('DELETE', `/api/v1/edgehosts/${h}`)).status).toBeLessThan(300);
+    await insertHosts(t.store, [{ name: h, site: site(8), hostname: hostname(8), connectivity: 'online' }]);
+    expect((await t.api('POST', `/api/v1/edgehosts/${h}/reject`)).status).toBeLessThan(300);
+    const all = await events();
+    const mine = all.filter((e: any) => e.spec.involvedObject.uid !== old).map((e: any) => e.metadata.name);
+    expect(all.some((e: any) => e.spec.involvedObject.uid === old)).toBe(true);
+    expect(mine.length).toBeGreaterThan(0);
+    await page.goto(`${t.url}/hosts/${h}`);
+    const rows = () =>
+      page
+        .getByTestId('table-events')
+        .locator('tr[data-row]')
+        .evaluateAll((tr) => tr.map((r) => r.getAttribute('data-row')));
+    await expect.poll(async () => (await rows()).sort()).toEqual(mine.sort());
+    expect(errors).toEqual([]);
+  });
 });

@@ -22,6 +22,7 @@ export function ClusterChange({ cluster, onDone }: { cluster: Resource; onDone()
   const name = cluster.metadata.name;
   const profile = cluster.spec.profile as { name: string; revision: number };
   const current = (cluster.spec.nodes ?? []) as { host: string; role: Role }[];
+  const virtualized = cluster.spec.type === 'virtualized';
   const revisions = useQuery({
     queryKey: ['revisions', profile.name],
     queryFn: () =>
@@ -30,6 +31,7 @@ export function ClusterChange({ cluster, onDone }: { cluster: Resource; onDone()
   const hosts = useQuery({
     queryKey: ['list', 'edgehosts', { picker: 'ready' }],
     queryFn: () => api.listAll('edgehosts', { fieldSelector: 'status.state=ready' }),
+    enabled: cluster.spec.type !== 'virtualized',
   });
   const [revision, setRevision] = useState(profile.revision);
   const [removed, setRemoved] = useState<Set<string>>(new Set());
@@ -79,35 +81,40 @@ export function ClusterChange({ cluster, onDone }: { cluster: Resource; onDone()
           ))}
         </select>
       </div>
-      <fieldset>
-        <legend>Nodes</legend>
-        {current.map((n) => (
-          <div key={n.host} className="field check">
-            <input
-              id={`rm-${n.host}`}
-              type="checkbox"
-              checked={removed.has(n.host)}
-              onChange={(e) =>
-                edit(() => {
-                  const s = new Set(removed);
-                  if (e.target.checked) s.add(n.host);
-                  else s.delete(n.host);
-                  setRemoved(s);
-                })
-              }
-            />
-            <label htmlFor={`rm-${n.host}`}>
-              Remove {n.host} ({n.role})
-            </label>
-          </div>
-        ))}
-        {free.length > 0 && (
-          <>
-            <p className="muted">Add ready hosts that are in no cluster:</p>
-            <HostPicker hosts={free} chosen={added} onChange={(h, r) => edit(() => setAdded({ ...added, [h]: r }))} noneLabel="not added" idPrefix="add" />
-          </>
-        )}
-      </fieldset>
+      {/* A virtualized cluster's nodes are VMs on its appliance (spec.nodes stays empty): hosts are not added or removed here. */}
+      {virtualized ? (
+        <p className="muted">The nodes of this virtualized cluster are VMs on appliance {cluster.spec.appliance}: change its VMs in the cluster manifest.</p>
+      ) : (
+        <fieldset>
+          <legend>Nodes</legend>
+          {current.map((n) => (
+            <div key={n.host} className="field check">
+              <input
+                id={`rm-${n.host}`}
+                type="checkbox"
+                checked={removed.has(n.host)}
+                onChange={(e) =>
+                  edit(() => {
+                    const s = new Set(removed);
+                    if (e.target.checked) s.add(n.host);
+                    else s.delete(n.host);
+                    setRemoved(s);
+                  })
+                }
+              />
+              <label htmlFor={`rm-${n.host}`}>
+                Remove {n.host} ({n.role})
+              </label>
+            </div>
+          ))}
+          {free.length > 0 && (
+            <>
+              <p className="muted">Add ready hosts that are in no cluster:</p>
+              <HostPicker hosts={free} chosen={added} onChange={(h, r) => edit(() => setAdded({ ...added, [h]: r }))} noneLabel="not added" idPrefix="add" />
+            </>
+          )}
+        </fieldset>
+      )}
       <div className="row">
         <button type="button" className="secondary" disabled={!changed || dryRun.isPending} onClick={() => dryRun.mutate()}>
           Show plan

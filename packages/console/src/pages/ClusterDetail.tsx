@@ -1,7 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { ClusterChange } from '../components/ClusterChange';
-import { ResourceTable } from '../components/ResourceTable';
+import { ObjectEvents } from '../components/ObjectEvents';
 import { UpgradeProgress } from '../components/UpgradeProgress';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { ApiError, api, formatValue, tokenStore } from '../lib/api';
@@ -150,7 +150,7 @@ export function ClusterDetail({ name }: { name: string }) {
         </div>
       </div>
       <h2>Events</h2>
-      <ResourceTable plural="events" fieldSelector={`involvedObject.name=${name}`} pageSize={100} emptyText="No events for this cluster yet." />
+      <ObjectEvents object={c} emptyText="No events for this cluster yet." />
     </>
   );
 }

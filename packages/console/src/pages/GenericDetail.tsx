@@ -1,8 +1,9 @@
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { labelFor, pathFor } from '../components/Layout';
+import { ObjectEvents } from '../components/ObjectEvents';
 import { Replay } from '../components/Replay';
-import { kindInfo, ResourceTable } from '../components/ResourceTable';
+import { kindInfo } from '../components/ResourceTable';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue, pick } from '../lib/api';
 import { useAuth } from '../lib/auth';
@@ -106,7 +107,7 @@ export function GenericDetail({ plural, name }: { plural: string; name: string }
       {plural !== 'events' && (
         <>
           <h2>Events</h2>
-          <ResourceTable plural="events" fieldSelector={`involvedObject.name=${name}`} pageSize={100} emptyText={`No events for ${name}.`} />
+          <ObjectEvents object={o} emptyText={`No events for ${name}.`} />
         </>
       )}
     </>

@@ -1,7 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { ConnectivityHistory } from '../components/ConnectivityHistory';
 import { HostOs } from '../components/HostOs';
-import { ResourceTable } from '../components/ResourceTable';
+import { ObjectEvents } from '../components/ObjectEvents';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue } from '../lib/api';
 import { useAuth } from '../lib/auth';
@@ -89,7 +89,7 @@ export function HostDetail({ name }: { name: string }) {
       </section>
       <section aria-labelledby="ev-h">
         <h2 id="ev-h">Events</h2>
-        <ResourceTable plural="events" fieldSelector={`involvedObject.name=${name}`} pageSize={100} emptyText="No events for this host yet." />
+        <ObjectEvents object={h} emptyText="No events for this host yet." />
       </section>
     </>
   );
