@@ -5,7 +5,7 @@ import { listHostsWithAnnotation } from '../edgehost/edgehost.repository.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
 import { applianceClusters, hostMembership } from '../edgehost/host-membership.js';
 import { recordEvent } from '../event/event.service.js';
-import type { RequestContext } from '../resource/context.js';
+import type { HostChange, RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import type { Db, Executor } from '../store/db.js';
 import { ChangeBatch } from '../watch/change-bus.js';
@@ -154,7 +154,15 @@ export async function finishHostRemovals(db: Db, hub: ConnectionHub, log: Logger
     }
     if (!leftCluster(h)) continue;
     const changes = new ChangeBatch();
-    const ctx: RequestContext = { user: 'system:controller/cluster', role: 'admin', log: log as never, hosts: hub, changes };
+    // The agent's channel is closed after commit: a reconnect in between must not find the host still there.
+    const notices: [string, HostChange][] = [];
+    const ctx: RequestContext = {
+      user: 'system:controller/cluster',
+      role: 'admin',
+      log: log as never,
+      hosts: { hostChanged: (n, c) => notices.push([n, c]) },
+      changes,
+    };
     await db.transaction().execute(async (trx) => {
       await edgeHosts.delete(trx, h.name, ctx);
       await recordEvent(trx, {
@@ -165,6 +173,7 @@ export async function finishHostRemovals(db: Db, hub: ConnectionHub, log: Logger
         source: 'controller/cluster',
       });
     });
+    for (const [n, c] of notices) hub.hostChanged(n, c);
     changes.publishTo(hub.changes);
     log.info({ host: h.name, cluster: from }, 'host left its cluster and was deleted');
   }
