@@ -72,6 +72,10 @@ describe.each(DIALECTS)('delete host guards and delete --force (%s)', (dialect) 
     appliance = fleet.appliances[0].agent.hostName!;
     nodes = fleet.agents.filter((a) => !fleet!.appliances.some((ap) => ap.agent === a)).map((a) => a.hostName!);
     await waitFor(async () => (await host(appliance)).status.agent?.managers?.virt?.libvirt?.pools?.length > 0, 20_000);
+    await waitFor(async () => {
+      const items = (await api('GET', '/api/v1/edgehosts?limit=1000')).body.items;
+      return items.filter((h: any) => h.status.connectivity === 'online' && h.status.state === 'ready').length === nodes.length + 1;
+    }, 20_000);
     const p = await api('POST', '/api/v1/clusterprofiles', {
       metadata: { name: 'k3s' },
       spec: { layers: { os: { image: `${registry.host}/edge/os:1.0.0` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },
