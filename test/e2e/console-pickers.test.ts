@@ -168,6 +168,8 @@ describe('console host pickers, required variables and event order', () => {
       })
       .toBe(true);
     expect(await page.title()).toBe('Events · Edgeplane');
+    // Each event's object links to that object's page.
+    expect(await page.getByTestId('table-events').getByRole('link', { name: h, exact: true }).first().getAttribute('href')).toBe(`/hosts/${h}`);
     expect(errors).toEqual([]);
   });
 

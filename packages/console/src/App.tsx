@@ -1,9 +1,10 @@
 import { useEffect } from 'react';
-import { Layout } from './components/Layout';
+import { Layout, objectPath } from './components/Layout';
 import { Empty, Loading } from './components/ui';
+import type { Resource } from './lib/api';
 import { useAuth } from './lib/auth';
 import { profileCell } from './lib/profiles';
-import { match, useLocation } from './lib/router';
+import { Link, match, useLocation } from './lib/router';
 import { useWatch } from './lib/watch';
 import { Audit } from './pages/Audit';
 import { ClusterDetail } from './pages/ClusterDetail';
@@ -19,6 +20,13 @@ import { RolloutDetail } from './pages/RolloutDetail';
 import { Shell } from './pages/Shell';
 import { Tokens } from './pages/Tokens';
 import { ApiTokens, Users } from './pages/Users';
+
+/** The Events page links each event's object to that object's page. */
+function eventCell(e: Resource, path: string) {
+  const o = e.spec.involvedObject as { kind: string; name: string } | undefined;
+  if (path === 'spec.involvedObject.name' && o?.name) return <Link to={objectPath(o.kind, o.name)}>{o.name}</Link>;
+  return undefined;
+}
 
 // Kinds without a page of their own here (remote sessions, and any later kind) appear
 // through the generic pages as soon as they are in the protocol's KINDS.
@@ -42,7 +50,7 @@ function Page({ path }: { path: string }) {
   if (rollout) return <RolloutDetail name={rollout.name} />;
   if (path === '/users') return <Users />;
   if (path === '/apitokens') return <ApiTokens />;
-  if (path === '/events') return <Generic plural="events" />;
+  if (path === '/events') return <Generic plural="events" formatCell={eventCell} />;
   const generic = match('/r/:plural', path);
   if (generic) return <Generic plural={generic.plural} />;
   const detail = match('/r/:plural/:name', path);

@@ -28,6 +28,13 @@ const LABELS: Record<string, string> = {
   auditevents: 'Audit log',
 };
 export const pathFor = (plural: string) => PAGE_PATHS[plural] ?? `/r/${plural}`;
+/** Kinds whose objects have a page of their own under their list's path; the rest use /r/<plural>/<name>. */
+const DETAIL_PAGES = new Set(['edgehosts', 'clusters', 'clusterprofiles', 'rollouts']);
+/** The console page of one object, by its kind ("Cluster") and name, as events name them. */
+export function objectPath(kind: string, name: string): string {
+  const plural = KINDS.find((k) => k.kind === kind)?.plural ?? `${kind.toLowerCase()}s`;
+  return `${DETAIL_PAGES.has(plural) ? PAGE_PATHS[plural] : `/r/${plural}`}/${encodeURIComponent(name)}`;
+}
 export const labelFor = (plural: string) => LABELS[plural] ?? `${plural[0].toUpperCase()}${plural.slice(1)}`;
 
 export function Layout({ live, children }: { live: WatchState; children: ReactNode }) {

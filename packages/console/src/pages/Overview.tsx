@@ -1,4 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
+import { objectPath } from '../components/Layout';
 import { Empty, ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue, type Resource } from '../lib/api';
 import { Link } from '../lib/router';
@@ -37,10 +38,10 @@ function RecentEvents({ events }: { events: Resource[] }) {
               </td>
               <td>{e.spec.reason}</td>
               <td>
-                {e.spec.involvedObject?.kind === 'EdgeHost' ? (
-                  <Link to={`/hosts/${encodeURIComponent(e.spec.involvedObject.name)}`}>{e.spec.involvedObject.name}</Link>
+                {e.spec.involvedObject?.name ? (
+                  <Link to={objectPath(e.spec.involvedObject.kind, e.spec.involvedObject.name)}>{e.spec.involvedObject.name}</Link>
                 ) : (
-                  formatValue(e.spec.involvedObject?.name)
+                  '—'
                 )}
               </td>
               <td>{e.spec.message}</td>
@@ -75,9 +76,9 @@ export function Overview() {
         <section aria-labelledby="clusters-h">
           <h2 id="clusters-h">Clusters</h2>
           <div className="stats">
-            <Stat label="Clusters" value={summary.data.clusters.total} to="/r/clusters" />
+            <Stat label="Clusters" value={summary.data.clusters.total} to="/clusters" />
             {Object.entries(summary.data.clusters.byPhase).map(([phase, n]) => (
-              <Stat key={phase} label={phase} value={n} to="/r/clusters" />
+              <Stat key={phase} label={phase} value={n} to="/clusters" />
             ))}
           </div>
         </section>
