@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { apiList } from './api-list.bench.js';
+import { cliStart } from './cli-start.bench.js';
 import { connectedAgents } from './connected-agents.bench.js';
 import { consoleHosts } from './console-hosts.bench.js';
 import { fleetConnect } from './fleet-connect.bench.js';
@@ -20,6 +21,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'registration-storm': registrationStorm,
   rollout: rolloutBench,
   'api-list': apiList,
+  'cli-start': cliStart,
 };
 
 export interface BenchResult {

@@ -88,6 +88,17 @@ describe('tables', () => {
   });
   it('renders a generic table', () => {
     expect(renderTable(['A', 'B'], [['x', 'yy']])).toBe('A   B\nx   yy\n');
+    // Wide characters take two columns, combining marks none; a cell with a newline makes a row of two lines.
+    expect(
+      renderTable(
+        ['NAME', 'NOTE'],
+        [
+          ['日本', 'e\u0301'],
+          ['ab', 'one\ntwo'],
+          ['c', ''],
+        ],
+      ),
+    ).toBe('NAME   NOTE\n日本   e\u0301\nab     one\n       two\nc\n');
   });
 });
 
