@@ -127,6 +127,16 @@ describe('console host pickers, required variables and event order', () => {
     expect(errors).toEqual([]);
   });
 
+  it('filters the hosts page by site (spec.site, not a label) on the server', async () => {
+    await page.goto(`${t.url}/hosts`);
+    await page.getByLabel('Site').fill('store-5');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect.poll(() => page.locator('.table-foot [role=status]').textContent()).toBe(`${FREE / SITES} edgehosts loaded`);
+    expect(page.url()).toContain('site=store-5');
+    expect(await page.locator('tr[data-row]').first().getAttribute('data-row')).toBe(hostName(4));
+    expect(errors).toEqual([]);
+  });
+
   it('lists events newest first on a detail page and on the Events page, whatever the server order', async () => {
     const h = hostName(7);
     // Events with random names at distinct times: name order is not time order.

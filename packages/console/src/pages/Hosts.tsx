@@ -64,26 +64,36 @@ export function Hosts() {
   const { can } = useAuth();
   const { query } = useLocation();
   const [selector, setSelector] = useState(query.get('labelSelector') ?? '');
+  const [siteText, setSiteText] = useState(query.get('site') ?? '');
   const applied = query.get('labelSelector') ?? '';
+  const site = query.get('site') ?? '';
   const state = query.get('state') ?? '';
   const connectivity = query.get('connectivity') ?? '';
-  const setParam = (k: string, v: string) => {
+  const setParams = (values: Record<string, string>) => {
     const q = new URLSearchParams(location.search);
-    if (v) q.set(k, v);
-    else q.delete(k);
+    for (const [k, v] of Object.entries(values)) {
+      if (v) q.set(k, v);
+      else q.delete(k);
+    }
     navigate(`/hosts${q.toString() ? `?${q}` : ''}`, true);
   };
+  const setParam = (k: string, v: string) => setParams({ [k]: v });
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    setParam('labelSelector', selector.trim());
+    setParams({ labelSelector: selector.trim(), site: siteText.trim() });
   };
   // Filtered by the server (a field selector on indexed columns), so a filter holds across all pages.
-  const fieldSelector = [state && `status.state=${state}`, connectivity && `status.connectivity=${connectivity}`].filter(Boolean).join(',');
+  // The site is spec.site (from the registration token or the host), not a label.
+  const fieldSelector = [site && `spec.site=${site}`, state && `status.state=${state}`, connectivity && `status.connectivity=${connectivity}`]
+    .filter(Boolean)
+    .join(',');
   // The same filter over loaded rows drops a host that stops matching through a live change (approved, went offline).
   const rowFilter = useMemo(
     () =>
-      state || connectivity ? (r: Resource) => (!state || r.status.state === state) && (!connectivity || r.status.connectivity === connectivity) : undefined,
-    [state, connectivity],
+      site || state || connectivity
+        ? (r: Resource) => (!site || r.spec.site === site) && (!state || r.status.state === state) && (!connectivity || r.status.connectivity === connectivity)
+        : undefined,
+    [site, state, connectivity],
   );
   return (
     <>
@@ -93,7 +103,9 @@ export function Hosts() {
         <search className="row">
           <form onSubmit={submit} className="row" aria-label="Filter hosts">
             <label htmlFor="selector">Label selector</label>
-            <input id="selector" placeholder="site=berlin,tier!=test" value={selector} onChange={(e) => setSelector(e.target.value)} />
+            <input id="selector" placeholder="rack=r7,tier!=test" value={selector} onChange={(e) => setSelector(e.target.value)} />
+            <label htmlFor="site">Site</label>
+            <input id="site" placeholder="berlin" value={siteText} onChange={(e) => setSiteText(e.target.value)} />
             <button type="submit" className="secondary">
               Apply
             </button>
@@ -122,7 +134,7 @@ export function Hosts() {
         rowLink={(r) => `/hosts/${encodeURIComponent(r.metadata.name)}`}
         actions={(r) => <HostActions host={r} />}
         emptyText={
-          applied || state || connectivity
+          applied || site || state || connectivity
             ? 'No hosts match these filters.'
             : 'No edge hosts yet. Create a registration token and boot a device with it to see it here.'
         }
