@@ -41,11 +41,7 @@ export function applianceClusters(m: Extract<Membership, { kind: 'appliance' }>)
 }
 
 /** Refuses deleting or rejecting a host a cluster depends on (HostInCluster), naming the cluster and the way out. */
-export async function refuseIfClusterMember(
-  db: Executor,
-  host: HostLike,
-  verb: 'delete' | 'reject',
-): Promise<void> {
+export async function refuseIfClusterMember(db: Executor, host: HostLike, verb: 'delete' | 'reject'): Promise<void> {
   const m = await hostMembership(db, host);
   if (!m) return;
   const force =
