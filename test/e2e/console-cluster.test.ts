@@ -95,14 +95,28 @@ describe('console clusters in Chromium', () => {
     expect(viewer.errors).toEqual([]);
 
     const state = () => upgrade.locator('h2 .badge').textContent();
+    // Every upgrade action without a button in the state shown is one the server refuses there.
+    const LABELS: Record<string, string> = { pause: 'Pause', resume: 'Resume', retry: 'Retry', cancel: 'Cancel upgrade' };
+    const hiddenAreRefused = async () => {
+      for (const [verb, label] of Object.entries(LABELS)) {
+        if (await upgrade.getByRole('button', { name: label, exact: true }).count()) continue;
+        const res = await t.api('POST', `/api/v1/clusters/shop/${verb}`);
+        expect(res.status, `${verb} in ${await state()}: ${JSON.stringify(res.body)}`).toBe(409);
+      }
+    };
+    await upgrade.getByRole('button', { name: 'Pause' }).waitFor();
+    await hiddenAreRefused();
     await upgrade.getByRole('button', { name: 'Pause' }).click();
     await expect.poll(state).toBe('Paused');
+    await hiddenAreRefused();
+    expect(await state()).toBe('Paused');
     await upgrade.getByRole('button', { name: 'Resume' }).click();
     await expect.poll(state).toMatch(/^(Staging|Rolling)$/);
     page.once('dialog', (d) => void d.accept());
     await upgrade.getByRole('button', { name: 'Cancel upgrade' }).click();
     await expect.poll(state).toBe('Cancelled');
     expect(await upgrade.getByRole('button').count()).toBe(0);
+    await hiddenAreRefused();
     expect(errors).toEqual([]);
   });
 
