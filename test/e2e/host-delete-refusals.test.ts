@@ -74,6 +74,11 @@ describe.each(DIALECTS)('delete --force refusals (%s)', (dialect) => {
     expect(offline.body.error.message).toContain('kubectl delete node');
     // 3 -> 2 control-plane nodes goes through the cluster's own checks (an even count needs allowEvenControlPlanes).
     expect((await force(trio[2].name)).body.error.code).toBe('EvenControlPlanes');
+    // A viewer may not delete at all, forced or not.
+    await t.api('POST', '/api/v1/users', { metadata: { name: 'vic' }, spec: { role: 'viewer' } });
+    const viewer = (await t.api('POST', '/api/v1/apitokens', { metadata: { name: 'vic-1' }, spec: { user: 'vic' } })).body.status.token;
+    expect((await t.api('DELETE', `/api/v1/edgehosts/${cp.name}?force=true`, undefined, { token: viewer })).status).toBe(403);
+    expect((await t.api('DELETE', `/api/v1/edgehosts/${cp.name}`, undefined, { token: viewer })).status).toBe(403);
     expect(await state()).toEqual(before);
 
     const free = await node();
