@@ -94,6 +94,7 @@ describe('console remote shell on a cluster node', () => {
     await page.goto(`${t.url}/hosts/${node}`);
     await page.getByRole('heading', { name: 'Inventory' }).waitFor();
     await page.getByRole('link', { name: 'Open shell' }).waitFor();
+    expect(await page.getByTestId('host-cluster').textContent()).toBe('mall');
     expect(await page.getByRole('button', { name: `Reject ${node}` }).count()).toBe(0);
     expect(await page.getByRole('button', { name: /OS profile/ }).count()).toBe(0);
     expect(await page.getByTestId('os-why-not').textContent()).toContain('cluster mall');

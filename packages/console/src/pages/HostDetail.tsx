@@ -5,7 +5,7 @@ import { ObjectEvents } from '../components/ObjectEvents';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue } from '../lib/api';
 import { useAuth } from '../lib/auth';
-import { canOpenSession } from '../lib/host-rules';
+import { canOpenSession, clusterOfHost } from '../lib/host-rules';
 import { Link } from '../lib/router';
 import { HostActions } from './Hosts';
 
@@ -25,6 +25,7 @@ export function HostDetail({ name }: { name: string }) {
   if (q.error) return <ErrorBox error={q.error} title={`Could not load host ${name}`} />;
   const h = q.data;
   const inv = h.status.inventory ?? {};
+  const cluster = clusterOfHost(h);
   return (
     <>
       <p>
@@ -53,6 +54,8 @@ export function HostDetail({ name }: { name: string }) {
             <Field label="Registered via" value={h.status.registeredVia} />
             <Field label="Registration token" value={h.status.registrationToken} />
             <Field label="Site" value={h.spec.site} />
+            <dt>Cluster</dt>
+            <dd data-testid="host-cluster">{cluster ? <Link to={`/clusters/${encodeURIComponent(cluster)}`}>{cluster}</Link> : '—'}</dd>
             <Field
               label="Labels"
               value={Object.entries(h.metadata.labels)
