@@ -195,7 +195,7 @@ export function registerWait(program: Command, ctx: CommandContext): void {
               `timed out waiting for ${kind.plural}/${name} ${cond.describe} (${formatDurationExact(opts.timeout)})${why ? `; last: ${why}` : ''}`,
             );
           }
-          let timer: NodeJS.Timeout | undefined;
+          let timer: ReturnType<typeof setTimeout> | undefined;
           const slept = new Promise<undefined>((res) => (timer = setTimeout(res, Math.min(opts.interval, Math.max(0, deadline - Date.now())))));
           const signal = await Promise.race([slept, interrupted]);
           clearTimeout(timer);
