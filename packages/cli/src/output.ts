@@ -14,11 +14,14 @@ const ANSI = /\u001b\[[0-9;]*m/g;
 /** Code points a terminal draws two columns wide: East Asian wide and fullwidth forms, and emoji. */
 const WIDE =
   /[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{1f300}-\u{1f64f}\u{1f900}-\u{1f9ff}\u{20000}-\u{3fffd}]/u;
+/** Printable ASCII, one column a character: nearly every cell, measured without looking at each character. */
+const ASCII = /^[\x20-\x7e]*$/;
 /** Combining marks and zero-width characters take no column. */
 const ZERO = /[\p{Mn}\p{Me}\u200b-\u200f]/u;
 
 /** Terminal columns a line of text takes. */
 function displayWidth(text: string): number {
+  if (ASCII.test(text)) return text.length;
   let width = 0;
   for (const ch of text.replace(ANSI, '')) width += ZERO.test(ch) ? 0 : WIDE.test(ch) ? 2 : 1;
   return width;
