@@ -150,6 +150,25 @@ export function addOperationPaths(paths: Json, schemas: Json, schema: (s: z.ZodT
       responses: { 200: { description: 'OK', content: json(ref('UpgradePlan')) }, default: errorResponse },
     },
   };
+  // Deleting a host has its own option: force takes a cluster node out of its cluster first.
+  const hostDelete = (paths['/api/v1/edgehosts/{name}'] as Json).delete as Json;
+  hostDelete.parameters = [
+    {
+      name: 'force',
+      in: 'query',
+      required: false,
+      schema: { type: 'boolean', default: false },
+      description:
+        'A host a cluster depends on leaves the cluster first (drained, removed from Kubernetes), then is deleted. Without it such a delete is refused with HostInCluster.',
+    },
+  ];
+  hostDelete.responses = {
+    ...(hostDelete.responses as Json),
+    202: {
+      description: 'Accepted (force on a cluster node): the removal steps; the host is deleted once it left its cluster',
+      content: json({ type: 'object', properties: { kind: { const: 'HostRemoval' } } }),
+    },
+  };
   paths['/api/v1/edgehosts/{name}/reset'] = {
     parameters: [nameParam],
     post: {
