@@ -164,6 +164,10 @@ describe.each(DIALECTS)('delete host guards and delete --force (%s)', (dialect) 
       (e: any) => e.spec.reason,
     );
     expect(reasons).toEqual(expect.arrayContaining(['RemovalRequested', 'NodeDrained', 'NodeReset', 'Deleted']));
+    // The audit log says the delete was forced.
+    const audit = (await api('GET', `/api/v1/audit?action=edgehost.delete&target=edgehosts/${worker}`)).body.items;
+    expect(audit).toHaveLength(1);
+    expect(audit[0].details).toMatchObject({ force: true, removal: 'accepted' });
 
     // The device registers again with its token: a new host (new uid), ready because the token auto-approves, in no cluster.
     const back = await waitFor(async () => {

@@ -81,7 +81,11 @@ const AUDITED: Record<string, Rule> = {
   'POST edgehosts/reject-key': 'edgehost.reject-key',
   'POST edgehosts/reset': 'edgehost.reset',
   'POST edgehosts/retry': 'edgehost.retry',
-  'DELETE edgehosts': 'edgehost.delete',
+  // A forced delete of a cluster node is accepted (202) and finishes once the node left its cluster.
+  'DELETE edgehosts': (c) =>
+    c.reply.statusCode === 202
+      ? { action: 'edgehost.delete', details: { force: true, removal: 'accepted' } }
+      : { action: 'edgehost.delete', ...((c.req.query as { force?: string } | undefined)?.force === 'true' ? { details: { force: true } } : {}) },
   'POST pairings/claim': (c) => {
     const a = c.answer() as { hostName?: string; deviceUid?: string; project?: string; site?: string } | undefined;
     return { action: 'pairing.claim', target: `edgehosts/${a?.hostName ?? '?'}`, details: { deviceUid: a?.deviceUid, project: a?.project, site: a?.site } };
