@@ -65,7 +65,7 @@ export function parseCondition(text: string): WaitCondition {
     return {
       describe: text,
       kind: 'condition',
-      met: (r) => !!r && status(r)?.toLowerCase() === wanted.toLowerCase(),
+      met: (r) => !!r && observed(r) && status(r)?.toLowerCase() === wanted.toLowerCase(),
       current: (r) => `condition ${type}=${status(r) ?? 'Unknown'}`,
     };
   }
@@ -77,14 +77,17 @@ export function parseCondition(text: string): WaitCondition {
     if (!m) throw new CliError(`--for "${text}": use jsonpath={.status.phase}=<value>`);
     return pathCondition(text, m[1], m[2]);
   }
-  return pathCondition(text, key === 'phase' ? 'status.phase' : key, value);
+  // phase= and condition= describe the current spec only once its controller or agent saw it: right after
+  // an apply, the Running phase of the previous spec does not count (as kstatus reads observedGeneration).
+  if (key === 'phase') return pathCondition(text, 'status.phase', value, observed);
+  return pathCondition(text, key, value);
 }
 
-function pathCondition(text: string, path: string, value: string): WaitCondition {
+function pathCondition(text: string, path: string, value: string, current: (r: Resource) => boolean = () => true): WaitCondition {
   return {
     describe: text,
     kind: 'path',
-    met: (r) => !!r && String(getPath(r, path)) === value,
+    met: (r) => !!r && current(r) && String(getPath(r, path)) === value,
     current: (r) => `${path}=${String(getPath(r, path) ?? '<none>')}`,
   };
 }
