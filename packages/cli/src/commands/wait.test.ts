@@ -45,12 +45,12 @@ describe('wait conditions', () => {
   it('phase= and condition= count only a status that saw the current spec (the Running of the spec before an apply does not)', () => {
     const stale = cluster('Running', [['a', 'Ready', true]]);
     stale.metadata.generation = 3;
-    stale.status.observedGeneration = 2;
+    stale.status!.observedGeneration = 2;
     expect(parseCondition('phase=Running').met(stale)).toBe(false);
     expect(parseCondition('condition=Ready').met(stale)).toBe(false);
     // A plain path is taken literally.
     expect(parseCondition('status.phase=Running').met(stale)).toBe(true);
-    stale.status.observedGeneration = 3;
+    stale.status!.observedGeneration = 3;
     expect(parseCondition('phase=Running').met(stale)).toBe(true);
   });
 
