@@ -1,5 +1,8 @@
 import { isCertificateError, type ServerTrust, serverTrust } from '@edgeplane/agent/tls';
-import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@edgeplane/protocol';
+import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@edgeplane/protocol/protocol-version';
+
+/** Page size listAll asks for when the caller gives none: the most the API serves per page. */
+const LIST_ALL_PAGE_SIZE = 1000;
 
 /**
  * A small typed wrapper over the Edgeplane REST API (`/api/v1`), using Node's global fetch (undici's
@@ -137,6 +140,8 @@ export class ApiClient {
 
   /** Lists every page (from `continue` if given), following `metadata.continue`; `limit` is the page size. */
   async listAll(plural: string, options: ListOptions = {}): Promise<ResourceList> {
+    // Without a page size, the server's largest (1,000): one round trip per thousand, not per default page of 500.
+    options = { limit: LIST_ALL_PAGE_SIZE, ...options };
     let page = await this.list(plural, options);
     const items = [...page.items];
     const seen = new Set<string>();

@@ -1,4 +1,4 @@
-import type { KindInfo } from '@edgeplane/protocol';
+import type { KindMeta } from '@edgeplane/protocol/kind-table';
 import { stringify } from 'yaml';
 import type { Resource } from './api-client.js';
 
@@ -126,7 +126,7 @@ export function formatCell(value: unknown, path: string, now: Date = new Date())
 }
 
 /** The kind's table (KINDS[].columns) for a set of resources. */
-export function renderResourceTable(kind: KindInfo, items: Resource[], now: Date = new Date(), wide = false): string {
+export function renderResourceTable(kind: KindMeta, items: Resource[], now: Date = new Date(), wide = false): string {
   const columns = wide ? [...kind.columns, ...(kind.wideColumns ?? [])] : kind.columns;
   const rows = items.map((item) => columns.map((c) => formatCell(getPath(item, c.path), c.path, now)));
   return renderTable(
@@ -144,7 +144,7 @@ export function toYaml(value: unknown): string {
 }
 
 /** A list in the API's own shape, so `get -o yaml` output can be fed back to `apply -f`. */
-export function asList(kind: KindInfo, items: Resource[], continueToken?: string): Record<string, unknown> {
+export function asList(kind: KindMeta, items: Resource[], continueToken?: string): Record<string, unknown> {
   return {
     apiVersion: 'edgeplane.io/v1',
     kind: `${kind.kind}List`,
@@ -156,7 +156,7 @@ export function asList(kind: KindInfo, items: Resource[], continueToken?: string
 /** Renders `get` output: several resources (a list) or one. */
 export function renderResources(
   format: OutputFormat,
-  kind: KindInfo,
+  kind: KindMeta,
   items: Resource[],
   options: { single?: boolean; continueToken?: string; now?: Date } = {},
 ): string {

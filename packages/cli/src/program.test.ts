@@ -95,4 +95,13 @@ describe('start-up loads only what the command needs', () => {
     expect(r.modules.some((m) => m.startsWith('packages/cli/src/commands/'))).toBe(true);
     expect(r.modules.filter((m) => HEAVY.test(m))).toEqual([]);
   });
+
+  it.each([
+    ['get', ['get', 'hosts'], /nuc-01/],
+    ['get --help', ['get', '--help'], /Usage: edgeplane get/],
+  ])('%s builds no protocol schema (the kind table is plain data)', async (_name, args, output) => {
+    const r = await modulesLoadedBy(args, env);
+    expect(r.stdout).toMatch(output);
+    expect(r.modules.filter((m) => /node_modules\/zod\/|packages\/protocol\/src\/(index|kinds)\.ts$/.test(m))).toEqual([]);
+  });
 });

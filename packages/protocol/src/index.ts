@@ -9,6 +9,7 @@ export * from './event.js';
 export * from './host-spec.js';
 export * from './installer.js';
 export * from './inventory.js';
+export * from './kind-table.js';
 export * from './kinds.js';
 export * from './meta.js';
 export * from './openapi.js';

@@ -1,4 +1,4 @@
-import { KINDS } from '@edgeplane/protocol';
+import { KIND_TABLE } from '@edgeplane/protocol/kind-table';
 import type { Command } from 'commander';
 import type { ConnectionFlags } from '../config.js';
 import { CliError } from '../errors.js';
@@ -14,7 +14,7 @@ interface ActionSpec {
   option?: { flags: string; key: string; description: string };
 }
 
-/** Resource actions: `POST /api/v1/<plural>/<name>/<verb>`. Which kinds take which verb comes from KINDS. */
+/** Resource actions: `POST /api/v1/<plural>/<name>/<verb>`. Which kinds take which verb comes from KIND_TABLE. */
 const ACTIONS: ActionSpec[] = [
   {
     verb: 'approve',
@@ -104,7 +104,7 @@ const ACTIONS: ActionSpec[] = [
 
 export function registerActions(program: Command, ctx: CommandContext): void {
   for (const action of ACTIONS) {
-    const kinds = KINDS.filter((k) => k.verbs.includes(action.verb));
+    const kinds = KIND_TABLE.filter((k) => k.verbs.includes(action.verb));
     const kindNames = kinds.map((k) => [k.singular, ...k.shortNames.slice(0, 1)].join('|')).join(', ');
     const cmd = program
       .command(action.verb)

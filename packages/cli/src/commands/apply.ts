@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import type { KindInfo } from '@edgeplane/protocol';
+import { findKind } from '@edgeplane/protocol';
+import type { KindMeta } from '@edgeplane/protocol/kind-table';
 import type { Command } from 'commander';
 import { type ApiClient, ApiError, type Resource } from '../api-client.js';
 import type { ConnectionFlags } from '../config.js';
@@ -21,7 +22,7 @@ export function shownOnceSecret(created: Resource | undefined): string | undefin
  * Creates the resource when the server has none by that name, else replaces it (PUT). When the
  * stored spec, labels and annotations already equal the document's, nothing is sent.
  */
-export async function applyResource(client: ApiClient, kind: KindInfo, doc: Resource, onCreated?: (created: Resource) => void): Promise<ApplyResult> {
+export async function applyResource(client: ApiClient, kind: KindMeta, doc: Resource, onCreated?: (created: Resource) => void): Promise<ApplyResult> {
   const existing = await client.find(kind.plural, doc.metadata.name);
   if (!existing) {
     const created = await client.create(kind.plural, doc);
@@ -33,10 +34,12 @@ export async function applyResource(client: ApiClient, kind: KindInfo, doc: Reso
   return 'configured';
 }
 
-function isUnchanged(kind: KindInfo, doc: Resource, existing: Resource): boolean {
+function isUnchanged(kind: KindMeta, doc: Resource, existing: Resource): boolean {
   // Compare with the schema's defaults applied, as the server stores them; if the document does
   // not parse, send it and let the server explain what is wrong.
-  const parsed = kind.spec.safeParse(doc.spec ?? {});
+  const spec = findKind(kind.kind)?.spec;
+  if (!spec) return false;
+  const parsed = spec.safeParse(doc.spec ?? {});
   if (!parsed.success || !isDeepStrictEqual(parsed.data, existing.spec ?? {})) return false;
   for (const key of ['labels', 'annotations'] as const) {
     const wanted = doc.metadata[key];

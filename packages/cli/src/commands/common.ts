@@ -1,4 +1,4 @@
-import { findKind, KINDS, type KindInfo } from '@edgeplane/protocol';
+import { findKindMeta, KIND_TABLE, type KindMeta } from '@edgeplane/protocol/kind-table';
 import { type Command, Option } from 'commander';
 import { ApiClient } from '../api-client.js';
 import { type ConnectionFlags, resolveTarget } from '../config.js';
@@ -31,12 +31,12 @@ export function clientFor(flags: ConnectionFlags, io: CliIo): ApiClient {
 }
 
 export function knownKindsText(): string {
-  return KINDS.map((k) => (k.shortNames.length ? `${k.plural} (${k.shortNames.join(', ')})` : k.plural)).join(', ');
+  return KIND_TABLE.map((k) => (k.shortNames.length ? `${k.plural} (${k.shortNames.join(', ')})` : k.plural)).join(', ');
 }
 
 /** Resolves a kind by plural, singular, Kind or short name; an unknown kind lists the known ones. */
-export function kindOrThrow(name: string): KindInfo {
-  const kind = findKind(name);
+export function kindOrThrow(name: string): KindMeta {
+  const kind = findKindMeta(name);
   if (!kind) throw new CliError(`unknown kind "${name}"; known kinds: ${knownKindsText()}`);
   return kind;
 }

@@ -1,4 +1,4 @@
-import { KINDS } from '@edgeplane/protocol';
+import { KIND_TABLE } from '@edgeplane/protocol/kind-table';
 import { Argument, type Command } from 'commander';
 import type { ResourceList } from '../api-client.js';
 import { buildProgram, COMMAND_MODULES } from '../program.js';
@@ -89,11 +89,11 @@ export async function complete(words: string[], ctx: CommandContext): Promise<st
   const arg = args[Math.min(operands.length, args.length - 1)];
   if (!arg || (operands.length >= args.length && !arg.variadic)) return [];
   const argName = arg.name();
-  if (argName === 'kind') return starts(KINDS.flatMap((k) => [k.plural, k.singular, ...k.shortNames]));
+  if (argName === 'kind') return starts(KIND_TABLE.flatMap((k) => [k.plural, k.singular, ...k.shortNames]));
   if (arg.argChoices) return starts(arg.argChoices);
   const kindIndex = args.findIndex((a) => a.name() === 'kind');
   const kindWord = kindIndex >= 0 && kindIndex < operands.length ? operands[kindIndex] : undefined;
-  const kind = kindWord ? KINDS.find((k) => [k.plural, k.singular, k.kind.toLowerCase(), ...k.shortNames].includes(kindWord.toLowerCase())) : undefined;
+  const kind = kindWord ? KIND_TABLE.find((k) => [k.plural, k.singular, k.kind.toLowerCase(), ...k.shortNames].includes(kindWord.toLowerCase())) : undefined;
   const plural = NAME_ARGS.has(argName) ? kind?.plural : NAMED_ARGS[argName];
   if (!plural) return [];
   return starts(await names(plural, flags, ctx));

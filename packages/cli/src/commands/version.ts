@@ -1,4 +1,4 @@
-import { PROTOCOL_VERSION } from '@edgeplane/protocol';
+import { PROTOCOL_VERSION } from '@edgeplane/protocol/protocol-version';
 import { type Command, Option } from 'commander';
 import { type ConnectionFlags, configPath, loadConfig } from '../config.js';
 import { toJson, toYaml } from '../output.js';
