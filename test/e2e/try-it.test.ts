@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import freePort from '../support/free-port.js';
 import { firstUnmatched, lineMatches, parseTryIt, plainLines } from '../support/try-it.js';
@@ -30,6 +31,7 @@ import { firstUnmatched, lineMatches, parseTryIt, plainLines } from '../support/
  *   cache (~/.cache/edgeplane/image), so the kernel package is downloaded once per machine.
  */
 
+const execFileP = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const GUIDE = join(ROOT, 'docs/try-it.md');
 const STEP_TIMEOUT_MS = 360_000;
@@ -61,6 +63,9 @@ describe('docs/try-it.md', () => {
   let dead: string | undefined;
 
   beforeAll(async () => {
+    // The guide's readers build the command first (`npm run build`, a plain block the test does not
+    // run); here the bundle is brought up to date when a source changed since (`npm test` did it already).
+    await execFileP(process.execPath, [join(ROOT, 'scripts/build-dist.mjs')], { cwd: ROOT });
     dir = await mkdtemp(join(tmpdir(), 'ep-try-it-'));
     await mkdir(join(dir, 'steps'));
     const tour = join(dir, 'tour');

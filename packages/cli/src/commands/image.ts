@@ -87,9 +87,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .action(async (flags: ImageBuildFlags) => {
       const options = await validate(flags);
       // Loaded here, not at the top: the builder pulls in esbuild, which no other command needs.
-      const { buildImage, ImageBuildError } = await import('@edgeplane/image').catch((err: Error) => {
-        throw new CliError(`the image builder (@edgeplane/image) cannot be loaded here: ${err.message}; run it from an Edgeplane source checkout`);
-      });
+      const { buildImage, ImageBuildError } = await loadImageBuilder();
       const steps = new StepProgress(ctx.io.stderr);
       let built: BuiltImage;
       try {
@@ -183,5 +181,24 @@ class StepProgress {
   finish(): void {
     this.current?.finish();
     this.current = undefined;
+  }
+}
+
+/**
+ * The image builder runs from the TypeScript sources of a checkout (it bundles the agent from them
+ * into the image), so the built command leaves it out of its bundle. Run from a checkout's build
+ * (node_modules/.bin/edgeplane), the sources are there but plain node cannot load .ts: tsx (a dev
+ * dependency of the checkout) is registered as a loader for them. An installed package has neither.
+ */
+async function loadImageBuilder(): Promise<typeof import('@edgeplane/image')> {
+  try {
+    return await import('@edgeplane/image');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_UNKNOWN_FILE_EXTENSION') {
+      const tsx = await import('tsx/esm/api').catch(() => undefined);
+      // tsImport loads it under its own namespace: the failed plain import above stays cached.
+      if (tsx) return tsx.tsImport('@edgeplane/image', import.meta.url) as Promise<typeof import('@edgeplane/image')>;
+    }
+    throw new CliError(`the image builder (@edgeplane/image) cannot be loaded here: ${(err as Error).message}; run it from an Edgeplane source checkout`);
   }
 }
