@@ -2,14 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simKubernetes } from '@edgeplane/agent';
-import { type Fleet, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
+import type { Fleet } from '@edgeplane/sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
 import { DIALECTS } from '../support/db.js';
 import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { createK3sProfile, startSimFleet } from '../support/sim-fleet.js';
 
 /**
  * Deleting hosts that clusters depend on, end to end: a real server, a simulated fleet (real
@@ -58,29 +58,12 @@ describe.each(DIALECTS)('delete host guards and delete --force (%s)', (dialect) 
     [t, registry] = await Promise.all([testServer(dialect), startRegistry()]);
     env = { EDGEPLANE_SERVER: t.url, EDGEPLANE_TOKEN: t.admin, EDGEPLANE_CONFIG: join(dir, 'config.yaml') };
     await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
-    const token = (await api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({
-      server: t.url,
-      token,
-      sites: 6,
-      appliances: 1,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 300 },
-    });
-    await fleet.waitUntilConnected(20_000);
-    appliance = fleet.appliances[0].agent.hostName!;
-    nodes = fleet.agents.filter((a) => !fleet!.appliances.some((ap) => ap.agent === a)).map((a) => a.hostName!);
+    const sim = await startSimFleet(t, { sites: 6, appliances: 1, dataDir: join(dir, 'sim'), ready: true });
+    fleet = sim.fleet;
+    nodes = sim.hosts;
+    appliance = sim.appliances[0];
     await waitFor(async () => (await host(appliance)).status.agent?.managers?.virt?.libvirt?.pools?.length > 0, 20_000);
-    await waitFor(async () => {
-      const items = (await api('GET', '/api/v1/edgehosts?limit=1000')).body.items;
-      return items.filter((h: any) => h.status.connectivity === 'online' && h.status.state === 'ready').length === nodes.length + 1;
-    }, 20_000);
-    const p = await api('POST', '/api/v1/clusterprofiles', {
-      metadata: { name: 'k3s' },
-      spec: { layers: { os: { image: `${registry.host}/edge/os:1.0.0` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },
-    });
-    expect(p.status, JSON.stringify(p.body)).toBe(201);
+    await createK3sProfile(t, registry, 'k3s');
     const native = await api('POST', '/api/v1/clusters', {
       metadata: { name: NATIVE },
       spec: {

@@ -1,13 +1,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Fleet, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
+import type { Fleet } from '@edgeplane/sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
 import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { startSimFleet } from '../support/sim-fleet.js';
 
 /**
  * Issue 10, host OS profiles end to end: a real OCI registry, the real server, and a simulated
@@ -50,18 +50,9 @@ describe('host OS profile on a simulated appliance', () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-host-os-'));
     [t, registry] = await Promise.all([testServer('sqlite'), startRegistry()]);
     for (const version of ['1.0.0', '2.0.0', '3.0.0']) digests[version] = await pushOsImage(registry, join(dir, 'layout'), version);
-    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({
-      server: t.url,
-      token,
-      sites: 1,
-      appliances: 1,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 200 },
-    });
-    await fleet.waitUntilConnected(20_000);
-    name = fleet.appliances[0].agent.hostName!;
+    const sim = await startSimFleet(t, { sites: 1, appliances: 1, dataDir: join(dir, 'sim'), backoffCapMs: 200 });
+    fleet = sim.fleet;
+    name = sim.appliances[0];
     await waitFor(async () => (await host()).status.agent?.capabilities?.includes('libvirt'), 20_000);
   }, 90_000);
   afterAll(async () => {

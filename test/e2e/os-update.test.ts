@@ -1,12 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Fleet, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
+import type { Fleet } from '@edgeplane/sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { startSimFleet } from '../support/sim-fleet.js';
 
 // Agent-side flow across packages (server -> agent -> registry -> slots -> simulated reboot); the store
 // plays no part beyond holding the host, so one dialect is enough.
@@ -31,19 +31,9 @@ describe('OS image update of a simulated host through the real server', () => {
   });
 
   it('stages, reboots into and commits the image the host spec names; then the next one into the other slot', async () => {
-    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'os' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({
-      server: t.url,
-      token,
-      sites: 1,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 200 },
-    });
-    await fleet.started;
-    const name = await waitFor(
-      async () => (await t.api('GET', '/api/v1/edgehosts')).body.items.find((h: any) => h.status.connectivity === 'online')?.metadata.name,
-    );
+    const sim = await startSimFleet(t, { sites: 1, dataDir: join(dir, 'sim'), tokenName: 'os', backoffCapMs: 200, timeoutMs: 10_000 });
+    fleet = sim.fleet;
+    const name = sim.hosts[0];
     const host = async () => (await t.api('GET', `/api/v1/edgehosts/${name}`)).body;
 
     for (const [version, slot] of [

@@ -2,12 +2,12 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FleetOptions, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../support/db.js';
 import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { startSimFleet } from '../support/sim-fleet.js';
 
 const VERSION = 'v1.30.4+k3s1';
 type Fleet = Awaited<ReturnType<typeof startFleet>>;
@@ -58,21 +58,7 @@ describe.each(DIALECTS)('failure recovery on the simulator (%s)', (dialect) => {
     dir = await mkdtemp(join(tmpdir(), 'ep-recovery-'));
     [t, registry] = await Promise.all([testServer(dialect), startRegistry()]);
     digest = await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
-    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
-    fleetOptions = {
-      server: t.url,
-      token,
-      sites: 3,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 300 },
-    };
-    fleet = await startFleet(fleetOptions);
-    await fleet.waitUntilConnected(30_000);
-    free = await waitFor(async () => {
-      const items = (await get('/api/v1/edgehosts')).items;
-      return items.filter((h: any) => h.status.connectivity === 'online' && h.status.state === 'ready').length === 3 && items.map((h: any) => h.metadata.name);
-    }, 30_000);
+    ({ fleet, options: fleetOptions, hosts: free } = await startSimFleet(t, { sites: 3, dataDir: join(dir, 'sim'), timeoutMs: 30_000, ready: true }));
   });
   afterAll(async () => {
     await fleet?.stop();

@@ -2,14 +2,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Libvirt, readDomainXml, readNoCloudSeed } from '@edgeplane/agent';
-import { type Fleet, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
+import type { Fleet } from '@edgeplane/sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
 import { DIALECTS } from '../support/db.js';
 import { register, TestDevice, waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { createK3sProfile, startSimFleet } from '../support/sim-fleet.js';
 
 /**
  * Issue 7 end to end: a real server, a real OCI registry, and simulated appliances whose agents
@@ -69,18 +69,9 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
     dir = await mkdtemp(join(tmpdir(), 'ep-virt-'));
     [t, registry] = await Promise.all([testServer(dialect), startRegistry()]);
     digest = await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
-    const token = (await api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({
-      server: t.url,
-      token,
-      sites: 1,
-      appliances: 2,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 300 },
-    });
-    await fleet.waitUntilConnected(20_000);
-    [appliance, offlineAppliance] = fleet.appliances.map((a) => a.agent.hostName!);
+    const sim = await startSimFleet(t, { sites: 1, appliances: 2, dataDir: join(dir, 'sim') });
+    fleet = sim.fleet;
+    [appliance, offlineAppliance] = sim.appliances;
     lv = fleet.appliances[0].device.libvirt(fleet.appliances[0].libvirtUri);
     // A second network and storage pool on the appliance, so the VMs spread over both of each.
     await writeFile(
@@ -101,11 +92,7 @@ describe.each(DIALECTS)('virtualized cluster on a libvirt test-driver appliance 
         inv.pools.some((p: any) => p.name === 'pool2')
       );
     }, 20_000);
-    const p = await api('POST', '/api/v1/clusterprofiles', {
-      metadata: { name: 'vm-profile' },
-      spec: { layers: { os: { image: `${registry.host}/edge/os:1.0.0` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },
-    });
-    expect(p.status, JSON.stringify(p.body)).toBe(201);
+    await createK3sProfile(t, registry, 'vm-profile');
   }, 90_000);
   afterAll(async () => {
     await fleet?.stop();

@@ -1,14 +1,14 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Fleet, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
+import type { Fleet } from '@edgeplane/sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
 import { DIALECTS } from '../support/db.js';
 import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { createK3sProfile, startSimFleet } from '../support/sim-fleet.js';
 
 /**
  * A virtualized cluster's nodes are its VMs: `get clusters` counts them, `wait` shows "n/m nodes
@@ -38,28 +38,15 @@ describe.each(DIALECTS)('virtualized cluster counts on %s', (dialect) => {
     dir = await mkdtemp(join(tmpdir(), 'ep-virt-counts-'));
     [t, registry] = await Promise.all([testServer(dialect), startRegistry()]);
     await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
-    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'lab' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({
-      server: t.url,
-      token,
-      sites: 1,
-      appliances: 1,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 300 },
-    });
-    await fleet.waitUntilConnected(20_000);
-    appliance = fleet.appliances[0].agent.hostName!;
+    const sim = await startSimFleet(t, { sites: 1, appliances: 1, dataDir: join(dir, 'sim') });
+    fleet = sim.fleet;
+    appliance = sim.appliances[0];
     await waitFor(async () => {
       const h = (await t.api('GET', `/api/v1/edgehosts/${appliance}`)).body;
       site = h.spec.site;
       return h.status.connectivity === 'online' && h.status.agent?.managers?.virt?.libvirt;
     }, 20_000);
-    const p = await t.api('POST', '/api/v1/clusterprofiles', {
-      metadata: { name: 'vm-profile' },
-      spec: { layers: { os: { image: `${registry.host}/edge/os:1.0.0` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },
-    });
-    expect(p.status, JSON.stringify(p.body)).toBe(201);
+    await createK3sProfile(t, registry, 'vm-profile');
   }, 90_000);
   afterAll(async () => {
     await fleet?.stop();
