@@ -1,14 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Fleet, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
+import type { Fleet } from '@edgeplane/sim';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, login, newPage } from '../support/browser.js';
 import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { createK3sProfile, createNativeCluster, startSimFleet } from '../support/sim-fleet.js';
 
 /** Pixels in an element's screenshot brighter than the dark terminal background. */
 async function litPixels(page: Page, el: Locator): Promise<number> {
@@ -49,29 +49,11 @@ describe('console remote shell on a cluster node', () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-console-node-'));
     [t, registry] = await Promise.all([testServer('sqlite'), startRegistry()]);
     await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
-    const profile = {
-      metadata: { name: 'shops' },
-      spec: { layers: { os: { image: `${registry.host}/edge/os:1.0.0` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },
-    };
-    expect((await t.api('POST', '/api/v1/clusterprofiles', profile)).status).toBe(201);
-    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'fleet' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({
-      server: t.url,
-      token,
-      sites: 1,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 300 },
-    });
-    node = await waitFor(async () => {
-      const items = (await t.api('GET', '/api/v1/edgehosts')).body.items;
-      return items.length === 1 && items[0].status.connectivity === 'online' && items[0].metadata.name;
-    }, 20_000);
-    const created = await t.api('POST', '/api/v1/clusters', {
-      metadata: { name: 'mall' },
-      spec: { type: 'native', profile: { name: 'shops', revision: 1 }, nodes: [{ host: node, role: 'control-plane' }] },
-    });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await createK3sProfile(t, registry, 'shops');
+    const sim = await startSimFleet(t, { sites: 1, dataDir: join(dir, 'sim'), tokenName: 'fleet' });
+    fleet = sim.fleet;
+    node = sim.hosts[0];
+    await createNativeCluster(t, 'mall', 'shops', [{ host: node, role: 'control-plane' }]);
     await waitFor(async () => {
       const c = (await t.api('GET', '/api/v1/clusters/mall')).body;
       if (c.status?.phase === 'Failed') throw new Error(`cluster failed: ${JSON.stringify(c.status)}`);

@@ -1,14 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Fleet, startFleet } from '@edgeplane/sim';
-import { pino } from 'pino';
+import type { Fleet } from '@edgeplane/sim';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, login, newPage, screenshot } from '../support/browser.js';
-import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { createK3sProfile, startSimFleet } from '../support/sim-fleet.js';
 
 /**
  * The console against a real server and a simulated fleet (real agents with simulated devices, a
@@ -28,24 +27,8 @@ describe('console wizard with a simulated fleet', () => {
     dir = await mkdtemp(join(tmpdir(), 'ep-console-fleet-'));
     [t, registry] = await Promise.all([testServer('sqlite'), startRegistry()]);
     await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
-    const profile = {
-      metadata: { name: 'shops' },
-      spec: { layers: { os: { image: `${registry.host}/edge/os:1.0.0` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },
-    };
-    expect((await t.api('POST', '/api/v1/clusterprofiles', profile)).status).toBe(201);
-    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'fleet' }, spec: { autoApprove: true } })).body.status.token;
-    fleet = await startFleet({
-      server: t.url,
-      token,
-      sites: 3,
-      dataDir: join(dir, 'sim'),
-      logger: pino({ level: 'silent' }),
-      timing: { backoffBaseMs: 20, backoffCapMs: 300 },
-    });
-    hosts = await waitFor(async () => {
-      const items = (await t.api('GET', '/api/v1/edgehosts')).body.items;
-      return items.filter((h: any) => h.status.connectivity === 'online').length === 3 && items.map((h: any) => h.metadata.name).sort();
-    }, 20_000);
+    await createK3sProfile(t, registry, 'shops');
+    ({ fleet, hosts } = await startSimFleet(t, { sites: 3, dataDir: join(dir, 'sim'), tokenName: 'fleet' }));
     browser = await launchChromium();
     ({ page, errors } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 800 } })));
     await login(page, t.url, t.admin);

@@ -4,6 +4,7 @@ import { FakeNode, profileBody } from '../../packages/server/src/cluster/cluster
 import { launchChromium, login, newPage } from '../support/browser.js';
 import { insertHosts, type SeedHost } from '../support/seed-hosts.js';
 import { type TestServer, testServer } from '../support/server.js';
+import { createNativeCluster } from '../support/sim-fleet.js';
 
 const OS_DIGEST = `sha256:${'a'.repeat(64)}`;
 const ACTIONS = ['approve', 'approve-key', 'reject-key', 'reject', 'os-profile', 'shell'] as const;
@@ -103,11 +104,7 @@ describe('console host actions match what the server accepts', () => {
     auto = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'auto' }, spec: { autoApprove: true } })).body.status.token;
     member = await FakeNode.create(t, auto);
     fakes.push(member);
-    const cluster = await t.api('POST', '/api/v1/clusters', {
-      metadata: { name: 'shop' },
-      spec: { type: 'native', profile: { name: 'edge', revision: 1 }, nodes: [{ host: member.name, role: 'control-plane' }], variables: { site: 's1' } },
-    });
-    expect(cluster.status, JSON.stringify(cluster.body)).toBe(201);
+    await createNativeCluster(t, 'shop', 'edge', [{ host: member.name, role: 'control-plane' }], { site: 's1' });
     browser = await launchChromium();
     ({ page, errors } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } })));
     await login(page, t.url, t.admin);
