@@ -50,7 +50,7 @@ describe('server', () => {
       close: server.close,
     });
     const env = { ...tempConfigEnv(), EDGEPLANE_DATABASE_URL: 'postgres://db/edge' };
-    const r = await runCli(['server', '--port', '0', '--data-dir', '/data', '--offline-after', '30', '--log-level', 'warn'], { env });
+    const r = await runCli(['server', '--port', '0', '--data-dir', '/data', '--offline-after', '30', '--log-level', 'warn'], { env, tty: true });
     expect(r.code).toBe(0);
     expect(server.startServer).toHaveBeenCalledWith(
       expect.objectContaining({ port: 0, dataDir: '/data', databaseUrl: 'postgres://db/edge', offlineAfterSeconds: 30, logLevel: 'warn' }),
@@ -61,6 +61,19 @@ describe('server', () => {
     expect(r.stdout).toContain('saved to /data/admin-token');
     expect(r.stderr).toContain('Received SIGTERM');
     expect(server.close).toHaveBeenCalledTimes(1);
+  });
+
+  it("prints a first start's admin token only to a terminal; a service log gets the file it is in", async () => {
+    server.startServer.mockResolvedValueOnce({
+      url: 'http://127.0.0.1:8080',
+      adminToken: 'ept_admin',
+      adminTokenFile: '/data/admin-token',
+      close: server.close,
+    });
+    const r = await runCli(['server', '--data-dir', '/data'], { env: tempConfigEnv() });
+    expect(r.code).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain('ept_admin');
+    expect(r.stdout).toContain('Its API token is in /data/admin-token');
   });
 
   it('points at the admin token file on later starts', () => {

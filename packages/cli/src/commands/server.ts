@@ -60,11 +60,21 @@ function proxyList(value: string): string[] {
   return list;
 }
 
-/** What `edgeplane server` prints once the server listens: where it is, and how to log in. */
-export function serverBanner(server: { url: string; adminToken?: string; adminTokenFile: string }): string {
+/**
+ * What `edgeplane server` prints once the server listens: where it is, and how to log in. The admin
+ * token of a first start is printed only to a terminal (`showToken`); a service's output ends up in
+ * a log (the journal), where a secret does not belong: it then points at the token file instead.
+ */
+export function serverBanner(server: { url: string; adminToken?: string; adminTokenFile: string }, showToken = true): string {
   const url = server.url.replace(/\/+$/, '');
   const lines = ['', `Edgeplane server is running.`, `  Console: ${url}/`, `  API:     ${url}/api/v1`, ''];
-  if (server.adminToken) {
+  if (server.adminToken && !showToken) {
+    lines.push(
+      `An admin user was created. Its API token is in ${server.adminTokenFile} (mode 0600; not printed: the output is not a terminal).`,
+      'Log in with:',
+      `  edgeplane login --server ${url} --token "$(cat ${server.adminTokenFile})"`,
+    );
+  } else if (server.adminToken) {
     lines.push(
       'An admin user was created. Its API token (also saved to the file below, mode 0600):',
       `  ${server.adminToken}`,
@@ -162,7 +172,7 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         eventRetentionDays: opts.eventRetentionDays,
         maxEventsPerObject: opts.maxEventsPerObject,
       });
-      io.stdout.write(serverBanner(server));
+      io.stdout.write(serverBanner(server, io.stdout.isTTY === true));
       const signal = await io.waitForShutdown();
       io.stderr.write(`Received ${signal}; shutting down.\n`);
       await server.close();
