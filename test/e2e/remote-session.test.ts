@@ -10,6 +10,8 @@ type AgentHandle = Awaited<ReturnType<typeof startAgent>>;
 describe('remote sessions through a real agent and PTY', () => {
   let ts: TestServer;
   let a: AgentHandle;
+  /** Bytes of the simulated host's notice line before a command's own output (set by the exec test). */
+  let noticeBytes = 0;
 
   beforeAll(async () => {
     ts = await testServer('sqlite');
@@ -59,7 +61,11 @@ describe('remote sessions through a real agent and PTY', () => {
     const op = await operator(ts, a.host, { kind: 'exec', reason: 'check services', command: ['sh', '-c', 'echo out; echo err >&2; exit 7'] });
     expect(await op.end).toMatchObject({ code: 7, reason: 'exit' });
     expect(op.stdout()).toBe('out\n');
-    expect(op.stderr()).toBe('err\n');
+    // A simulated host first says, on stderr, that the command runs on the simulator's machine.
+    const notice = /^simulated host: this command runs on the simulator's machine as \S+\n/.exec(op.stderr())?.[0];
+    expect(notice).toBeDefined();
+    noticeBytes = Buffer.byteLength(notice!);
+    expect(op.stderr().slice(notice!.length)).toBe('err\n');
 
     const cat = await operator(ts, a.host, { kind: 'exec', reason: 'pipe test', command: ['cat'] });
     await cat.session.ready();
@@ -198,7 +204,7 @@ describe('remote sessions through a real agent and PTY', () => {
     const start = items.find((e) => e.action === 'session.start' && e.reason === 'check services');
     expect(start).toMatchObject({ actor: 'admin', target: `edgehosts/${a.host}` });
     const end = items.find((e) => e.action === 'session.end' && e.details.session === start!.details.session);
-    expect(end?.details).toMatchObject({ exitCode: 7, endReason: 'exit', bytesOut: 8 });
+    expect(end?.details).toMatchObject({ exitCode: 7, endReason: 'exit', bytesOut: 8 + noticeBytes });
     expect(items.some((e) => e.action === 'registrationtoken.create')).toBe(true);
     expect((await ts.api('GET', '/api/v1/audit/verify')).body).toMatchObject({ ok: true, entries: items.length });
   });
