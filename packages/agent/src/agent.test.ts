@@ -77,6 +77,19 @@ describe('Agent', () => {
     expect(a.connected).toBe(true);
   });
 
+  it('stays stopped when stop() lands while a restart (a simulated reboot) is halting', async () => {
+    const a = newAgent();
+    await a.start();
+    await connected(a);
+    const restarted = a.restart();
+    await a.stop();
+    await restarted;
+    const before = server.connections.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(a.connected).toBe(false);
+    expect(server.connections.length).toBe(before);
+  });
+
   it('answers a ping with a heartbeat', async () => {
     const a = newAgent();
     await a.start();

@@ -89,6 +89,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private channel?: Channel;
   private loop?: Promise<void>;
   private starting?: Promise<void>;
+  /** stop() was called (and start() not since): a restart in flight must not start the agent again. */
+  private halted = false;
   private welcomed = false;
   private hostState?: HostState;
   private generation?: number;
@@ -156,6 +158,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Loads identity, last spec and queued events, then starts registration and connection in the background. */
   start(): Promise<void> {
+    this.halted = false;
     this.starting ??= this.doStart().catch((err) => {
       this.starting = undefined; // a failed start (e.g. unreadable data dir) may be retried
       throw err;
@@ -202,8 +205,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  /** Closes the connection without reconnecting and stops every timer. */
+  /** Closes the connection without reconnecting and stops every timer; a restart in flight does not start it again. */
   async stop(): Promise<void> {
+    this.halted = true;
+    await this.halt();
+  }
+
+  private async halt(): Promise<void> {
     if (!this.starting) return;
     await this.starting.catch(() => {});
     this.abort.abort();
@@ -231,9 +239,11 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Stops and starts again on the same data dir, as after a (simulated) reboot. */
   async restart(): Promise<void> {
-    if (!this.starting) return; // stopped on purpose: stay stopped
+    if (!this.starting || this.halted) return; // stopped on purpose: stay stopped
     this.logger.info('restarting the agent after a reboot');
-    await this.stop();
+    await this.halt();
+    // stop() called while this restart was halting (a simulator shutting down): stay stopped.
+    if (this.halted) return;
     await this.start();
     this.emit('restarted');
   }
