@@ -1,3 +1,5 @@
+import { tmpdir, userInfo } from 'node:os';
+import { SimDevice } from '@edgeplane/agent';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/device.js';
 import { type Op, operator, startAgentProcess } from '../support/remote-session.js';
@@ -92,6 +94,8 @@ describe('flow control: 20 concurrent sessions plus a 100 MB flood on one agent 
     const ends = await Promise.all(ops.map((o) => o.end));
     expect(ends.every((e) => e.code === 0)).toBe(true);
     const s = await ts.api('GET', `/api/v1/remotesessions/${flood.id}`);
-    expect(s.body.status).toMatchObject({ phase: 'ended', bytesOut: FLOOD_BYTES });
+    // The agent's process runs as this user: a simulated host's notice line (stderr) comes first.
+    const notice = `${new SimDevice({ root: tmpdir() }).sessionNotice(userInfo().username)}\n`;
+    expect(s.body.status).toMatchObject({ phase: 'ended', bytesOut: FLOOD_BYTES + Buffer.byteLength(notice) });
   });
 });

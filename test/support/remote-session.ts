@@ -46,7 +46,7 @@ export interface Op {
   session: AttachedSession;
   stdout(): string;
   stderr(): string;
-  /** Output bytes received (counted even when not collected). */
+  /** Stdout bytes received (counted even when not collected); stderr (a simulated host's notice) is not counted. */
   bytes(): number;
   end: Promise<SessionEnd>;
   /** Waits until stdout matches. */
@@ -60,7 +60,7 @@ export async function operator(ts: TestServer, host: string, body: Parameters<ty
   let err = '';
   let bytes = 0;
   attached.on('output', (stream, data) => {
-    bytes += data.length;
+    if (stream === 'stdout') bytes += data.length;
     if (!collect) return;
     if (stream === 'stdout') out += data.toString('utf8');
     else err += data.toString('utf8');
