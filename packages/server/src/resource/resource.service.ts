@@ -63,6 +63,8 @@ export interface ResourceServiceOptions {
 }
 
 export const DEFAULT_LIST_LIMIT = 500;
+/** Reads a PATCH without a resourceVersion makes before a concurrent writer's Conflict reaches the client. */
+const PATCH_ATTEMPTS = 5;
 export const MAX_LIST_LIMIT = 1000;
 
 const now = () => new Date().toISOString();
@@ -216,18 +218,32 @@ export class ResourceService {
     return this.changed(db, name, ctx);
   }
 
-  /** PATCH with a JSON merge patch over metadata (labels, annotations) and spec. */
+  /**
+   * PATCH with a JSON merge patch over metadata (labels, annotations) and spec. A patch that sends
+   * metadata.resourceVersion is a precondition (Conflict when the object moved on). One that does not
+   * is applied to the object as it is: when a controller's or agent's write (status) lands between
+   * reading and writing, the patch is merged again onto the newer object, as Kubernetes' API server
+   * does for patches; only the side-effect-free version check is retried.
+   */
   async patch(db: Executor, name: string, patch: unknown, ctx: RequestContext): Promise<Resource> {
     if (patch === null || typeof patch !== 'object' || Array.isArray(patch))
       throw new EdgeplaneError('ValidationFailed', 'a merge patch must be a JSON object', { issues: [{ path: '', message: 'expected object' }] });
-    const current = await this.get(db, name);
-    const base = {
-      metadata: { name, labels: current.metadata.labels, annotations: current.metadata.annotations, resourceVersion: current.metadata.resourceVersion },
-      spec: current.spec,
-    };
     const { status: _ignored, ...rest } = patch as Record<string, unknown>;
-    const merged = applyMergePatch(base, rest) as Input;
-    return this.replace(db, name, merged, ctx);
+    const precondition = (rest.metadata as { resourceVersion?: unknown } | undefined)?.resourceVersion !== undefined;
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.get(db, name);
+      const base = {
+        metadata: { name, labels: current.metadata.labels, annotations: current.metadata.annotations, resourceVersion: current.metadata.resourceVersion },
+        spec: current.spec,
+      };
+      const merged = applyMergePatch(base, rest) as Input;
+      try {
+        return await this.replace(db, name, merged, ctx);
+      } catch (err) {
+        const stale = err instanceof EdgeplaneError && err.code === 'Conflict' && err.details?.currentResourceVersion !== undefined;
+        if (precondition || !stale || attempt >= PATCH_ATTEMPTS) throw err;
+      }
+    }
   }
 
   async delete(db: Executor, name: string, ctx: RequestContext): Promise<Resource> {
