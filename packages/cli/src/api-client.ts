@@ -1,12 +1,13 @@
 import { isCertificateError, type ServerTrust, serverTrust } from '@edgeplane/agent/tls';
 import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@edgeplane/protocol/protocol-version';
+import { type HttpAnswer, requestText } from './http-request.js';
 
 /** Page size listAll asks for when the caller gives none: the most the API serves per page. */
 const LIST_ALL_PAGE_SIZE = 1000;
 
 /**
- * A small typed wrapper over the Edgeplane REST API (`/api/v1`), using Node's global fetch (undici's
- * when a CA file is given). It knows the URL layout and the error body shape, nothing about individual kinds.
+ * A small typed wrapper over the Edgeplane REST API (`/api/v1`), over node:http(s) (http-request.ts;
+ * the CA file's certificates when one is given). It knows the URL layout and the error body shape, nothing about individual kinds.
  */
 
 /** A resource as the CLI handles it: the Kubernetes-shaped envelope, contents left open. */
@@ -63,7 +64,7 @@ export class NetworkError extends Error {
 
 function describeCause(cause: unknown): string {
   if (!(cause instanceof Error)) return String(cause);
-  // fetch wraps the socket error: "fetch failed" with the useful part in `cause`.
+  // An error may wrap the socket error (as fetch does: "fetch failed"), the useful part in `cause`.
   const inner = (cause as { cause?: unknown }).cause;
   if (inner instanceof Error) {
     return inner.message || String((inner as { code?: string }).code ?? 'network error');
@@ -81,7 +82,7 @@ export interface ApiClientOptions {
 export class ApiClient {
   readonly server: string;
   private readonly token?: string;
-  /** fetch and CAs for this server; session WebSockets and raw downloads use them too. */
+  /** CAs for this server (requests, session WebSockets and raw downloads use them). */
   readonly trust: ServerTrust;
 
   constructor(options: ApiClientOptions) {
@@ -106,18 +107,19 @@ export class ApiClient {
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (options.body !== undefined) headers['content-type'] = 'application/json';
 
-    let response: Response;
+    let response: HttpAnswer;
     try {
-      response = await this.trust.fetch(url, {
+      response = await requestText(url, {
         method,
         headers,
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
         signal: options.signal,
+        ca: this.trust.ca,
       });
     } catch (err) {
       throw new NetworkError(this.server, err);
     }
-    const text = await response.text();
+    const text = response.text;
     if (!response.ok) throw toApiError(response, text);
     if (!text) return undefined as T;
     try {
@@ -188,7 +190,7 @@ export class ApiClient {
   }
 }
 
-function toApiError(response: Response, text: string): ApiError {
+function toApiError(response: HttpAnswer, text: string): ApiError {
   try {
     const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; details?: unknown } };
     const e = parsed?.error;
