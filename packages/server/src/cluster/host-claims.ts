@@ -16,14 +16,24 @@ export function clusterOf(host: { annotations: string }): string | undefined {
  * of that image fell back for an earlier cluster tries it again instead of failing at once.
  */
 export async function claimHosts(db: Executor, cluster: string, hosts: HostRow[]): Promise<void> {
-  for (const h of hosts) {
-    const annotations = { ...JSON.parse(h.annotations), [CLUSTER_ANNOTATION]: cluster };
-    const ok = await writeHost(db, h.name, Number(h.resource_version), {
-      state: 'in-use',
-      annotations: JSON.stringify(annotations),
-      bumpOsRetry: reportedFailedImages(h.status).length > 0,
-    });
-    if (!ok) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
+  for (const checked of hosts) {
+    // Agents' status reports and connectivity flushes write hosts all the time; one that slipped in
+    // after the checks is re-read, and the claim applied on top of it as long as what the checks
+    // looked at (state, cluster membership) is unchanged (a few tries before giving up with Conflict).
+    let h = checked;
+    for (let attempt = 0; ; attempt++) {
+      const annotations = { ...JSON.parse(h.annotations), [CLUSTER_ANNOTATION]: cluster };
+      const ok = await writeHost(db, h.name, Number(h.resource_version), {
+        state: 'in-use',
+        annotations: JSON.stringify(annotations),
+        bumpOsRetry: reportedFailedImages(h.status).length > 0,
+      });
+      if (ok) break;
+      const [fresh] = await findHosts(db, [h.name]);
+      const same = fresh && fresh.state === checked.state && clusterOf(fresh) === clusterOf(checked);
+      if (!same || attempt >= 4) throw new EdgeplaneError('Conflict', `host "${h.name}" changed while the cluster was being written; retry`, { host: h.name });
+      h = fresh;
+    }
   }
 }
 
