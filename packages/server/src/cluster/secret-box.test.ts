@@ -15,7 +15,12 @@ describe('SecretBox', () => {
     expect(box.seal('join-me', 'prod/join-token')).not.toBe(sealed); // fresh IV each time
     expect(box.open(sealed, 'prod/join-token')).toBe('join-me');
     expect(() => box.open(sealed, 'other/join-token')).toThrow();
-    const tampered = `${sealed.slice(0, -2)}${sealed.endsWith('A') ? 'B' : 'A'}A`;
+    // One ciphertext byte flipped (editing the base64 text's last characters can leave the bytes unchanged).
+    const [v, iv, tag, ct] = sealed.split('.');
+    const bytes = Buffer.from(ct, 'base64url');
+    bytes[0] ^= 0x01;
+    const tampered = [v, iv, tag, bytes.toString('base64url')].join('.');
+    expect(tampered).not.toBe(sealed);
     expect(() => box.open(tampered, 'prod/join-token')).toThrow();
   });
 
