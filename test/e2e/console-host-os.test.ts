@@ -13,7 +13,7 @@ const short = (d: string) => `${d.slice(0, 15)}…`;
 /** A host OS profile: only an OS layer (digest-pinned, so no registry is needed). */
 const osProfile = (digest: string) => ({ metadata: { name: 'gw-os' }, spec: { layers: { os: { image: `127.0.0.1:1/edge/gw@${digest}`, insecure: true } } } });
 
-// Host OS profiles in the console (issue 10): the OS section of a host, live, assigning a profile
+// Host OS profiles in the console: the OS section of a host, live, assigning a profile
 // as an admin, the API's refusal shown, a viewer without the control; OS-only profiles in the
 // profile pages and kept out of the cluster wizard.
 describe('console host OS profiles in Chromium', () => {

@@ -10,7 +10,7 @@ import { type TestServer, testServer } from '../support/server.js';
 import { startSimFleet } from '../support/sim-fleet.js';
 
 /**
- * Issue 10, host OS profiles end to end: a real OCI registry, the real server, and a simulated
+ * Host OS profiles end to end: a real OCI registry, the real server, and a simulated
  * Virtualized Edge appliance (real agent, SimDevice A/B slots, libvirt test driver) that belongs to
  * no cluster. An OS-only profile assigned with spec.osProfile moves it from image 1 to 2 through
  * the agent's real os manager (trial boot, commit); image 3 fails its health check and the host
