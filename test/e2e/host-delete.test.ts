@@ -87,7 +87,9 @@ describe.each(DIALECTS)('delete host guards and delete --force (%s)', (dialect) 
   afterAll(async () => {
     await fleet?.stop();
     await Promise.all([t?.close(), registry?.stop()]);
-    await rm(dir, { recursive: true, force: true });
+    // Retried: on PostgreSQL a file still appeared under the simulated appliance's dir after the fleet
+    // stopped (ENOTEMPTY in two CI runs; its writer is not found yet).
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   });
 
   it('refuses deleting or rejecting a cluster node, a VM node or an appliance with VMs, naming the cluster; nothing changes', async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { API_VERSION, DEFAULT_PROJECT, EdgeplaneError, hasControlChars, type KindInfo, type ObjectMetaInput, parseOrThrow } from '@edgeplane/protocol';
 import { lockProject } from '../project/project.repository.js';
 import type { Executor } from '../store/db.js';
-import { isUniqueViolation } from '../store/db.js';
+import { isUniqueViolation, savepoint } from '../store/db.js';
 import type { ResourceTableName } from '../store/schema.js';
 import type { RequestContext } from './context.js';
 import { parseFieldSelector } from './field-selector.js';
@@ -230,7 +230,11 @@ export class ResourceService {
       throw new EdgeplaneError('ValidationFailed', 'a merge patch must be a JSON object', { issues: [{ path: '', message: 'expected object' }] });
     const { status: _ignored, ...rest } = patch as Record<string, unknown>;
     const precondition = (rest.metadata as { resourceVersion?: unknown } | undefined)?.resourceVersion !== undefined;
+    // In a transaction each attempt runs under a savepoint: a conflict found after the kind's hooks
+    // wrote other rows (host claims) rolls those back before the next attempt.
+    const savepoints = db.isTransaction;
     for (let attempt = 1; ; attempt++) {
+      if (savepoints) await savepoint.set(db, 'edgeplane_patch');
       const current = await this.get(db, name);
       const base = {
         metadata: { name, labels: current.metadata.labels, annotations: current.metadata.annotations, resourceVersion: current.metadata.resourceVersion },
@@ -238,10 +242,15 @@ export class ResourceService {
       };
       const merged = applyMergePatch(base, rest) as Input;
       try {
-        return await this.replace(db, name, merged, ctx);
+        const patched = await this.replace(db, name, merged, ctx);
+        if (savepoints) await savepoint.release(db, 'edgeplane_patch');
+        return patched;
       } catch (err) {
-        const stale = err instanceof EdgeplaneError && err.code === 'Conflict' && err.details?.currentResourceVersion !== undefined;
-        if (precondition || !stale || attempt >= PATCH_ATTEMPTS) throw err;
+        const conflict = err instanceof EdgeplaneError && err.code === 'Conflict';
+        // Outside a transaction only the check made before any write may be retried.
+        const retryable = conflict && (savepoints || err.details?.currentResourceVersion !== undefined);
+        if (precondition || !retryable || attempt >= PATCH_ATTEMPTS) throw err;
+        if (savepoints) await savepoint.rollback(db, 'edgeplane_patch');
       }
     }
   }

@@ -69,3 +69,10 @@ export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
+
+/** A savepoint inside a transaction (same SQL on SQLite and PostgreSQL): set, then release or roll back to it. */
+export const savepoint = {
+  set: (db: Executor, name: string) => sql`savepoint ${sql.id(name)}`.execute(db),
+  release: (db: Executor, name: string) => sql`release savepoint ${sql.id(name)}`.execute(db),
+  rollback: (db: Executor, name: string) => sql`rollback to savepoint ${sql.id(name)}`.execute(db),
+};
