@@ -3,22 +3,14 @@
 // than any of its sources (console files or the protocol package it is typed from). Run by
 // `npm start` and `npm test`; `--force` rebuilds anyway. A fresh build typechecks first (~3 s).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newest } from './newest.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = join(root, 'packages/console');
 const stamp = join(pkg, 'dist/index.html');
-
-function newest(path) {
-  if (!existsSync(path)) return 0;
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  let m = st.mtimeMs;
-  for (const e of readdirSync(path)) if (e !== 'node_modules' && e !== 'dist') m = Math.max(m, newest(join(path, e)));
-  return m;
-}
 
 const sources = ['src', 'index.html', 'vite.config.ts', 'tsconfig.json', 'package.json'].map((p) => join(pkg, p));
 sources.push(join(root, 'packages/protocol/src'));

@@ -13,11 +13,12 @@
 // would still need a rewritten package graph to run; a bundle is one directory that runs under plain
 // node, code-split so each command loads only its own chunks. `tsc -b` stays the typecheck.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { newest } from './newest.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(ROOT, 'packages/server/package.json'));
@@ -110,15 +111,6 @@ export async function installAgent(dest, version, { prebuilt } = {}) {
   else await bundleCli(join(dest, 'dist'));
   writeFileSync(join(dest, 'package.json'), `${JSON.stringify({ name: 'edgeplane', version, type: 'module', private: true }, null, 2)}\n`);
   copyNativeModules(join(dest, 'node_modules'), ['node-pty']);
-}
-
-function newest(path) {
-  if (!existsSync(path)) return 0;
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  let m = st.mtimeMs;
-  for (const e of readdirSync(path)) if (e !== 'node_modules' && e !== 'dist') m = Math.max(m, newest(join(path, e)));
-  return m;
 }
 
 /** Bundles into packages/cli/dist unless it is newer than every source it is built from. */

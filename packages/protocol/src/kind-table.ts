@@ -133,7 +133,7 @@ export const KIND_TABLE: readonly KindMeta[] = [
     singular: 'cluster',
     shortNames: [],
     creatable: true,
-    // Upgrade actions (issue 4): POST /api/v1/clusters/<name>/<verb>, served by cluster/upgrade/upgrade.routes.ts.
+    // Upgrade actions: POST /api/v1/clusters/<name>/<verb>, served by cluster/upgrade/upgrade.routes.ts.
     verbs: ['pause', 'resume', 'cancel', 'retry'],
     columns: [
       { header: 'NAME', path: 'metadata.name' },
