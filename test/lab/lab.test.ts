@@ -28,6 +28,11 @@ const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'lab');
 /** Slow steps under TCG: a boot is ~20-40 s, writing a slot ~30-60 s. */
 const BOOT_MS = 240_000;
 const UPGRADE_MS = 360_000;
+/**
+ * One QEMU run spans several tests (power cut, upgrade, fallback: up to 2 boots and 4 upgrades of
+ * budget), so the per-run leak guard covers all of them; vitest's timeouts end a stuck test first.
+ */
+const LEAK_GUARD_MS = 2 * BOOT_MS + 4 * UPGRADE_MS + 120_000;
 
 describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReason})`}`, () => {
   let t: TestServer;
@@ -160,7 +165,7 @@ describe.skipIf(!lab.ok)(`real-device lab${lab.ok ? '' : ` (SKIPPED: ${skipReaso
     await addProfileRevision(0);
     const serialLog = join(ARTIFACTS, 'serial.log');
     rmSync(serialLog, { force: true });
-    vm = new LabVm({ disk: images[0].built.disk!, seedIso: seed, accel: lab.ok ? lab.accel : 'tcg', serialLog, timeoutMs: 9 * 60_000, uuid: randomUUID() });
+    vm = new LabVm({ disk: images[0].built.disk!, seedIso: seed, accel: lab.ok ? lab.accel : 'tcg', serialLog, timeoutMs: LEAK_GUARD_MS, uuid: randomUUID() });
   }, 300_000);
 
   afterAll(async () => {

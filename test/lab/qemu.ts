@@ -62,7 +62,11 @@ export interface VmOptions {
   accel: 'kvm' | 'tcg';
   /** Serial console log, appended to across restarts (kept as a test artifact). */
   serialLog: string;
-  /** Hard limit of one QEMU run: it is killed after this long whatever happens. */
+  /**
+   * Leak guard for one QEMU run: it is killed after this long whatever happens (and when the test
+   * process exits). Several tests share one run, so this must cover their budgets added up; a run
+   * killed by it says so in assertHealthy's error.
+   */
   timeoutMs: number;
   /** SMBIOS system UUID: the device UID the agent reports. */
   uuid: string;
@@ -78,6 +82,9 @@ export class LabVm {
   private child?: ChildProcess;
   private exited?: Promise<number | null>;
   private hardLimit?: NodeJS.Timeout;
+  /** Why the last run ended when the test did not end it (the leak guard), for assertHealthy's error. */
+  private endedBy?: string;
+  private stopping = false;
   private readonly vars: string;
 
   constructor(private readonly options: VmOptions) {
@@ -113,20 +120,28 @@ export class LabVm {
       `file:${o.serialLog}.current`,
     ];
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.endedBy = undefined;
+    const killOnExit = () => child.kill('SIGKILL');
+    process.once('exit', killOnExit);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
     this.child = child;
     this.exited = new Promise((resolve) => {
-      child.on('exit', (code) => {
+      child.on('exit', (code, signal) => {
         clearTimeout(this.hardLimit);
+        process.off('exit', killOnExit);
+        this.endedBy ??= this.stopping ? 'powered off by the test' : `QEMU exited by itself (${signal ?? `code ${code}`})`;
         this.archiveSerial(stderr ? `\n[lab] qemu stderr: ${stderr.trim()}\n` : '');
         this.child = undefined;
         resolve(code);
       });
     });
-    this.hardLimit = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs);
+    this.hardLimit = setTimeout(() => {
+      this.endedBy = `the lab's leak guard killed QEMU after ${o.timeoutMs / 60_000} min of one run`;
+      child.kill('SIGKILL');
+    }, o.timeoutMs);
   }
 
   /** Serial output of the current run (the whole history is in `serialLog` once a run ends). */
@@ -146,11 +161,11 @@ export class LabVm {
    * crashing, so a lab wait fails at once with the reason instead of at its timeout.
    */
   assertHealthy(): void {
+    if (!this.running) throw new Error(`QEMU is not running (${this.endedBy ?? 'never started'}); serial log (all runs) ends:\n${this.history().slice(-3000)}`);
     const serial = this.serial();
     // A clean exit (0) happens at every reboot; a non-zero one is a crash.
     const crashes = serial.match(/the agent exited \([1-9]\d*\)/g)?.length ?? 0;
-    if (!this.running || crashes >= 3)
-      throw new Error(`${this.running ? `the agent crashed ${crashes} times` : 'QEMU is not running'}; serial log ends:\n${serial.slice(-3000)}`);
+    if (crashes >= 3) throw new Error(`the agent crashed ${crashes} times; serial log ends:\n${serial.slice(-3000)}`);
   }
 
   get running(): boolean {
@@ -159,8 +174,10 @@ export class LabVm {
 
   /** Pulls the plug: SIGKILL, no shutdown, nothing flushed by the guest. */
   async powerCut(): Promise<void> {
+    this.stopping = true;
     this.child?.kill('SIGKILL');
     await this.exited;
+    this.stopping = false;
   }
 
   async stop(): Promise<void> {
