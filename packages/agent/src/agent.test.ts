@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from './agent.js';
 import { AgentConfig } from './config.js';
-import { SimDevice } from './device/sim-device.js';
+import { SimDevice } from './device/sim/sim-device.js';
 import { TestServer, waitFor } from './testing/test-server.js';
 
 const logger = pino({ level: 'silent' });

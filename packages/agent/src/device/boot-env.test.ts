@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OsManager } from '../managers/os/os.manager.js';
 import { BOOT_VARS, GrubEnv } from './boot-env.js';
 import { runTool } from './run-tool.js';
-import { SimDevice } from './sim-device.js';
+import { SimDevice } from './sim/sim-device.js';
 
 let root: string;
 beforeEach(async () => {

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LibvirtDomainInfo, LibvirtInventory } from '@edgeplane/protocol';
-import { VirshError, VirshSession } from './virsh-session.js';
+import { VirshError, VirshSession } from './linux/virsh-session.js';
 
 /** Parses virsh's "Key:   value" listings (nodeinfo, dominfo, pool-info). */
 export function parseKeyValues(text: string): Record<string, string> {

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../agent.js';
 import { AgentConfig } from '../config.js';
-import { SimDevice } from '../device/sim-device.js';
+import { SimDevice } from '../device/sim/sim-device.js';
 import { saveSpec } from '../spec-store.js';
 import { waitFor } from '../testing/test-server.js';
 import { type Manager, type ManagerContext, ManagerFailure, type ManagerName } from './manager.js';

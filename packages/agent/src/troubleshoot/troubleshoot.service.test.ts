@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { extract } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentConfig } from '../config.js';
-import { SimDevice } from '../device/sim-device.js';
+import { SimDevice } from '../device/sim/sim-device.js';
 import { createSupportBundle, redactObject, redactText } from './support-bundle.js';
 import { TroubleshootService } from './troubleshoot.service.js';
 

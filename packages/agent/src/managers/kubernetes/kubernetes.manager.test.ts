@@ -5,8 +5,8 @@ import { AddonsSpec, type Distribution, type HostSpec, KubernetesSpec } from '@e
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
-import { SimDevice } from '../../device/sim-device.js';
-import { SimKubernetes } from '../../device/sim-kubernetes.js';
+import { SimDevice } from '../../device/sim/sim-device.js';
+import { SimKubernetes } from '../../device/sim/sim-kubernetes.js';
 import { AddonsManager } from '../addons/addons.manager.js';
 import type { ManagerContext } from '../manager.js';
 import { KubernetesManager } from './kubernetes.manager.js';

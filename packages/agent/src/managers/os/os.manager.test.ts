@@ -11,7 +11,7 @@ import { pushOciLayout, startRegistry, type TestRegistry } from '../../../../../
 import { Agent } from '../../agent.js';
 import { AgentConfig } from '../../config.js';
 import { runTool } from '../../device/run-tool.js';
-import { SimDevice } from '../../device/sim-device.js';
+import { SimDevice } from '../../device/sim/sim-device.js';
 import { writeOsImage } from '../../oci/index.js';
 import { startLayoutServer } from '../../oci/testing-layout-server.js';
 import { TestServer, waitFor } from '../../testing/test-server.js';

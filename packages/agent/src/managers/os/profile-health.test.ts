@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SimDevice } from '../../device/sim-device.js';
+import { SimDevice } from '../../device/sim/sim-device.js';
 import { runProfileHealthChecks } from './profile-health.js';
 
 let root: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type Exec, ExecError } from './exec.js';
-import { ServiceError, SystemdServiceManager } from './services.js';
+import { type Exec, ExecError } from '../exec.js';
+import { ServiceError, SystemdServiceManager } from '../services.js';
 
 describe('SystemdServiceManager', () => {
   it('drives systemctl and reads is-active from the exit status', async () => {

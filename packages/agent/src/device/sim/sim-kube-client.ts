@@ -4,8 +4,8 @@
  * server over the network, authenticating with the kubeconfig's token.
  */
 
-import { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from './kube-client.js';
-import { kubeconfigCredentials } from './kubeconfig.js';
+import { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from '../kube-client.js';
+import { kubeconfigCredentials } from '../kubeconfig.js';
 import type { SimApiSession, SimKubernetes } from './sim-kubernetes.js';
 import { readDeviceFile } from './sim-units.js';
 

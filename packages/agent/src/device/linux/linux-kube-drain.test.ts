@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileAtomic } from '../atomic-file.js';
-import { tokenKubeconfig } from './kubeconfig.js';
+import { writeFileAtomic } from '../../atomic-file.js';
+import { tokenKubeconfig } from '../kubeconfig.js';
 import { LinuxDevice } from './linux-device.js';
 
 /** Cordon and drain through @kubernetes/client-node, against a small HTTP server speaking those API paths. */

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OsManager } from '../managers/os/os.manager.js';
-import { writeOsImage } from '../oci/index.js';
+import { OsManager } from '../../managers/os/os.manager.js';
+import { writeOsImage } from '../../oci/index.js';
+import { runTool } from '../run-tool.js';
 import { LinuxDevice } from './linux-device.js';
-import { runTool } from './run-tool.js';
 
 let work: string;
 beforeAll(async () => {

@@ -8,8 +8,8 @@
 import { cp, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
-import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
-import { BOOT_VARS, GrubEnv, type SlotBoot, type SlotMeta } from './boot-env.js';
+import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
+import { BOOT_VARS, GrubEnv, type SlotBoot, type SlotMeta } from '../boot-env.js';
 
 export const SIM_BOOTED_SLOT_FILE = 'var/lib/edgeplane-sim/booted-slot';
 export const GRUBENV_PATH = 'boot/grub/grubenv';

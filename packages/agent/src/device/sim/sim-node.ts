@@ -1,6 +1,6 @@
 /** SIMULATION. Nodes of a simulated cluster (see sim-kubernetes.ts). */
 import type { Taint } from '@edgeplane/protocol';
-import type { KubeNode, KubeObject } from './kube-client.js';
+import type { KubeNode, KubeObject } from '../kube-client.js';
 
 export interface SimNodeRegistration {
   name: string;

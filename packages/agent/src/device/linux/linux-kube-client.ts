@@ -1,7 +1,7 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Taint } from '@edgeplane/protocol';
-import { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from './kube-client.js';
+import { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from '../kube-client.js';
 
 type ClientNode = typeof import('@kubernetes/client-node');
 

@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
-import { writeFileAtomic } from '../atomic-file.js';
-import { GrubEnv, type SlotBoot, type SlotMeta } from './boot-env.js';
-import { runTool } from './run-tool.js';
+import { writeFileAtomic } from '../../atomic-file.js';
+import { GrubEnv, type SlotBoot, type SlotMeta } from '../boot-env.js';
+import { runTool } from '../run-tool.js';
 
 /** image.json of an Edgeplane OS image (see oci/os-image.ts). */
 const IMAGE_INFO_PATH = 'usr/lib/edgeplane/image.json';

@@ -10,11 +10,11 @@
 import { rm } from 'node:fs/promises';
 import { join as joinPath } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { parseEndpoint } from '../managers/kubernetes/endpoint.js';
-import type { ExecResult } from './exec.js';
-import { ExecError } from './exec.js';
-import { kubeconfigCredentials } from './kubeconfig.js';
-import type { ServiceManager } from './services.js';
+import { parseEndpoint } from '../../managers/kubernetes/endpoint.js';
+import type { ExecResult } from '../exec.js';
+import { ExecError } from '../exec.js';
+import { kubeconfigCredentials } from '../kubeconfig.js';
+import type { ServiceManager } from '../services.js';
 import { type SimKubernetes, SimRefusal } from './sim-kubernetes.js';
 import { installedVersion, parseLabelList, readDeviceFile, writeKubeconfig } from './sim-units.js';
 

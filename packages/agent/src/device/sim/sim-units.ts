@@ -11,8 +11,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Distribution, Taint } from '@edgeplane/protocol';
 import { parse } from 'yaml';
-import { KUBERNETES_RECORD } from '../managers/kubernetes/node-files.js';
-import { kubeconfigCredentials, tokenKubeconfig } from './kubeconfig.js';
+import { KUBERNETES_RECORD } from '../../managers/kubernetes/node-files.js';
+import { kubeconfigCredentials, tokenKubeconfig } from '../kubeconfig.js';
 import { type SimCredentials, type SimKubernetes, SimRefusal } from './sim-kubernetes.js';
 
 export const SIMULATED_KUBECONFIG_NOTE = 'SIMULATED cluster (Edgeplane SimDevice): no real API server listens at this address.';

@@ -9,8 +9,8 @@
  * systemd does at boot (a simulated kubelet posts Ready again); see powerOn.
  */
 import { join } from 'node:path';
-import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
-import { ServiceError, type ServiceManager } from './services.js';
+import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
+import { ServiceError, type ServiceManager } from '../services.js';
 import { type SimKubernetes, SimRefusal, simKubernetes } from './sim-kubernetes.js';
 import { SIM_UNITS, type SimUnitContext } from './sim-units.js';
 

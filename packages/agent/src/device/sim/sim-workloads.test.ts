@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { KubeObject } from './kube-client.js';
+import type { KubeObject } from '../kube-client.js';
 import { available, evictRound, recordNodeDown, type SchedulableCluster, schedule } from './sim-workloads.js';
 
 const deployment: KubeObject = {

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Distribution } from '@edgeplane/protocol';
-import { type KubeObject, KubernetesApiError } from './kube-client.js';
+import { type KubeObject, KubernetesApiError } from '../kube-client.js';
 
 export interface StoredObject {
   apiVersion: string;

@@ -8,7 +8,7 @@
  * again at once on another node. A node that goes NotReady while pods are bound to it records a
  * disruption (what a workload would feel as an outage of that replica). No containers run.
  */
-import type { KubeObject } from './kube-client.js';
+import type { KubeObject } from '../kube-client.js';
 
 export interface SimPod {
   name: string;

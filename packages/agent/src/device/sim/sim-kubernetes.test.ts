@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { type Distribution, KubernetesSpec } from '@edgeplane/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { driverFor } from '../managers/kubernetes/drivers.js';
-import { nodeFiles, writeFiles } from '../managers/kubernetes/node-files.js';
-import { ExecError } from './exec.js';
-import { KubernetesApiError } from './kube-client.js';
-import { ServiceError } from './services.js';
+import { driverFor } from '../../managers/kubernetes/drivers.js';
+import { nodeFiles, writeFiles } from '../../managers/kubernetes/node-files.js';
+import { ExecError } from '../exec.js';
+import { KubernetesApiError } from '../kube-client.js';
+import { ServiceError } from '../services.js';
 import { SimDevice } from './sim-device.js';
 import { SimKubernetes } from './sim-kubernetes.js';
 

@@ -2,14 +2,14 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
-import type { Device } from './device.js';
-import { type ExecOptions, type ExecResult, execCommand } from './exec.js';
-import type { KubernetesClient } from './kube-client.js';
-import { type Libvirt, LibvirtConnections } from './libvirt.js';
+import type { Device } from '../device.js';
+import { type ExecOptions, type ExecResult, execCommand } from '../exec.js';
+import type { KubernetesClient } from '../kube-client.js';
+import { type Libvirt, LibvirtConnections } from '../libvirt.js';
+import { runTool } from '../run-tool.js';
+import { SystemdServiceManager } from '../services.js';
 import { LinuxKubernetesClient } from './linux-kube-client.js';
 import { type LinuxSlotOptions, LinuxSlots } from './linux-slots.js';
-import { runTool } from './run-tool.js';
-import { SystemdServiceManager } from './services.js';
 
 /** The parts of node:os the device reads; injectable so tests with a fake root are not mixed with the real host. */
 export interface OsFacts {
