@@ -17,6 +17,8 @@ PACKAGES=(
   grub-common     # grub-editenv: the A/B boot environment (agent device/boot-env, os manager tests)
   docker-registry # a real OCI registry for OS image pulls (test/support/registry.ts)
   skopeo          # pushes test OS images from an OCI layout into that registry
+  libvirt-daemon-system # libvirtd + virtlogd: real QEMU domains at qemu:///system (test/e2e/virtualized-qemu.test.ts; started by test/support/global-setup.ts)
+  qemu-utils      # qemu-img: libvirt creates qcow2 volumes with it
   libvirt-clients # virsh: the virt manager's libvirt sessions; the test driver (test:///default) runs in-process (test/e2e/virtualized-*.test.ts)
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)

@@ -11,7 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 /**
  * The virt manager against a REAL hypervisor: defines and starts a QEMU domain (KVM, else TCG) from
  * the generated XML, then destroys it. Needs libvirtd + virtlogd + qemu (Debian: libvirt-daemon-system,
- * qemu-system-x86), which CI does not install: the probe below says in the output why it skips.
+ * qemu-system-x86, qemu-utils): `npm test` installs them (scripts/test-deps.sh) and the global setup
+ * starts the daemons when they are not running; elsewhere the probe below says in the output why it skips.
  * EDGEPLANE_QEMU_URI picks the connection (default qemu:///system).
  */
 const URI = process.env.EDGEPLANE_QEMU_URI ?? 'qemu:///system';

