@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { LinuxDevice, type ManagerContext, readDomainXml, VirtManager } from '@e
 import type { VirtVmSpec } from '@edgeplane/protocol';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { kvmBoots } from '../lab/qemu.js';
 
 /**
  * The virt manager against a REAL hypervisor: defines and starts a QEMU domain (KVM, else TCG) from
@@ -34,7 +35,9 @@ function probe(): { ok: true; kvm: boolean } | { ok: false; reason: string } {
         : '';
     return { ok: false, reason: `no QEMU libvirt daemon answers at ${URI}: ${version.out.split('\n').pop() || 'no answer'}${hint}` };
   }
-  const kvm = virsh('domcapabilities', '--virttype', 'kvm').ok;
+  // libvirt may offer KVM where KVM cannot run a guest (nested, paravirtual): use it only when the
+  // lab's probe boots the firmware under KVM, else TCG.
+  const kvm = virsh('domcapabilities', '--virttype', 'kvm').ok && kvmBoots();
   // A daemon that answers may still be unable to define domains (e.g. started by hand in a container
   // without systemd/D-Bus, where define hangs): try a tiny one with a deadline.
   const probeXml = join(tmpdir(), `ep-qemu-probe-${process.pid}.xml`);
@@ -107,9 +110,21 @@ describe('virt manager on a real QEMU hypervisor', () => {
       cleanup.push(() => manager.apply({ vms: [] }, ctx));
       await manager.apply({ vms: [vm] }, ctx);
       expect((await lv.domainInfo(vm.domain))?.state).toBe('running');
-      expect(readDomainXml(await lv.dumpxml(vm.domain))).toMatchObject({ vcpus: 1, memoryMiB: 256, network: 'ep-test-net', pool: 'ep-test-pool' });
+      const xml = await lv.dumpxml(vm.domain, false); // the live definition, with the firmware libvirt picked
+      expect(readDomainXml(xml)).toMatchObject({ vcpus: 1, memoryMiB: 256, network: 'ep-test-net', pool: 'ep-test-pool' });
+      // libvirt resolved UEFI firmware without Secure Boot, with a per-VM NVRAM, and kept the watchdog.
+      expect(xml).toMatch(/<loader[^>]*type='pflash'[^>]*>[^<]*OVMF[^<]*<\/loader>/);
+      const nvram = /<nvram[^>]*>([^<]+)<\/nvram>/.exec(xml)?.[1];
+      expect(nvram && existsSync(nvram)).toBe(true);
+      expect(xml).toMatch(/<watchdog model='i6300esb' action='reset'/);
+      // The firmware really runs: its boot manager writes to the serial console, which virtlogd copies to the file.
+      const serialLog = manager.serialLogPath(vm);
+      await expect.poll(() => (existsSync(serialLog) ? readFileSync(serialLog, 'utf8') : ''), { timeout: 60_000 }).toContain('BdsDxe');
       await manager.apply({ vms: [] }, ctx);
       expect(await lv.domainInfo(vm.domain)).toBeUndefined();
+      expect(existsSync(nvram!)).toBe(false);
+      expect(existsSync(serialLog)).toBe(false);
+      expect(await lv.poolVolumes('ep-test-pool')).toEqual([]);
     },
     120_000,
   );

@@ -31,7 +31,7 @@ export function probeLab(): { ok: true; accel: 'kvm' | 'tcg' } | { ok: false; re
  * /dev/kvm can exist yet fail on the first guest instruction (nested, paravirtual KVM): start the
  * firmware under KVM for a few seconds and use KVM only if it prints its boot manager banner.
  */
-function kvmBoots(): boolean {
+export function kvmBoots(): boolean {
   if (!existsSync('/dev/kvm')) return false;
   const dir = join(process.env.TMPDIR ?? '/tmp', `ep-kvm-probe-${process.pid}`);
   mkdirSync(dir, { recursive: true });

@@ -15,18 +15,37 @@ export interface DomainXmlInput {
   vm: VirtVmSpec;
   /** 'kvm' (hardware), 'qemu' (TCG) or 'test' (libvirt's test driver). */
   type: 'kvm' | 'qemu' | 'test';
-  /** Path of the NoCloud seed ISO on the appliance. */
+  /** Path of the NoCloud seed ISO on the appliance (readable by QEMU: e.g. in the VM's storage pool). */
   seedIso: string;
+  /** File the guest's serial console is copied to (libvirt's virtlogd writes it), for `vm console`. */
+  serialLog?: string;
 }
 
 /**
- * The libvirt domain of one VM: vCPUs and memory, a virtio disk (a volume in the chosen pool whose
- * qcow2 backing file is the OS image), the NoCloud seed as a read-only cdrom (cloud-init finds it
- * by its volume id `cidata`), a virtio NIC on the chosen network and a serial console. The domain
- * UUID is the guest's DMI product_uuid, which the guest's agent presents as its device UID.
+ * The libvirt domain of one VM: vCPUs and memory, UEFI firmware (Edgeplane OS boots only through
+ * UEFI + GRUB), a virtio disk (a volume in the chosen pool whose qcow2 backing file is the OS image),
+ * the NoCloud seed as a read-only virtio disk (the guest finds it by its volume id `cidata`; a SATA
+ * cdrom would need drivers the image's initramfs does not load early), a virtio NIC on the chosen
+ * network, a serial console (also logged to a file when `serialLog` is set) and an i6300esb watchdog
+ * that resets a hung guest. The domain UUID is the guest's DMI product_uuid, which the guest's agent
+ * presents as its device UID.
+ *
+ * Firmware: libvirt picks an OVMF build from the firmware descriptors QEMU ships
+ * (/usr/share/qemu/firmware/*.json, "firmware autoselection", libvirt >= 5.2) with a per-VM NVRAM
+ * copy it creates; Secure Boot is asked off, since descriptors with enrolled Microsoft keys come
+ * first and would refuse an unsigned boot loader. CPU: the host's CPU under KVM
+ * (host-passthrough); under TCG every feature the emulator implements (mode "maximum", libvirt >= 7.1).
+ * The test driver (libvirt's test:///) models none of these and gets the plain domain.
  */
-export function domainXml({ vm, type, seedIso }: DomainXmlInput): string {
+export function domainXml({ vm, type, seedIso, serialLog }: DomainXmlInput): string {
   const qemu = type !== 'test';
+  const firmware = qemu
+    ? `
+    <firmware><feature enabled='no' name='secure-boot'/></firmware>`
+    : '';
+  const cpu = type === 'kvm' ? "\n  <cpu mode='host-passthrough' check='none'/>" : type === 'qemu' ? "\n  <cpu mode='maximum' check='none'/>" : '';
+  const watchdog = qemu ? "\n    <watchdog model='i6300esb' action='reset'/>" : '';
+  const log = serialLog ? `\n      <log file='${esc(serialLog)}' append='on'/>` : '';
   return `<domain type='${type}'>
   <name>${esc(vm.domain)}</name>
   <uuid>${esc(vm.uuid)}</uuid>
@@ -37,11 +56,11 @@ export function domainXml({ vm, type, seedIso }: DomainXmlInput): string {
   <memory unit='MiB'>${vm.memoryMiB}</memory>
   <currentMemory unit='MiB'>${vm.memoryMiB}</currentMemory>
   <vcpu placement='static'>${vm.vcpus}</vcpu>
-  <os>
-    <type arch='x86_64'${qemu ? " machine='q35'" : ''}>hvm</type>
+  <os${qemu ? " firmware='efi'" : ''}>
+    <type arch='x86_64'${qemu ? " machine='q35'" : ''}>hvm</type>${firmware}
     <boot dev='hd'/>
   </os>
-  <features><acpi/><apic/></features>
+  <features><acpi/><apic/></features>${cpu}
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
   <on_crash>restart</on_crash>
@@ -51,22 +70,22 @@ export function domainXml({ vm, type, seedIso }: DomainXmlInput): string {
       <source pool='${esc(vm.storagePool)}' volume='${esc(diskVolume(vm))}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <disk type='file' device='cdrom'>
+    <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
       <source file='${esc(seedIso)}'/>
-      <target dev='sda' bus='sata'/>
+      <target dev='vdb' bus='virtio'/>
       <readonly/>
     </disk>
     <interface type='network'>
       <source network='${esc(vm.network)}'/>
       <model type='virtio'/>
     </interface>
-    <serial type='pty'>
+    <serial type='pty'>${log}
       <target port='0'/>
     </serial>
     <console type='pty'>
       <target type='serial' port='0'/>
-    </console>
+    </console>${watchdog}
   </devices>
 </domain>
 `;
@@ -79,6 +98,7 @@ export interface DomainFacts {
   volume?: string;
   network?: string;
   seedIso?: string;
+  serialLog?: string;
 }
 
 /** What a domain XML (virsh dumpxml) says about the parts Edgeplane sets. */
@@ -92,6 +112,8 @@ export function readDomainXml(xml: string): DomainFacts {
     pool: m(/<source pool=['"]([^'"]+)['"]/),
     volume: m(/<source pool=['"][^'"]+['"] volume=['"]([^'"]+)['"]/),
     network: m(/<interface type=['"]network['"]>\s*(?:<[^>]*>\s*)*?<source network=['"]([^'"]+)['"]/),
-    seedIso: m(/device=['"]cdrom['"]>[\s\S]*?<source file=['"]([^'"]+)['"]/),
+    // The seed is the domain's one file-backed disk (the OS disk is a pool volume); older domains had it as a cdrom.
+    seedIso: m(/<disk type=['"]file['"] device=['"](?:disk|cdrom)['"]>[\s\S]*?<source file=['"]([^'"]+)['"]/),
+    serialLog: m(/<serial type=['"]pty['"]>\s*<log file=['"]([^'"]+)['"]/),
   };
 }

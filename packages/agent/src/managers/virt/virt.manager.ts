@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { LIBVIRT_CAPABILITY, type VirtDomainStatus, type VirtSpec, type VirtStatus, type VirtVmSpec } from '@edgeplane/protocol';
 import type { Device } from '../../device/device.js';
 import type { Libvirt } from '../../device/libvirt.js';
@@ -46,6 +46,11 @@ export class VirtManager implements Manager<'virt'> {
 
   private seedPath(vm: Pick<VirtVmSpec, 'domain'>): string {
     return join(this.options.dataDir, 'virt', 'seeds', `${vm.domain}.iso`);
+  }
+
+  /** The guest's serial console as libvirt's virtlogd copies it (the domain XML names it). */
+  serialLogPath(vm: Pick<VirtVmSpec, 'domain'>): string {
+    return join(this.options.dataDir, 'virt', 'console', `${vm.domain}.log`);
   }
 
   async prepare(desired: VirtSpec | undefined): Promise<void> {
@@ -118,7 +123,8 @@ export class VirtManager implements Manager<'virt'> {
       await writeSeedIso(seed, files);
       await writeFile(`${seed}.sha256`, hash);
     }
-    const xml = domainXml({ vm, type: lv.domainType(this.options.kvm ?? false), seedIso: seed });
+    await mkdir(dirname(this.serialLogPath(vm)), { recursive: true });
+    const xml = domainXml({ vm, type: lv.domainType(this.options.kvm ?? false), seedIso: seed, serialLog: this.serialLogPath(vm) });
     const info = await lv.domainInfo(vm.domain);
     if (!info) {
       await lv.define(xml);
@@ -163,11 +169,14 @@ export class VirtManager implements Manager<'virt'> {
     const facts = readDomainXml(await lv.dumpxml(domain));
     const info = await lv.domainInfo(domain);
     if (info && info.state !== 'shut off') await lv.run('destroy', domain);
-    await lv.run('undefine', domain);
+    // UEFI domains have a per-VM NVRAM file libvirt refuses to leave behind without --nvram; the
+    // test driver has no NVRAM and refuses the flag.
+    await lv.run('undefine', domain, ...(lv.domainType(false) === 'test' ? [] : ['--nvram']));
     if (facts.pool && facts.volume && (await lv.volumeExists(facts.pool, facts.volume))) await lv.run('vol-delete', facts.volume, '--pool', facts.pool);
     const seed = this.seedPath({ domain });
     await rm(seed, { force: true });
     await rm(`${seed}.sha256`, { force: true });
+    await rm(this.serialLogPath({ domain }), { force: true });
     ctx.emitEvent('Normal', 'VmDeleted', `VM ${domain} destroyed, undefined and its volume removed`);
   }
 
