@@ -46,6 +46,25 @@ export type UpgradeState = z.infer<typeof UpgradeState>;
 
 export const NodeUpgradePhase = z.enum(['Pending', 'Staged', 'Draining', 'Rebooting', 'Verifying', 'Done', 'FellBack', 'Failed', 'Skipped']);
 
+/**
+ * When the control plane recorded each step of a node (ISO times): its new image written to the
+ * passive slot (`staged`), its window opened with the new spec (`started`), first seen cordoned or
+ * draining, rebooting, on trial (new image, reboot or configuration answering), and committed
+ * (`done`) or fallen back / failed. A step passed between two status reports has no time.
+ */
+export const NodeUpgradeTimes = z
+  .object({
+    staged: z.string(),
+    started: z.string(),
+    draining: z.string(),
+    rebooting: z.string(),
+    verifying: z.string(),
+    done: z.string(),
+    failed: z.string(),
+  })
+  .partial();
+export type NodeUpgradeTimes = z.infer<typeof NodeUpgradeTimes>;
+
 /** Cluster.status.upgrade: the latest upgrade with per-node progress. */
 export const UpgradeStatus = z.object({
   id: z.number().int(),
@@ -57,7 +76,9 @@ export const UpgradeStatus = z.object({
   message: z.string().optional(),
   /** The node that stopped the upgrade. */
   failedNode: z.string().optional(),
-  nodes: z.array(NodePlan.extend({ phase: NodeUpgradePhase, message: z.string().optional() })),
+  nodes: z.array(NodePlan.extend({ phase: NodeUpgradePhase, message: z.string().optional(), times: NodeUpgradeTimes.optional() })),
+  /** When the upgrade was planned. */
+  startedAt: z.string().optional(),
 });
 export type UpgradeStatus = z.infer<typeof UpgradeStatus>;
 

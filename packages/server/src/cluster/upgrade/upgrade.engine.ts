@@ -1,5 +1,6 @@
 import {
   type ClusterSpec,
+  DISRUPTIVE_CLASSES,
   type HostSpec,
   kubernetesSpecDigest,
   kubernetesVersionCore,
@@ -153,8 +154,46 @@ export class UpgradeEngine {
     u = (await latestUpgrade(this.db, cluster))!;
     if (u.state === 'Succeeded' && u.generation === input.generation)
       for (const n of nodes) if (stableJson(managedSpec(hosts.get(n.host))) !== stableJson(idle(n.host))) await input.write(n.host, idle(n.host));
-    const steps = await upgradeSteps(this.db, cluster, u.id);
+    const steps = await this.recordSeen(u, await upgradeSteps(this.db, cluster, u.id), targets, hosts);
     return { upgrade: u, status: this.statusOf(u, steps, hosts), pending: u.state !== 'Succeeded' };
+  }
+
+  /**
+   * Records when a node inside its window was first seen draining, rebooting and on trial (its new
+   * image, reboot or configuration answering), as `cluster_steps` rows beside staged/started/done/failed:
+   * the times the upgrade timeline shows. Only what a status report showed is recorded (a phase shorter
+   * than the reports between passes has no time), never a step after a later one, and each once (the
+   * row's primary key), so a restarted server keeps the first time. Returns `steps` with them added.
+   */
+  private async recordSeen(u: UpgradeRow, steps: Map<string, string>, targets: Map<string, HostSpec>, hosts: Map<string, HostRow>) {
+    const seen: [string, string][] = [];
+    for (const n of u.nodes) {
+      const has = (s: string) => steps.has(key(u, n.host, s));
+      if (!has('started') || has('done') || has('failed')) continue;
+      const h = hosts.get(n.host);
+      const m = managers(h);
+      const disruptive = DISRUPTIVE_CLASSES.includes(n.change);
+      const target = targets.get(n.host) ?? n.from ?? {};
+      const trial =
+        !online(h) || !observed(h)
+          ? false
+          : n.change === 'repave'
+            ? m.os?.digest === target.os?.digest && (m.os?.phase === 'Verifying' || m.os?.phase === 'Committed')
+            : n.change === 'reboot'
+              ? m.maintenance?.rebootId === `u${u.id}`
+              : true;
+      const rebooting =
+        disruptive && ((observed(h) && (m.os?.phase === 'Rebooting' || m.maintenance?.phase === 'Rebooting')) || (!online(h) && has('draining')));
+      const draining = disruptive && observed(h) && (m.maintenance?.cordoned === true || m.maintenance?.phase === 'Draining');
+      const now = [trial && 'verifying', rebooting && 'rebooting', draining && 'draining'].find((s): s is string => !!s);
+      // Steps in their order: a node seen later in its window gets no time for a step it passed unseen.
+      if (now && !WINDOW_STEPS.slice(WINDOW_STEPS.indexOf(now)).some(has)) seen.push([n.host, now]);
+    }
+    if (seen.length === 0) return steps;
+    await this.db.transaction().execute(async (trx) => {
+      for (const [host, step] of seen) await insertStep(trx, u.cluster, key(u, host, step), host);
+    });
+    return upgradeSteps(this.db, u.cluster, u.id);
   }
 
   private async step(u: UpgradeRow, input: EngineInput, targets: Map<string, HostSpec>, hosts: Map<string, HostRow>): Promise<void> {
@@ -315,7 +354,8 @@ export class UpgradeEngine {
               : 'Verifying';
       else if (has('staged')) phase = 'Staged';
       const message = has('failed') ? (u.failedHost === n.host ? u.message : undefined) : undefined;
-      return { host: n.host, role: n.role, change: n.change, reasons: n.reasons, phase, ...(message ? { message } : {}) };
+      const times = Object.fromEntries(TIMED_STEPS.filter(has).map((s) => [s, steps.get(key(u, n.host, s))]));
+      return { host: n.host, role: n.role, change: n.change, reasons: n.reasons, phase, ...(message ? { message } : {}), times };
     });
     return {
       id: u.id,
@@ -323,6 +363,7 @@ export class UpgradeEngine {
       ...(u.fromRevision !== undefined ? { fromRevision: u.fromRevision } : {}),
       toRevision: u.toRevision,
       generation: u.generation,
+      startedAt: u.createdAt,
       ...(u.message ? { message: u.message } : {}),
       ...(u.failedHost ? { failedNode: u.failedHost } : {}),
       nodes,
@@ -337,6 +378,11 @@ export class UpgradeEngine {
     return recordEvent(db, { involvedObject: { kind: 'Cluster', name: cluster }, type, reason, message, source: 'controller/upgrade' });
   }
 }
+
+/** The steps of a node's window in order (after `started`); a retry of a failed node clears them. */
+export const WINDOW_STEPS = ['draining', 'rebooting', 'verifying', 'done', 'failed'];
+/** Step rows whose time the status shows, by the name of its `times` field. */
+const TIMED_STEPS = ['staged', 'started', 'draining', 'rebooting', 'verifying', 'done', 'failed'] as const;
 
 export function key(u: { id: number }, host: string, step: string): string {
   return `u${u.id}:${host}:${step}`;

@@ -6,7 +6,7 @@ import { findByName } from '../../resource/resource.repository.js';
 import type { Db } from '../../store/db.js';
 import type { ClusterController } from '../cluster.controller.js';
 import { bumpOsRetry } from '../cluster.repository.js';
-import { ACTIVE_STATES, key } from './upgrade.engine.js';
+import { ACTIVE_STATES, key, WINDOW_STEPS } from './upgrade.engine.js';
 import { deleteSteps, latestUpgrade, setUpgradeState, upgradeSteps } from './upgrade.repository.js';
 import { planClusterChange } from './upgrade-plan.js';
 
@@ -69,7 +69,12 @@ export async function upgradeRoutes(app: FastifyInstance, deps: { db: Db; contro
         const move = moves[action as ClusterAction];
         const to = await move.to();
         if (action === 'retry' && u.failedHost) {
-          await deleteSteps(trx, row.name, [key(u, u.failedHost, 'started'), key(u, u.failedHost, 'failed')]);
+          const host = u.failedHost;
+          await deleteSteps(
+            trx,
+            row.name,
+            ['started', ...WINDOW_STEPS].map((s) => key(u, host, s)),
+          );
           // The node remembers the image that fell back (OsStatus.failedImages): a retry is a new attempt at it.
           await bumpOsRetry(trx, u.failedHost);
         }
