@@ -11,6 +11,7 @@ export * from './installer.js';
 export * from './inventory.js';
 export * from './kind-table.js';
 export * from './kinds.js';
+export * from './kubernetes/index.js';
 export * from './meta.js';
 export * from './openapi.js';
 export * from './pairing.js';
