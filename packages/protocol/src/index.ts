@@ -6,6 +6,7 @@ export * from './cluster-upgrade.js';
 export * from './edgehost.js';
 export * from './errors.js';
 export * from './event.js';
+export * from './fleet.js';
 export * from './host-spec.js';
 export * from './installer.js';
 export * from './inventory.js';

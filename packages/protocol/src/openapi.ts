@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AGENT_CONNECT_PATH, AGENT_REGISTER_PATH, RegisterRequest, RegisterResponse } from './agent.js';
 import { ErrorBody } from './errors.js';
+import { addFleetPaths } from './fleet-openapi.js';
 import { KINDS } from './kinds.js';
 import { addOperationPaths } from './operations-openapi.js';
 import { addRegistrationPaths } from './registration-openapi.js';
@@ -126,6 +127,7 @@ export function buildOpenApi(version: string): Json {
   addRemoteSessionPaths(paths, schemas, schema, errorResponse);
   addVirtPaths(paths, schemas, schema, errorResponse);
   addOperationPaths(paths, schemas, schema, errorResponse);
+  addFleetPaths(paths, schemas, schema, errorResponse);
   return {
     openapi: '3.1.0',
     info: { title: 'Edgeplane API', version, license: { name: 'Apache-2.0', identifier: 'Apache-2.0' } },

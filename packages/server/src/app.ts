@@ -18,6 +18,7 @@ import { clusterProfileRoutes, prefetchProfileDigests } from './cluster-profile/
 import { ImageResolver } from './cluster-profile/oci-resolver.js';
 import { consoleRoutes } from './console/console.routes.js';
 import { summaryRoutes } from './console/summary.routes.js';
+import { fleetRoutes } from './fleet/fleet.routes.js';
 import { apiRoutes, SERVICES } from './http/api.routes.js';
 import { frameworkErrors, installErrorHandler, websocketErrorHandler } from './http/error-handler.js';
 import { installInputGuard } from './http/input-guard.js';
@@ -185,6 +186,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => whoamiRoutes(scope, { db: store.db, services: () => SERVICES }));
   await app.register(async (scope) => watchRoutes(scope, { db: store.db, watch, services: () => SERVICES, maxWatchesPerToken: deps.maxWatchesPerToken }));
   await app.register(async (scope) => summaryRoutes(scope, { db: store.db }));
+  await app.register(async (scope) => fleetRoutes(scope, { db: store.db }));
   await app.register(async (scope) => consoleRoutes(scope));
   return app;
 }
