@@ -32,6 +32,8 @@ PACKAGES=(
   grub-efi-amd64-bin # GRUB's x86_64-efi modules for grub-mkimage
   ovmf              # UEFI firmware for QEMU (test/lab)
   qemu-system-x86   # boots the installer disk (test/lab)
+  chrony            # chronyd: the lab's NTP server on the host side of the VM's network (test/lab/ntp.ts)
+  tesseract-ocr     # reads the pairing code off the VM's graphical screen dump (test/lab/screen.ts)
 )
 
 if ((${#PACKAGES[@]} == 0)); then

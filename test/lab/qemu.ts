@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** OVMF (UEFI firmware for QEMU, Debian package ovmf): code read-only, a private copy of the variable store per VM. */
@@ -71,6 +73,92 @@ export interface VmOptions {
   /** SMBIOS system UUID: the device UID the agent reports. */
   uuid: string;
   memoryMiB?: number;
+  /**
+   * An Intel 6300ESB watchdog (`-device i6300esb`) that resets the VM when it expires
+   * (`-action watchdog=reset`); QMP reports each expiry as a WATCHDOG event.
+   */
+  watchdog?: boolean;
+}
+
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp?: { seconds: number; microseconds: number };
+}
+
+/**
+ * A QMP (QEMU Machine Protocol) connection on a unix socket: JSON objects one per line, a greeting,
+ * `qmp_capabilities`, then commands answered in order and asynchronous events. Hand-written: the
+ * protocol is these few lines, and the lab needs only `screendump` and the event log.
+ */
+class Qmp {
+  private buffer = '';
+  private waiting: { resolve(v: unknown): void; reject(e: Error): void }[] = [];
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly onEvent: (e: QmpEvent) => void,
+  ) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buffer += chunk;
+      for (let nl = this.buffer.indexOf('\n'); nl >= 0; nl = this.buffer.indexOf('\n')) {
+        const line = this.buffer.slice(0, nl).trim();
+        this.buffer = this.buffer.slice(nl + 1);
+        if (line) this.receive(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    const fail = () => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error('the QMP connection closed (QEMU exited)'));
+    };
+    socket.on('close', fail);
+    socket.on('error', fail);
+  }
+
+  /** Connects once QEMU has created the socket (it does so before the guest starts). */
+  static async connect(path: string, alive: () => boolean, onEvent: (e: QmpEvent) => void): Promise<Qmp> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const socket = await new Promise<Socket | undefined>((resolve) => {
+        const s = connect(path);
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      });
+      if (socket) {
+        const qmp = new Qmp(socket, onEvent);
+        await qmp.next(); // the greeting
+        await qmp.execute('qmp_capabilities');
+        return qmp;
+      }
+      if (!alive() || Date.now() > deadline) throw new Error(`no QMP socket at ${path}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  private receive(msg: Record<string, unknown>): void {
+    if (typeof msg.event === 'string') {
+      this.onEvent(msg as unknown as QmpEvent);
+      return;
+    }
+    const w = this.waiting.shift();
+    if (!w) return;
+    if (msg.error) w.reject(new Error(`QMP: ${JSON.stringify(msg.error)}`));
+    else w.resolve(msg.return ?? msg.QMP);
+  }
+
+  private next(): Promise<unknown> {
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    const reply = this.next();
+    this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) })}\n`);
+    return reply;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
 }
 
 /**
@@ -86,10 +174,16 @@ export class LabVm {
   private endedBy?: string;
   private stopping = false;
   private readonly vars: string;
+  private readonly qmpSocket: string;
+  private qmp?: Promise<Qmp>;
+  /** QMP events of every run (RESET, SHUTDOWN, WATCHDOG, ...), oldest first. */
+  readonly events: QmpEvent[] = [];
 
   constructor(private readonly options: VmOptions) {
     this.vars = `${options.serialLog}.ovmf-vars.fd`;
     copyFileSync(OVMF_VARS, this.vars);
+    // A unix socket path must stay under 108 bytes: not beside the serial log.
+    this.qmpSocket = join(tmpdir(), `ep-lab-qmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
   }
 
   start(): void {
@@ -109,13 +203,17 @@ export class LabVm {
       'none',
       '-monitor',
       'none',
+      '-qmp',
+      `unix:${this.qmpSocket},server=on,wait=off`,
+      ...(o.watchdog ? ['-device', 'i6300esb', '-action', 'watchdog=reset'] : []),
       '-drive',
       `file=${o.disk},if=virtio,format=raw,cache=writeback`,
       ...(o.seedIso ? ['-drive', `file=${o.seedIso},if=virtio,format=raw,readonly=on`] : []),
       '-netdev',
       'user,id=net0',
       '-device',
-      'virtio-net-pci,netdev=net0',
+      // acpi-index=1: the NIC's predictable name is eno1 (systemd-udev), as on a board with one onboard NIC.
+      'virtio-net-pci,netdev=net0,acpi-index=1',
       '-serial',
       `file:${o.serialLog}.current`,
     ];
@@ -134,14 +232,32 @@ export class LabVm {
         process.off('exit', killOnExit);
         this.endedBy ??= this.stopping ? 'powered off by the test' : `QEMU exited by itself (${signal ?? `code ${code}`})`;
         this.archiveSerial(stderr ? `\n[lab] qemu stderr: ${stderr.trim()}\n` : '');
+        void this.qmp?.then(
+          (q) => q.close(),
+          () => undefined,
+        );
+        this.qmp = undefined;
+        rmSync(this.qmpSocket, { force: true });
         this.child = undefined;
         resolve(code);
       });
     });
+    this.qmp = Qmp.connect(
+      this.qmpSocket,
+      () => this.child === child,
+      (e) => this.events.push(e),
+    );
+    this.qmp.catch(() => undefined);
     this.hardLimit = setTimeout(() => {
       this.endedBy = `the lab's leak guard killed QEMU after ${o.timeoutMs / 60_000} min of one run`;
       child.kill('SIGKILL');
     }, o.timeoutMs);
+  }
+
+  /** Writes the screen (the VGA display the guest's tty0 is on) to `file` as a PPM image. */
+  async screendump(file: string): Promise<void> {
+    if (!this.qmp) throw new Error('the VM is not running');
+    await (await this.qmp).execute('screendump', { filename: file });
   }
 
   /** Serial output of the current run (the whole history is in `serialLog` once a run ends). */
