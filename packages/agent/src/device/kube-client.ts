@@ -52,4 +52,10 @@ export interface KubernetesClient {
    * PodDisruptionBudgets). Resolves with how many were evicted and how many pods remain.
    */
   evictPods?(name: string): Promise<{ evicted: number; remaining: number }>;
+  /**
+   * Deletes a Node object (kubectl delete node); resolves when it is gone or was not there. A
+   * kubelet's own credentials may delete only its own Node (NodeRestriction). Optional: the
+   * kubernetes manager needs it to take a node out of its cluster.
+   */
+  deleteNode?(name: string): Promise<void>;
 }

@@ -9,6 +9,13 @@
  */
 import { rm } from 'node:fs/promises';
 import { join as joinPath } from 'node:path';
+import {
+  KUBEADM_BOOTSTRAP_TOKEN_PATTERN,
+  KUBEADM_CERTIFICATE_KEY_PATTERN,
+  kubeadmReadsApiVersion,
+  kubeadmUnknownKindMessage,
+  rulesFor,
+} from '@edgeplane/protocol';
 import { parseAllDocuments } from 'yaml';
 import { parseEndpoint } from '../../managers/kubernetes/endpoint.js';
 import type { ExecResult } from '../exec.js';
@@ -45,42 +52,81 @@ function nodeLabels(reg: Registration): Record<string, string> {
   return parseLabelList(value ?? '');
 }
 
-/** Forgets the node whose kubelet credential is in `kubeconfigPath` (the data removal of a reset). */
-async function leave(ctx: SimCommandContext, kubeconfigPath: string): Promise<void> {
+/**
+ * The node whose kubelet credential is in `kubeconfigPath` was reset: its kubelet and its copy of the
+ * datastore are gone. Its Node object stays (NotReady), and so does its etcd member unless
+ * `removeEtcdMember` (see SimKubernetes.resetNode).
+ */
+async function reset(ctx: SimCommandContext, kubeconfigPath: string, removeEtcdMember: boolean): Promise<void> {
   const text = await readDeviceFile(ctx.root, kubeconfigPath);
   const creds = text ? kubeconfigCredentials(text) : undefined;
-  if (creds?.token) await ctx.registry.leave({ server: creds.server, token: creds.token });
+  if (creds?.token) await ctx.registry.resetNode({ server: creds.server, token: creds.token }, { removeEtcdMember });
 }
 
 /**
  * `k3s-killall.sh` / `rke2-killall.sh`: the real scripts stop every process and container of the
- * distribution; the agent then deletes the cluster data. The simulation forgets the node here, as
- * the deleted data would leave the cluster without it.
+ * distribution; the agent then deletes the cluster data. Nothing here touches the cluster's API:
+ * the Node object and the etcd member stay until the Node is deleted (k3s's member controller then
+ * removes the member), exactly as on a real cluster.
  */
 function killall(distribution: 'k3s' | 'rke2'): SimCommand {
   return async (_args, ctx) => {
     await ctx.services.stop(distribution === 'k3s' ? 'k3s' : 'rke2-server');
     await ctx.services.stop(`${distribution}-agent`);
-    await leave(ctx, `/var/lib/rancher/${distribution}/agent/kubelet.kubeconfig`);
+    await reset(ctx, `/var/lib/rancher/${distribution}/agent/kubelet.kubeconfig`, false);
     return { stdout: '', stderr: '' };
   };
+}
+
+/** Flags the simulated kubeadm knows per subcommand; others are refused like cobra does. */
+const KUBEADM_FLAGS: Record<string, string[]> = {
+  init: ['--config', '--upload-certs', '--skip-phases', '--certificate-key', '--v'],
+  join: ['--config', '--v'],
+  reset: ['--force', '-f', '--v'],
+  'upload-certs': ['--config', '--upload-certs', '--certificate-key', '--v'],
+};
+const KUBEADM_VALUE_FLAGS = new Set(['--config', '--skip-phases', '--certificate-key', '--v']);
+
+function checkFlags(subcommand: string, args: string[]): void {
+  const known = KUBEADM_FLAGS[subcommand] ?? [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].split('=')[0];
+    if (!name.startsWith('-')) continue;
+    if (!known.includes(name)) throw new SimRefusal(`unknown flag: ${name}`, false);
+    if (KUBEADM_VALUE_FLAGS.has(name) && !args[i].includes('=')) i++;
+  }
+}
+
+/** The documents of a kubeadm --config file, each checked against the installed kubeadm's config API. */
+function kubeadmDocuments(text: string, version: string): Doc[] {
+  const docs = parseAllDocuments(text).map((d) => (d.toJS() ?? {}) as Doc);
+  for (const doc of docs) {
+    const apiVersion = String(doc.apiVersion ?? '');
+    if (!apiVersion.startsWith('kubeadm.k8s.io/')) continue; // kubelet/kube-proxy documents are passed on
+    if (!kubeadmReadsApiVersion(version, apiVersion)) throw new SimRefusal(kubeadmUnknownKindMessage(String(doc.kind ?? ''), apiVersion), false);
+  }
+  return docs;
 }
 
 async function kubeadm(args: string[], ctx: SimCommandContext): Promise<ExecResult> {
   const phase = args[0];
   if (phase === 'reset') {
+    checkFlags('reset', args.slice(1));
     await ctx.services.stop('kubelet');
-    await leave(ctx, '/etc/kubernetes/kubelet.conf');
+    // Phase remove-etcd-member: a control-plane node takes its own etcd member out (the Node object stays).
+    await reset(ctx, '/etc/kubernetes/kubelet.conf', true);
     for (const file of ['/etc/kubernetes/admin.conf', '/etc/kubernetes/kubelet.conf']) await rm(joinPath(ctx.root, file), { force: true });
     return { stdout: '[reset] simulated\n', stderr: '' };
   }
+  if (phase === 'init' && args[1] === 'phase' && args[2] === 'upload-certs') return uploadCerts(args.slice(3), ctx);
   const configPath = flag(args, '--config');
   if ((phase !== 'init' && phase !== 'join') || !configPath) throw new SimRefusal(`the simulated kubeadm only runs 'init --config' and 'join --config'`, false);
+  checkFlags(phase, args.slice(1));
   const text = await readDeviceFile(ctx.root, configPath);
   if (text === undefined) throw new SimRefusal(`unable to read config from "${configPath}"`, false);
-  const docs = parseAllDocuments(text).map((d) => (d.toJS() ?? {}) as Doc);
-  const find = (kind: string) => docs.find((d) => d.kind === kind);
   const version = await installedVersion(ctx.root, 'kubeadm');
+  const docs = kubeadmDocuments(text, version);
+  const find = (kind: string) => docs.find((d) => d.kind === kind);
   const controlPlaneTaint = [{ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' as const }];
   const toNode = (reg: Registration, role: 'control-plane' | 'worker') => {
     if (!reg.name) throw new SimRefusal('nodeRegistration.name is required by the simulation', false);
@@ -105,6 +151,11 @@ async function kubeadm(args: string[], ctx: SimCommandContext): Promise<ExecResu
       throw new SimRefusal('InitConfiguration and ClusterConfiguration.controlPlaneEndpoint are required by the simulation', false);
     const token = init.bootstrapTokens?.[0]?.token;
     if (!token) throw new SimRefusal('InitConfiguration.bootstrapTokens is required by the simulation', false);
+    const tokenProblem = rulesFor('kubeadm').serverTokenProblem(token);
+    if (tokenProblem) throw new SimRefusal(tokenProblem, false);
+    const uploadCerts = args.includes('--upload-certs');
+    if (uploadCerts && init.certificateKey !== undefined && !KUBEADM_CERTIFICATE_KEY_PATTERN.test(init.certificateKey))
+      throw new SimRefusal('invalid certificate key: must be 32 bytes, hex encoded', false);
     const endpoint = parseEndpoint(cluster.controlPlaneEndpoint);
     const result = await ctx.registry.init({
       distribution: 'kubeadm',
@@ -115,6 +166,10 @@ async function kubeadm(args: string[], ctx: SimCommandContext): Promise<ExecResu
       certificateKey: init.certificateKey,
       clusterName: cluster.clusterName ?? 'kubernetes',
       node: toNode(init.nodeRegistration ?? {}, 'control-plane'),
+      // kubeadm installs no CNI: every node stays NotReady until an add-on brings one.
+      bundledCni: undefined,
+      uploadCerts,
+      stableEndpoint: true,
     });
     await writeKubeconfig(ctx.root, '/etc/kubernetes/admin.conf', result.admin, 'kubernetes-admin');
     await writeKubeconfig(ctx.root, '/etc/kubernetes/kubelet.conf', result.node, `system:node:${init.nodeRegistration?.name}`);
@@ -129,9 +184,19 @@ async function kubeadm(args: string[], ctx: SimCommandContext): Promise<ExecResu
         nodeRegistration?: Registration;
       })
     | undefined;
-  const discovery = join?.discovery?.bootstrapToken;
+  const discovery = join?.discovery?.bootstrapToken as
+    | { apiServerEndpoint?: string; token?: string; unsafeSkipCAVerification?: boolean; caCertHashes?: string[] }
+    | undefined;
   if (!join || !discovery?.apiServerEndpoint || !discovery.token)
     throw new SimRefusal('JoinConfiguration.discovery.bootstrapToken is required by the simulation', false);
+  if (!KUBEADM_BOOTSTRAP_TOKEN_PATTERN.test(discovery.token))
+    throw new SimRefusal(`the bootstrap token "${discovery.token}" was not of the form "\\A([a-z0-9]{6})\\.([a-z0-9]{16})\\z"`, false);
+  // cmd/kubeadm/app/apis/kubeadm/validation: token discovery without CA pinning must be asked for.
+  if (!discovery.unsafeSkipCAVerification && !(discovery.caCertHashes?.length ?? 0))
+    throw new SimRefusal(
+      'discovery.bootstrapToken: Invalid value: "": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue',
+      false,
+    );
   const role = join.controlPlane ? 'control-plane' : 'worker';
   const result = await ctx.registry.join({
     distribution: 'kubeadm',
@@ -144,6 +209,31 @@ async function kubeadm(args: string[], ctx: SimCommandContext): Promise<ExecResu
   await writeKubeconfig(ctx.root, '/etc/kubernetes/kubelet.conf', result.node, `system:node:${join.nodeRegistration?.name}`);
   await ctx.services.start('kubelet');
   return { stdout: 'This node has joined the cluster (simulated)\n', stderr: '' };
+}
+
+/**
+ * `kubeadm init phase upload-certs --upload-certs --config FILE` (or `--certificate-key KEY`) on a
+ * control-plane node: the certificates are uploaded again, downloadable for another 2 h.
+ */
+async function uploadCerts(args: string[], ctx: SimCommandContext): Promise<ExecResult> {
+  checkFlags('upload-certs', args);
+  if (!args.includes('--upload-certs')) return { stdout: '[upload-certs] Skipping phase. Please see --upload-certs\n', stderr: '' };
+  let key = flag(args, '--certificate-key');
+  const configPath = flag(args, '--config');
+  if (!key && configPath) {
+    const text = await readDeviceFile(ctx.root, configPath);
+    if (text === undefined) throw new SimRefusal(`unable to read config from "${configPath}"`, false);
+    const init = kubeadmDocuments(text, await installedVersion(ctx.root, 'kubeadm')).find((d) => d.kind === 'InitConfiguration') as
+      | { certificateKey?: string }
+      | undefined;
+    key = init?.certificateKey;
+  }
+  if (!key || !KUBEADM_CERTIFICATE_KEY_PATTERN.test(key)) throw new SimRefusal('a certificate key (32 bytes, hex encoded) is required to upload the certificates', false);
+  const admin = await readDeviceFile(ctx.root, '/etc/kubernetes/admin.conf');
+  if (!admin) throw new SimRefusal('failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory', false);
+  const creds = kubeconfigCredentials(admin);
+  await ctx.registry.uploadCerts({ server: creds.server, token: creds.token ?? '' }, key);
+  return { stdout: `[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace\n[upload-certs] Using certificate key:\n${key}\n`, stderr: '' };
 }
 
 /** helm flags that take a value (the others are switches). */

@@ -32,6 +32,15 @@ export class SimKubernetesClient implements KubernetesClient {
     return (await this.session()).evict(name);
   }
 
+  async deleteNode(name: string): Promise<void> {
+    try {
+      await (await this.session()).deleteNode(name);
+    } catch (err) {
+      if (err instanceof KubernetesApiError && err.status === 404) return;
+      throw err;
+    }
+  }
+
   private async session(): Promise<SimApiSession> {
     const text = await readDeviceFile(this.root, this.kubeconfigPath);
     if (text === undefined) throw new KubernetesApiError(`kubeconfig ${this.kubeconfigPath} does not exist yet`);

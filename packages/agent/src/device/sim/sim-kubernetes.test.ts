@@ -24,6 +24,9 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** A CNI's DaemonSet, as a network add-on's manifest applies it. */
+const CALICO = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'calico-node', namespace: 'kube-system' }, spec: {} };
+
 function device(name: string, reg = registry): SimDevice {
   return new SimDevice({ root: join(dir, name), hostname: name, kubernetes: reg });
 }
@@ -138,7 +141,11 @@ describe('simulated rke2 and kubeadm', () => {
   it('runs kubeadm init/join from the written config and refuses a wrong bootstrap token', async () => {
     const a = device('a');
     await bring(a, spec('kubeadm', 'node-a', { init: true, nodeLabels: { tier: 'edge' } }));
-    const node = await a.kubernetes('/etc/kubernetes/admin.conf').readNode('node-a');
+    const admin = a.kubernetes('/etc/kubernetes/admin.conf');
+    // kubeadm brings no CNI: registered, NotReady, until a network add-on runs.
+    expect(await admin.readNode('node-a')).toMatchObject({ ready: false, message: expect.stringMatching(/cni plugin not initialized/) });
+    await admin.apply(CALICO, 'edgeplane');
+    const node = await admin.readNode('node-a');
     expect(node).toMatchObject({ ready: true, kubeletVersion: 'v1.30.4', labels: { tier: 'edge', 'node-role.kubernetes.io/control-plane': '' } });
     expect(node?.taints).toEqual([]); // controlPlaneSchedulable defaults to true: an explicit empty taint list
 
@@ -191,5 +198,93 @@ describe('simulated API objects', () => {
     await again.services.restart('k3s');
     expect(await admin.readNode('node-a')).toMatchObject({ ready: true });
     expect(second.nodeNames('10.9.0.1', 6443)).toEqual(['node-a']);
+  });
+});
+
+describe('strict simulation: what upstream refuses', () => {
+  it.each(['k3s', 'rke2'] as const)('%s: a server refuses a bootstrap-format token with the upstream message (pkg/util/token.go)', async (distribution) => {
+    const a = device('a');
+    const err = await bring(a, spec(distribution, 'node-a', { init: true, token: 'abcdef.0123456789abcdef' })).catch((e) => e);
+    expect(err).toBeInstanceOf(ServiceError);
+    expect(err).toMatchObject({ retryable: false });
+    expect(err.message).toContain('failed to normalize server token; must be in format K10<CA-HASH>::<USERNAME>:<PASSWORD> or <PASSWORD>');
+    expect(registry.nodeNames('10.9.0.1', 6443)).toEqual([]);
+  });
+
+  it('k3s skips an unknown config key with upstream warning and refuses a value of the wrong type', async () => {
+    const a = device('a');
+    await bring(a, spec('k3s', 'node-a', { init: true, config: { 'kublet-arg': 'max-pods=10' } }));
+    expect(await a.services.journal('k3s')).toContain('level=warning msg="Unknown flag --kublet-arg found in config.yaml, skipping"');
+    const b = device('b');
+    const err = await bring(b, spec('k3s', 'node-b', { role: 'worker', config: { 'lb-server-port': 'six' } })).catch((e) => e);
+    expect(err.message).toMatch(/invalid value for --lb-server-port/);
+  });
+
+  it('k3s with flannel-backend none keeps nodes NotReady until a CNI add-on runs', async () => {
+    const a = device('a');
+    await bring(a, spec('k3s', 'node-a', { init: true, network: { cni: 'calico', values: {} } }));
+    const admin = a.kubernetes('/etc/rancher/k3s/k3s.yaml');
+    expect(await admin.readNode('node-a')).toMatchObject({ ready: false, message: expect.stringMatching(/NetworkPluginNotReady/) });
+    await admin.apply(CALICO, 'edgeplane');
+    expect(await admin.readNode('node-a')).toMatchObject({ ready: true });
+    expect(registry.inspect('https://10.9.0.1:6443')?.cni).toBe('calico');
+  });
+
+  it('kubeadm refuses a v1beta4 config on a 1.30 binary, and unknown flags', async () => {
+    const a = device('a');
+    const s = spec('kubeadm', 'node-a', { init: true });
+    const driver = driverFor('kubeadm');
+    const files = nodeFiles(driver, s).map((f) => (f.path.endsWith('kubeadm.yaml') ? { ...f, content: f.content.replaceAll('v1beta3', 'v1beta4') } : f));
+    await writeFiles(a.root, files);
+    await expect(a.exec('kubeadm', ['init', '--config', '/etc/edgeplane/kubeadm/kubeadm.yaml'])).rejects.toMatchObject({
+      retryable: false,
+      message: expect.stringMatching(/no kind "InitConfiguration" is registered for version "kubeadm.k8s.io\/v1beta4"/),
+    });
+    await expect(a.exec('kubeadm', ['init', '--config', '/etc/edgeplane/kubeadm/kubeadm.yaml', '--pod-network-cidr', 'x'])).rejects.toThrow(
+      /unknown flag: --pod-network-cidr/,
+    );
+  });
+
+  it('kubeadm: a control-plane join after the uploaded certificates expired fails (retryable) until they are uploaded again', async () => {
+    const a = device('a');
+    await bring(a, spec('kubeadm', 'node-a', { init: true }));
+    await a.kubernetes('/etc/kubernetes/admin.conf').apply(CALICO, 'edgeplane');
+    await registry.ageUploadedCerts('https://10.9.0.1:6443', 2 * 60 * 60_000 + 1);
+    const err = await bring(device('b'), spec('kubeadm', 'node-b')).catch((e) => e);
+    expect(err).toBeInstanceOf(ExecError);
+    expect(err).toMatchObject({ retryable: true });
+    expect(err.message).toMatch(/Secret "kubeadm-certs" was not found .* might have expired/);
+    // A worker needs no certificates.
+    await bring(device('w'), spec('kubeadm', 'node-w', { role: 'worker' }));
+    await a.exec('kubeadm', ['init', 'phase', 'upload-certs', '--upload-certs', '--config', '/etc/edgeplane/kubeadm/kubeadm.yaml']);
+    await bring(device('b'), spec('kubeadm', 'node-b'));
+    expect(registry.inspect('https://10.9.0.1:6443')?.etcdMembers).toEqual(['node-a', 'node-b']);
+  });
+
+  it('k3s: killall leaves the Node and its etcd member; deleting the Node removes both', async () => {
+    const a = device('a');
+    await bring(a, spec('k3s', 'node-a', { init: true }));
+    const b = device('b');
+    await bring(b, spec('k3s', 'node-b'));
+    await b.exec('k3s-killall.sh', []);
+    const seen = registry.inspect('https://10.9.0.1:6443');
+    expect(seen?.etcdMembers).toEqual(['node-a', 'node-b']);
+    expect(seen?.nodes.find((n) => n.name === 'node-b')).toMatchObject({ ready: false });
+    await a.kubernetes('/etc/rancher/k3s/k3s.yaml').deleteNode?.('node-b');
+    expect(registry.inspect('https://10.9.0.1:6443')).toMatchObject({ etcdMembers: ['node-a'] });
+    expect(registry.nodeNames('10.9.0.1', 6443)).toEqual(['node-a']);
+  });
+
+  it('kubeadm: reset removes the etcd member but not the Node; a kubelet may delete only its own Node', async () => {
+    const a = device('a');
+    await bring(a, spec('kubeadm', 'node-a', { init: true }));
+    const b = device('b');
+    await bring(b, spec('kubeadm', 'node-b'));
+    await expect(b.kubernetes('/etc/kubernetes/kubelet.conf').deleteNode?.('node-a')).rejects.toMatchObject({ status: 403 });
+    await b.exec('kubeadm', ['reset', '--force']);
+    expect(registry.inspect('https://10.9.0.1:6443')?.etcdMembers).toEqual(['node-a']);
+    expect(registry.nodeNames('10.9.0.1', 6443)).toEqual(['node-a', 'node-b']);
+    await a.kubernetes('/etc/kubernetes/admin.conf').deleteNode?.('node-b');
+    expect(registry.nodeNames('10.9.0.1', 6443)).toEqual(['node-a']);
   });
 });

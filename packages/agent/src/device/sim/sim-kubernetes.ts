@@ -1,20 +1,24 @@
 /**
  * SIMULATION. A simulated Kubernetes API per simulated cluster, shared by every SimDevice in the
  * process (a module-level registry keyed by the cluster's API server endpoint `host:port`). No
- * kubelet, etcd or API server runs: the simulated services on SimDevice (sim-units.ts) read the
- * configuration the Kubernetes drivers wrote and call this registry, which honours it the way the
- * real distributions would: the init server creates the cluster with its token, a joiner with a
- * wrong token or a server address that is not the cluster's does not join, nodes carry the labels
- * and taints of their configuration, and objects are stored with server-side apply semantics.
- * With `configure({ stateDir })` every cluster is also kept in `<stateDir>/<host>_<port>.json`, so a
- * restarted simulator process finds its clusters again (nodes come back NotReady until their
- * simulated services start).
+ * kubelet, etcd or API server runs: the simulated services on SimDevice (sim-units.ts) and the
+ * simulated kubeadm (sim-commands.ts) read the configuration the Kubernetes drivers wrote and call
+ * this registry, which is as strict as the real distributions (rules in @edgeplane/protocol
+ * kubernetes/): the init server creates the cluster with its token; a joiner with a wrong token or a
+ * server address that is not the cluster's does not join; a kubeadm control-plane join needs the
+ * uploaded certificates, which expire 2 h after their upload; a node is Ready only while its kubelet
+ * runs AND the cluster has a CNI (k3s/rke2 bundle one unless told not to; kubeadm has none until an
+ * add-on brings one); every control-plane node is an etcd member, and a member leaves only the way
+ * upstream removes it (k3s/rke2: its Node object is deleted; kubeadm: `kubeadm reset` on the node).
+ * Objects are stored with server-side apply semantics. With `configure({ stateDir })` every cluster
+ * is also kept in `<stateDir>/<host>_<port>.json`, so a restarted simulator process finds its
+ * clusters again (nodes come back NotReady until their simulated services start).
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Distribution } from '@edgeplane/protocol';
+import { type Distribution, KNOWN_CNIS, KUBEADM_CERTS_EXPIRED_MESSAGE, KUBEADM_UPLOADED_CERTS_TTL_MS } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { parseEndpoint } from '../../managers/kubernetes/endpoint.js';
 import { type KubeNode, type KubeObject, KubernetesApiError } from '../kube-client.js';
@@ -52,9 +56,21 @@ interface SimClusterState {
   /** Simulated workloads (sim-workloads.ts) and the replica outages they saw. */
   workloads?: Record<string, SimWorkload>;
   disruptions?: SimDisruption[];
-  /** Simulated etcd members (control-plane nodes); a removed control-plane node leaves etcd too. */
+  /** Simulated etcd members: every control-plane node that joined, until upstream's way of removing it ran. */
   etcdMembers?: string[];
+  /** Control-plane nodes that still hold a copy of the datastore; the cluster is gone once none does. */
+  dataNodes?: string[];
+  /** The CNI running in the cluster (bundled or applied); undefined: none, every node stays NotReady. */
+  cni?: string;
+  /** kubeadm: when the control-plane certificates were last uploaded (`--upload-certs`), ms since the epoch. */
+  certsUploadedAt?: number;
+  /** kubeadm: ClusterConfiguration had a controlPlaneEndpoint (control-plane joins need one). */
+  stableEndpoint?: boolean;
 }
+
+/** Why a kubelet that runs is not Ready without a CNI, as the kubelet reports it. */
+export const NO_CNI_MESSAGE =
+  'container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized';
 
 /** What a kubeconfig of the simulated cluster holds. */
 export interface SimCredentials {
@@ -72,6 +88,12 @@ export interface SimInitRequest {
   certificateKey?: string;
   clusterName: string;
   node: SimNodeRegistration;
+  /** The CNI the distribution runs itself with this configuration (undefined: none). */
+  bundledCni?: string;
+  /** kubeadm: init ran with --upload-certs. */
+  uploadCerts?: boolean;
+  /** kubeadm: ClusterConfiguration.controlPlaneEndpoint was set. */
+  stableEndpoint?: boolean;
 }
 
 export interface SimJoinRequest {
@@ -93,6 +115,11 @@ export interface SimApiSession {
   cordon(name: string, unschedulable: boolean): Promise<void>;
   /** One eviction round on a node (see sim-workloads.ts evictRound); callers repeat until nothing remains. */
   evict(name: string): Promise<{ evicted: number; remaining: number }>;
+  /**
+   * Deletes a Node object (a kubelet may delete only its own, NodeRestriction). On k3s and rke2 the
+   * etcd member controller then removes the node's etcd member (k3s pkg/etcd/member_controller.go onRemove).
+   */
+  deleteNode(name: string): Promise<void>;
 }
 
 function key(host: string, port: number): string {
@@ -105,6 +132,25 @@ function parseServer(server: string): { host: string; port: number } {
 }
 
 const token = () => randomBytes(24).toString('base64url');
+
+/** The CNI an applied object installs: a DaemonSet, HelmChart or helm release named after a known CNI. */
+function cniOf(object: KubeObject): string | undefined {
+  const named = (text: unknown) => (typeof text === 'string' ? KNOWN_CNIS.find((c) => text.toLowerCase().includes(c)) : undefined);
+  if (object.kind === 'DaemonSet') return named(object.metadata.name);
+  if (object.kind === 'HelmChart') return named((object.spec as { chart?: string } | undefined)?.chart) ?? named(object.metadata.name);
+  if (object.kind === 'Secret' && object.type === 'helm.sh/release.v1') {
+    const labels = (object.metadata.labels ?? {}) as Record<string, string>;
+    const data = (object.data ?? {}) as { release?: string };
+    let chart: string | undefined;
+    try {
+      chart = (JSON.parse(Buffer.from(data.release ?? '', 'base64').toString()) as { chart?: string }).chart;
+    } catch {
+      chart = undefined;
+    }
+    return named(chart) ?? named(labels.name);
+  }
+  return undefined;
+}
 const fileName = (k: string) => `${k.replace(/[^a-zA-Z0-9.-]/g, '_')}.json`;
 
 export class SimKubernetes {
@@ -130,7 +176,7 @@ export class SimKubernetes {
         continue; // a torn or foreign file: that cluster is gone, the others are kept
       }
       // Nothing of the previous process runs any more: every node is NotReady until its service starts.
-      for (const node of Object.values(state.nodes)) Object.assign(node, { ready: false, message: 'simulated kubelet not running' });
+      for (const node of Object.values(state.nodes)) Object.assign(node, { running: false, ready: false, message: 'simulated kubelet not running' });
       this.clusters.set(key(state.host, state.apiPort), state);
     }
   }
@@ -166,6 +212,9 @@ export class SimKubernetes {
         initNode: req.node.name,
         nodes: {},
         objects: {},
+        cni: req.bundledCni,
+        ...(req.uploadCerts ? { certsUploadedAt: Date.now() } : {}),
+        ...(req.stableEndpoint !== undefined ? { stableEndpoint: req.stableEndpoint } : {}),
       };
       this.clusters.set(k, cluster);
     }
@@ -193,8 +242,15 @@ export class SimKubernetes {
           : `failed to validate join token with server ${req.server}: 401 Unauthorized`;
       throw new SimRefusal(message, false);
     }
-    if (req.distribution === 'kubeadm' && req.node.role === 'control-plane' && req.certificateKey !== cluster.certificateKey) {
-      throw new SimRefusal('error downloading certs: error decoding certificate key: the certificate key does not match the uploaded certificates', false);
+    if (req.distribution === 'kubeadm' && req.node.role === 'control-plane') {
+      // cmd/kubeadm/app/cmd/join.go: a control-plane join needs a stable controlPlaneEndpoint.
+      if (cluster.stableEndpoint === false)
+        throw new SimRefusal("unable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address", false);
+      // copycerts.go: the kubeadm-certs Secret lives 2 h after an upload; a re-upload renews it.
+      if (cluster.certsUploadedAt === undefined || Date.now() - cluster.certsUploadedAt > KUBEADM_UPLOADED_CERTS_TTL_MS)
+        throw new SimRefusal(`error execution phase control-plane-prepare/download-certs: ${KUBEADM_CERTS_EXPIRED_MESSAGE}`, true);
+      if (req.certificateKey !== cluster.certificateKey)
+        throw new SimRefusal('error downloading certs: error decoding certs: cipher: message authentication failed', false);
     }
     const node = this.register(cluster, req.node);
     await this.save(cluster);
@@ -202,31 +258,43 @@ export class SimKubernetes {
     return req.node.role === 'control-plane' ? { ...creds, admin: this.admin(cluster) } : creds;
   }
 
-  /** The kubelet behind a node credential started (ready) or stopped. Unknown credentials are ignored. */
-  async setNodeReady(creds: SimCredentials, ready: boolean, message: string): Promise<void> {
+  /**
+   * The kubelet behind a node credential started (running) or stopped. It is Ready while it runs
+   * and the cluster has a CNI. Unknown credentials (a deleted Node) are ignored.
+   */
+  async setNodeReady(creds: SimCredentials, running: boolean, message: string): Promise<void> {
     const { host, port } = parseServer(creds.server);
     const cluster = this.clusters.get(key(host, port));
     const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
     if (!cluster || !node) return;
-    if (node.ready && !ready) recordNodeDown(cluster, node.name);
-    Object.assign(node, { ready, message });
+    node.running = running;
+    node.runningMessage = message;
+    this.updateReadiness(cluster);
     this.schedule(cluster);
     await this.save(cluster);
   }
 
   /**
-   * The node behind a kubelet credential is reset: it is removed from its cluster, and a cluster
-   * whose last node was reset is gone (its datastore lived on those nodes).
+   * The node behind a kubelet credential was reset (k3s/rke2 killall plus its data deleted, or
+   * `kubeadm reset`): its kubelet is gone and its copy of the datastore too. Its Node object stays
+   * (NotReady) until someone deletes it through the API; its etcd member stays too unless
+   * `removeEtcdMember` (kubeadm reset's remove-etcd-member phase). A cluster none of whose
+   * control-plane nodes holds the datastore any more is gone.
    */
-  async leave(creds: { server: string; token: string }): Promise<void> {
+  async resetNode(creds: { server: string; token: string }, options: { removeEtcdMember: boolean }): Promise<void> {
     const { host, port } = parseServer(creds.server);
     const k = key(host, port);
     const cluster = this.clusters.get(k);
     const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
     if (!cluster || !node) return;
-    delete cluster.nodes[node.name];
-    cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== node.name);
-    if (Object.keys(cluster.nodes).length > 0) {
+    node.running = false;
+    node.runningMessage = 'Kubelet stopped posting node status.';
+    // The credential dies with the node's files: a later join registers anew.
+    node.credential = `reset-${token()}`;
+    if (options.removeEtcdMember) cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== node.name);
+    cluster.dataNodes = (cluster.dataNodes ?? []).filter((m) => m !== node.name);
+    if (cluster.dataNodes.length > 0) {
+      this.updateReadiness(cluster);
       this.schedule(cluster);
       await this.save(cluster);
       return;
@@ -258,6 +326,12 @@ export class SimKubernetes {
       apply: async (object, fieldManager) => {
         if (!admin) throw new KubernetesApiError(`${object.kind} is forbidden for node ${node?.name}`, 403);
         const stored = store.apply(object, fieldManager);
+        const cni = cluster.cni ? undefined : cniOf(object);
+        if (cni) {
+          // The CNI's DaemonSet runs on every node and writes its config: kubelets report NetworkReady.
+          cluster.cni = cni;
+          this.updateReadiness(cluster);
+        }
         this.schedule(cluster);
         await this.save(cluster);
         return stored;
@@ -275,6 +349,15 @@ export class SimKubernetes {
         const result = evictRound(cluster, store.list(), name);
         await this.save(cluster);
         return result;
+      },
+      deleteNode: async (name) => {
+        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot delete other nodes`, 403);
+        if (!cluster.nodes[name]) throw new KubernetesApiError(`nodes "${name}" not found`, 404);
+        delete cluster.nodes[name];
+        // k3s/rke2's etcd member controller removes the member of a deleted etcd node; kubeadm does not.
+        if (cluster.distribution !== 'kubeadm') cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== name);
+        this.schedule(cluster);
+        await this.save(cluster);
       },
       get: (apiVersion, kind, name, namespace) =>
         apiVersion === 'v1' && kind === 'Node' ? cluster.nodes[name] && nodeObject(cluster.nodes[name]) : store.get(apiVersion, kind, name, namespace),
@@ -300,9 +383,37 @@ export class SimKubernetes {
   }
 
   /** The simulated etcd members and Node view of the cluster at `endpoint` (tests, diagnostics). */
-  inspect(endpoint: string): { etcdMembers: string[]; nodes: KubeNode[] } | undefined {
+  inspect(endpoint: string): { etcdMembers: string[]; nodes: KubeNode[]; cni?: string; certsUploadedAt?: number } | undefined {
     const c = this.clusterAt(endpoint);
-    return c && { etcdMembers: [...(c.etcdMembers ?? [])], nodes: Object.values(c.nodes).map(nodeView) };
+    return (
+      c && {
+        etcdMembers: [...(c.etcdMembers ?? [])],
+        nodes: Object.values(c.nodes).map(nodeView),
+        ...(c.cni ? { cni: c.cni } : {}),
+        ...(c.certsUploadedAt !== undefined ? { certsUploadedAt: c.certsUploadedAt } : {}),
+      }
+    );
+  }
+
+  /**
+   * `kubeadm init phase upload-certs --upload-certs`: the control-plane certificates are stored in the
+   * cluster again (encrypted with `certificateKey`) for another 2 h. Needs an admin credential.
+   */
+  async uploadCerts(creds: { server: string; token: string }, certificateKey: string): Promise<void> {
+    const cluster = this.clusterAt(creds.server);
+    if (!cluster) throw new KubernetesApiError(`connect ECONNREFUSED ${creds.server} (no simulated cluster there)`);
+    if (creds.token !== cluster.adminToken) throw new KubernetesApiError('Unauthorized', 401);
+    cluster.certificateKey = certificateKey;
+    cluster.certsUploadedAt = Date.now();
+    await this.save(cluster);
+  }
+
+  /** Test hook: makes the uploaded certificates of the cluster at `endpoint` older by `ms` (a join hours later). */
+  async ageUploadedCerts(endpoint: string, ms: number): Promise<void> {
+    const cluster = this.clusterAt(endpoint);
+    if (cluster?.certsUploadedAt === undefined) return;
+    cluster.certsUploadedAt -= ms;
+    await this.save(cluster);
   }
 
   private clusterAt(endpoint: string): SimClusterState | undefined {
@@ -321,13 +432,25 @@ export class SimKubernetes {
 
   private register(cluster: SimClusterState, reg: SimNodeRegistration): SimNodeState {
     const existing = cluster.nodes[reg.name];
-    const node: SimNodeState = { ...reg, ready: false, message: 'kubelet starting', credential: existing?.credential ?? token() };
+    const node: SimNodeState = { ...reg, running: false, ready: false, message: 'kubelet starting', credential: existing?.credential ?? token() };
     node.labels = { 'kubernetes.io/hostname': reg.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', ...reg.labels };
     node.unschedulable = existing?.unschedulable;
     cluster.nodes[reg.name] = node;
     cluster.etcdMembers ??= [];
+    cluster.dataNodes ??= [];
     if (reg.role === 'control-plane' && !cluster.etcdMembers.includes(reg.name)) cluster.etcdMembers.push(reg.name);
+    if (reg.role === 'control-plane' && !cluster.dataNodes.includes(reg.name)) cluster.dataNodes.push(reg.name);
     return node;
+  }
+
+  /** Ready = the kubelet runs and the cluster has a CNI; a node that stops being Ready is a replica outage. */
+  private updateReadiness(cluster: SimClusterState): void {
+    for (const node of Object.values(cluster.nodes)) {
+      const ready = node.running === true && cluster.cni !== undefined;
+      if (node.ready && !ready) recordNodeDown(cluster, node.name);
+      node.ready = ready;
+      node.message = !node.running ? (node.runningMessage ?? 'kubelet not running') : ready ? (node.runningMessage ?? 'kubelet is posting ready status') : NO_CNI_MESSAGE;
+    }
   }
 
   private server(cluster: SimClusterState): string {

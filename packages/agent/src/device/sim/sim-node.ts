@@ -11,6 +11,10 @@ export interface SimNodeRegistration {
 }
 
 export interface SimNodeState extends SimNodeRegistration {
+  /** The node's simulated kubelet runs (its service started); Ready also needs the cluster's CNI. */
+  running?: boolean;
+  /** What the kubelet last said about itself (Ready also depends on the CNI). */
+  runningMessage?: string;
   ready: boolean;
   message: string;
   /** Bearer token of the node's kubelet credential. */

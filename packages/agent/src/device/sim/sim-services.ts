@@ -21,6 +21,8 @@ interface ServicesState {
   active: string[];
   /** Why a service last failed to start (what `systemctl status` / the journal would show). */
   failed: Record<string, string>;
+  /** Warnings a service logged at its last start (the simulated journal). */
+  journal?: Record<string, string[]>;
 }
 
 export class SimServiceManager implements ServiceManager {
@@ -98,9 +100,19 @@ export class SimServiceManager implements ServiceManager {
     return this.poweredOn;
   }
 
+  /** Warnings the service logged at its last start (the simulated journal), e.g. config keys it skipped. */
+  async journal(name: string): Promise<string[]> {
+    await this.powerOn();
+    return (await this.state()).journal?.[name] ?? [];
+  }
+
   private async run(name: string): Promise<void> {
+    const lines: string[] = [];
     try {
-      await SIM_UNITS[name]?.start(this.ctx());
+      await SIM_UNITS[name]?.start(this.ctx((line) => lines.push(line)));
+      await this.update((s) => {
+        s.journal = { ...s.journal, [name]: lines.slice(0, 50) };
+      });
     } catch (err) {
       const reason = (err as Error).message;
       await this.update((s) => {
@@ -116,13 +128,13 @@ export class SimServiceManager implements ServiceManager {
     });
   }
 
-  private ctx(): SimUnitContext {
-    return { root: this.root, registry: this.registry };
+  private ctx(warn: (line: string) => void = () => {}): SimUnitContext {
+    return { root: this.root, registry: this.registry, warn };
   }
 
   private async state(): Promise<ServicesState> {
     const raw = (await readJsonFile(join(this.root, SIM_SERVICES_FILE))) as Partial<ServicesState> | undefined;
-    return { enabled: raw?.enabled ?? [], active: raw?.active ?? [], failed: raw?.failed ?? {} };
+    return { enabled: raw?.enabled ?? [], active: raw?.active ?? [], failed: raw?.failed ?? {}, journal: raw?.journal ?? {} };
   }
 
   /** Read-modify-write of the state file, one at a time. */

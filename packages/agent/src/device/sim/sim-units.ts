@@ -3,13 +3,16 @@
  * runs; the unit reads the configuration file the agent's driver wrote (the same file the real
  * service would read), acts on it against the simulated cluster registry (sim-kubernetes.ts), and
  * writes the kubeconfigs the real service would write (token-authenticated, marked SIMULATED, and
- * naming the cluster endpoint where k3s and rke2 would say 127.0.0.1). The Kubernetes version a
+ * naming the cluster endpoint where k3s and rke2 would say 127.0.0.1). They are as strict as the real
+ * services (rules in @edgeplane/protocol kubernetes/): a server refuses a token upstream cannot
+ * normalize, an agent needs server and token, unknown keys are skipped with upstream's warning, and
+ * the bundled CNI runs unless turned off. The Kubernetes version a
  * simulated kubelet reports is the one the agent recorded in /etc/edgeplane/kubernetes.yaml, since
  * there is no installed binary to ask.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Distribution, Taint } from '@edgeplane/protocol';
+import { type Distribution, K3S_CONFIG_KEYS, RKE2_CONFIG_KEYS, rulesFor, type Taint } from '@edgeplane/protocol';
 import { parse } from 'yaml';
 import { KUBERNETES_RECORD } from '../../managers/kubernetes/node-files.js';
 import { kubeconfigCredentials, tokenKubeconfig } from '../kubeconfig.js';
@@ -20,6 +23,8 @@ export const SIMULATED_KUBECONFIG_NOTE = 'SIMULATED cluster (Edgeplane SimDevice
 export interface SimUnitContext {
   root: string;
   registry: SimKubernetes;
+  /** A warning the real service would log (the simulated journal: SimServiceManager.journal). */
+  warn(line: string): void;
 }
 
 export interface SimUnit {
@@ -93,7 +98,7 @@ function rancherUnit(distribution: 'k3s' | 'rke2', role: 'control-plane' | 'work
     async start(ctx) {
       const text = await readDeviceFile(ctx.root, `${dir}/config.yaml`);
       if (text === undefined) throw new SimRefusal(`${dir}/config.yaml not found (the simulation needs the written configuration)`, false);
-      const config = (parse(text) ?? {}) as Record<string, unknown>;
+      const config = acceptedConfig(distribution, role, (parse(text) ?? {}) as Record<string, unknown>, ctx);
       const version = await installedVersion(ctx.root, distribution);
       const name = String(config['node-name'] ?? '');
       if (!name) throw new SimRefusal('node-name is required by the simulation', false);
@@ -110,6 +115,15 @@ function rancherUnit(distribution: 'k3s' | 'rke2', role: 'control-plane' | 'work
       };
       const token = String(config.token ?? '');
       const server = config.server ? String(config.server) : undefined;
+      if (role === 'worker') {
+        // k3s/rke2 agent: both are required flags of the agent subcommand.
+        if (!server) throw new SimRefusal('--server is required', false);
+        if (!token) throw new SimRefusal('--token is required', false);
+      } else if (token) {
+        // pkg/util/token.go NormalizeToken runs when any server starts (init or join).
+        const problem = rulesFor(distribution).serverTokenProblem(token);
+        if (problem) throw new SimRefusal(`starting kubernetes: preparing server: ${problem}`, false);
+      }
       // k3s initializes with cluster-init (or as a lone server); rke2 initializes when no server is given.
       const initializing = role === 'control-plane' && !server;
       let result: { admin?: SimCredentials; node: SimCredentials };
@@ -126,6 +140,7 @@ function rancherUnit(distribution: 'k3s' | 'rke2', role: 'control-plane' | 'work
           // k3s and rke2 name the cluster 'default' in the kubeconfigs they write.
           clusterName: 'default',
           node,
+          bundledCni: bundledCni(distribution, config),
         });
       } else {
         if (!server) throw new SimRefusal('server is required for an agent', false);
@@ -139,6 +154,33 @@ function rancherUnit(distribution: 'k3s' | 'rke2', role: 'control-plane' | 'work
       await setKubeletReady(ctx, kubeletKubeconfig, false);
     },
   };
+}
+
+/**
+ * The config keys the service takes: an unknown key (or a server-only key on an agent) is skipped
+ * with upstream's warning; a value of the wrong type stops the service, as the flag parser does.
+ */
+function acceptedConfig(distribution: 'k3s' | 'rke2', role: 'control-plane' | 'worker', config: Record<string, unknown>, ctx: SimUnitContext) {
+  const table = distribution === 'k3s' ? K3S_CONFIG_KEYS : RKE2_CONFIG_KEYS;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const rule = table[key];
+    if (!rule || (rule.role === 'server' && role === 'worker')) {
+      ctx.warn(`level=warning msg="Unknown flag --${key} found in config.yaml, skipping"`);
+      continue;
+    }
+    const problem = rulesFor(distribution).configProblems({ [key]: value })[0];
+    if (problem) throw new SimRefusal(`invalid value for --${key}: ${problem.message}`, false);
+    out[key] = value;
+  }
+  return out;
+}
+
+/** The CNI k3s/rke2 run themselves with this server configuration (undefined: none). */
+function bundledCni(distribution: 'k3s' | 'rke2', config: Record<string, unknown>): string | undefined {
+  if (distribution === 'k3s') return config['flannel-backend'] === 'none' ? undefined : 'flannel';
+  const wanted = Array.isArray(config.cni) ? config.cni.map(String) : config.cni ? String(config.cni).split(',') : [rulesFor('rke2').defaultCni ?? 'canal'];
+  return wanted.find((c) => rulesFor('rke2').bundledCnis.includes(c));
 }
 
 /** kubelet of a kubeadm node: it only posts status once kubeadm init/join wrote kubelet.conf. */
