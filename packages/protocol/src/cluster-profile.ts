@@ -49,17 +49,46 @@ export const ProfileVariable = z
   .strict();
 export type ProfileVariable = z.infer<typeof ProfileVariable>;
 
+/** OCI reference with a registry host: registry.local:5000/edge/os:1.2 or ...@sha256:<digest>. */
+const ImageReference = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(
+    /^[a-zA-Z0-9.-]+(:\d+)?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128})?(@sha256:[a-f0-9]{64})?$/,
+    'must be <registry>[:port]/<repository>[:tag][@sha256:<digest>]',
+  );
+
 export const OsLayer = z
   .object({
-    /** OCI reference with a registry host: registry.local:5000/edge/os:1.2 or ...@sha256:<digest>. */
-    image: z
-      .string()
-      .min(1)
-      .max(512)
-      .regex(
-        /^[a-zA-Z0-9.-]+(:\d+)?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128})?(@sha256:[a-f0-9]{64})?$/,
-        'must be <registry>[:port]/<repository>[:tag][@sha256:<digest>]',
-      ),
+    image: ImageReference,
+    /** Plain-HTTP registry (lab or air-gapped mirror). Loopback registries are always plain HTTP. */
+    insecure: z.boolean().optional(),
+  })
+  .strict();
+
+/**
+ * The OCI annotation (manifest annotations, or the image config's labels) with which an OS image or
+ * a distribution artifact records the Kubernetes it carries: `<distribution> <version>`, e.g.
+ * `k3s v1.30.4+k3s1`. The server reads it when it pins the image and refuses a profile whose
+ * kubernetes layer asks for another distribution or version (KubernetesVersionNotInImage).
+ */
+export const KUBERNETES_ANNOTATION = 'io.edgeplane.kubernetes';
+
+/** Parses a KUBERNETES_ANNOTATION value; undefined when it is not `<distribution> <version>`. */
+export function parseKubernetesAnnotation(value: string | undefined): { distribution: Distribution; version: string } | undefined {
+  const m = value?.trim().match(/^(k3s|rke2|kubeadm)\s+(\S+)$/);
+  return m ? { distribution: m[1] as Distribution, version: m[2] } : undefined;
+}
+
+/**
+ * Where the distribution comes from on hosts that keep their own OS (agent mode): an OCI artifact
+ * holding the distribution's release files (docs/kubernetes.md "Agent mode"). The server pins a tag
+ * to its manifest digest like the os layer's image; the agent pulls it by that digest.
+ */
+export const KubernetesArtifact = z
+  .object({
+    image: ImageReference,
     /** Plain-HTTP registry (lab or air-gapped mirror). Loopback registries are always plain HTTP. */
     insecure: z.boolean().optional(),
   })
@@ -71,6 +100,11 @@ export const KubernetesLayer = z
     version: z.string().min(1).max(64),
     /** Distribution configuration values, merged into the config file the driver writes. */
     config: Values.default({}),
+    /**
+     * Profiles without an os layer only (hosts with an unmanaged OS): the artifact the agent installs
+     * the distribution from. With an os layer the OS image carries the distribution.
+     */
+    artifact: KubernetesArtifact.optional(),
   })
   .strict();
 
@@ -82,7 +116,11 @@ export const ClusterProfileSpec = z
     description: z.string().max(1024).optional(),
     layers: z
       .object({
-        os: OsLayer,
+        /**
+         * The A/B OS image of hosts with a managed OS. Absent = a profile for hosts that keep their
+         * own OS (inventory osMode `unmanaged`): it needs a kubernetes layer with an artifact.
+         */
+        os: OsLayer.optional(),
         /**
          * Absent = a host OS profile: only the OS (plus health checks and variables), for hosts that
          * run no Kubernetes (EdgeHost spec.osProfile). Clusters refuse such a profile (ProfileHasNoKubernetes).
@@ -113,6 +151,20 @@ export const ClusterProfileSpec = z
     if (!k)
       for (const l of needsK8s)
         ctx.addIssue({ code: 'custom', path: ['layers', l], message: `the ${l} layer needs a kubernetes layer (a profile without one manages only the OS)` });
+    // Where the distribution comes from: the OS image (managed OS) or an artifact (unmanaged OS), never both.
+    if (!spec.layers.os && !k) ctx.addIssue({ code: 'custom', path: ['layers'], message: 'a profile needs an os layer, a kubernetes layer, or both' });
+    if (!spec.layers.os && k && !k.artifact)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['layers', 'kubernetes', 'artifact'],
+        message: 'a profile without an os layer is for hosts that keep their own OS: name the artifact the distribution is installed from',
+      });
+    if (spec.layers.os && k?.artifact)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['layers', 'kubernetes', 'artifact'],
+        message: 'with an os layer the OS image carries the distribution; an artifact is only for profiles without an os layer',
+      });
     const names = new Set(spec.layers.addons.map((a) => a.name));
     if (names.size !== spec.layers.addons.length) ctx.addIssue({ code: 'custom', path: ['layers', 'addons'], message: 'add-on names must be unique' });
   });
@@ -122,7 +174,14 @@ export const ClusterProfileStatus = z.object({
   latestRevision: z.number().int().positive().optional(),
   /** Digest the OS image of the latest revision is pinned to. */
   osImageDigest: Digest.optional(),
+  /** Digest the distribution artifact of the latest revision is pinned to (profiles without an os layer). */
+  artifactDigest: Digest.optional(),
 });
+
+/** The OS mode of the hosts a profile is for: an os layer means Edgeplane's A/B OS. */
+export function profileOsMode(spec: { layers: { os?: unknown } }): 'managed' | 'unmanaged' {
+  return spec.layers.os ? 'managed' : 'unmanaged';
+}
 
 export const ClusterProfile = resourceSchema('ClusterProfile', ClusterProfileSpec, ClusterProfileStatus);
 export type ClusterProfile = z.infer<typeof ClusterProfile>;
@@ -135,7 +194,7 @@ export const ClusterProfileRevision = z.object({
   profile: Name,
   revision: z.number().int().positive(),
   createdAt: Timestamp,
-  /** The profile spec at this revision; layers.os.digest is the pinned manifest digest. */
+  /** The profile spec at this revision; layers.os.digest (or layers.kubernetes.artifact.digest) is the pinned manifest digest. */
   spec: z.unknown(),
 });
 export type ClusterProfileRevision = z.infer<typeof ClusterProfileRevision>;

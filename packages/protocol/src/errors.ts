@@ -47,7 +47,8 @@ export const ERROR_CODES = {
   ConnectTokenReplayed: { status: 401, description: 'The agent connect token was already used; each connect needs a fresh token.' },
   HostUnknown: {
     status: 401,
-    description: 'The connect token names a host this server does not know (it was deleted, or never registered here); the agent registers again with its credential.',
+    description:
+      'The connect token names a host this server does not know (it was deleted, or never registered here); the agent registers again with its credential.',
   },
   PendingKeyChanged: {
     status: 409,
@@ -130,6 +131,16 @@ export const ERROR_CODES = {
   ProfileHasNoKubernetes: {
     status: 422,
     description: 'The cluster profile revision has no kubernetes layer (a host OS profile); clusters need one. Assign it to hosts with spec.osProfile.',
+  },
+  HostOsModeMismatch: {
+    status: 422,
+    description:
+      "The profile and the host disagree on who manages the host's OS: a profile with an os layer needs hosts with Edgeplane's A/B OS (managed), a profile without one needs hosts that keep their own OS (unmanaged); `details.host`, `details.osMode` and `details.profileOsMode` say which.",
+  },
+  KubernetesVersionNotInImage: {
+    status: 422,
+    description:
+      'The Kubernetes distribution or version asked for is not the one the OS image (or distribution artifact) carries: on a managed OS a version change is an image change. `details.carries` names what the image records, if anything.',
   },
   HostHasOsProfile: {
     status: 409,

@@ -137,6 +137,11 @@ export const KubernetesSpec = z.object({
   network: z.object({ cni: z.string().max(64), version: z.string().max(64).optional(), values: z.record(z.string(), z.unknown()).default({}) }).optional(),
   /** Distribution configuration values from the profile, merged into the written config. */
   config: z.record(z.string(), z.unknown()).default({}),
+  /**
+   * Hosts with an unmanaged OS: the artifact the agent installs the distribution from (pinned by
+   * digest). Absent: the OS image carries the distribution's binaries.
+   */
+  artifact: z.object({ image: z.string().min(1).max(512), digest: Digest, insecure: z.boolean().optional() }).optional(),
 });
 export type KubernetesSpec = z.infer<typeof KubernetesSpec>;
 

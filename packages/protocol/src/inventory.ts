@@ -58,8 +58,21 @@ export const Inventory = z
     os: z
       .object({ name: z.string().max(256).default(''), version: z.string().max(128).default(''), kernel: z.string().max(256).default('') })
       .default({ name: '', version: '', kernel: '' }),
+    /**
+     * Who manages the host's OS: `managed` = Edgeplane's A/B slots (root-a/root-b), the agent installs
+     * OS images; `unmanaged` = the host keeps its own OS (agent mode: Ubuntu, Debian, RHEL-like with
+     * systemd), the agent installs no OS images and takes the Kubernetes distribution from an artifact.
+     * Absent (an older agent): managed.
+     */
+    osMode: z.enum(['managed', 'unmanaged']).optional(),
     /** True when the inventory comes from a simulated device (see docs/architecture.md). */
     simulated: z.boolean().optional(),
   })
   .refine((inv) => jsonBytes(inv) <= INVENTORY_LIMITS.maxBytes, { message: `must be at most ${INVENTORY_LIMITS.maxBytes} bytes as JSON` });
 export type Inventory = z.infer<typeof Inventory>;
+export type OsMode = NonNullable<Inventory['osMode']>;
+
+/** The OS mode an inventory reports; an inventory without one (an older agent) is a managed OS. */
+export function osModeOf(inventory: { osMode?: OsMode } | undefined): OsMode {
+  return inventory?.osMode ?? 'managed';
+}

@@ -42,14 +42,18 @@ export function prefetchProfileDigests(db: Db, images: ImageResolver) {
     if (!m || !req.caller) return;
     if (!can(req.caller.role, `clusterprofiles:${req.method === 'POST' ? 'create' : 'update'}`)) return;
     if ((req.method === 'POST') !== (m[1] === undefined)) return;
-    const body = req.body as { spec?: { layers?: { os?: { image?: unknown; insecure?: unknown } } } } | undefined;
+    type Ref = { image?: unknown; insecure?: unknown };
+    const body = req.body as { spec?: { layers?: { os?: Ref; kubernetes?: { artifact?: Ref } } } } | undefined;
     let os = body?.spec?.layers?.os;
+    let artifact = body?.spec?.layers?.kubernetes?.artifact;
     if (req.method === 'PATCH' && m[1]) {
       const row = await findByName(db, 'cluster_profiles', decodeURIComponent(m[1])).catch(() => undefined);
-      const stored = row ? (JSON.parse(row.spec).layers?.os as typeof os) : undefined;
-      os = { ...stored, ...os };
+      const stored = row ? (JSON.parse(row.spec).layers as { os?: Ref; kubernetes?: { artifact?: Ref } } | undefined) : undefined;
+      os = { ...stored?.os, ...os };
+      artifact = { ...stored?.kubernetes?.artifact, ...artifact };
     }
-    if (typeof os?.image !== 'string') return;
-    await images.resolveDigest(os.image, { insecure: os.insecure === true }).catch(() => undefined);
+    // The OS image and the distribution artifact (agent mode) are resolved alike.
+    for (const ref of [os, artifact])
+      if (typeof ref?.image === 'string') await images.resolveImage(ref.image, { insecure: ref.insecure === true }).catch(() => undefined);
   };
 }

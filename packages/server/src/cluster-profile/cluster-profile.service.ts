@@ -22,10 +22,20 @@ import {
   listRevisions,
   type RevisionRow,
 } from './cluster-profile.repository.js';
+import { pinImages } from './pin-images.js';
 
-/** The profile spec as a revision stores it: the OS image pinned to its manifest digest. */
+type Pinned<T> = T & { digest: string };
+type KubernetesLayer = NonNullable<ClusterProfileSpec['layers']['kubernetes']>;
+
+/**
+ * The profile spec as a revision stores it: the OS image (or, without an os layer, the distribution
+ * artifact) pinned to its manifest digest.
+ */
 export type PinnedProfileSpec = ClusterProfileSpec & {
-  layers: ClusterProfileSpec['layers'] & { os: ClusterProfileSpec['layers']['os'] & { digest: string } };
+  layers: ClusterProfileSpec['layers'] & {
+    os?: Pinned<NonNullable<ClusterProfileSpec['layers']['os']>>;
+    kubernetes?: KubernetesLayer & { artifact?: Pinned<NonNullable<KubernetesLayer['artifact']>> };
+  };
 };
 
 /** Checks what the schema cannot: supported versions and that every ${var.X} is declared. */
@@ -47,11 +57,11 @@ export function validateProfileSpec(spec: ClusterProfileSpec): void {
 async function newRevision(db: Executor, profile: string, spec: ClusterProfileSpec, prevStatus: Record<string, unknown>, ctx: RequestContext) {
   validateProfileSpec(spec);
   const commands = await guardCommandChecks(db, profile, spec, ctx);
-  const os = spec.layers.os;
   // The server's own resolver (its registry policy and cache), never a process-wide one.
   if (!ctx.images) throw new Error('cluster profile writes need the server image resolver in the request context');
-  const digest = await ctx.images.resolveDigest(os.image, { insecure: os.insecure });
-  const pinned: PinnedProfileSpec = { ...spec, layers: { ...spec.layers, os: { ...os, digest } } };
+  const pinned = await pinImages(spec, ctx.images);
+  const digest = pinned.layers.os?.digest;
+  const artifactDigest = pinned.layers.kubernetes?.artifact?.digest;
   const revision = (await latestRevisionNumber(db, profile)) + 1;
   try {
     await insertRevision(db, { profile, revision, spec: JSON.stringify(pinned), created_at: new Date().toISOString() });
@@ -61,7 +71,8 @@ async function newRevision(db: Executor, profile: string, spec: ClusterProfileSp
   }
   if (commands.length)
     ctx.audit?.record({ action: 'clusterprofile.commands', target: `clusterprofiles/${profile}`, details: { revision, commandChecks: commands } });
-  return { ...prevStatus, latestRevision: revision, osImageDigest: digest };
+  const { osImageDigest: _o, artifactDigest: _a, ...rest } = prevStatus;
+  return { ...rest, latestRevision: revision, ...(digest ? { osImageDigest: digest } : {}), ...(artifactDigest ? { artifactDigest } : {}) };
 }
 
 /**

@@ -162,6 +162,65 @@ export class ImageResolver {
     return digest;
   }
 
+  /**
+   * The digest `ref` points at now and the manifest's annotations (an index's own annotations for a
+   * multi-platform image): what the image records about itself, e.g. the Kubernetes it carries
+   * (KUBERNETES_ANNOTATION). A reference pinned by digest is not fetched at all (that is how an
+   * operator skips resolution, e.g. when the server cannot reach an air-gapped site's registry), so
+   * it has no annotations here; the agent checks what it pulls.
+   */
+  async resolveImage(ref: string, opts: { insecure?: boolean } = {}): Promise<{ digest: string; annotations: Record<string, string> }> {
+    const pinned = this.checkAllowed(ref).digest;
+    const digest = await this.resolveDigest(ref, opts);
+    if (pinned) return { digest, annotations: {} };
+    const key = `annotations ${opts.insecure ? 'http' : 'https'} ${ref}@${digest}`;
+    const hit = this.annotationCache.get(key);
+    if (hit && hit.expires > Date.now()) return { digest, annotations: hit.annotations };
+    const parsed = parseImageRef(ref);
+    const scheme = opts.insecure || isLoopbackRegistry(parsed.registry) ? 'http' : 'https';
+    const url = new URL(`${scheme}://${parsed.registry}/v2/${parsed.repository}/manifests/${digest}`);
+    let annotations: Record<string, string>;
+    try {
+      annotations = await this.fetchAnnotations(url, parsed.repository);
+    } catch (err) {
+      this.opts.log?.debug({ image: ref, url: url.href, reason: (err as Error).message }, 'cannot read image manifest: registry request failed');
+      throw new EdgeplaneError('ImageResolveFailed', `cannot read the manifest of image "${ref}": registry unreachable or image not found`, { image: ref });
+    }
+    if (this.annotationCache.size >= CACHE_MAX) this.annotationCache.clear();
+    this.annotationCache.set(key, { annotations, expires: Date.now() + CACHE_TTL_MS });
+    return { digest, annotations };
+  }
+
+  private readonly annotationCache = new Map<string, { annotations: Record<string, string>; expires: number }>();
+
+  /** GET of a manifest (by digest) with the same rules as fetchDigest; its string annotations. */
+  private async fetchAnnotations(url: URL, repository: string): Promise<Record<string, string>> {
+    const headers: Record<string, string> = { accept: MANIFEST_ACCEPT };
+    let res = await this.request(url, { headers });
+    if (res.status === 401) {
+      await res.body?.cancel().catch(() => {});
+      const challenge = bearerChallenge(res.headers.get('www-authenticate'));
+      if (!challenge) throw new RegistryFailure('the registry requires credentials (only anonymous pull is supported)');
+      headers.authorization = `Bearer ${await this.anonymousToken(url, challenge, repository)}`;
+      res = await this.request(url, { headers });
+    }
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => {});
+      throw new RegistryFailure(`the registry answered HTTP ${res.status}`);
+    }
+    let manifest: { annotations?: unknown };
+    try {
+      manifest = JSON.parse((await readCapped(res, this.cap)).toString('utf8'));
+    } catch (err) {
+      if (err instanceof RegistryFailure) throw err;
+      throw new RegistryFailure('the manifest is not JSON');
+    }
+    const out: Record<string, string> = {};
+    if (manifest?.annotations && typeof manifest.annotations === 'object')
+      for (const [k, v] of Object.entries(manifest.annotations)) if (typeof v === 'string') out[k] = v;
+    return out;
+  }
+
   /** Caches one result; the cache stays small however many references operators try. */
   private remember(key: string, entry: { digest?: string; error?: EdgeplaneError; expires: number }): void {
     if (this.cache.size >= CACHE_MAX) {

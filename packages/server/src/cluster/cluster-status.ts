@@ -64,7 +64,9 @@ function condition(prev: Record<string, unknown>, c: Omit<Condition, 'lastTransi
  * running cluster join; Provisioning otherwise.
  */
 export function clusterStatus(s: StatusInput): Record<string, unknown> {
-  const digest = s.profile?.layers.os.digest;
+  const digest = s.profile?.layers.os?.digest;
+  // A profile without an os layer (agent mode): the hosts keep their own OS, there is no image to be on.
+  const imageOk = (m: { os?: { digest?: string } }) => (s.profile && !s.profile.layers.os ? true : !!digest && m.os?.digest === digest);
   const version = s.profile?.layers.kubernetes?.version;
   const hasRun = s.steps.has('running');
   const joined = new Set([...s.steps.entries()].filter(([k]) => k === 'init' || k.startsWith('join:')).map(([, h]) => h));
@@ -73,7 +75,7 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
     const problem = nodeProblem(m, s.hosts.get(n.host));
     const k = m.kubernetes;
     const versionOk = !!k?.version && !!version && kubernetesVersionCore(k.version) === kubernetesVersionCore(version);
-    const ready = !problem && k?.ready === true && k.phase === 'Ready' && versionOk && !!digest && m.os?.digest === digest;
+    const ready = !problem && k?.ready === true && k.phase === 'Ready' && versionOk && imageOk(m);
     const phase: ClusterNodeStatus['phase'] = problem
       ? 'Failed'
       : ready

@@ -7,6 +7,7 @@ import { ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
 import { deleteClusterRecords, findHosts, type HostRow, listSteps } from './cluster.repository.js';
 import { claimHosts, clusterOf, releaseHosts } from './host-claims.js';
+import { checkHostOsMode, checkKubernetesChange, requireOsLayer } from './os-mode.js';
 import { endpoints, requireKubernetes } from './render.js';
 import { quorumGuard } from './upgrade/quorum.js';
 import { listClusterVms } from './virtualized/cluster-vm.repository.js';
@@ -27,6 +28,7 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
     throw new EdgeplaneError('ProfileRevisionNotFound', `cluster profile "${profileName}" has no revision ${revision}`, { profile: profileName, revision });
   const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
   const kubernetes = requireKubernetes(profile.layers.kubernetes, profileName, revision);
+  if (isVirtualized(spec)) requireOsLayer(profile, spec.profile, 'a virtualized cluster (its VMs boot the OS image)');
 
   // A virtualized cluster's nodes are its VMs (cluster/virtualized/).
   if (isVirtualized(spec)) checkVmNames(spec.vms ?? []);
@@ -75,6 +77,8 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
   for (const n of spec.nodes) {
     const h = rows.get(n.host);
     if (!h) throw new EdgeplaneError('HostNotFound', `host "${n.host}" does not exist`, { host: n.host });
+    // Members too: a new profile revision must fit every node's OS mode.
+    checkHostOsMode(h, profile, spec.profile);
     const owner = clusterOf(h);
     if (owner === name) continue;
     if (owner || h.state === 'in-use')
@@ -92,6 +96,14 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
     newHosts.push(h);
   }
   return { newHosts, profile };
+}
+
+/** A move to another profile revision: refused when the new one asks for a version its image cannot run (os-mode.ts). */
+export async function checkRevisionChange(db: Executor, current: ClusterSpec, next: ClusterSpec, profile: PinnedProfileSpec): Promise<void> {
+  const was = current.profile;
+  if (was.name === next.profile.name && was.revision === next.profile.revision) return;
+  const rev = await findRevision(db, was.name, was.revision);
+  checkKubernetesChange(rev ? (JSON.parse(rev.spec) as PinnedProfileSpec) : undefined, profile, next.profile);
 }
 
 export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
@@ -117,7 +129,8 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
       throw new EdgeplaneError('InvalidState', `host "${initHost}" initialized this cluster and must stay a control-plane node`, { host: initHost });
     quorumGuard(clusterNodes(row.name, JSON.parse(row.spec) as ClusterSpec), clusterNodes(row.name, spec));
     checkVirtualizedUpdate(JSON.parse(row.spec) as ClusterSpec, spec);
-    const { newHosts } = await validateCluster(db, row.name, spec);
+    const { newHosts, profile } = await validateCluster(db, row.name, spec);
+    await checkRevisionChange(db, JSON.parse(row.spec) as ClusterSpec, spec, profile);
     const before = (JSON.parse(row.spec) as ClusterSpec).nodes.map((n) => n.host);
     await releaseHosts(
       db,

@@ -1,5 +1,6 @@
 import { type ClusterNode, type ClusterSpec, EdgeplaneError, type HostSpec, type OsSpec, osAttempt, substituteVariables } from '@edgeplane/protocol';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+import { requireOsLayer } from './os-mode.js';
 
 /** API server port, and rke2's separate supervisor (join) port. */
 const API_PORT = 6443;
@@ -51,8 +52,8 @@ export interface RenderInput {
  * ride in the os spec, so a host runs the checks of the image it switches to. Shared by cluster
  * nodes and hosts with a host OS profile (edgehost/host-os-profile.ts): the same A/B rules for both.
  */
-export function renderOs(profile: PinnedProfileSpec, values: Record<string, string>): OsSpec {
-  const os = substituteVariables(profile.layers.os, values);
+export function renderOs(profile: PinnedProfileSpec, values: Record<string, string>, ref = { name: '?', revision: 0 }): OsSpec {
+  const os = substituteVariables(requireOsLayer(profile, ref, 'an OS image update'), values);
   const healthChecks = profile.healthChecks?.length ? substituteVariables(profile.healthChecks, values) : undefined;
   return { image: os.image, digest: os.digest, ...(os.insecure ? { insecure: true } : {}), ...(healthChecks ? { healthChecks } : {}) };
 }
@@ -89,8 +90,10 @@ export function renderHostSpec(r: RenderInput): HostSpec {
   const layers = substituteVariables(r.profile.layers, values);
   const kubernetes = requireKubernetes(layers.kubernetes, r.spec.profile.name, r.spec.profile.revision);
   const ep = endpoints(kubernetes.distribution, r.controlPlaneEndpoint);
+  // No os layer: the hosts keep their own OS and the distribution comes from the artifact (os-mode.ts).
+  const artifact = layers.kubernetes?.artifact;
   const spec: HostSpec = {
-    os: renderOs(r.profile, values),
+    ...(r.profile.layers.os ? { os: renderOs(r.profile, values) } : {}),
     kubernetes: {
       distribution: kubernetes.distribution,
       version: kubernetes.version,
@@ -107,6 +110,7 @@ export function renderHostSpec(r: RenderInput): HostSpec {
       controlPlaneSchedulable: r.spec.controlPlaneSchedulable,
       ...(layers.network ? { network: { cni: layers.network.cni, version: layers.network.version, values: layers.network.values } } : {}),
       config: kubernetes.config,
+      ...(artifact ? { artifact: { image: artifact.image, digest: artifact.digest, ...(artifact.insecure ? { insecure: true } : {}) } } : {}),
     },
   };
   // Add-ons are applied to the cluster once, from the node that initialized it.

@@ -1,5 +1,6 @@
 import { type Condition, EdgeplaneError, type HostOsProfileRef, type HostOsRolloutStatus, type OsSpec, type OsStatus } from '@edgeplane/protocol';
 import { clusterOf } from '../cluster/host-claims.js';
+import { checkHostOsMode, requireOsLayer } from '../cluster/os-mode.js';
 import { renderOs } from '../cluster/render.js';
 import { findRevision, latestRevisionNumber } from '../cluster-profile/cluster-profile.repository.js';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
@@ -83,8 +84,11 @@ export async function hostSpecForUpdate(db: Executor, row: ResourceRow, input: R
   const rev = revision > 0 ? await findRevision(db, ref.name, revision) : undefined;
   if (!rev) throw new EdgeplaneError('ProfileRevisionNotFound', `cluster profile "${ref.name}" has no revision ${revision}`, { profile: ref.name, revision });
   const profile = JSON.parse(rev.spec) as PinnedProfileSpec;
+  // A host OS profile manages the OS only: it needs an os layer and a host with A/B slots.
+  requireOsLayer(profile, { name: ref.name, revision }, 'a host OS profile');
+  if (changed) checkHostOsMode(row, profile, { name: ref.name, revision });
   next.osProfile = { name: ref.name, revision };
-  next.os = renderOs(profile, defaultValues(profile, ref.name, revision));
+  next.os = renderOs(profile, defaultValues(profile, ref.name, revision), { name: ref.name, revision });
   if (changed || prev.os?.digest !== next.os.digest)
     await osProfileEvent(
       db,
@@ -121,8 +125,7 @@ export async function hostsUsingOsProfile(db: Executor, profile: string): Promis
 export function osRollout(spec: HostSpecJson, agentOs: OsStatus | undefined): { os?: HostOsRolloutStatus; condition?: Condition } {
   if (!spec.os?.digest) return {};
   // A trial boot of the desired image (Verifying) is not up to date until its health checks commit it.
-  const upToDate =
-    agentOs?.digest === spec.os.digest && agentOs.activeSlot === agentOs.bootedSlot && agentOs.phase !== 'Verifying' && !agentOs.error;
+  const upToDate = agentOs?.digest === spec.os.digest && agentOs.activeSlot === agentOs.bootedSlot && agentOs.phase !== 'Verifying' && !agentOs.error;
   const os: HostOsRolloutStatus = {
     ...(spec.osProfile ? { profile: spec.osProfile.name, revision: spec.osProfile.revision } : {}),
     image: spec.os.image,

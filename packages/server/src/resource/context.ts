@@ -19,6 +19,8 @@ export interface RequestContext {
 /** Resolves an OS image reference to its manifest digest (cluster-profile/oci-resolver.ts). */
 export interface ImageDigests {
   resolveDigest(ref: string, opts?: { insecure?: boolean }): Promise<string>;
+  /** The digest and the manifest's annotations (none for a reference already pinned by digest). */
+  resolveImage(ref: string, opts?: { insecure?: boolean }): Promise<{ digest: string; annotations: Record<string, string> }>;
 }
 
 /** Where services record security-relevant writes (appended with audit/audit.service.ts appendAudit). */

@@ -1,7 +1,7 @@
 import type { ClusterSpec, NodePlan } from '@edgeplane/protocol';
 import type { Executor } from '../../store/db.js';
 import { findHosts, listSteps } from '../cluster.repository.js';
-import { validateCluster } from '../cluster.service.js';
+import { checkRevisionChange, validateCluster } from '../cluster.service.js';
 import { clusterOf } from '../host-claims.js';
 import { hostAddress, renderHostSpec } from '../render.js';
 import { effectiveSpec } from '../virtualized/virtualized.js';
@@ -32,6 +32,7 @@ export async function planClusterChange(db: Executor, row: { name: string; spec:
   const status = JSON.parse(row.status) as { controlPlaneEndpoint?: string; profileRevision?: number };
   quorumGuard(current.nodes, next.nodes);
   const { profile } = await validateCluster(db, row.name, asked);
+  await checkRevisionChange(db, JSON.parse(row.spec) as ClusterSpec, asked, profile);
   const steps = await listSteps(db, row.name);
   const initHost = steps.get('init') ?? next.nodes.find((n) => n.role === 'control-plane')!.host;
   const hosts = new Map(

@@ -149,6 +149,7 @@ export class VirtController extends Controller {
       const profile = profiles.get(key);
       if (!profile) continue;
       const os = substituteVariables(profile.layers, variableValues(profile, cluster.spec)).os;
+      if (!os) continue; // refused when the cluster was written (os-mode.ts requireOsLayer)
       vms.push({
         domain: vmDomainName(r.cluster, r.vm),
         uuid: r.uuid,
