@@ -61,8 +61,8 @@ describe('remote sessions through a real agent and PTY', () => {
     const op = await operator(ts, a.host, { kind: 'exec', reason: 'check services', command: ['sh', '-c', 'echo out; echo err >&2; exit 7'] });
     expect(await op.end).toMatchObject({ code: 7, reason: 'exit' });
     expect(op.stdout()).toBe('out\n');
-    // A simulated host first says, on stderr, that the command runs on the simulator's machine.
-    const notice = /^simulated host: this command runs on the simulator's machine as \S+\n/.exec(op.stderr())?.[0];
+    // A simulated host first says, on stderr, that the command runs in the simulator's sandbox.
+    const notice = /^simulated host: this command runs in the simulator's bubblewrap sandbox .* as \S+\n/.exec(op.stderr())?.[0];
     expect(notice).toBeDefined();
     noticeBytes = Buffer.byteLength(notice!);
     expect(op.stderr().slice(notice!.length)).toBe('err\n');

@@ -118,13 +118,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.onSpec = options.onSpec;
     this.managers = options.onSpec ? false : options.managers;
     // SIMULATION only: a simulated reboot restarts this agent in-process (a real one ends the process).
-    this.device.onReboot?.(() => void this.restart());
+    this.device.onReboot(() => void this.restart());
     this.events = new EventQueue(join(this.config.dataDir, 'events.json'), this.logger);
     this.troubleshoot = new TroubleshootService({
       config: this.config,
       logger: this.logger.child({ component: 'troubleshoot' }),
       send: (msg) => (this.channel && this.welcomed ? this.channel.send(msg) : false),
-      sessionNotice: this.device.sessionNotice?.bind(this.device),
+      device: this.device,
       bundle: {
         state: () => ({
           hostName: this.hostName,

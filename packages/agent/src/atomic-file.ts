@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
  * torn file: write a temp file beside it, fsync it, rename it over the target, fsync the directory.
  * Edge devices lose power; a half-written identity.json would turn the device into a new host.
  */
-export async function writeFileAtomic(path: string, data: string, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
@@ -51,4 +51,9 @@ export async function readJsonFile(path: string): Promise<unknown> {
   } catch (err) {
     throw new Error(`${path} is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/** Removes a file or directory tree of the agent's own state (under its data dir); no error when absent. */
+export function removeTree(path: string): Promise<void> {
+  return rm(path, { recursive: true, force: true });
 }

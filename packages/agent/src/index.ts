@@ -10,13 +10,16 @@ export {
   PairingPageConfig,
 } from './config.js';
 export { BOOT_VARS, type BootState, GrubEnv, type SlotBoot, type SlotMeta } from './device/boot-env.js';
-export type { Device } from './device/device.js';
+export { type Device, slotBoot } from './device/device.js';
 export { type Exec, ExecError, type ExecOptions, type ExecResult } from './device/exec.js';
+export { type DeviceFileStat, type DeviceFiles, RootedFiles } from './device/files.js';
+export { HttpError, type HttpResult } from './device/http.js';
 export { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from './device/kube-client.js';
 export { Libvirt, parseKeyValues } from './device/libvirt.js';
 export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/linux/linux-device.js';
 export { type LinuxSlotOptions, LinuxSlots } from './device/linux/linux-slots.js';
 export { VirshError, VirshSession } from './device/linux/virsh-session.js';
+export type { DeviceProcesses, ProcessOptions, SessionProcess } from './device/processes.js';
 export { runTool, type ToolResult } from './device/run-tool.js';
 export { ServiceError, type ServiceManager, SystemdServiceManager } from './device/services.js';
 export { SIM_DEVICE_UID_FILE, SimDevice, type SimDeviceOptions } from './device/sim/sim-device.js';

@@ -7,6 +7,10 @@ import { OsManager } from '../managers/os/os.manager.js';
 import { BOOT_VARS, GrubEnv } from './boot-env.js';
 import { runTool } from './run-tool.js';
 import { SimDevice } from './sim/sim-device.js';
+import type { SimSlots } from './sim/sim-slots.js';
+
+/** The simulated Edgeplane OS device's slots (a SimDevice made without os: 'unmanaged'). */
+const slots = (device: SimDevice) => device.boot as SimSlots;
 
 let root: string;
 beforeEach(async () => {
@@ -20,7 +24,7 @@ async function fakeSlot(device: SimDevice, slot: 'A' | 'B', digest: string) {
   const dir = join(root, 'staging', slot);
   await mkdir(join(dir, 'etc'), { recursive: true });
   await writeFile(join(dir, 'etc/os-release'), 'VERSION_ID=1\n');
-  await device.boot.writeSlot(slot, dir, { digest, image: 'x', writtenAt: new Date().toISOString() });
+  await slots(device).writeSlot(slot, dir, { digest, image: 'x', writtenAt: new Date().toISOString() });
 }
 
 describe('boot environment', () => {
@@ -37,23 +41,23 @@ describe('boot environment', () => {
   it('simulated boot loader: next_slot boots once; a slot without an OS falls back to active_slot', async () => {
     const device = new SimDevice({ root });
     await fakeSlot(device, 'B', `sha256:${'b'.repeat(64)}`);
-    await device.boot.grubenv.set({ active_slot: 'A', next_slot: 'B' });
+    await slots(device).grubenv.set({ active_slot: 'A', next_slot: 'B' });
     await device.reboot();
-    expect(await device.boot.bootedSlot()).toBe('B');
-    expect((await device.boot.grubenv.bootState()).nextSlot).toBeUndefined();
+    expect(await slots(device).bootedSlot()).toBe('B');
+    expect((await slots(device).grubenv.bootState()).nextSlot).toBeUndefined();
     await device.reboot();
-    expect(await device.boot.bootedSlot()).toBe('A');
+    expect(await slots(device).bootedSlot()).toBe('A');
 
     await rm(join(root, 'slots/B'), { recursive: true });
-    await device.boot.grubenv.set({ next_slot: 'B' });
+    await slots(device).grubenv.set({ next_slot: 'B' });
     await device.reboot();
-    expect(await device.boot.bootedSlot()).toBe('A');
+    expect(await slots(device).bootedSlot()).toBe('A');
   });
 
   it('os manager reports a trial slot that never came up as FellBack', async () => {
     const device = new SimDevice({ root });
     const digest = `sha256:${'c'.repeat(64)}`;
-    await device.boot.grubenv.set({ [BOOT_VARS.active]: 'A', [BOOT_VARS.next]: 'B', [BOOT_VARS.trial]: 'B' });
+    await slots(device).grubenv.set({ [BOOT_VARS.active]: 'A', [BOOT_VARS.next]: 'B', [BOOT_VARS.trial]: 'B' });
     await device.reboot(); // slot B is empty: the machine comes back on A
     const events: string[] = [];
     const manager = new OsManager(device, { dataDir: root });
@@ -77,7 +81,7 @@ describe('boot environment', () => {
       message: 'fell back to slot A: slot B did not boot; the boot loader started slot A',
     });
     expect(events).toEqual(['FellBack']);
-    expect((await device.boot.grubenv.bootState()).trySlot).toBeUndefined();
+    expect((await slots(device).grubenv.bootState()).trySlot).toBeUndefined();
   });
 
   it('grub.cfg template implements the same variables', async () => {

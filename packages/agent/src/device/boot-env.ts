@@ -94,8 +94,9 @@ export interface SlotBoot {
   /** What `slot` holds; undefined when it is empty or was not written by the agent. */
   readSlot(slot: Slot): Promise<SlotMeta | undefined>;
   /**
-   * SIMULATION hook (SimSlots only): why the system booted from `slot` is unhealthy, so tests can
-   * ship an image that boots but fails its post-boot health check. Undefined = no objection.
+   * The boot environment's own objection to the system booted from `slot`; undefined = none.
+   * LinuxSlots: none (the os manager's health checks judge the real system). SimSlots: a simulated
+   * image that boots but fails its post-boot health check (a test hook).
    */
-  simulatedHealth?(slot: Slot): Promise<string | undefined>;
+  slotHealth(slot: Slot): Promise<string | undefined>;
 }

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { extract } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentConfig } from '../config.js';
+import { LinuxDevice } from '../device/linux/linux-device.js';
 import { SimDevice } from '../device/sim/sim-device.js';
 import { createSupportBundle, redactObject, redactText } from './support-bundle.js';
 import { TroubleshootService } from './troubleshoot.service.js';
@@ -40,6 +41,7 @@ describe('TroubleshootService (agent side of remote sessions)', () => {
         return true;
       },
       bundle: { state: () => ({}), inventory: async () => ({}) },
+      device: new LinuxDevice(),
     });
     return { svc, sent };
   };
@@ -169,7 +171,7 @@ describe('support bundle redaction', () => {
 });
 
 describe('remote sessions on a simulated host', () => {
-  it('say on their first line that shells and commands run on the simulator machine; logs say nothing extra', async () => {
+  it("say on their first line that shells and commands run in the simulator's sandbox; logs say nothing extra", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'ts-sim-'));
     const device = new SimDevice({ root: dataDir });
     const sent: SessionFromAgent[] = [];
@@ -178,7 +180,7 @@ describe('remote sessions on a simulated host', () => {
       logger: pino({ level: 'silent' }),
       send: (m) => sent.push(m) > 0,
       bundle: { state: () => ({}), inventory: async () => ({}) },
-      sessionNotice: (user) => device.sessionNotice(user),
+      device,
     });
     const base = { type: 'session.open', cols: 80, rows: 24, ttlSeconds: 30, idleTimeoutSeconds: 30, window: 256 * 1024 } as const;
     const outputOf = (id: string) =>
@@ -192,7 +194,8 @@ describe('remote sessions on a simulated host', () => {
       svc.handle({ ...base, id: 'logs', kind: 'logs', logs: { source: 'agent', follow: false, lines: 5 } });
       await waitFor(() => sent.find((m) => m.type === 'session.exit' && m.id === 'exec'));
       const user = (sent.find((m) => m.type === 'session.opened' && m.id === 'exec') as { user: string }).user;
-      const notice = `simulated host: this command runs on the simulator's machine as ${user}`;
+      const notice = device.sessionNotice(user);
+      expect(notice).toMatch(/bubblewrap sandbox/);
       expect(outputOf('exec')).toEqual([
         ['stderr', `${notice}\n`],
         ['stdout', 'out\n'],

@@ -1,10 +1,11 @@
-import { existsSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { SESSION_MAX_CHUNK_BYTES, type SessionFromAgent, type SessionToAgent } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
+import type { Device } from '../device/device.js';
 import { AGENT_LOG_FILE } from './agent-log.js';
-import { resolveRunAs, type SessionProcess, spawnCommand, spawnPty, streamProcess } from './session-process.js';
+import { logFileExists, tailLogFile } from './log-tail.js';
+import { resolveRunAs, type SessionProcess, streamProcess } from './session-process.js';
 import { type BundleSources, createSupportBundle } from './support-bundle.js';
 
 type OpenMessage = Extract<SessionToAgent, { type: 'session.open' }>;
@@ -34,8 +35,8 @@ export interface TroubleshootOptions {
   send: (msg: SessionFromAgent) => boolean;
   /** What a support bundle collects besides files (state, inventory). */
   bundle: Omit<BundleSources, 'config' | 'logFiles'>;
-  /** The device's line for the top of shells and commands (Device.sessionNotice). */
-  sessionNotice?: (user: string) => string | undefined;
+  /** Where shells, commands and the journal run (Device.processes), and the line shown at their top (Device.sessionNotice). */
+  device: Pick<Device, 'processes' | 'files' | 'sessionNotice'>;
 }
 
 /**
@@ -116,12 +117,13 @@ export class TroubleshootService {
     const s: AgentSession = { id: msg.id, credit: msg.window, paused: false, seq: 0, ended: false, timers: [], early: [] };
     this.sessions.set(msg.id, s);
     let proc: SessionProcess;
-    if (msg.kind === 'shell') proc = await spawnPty(runAs, msg.cols, msg.rows);
-    else if (msg.kind === 'exec') proc = spawnCommand(runAs, msg.command ?? ['true']);
+    const { processes } = this.o.device;
+    if (msg.kind === 'shell') proc = await processes.shell({ user: runAs.switchTo, cols: msg.cols, rows: msg.rows });
+    else if (msg.kind === 'exec') proc = await processes.spawn(msg.command ?? ['true'], { user: runAs.switchTo });
     else if (msg.kind === 'logs') {
-      const argv = this.logsCommand(msg.logs ?? { source: 'agent', follow: false, lines: 200 });
-      if (typeof argv === 'string') return this.refuse(msg.id, argv);
-      proc = spawnCommand({ user: runAs.user, prefix: [] }, argv);
+      const logs = await this.logs(msg.logs ?? { source: 'agent', follow: false, lines: 200 });
+      if (typeof logs === 'string') return this.refuse(msg.id, logs);
+      proc = logs;
     } else {
       const bundle = await createSupportBundle({ ...this.o.bundle, config: this.o.config, logFiles: this.logFilePaths() });
       proc = streamProcess(bundle);
@@ -135,7 +137,7 @@ export class TroubleshootService {
     s.timers.push(s.idle);
     this.o.logger.info({ session: msg.id, kind: msg.kind, runAs: runAs.user }, 'remote session opened');
     this.o.send({ type: 'session.opened', id: msg.id, user: runAs.user });
-    const notice = msg.kind === 'shell' || msg.kind === 'exec' ? this.o.sessionNotice?.(runAs.user) : undefined;
+    const notice = msg.kind === 'shell' || msg.kind === 'exec' ? this.o.device.sessionNotice(runAs.user) : undefined;
     // A shell shows it on its terminal (one stream, CRLF); a command on stderr, so its stdout stays the command's own.
     if (notice) this.output(s, msg.kind === 'shell' ? 'stdout' : 'stderr', Buffer.from(msg.kind === 'shell' ? `${notice}\r\n` : `${notice}\n`));
     for (const early of s.early.splice(0)) this.handle(early);
@@ -149,19 +151,23 @@ export class TroubleshootService {
     return files;
   }
 
-  /** argv that prints the requested log, or a refusal message. */
-  private logsCommand(req: { source: string; follow: boolean; lines: number }): string[] | string {
+  /**
+   * The requested log, or a refusal message. The journal is the device's (journalctl runs on it, as
+   * the agent's own user); log files named in the agent's config are read by the agent itself.
+   */
+  private async logs(req: { source: string; follow: boolean; lines: number }): Promise<SessionProcess | string> {
     if (req.source === 'journal' || req.source.startsWith('journal:')) {
-      const journalctl = ['/usr/bin/journalctl', '/bin/journalctl'].find((p) => existsSync(p));
+      let journalctl: string | undefined;
+      for (const p of ['/usr/bin/journalctl', '/bin/journalctl']) if (!journalctl && (await this.o.device.files.stat(p))) journalctl = p;
       if (!journalctl) return 'journald is not available on this host (no journalctl)';
       const unit = req.source.slice('journal:'.length);
-      return [journalctl, '--no-pager', '-n', String(req.lines), ...(unit ? ['-u', unit] : []), ...(req.follow ? ['-f'] : [])];
+      return this.o.device.processes.spawn([journalctl, '--no-pager', '-n', String(req.lines), ...(unit ? ['-u', unit] : []), ...(req.follow ? ['-f'] : [])]);
     }
     const files = this.logFilePaths();
     const file = files[req.source];
     if (!file) return `unknown log source "${req.source}"; this host has: ${[...Object.keys(files), 'journal'].join(', ')}`;
-    if (!existsSync(file)) return `log "${req.source}" (${file}) does not exist on this host`;
-    return ['tail', '-n', String(req.lines), ...(req.follow ? ['-F'] : []), file];
+    if (!logFileExists(file)) return `log "${req.source}" (${file}) does not exist on this host`;
+    return tailLogFile(file, req.lines, req.follow);
   }
 
   private touch(s: AgentSession): void {

@@ -1,14 +1,16 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
 import type { Device } from '../device.js';
 import { type ExecOptions, type ExecResult, execCommand } from '../exec.js';
+import { RootedFiles } from '../files.js';
+import { type HttpResult, httpGet } from '../http.js';
 import type { KubernetesClient } from '../kube-client.js';
 import { type Libvirt, LibvirtConnections } from '../libvirt.js';
 import { runTool } from '../run-tool.js';
 import { SystemdServiceManager } from '../services.js';
 import { LinuxKubernetesClient } from './linux-kube-client.js';
+import { LinuxProcesses } from './linux-processes.js';
 import { type LinuxSlotOptions, LinuxSlots } from './linux-slots.js';
 
 /** The parts of node:os the device reads; injectable so tests with a fake root are not mixed with the real host. */
@@ -24,8 +26,12 @@ export interface LinuxDeviceOptions {
   /** Root of the file tree to read; '/' on a real machine, a fake tree in tests (`--device-root`). */
   root?: string;
   os?: Partial<OsFacts>;
-  /** A/B slot targets and grubenv location (defaults: partitions labelled root-a/root-b; the ESP's EFI/edgeplane/grubenv under <root>/boot/efi when present, else <root>/boot/grub/grubenv). */
-  slots?: Omit<LinuxSlotOptions, 'root'>;
+  /**
+   * A/B slot targets and grubenv location (defaults: partitions labelled root-a/root-b; the ESP's
+   * EFI/edgeplane/grubenv under <root>/boot/efi when present, else <root>/boot/grub/grubenv), or
+   * 'unmanaged': a host that keeps its own OS and has no A/B slots.
+   */
+  slots?: Omit<LinuxSlotOptions, 'root'> | 'unmanaged';
 }
 
 /** Block devices that are not disks of the machine. */
@@ -40,18 +46,39 @@ export class LinuxDevice implements Device {
   constructor(options: LinuxDeviceOptions = {}) {
     this.root = options.root ?? '/';
     this.os = { hostname: os.hostname, release: os.release, arch: os.arch, cpus: os.cpus, networkInterfaces: os.networkInterfaces, ...options.os };
-    this.boot = new LinuxSlots({ root: this.root, ...options.slots });
+    this.boot = options.slots === 'unmanaged' ? 'unmanaged' : new LinuxSlots({ root: this.root, ...options.slots });
+    this.files = new RootedFiles(this.root);
   }
 
-  /** A/B slots on partitions (or image files) and the grubenv boot environment. */
-  readonly boot: LinuxSlots;
+  /** A/B slots on partitions (or image files) and the grubenv boot environment; 'unmanaged' without them. */
+  readonly boot: LinuxSlots | 'unmanaged';
+
+  /** The machine's files under `root`. */
+  readonly files: RootedFiles;
+
+  /** Shells and commands on this machine (node-pty, child processes; `runuser` to switch user). */
+  readonly processes = new LinuxProcesses();
+
+  httpGet(url: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<HttpResult> {
+    return httpGet(url, options);
+  }
+
+  /** A real reboot ends the agent process: there is nothing to call back. */
+  onReboot(_listener: () => void): () => void {
+    return () => {};
+  }
+
+  /** A real machine's sessions need no notice. */
+  sessionNotice(_user: string): string | undefined {
+    return undefined;
+  }
 
   /**
    * Reboots the machine; the agent process ends with it. Under systemd through `systemctl reboot`,
    * else (Edgeplane OS runs busybox init) `reboot`, which has init run the shutdown scripts first.
    */
   async reboot(): Promise<void> {
-    const systemd = await stat(this.path('run/systemd/system')).catch(() => undefined);
+    const systemd = await this.files.stat('run/systemd/system');
     if (systemd) await runTool('systemctl', ['reboot']);
     else await runTool('reboot', []);
   }
@@ -130,20 +157,12 @@ export class LinuxDevice implements Device {
 
   /** Trimmed file content, or undefined if missing, unreadable or empty. */
   private async read(rel: string): Promise<string | undefined> {
-    try {
-      const text = (await readFile(this.path(rel), 'utf8')).trim();
-      return text === '' ? undefined : text;
-    } catch {
-      return undefined;
-    }
+    const text = (await this.files.readText(rel).catch(() => undefined))?.trim();
+    return text === '' ? undefined : text;
   }
 
-  private async list(rel: string): Promise<string[] | undefined> {
-    try {
-      return (await readdir(this.path(rel))).sort();
-    } catch {
-      return undefined;
-    }
+  private list(rel: string): Promise<string[] | undefined> {
+    return this.files.list(rel).catch(() => undefined);
   }
 
   private async disks(): Promise<Inventory['disks']> {

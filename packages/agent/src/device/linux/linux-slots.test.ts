@@ -7,6 +7,7 @@ import { OsManager } from '../../managers/os/os.manager.js';
 import { writeOsImage } from '../../oci/index.js';
 import { runTool } from '../run-tool.js';
 import { LinuxDevice } from './linux-device.js';
+import type { LinuxSlots } from './linux-slots.js';
 
 let work: string;
 beforeAll(async () => {
@@ -37,9 +38,9 @@ describe('LinuxDevice A/B slots (file-backed "partitions")', () => {
     };
     await manager.prepare({ image: `oci:${layout}:3.0.0`, digest: image.digest }, ctx);
 
-    expect(await device.boot.bootedSlot()).toBe('A');
-    expect(await device.boot.readSlot('B')).toMatchObject({ digest: image.digest, name: 'Edgeplane OS', version: '3.0.0' });
-    expect(await device.boot.readSlot('A')).toBeUndefined();
+    expect(await (device.boot as LinuxSlots).bootedSlot()).toBe('A');
+    expect(await (device.boot as LinuxSlots).readSlot('B')).toMatchObject({ digest: image.digest, name: 'Edgeplane OS', version: '3.0.0' });
+    expect(await (device.boot as LinuxSlots).readSlot('A')).toBeUndefined();
     const { stdout } = await runTool('debugfs', ['-R', 'cat /etc/os-release', targets.B]);
     expect(stdout).toContain('VERSION_ID=3.0.0');
     const { stdout: label } = await runTool('e2label', [targets.B]);

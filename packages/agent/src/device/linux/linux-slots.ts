@@ -105,6 +105,11 @@ export class LinuxSlots implements SlotBoot {
     await rm(record, { force: true });
   }
 
+  /** No objection of its own: the os manager's health checks judge a real trial boot. */
+  async slotHealth(_slot: Slot): Promise<string | undefined> {
+    return undefined;
+  }
+
   async readSlot(slot: Slot): Promise<SlotMeta | undefined> {
     const target = this.target(slot);
     if (!(await stat(target).catch(() => undefined))) return undefined;

@@ -6,17 +6,17 @@
  * UID (the same UID always gives the same inventory) and is marked `simulated: true`.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Inventory } from '@edgeplane/protocol';
-import { writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../device.js';
 import type { ExecOptions, ExecResult } from '../exec.js';
+import { RootedFiles } from '../files.js';
+import { type HttpResult, httpGet } from '../http.js';
 import type { KubernetesClient } from '../kube-client.js';
 import { type Libvirt, LibvirtConnections } from '../libvirt.js';
 import { runSimCommand } from './sim-commands.js';
 import { SimKubernetesClient } from './sim-kube-client.js';
 import { type SimKubernetes, simKubernetes } from './sim-kubernetes.js';
+import { SANDBOX_NOTICE, SimSandbox } from './sim-sandbox.js';
 import { SimServiceManager } from './sim-services.js';
 import { SimSlots } from './sim-slots.js';
 
@@ -29,6 +29,11 @@ export interface SimDeviceOptions {
   hostname?: string;
   /** Simulated Kubernetes registry the device's clusters live in; default: the one shared by the process. */
   kubernetes?: SimKubernetes;
+  /**
+   * 'unmanaged': a simulated host that keeps its own OS (no A/B slots; `boot` is 'unmanaged'). Its
+   * OS is what <root>/etc/os-release says (default: Debian 12). Default 'ab': simulated Edgeplane OS.
+   */
+  os?: 'ab' | 'unmanaged';
 }
 
 const MODELS = [
@@ -43,8 +48,12 @@ export class SimDevice implements Device {
   readonly root: string;
   private readonly hostname?: string;
   private uid?: Promise<string>;
-  /** SIMULATION: slots are directories under the sandbox root; the grubenv and grub-editenv are real. */
-  readonly boot: SimSlots;
+  /** SIMULATION: slots are directories under the sandbox root; the grubenv and grub-editenv are real. 'unmanaged': none. */
+  readonly boot: SimSlots | 'unmanaged';
+  /** The simulated device's files: under its sandbox directory `root`. */
+  readonly files: RootedFiles;
+  /** SIMULATION: remote shells and commands run in a bubblewrap sandbox whose / is `root` (see sim-sandbox.ts). */
+  readonly processes: SimSandbox;
   private readonly rebootListeners = new Set<() => void>();
   /** SIMULATION: Kubernetes services act on the written configuration against the simulated clusters. */
   readonly services: SimServiceManager;
@@ -53,7 +62,9 @@ export class SimDevice implements Device {
   constructor(options: SimDeviceOptions) {
     this.root = options.root;
     this.hostname = options.hostname;
-    this.boot = new SimSlots(this.root, async () => (await this.inventory()).hostname);
+    this.boot = options.os === 'unmanaged' ? 'unmanaged' : new SimSlots(this.root, async () => (await this.inventory()).hostname);
+    this.files = new RootedFiles(this.root);
+    this.processes = new SimSandbox(this.root, async () => (await this.inventory()).hostname);
     this.simKubernetes = options.kubernetes ?? simKubernetes;
     this.services = new SimServiceManager(this.root, this.simKubernetes);
   }
@@ -63,12 +74,17 @@ export class SimDevice implements Device {
     return runSimCommand(command, args, { root: this.root, registry: this.simKubernetes, services: this.services });
   }
 
-  /**
-   * SIMULATION: remote shells and commands are not simulated; they run on the simulator's own
-   * machine, as the user the agent runs sessions as. Every session says so on its first line.
-   */
+  /** SIMULATION: every remote shell and command says on its first line that it runs in the simulator's sandbox. */
   sessionNotice(user: string): string {
-    return `simulated host: this command runs on the simulator's machine as ${user}`;
+    return SANDBOX_NOTICE(user);
+  }
+
+  /**
+   * SIMULATION: the simulated host's network is the simulator machine's (its sandbox shares it), so
+   * a health check's GET goes out from the simulator's process.
+   */
+  httpGet(url: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<HttpResult> {
+    return httpGet(url, options);
   }
 
   /** SIMULATION: a client of the simulated cluster named by the kubeconfig file. */
@@ -96,7 +112,7 @@ export class SimDevice implements Device {
    * like grub.cfg does), records the booted slot, then tells the owning Agent to restart in-process.
    */
   async reboot(): Promise<void> {
-    await this.boot.boot();
+    if (this.boot !== 'unmanaged') await this.boot.boot();
     // Running services end with the power cycle; enabled ones start again at boot.
     await this.services.powerCycle();
     // After the caller's reboot() resolved, like the process ending shortly after `systemctl reboot`.
@@ -121,7 +137,8 @@ export class SimDevice implements Device {
 
   async inventory(): Promise<Inventory> {
     const uid = await this.deviceUid();
-    const release = parseOsRelease((await this.boot.bootedOsRelease()) ?? '');
+    const release = parseOsRelease((this.boot === 'unmanaged' ? await this.files.readText('etc/os-release') : await this.boot.bootedOsRelease()) ?? '');
+    const defaults = this.boot === 'unmanaged' ? { NAME: 'Debian GNU/Linux', VERSION_ID: '12' } : { NAME: 'Edgeplane OS', VERSION_ID: '0.1.0' };
     const h = createHash('sha256').update(uid).digest();
     const pick = <T>(arr: readonly T[], byte: number): T => arr[h[byte] % arr.length];
     const model = pick(MODELS, 0);
@@ -134,21 +151,16 @@ export class SimDevice implements Device {
       memoryBytes: pick(model.memGiB, 12) * 1024 ** 3,
       disks: [{ name: 'nvme0n1', sizeBytes: pick([256, 512, 1024], 13) * 1e9, model: 'SIMULATED NVMe SSD', rotational: false }],
       nics: [{ name: 'eth0', mac, addresses: [`10.${h[14]}.${h[15]}.${(h[16] % 250) + 2}/16`] }],
-      os: { name: `${release.NAME ?? 'Edgeplane OS'} (simulated)`, version: release.VERSION_ID ?? '0.1.0', kernel: '6.6.0-sim' },
+      os: { name: `${release.NAME ?? defaults.NAME} (simulated)`, version: release.VERSION_ID ?? defaults.VERSION_ID, kernel: '6.6.0-sim' },
       simulated: true,
     };
   }
 
   private async loadOrCreateUid(): Promise<string> {
-    const file = join(this.root, SIM_DEVICE_UID_FILE);
-    try {
-      const existing = (await readFile(file, 'utf8')).trim();
-      if (existing) return existing;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    const existing = (await this.files.readText(SIM_DEVICE_UID_FILE))?.trim();
+    if (existing) return existing;
     const uid = randomUUID();
-    await writeFileAtomic(file, `${uid}\n`, 0o644);
+    await this.files.writeAtomic(SIM_DEVICE_UID_FILE, `${uid}\n`, 0o644);
     return uid;
   }
 }

@@ -89,7 +89,7 @@ export class SimSlots implements SlotBoot {
    * SIMULATION HOOK: an image whose /usr/lib/edgeplane/image.json says "simulateUnhealthy": true (or
    * a list of hostnames that includes this machine's) boots, but fails its post-boot health check.
    */
-  async simulatedHealth(slot: Slot): Promise<string | undefined> {
+  async slotHealth(slot: Slot): Promise<string | undefined> {
     const info = (await readJsonFile(join(this.slotDir(slot), 'rootfs', 'usr', 'lib', 'edgeplane', 'image.json')).catch(() => undefined)) as
       | { simulateUnhealthy?: unknown }
       | undefined;

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AddonsSpec, AddonsStatus, HostSpec, ManagerError } from '@edgeplane/protocol';
 import { stringify } from 'yaml';
-import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
+import { readJsonFile, removeTree, writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../../device/device.js';
 import { ExecError } from '../../device/exec.js';
 import { KubernetesApiError } from '../../device/kube-client.js';
@@ -42,8 +41,6 @@ export class AddonsManager implements Manager<'addons'> {
   async prepare(desired: AddonsSpec | undefined, _ctx: ManagerContext, spec: HostSpec): Promise<void> {
     if (!desired) return;
     if (!spec.kubernetes) this.fail('prepare', false, 'add-ons need the kubernetes part of the host spec');
-    if (!this.device.kubernetes) this.fail('prepare', false, 'this device has no Kubernetes client');
-    const helmCli = driverFor(spec.kubernetes.distribution).charts === 'helm-cli';
     for (const addon of desired.items) {
       if (!addon.manifest && !addon.chart) this.fail('prepare', false, `add-on ${addon.name} has neither a manifest nor a chart`);
       try {
@@ -51,7 +48,6 @@ export class AddonsManager implements Manager<'addons'> {
       } catch (err) {
         this.fail('prepare', false, (err as Error).message);
       }
-      if (addon.chart && helmCli && !this.device.exec) this.fail('prepare', false, `add-on ${addon.name}: this device cannot run helm`);
     }
   }
 
@@ -60,7 +56,7 @@ export class AddonsManager implements Manager<'addons'> {
       // No add-ons here (any more): forget what was applied, so a new cluster on this host gets them.
       this.current = undefined;
       this.appliedHash = undefined;
-      await rm(join(ctx.dataDir, 'addons', 'state.json'), { force: true });
+      await removeTree(join(ctx.dataDir, 'addons', 'state.json'));
       return;
     }
     await this.prepare(desired, ctx, spec);
@@ -79,7 +75,7 @@ export class AddonsManager implements Manager<'addons'> {
     }
     this.current = { phase: 'Pending', applied: [], message: 'applying add-ons' };
     ctx.reportProgress();
-    const client = this.device.kubernetes!(driver.adminKubeconfig);
+    const client = this.device.kubernetes(driver.adminKubeconfig);
     const applied: AddonsStatus['applied'] = [];
     for (const addon of desired.items) {
       ctx.signal.throwIfAborted();
@@ -94,8 +90,8 @@ export class AddonsManager implements Manager<'addons'> {
           objects++;
         } else if (addon.chart) {
           const valuesFile = `${ADDON_VALUES_DIR}/${addon.name}.values.yaml`;
-          await writeFileAtomic(join(this.device.root, valuesFile), stringify(addon.chart.values), 0o600);
-          await this.device.exec!('helm', helmArgs(addon, valuesFile, driver.adminKubeconfig), { timeoutMs: 15 * 60_000, signal: ctx.signal });
+          await this.device.files.writeAtomic(valuesFile, stringify(addon.chart.values), 0o600);
+          await this.device.exec('helm', helmArgs(addon, valuesFile, driver.adminKubeconfig), { timeoutMs: 15 * 60_000, signal: ctx.signal });
           objects++;
         }
       } catch (err) {

@@ -1,7 +1,6 @@
 import { sleep } from '../../backoff.js';
 import type { Device } from '../../device/device.js';
 import { driverFor } from '../kubernetes/drivers.js';
-import { readDeviceFile } from '../kubernetes/node-files.js';
 import type { NodeState } from '../kubernetes/node-reset.js';
 
 /**
@@ -10,10 +9,9 @@ import type { NodeState } from '../kubernetes/node-reset.js';
  * or a budget that cannot be met does not keep the host from being reset.
  */
 export async function drainBeforeLeave(device: Device, state: NodeState, options: { timeoutMs: number; signal?: AbortSignal }): Promise<string> {
-  if (!device.kubernetes) return 'no Kubernetes client';
   const driver = driverFor(state.distribution);
   const role = /agent$/.test(state.service) ? 'worker' : 'control-plane';
-  const admin = (await readDeviceFile(device.root, driver.adminKubeconfig)) !== undefined;
+  const admin = (await device.files.stat(driver.adminKubeconfig)) !== undefined;
   const client = device.kubernetes(admin ? driver.adminKubeconfig : driver.nodeKubeconfig({ role }));
   if (!client.cordon || !client.evictPods) return 'the Kubernetes client cannot drain';
   const deadline = Date.now() + options.timeoutMs;

@@ -5,7 +5,6 @@ import { sleep } from '../../backoff.js';
 import type { Device } from '../../device/device.js';
 import type { KubernetesClient } from '../../device/kube-client.js';
 import { driverFor } from '../kubernetes/drivers.js';
-import { readDeviceFile } from '../kubernetes/node-files.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 
 interface MaintenanceState extends MaintenanceStatus {
@@ -86,7 +85,6 @@ export class MaintenanceManager implements Manager<'maintenance'> {
       await this.save({ ...s, pendingRebootId: desired.rebootId, phase: 'Rebooting', message: `rebooting (${desired.rebootId})` });
       ctx.emitEvent('Normal', 'Rebooting', `maintenance reboot ${desired.rebootId}`);
       await ctx.reportProgress();
-      if (!this.device.reboot) throw new ManagerFailure({ phase: 'apply', component: 'maintenance', retryable: false, message: 'this device cannot reboot' });
       await this.device.reboot();
       await sleep(this.options.rebootTimeoutMs ?? 600_000, ctx.signal);
       ctx.signal.throwIfAborted();
@@ -120,9 +118,7 @@ export class MaintenanceManager implements Manager<'maintenance'> {
 
   private async client(k: NonNullable<HostSpec['kubernetes']>): Promise<KubernetesClient> {
     const driver = driverFor(k.distribution);
-    if (!this.device.kubernetes)
-      throw new ManagerFailure({ phase: 'apply', component: 'maintenance', retryable: false, message: 'no Kubernetes client on this device' });
-    const admin = (await readDeviceFile(this.device.root, driver.adminKubeconfig)) !== undefined;
+    const admin = (await this.device.files.stat(driver.adminKubeconfig)) !== undefined;
     const client = this.device.kubernetes(admin ? driver.adminKubeconfig : driver.nodeKubeconfig(k));
     if (!client.cordon || !client.evictPods)
       throw new ManagerFailure({

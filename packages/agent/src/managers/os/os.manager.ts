@@ -1,9 +1,9 @@
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type HealthCheck, type HostSpec, type OsSpec, type OsStatus, osAttempt, type Slot } from '@edgeplane/protocol';
+import { removeTree } from '../../atomic-file.js';
 import { sleep } from '../../backoff.js';
 import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
-import type { Device } from '../../device/device.js';
+import { type Device, slotBoot } from '../../device/device.js';
 import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import { type FailedImage, loadOsState, MAX_FAILED_IMAGES, type OsState, saveOsState } from './os-state.js';
@@ -40,8 +40,9 @@ export class OsManager implements Manager<'os'> {
     private readonly options: OsManagerOptions,
   ) {}
 
+  /** The A/B boot environment; undefined on a device that keeps its own OS ('unmanaged'). */
   private get boot(): SlotBoot | undefined {
-    return this.device.boot;
+    return slotBoot(this.device);
   }
   private get dir(): string {
     return join(this.options.dataDir, 'os');
@@ -117,7 +118,7 @@ export class OsManager implements Manager<'os'> {
       await ctx.reportProgress();
       await boot.writeSlot(passive, rootfs, { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() }, ctx.signal);
       await store.clear();
-      await rm(join(this.dir, 'staging'), { recursive: true, force: true });
+      await removeTree(join(this.dir, 'staging'));
       this.progress = undefined;
       await this.setPhase('Staged', `image ${info.name} ${info.version} (${desired.digest}) is staged in slot ${passive}`);
       ctx.emitEvent('Normal', 'ImageStaged', `OS image ${desired.image}@${desired.digest} written to slot ${passive}`);
@@ -243,7 +244,7 @@ export class OsManager implements Manager<'os'> {
     // the checks the booted image carries itself (edgeplane image build --health-check).
     let imageChecks: HealthCheck[];
     try {
-      imageChecks = await readImageHealthChecks(this.device.root);
+      imageChecks = await readImageHealthChecks(this.device);
     } catch (err) {
       // A broken check file fails the trial: an image must not pass by accident.
       return `the image's /${IMAGE_HEALTH_CHECKS_PATH} is not valid: ${(err as Error).message}`;
@@ -253,12 +254,11 @@ export class OsManager implements Manager<'os'> {
       const reason = await runProfileHealthChecks(this.device, checks, { retryDelayMs: this.options.healthCheckRetryDelayMs, signal });
       if (reason) return reason;
     }
-    return this.device.boot?.simulatedHealth?.(slot);
+    return slotBoot(this.device)?.slotHealth(slot);
   }
 
   private async rebootAndWait(ctx: ManagerContext): Promise<void> {
     await ctx.reportProgress(); // the server should see "Rebooting" before the agent goes away
-    if (!this.device.reboot) throw new ManagerFailure({ phase: 'apply', component: 'os', retryable: false, message: 'this device cannot reboot' });
     await this.device.reboot();
     // The process ends (or, simulated, the agent restarts and aborts this run) during this wait.
     await sleep(this.options.rebootTimeoutMs ?? 600_000, ctx.signal);

@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { HealthCheck } from '@edgeplane/protocol';
 import { z } from 'zod';
 import { sleep } from '../../backoff.js';
 import type { Device } from '../../device/device.js';
 import { ExecError } from '../../device/exec.js';
+import { HttpError } from '../../device/http.js';
 
 export interface ProfileHealthOptions {
   /** Pause between attempts of one check. */
@@ -39,19 +38,17 @@ async function attemptCheck(device: Device, check: HealthCheck, signal?: AbortSi
   const timeoutMs = (check.timeoutSeconds ?? 10) * 1000;
   if (check.type === 'http') {
     if (!check.url) return 'no url';
-    const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      const res = await fetch(check.url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
-      const body = await res.text().catch(() => '');
-      return res.ok ? undefined : `GET ${check.url}: HTTP ${res.status} ${body}`;
+      const res = await device.httpGet(check.url, { timeoutMs, signal });
+      return res.ok ? undefined : `GET ${check.url}: HTTP ${res.status} ${res.body}`;
     } catch (err) {
       signal?.throwIfAborted();
-      return timeout.aborted ? `GET ${check.url}: no answer within ${check.timeoutSeconds ?? 10}s` : `GET ${check.url}: ${causeOf(err)}`;
+      if (!(err instanceof HttpError)) return `GET ${check.url}: ${(err as Error).message}`;
+      return err.timedOut ? `GET ${check.url}: no answer within ${check.timeoutSeconds ?? 10}s` : `GET ${check.url}: ${err.reason}`;
     }
   }
   const [command, ...args] = check.command ?? [];
   if (!command) return 'no command';
-  if (!device.exec) return 'this device cannot run commands';
   try {
     await device.exec(command, args, { timeoutMs, signal });
     return undefined;
@@ -62,18 +59,12 @@ async function attemptCheck(device: Device, check: HealthCheck, signal?: AbortSi
   }
 }
 
-/** fetch wraps network errors ("fetch failed"); the cause says what happened (ECONNREFUSED, ...). */
-function causeOf(err: unknown): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  return e.cause?.code ?? e.cause?.message ?? e.message;
-}
-
 /** Health checks an OS image carries itself (written by `edgeplane image build --health-check`). */
 export const IMAGE_HEALTH_CHECKS_PATH = 'usr/lib/edgeplane/health-checks.json';
 
 /** The running image's own health checks; none when the file is absent; throws when it is not valid. */
-export async function readImageHealthChecks(root: string): Promise<HealthCheck[]> {
-  const text = await readFile(join(root, IMAGE_HEALTH_CHECKS_PATH), 'utf8').catch(() => undefined);
+export async function readImageHealthChecks(device: Pick<Device, 'files'>): Promise<HealthCheck[]> {
+  const text = await device.files.readText(IMAGE_HEALTH_CHECKS_PATH).catch(() => undefined);
   if (text === undefined) return [];
   const parsed = z.array(HealthCheck).safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(z.prettifyError(parsed.error));
