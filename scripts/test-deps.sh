@@ -23,6 +23,7 @@ PACKAGES=(
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
+  bubblewrap      # bwrap: a simulated host's remote shells and commands run in a sandbox whose / is the device's root (device/sim/sim-sandbox.test.ts, test/e2e/remote-session*.test.ts)
   # The image builder (packages/image, `edgeplane image build`) and the real-device lab (test/lab):
   busybox-static    # init, shell and DHCP client of Edgeplane OS; the initramfs
   cpio              # packs the initramfs
