@@ -1,16 +1,40 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AGENT_VERSION, GrubEnv, LinuxSlots, oci } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
+import { debianBase, defaultCacheDir, readPackageList, sourceDateEpoch } from './debian.js';
 import { writeDisk, writeEsp } from './disk.js';
 import { type DiskLayout, diskLayout, type LayoutSizes, MiB } from './disk-layout.js';
 import { buildInitramfs } from './initramfs.js';
 import { DEFAULT_MODULES, findKernelPackage, resolveModules, unpackKernel } from './kernel.js';
+import { installKubernetes, KUBERNETES_ANNOTATION, type KubernetesBinary, type KubernetesRecord, kubernetesAnnotation } from './kubernetes.js';
+import { writeTreeImage } from './layer.js';
+import { buildOs2Initramfs, customizeTree, treeBytes, treeKernel, unpackBase } from './os2.js';
 import { buildRootfs } from './rootfs.js';
 import { ImageBuildError, runTool, which } from './tools.js';
 
+/** Slot size (root-a, root-b, recovery) of an OS 2 disk when --slot-size is not given. */
+export const DEFAULT_OS2_SLOT_MIB = 1536;
+
 export interface BuildImageOptions extends LayoutSizes {
+  /**
+   * What the root filesystem is made of: 'debian' (Edgeplane OS 2, the default: Debian packages with
+   * mmdebstrap, systemd, containerd, cloud-init) or 'busybox' (the original small image: busybox init,
+   * Node and the agent; seconds to build, no container runtime).
+   */
+  base?: 'debian' | 'busybox';
+  /** OS 2: the Debian packages (default: files/packages.txt); `packagesFile` reads them from a file. */
+  packages?: string[];
+  packagesFile?: string;
+  /** OS 2: Debian suite (default bookworm) and archive components (default main non-free-firmware). */
+  suite?: string;
+  components?: string[];
+  /** OS 2: build the Debian base again even if the cache has one for these inputs. */
+  refreshBase?: boolean;
+  /** OS 2: Kubernetes distribution binaries placed into the image with their units (--kubernetes NAME=FILE). */
+  kubernetes?: KubernetesBinary[];
+  /** Lines of mmdebstrap's output while the Debian base is built. */
+  onLog?: (line: string) => void;
   /** Image name and version (image.json, os-release, OCI labels). */
   name: string;
   version: string;
@@ -24,7 +48,7 @@ export interface BuildImageOptions extends LayoutSizes {
   disk?: boolean;
   /** Debian linux-image-*.deb; default: newest in cacheDir, else `apt-get download`. */
   kernelPackage?: string;
-  /** Where downloaded kernel packages are kept; default ~/.cache/edgeplane/image. */
+  /** Build cache (Debian bases, compressed layers, kernel packages); default EDGEPLANE_IMAGE_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/edgeplane/image. */
   cacheDir?: string;
   /** Kernel modules to load in the initramfs besides DEFAULT_MODULES. */
   modules?: string[];
@@ -49,6 +73,14 @@ export interface BuiltImage {
   disk?: string;
   layout?: DiskLayout;
   kernel: { release: string; package: string };
+  /** Which base the image was built from (absent in results of builders before OS 2: busybox). */
+  base?: 'debian' | 'busybox';
+  /** OS 2: the Kubernetes distribution it carries (also the `io.edgeplane.kubernetes` annotation); absent: OS only. */
+  kubernetes?: KubernetesRecord;
+  /** OS 2: sizes in bytes: compressed layer, root filesystem, and with a disk the slot and how much of it the image uses. */
+  sizes?: { layerBytes: number; uncompressedBytes: number; treeBytes: number; slotBytes?: number; slotUsedBytes?: number };
+  /** OS 2: what came from the cache (`base`: the Debian tarball; `layer`: the compressed layer) and the base's input hash. */
+  cache?: { dir: string; baseKey: string; base: boolean; layer: boolean };
 }
 
 export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
@@ -61,6 +93,7 @@ const GRUB_TEMPLATE = new URL('../../agent/boot/grub.cfg.template', import.meta.
  * Uses Debian packages and npm only: the kernel from a Debian package, tools from the build host.
  */
 export async function buildImage(options: BuildImageOptions): Promise<BuiltImage> {
+  if ((options.base ?? 'debian') === 'debian') return buildDebianImage(options);
   const steps = ['kernel', 'initramfs', 'root filesystem', 'OCI image', ...(options.disk ? ['slots A and recovery', 'ESP', 'disk'] : [])];
   let step = 0;
   const next = (name: string) => options.onStep?.(name, step++, steps.length);
@@ -69,7 +102,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   const work = await mkdtemp(join(output, '.work-'));
   try {
     next('kernel');
-    const deb = await findKernelPackage(options.kernelPackage, options.cacheDir ?? join(homedir(), '.cache/edgeplane/image'));
+    const deb = await findKernelPackage(options.kernelPackage, options.cacheDir ?? defaultCacheDir());
     const kernel = await unpackKernel(deb, join(work, 'kernel'));
     const modules = await resolveModules(kernel.modulesDir, [...DEFAULT_MODULES, ...(options.modules ?? [])]);
 
@@ -108,6 +141,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       digest: written.digest,
       layoutDir,
       kernel: { release: kernel.release, package: kernel.package },
+      base: 'busybox',
     };
 
     if (options.disk) {
@@ -166,4 +200,146 @@ async function assertStaticBusybox(): Promise<void> {
       `${busybox} is dynamically linked; the initramfs needs busybox-static (Debian: apt-get install busybox-static)`,
     );
   }
+}
+
+/**
+ * Edgeplane OS 2: the Debian base from mmdebstrap (cached by its inputs), Edgeplane's part on top
+ * (agent unit, persistence, cloud-init, watchdog, optional Kubernetes binaries), the builder's own
+ * initramfs, one reproducible OCI layer, and with `disk` the installer disk.
+ */
+async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage> {
+  const steps = ['Debian base', 'root filesystem', 'initramfs', 'OCI image', ...(options.disk ? ['slots A and recovery', 'ESP', 'disk'] : [])];
+  let step = 0;
+  const next = (name: string) => options.onStep?.(name, step++, steps.length);
+  if (options.kernelPackage)
+    throw new ImageBuildError('ImageBuildFailed', 'the Debian base installs its kernel from the package list; --kernel-package is for --base busybox');
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const epoch = sourceDateEpoch();
+  const packages = options.packages ?? (await readPackageList(options.packagesFile));
+  const output = resolve(options.output);
+  await mkdir(output, { recursive: true });
+  const work = await mkdtemp(join(output, '.work-'));
+  try {
+    next('Debian base');
+    await which('mmdebstrap');
+    const base = await debianBase({
+      packages,
+      suite: options.suite,
+      components: options.components,
+      cacheDir,
+      refresh: options.refreshBase,
+      onLog: options.onLog,
+    });
+
+    next('root filesystem');
+    const tree = join(work, 'rootfs');
+    await unpackBase(base.tar, tree);
+    const kernel = await treeKernel(tree);
+    const kubernetes = await installKubernetes(tree, options.kubernetes ?? []);
+    await customizeTree(tree, {
+      name: options.name,
+      version: options.version,
+      agentVersion: AGENT_VERSION,
+      healthChecks: options.healthChecks,
+      airgapBundle: options.airgapBundle,
+      files: options.files,
+      kubernetes,
+    });
+
+    next('initramfs');
+    await rm(join(tree, 'boot/vmlinuz'), { force: true });
+    await symlink(`vmlinuz-${kernel.release}`, join(tree, 'boot/vmlinuz'));
+    await buildOs2Initramfs(work, kernel.modulesDir, options.modules ?? [], join(tree, 'boot/initrd.img'), epoch);
+
+    next('OCI image');
+    const tag = options.tag ?? options.version;
+    const layoutDir = join(output, 'oci');
+    const labels: Record<string, string> = {
+      'org.opencontainers.image.title': options.name,
+      'org.opencontainers.image.version': options.version,
+      ...(kubernetes ? { [KUBERNETES_ANNOTATION]: kubernetesAnnotation(kubernetes) } : {}),
+    };
+    const written = await writeTreeImage({ tree, layoutDir, tag, work, cacheDir, epoch, labels });
+    const bytes = await treeBytes(tree);
+    const built: BuiltImage = {
+      name: options.name,
+      version: options.version,
+      tag,
+      digest: written.digest,
+      layoutDir,
+      kernel: { release: kernel.release, package: `linux-image-${kernel.release}` },
+      base: 'debian',
+      ...(kubernetes ? { kubernetes } : {}),
+      sizes: { layerBytes: written.layer.size, uncompressedBytes: written.uncompressedSize, treeBytes: bytes },
+      cache: { dir: cacheDir, baseKey: base.key, base: base.cached, layer: written.cached },
+    };
+
+    if (options.disk) {
+      const layout = diskLayout({ ...options, slotMiB: options.slotMiB ?? DEFAULT_OS2_SLOT_MIB });
+      const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
+      const slotBytes = sizeOf('root-a') * MiB;
+      assertFits(bytes, slotBytes);
+      next('slots A and recovery');
+      const rootA = join(work, 'root-a.img');
+      const recovery = join(work, 'recovery.img');
+      const slots = new LinuxSlots({ root: work, targets: { A: rootA, recovery }, imageSizeBytes: slotBytes });
+      const meta = {
+        digest: written.digest,
+        image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
+        name: options.name,
+        version: options.version,
+        writtenAt: new Date().toISOString(),
+      };
+      try {
+        await slots.writeRecovery(tree, meta);
+        await slots.writeSlot('A', tree, meta);
+      } catch (err) {
+        if (/Could not allocate|No space left|not enough space/i.test((err as Error).message))
+          throw new ImageBuildError('ImageTooLarge', `the root filesystem (${mib(bytes)} MiB) does not fit a ${sizeOf('root-a')} MiB slot; raise --slot-size`);
+        throw err;
+      }
+      built.sizes = { ...built.sizes!, slotBytes, slotUsedBytes: await usedBytes(rootA) };
+      const data = join(work, 'data.img');
+      await which('mkfs.ext4');
+      await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${sizeOf('data') * 1024}k`]);
+
+      next('ESP');
+      const grubenv = new GrubEnv(join(work, 'grubenv'));
+      await grubenv.set({ active_slot: 'A' });
+      const esp = join(work, 'esp.img');
+      await writeEsp(esp, sizeOf('esp'), work, await grubConfig(options.kernelArgs ?? DEFAULT_KERNEL_ARGS), grubenv.file);
+
+      next('disk');
+      const disk = join(output, 'disk.img');
+      await writeDisk(disk, layout, { esp, 'root-a': rootA, data, recovery });
+      built.disk = disk;
+      built.layout = layout;
+    }
+    await writeFile(join(output, 'build.json'), `${JSON.stringify(built, null, 2)}\n`);
+    return built;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+const mib = (bytes: number) => Math.ceil(bytes / MiB);
+
+/**
+ * Refuses a tree that cannot fit a slot before mkfs runs: ext4 needs room beyond the files for its
+ * metadata (inode tables, journal, reserved blocks), about 10% plus 64 MiB at these sizes.
+ */
+export function assertFits(treeBytes: number, slotBytes: number): void {
+  const needed = Math.ceil(treeBytes * 1.1) + 64 * MiB;
+  if (needed > slotBytes)
+    throw new ImageBuildError(
+      'ImageTooLarge',
+      `the root filesystem is ${mib(treeBytes)} MiB and needs about ${mib(needed)} MiB as ext4; the slot has ${mib(slotBytes)} MiB (raise --slot-size to at least ${mib(needed)})`,
+    );
+}
+
+/** Bytes in use in an ext4 image (block count minus free blocks, from its superblock). */
+async function usedBytes(image: string): Promise<number> {
+  const { stdout } = await runTool('dumpe2fs', ['-h', image]);
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(stdout)?.[1] ?? 0);
+  return (field('Block count') - field('Free blocks')) * field('Block size');
 }

@@ -13,14 +13,14 @@ const ESP = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
 const LINUX = '0FC63DAF-8483-4772-8E79-3D69D8477DE4';
 
 describe('diskLayout', () => {
-  it('lays out esp, root-a, root-b, data and recovery back to back from 1 MiB, numbered 1-5', () => {
+  it('numbers esp, root-a, root-b, data, recovery 1-5 and places data last on the disk, so it can grow to the end', () => {
     const layout = diskLayout();
     expect(layout.partitions).toEqual([
       { name: 'esp', number: 1, type: ESP, startMiB: 1, sizeMiB: 64 },
       { name: 'root-a', number: 2, type: LINUX, startMiB: 65, sizeMiB: 512 },
       { name: 'root-b', number: 3, type: LINUX, startMiB: 577, sizeMiB: 512 },
-      { name: 'data', number: 4, type: LINUX, startMiB: 1089, sizeMiB: 1024 },
-      { name: 'recovery', number: 5, type: LINUX, startMiB: 2113, sizeMiB: 512 },
+      { name: 'data', number: 4, type: LINUX, startMiB: 1601, sizeMiB: 1024 },
+      { name: 'recovery', number: 5, type: LINUX, startMiB: 1089, sizeMiB: 512 },
     ]);
     // 1 MiB before the first partition (primary GPT) and 1 MiB after the last (backup GPT).
     expect(layout.sizeMiB).toBe(2626);
@@ -32,8 +32,8 @@ describe('diskLayout', () => {
       ['esp', 1, 32],
       ['root-a', 33, 1024],
       ['root-b', 1057, 1024],
-      ['data', 2081, 4096],
-      ['recovery', 6177, 1024],
+      ['data', 3105, 4096],
+      ['recovery', 2081, 1024],
     ]);
     expect(layout.sizeMiB).toBe(1 + 32 + 3072 + 4096 + 1);
   });
@@ -47,8 +47,8 @@ describe('diskLayout', () => {
         `start=2048, size=131072, type=${ESP}, name="esp"`,
         `start=133120, size=1048576, type=${LINUX}, name="root-a"`,
         `start=1181696, size=1048576, type=${LINUX}, name="root-b"`,
-        `start=2230272, size=2097152, type=${LINUX}, name="data"`,
-        `start=4327424, size=1048576, type=${LINUX}, name="recovery"`,
+        `start=3278848, size=2097152, type=${LINUX}, name="data"`,
+        `start=2230272, size=1048576, type=${LINUX}, name="recovery"`,
         '',
       ].join('\n'),
     );
@@ -82,8 +82,8 @@ describe('writeDisk (real sfdisk on an image file)', () => {
       ['esp', ESP, 2048, 4096],
       ['root-a', LINUX, 6144, 6144],
       ['root-b', LINUX, 12288, 6144],
-      ['data', LINUX, 18432, 4096],
-      ['recovery', LINUX, 22528, 6144],
+      ['data', LINUX, 24576, 4096],
+      ['recovery', LINUX, 18432, 6144],
     ]);
     const bytes = await readFile(disk);
     expect(bytes.length).toBe(small.sizeMiB * MiB);

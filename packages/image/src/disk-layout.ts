@@ -27,9 +27,11 @@ export interface LayoutSizes {
 
 /**
  * The installer disk: 1 esp (FAT: GRUB, grub.cfg, grubenv), 2 root-a and 3 root-b (ext4, one OS
- * image each), 4 data (ext4: agent identity, state, downloads), 5 recovery (ext4: the installed
- * image, never updated; booted when neither A nor B can be loaded). Partition numbers are fixed:
- * the boot loader finds the slots by number (see packages/agent/boot/grub.cfg.template).
+ * image each), 4 data (ext4: the device's writable state), 5 recovery (ext4: the installed image,
+ * never updated; booted when neither A nor B can be loaded). Partition numbers are fixed: the boot
+ * loader finds the slots by number (see packages/agent/boot/grub.cfg.template). On the disk, data
+ * comes last (after recovery), so that on first boot it grows to the end of whatever disk it was
+ * written to.
  */
 export function diskLayout(sizes: LayoutSizes = {}): DiskLayout {
   const want: [Partition['name'], string, number][] = [
@@ -39,12 +41,14 @@ export function diskLayout(sizes: LayoutSizes = {}): DiskLayout {
     ['data', LINUX_TYPE, sizes.dataMiB ?? 1024],
     ['recovery', LINUX_TYPE, sizes.slotMiB ?? 512],
   ];
+  const physical: Partition['name'][] = ['esp', 'root-a', 'root-b', 'recovery', 'data'];
+  const starts = new Map<string, number>();
   let start = 1;
-  const partitions = want.map(([name, type, sizeMiB], i) => {
-    const p = { name, number: i + 1, type, startMiB: start, sizeMiB };
-    start += sizeMiB;
-    return p;
-  });
+  for (const name of physical) {
+    starts.set(name, start);
+    start += want.find((w) => w[0] === name)![2];
+  }
+  const partitions = want.map(([name, type, sizeMiB], i) => ({ name, number: i + 1, type, startMiB: starts.get(name)!, sizeMiB }));
   return { partitions, sizeMiB: start + 1 };
 }
 

@@ -32,6 +32,10 @@ export const TOOL_PACKAGES: Record<string, string> = {
   'dpkg-deb': 'dpkg',
   ldd: 'libc-bin',
   cpio: 'cpio',
+  mmdebstrap: 'mmdebstrap',
+  tar: 'tar',
+  gzip: 'gzip',
+  dumpe2fs: 'e2fsprogs',
 };
 
 /** Absolute path of a host tool, or a clear error naming its Debian package. */

@@ -28,6 +28,10 @@ interface ImageBuildFlags {
   push?: string;
   insecure?: boolean;
   json?: boolean;
+  base?: string;
+  packages?: string;
+  kubernetes?: string[];
+  refreshBase?: boolean;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -38,7 +42,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .command('image')
     .summary('build Edgeplane OS images (OCI OS image, A/B installer disk)')
     .description(
-      'Build Edgeplane OS: a root filesystem with its own kernel and initramfs, busybox, a Node runtime and the agent, ' +
+      'Build Edgeplane OS: a Debian root filesystem (systemd, containerd, cloud-init) with its own kernel and initramfs, a Node runtime and the agent, ' +
         'as a single-layer OCI image that OS profiles pin by digest, and a bootable GPT installer disk ' +
         '(esp, root-a, root-b, data). See docs/os-images.md.',
     )
@@ -51,26 +55,43 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .command('build')
     .summary('build an OS image and, with --disk, the installer disk')
     .description(
-      'Build an Edgeplane OS image from Debian packages and npm only: the kernel from a Debian linux-image .deb ' +
-        '(apt-get download, cached), a busybox initramfs, and a root filesystem with busybox, e2fsprogs, grub-editenv, ' +
-        'Node and the agent. Writes OUTPUT/oci (OCI image layout, tagged --tag), OUTPUT/build.json and, with --disk, ' +
-        'OUTPUT/disk.img (sparse GPT disk: esp with GRUB, grub.cfg and grubenv; root-a with this image; empty root-b; data). ' +
-        'Prints the manifest digest an OS profile pins. Needs Debian tools: busybox-static, cpio, e2fsprogs, grub-common, ' +
-        'and for --disk dosfstools, mtools, fdisk, grub-efi-amd64-bin; --push needs skopeo.',
+      'Build Edgeplane OS 2 from Debian packages and npm only: mmdebstrap installs the package list (systemd, containerd, runc, ' +
+        'cloud-init, chrony, the kernel and firmware; --packages replaces it) from the Debian mirror this machine is configured with, ' +
+        'cached by the hash of its inputs (EDGEPLANE_IMAGE_CACHE, default ~/.cache/edgeplane/image); the agent runs as a systemd unit; ' +
+        '/etc, /var and the Kubernetes state live on the data partition. --kubernetes places a distribution binary you supply and its units ' +
+        'into the image and records it (OCI annotation io.edgeplane.kubernetes). --base busybox builds the original small busybox image. ' +
+        'Writes OUTPUT/oci (OCI image layout, tagged --tag), OUTPUT/build.json and, with --disk, OUTPUT/disk.img (sparse GPT disk: esp with GRUB, ' +
+        'grub.cfg and grubenv; root-a and recovery with this image; empty root-b; data). Prints the manifest digest an OS profile pins and the sizes. ' +
+        'Needs Debian tools: mmdebstrap, busybox-static, cpio, e2fsprogs, grub-common, and for --disk dosfstools, mtools, fdisk, grub-efi-amd64-bin; ' +
+        '--push needs skopeo. See docs/os-images.md.',
     )
     .requiredOption('--version <version>', 'image version (os-release, image.json, OCI labels; the default tag)')
     .requiredOption('-o, --output <dir>', 'output directory: oci/ (OCI image layout), build.json, disk.img with --disk')
     .option('--name <name>', 'image name', 'Edgeplane OS')
     .option('--tag <tag>', 'tag of the image in the OCI layout (default: the version)')
     .option('--disk', 'also write the installer disk image OUTPUT/disk.img')
-    .option('--kernel-package <deb>', 'Debian linux-image-*.deb to take the kernel and modules from (default: newest in the cache, else apt-get download)')
-    .option('--cache-dir <dir>', 'where downloaded kernel packages are kept (default ~/.cache/edgeplane/image)')
+    .option('--base <base>', 'debian (Edgeplane OS 2, default) or busybox (the small busybox image: no systemd, no container runtime)', 'debian')
+    .option('--packages <file>', 'Debian package list, one per line, # comments (default: packages/image/files/packages.txt)')
+    .option(
+      '--kubernetes <name=file>',
+      'Kubernetes binary to put into the image with its units: k3s=FILE, rke2=FILE, or kubeadm=FILE with kubelet=FILE (repeatable)',
+      collect,
+    )
+    .option('--refresh-base', "build the Debian base again even when the cache has one for the same inputs (picks up the mirror's updates)")
+    .option(
+      '--kernel-package <deb>',
+      'with --base busybox: Debian linux-image-*.deb to take the kernel and modules from (default: newest in the cache, else apt-get download)',
+    )
+    .option(
+      '--cache-dir <dir>',
+      'build cache: Debian bases, compressed layers, kernel packages (default $EDGEPLANE_IMAGE_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/edgeplane/image)',
+    )
     .option('--module <name>', 'extra kernel module the initramfs loads, with its dependencies (repeatable)', collect)
     .option('--kernel-args <args>', 'kernel command line arguments (default "console=tty0 console=ttyS0,115200")')
     .option('--health-check <json>', 'health check the agent runs after a trial boot of this image, a HealthCheck object as JSON (repeatable)', collect)
     .option('--health-checks-file <file>', 'YAML or JSON list of health checks baked into the image')
     .option('--airgap-bundle <dir>', 'air-gap bundle directory with Kubernetes distribution binaries (bin/*) and images')
-    .option('--slot-size <MiB>', 'size of root-a and root-b in MiB with --disk (default 512)', intArg('--slot-size'))
+    .option('--slot-size <MiB>', 'size of root-a, root-b and recovery in MiB with --disk (default 1536; 512 with --base busybox)', intArg('--slot-size'))
     .option('--data-size <MiB>', 'size of the data partition in MiB with --disk (default 1024)', intArg('--data-size'))
     .option('--push <ref>', 'after building, push the image to a registry with skopeo, e.g. registry.lan:5000/edge/os:1.2.3')
     .option('--insecure', 'with --push: plain HTTP or an untrusted certificate (skopeo --dest-tls-verify=false)')
@@ -81,7 +102,9 @@ export function registerImage(program: Command, ctx: CommandContext): void {
         'edgeplane image build --version 1.2.3 --disk -o out/',
         'edgeplane image build --version 1.2.4 -o out/ --push 10.0.0.2:5000/edge/os:1.2.4 --insecure',
         `edgeplane image build --version 1.2.5 -o out/ --health-check '{"name":"api","type":"http","url":"http://127.0.0.1:8080/healthz"}'`,
-        'edgeplane image build --version 2.0.0 --disk --slot-size 1024 --data-size 4096 --module r8169 --airgap-bundle ./k3s-bundle -o out/',
+        'edgeplane image build --version 2.0.0 --disk --slot-size 2048 --data-size 4096 --kubernetes k3s=./k3s -o out/',
+        'edgeplane image build --version 2.0.1 --packages ./my-packages.txt -o out/',
+        'edgeplane image build --base busybox --version 1.9.0 --disk -o out/',
       ),
     )
     .action(async (flags: ImageBuildFlags) => {
@@ -120,13 +143,30 @@ async function validate(flags: ImageBuildFlags) {
   if (!flags.disk && (flags.slotSize !== undefined || flags.dataSize !== undefined))
     throw new CliError('--slot-size and --data-size size the installer disk: add --disk');
   if (flags.insecure && !flags.push) throw new CliError('--insecure applies to --push only');
+  const base = flags.base ?? 'debian';
+  if (base !== 'debian' && base !== 'busybox') throw new CliError(`--base must be debian or busybox, not "${flags.base}"`);
+  if (flags.kernelPackage && base !== 'busybox')
+    throw new CliError('--kernel-package applies to --base busybox (OS 2 installs its kernel from the package list)');
+  if (base === 'busybox' && (flags.packages || flags.kubernetes?.length || flags.refreshBase))
+    throw new CliError('--packages, --kubernetes and --refresh-base build the Debian base: drop --base busybox');
   if (flags.kernelPackage) await requirePath('--kernel-package', flags.kernelPackage, 'file');
+  if (flags.packages) await requirePath('--packages', flags.packages, 'file');
+  const kubernetes = (flags.kubernetes ?? []).map((value) => {
+    const m = /^(k3s|rke2|kubeadm|kubelet)=(.+)$/.exec(value);
+    if (!m) throw new CliError(`--kubernetes ${value}: expected NAME=FILE with NAME one of k3s, rke2, kubeadm, kubelet (e.g. --kubernetes k3s=./k3s)`);
+    return { name: m[1] as 'k3s' | 'rke2' | 'kubeadm' | 'kubelet', file: resolve(m[2]) };
+  });
+  for (const k of kubernetes) await requirePath(`--kubernetes ${k.name}`, k.file, 'file');
   if (flags.airgapBundle) await requirePath('--airgap-bundle', flags.airgapBundle, 'directory');
   if (!flags.version.trim()) throw new CliError('--version must not be empty');
   return {
     name: flags.name,
     version: flags.version,
     output: resolve(flags.output),
+    base: base as 'debian' | 'busybox',
+    ...(flags.packages ? { packagesFile: resolve(flags.packages) } : {}),
+    ...(kubernetes.length ? { kubernetes } : {}),
+    ...(flags.refreshBase ? { refreshBase: true } : {}),
     ...(flags.tag ? { tag: flags.tag } : {}),
     disk: Boolean(flags.disk),
     ...(flags.kernelPackage ? { kernelPackage: resolve(flags.kernelPackage) } : {}),
@@ -149,6 +189,14 @@ function summary(built: BuiltImage, pushed?: { ref: string; digest: string }): s
     const parts = built.layout.partitions.map((p) => `${p.number} ${p.name} ${p.sizeMiB} MiB`).join(', ');
     lines.push(`  disk:      ${built.disk} (${built.layout.sizeMiB} MiB, sparse; ${parts})`);
   }
+  if (built.kubernetes) lines.push(`  kubernetes: ${built.kubernetes.distribution} ${built.kubernetes.version}`);
+  if (built.sizes) {
+    const mib = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
+    const slot = built.sizes.slotBytes ? `; slot ${mib(built.sizes.slotUsedBytes ?? 0)} used of ${mib(built.sizes.slotBytes)}` : '';
+    lines.push(`  sizes:     layer ${mib(built.sizes.layerBytes)} compressed, root filesystem ${mib(built.sizes.treeBytes)}${slot}`);
+  }
+  if (built.cache)
+    lines.push(`  cache:     ${built.cache.dir} (Debian base ${built.cache.base ? 'reused' : 'built'}, layer ${built.cache.layer ? 'reused' : 'compressed'})`);
   if (pushed) lines.push(`  pushed:    ${pushed.ref} (${pushed.digest})`);
   lines.push(`  digest:    ${built.digest}`);
   return `${lines.join('\n')}\n`;

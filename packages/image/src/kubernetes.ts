@@ -1,0 +1,157 @@
+import { execFile } from 'node:child_process';
+import { chmod, copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ImageBuildError } from './tools.js';
+
+/** OCI annotation (and config label) naming the Kubernetes distribution an image carries, e.g. `k3s v1.30.4+k3s1`. */
+export const KUBERNETES_ANNOTATION = 'io.edgeplane.kubernetes';
+
+export type KubernetesBinaryName = 'k3s' | 'rke2' | 'kubeadm' | 'kubelet';
+
+/** `--kubernetes NAME=FILE`: a distribution binary the user supplies (nothing is downloaded). */
+export interface KubernetesBinary {
+  name: KubernetesBinaryName;
+  /** Path of the binary on the build machine. */
+  file: string;
+  /** Its version; default: what `FILE --version` prints (k3s, rke2, kubeadm and kubelet all answer it). */
+  version?: string;
+}
+
+/** What the image records: the distribution (k3s, rke2 or kubeadm) and its version. */
+export interface KubernetesRecord {
+  distribution: 'k3s' | 'rke2' | 'kubeadm';
+  version: string;
+}
+
+/** Parses `k3s=./k3s` (also `rke2=`, `kubeadm=`, `kubelet=`). */
+export function parseKubernetesFlag(value: string): KubernetesBinary {
+  const m = /^(k3s|rke2|kubeadm|kubelet)=(.+)$/.exec(value);
+  if (!m)
+    throw new ImageBuildError(
+      'ImageBuildFailed',
+      `--kubernetes ${value}: expected NAME=FILE with NAME one of k3s, rke2, kubeadm, kubelet (e.g. --kubernetes k3s=./k3s)`,
+    );
+  return { name: m[1] as KubernetesBinaryName, file: m[2] };
+}
+
+/**
+ * Places user-supplied Kubernetes binaries and the distribution's systemd units into the image tree
+ * and returns what the image carries. The units are installed but not enabled: the agent starts the
+ * one a cluster's role needs (services `k3s`/`k3s-agent`, `rke2-server`/`rke2-agent`, `kubelet`).
+ * Binaries go to /usr/bin (the image's own, read-only), not /usr/local/bin (a device-writable overlay).
+ */
+export async function installKubernetes(tree: string, binaries: KubernetesBinary[]): Promise<KubernetesRecord | undefined> {
+  if (!binaries.length) return undefined;
+  const names = binaries.map((b) => b.name).sort();
+  const distribution = names.includes('k3s') ? 'k3s' : names.includes('rke2') ? 'rke2' : 'kubeadm';
+  const expected = { k3s: ['k3s'], rke2: ['rke2'], kubeadm: ['kubeadm', 'kubelet'] }[distribution];
+  if (names.join(',') !== expected.join(','))
+    throw new ImageBuildError(
+      'ImageBuildFailed',
+      `--kubernetes takes one distribution: k3s=FILE, rke2=FILE, or kubeadm=FILE with kubelet=FILE (got ${names.join(', ')})`,
+    );
+  const versions: string[] = [];
+  for (const binary of binaries) {
+    const st = await stat(binary.file).catch(() => undefined);
+    if (!st?.isFile()) throw new ImageBuildError('ImageBuildFailed', `--kubernetes ${binary.name}=${binary.file}: no such file`);
+    await mkdir(join(tree, 'usr/bin'), { recursive: true });
+    await copyFile(binary.file, join(tree, 'usr/bin', binary.name));
+    await chmod(join(tree, 'usr/bin', binary.name), 0o755);
+    versions.push(binary.version ?? (await binaryVersion(binary)));
+  }
+  for (const [path, content] of Object.entries(UNITS[distribution])) {
+    await mkdir(join(tree, path, '..'), { recursive: true });
+    await writeFile(join(tree, path), content);
+  }
+  return { distribution, version: versions[0] };
+}
+
+/** The annotation value: `<distribution> <version>`. */
+export function kubernetesAnnotation(record: KubernetesRecord): string {
+  return `${record.distribution} ${record.version}`;
+}
+
+/** The first `vX.Y.Z...` in `FILE --version` (k3s: "k3s version v1.30.4+k3s1 (...)", kubelet: "Kubernetes v1.30.4"). */
+function binaryVersion(binary: KubernetesBinary): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(binary.file, ['--version'], { timeout: 30_000 }, (err, stdout, stderr) => {
+      const version = /\bv\d+\.\d+\.\d+[^\s,)]*/.exec(`${stdout}\n${stderr}`)?.[0];
+      if (version) return resolve(version);
+      reject(
+        new ImageBuildError(
+          'ImageBuildFailed',
+          `--kubernetes ${binary.name}=${binary.file}: "${binary.file} --version" printed no version (${err ? err.message : stdout.trim().slice(0, 200)})`,
+        ),
+      );
+    });
+  });
+}
+
+// Units as the distributions' own installers write them, with the binary at /usr/bin:
+//  k3s: install.sh create_systemd_service_file (k3s-io/k3s v1.30), `k3s server` / `k3s agent`;
+//  rke2: bundle/lib/systemd/system/rke2-server.service and rke2-agent.service (rancher/rke2 v1.30);
+//  kubeadm: kubelet.service and its 10-kubeadm.conf drop-in (kubernetes/release,
+//  cmd/krel/templates/latest/kubelet/kubelet.service and kubeadm/10-kubeadm.conf).
+const rancherUnit = (description: string, exec: string, conflicts?: string) => `[Unit]
+Description=${description}
+Wants=network-online.target
+After=network-online.target
+${conflicts ? `Conflicts=${conflicts}\n` : ''}
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+KillMode=process
+Delegate=yes
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=${exec}
+`;
+
+const UNITS: Record<KubernetesRecord['distribution'], Record<string, string>> = {
+  k3s: {
+    'usr/lib/systemd/system/k3s.service': rancherUnit('Lightweight Kubernetes', '/usr/bin/k3s server'),
+    'usr/lib/systemd/system/k3s-agent.service': rancherUnit('Lightweight Kubernetes', '/usr/bin/k3s agent'),
+  },
+  rke2: {
+    'usr/lib/systemd/system/rke2-server.service': rancherUnit('Rancher Kubernetes Engine v2 (server)', '/usr/bin/rke2 server', 'rke2-agent.service'),
+    'usr/lib/systemd/system/rke2-agent.service': rancherUnit('Rancher Kubernetes Engine v2 (agent)', '/usr/bin/rke2 agent', 'rke2-server.service'),
+  },
+  kubeadm: {
+    'usr/lib/systemd/system/kubelet.service': `[Unit]
+Description=kubelet: The Kubernetes Node Agent
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+`,
+    'usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf': `[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+`,
+  },
+};
+
+export { UNITS as KUBERNETES_UNITS };

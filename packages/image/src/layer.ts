@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { oci } from '@edgeplane/agent';
+import { runPipeline, which } from './tools.js';
+
+export interface WrittenLayout {
+  /** Manifest digest: what a profile pins. */
+  digest: string;
+  layer: { digest: string; diffId: string; size: number };
+  /** Bytes of the uncompressed layer (the root filesystem as a tar). */
+  uncompressedSize: number;
+  /** True when the compressed layer came from the cache. */
+  cached: boolean;
+}
+
+const MEDIA = {
+  layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  config: 'application/vnd.oci.image.config.v1+json',
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  index: 'application/vnd.oci.image.index.v1+json',
+};
+const REF_NAME = 'org.opencontainers.image.ref.name';
+
+/**
+ * A single-layer OCI image of a Debian root filesystem tree. The layer is GNU tar, not the agent's
+ * writeOciImage (node-tar, portable headers): a Debian tree needs its owners (_chrony, systemd-journal,
+ * setgid tools) and hard links kept. Reproducible: names sorted, every mtime clamped to
+ * SOURCE_DATE_EPOCH, numeric owners, no atime/ctime, gzip without a name or time. The compressed layer
+ * is cached by the uncompressed layer's digest, so an unchanged tree is not compressed again.
+ * Device nodes under /dev are left out (devtmpfs provides them at boot).
+ */
+export async function writeTreeImage(options: {
+  tree: string;
+  layoutDir: string;
+  tag: string;
+  work: string;
+  cacheDir: string;
+  epoch: number;
+  labels: Record<string, string>;
+}): Promise<WrittenLayout> {
+  await which('tar');
+  await which('gzip');
+  const blobs = join(options.layoutDir, 'blobs/sha256');
+  await mkdir(blobs, { recursive: true });
+  const tarFile = join(options.work, 'layer.tar');
+  await runPipeline(
+    `tar --create --file='${tarFile}' --directory='${options.tree}' --sort=name --numeric-owner ` +
+      `--mtime=@${options.epoch} --clamp-mtime --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime ` +
+      `--exclude='./dev/*' .`,
+    options.tree,
+  );
+  const diffId = await sha256File(tarFile);
+  const uncompressedSize = (await stat(tarFile)).size;
+  const layerCache = join(options.cacheDir, 'layers');
+  await mkdir(layerCache, { recursive: true });
+  const cachedLayer = join(layerCache, `${diffId.slice(7)}.tar.gz`);
+  const cached = Boolean(await stat(cachedLayer).catch(() => undefined));
+  if (!cached) {
+    const tmp = `${cachedLayer}.${process.pid}.tmp`;
+    await runPipeline(`gzip -n -6 < '${tarFile}' > '${tmp}'`, options.work);
+    await rename(tmp, cachedLayer);
+  }
+  await rm(tarFile, { force: true });
+  const layerDigest = await sha256File(cachedLayer);
+  const size = (await stat(cachedLayer)).size;
+  const blob = join(blobs, layerDigest.slice(7));
+  if (!(await stat(blob).catch(() => undefined))) await link(cachedLayer, blob).catch(() => copyFile(cachedLayer, blob));
+
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: oci.ociArch(),
+      os: 'linux',
+      created: new Date(options.epoch * 1000).toISOString(),
+      config: { Labels: options.labels },
+      rootfs: { type: 'layers', diff_ids: [diffId] },
+    }),
+  );
+  const configDesc = await putBlob(blobs, MEDIA.config, config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA.manifest,
+      config: configDesc,
+      layers: [{ mediaType: MEDIA.layer, digest: layerDigest, size }],
+      annotations: options.labels,
+    }),
+  );
+  const manifestDesc = await putBlob(blobs, MEDIA.manifest, manifest);
+  await writeFile(join(options.layoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const indexPath = join(options.layoutDir, 'index.json');
+  const existing: { annotations?: Record<string, string> }[] = await readFile(indexPath, 'utf8').then(
+    (t) => JSON.parse(t).manifests ?? [],
+    () => [],
+  );
+  const manifests = [...existing.filter((m) => m.annotations?.[REF_NAME] !== options.tag), { ...manifestDesc, annotations: { [REF_NAME]: options.tag } }];
+  await writeFile(indexPath, JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests }));
+  return { digest: manifestDesc.digest, layer: { digest: layerDigest, diffId, size }, uncompressedSize, cached };
+}
+
+async function putBlob(blobs: string, mediaType: string, bytes: Buffer) {
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  await writeFile(join(blobs, digest.slice(7)), bytes);
+  return { mediaType, digest, size: bytes.length };
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}`;
+}
