@@ -1,14 +1,12 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { type Resource, request } from '../lib/api';
 import { useAuth } from '../lib/auth';
+import { clock } from './TimeAxis';
+import { nodeSteps, type TimedNode, UpgradeTimeline } from './UpgradeTimeline';
 import { ErrorBox, StateBadge } from './ui';
 
-interface UpgradeNode {
-  host: string;
-  role: string;
-  change: string;
+interface UpgradeNode extends TimedNode {
   reasons: string[];
-  phase: string;
   message?: string;
 }
 export interface UpgradeStatus {
@@ -18,6 +16,7 @@ export interface UpgradeStatus {
   toRevision: number;
   message?: string;
   failedNode?: string;
+  startedAt?: string;
   nodes: UpgradeNode[];
 }
 
@@ -34,7 +33,10 @@ const ACTIONS: { verb: string; label: string; from: string[]; confirm?: string }
   },
 ];
 
-/** Cluster.status.upgrade: the latest upgrade, per-node progress, and pause/resume/retry/cancel for roles that may update clusters. */
+/**
+ * Cluster.status.upgrade: the latest upgrade, its node-by-node steps on a time axis, per-node progress,
+ * and pause/resume/retry/cancel for roles that may update clusters.
+ */
 export function UpgradeProgress({ cluster }: { cluster: Resource }) {
   const { can } = useAuth();
   const qc = useQueryClient();
@@ -72,12 +74,13 @@ export function UpgradeProgress({ cluster }: { cluster: Resource }) {
         </div>
       )}
       <ErrorBox error={act.error} title="The upgrade did not change" />
+      <UpgradeTimeline nodes={u.nodes} startedAt={u.startedAt} active={['Staging', 'Rolling', 'Paused'].includes(u.state)} />
       <div className="table-wrap">
         <div className="table-scroll">
           <table data-testid="upgrade-nodes">
             <thead>
               <tr>
-                {['host', 'role', 'change', 'phase', 'message'].map((h) => (
+                {['host', 'role', 'change', 'phase', 'steps', 'message'].map((h) => (
                   <th key={h} scope="col">
                     {h}
                   </th>
@@ -92,6 +95,13 @@ export function UpgradeProgress({ cluster }: { cluster: Resource }) {
                   <td title={n.reasons.join(', ')}>{n.change}</td>
                   <td>
                     <StateBadge value={n.phase} />
+                  </td>
+                  <td className="steps">
+                    {nodeSteps(n).map((st) => (
+                      <span key={st.key} data-step={st.key}>
+                        {st.label} <time dateTime={st.at}>{clock(st.at)}</time>
+                      </span>
+                    ))}
                   </td>
                   <td>{n.message ?? '—'}</td>
                 </tr>

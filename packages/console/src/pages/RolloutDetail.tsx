@@ -1,17 +1,22 @@
-import { ROLLOUT_DONE, type RolloutPhase, type RolloutStatus } from '@edgeplane/protocol';
+import { ROLLOUT_DONE, type RolloutPhase, type RolloutSpec, type RolloutStatus } from '@edgeplane/protocol';
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
+import { BatchOutcomes } from '../components/BatchOutcomes';
 import { ResourceTable } from '../components/ResourceTable';
+import { RolloutSiteMap } from '../components/RolloutSiteMap';
+import { RolloutTimeline } from '../components/RolloutTimeline';
 import { ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue } from '../lib/api';
 import { useAuth } from '../lib/auth';
 import { useResourceAction } from '../lib/mutations';
+import { batchViews, failureLimit } from '../lib/rollout-progress';
 import { Link } from '../lib/router';
 
 const SHOWN = 500;
 
 /**
- * A rollout: what it moves where, its batches with their counts, every target cluster's state, and
+ * A rollout: what it moves where, its batches as a timeline and against their thresholds, its sites
+ * on the map by state, every target cluster's state, and
  * pause / resume / approve / abort for roles that may use them. Actions only set control fields;
  * the rollout controller acts on them, and the page follows through the watch stream.
  */
@@ -37,11 +42,8 @@ export function RolloutDetail({ name }: { name: string }) {
     { verb: 'abort', label: 'Abort', show: open && !s.abortRequested },
   ].filter((a) => a.show && can('rollouts', a.verb));
   const clusters = (s.clusters ?? []).filter((c) => !filter || c.state === filter);
-  const spec = r.spec as {
-    targets: { names?: string[]; selector?: string };
-    profile: { name: string; revision: number };
-    strategy: { requireApproval?: boolean };
-  };
+  const spec = r.spec as unknown as RolloutSpec;
+  const batches = batchViews(spec, s);
   return (
     <>
       <p>
@@ -82,32 +84,37 @@ export function RolloutDetail({ name }: { name: string }) {
       {(s.batches ?? []).length === 0 ? (
         <p className="muted">The batches are planned when the rollout starts.</p>
       ) : (
-        <table data-testid="batches">
-          <thead>
-            <tr>
-              {['batch', 'phase', 'clusters', 'succeeded', 'failed', 'approved'].map((h) => (
-                <th key={h} scope="col">
-                  {h}
-                </th>
-              ))}
-            </tr>
-          </thead>
-          <tbody>
-            {(s.batches ?? []).map((b, i) => (
-              <tr key={b.name} data-row={b.name} aria-current={i === s.currentBatch ? 'step' : undefined}>
-                <td>{b.name}</td>
-                <td>
-                  <StateBadge value={b.phase} />
-                </td>
-                <td>{b.total}</td>
-                <td>{b.succeeded}</td>
-                <td>{b.failed}</td>
-                <td>{formatValue(b.approved)}</td>
+        <>
+          <RolloutTimeline batches={batches} startedAt={s.startedAt} finishedAt={s.finishedAt} open={open} />
+          <BatchOutcomes batches={batches} maxFailures={failureLimit(spec, s)} />
+          <table data-testid="batches">
+            <thead>
+              <tr>
+                {['batch', 'phase', 'clusters', 'succeeded', 'failed', 'approved'].map((h) => (
+                  <th key={h} scope="col">
+                    {h}
+                  </th>
+                ))}
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {(s.batches ?? []).map((b, i) => (
+                <tr key={b.name} data-row={b.name} aria-current={i === s.currentBatch ? 'step' : undefined}>
+                  <td>{b.name}</td>
+                  <td>
+                    <StateBadge value={b.phase} />
+                  </td>
+                  <td>{b.total}</td>
+                  <td>{b.succeeded}</td>
+                  <td>{b.failed}</td>
+                  <td>{formatValue(b.approved)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
       )}
+      <RolloutSiteMap clusters={s.clusters ?? []} />
       <h2>Clusters</h2>
       {(s.clusters ?? []).length === 0 ? (
         <p className="muted">No target clusters resolved yet.</p>
