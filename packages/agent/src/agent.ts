@@ -18,6 +18,7 @@ import { Backoff, sleep } from './backoff.js';
 import { Channel, type ChannelOutcome } from './channel.js';
 import type { AgentConfig } from './config.js';
 import type { Device } from './device/device.js';
+import { reportedInventory } from './device/os-mode.js';
 import { EventQueue } from './event-queue.js';
 import { DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
 import type { Manager } from './managers/manager.js';
@@ -359,7 +360,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private async sendHello(channel: Channel): Promise<void> {
-    const inventory = await this.device.inventory().catch((err) => {
+    const inventory = await reportedInventory(this.device).catch((err) => {
       this.logger.warn({ err: (err as Error).message }, 'cannot read inventory');
       return undefined;
     });

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
 import type { AgentConfig } from './config.js';
 import type { Device } from './device/device.js';
+import { reportedInventory } from './device/os-mode.js';
 import { type DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
 import { obtainPairing, type PairingInfo } from './pairing/pairing-flow.js';
 import type { AgentTiming } from './timing.js';
@@ -97,7 +98,7 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
       deviceUid,
       publicKey: ctx.identity.publicKey,
       proof: await ctx.identity.signRegistrationProof(deviceUid),
-      inventory: await ctx.device.inventory(),
+      inventory: await reportedInventory(ctx.device),
       agentVersion: ctx.agentVersion,
       ...(config.site ? { site: config.site } : {}),
       ...(Object.keys(config.labels).length ? { labels: config.labels } : {}),

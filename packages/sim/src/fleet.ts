@@ -29,6 +29,11 @@ export interface FleetOptions {
    * drives libvirt's test driver and runs an agent per running domain (see appliance.ts).
    */
   appliances?: number;
+  /**
+   * Hosts (per site, the last ones) that keep their own OS: no A/B slots, inventory osMode
+   * `unmanaged` (agent mode: they take profiles without an os layer). Default 0.
+   */
+  unmanagedPerSite?: number;
 }
 
 export interface Fleet {
@@ -71,7 +76,12 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       const hostname = `sim-${site}-node-${n}`;
       const config = AgentConfig.parse({ server: options.server, token: options.token, site, labels, dataDir: dir, deviceRoot: dir });
       agents.push(
-        new Agent({ config, device: new SimDevice({ root: dir, hostname }), logger: simAgentLogger(config, logger, hostname), timing: options.timing }),
+        new Agent({
+          config,
+          device: new SimDevice({ root: dir, hostname, ...(n > nodesPerSite - (options.unmanagedPerSite ?? 0) ? { os: 'unmanaged' as const } : {}) }),
+          logger: simAgentLogger(config, logger, hostname),
+          timing: options.timing,
+        }),
       );
     }
   }

@@ -202,7 +202,7 @@ export async function createManagers(device: Device, options: CreateManagersOpti
   const managers: Manager[] = [
     new MaintenanceManager(device, { dataDir: options.dataDir }),
     new OsManager(device, { dataDir: options.dataDir, healthChecks }),
-    new KubernetesManager(device),
+    new KubernetesManager(device, { dataDir: options.dataDir }),
     new AddonsManager(device),
   ];
   if (options.virt) managers.push(new VirtManager(device, { uri: options.virt.libvirtUri, dataDir: options.dataDir, kvm: options.virt.kvm }));

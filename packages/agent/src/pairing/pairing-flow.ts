@@ -11,6 +11,7 @@ import {
 import type { Logger } from 'pino';
 import { Backoff, sleep } from '../backoff.js';
 import type { Device } from '../device/device.js';
+import { reportedInventory } from '../device/os-mode.js';
 import { type DeviceIdentity, normalizeServerUrl } from '../identity.js';
 import type { AgentTiming } from '../timing.js';
 
@@ -82,7 +83,7 @@ async function startSession(ctx: PairingFlowContext, base: string): Promise<Pair
     deviceUid,
     publicKey: ctx.identity.publicKey,
     proof: await ctx.identity.signRegistrationProof(deviceUid),
-    inventory: await ctx.device.inventory(),
+    inventory: await reportedInventory(ctx.device),
     agentVersion: ctx.agentVersion,
   };
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(ctx.timing.requestTimeoutMs)]);

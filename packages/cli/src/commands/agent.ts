@@ -65,7 +65,7 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
     .action(async (opts: AgentCommandOptions) => {
       const { io } = ctx;
       // Imported here so other commands do not load the agent.
-      const { loadAgentConfig, loadAgentConfigFromSeed, Agent, LinuxDevice, SimDevice, attachPairingDisplay, AgentConfigError } = await import(
+      const { loadAgentConfig, loadAgentConfigFromSeed, Agent, LinuxDevice, SimDevice, hasAbPartitions, attachPairingDisplay, AgentConfigError } = await import(
         '@edgeplane/agent'
       );
       if (opts.seed && opts.config) throw new AgentConfigError('give --config or --seed, not both');
@@ -99,7 +99,10 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
       };
       // A simulated device must never write under the real '/': give it a sandbox by default.
       const simRoot = opts.deviceRoot || config.deviceRoot !== '/' ? config.deviceRoot : join(config.dataDir, 'sim-device');
-      const device = opts.simulated ? new SimDevice({ root: simRoot }) : new LinuxDevice({ root: config.deviceRoot });
+      // A real machine without the root-a/root-b partitions keeps its own OS (agent mode).
+      const device = opts.simulated
+        ? new SimDevice({ root: simRoot })
+        : new LinuxDevice({ root: config.deviceRoot, ...((await hasAbPartitions(config.deviceRoot)) ? {} : { slots: 'unmanaged' as const }) });
       // The agent logs (pino, JSON) at config.logLevel; the lines below are for the person at the terminal.
       const agent = new Agent({ config, device });
       const detachPairing = attachPairingDisplay(agent, {

@@ -13,6 +13,7 @@ interface SimCommandOptions {
   sites: number;
   nodesPerSite: number;
   appliances: number;
+  unmanagedPerSite: number;
   dataDir: string;
   connectTimeout: number;
   logLevel: string;
@@ -43,6 +44,12 @@ export function registerSim(program: Command, ctx: CommandContext): void {
       intArg('--appliances'),
       0,
     )
+    .option(
+      '--unmanaged-per-site <n>',
+      "of each site's hosts, the last N keep their own OS (no A/B slots: agent mode, profiles without an os layer)",
+      intArg('--unmanaged-per-site'),
+      0,
+    )
     .option('--data-dir <dir>', 'where the simulated devices keep their files', './.edgeplane-sim')
     .addOption(durationOption('--connect-timeout <duration>', 'how long to wait for every agent to connect (e.g. 2m)', '5m'))
     .addOption(new Option('--log-level <level>', 'agent log level').choices(LOG_LEVELS).default('warn'))
@@ -66,6 +73,7 @@ export function registerSim(program: Command, ctx: CommandContext): void {
         sites: opts.sites,
         nodesPerSite: opts.nodesPerSite,
         appliances: opts.appliances,
+        unmanagedPerSite: opts.unmanagedPerSite,
         dataDir: resolve(opts.dataDir),
         logger: pino({ level: opts.logLevel }),
       });

@@ -16,6 +16,7 @@ import { type Distribution, K3S_CONFIG_KEYS, RKE2_CONFIG_KEYS, rulesFor, type Ta
 import { parse } from 'yaml';
 import { KUBERNETES_RECORD } from '../../managers/kubernetes/node-files.js';
 import { kubeconfigCredentials, tokenKubeconfig } from '../kubeconfig.js';
+import { binaryVersion } from './sim-binaries.js';
 import { type SimCredentials, type SimKubernetes, SimRefusal } from './sim-kubernetes.js';
 
 export const SIMULATED_KUBECONFIG_NOTE = 'SIMULATED cluster (Edgeplane SimDevice): no real API server listens at this address.';
@@ -46,12 +47,17 @@ export async function writeDeviceFile(root: string, path: string, content: strin
   await writeFile(join(root, path), content, { mode: 0o600 });
 }
 
+/**
+ * The version of the distribution binary present (sim-binaries.ts): the installed artifact's, the
+ * booted image's, or for an image that records none the version first configured on it. The
+ * agent's record is read only for that last case, never to follow a later version change.
+ */
 export async function installedVersion(root: string, distribution: Distribution): Promise<string> {
-  const record = parse((await readDeviceFile(root, KUBERNETES_RECORD)) ?? '{}') as { distribution?: string; version?: string } | null;
-  if (record?.distribution !== distribution || !record.version) {
-    throw new SimRefusal(`no ${distribution} installed on this simulated device (${KUBERNETES_RECORD} names none)`, false);
-  }
-  return record.version.startsWith('v') ? record.version : `v${record.version}`;
+  return binaryVersion(root, distribution, async () => {
+    const record = parse((await readDeviceFile(root, KUBERNETES_RECORD)) ?? '{}') as { distribution?: string; version?: string } | null;
+    if (record?.distribution !== distribution || !record.version) return undefined;
+    return record.version.startsWith('v') ? record.version : `v${record.version}`;
+  });
 }
 
 export function parseTaintText(text: string): Taint {

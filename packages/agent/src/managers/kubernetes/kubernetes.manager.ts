@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type HostSpec,
@@ -16,6 +17,7 @@ import { withServer } from '../../device/kubeconfig.js';
 import { ServiceError } from '../../device/services.js';
 import { drainBeforeLeave } from '../maintenance/leave-drain.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
+import { artifactInstalled, installArtifact } from './artifact-install.js';
 import type { KubernetesDriver } from './driver.js';
 import { driverFor } from './drivers.js';
 import { apiServerUrl, parseEndpoint } from './endpoint.js';
@@ -27,6 +29,8 @@ export interface KubernetesManagerOptions {
   readyTimeoutMs?: number;
   /** Interval between Ready checks (default 2 s on a real device, 50 ms on a simulated one). */
   pollIntervalMs?: number;
+  /** The agent's data dir: the download cache of distribution artifacts (agent mode); default a temp dir. */
+  dataDir?: string;
 }
 
 /** kubeadm refusals that the same configuration can never get past (a rejected token or certificate key). */
@@ -52,7 +56,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
 
   constructor(
     private readonly device: Device,
-    options: KubernetesManagerOptions = {},
+    private readonly options: KubernetesManagerOptions = {},
   ) {
     this.readyTimeoutMs = options.readyTimeoutMs ?? 10 * 60_000;
     this.pollIntervalMs = options.pollIntervalMs ?? (device.kind === 'simulated' ? 50 : 2_000);
@@ -68,6 +72,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       if (kubernetesVersionProblem(desired.distribution, desired.version)) return false;
       const driver = driverFor(desired.distribution);
       if (!(await filesMatch(this.device.root, nodeFiles(driver, desired)))) return false;
+      if (!(await artifactInstalled(this.device, desired))) return false;
       const bootstrap = driver.bootstrap?.(desired);
       if (bootstrap && (await readDeviceFile(this.device.root, bootstrap.marker)) !== markerContent(desired)) return false;
       if (!(await this.device.services?.isActive(driver.serviceName(desired)))) return false;
@@ -110,6 +115,16 @@ export class KubernetesManager implements Manager<'kubernetes'> {
     ctx.reportProgress();
 
     await this.stopPreviousService(service);
+    // Agent mode: the distribution comes from the spec's artifact (artifact-install.ts), installed before its config.
+    const installed = await installArtifact(this.device, desired, { cacheDir: this.options.dataDir ?? join(tmpdir(), 'edgeplane-agent'), signal: ctx.signal });
+    if (installed.length > 0) {
+      ctx.log.info({ files: installed }, 'kubernetes distribution installed');
+      ctx.emitEvent(
+        'Normal',
+        'DistributionInstalled',
+        `${desired.distribution} ${desired.version} installed from ${desired.artifact?.image}@${desired.artifact?.digest}`,
+      );
+    }
     const written = await writeFiles(this.device.root, nodeFiles(driver, desired));
     if (written.length > 0) ctx.log.info({ files: written }, 'kubernetes configuration written');
     try {
@@ -118,7 +133,8 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       this.set({ phase: 'Starting', ready: false, message: `starting ${service}` }, desired);
       ctx.reportProgress();
       const active = await services.isActive(service);
-      if (written.length > 0 && driver.restartAppliesConfig) {
+      // A new binary runs only after a restart, whatever the distribution reads its config at.
+      if ((written.length > 0 && driver.restartAppliesConfig) || (installed.length > 0 && active)) {
         // Restart even when not active: a unit still activating runs the old configuration.
         await services.restart(service);
         ctx.emitEvent('Normal', active ? 'ServiceRestarted' : 'ServiceStarted', `${service} ${active ? 'restarted for a changed configuration' : 'started'}`);
@@ -239,6 +255,14 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       if (text) kubeconfig = withServer(text, apiServerUrl(desired.controlPlaneEndpoint));
     }
     const skew = kubernetesVersionCore(node.kubeletVersion) !== kubernetesVersionCore(desired.version);
+    // Agent mode: the agent installed the binary, so a node at another version is that artifact's fault.
+    if (skew && desired.artifact)
+      this.fail(
+        'health',
+        false,
+        `node runs ${node.kubeletVersion} after installing ${desired.artifact.image}@${desired.artifact.digest}; the profile asks for ${desired.version}`,
+        desired,
+      );
     this.set(
       {
         phase: 'Ready',
@@ -256,7 +280,8 @@ export class KubernetesManager implements Manager<'kubernetes'> {
     this.current = {
       ...status,
       ...(desired ? { distribution: desired.distribution, nodeName: desired.nodeName } : {}),
-      version: status.version ?? desired?.version,
+      // Only what the node reports: never the version asked for (the binary may be another).
+      version: status.version,
     };
   }
 
