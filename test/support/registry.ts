@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { oci } from '@edgeplane/agent';
 import { pushLayout } from '@edgeplane/cli';
 import freePort from './free-port.js';
@@ -87,4 +87,39 @@ export function pushOciLayout(layoutDir: string, ref: string): Promise<string> {
 export async function pushOsImage(registry: TestRegistry, layoutDir: string, version: string, files?: Record<string, string>): Promise<string> {
   await oci.writeOsImage({ layoutDir, tag: version, name: 'Edgeplane OS', version, ...(files ? { files } : {}) });
   return pushOciLayout(layoutDir, `${registry.host}/edge/os:${version}`);
+}
+
+/**
+ * Builds a SIMULATED Kubernetes distribution artifact (agent mode, docs/kubernetes.md) into
+ * `layoutDir` and pushes it to `<registry>/edge/<distribution>:<version with + as ->`; returns its
+ * manifest digest. Its files are laid out like the real ones (bin/k3s; bin/rke2; bin/kubeadm +
+ * bin/kubelet + bin/kubectl) but each binary is a small script that prints its version like the
+ * real `--version` does, which is what the simulator reads. It records what it carries in the
+ * io.edgeplane.kubernetes annotation (`records` overrides that, e.g. to lie about it).
+ */
+export async function pushDistributionArtifact(
+  registry: TestRegistry,
+  layoutDir: string,
+  distribution: 'k3s' | 'rke2' | 'kubeadm',
+  version: string,
+  options: { records?: string; files?: Record<string, string> } = {},
+): Promise<{ ref: string; digest: string }> {
+  const rootfs = await mkdtemp(join(tmpdir(), 'ep-artifact-tree-'));
+  try {
+    const bins = distribution === 'kubeadm' ? ['kubeadm', 'kubelet', 'kubectl'] : [distribution];
+    const files: Record<string, string> = {
+      ...Object.fromEntries(bins.map((b) => [`bin/${b}`, `#!/bin/sh\n# SIMULATED ${distribution} binary (Edgeplane tests)\necho "${b} version ${version}"\n`])),
+      ...options.files,
+    };
+    for (const [path, content] of Object.entries(files)) {
+      await mkdir(dirname(join(rootfs, path)), { recursive: true });
+      await writeFile(join(rootfs, path), content, { mode: 0o755 });
+    }
+    const tag = version.replace(/\+/g, '-');
+    await oci.writeOciImage({ rootfs, layoutDir, tag, labels: { 'io.edgeplane.kubernetes': options.records ?? `${distribution} ${version}` } });
+    const ref = `${registry.host}/edge/${distribution}:${tag}`;
+    return { ref, digest: await pushOciLayout(layoutDir, ref) };
+  } finally {
+    await rm(rootfs, { recursive: true, force: true });
+  }
 }
