@@ -57,3 +57,18 @@ export async function readJsonFile(path: string): Promise<unknown> {
 export function removeTree(path: string): Promise<void> {
   return rm(path, { recursive: true, force: true });
 }
+
+/** A text file of the agent's own state; undefined when it does not exist. */
+export async function readTextFile(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Creates a directory of the agent's own state and its parents. */
+export async function ensureDir(path: string): Promise<void> {
+  await mkdir(path, { recursive: true });
+}

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LIBVIRT_CAPABILITY, type VirtDomainStatus, type VirtSpec, type VirtStatus, type VirtVmSpec } from '@edgeplane/protocol';
+import { ensureDir, readTextFile, removeTree, writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../../device/device.js';
 import type { Libvirt } from '../../device/libvirt.js';
 import { writeSeedIso } from '../../seed/seed-iso.js';
@@ -40,7 +40,6 @@ export class VirtManager implements Manager<'virt'> {
   ) {}
 
   private get libvirt(): Libvirt {
-    if (!this.device.libvirt) throw new ManagerFailure({ phase: 'prepare', component: 'virt', retryable: false, message: 'this device has no libvirt' });
     return this.device.libvirt(this.options.uri);
   }
 
@@ -119,11 +118,12 @@ export class VirtManager implements Manager<'virt'> {
     const seed = this.seedPath(vm);
     const files = { 'user-data': vm.seed.userData, 'meta-data': vm.seed.metaData };
     const hash = createHash('sha256').update(JSON.stringify(files)).digest('hex');
-    if ((await readFile(`${seed}.sha256`, 'utf8').catch(() => '')) !== hash) {
+    // The seed ISOs and console logs are the agent's own files (its data dir), handed to libvirt by path.
+    if ((await readTextFile(`${seed}.sha256`).catch(() => undefined)) !== hash) {
       await writeSeedIso(seed, files);
-      await writeFile(`${seed}.sha256`, hash);
+      await writeFileAtomic(`${seed}.sha256`, hash);
     }
-    await mkdir(dirname(this.serialLogPath(vm)), { recursive: true });
+    await ensureDir(dirname(this.serialLogPath(vm)));
     const xml = domainXml({ vm, type: lv.domainType(this.options.kvm ?? false), seedIso: seed, serialLog: this.serialLogPath(vm) });
     const info = await lv.domainInfo(vm.domain);
     if (!info) {
@@ -174,9 +174,9 @@ export class VirtManager implements Manager<'virt'> {
     await lv.run('undefine', domain, ...(lv.domainType(false) === 'test' ? [] : ['--nvram']));
     if (facts.pool && facts.volume && (await lv.volumeExists(facts.pool, facts.volume))) await lv.run('vol-delete', facts.volume, '--pool', facts.pool);
     const seed = this.seedPath({ domain });
-    await rm(seed, { force: true });
-    await rm(`${seed}.sha256`, { force: true });
-    await rm(this.serialLogPath({ domain }), { force: true });
+    await removeTree(seed);
+    await removeTree(`${seed}.sha256`);
+    await removeTree(this.serialLogPath({ domain }));
     ctx.emitEvent('Normal', 'VmDeleted', `VM ${domain} destroyed, undefined and its volume removed`);
   }
 
