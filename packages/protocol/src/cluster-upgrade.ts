@@ -103,7 +103,8 @@ function canonicalJson(v: unknown): string {
  * health gate knows a node runs the new configuration, not just that it is Ready.
  */
 export function kubernetesSpecDigest(spec: Record<string, unknown>): string {
-  const { token: _token, ...rest } = spec;
+  // Neither the join secret nor a certificate upload request is configuration the node runs.
+  const { token: _token, uploadCerts: _uploadCerts, ...rest } = spec;
   const text = canonicalJson(rest);
   let h1 = 0x811c9dc5;
   let h2 = 0x01000193;

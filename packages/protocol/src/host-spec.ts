@@ -142,6 +142,12 @@ export const KubernetesSpec = z.object({
    * digest). Absent: the OS image carries the distribution's binaries.
    */
   artifact: z.object({ image: z.string().min(1).max(512), digest: Digest, insecure: z.boolean().optional() }).optional(),
+  /**
+   * kubeadm init node only: a request to upload the control-plane certificates again (they expire
+   * 2 h after an upload; a control-plane join needs them). The node runs the upload once per value.
+   * Filled in when the spec is sent (like token), never stored.
+   */
+  uploadCerts: z.string().max(64).optional(),
 });
 export type KubernetesSpec = z.infer<typeof KubernetesSpec>;
 

@@ -228,12 +228,16 @@ async function uploadCerts(args: string[], ctx: SimCommandContext): Promise<Exec
       | undefined;
     key = init?.certificateKey;
   }
-  if (!key || !KUBEADM_CERTIFICATE_KEY_PATTERN.test(key)) throw new SimRefusal('a certificate key (32 bytes, hex encoded) is required to upload the certificates', false);
+  if (!key || !KUBEADM_CERTIFICATE_KEY_PATTERN.test(key))
+    throw new SimRefusal('a certificate key (32 bytes, hex encoded) is required to upload the certificates', false);
   const admin = await readDeviceFile(ctx.root, '/etc/kubernetes/admin.conf');
   if (!admin) throw new SimRefusal('failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory', false);
   const creds = kubeconfigCredentials(admin);
   await ctx.registry.uploadCerts({ server: creds.server, token: creds.token ?? '' }, key);
-  return { stdout: `[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace\n[upload-certs] Using certificate key:\n${key}\n`, stderr: '' };
+  return {
+    stdout: `[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace\n[upload-certs] Using certificate key:\n${key}\n`,
+    stderr: '',
+  };
 }
 
 /** helm flags that take a value (the others are switches). */

@@ -66,6 +66,8 @@ interface SimClusterState {
   certsUploadedAt?: number;
   /** kubeadm: ClusterConfiguration had a controlPlaneEndpoint (control-plane joins need one). */
   stableEndpoint?: boolean;
+  /** Kubelet credentials of deleted Node objects -> node name: the node's files (and datastore copy) are still on it. */
+  deletedNodes?: Record<string, string>;
 }
 
 /** Why a kubelet that runs is not Ready without a CNI, as the kubelet reports it. */
@@ -285,14 +287,20 @@ export class SimKubernetes {
     const { host, port } = parseServer(creds.server);
     const k = key(host, port);
     const cluster = this.clusters.get(k);
-    const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
-    if (!cluster || !node) return;
-    node.running = false;
-    node.runningMessage = 'Kubelet stopped posting node status.';
-    // The credential dies with the node's files: a later join registers anew.
-    node.credential = `reset-${token()}`;
-    if (options.removeEtcdMember) cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== node.name);
-    cluster.dataNodes = (cluster.dataNodes ?? []).filter((m) => m !== node.name);
+    if (!cluster) return;
+    const node = Object.values(cluster.nodes).find((n) => n.credential === creds.token);
+    // A node whose Node object was deleted first still holds its files and datastore copy.
+    const name = node?.name ?? cluster.deletedNodes?.[creds.token];
+    if (!name) return;
+    if (node) {
+      node.running = false;
+      node.runningMessage = 'Kubelet stopped posting node status.';
+      // The credential dies with the node's files: a later join registers anew.
+      node.credential = `reset-${token()}`;
+    }
+    if (cluster.deletedNodes) delete cluster.deletedNodes[creds.token];
+    if (options.removeEtcdMember) cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== name);
+    cluster.dataNodes = (cluster.dataNodes ?? []).filter((m) => m !== name);
     if (cluster.dataNodes.length > 0) {
       this.updateReadiness(cluster);
       this.schedule(cluster);
@@ -352,7 +360,9 @@ export class SimKubernetes {
       },
       deleteNode: async (name) => {
         if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot delete other nodes`, 403);
-        if (!cluster.nodes[name]) throw new KubernetesApiError(`nodes "${name}" not found`, 404);
+        const deleted = cluster.nodes[name];
+        if (!deleted) throw new KubernetesApiError(`nodes "${name}" not found`, 404);
+        cluster.deletedNodes = { ...cluster.deletedNodes, [deleted.credential]: name };
         delete cluster.nodes[name];
         // k3s/rke2's etcd member controller removes the member of a deleted etcd node; kubeadm does not.
         if (cluster.distribution !== 'kubeadm') cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== name);
@@ -449,7 +459,11 @@ export class SimKubernetes {
       const ready = node.running === true && cluster.cni !== undefined;
       if (node.ready && !ready) recordNodeDown(cluster, node.name);
       node.ready = ready;
-      node.message = !node.running ? (node.runningMessage ?? 'kubelet not running') : ready ? (node.runningMessage ?? 'kubelet is posting ready status') : NO_CNI_MESSAGE;
+      node.message = !node.running
+        ? (node.runningMessage ?? 'kubelet not running')
+        : ready
+          ? (node.runningMessage ?? 'kubelet is posting ready status')
+          : NO_CNI_MESSAGE;
     }
   }
 

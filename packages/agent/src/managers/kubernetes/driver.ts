@@ -33,6 +33,11 @@ export interface KubernetesDriver {
   /** Command that initializes or joins the node after the files are written, when the distribution needs one. */
   bootstrap?(spec: KubernetesSpec): BootstrapCommand | undefined;
   /**
+   * kubeadm: the command that uploads the control-plane certificates again on the init node (they
+   * expire 2 h after an upload; a control-plane join needs them). Its marker holds spec.uploadCerts.
+   */
+  uploadCerts?(spec: KubernetesSpec): BootstrapCommand | undefined;
+  /**
    * True when restarting the service applies a changed configuration (k3s, rke2). kubeadm reads its
    * file only at init/join, so a change after that is reported rather than half-applied.
    */

@@ -1,4 +1,4 @@
-import { type Distribution, KubernetesSpec } from '@edgeplane/protocol';
+import { type Distribution, KubernetesSpec, rulesFor } from '@edgeplane/protocol';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { driverFor } from './drivers.js';
@@ -17,7 +17,8 @@ function spec(distribution: Distribution, role: Role, extra: Partial<KubernetesS
     role: role === 'worker' ? 'worker' : 'control-plane',
     init: role === 'init',
     controlPlaneEndpoint: 'https://10.20.0.10:6443',
-    token: 'K10-join-secret-7f3a9c',
+    // The join secret as the server mints it (cluster.controller.ts): 48 hex characters, a password k3s/rke2 accept.
+    token: '9d2f6a0c4e8b1d3f5a7c9e0b2d4f6a8c0e1f3a5b7c9d0e2f',
     podCidr: '10.42.0.0/16',
     serviceCidr: '10.43.0.0/16',
     nodeLabels: { 'edgeplane.io/site': 'shop-17', 'topology.kubernetes.io/zone': 'backroom' },
@@ -46,6 +47,14 @@ describe.each(DISTRIBUTIONS)('%s driver', (distribution) => {
 
   it('renders identical bytes for an identical spec (no needless restarts)', () => {
     expect(driver.files(spec(distribution, 'join-cp'))).toEqual(driver.files(spec(distribution, 'join-cp')));
+  });
+});
+
+describe.each(['k3s', 'rke2'] as const)('%s config against the upstream rules', (distribution) => {
+  it.each(ROLES)('the %s node gets a token the distribution accepts and only options it knows', (role) => {
+    const config = parse(driverFor(distribution).files(spec(distribution, role))[0].content) as Record<string, unknown>;
+    if (role !== 'worker') expect(rulesFor(distribution).serverTokenProblem(String(config.token))).toBeUndefined();
+    expect(rulesFor(distribution).configProblems(config)).toEqual([]);
   });
 });
 

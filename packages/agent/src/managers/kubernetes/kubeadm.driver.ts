@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { KubernetesSpec, Taint } from '@edgeplane/protocol';
+import { type KubernetesSpec, kubeadmApiVersion, type Taint } from '@edgeplane/protocol';
 import { stringify } from 'yaml';
 import { deepMerge, effectiveTaints, isPlainObject, type KubernetesDriver, labelPairs } from './driver.js';
 import { API_SERVER_PORT, hostPort, joinUrl, parseEndpoint } from './endpoint.js';
@@ -12,12 +12,11 @@ import { API_SERVER_PORT, hostPort, joinUrl, parseEndpoint } from './endpoint.js
  */
 export const KUBEADM_CONFIG = '/etc/edgeplane/kubeadm/kubeadm.yaml';
 export const KUBEADM_MARKER = '/etc/edgeplane/kubeadm/bootstrapped';
+/** Records the last certificate upload request (spec.uploadCerts) the init node carried out. */
+export const KUBEADM_CERTS_MARKER = '/etc/edgeplane/kubeadm/certs-uploaded';
 
-/** v1beta4 is the config API of kubeadm 1.31 and later; v1beta3 serves 1.22 to 1.30. */
-export function kubeadmApiVersion(version: string): 'kubeadm.k8s.io/v1beta3' | 'kubeadm.k8s.io/v1beta4' {
-  const m = version.match(/^v?1\.(\d+)\./);
-  return m && Number(m[1]) >= 31 ? 'kubeadm.k8s.io/v1beta4' : 'kubeadm.k8s.io/v1beta3';
-}
+/** The config API version (v1beta4 from kubeadm 1.31, v1beta3 before): @edgeplane/protocol kubernetes/kubeadm.ts. */
+export { kubeadmApiVersion };
 
 const TOKEN_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -154,5 +153,10 @@ export const kubeadmDriver: KubernetesDriver = {
   bootstrap(spec) {
     const args = spec.init ? ['init', '--config', KUBEADM_CONFIG, '--upload-certs'] : ['join', '--config', KUBEADM_CONFIG];
     return { command: 'kubeadm', args, marker: KUBEADM_MARKER };
+  },
+  uploadCerts(spec) {
+    // The InitConfiguration in the config file carries the certificate key the joiners derive too.
+    if (!spec.init || !spec.uploadCerts) return undefined;
+    return { command: 'kubeadm', args: ['init', 'phase', 'upload-certs', '--upload-certs', '--config', KUBEADM_CONFIG], marker: KUBEADM_CERTS_MARKER };
   },
 };

@@ -35,8 +35,9 @@ function runner(name: string, reports: AgentStatus[], events: string[]): Manager
   });
 }
 
-// What the server's cluster controller renders (packages/server/src/cluster/render.ts).
-const kubernetes = (nodeName: string, init: boolean, token = 'abcdef.0123456789abcdef') => ({
+// What the server's cluster controller renders (packages/server/src/cluster/render.ts); the join
+// secret in the form the server mints it (48 hex characters: a plain password k3s/rke2 accept).
+const kubernetes = (nodeName: string, init: boolean, token = '5f0c3e9a1b7d2c4e6f8a0b1c3d5e7f9a1b2c3d4e5f6a7b8c') => ({
   distribution: 'rke2' as const,
   version: 'v1.30.4+rke2r1',
   cluster: 'depot-3',
@@ -71,7 +72,7 @@ describe('kubernetes + addons managers under the ManagerRunner', () => {
     const reportsB: AgentStatus[] = [];
     const eventsB: string[] = [];
     const b = runner('b', reportsB, eventsB);
-    await b.submit({ kubernetes: kubernetes('node-b', false, 'zzzzzz.zzzzzzzzzzzzzzzz') }, 1);
+    await b.submit({ kubernetes: kubernetes('node-b', false, 'not-the-join-secret') }, 1);
     expect(reportsB.at(-1)?.managers?.kubernetes).toMatchObject({ phase: 'Failed', error: { component: 'kubernetes', phase: 'apply', retryable: false } });
     expect(eventsB).toContain('JoinRefused');
 
@@ -90,7 +91,7 @@ describe('kubernetes + addons managers under the ManagerRunner', () => {
     await a.submit({}, 2);
     expect(registry.nodeNames('10.77.0.2', 6443)).toEqual([]);
     expect(reportsA.at(-1)?.managers).toEqual({ kubernetes: { phase: 'Pending', ready: false, message: 'no Kubernetes in the desired spec' } });
-    await a.submit({ ...initSpec, kubernetes: kubernetes('node-a', true, 'qwerty.0123456789qwerty') }, 3);
+    await a.submit({ ...initSpec, kubernetes: kubernetes('node-a', true, '0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071') }, 3);
     const again = reportsA.at(-1)?.managers;
     expect(again?.addons).toMatchObject({ phase: 'Applied', applied: [{ name: 'cfg', objects: 1 }] });
     const token = parse(again?.kubernetes?.kubeconfig ?? '').users[0].user.token;

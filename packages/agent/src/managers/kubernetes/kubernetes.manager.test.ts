@@ -63,10 +63,13 @@ function hostSpec(distribution: Distribution, nodeName: string, role: 'init' | '
     podCidr: '10.42.0.0/16',
     serviceCidr: '10.43.0.0/16',
     nodeLabels: { 'edgeplane.io/cluster': 'store-42' },
+    // kubeadm brings no CNI: the profile names one and an add-on installs it.
+    ...(distribution === 'kubeadm' ? { network: { cni: 'calico', values: {} } } : {}),
     ...over,
   });
   const addons = AddonsSpec.parse({
     items: [
+      ...(distribution === 'kubeadm' ? [CALICO_ADDON] : []),
       {
         name: 'shop-app',
         manifest:
@@ -80,6 +83,12 @@ function hostSpec(distribution: Distribution, nodeName: string, role: 'init' | '
   });
   return init ? { kubernetes, addons } : { kubernetes };
 }
+
+/** A CNI add-on: the calico-node DaemonSet (what the simulated cluster recognises as a running CNI). */
+const CALICO_ADDON = {
+  name: 'calico',
+  manifest: 'apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: calico-node\n  namespace: kube-system\nspec: {}\n',
+};
 
 async function converge(n: Node, spec: HostSpec): Promise<void> {
   await n.kubernetes.prepare(spec.kubernetes, n.ctx, spec);
@@ -111,11 +120,11 @@ describe.each<[Distribution, 'control-plane' | 'worker']>([
     // Add-ons: from the init node only, server-side applied to the cluster.
     expect(await a.addons.status()).toMatchObject({
       phase: 'Applied',
-      applied: [
-        { name: 'shop-app', objects: 2 },
-        { name: 'metrics', objects: 1 },
-      ],
+      applied: [...(distribution === 'kubeadm' ? [{ name: 'calico', objects: 1 }] : []), { name: 'shop-app', objects: 2 }, { name: 'metrics', objects: 1 }],
     });
+    // Init reads the files it was given: nothing is reported as not applied.
+    expect(a.events).not.toContain('ConfigNotApplied');
+    if (distribution === 'kubeadm') expect(a.events).toEqual(expect.arrayContaining(['ClusterInitialized', 'CniInstalled', 'NodeReady']));
     expect(await b.addons.status()).toBeUndefined();
     const api = registry.session({ server: ENDPOINT, token: parse(statusA.kubeconfig ?? '').users[0].user.token });
     const cm = api.get('v1', 'ConfigMap', 'settings', 'shop');
@@ -150,6 +159,7 @@ describe.each<[Distribution, 'control-plane' | 'worker']>([
     expect(start).not.toHaveBeenCalled();
     expect(exec).not.toHaveBeenCalled(); // kubeadm init ran once; helm is not run again for unchanged add-ons
 
+    expect(a.events).not.toContain('ConfigNotApplied');
     const changed = hostSpec(distribution, 'edge-a', 'init', { nodeLabels: { 'edgeplane.io/cluster': 'store-42', tier: 'front' } });
     expect(await a.kubernetes.converged(changed.kubernetes)).toBe(false);
     await a.kubernetes.apply(changed.kubernetes, a.ctx, changed);
@@ -205,6 +215,58 @@ describe.each<[Distribution, 'control-plane' | 'worker']>([
     expect(status.message).toMatch(/401 Unauthorized|invalid for this cluster/);
     expect(b.events).toContain('JoinRefused');
     expect(registry.nodeNames('10.30.0.5', 6443)).toEqual(['edge-a']);
+  });
+});
+
+describe.each<Distribution>(['k3s', 'rke2', 'kubeadm'])('%s: a control-plane node leaving the cluster', (distribution) => {
+  it('deletes its Node object and its etcd member leaves', async () => {
+    const a = node('a');
+    const b = node('b');
+    const c = node('c');
+    await converge(a, hostSpec(distribution, 'edge-a', 'init'));
+    await converge(b, hostSpec(distribution, 'edge-b', 'control-plane'));
+    await converge(c, hostSpec(distribution, 'edge-c', 'worker'));
+    expect(registry.inspect(ENDPOINT)?.etcdMembers).toEqual(['edge-a', 'edge-b']);
+    for (const n of [b, c]) await converge(n, {});
+    const seen = registry.inspect(ENDPOINT);
+    expect(seen?.nodes.map((n) => n.name)).toEqual(['edge-a']);
+    expect(seen?.etcdMembers).toEqual(['edge-a']);
+    expect(b.events).toEqual(expect.arrayContaining(['NodeDrained', 'NodeDeleted', 'NodeReset']));
+  });
+});
+
+describe('kubeadm: certificates and CNI', () => {
+  it('a control-plane join after the uploaded certificates expired retries until the init node uploads them again', async () => {
+    const a = node('a');
+    const init = hostSpec('kubeadm', 'edge-a', 'init');
+    await converge(a, init);
+    await registry.ageUploadedCerts(ENDPOINT, 3 * 60 * 60_000);
+    const b = node('b');
+    const join = hostSpec('kubeadm', 'edge-b', 'control-plane');
+    await expect(converge(b, join)).rejects.toMatchObject({ detail: { retryable: true } });
+    expect((await b.kubernetes.status()).message).toMatch(/kubeadm-certs" was not found/);
+    expect(b.events).not.toContain('JoinRefused');
+
+    // The server asks the init node to upload them again; the same join spec then succeeds.
+    const upload: HostSpec = { ...init, kubernetes: { ...init.kubernetes!, uploadCerts: 'edge-b@1' } };
+    expect(await a.kubernetes.converged(upload.kubernetes)).toBe(false);
+    await converge(a, upload);
+    expect(a.events).toContain('CertificatesUploaded');
+    expect(await a.kubernetes.converged(upload.kubernetes)).toBe(true);
+    await converge(b, join);
+    expect(await b.kubernetes.status()).toMatchObject({ phase: 'Ready' });
+  });
+
+  it('refuses a kubeadm spec without a CNI add-on in prepare (nodes would never be Ready)', async () => {
+    const a = node('a');
+    const spec = hostSpec('kubeadm', 'edge-a', 'init', { network: undefined });
+    await expect(a.kubernetes.prepare(spec.kubernetes, a.ctx, spec)).rejects.toMatchObject({
+      detail: { phase: 'prepare', retryable: false, message: expect.stringMatching(/kubeadm brings no CNI/) },
+    });
+    const k3s = hostSpec('k3s', 'edge-a', 'init', { network: { cni: 'cilium', values: {} } });
+    await expect(a.kubernetes.prepare(k3s.kubernetes, a.ctx, k3s)).rejects.toMatchObject({
+      detail: { message: expect.stringMatching(/k3s does not bring the CNI cilium: the profile needs an add-on named cilium/) },
+    });
   });
 });
 

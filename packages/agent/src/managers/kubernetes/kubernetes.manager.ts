@@ -2,12 +2,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type HostSpec,
+  KUBEADM_FATAL,
   type KubernetesSpec,
   type KubernetesStatus,
   kubernetesSpecDigest,
   kubernetesVersionCore,
   kubernetesVersionProblem,
   type ManagerError,
+  rulesFor,
 } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../../device/device.js';
@@ -18,11 +20,12 @@ import { ServiceError } from '../../device/services.js';
 import { drainBeforeLeave } from '../maintenance/leave-drain.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import { artifactInstalled, installArtifact } from './artifact-install.js';
+import { applyCniAddon, cniAddon, cniToInstall } from './cni.js';
 import type { KubernetesDriver } from './driver.js';
 import { driverFor } from './drivers.js';
 import { apiServerUrl, parseEndpoint } from './endpoint.js';
 import { filesMatch, markerContent, nodeFiles, readDeviceFile, writeFiles } from './node-files.js';
-import { readNodeState, resetNode, writeNodeState } from './node-reset.js';
+import { deleteOwnNode, readNodeState, resetNode, writeNodeState } from './node-reset.js';
 
 export interface KubernetesManagerOptions {
   /** How long apply waits for the node to become Ready (default 10 minutes). */
@@ -33,20 +36,25 @@ export interface KubernetesManagerOptions {
   dataDir?: string;
 }
 
-/** kubeadm refusals that the same configuration can never get past (a rejected token or certificate key). */
-const KUBEADM_REFUSAL = /invalid for this cluster|Unauthorized|certificate key/i;
-
 /**
  * The `kubernetes` manager: writes the node's distribution configuration through its driver,
  * enables and starts the distribution's service through the device's service manager (a changed
  * configuration restarts it; an identical one leaves it alone), runs kubeadm init/join once where
  * the distribution needs it, and waits until the API reports the node Ready.
  *
- * Failures: an unsupported distribution/version or a spec without a join token fails `prepare`,
- * not retryable. A refused join (wrong token, wrong certificate key, another distribution at that
- * address) is not retryable either: retrying the same spec cannot succeed, the server must send a
- * new one. An unreachable join address, a service that fails for another reason, or a node that
- * does not become Ready in time is retryable (the first node may still be coming up).
+ * The node that initializes a cluster whose CNI the distribution does not bring (kubeadm always;
+ * k3s/rke2 with another CNI) installs the CNI add-on as soon as its API answers, before waiting for
+ * Ready (cni.ts). A kubeadm init node uploads the control-plane certificates again when the server
+ * asks (spec.uploadCerts: a control-plane join is coming and the last upload may have expired).
+ * A node that leaves deletes its Node object first (k3s/rke2: that removes its etcd member too),
+ * then resets (kubeadm reset removes the etcd member).
+ *
+ * Failures: an unsupported distribution/version, a spec without a join token or without the CNI
+ * add-on it needs fails `prepare`, not retryable. A refused join (wrong token, wrong certificate
+ * key, a config the binary cannot read: @edgeplane/protocol KUBEADM_FATAL) is not retryable either:
+ * retrying the same spec cannot succeed, the server must send a new one. An unreachable join
+ * address, expired uploaded certificates (the init node uploads them again), a service that fails
+ * for another reason, or a node that does not become Ready in time is retryable.
  */
 export class KubernetesManager implements Manager<'kubernetes'> {
   readonly name = 'kubernetes' as const;
@@ -75,6 +83,8 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       if (!(await artifactInstalled(this.device, desired))) return false;
       const bootstrap = driver.bootstrap?.(desired);
       if (bootstrap && (await readDeviceFile(this.device.root, bootstrap.marker)) !== markerContent(desired)) return false;
+      const upload = driver.uploadCerts?.(desired);
+      if (upload && (await readDeviceFile(this.device.root, upload.marker)) !== `${desired.uploadCerts}\n`) return false;
       if (!(await this.device.services?.isActive(driver.serviceName(desired)))) return false;
       const node = await this.device.kubernetes?.(driver.nodeKubeconfig(desired)).readNode(desired.nodeName);
       if (!node?.ready) return false;
@@ -85,7 +95,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
     }
   }
 
-  async prepare(desired: KubernetesSpec | undefined, _ctx?: ManagerContext, _spec?: HostSpec): Promise<void> {
+  async prepare(desired: KubernetesSpec | undefined, _ctx?: ManagerContext, spec?: HostSpec): Promise<void> {
     if (!desired) return;
     const problem = kubernetesVersionProblem(desired.distribution, desired.version);
     if (problem) this.fail('prepare', false, problem.message);
@@ -100,14 +110,25 @@ export class KubernetesManager implements Manager<'kubernetes'> {
     }
     if (!this.device.services || !this.device.kubernetes) this.fail('prepare', false, 'this device has no service manager or Kubernetes client');
     if (driverFor(desired.distribution).bootstrap && !this.device.exec) this.fail('prepare', false, 'this device cannot run commands (kubeadm)');
+    const cni = cniToInstall(desired);
+    if (cni !== undefined && !(cni && cniAddon(spec, cni))) {
+      this.fail(
+        'prepare',
+        false,
+        cni
+          ? `${desired.distribution} does not bring the CNI ${cni}: the profile needs an add-on named ${cni} that installs it (nodes stay NotReady without a CNI)`
+          : `${desired.distribution} brings no CNI: the profile needs a network layer naming one and an add-on of that name that installs it`,
+        desired,
+      );
+    }
   }
 
-  async apply(desired: KubernetesSpec | undefined, ctx: ManagerContext, _spec?: HostSpec): Promise<void> {
+  async apply(desired: KubernetesSpec | undefined, ctx: ManagerContext, spec?: HostSpec): Promise<void> {
     if (!desired) {
       await this.leave(ctx);
       return;
     }
-    await this.prepare(desired);
+    await this.prepare(desired, ctx, spec);
     const driver = driverFor(desired.distribution);
     const services = this.device.services!;
     const service = driver.serviceName(desired);
@@ -129,7 +150,8 @@ export class KubernetesManager implements Manager<'kubernetes'> {
     if (written.length > 0) ctx.log.info({ files: written }, 'kubernetes configuration written');
     try {
       await services.enable(service);
-      await this.bootstrap(driver, desired, ctx);
+      // kubeadm init/join just read the written files: nothing is left unapplied.
+      const bootstrapped = await this.bootstrap(driver, desired, ctx);
       this.set({ phase: 'Starting', ready: false, message: `starting ${service}` }, desired);
       ctx.reportProgress();
       const active = await services.isActive(service);
@@ -141,7 +163,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       } else if (!active) {
         await services.start(service);
         ctx.emitEvent('Normal', 'ServiceStarted', `${service} started`);
-      } else if (written.length > 0) {
+      } else if (written.length > 0 && !bootstrapped) {
         ctx.emitEvent(
           'Warning',
           'ConfigNotApplied',
@@ -157,6 +179,8 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       throw err;
     }
     await writeNodeState(this.device, { distribution: desired.distribution, service, nodeName: desired.nodeName, cluster: desired.cluster });
+    await this.uploadCerts(driver, desired, ctx);
+    await this.installCni(driver, desired, ctx, spec);
     const node = await this.waitReady(desired, driver, ctx);
     await this.ready(desired, driver, node);
     ctx.emitEvent('Normal', 'NodeReady', `node ${desired.nodeName} is Ready (${node.kubeletVersion})`);
@@ -186,6 +210,21 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       // Scale in: the node's pods move to the remaining nodes before it goes (maintenance/leave-drain.ts).
       const drained = await drainBeforeLeave(this.device, state, { timeoutMs: 60_000, signal: ctx.signal });
       ctx.emitEvent('Normal', 'NodeDrained', `node ${state.nodeName} before leaving: ${drained}`);
+      // While the node's own API endpoint still runs (k3s/rke2 kubeconfigs name 127.0.0.1).
+      const deleted = await deleteOwnNode(this.device, state);
+      if (deleted === true) {
+        const how =
+          rulesFor(state.distribution).etcdMemberRemoval === 'delete-node'
+            ? `; ${state.distribution} removes its etcd member with it`
+            : '; kubeadm reset removes its etcd member';
+        ctx.emitEvent('Normal', 'NodeDeleted', `Node ${state.nodeName} deleted from cluster ${state.cluster}${how}`);
+      } else {
+        ctx.emitEvent(
+          'Warning',
+          'NodeNotDeleted',
+          `Node ${state.nodeName} could not be deleted (${deleted}): delete it with kubectl delete node ${state.nodeName}`,
+        );
+      }
       try {
         await resetNode(this.device, state, ctx.signal);
       } catch (err) {
@@ -196,12 +235,12 @@ export class KubernetesManager implements Manager<'kubernetes'> {
     this.current = { phase: 'Pending', ready: false, message: 'no Kubernetes in the desired spec' };
   }
 
-  /** kubeadm init/join, exactly once per cluster (a marker records it). */
-  private async bootstrap(driver: KubernetesDriver, desired: KubernetesSpec, ctx: ManagerContext): Promise<void> {
+  /** kubeadm init/join, exactly once per cluster (a marker records it). True when it ran now. */
+  private async bootstrap(driver: KubernetesDriver, desired: KubernetesSpec, ctx: ManagerContext): Promise<boolean> {
     const cmd = driver.bootstrap?.(desired);
-    if (!cmd) return;
+    if (!cmd) return false;
     const marker = await readDeviceFile(this.device.root, cmd.marker);
-    if (marker === markerContent(desired)) return;
+    if (marker === markerContent(desired)) return false;
     if (marker !== undefined) {
       this.fail(
         'apply',
@@ -216,12 +255,64 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       await this.device.exec!(cmd.command, cmd.args, { timeoutMs: 15 * 60_000, signal: ctx.signal });
     } catch (err) {
       if (!(err instanceof ExecError)) throw err;
-      const retryable = err.retryable ?? !KUBEADM_REFUSAL.test(err.stderr);
+      const retryable = err.retryable ?? !KUBEADM_FATAL.test(err.stderr);
       if (!retryable) ctx.emitEvent('Warning', 'JoinRefused', err.message);
       this.fail('apply', retryable, err.message, desired);
     }
     await writeFileAtomic(join(this.device.root, cmd.marker), markerContent(desired), 0o644);
     ctx.emitEvent('Normal', desired.init ? 'ClusterInitialized' : 'NodeJoined', `${cmd.command} ${cmd.args[0]} succeeded`);
+    return true;
+  }
+
+  /** kubeadm init node: `kubeadm init phase upload-certs` once per spec.uploadCerts value (a marker records it). */
+  private async uploadCerts(driver: KubernetesDriver, desired: KubernetesSpec, ctx: ManagerContext): Promise<void> {
+    const cmd = driver.uploadCerts?.(desired);
+    if (!cmd || (await readDeviceFile(this.device.root, cmd.marker)) === `${desired.uploadCerts}\n`) return;
+    try {
+      await this.device.exec!(cmd.command, cmd.args, { timeoutMs: 5 * 60_000, signal: ctx.signal });
+    } catch (err) {
+      if (!(err instanceof ExecError)) throw err;
+      this.fail('apply', err.retryable ?? !KUBEADM_FATAL.test(err.stderr), `uploading the control-plane certificates: ${err.message}`, desired);
+    }
+    await writeFileAtomic(join(this.device.root, cmd.marker), `${desired.uploadCerts}\n`, 0o644);
+    ctx.emitEvent('Normal', 'CertificatesUploaded', 'control-plane certificates uploaded for joining control-plane nodes (valid 2 h)');
+  }
+
+  /**
+   * The init node of a cluster whose distribution brings no CNI (or not this one) applies the CNI
+   * add-on once its API answers, before waiting for Ready (no node is Ready without a CNI).
+   */
+  private async installCni(driver: KubernetesDriver, desired: KubernetesSpec, ctx: ManagerContext, spec?: HostSpec): Promise<void> {
+    const name = cniToInstall(desired);
+    const addon = name ? cniAddon(spec, name) : undefined;
+    if (!addon) return; // prepare refused a spec that needs one and has none
+    const client = this.device.kubernetes!(driver.adminKubeconfig);
+    const deadline = Date.now() + this.readyTimeoutMs;
+    for (;;) {
+      ctx.signal.throwIfAborted();
+      const node = await client.readNode(desired.nodeName).catch((err: Error) => err);
+      if (node && !(node instanceof Error) && node.ready) return; // the CNI runs already
+      if (node && !(node instanceof Error)) break; // the API answers: the node registered
+      if (Date.now() >= deadline)
+        this.fail(
+          'health',
+          true,
+          `the API of node ${desired.nodeName} does not answer after ${Math.round(this.readyTimeoutMs / 1000)} s: ${node?.message ?? 'node not registered'}`,
+          desired,
+        );
+      await new Promise((r) => setTimeout(r, this.pollIntervalMs));
+    }
+    this.set({ phase: 'Configuring', ready: false, message: `installing the CNI ${name} (add-on ${addon.name})` }, desired);
+    ctx.reportProgress();
+    try {
+      const objects = await applyCniAddon(this.device, driver, addon, ctx.signal);
+      ctx.emitEvent('Normal', 'CniInstalled', `CNI ${name} installed from add-on ${addon.name} (${objects} object(s)) before waiting for Ready`);
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      const retryable = err instanceof ExecError ? (err.retryable ?? true) : status !== 400 && status !== 422;
+      ctx.emitEvent('Warning', 'CniFailed', `CNI add-on ${addon.name}: ${(err as Error).message}`);
+      this.fail('apply', retryable, `CNI add-on ${addon.name}: ${(err as Error).message}`, desired);
+    }
   }
 
   private async waitReady(desired: KubernetesSpec, driver: KubernetesDriver, ctx: ManagerContext): Promise<KubeNode> {

@@ -1,4 +1,4 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Distribution } from '@edgeplane/protocol';
 import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
@@ -26,6 +26,31 @@ export async function readNodeState(device: Device): Promise<NodeState | undefin
 
 export async function writeNodeState(device: Device, state: NodeState): Promise<void> {
   await writeFileAtomic(join(device.root, NODE_STATE), `${JSON.stringify(state)}\n`, 0o644);
+}
+
+/**
+ * Deletes the node's own Node object, with the admin kubeconfig where the node has one, else its
+ * kubelet's (NodeRestriction lets a kubelet delete its own Node). On k3s and rke2 that also removes
+ * the node's etcd member (the member controller of the remaining servers). True when deleted (or
+ * already gone); otherwise why not. Best effort: a cluster already gone must not keep the host from
+ * being reset.
+ */
+export async function deleteOwnNode(device: Device, state: NodeState): Promise<true | string> {
+  const driver = driverFor(state.distribution);
+  // Control-plane nodes have the admin kubeconfig; elsewhere the kubelet's (the worker's node kubeconfig).
+  const admin = (await readFileText(device, driver.adminKubeconfig)) !== undefined;
+  const client = device.kubernetes?.(admin ? driver.adminKubeconfig : driver.nodeKubeconfig({ role: 'worker' }));
+  if (!client?.deleteNode) return 'the Kubernetes client cannot delete nodes';
+  try {
+    await client.deleteNode(state.nodeName);
+    return true;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+async function readFileText(device: Device, path: string): Promise<string | undefined> {
+  return readFile(join(device.root, path), 'utf8').catch(() => undefined);
 }
 
 /**

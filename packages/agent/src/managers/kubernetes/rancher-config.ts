@@ -1,4 +1,4 @@
-import type { KubernetesSpec } from '@edgeplane/protocol';
+import { K3S_CONFIG_KEYS, type KubernetesSpec, RKE2_CONFIG_KEYS } from '@edgeplane/protocol';
 import { stringify } from 'yaml';
 import { type DriverFile, effectiveTaints, type KubernetesDriver, labelPairs, taintString } from './driver.js';
 import { joinUrl, parseEndpoint } from './endpoint.js';
@@ -10,31 +10,6 @@ import { joinUrl, parseEndpoint } from './endpoint.js';
  * subcommand (service `k3s` / `rke2-server`), workers the `agent` subcommand (`k3s-agent` /
  * `rke2-agent`).
  */
-
-/** Keys both distributions accept for the agent subcommand; other profile config keys are server-only. */
-const AGENT_KEYS = new Set([
-  'node-ip',
-  'node-external-ip',
-  'node-name',
-  'with-node-id',
-  'node-label',
-  'node-taint',
-  'kubelet-arg',
-  'kube-proxy-arg',
-  'protect-kernel-defaults',
-  'selinux',
-  'data-dir',
-  'private-registry',
-  'system-default-registry',
-  'image-credential-provider-bin-dir',
-  'image-credential-provider-config',
-  'resolv-conf',
-  'lb-server-port',
-  'snapshotter',
-  'prefer-bundled-bin',
-  'vpn-auth',
-  'vpn-auth-file',
-]);
 
 /** Keys whose profile values are combined with the ones the driver sets instead of replaced. */
 const LIST_KEYS = ['tls-san', 'node-label', 'node-taint', 'disable'];
@@ -70,7 +45,9 @@ function unique(items: unknown[]): unknown[] {
 
 function renderConfig(flavour: Flavour, spec: KubernetesSpec): Record<string, unknown> {
   const server = spec.role === 'control-plane';
-  const profile = Object.fromEntries(Object.entries(spec.config).filter(([k]) => server || AGENT_KEYS.has(k)));
+  // Workers run the agent subcommand: only its options (@edgeplane/protocol kubernetes/k3s.ts, rke2.ts).
+  const table = flavour.distribution === 'k3s' ? K3S_CONFIG_KEYS : RKE2_CONFIG_KEYS;
+  const profile = Object.fromEntries(Object.entries(spec.config).filter(([k]) => server || table[k]?.role === 'agent'));
   const managed: Record<string, unknown> = {};
   if (spec.token) managed.token = spec.token;
   if (!spec.init) managed.server = joinUrl(spec.controlPlaneEndpoint, spec.server, flavour.joinPort);
