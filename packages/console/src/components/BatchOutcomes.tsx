@@ -5,7 +5,7 @@ const H = 150;
 const TOP = 18;
 const BOTTOM = 34;
 const LEFT = 38;
-const COL = 64;
+const COL = 84;
 
 /**
  * Each batch's outcome against its success threshold: a column per batch, succeeded (green) and failed
@@ -44,8 +44,8 @@ export function BatchOutcomes({ batches, maxFailures }: { batches: BatchView[]; 
               </g>
             ))}
             {batches.map((b, i) => {
-              const x0 = LEFT + i * COL + 12;
-              const w = COL - 24;
+              const x0 = LEFT + i * COL + 20;
+              const w = COL - 40;
               const ok = b.considered ? (b.succeeded / b.considered) * 100 : 0;
               const bad = b.considered ? (b.failed / b.considered) * 100 : 0;
               return (
@@ -63,7 +63,7 @@ export function BatchOutcomes({ batches, maxFailures }: { batches: BatchView[]; 
                   <text x={x0 + w / 2} y={H - BOTTOM + 14} textAnchor="middle">
                     {b.name.length > 9 ? `${b.name.slice(0, 8)}…` : b.name}
                   </text>
-                  <text className="muted" x={x0 + w / 2} y={H - BOTTOM + 28} textAnchor="middle">
+                  <text className="muted small" x={x0 + w / 2} y={H - BOTTOM + 28} textAnchor="middle">
                     {b.succeeded}/{b.considered} ≥{b.threshold}%
                   </text>
                 </g>
@@ -105,7 +105,7 @@ export function BatchOutcomes({ batches, maxFailures }: { batches: BatchView[]; 
             {maxFailures !== undefined && (
               <g data-max-failures={maxFailures}>
                 <line className="threshold error" x1={LEFT} x2={fWidth - 4} y1={fy(maxFailures)} y2={fy(maxFailures)} />
-                <text className="muted" x={fWidth - 4} y={fy(maxFailures) - 4} textAnchor="end">
+                <text className="muted small" x={LEFT + 2} y={fy(maxFailures) - 4}>
                   stops above {maxFailures}
                 </text>
               </g>
@@ -121,10 +121,10 @@ export function BatchOutcomes({ batches, maxFailures }: { batches: BatchView[]; 
           <i className="out-failed" /> failed
         </span>
         <span>
-          <i className="line" /> success threshold
+          <i className="th-line" /> success threshold
         </span>
         <span>
-          <i className="line error" /> {maxFailures === undefined ? 'no failure limit (maxFailures unset)' : `maxFailures: ${maxFailures}`}
+          <i className="th-line th-error" /> {maxFailures === undefined ? 'no failure limit (maxFailures unset)' : `maxFailures: ${maxFailures}`}
         </span>
       </figcaption>
     </figure>

@@ -2,7 +2,7 @@ import { BATCH_STATE_LABEL, type BatchView } from '../lib/rollout-progress';
 import { clock, duration, TimeAxis, timeScale, useNow } from './TimeAxis';
 import './charts.css';
 
-const LEFT = 230;
+const LEFT = 300;
 const WIDTH = 900;
 const LANE = 40;
 const TOP = 6;
@@ -11,7 +11,7 @@ const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t
 
 /** What a lane says under the batch's name: outcome counts and its times. */
 function caption(b: BatchView, now: number): string {
-  const counts = `${b.succeeded}/${b.total} succeeded${b.failed ? `, ${b.failed} failed` : ''}`;
+  const counts = `${b.succeeded}/${b.total} ok${b.failed ? `, ${b.failed} failed` : ''}`;
   if (b.state === 'waiting-for-window') return `${counts} · window opens ${b.windowAt ? new Date(b.windowAt).toLocaleString() : 'later'}`;
   if (b.state === 'waiting-for-approval') return `waiting ${duration(now - (b.turnAt ?? now))} for approval`;
   if (b.startedAt === undefined) return counts;
@@ -29,7 +29,7 @@ export function RolloutTimeline({ batches, startedAt, finishedAt, open }: { batc
   const times = batches.flatMap((b) => [b.turnAt, b.startedAt, b.finishedAt]).filter((t): t is number => t !== undefined);
   const from = Math.min(...times, startedAt ? Date.parse(startedAt) : now);
   const to = Math.max(...times, open ? now : finishedAt ? Date.parse(finishedAt) : from, from + 10_000);
-  const x = timeScale(from, to, LEFT, WIDTH - 16);
+  const x = timeScale(from, to, LEFT + 4, WIDTH - 16);
   const height = TOP + batches.length * LANE + 24;
   return (
     <figure className="chart" data-testid="rollout-timeline">

@@ -14,7 +14,7 @@ export function useNow(active: boolean): number {
 
 /** Local wall-clock time of an ISO timestamp, to the second. */
 export function clock(iso: string | number): string {
-  return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
 }
 
 /** A duration in the largest two units that matter: "42 s", "3 min 5 s", "2 h 10 min". */

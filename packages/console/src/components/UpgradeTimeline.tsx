@@ -33,7 +33,7 @@ export function nodeSteps(n: TimedNode): { key: UpgradeStepKey; label: string; t
   });
 }
 
-const LEFT = 170;
+const LEFT = 220;
 const WIDTH = 900;
 const LANE = 30;
 const TOP = 8;
@@ -50,7 +50,7 @@ export function UpgradeTimeline({ nodes, startedAt, active }: { nodes: TimedNode
   if (all.length === 0) return <p className="muted">No node has reached a step of this upgrade yet.</p>;
   const from = Math.min(...all, startedAt ? Date.parse(startedAt) : Number.POSITIVE_INFINITY);
   const to = Math.max(...all, active ? now : 0, from + 10_000);
-  const x = timeScale(from, to, LEFT, WIDTH - 16);
+  const x = timeScale(from, to, LEFT + 8, WIDTH - 16);
   const height = TOP + nodes.length * LANE + 24;
   return (
     <figure className="chart" data-testid="upgrade-timeline">
@@ -64,7 +64,7 @@ export function UpgradeTimeline({ nodes, startedAt, active }: { nodes: TimedNode
           return (
             <g key={n.host} data-host={n.host} data-phase={n.phase}>
               <text className="lane-label" x={8} y={y + 19}>
-                {n.host}
+                {n.host.length > 22 ? `${n.host.slice(0, 21)}…` : n.host}
                 <tspan className="muted"> {n.role === 'control-plane' ? 'cp' : 'worker'}</tspan>
               </text>
               <line className="lane" x1={LEFT} x2={WIDTH - 16} y1={y + LANE / 2} y2={y + LANE / 2} />
