@@ -3,10 +3,13 @@ import type { Logger } from 'pino';
 import type { Device } from '../device/device.js';
 
 /**
- * Contract of an agent manager (see DESIGN.md "Agent managers"). One manager per top-level key of
- * the host spec, run one after another in a fixed order: os -> kubernetes -> addons.
- * A manager keeps its own state on the device (under its data dir) so it survives agent restarts
- * and reboots, and is idempotent: calling prepare/apply again with the same desired spec is a no-op.
+ * Contract of an agent manager (docs/architecture.md "Manager runner"). One manager per top-level
+ * key of the host spec, run one after another in a fixed order (MANAGER_ORDER in runner.ts):
+ * maintenance -> os -> kubernetes -> addons -> virt. Everything a manager does to the machine goes
+ * through `ctx.device` (files, commands, services, boot environment, Kubernetes, libvirt; a lint
+ * rule in biome.json refuses raw fs, child_process and fetch here). A manager keeps its own state
+ * under the agent's data dir so it survives agent restarts and reboots, and is idempotent: calling
+ * prepare/apply again with the same desired spec is a no-op.
  */
 export interface ManagerContext {
   device: Device;

@@ -10,7 +10,7 @@ import { type Manager, type ManagerContext, ManagerFailure, type ManagerName } f
 import { type OsHealthCheck, OsManager } from './os/os.manager.js';
 import { VirtManager } from './virt/virt.manager.js';
 
-/** Fixed order managers run in (DESIGN.md "Agent managers"). */
+/** Fixed order managers run in (docs/architecture.md "Manager runner"). */
 export const MANAGER_ORDER: readonly ManagerName[] = ['maintenance', 'os', 'kubernetes', 'addons', 'virt'];
 
 export interface RunnerOptions {
