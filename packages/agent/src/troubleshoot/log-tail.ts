@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { SessionProcess } from '../device/processes.js';
 
@@ -10,6 +10,22 @@ const FOLLOW_POLL_MS = 250;
 /** Whether a log file named in the agent's config exists (read by the agent, like the support bundle). */
 export function logFileExists(file: string): boolean {
   return existsSync(file);
+}
+
+/**
+ * The serial console logs of an appliance's VMs (`vm:<domain>` -> file), which libvirt's virtlogd
+ * writes into the agent's data dir; none on a host that runs no VMs.
+ */
+export function vmConsoleLogs(consoleDir: string): Record<string, string> {
+  const found: Record<string, string> = {};
+  let names: string[] = [];
+  try {
+    names = readdirSync(consoleDir);
+  } catch {
+    return found;
+  }
+  for (const name of names.sort()) if (name.endsWith('.log')) found[`vm:${name.slice(0, -'.log'.length)}`] = `${consoleDir}/${name}`;
+  return found;
 }
 
 /**

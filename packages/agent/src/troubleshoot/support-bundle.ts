@@ -124,8 +124,10 @@ export async function createSupportBundle(src: BundleSources): Promise<Readable>
   }
   for (const [name, path] of Object.entries(src.logFiles)) {
     if (!existsSync(path)) continue;
-    await put(`logs/${name}.log`, await tail(path, LOG_TAIL_BYTES));
-    files.push(`logs/${name}.log`);
+    // `vm:<domain>` (a VM's serial console) becomes logs/vm-<domain>.log: no colons in archive names.
+    const file = `logs/${name.replace(/:/g, '-')}.log`;
+    await put(file, await tail(path, LOG_TAIL_BYTES));
+    files.push(file);
   }
   await put(
     'README.txt',

@@ -29,12 +29,12 @@ describe('TroubleshootService (agent side of remote sessions)', () => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   });
 
-  const make = (troubleshoot: Record<string, unknown> = {}) => {
+  const make = (troubleshoot: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => {
     const dataDir = mkdtempSync(join(tmpdir(), 'ts-svc-'));
     dirs.push(dataDir);
     const sent: SessionFromAgent[] = [];
     svc = new TroubleshootService({
-      config: AgentConfig.parse({ server: 'http://127.0.0.1:1', dataDir, troubleshoot }),
+      config: AgentConfig.parse({ server: 'http://127.0.0.1:1', dataDir, troubleshoot, ...extra }),
       logger: pino({ level: 'silent' }),
       send: (m) => {
         sent.push(m);
@@ -43,7 +43,7 @@ describe('TroubleshootService (agent side of remote sessions)', () => {
       bundle: { state: () => ({}), inventory: async () => ({}) },
       device: new LinuxDevice(),
     });
-    return { svc, sent };
+    return { svc, sent, dataDir };
   };
   const open = (svc: TroubleshootService, extra: Record<string, unknown>) =>
     svc.handle({
@@ -102,6 +102,53 @@ describe('TroubleshootService (agent side of remote sessions)', () => {
     });
   });
 
+  it("serves an appliance's VM serial consoles as vm:<domain> logs; nothing outside them", async () => {
+    const logsOpen = (svc: TroubleshootService, id: string, source: string) =>
+      svc.handle({
+        type: 'session.open',
+        id,
+        kind: 'logs',
+        logs: { source, follow: false, lines: 2 },
+        cols: 80,
+        rows: 24,
+        ttlSeconds: 9,
+        idleTimeoutSeconds: 9,
+        window: 65536,
+      });
+    const textOf = (sent: SessionFromAgent[], id: string) =>
+      sent
+        .filter((m) => m.type === 'session.output' && m.id === id)
+        .map((m) => Buffer.from((m as { data: string }).data, 'base64').toString())
+        .join('');
+    const refusal = (sent: SessionFromAgent[], id: string) => waitFor(() => sent.find((m) => m.type === 'session.refused' && m.id === id));
+
+    const { svc, sent, dataDir } = make({}, { virt: { libvirtUri: 'qemu:///system' } });
+    mkdirSync(join(dataDir, 'virt', 'console'), { recursive: true });
+    writeFileSync(join(dataDir, 'virt', 'console', 'ep-shop-cp1.log'), 'BdsDxe: loading\nWelcome to GRUB!\nEdgeplane: booting committed slot A\n');
+    writeFileSync(join(dataDir, 'secret.txt'), 'not a log\n');
+    logsOpen(svc, 'c1', 'vm:ep-shop-cp1');
+    await waitFor(() => sent.find((m) => m.type === 'session.exit' && m.id === 'c1'));
+    expect(textOf(sent, 'c1')).toBe('Welcome to GRUB!\nEdgeplane: booting committed slot A\n');
+    // Path tricks and unknown VMs are unknown sources; the refusal lists what exists.
+    for (const [id, source] of [
+      ['c2', 'vm:../secret'],
+      ['c3', 'vm:../../secret.txt'],
+      ['c4', 'vm:ep-shop-w9'],
+    ])
+      logsOpen(svc, id, source);
+    for (const id of ['c2', 'c3', 'c4'])
+      expect(await refusal(sent, id)).toMatchObject({ reason: expect.stringMatching(/unknown log source .*vm:ep-shop-cp1/) });
+    expect(textOf(sent, 'c2') + textOf(sent, 'c3')).toBe('');
+
+    // A host that runs no VMs has no vm: sources, even with a console directory in its data dir.
+    svc.closeAll('next host');
+    const plain = make();
+    mkdirSync(join(plain.dataDir, 'virt', 'console'), { recursive: true });
+    writeFileSync(join(plain.dataDir, 'virt', 'console', 'ep-shop-cp1.log'), 'x\n');
+    logsOpen(plain.svc, 'p1', 'vm:ep-shop-cp1');
+    expect(await refusal(plain.sent, 'p1')).toMatchObject({ reason: expect.stringMatching(/unknown log source/) });
+  });
+
   it('sends no more than its window (plus one read) until the server acks, then finishes', async () => {
     const { svc, sent } = make();
     const window = 64 * 1024;
@@ -149,8 +196,11 @@ describe('support bundle redaction', () => {
       writeFileSync(join(dataDir, 'spec.json'), JSON.stringify(spec, null, 2));
       const log = join(dir, 'agent.log');
       writeFileSync(log, `joining with ${joinToken}\n`);
+      const vmLog = join(dir, 'ep-shop-cp1.log');
+      writeFileSync(vmLog, 'Edgeplane: booting committed slot A\n');
       const config = AgentConfig.parse({ server: 'http://127.0.0.1:1', dataDir });
-      const stream = await createSupportBundle({ config, logFiles: { agent: log }, state: () => ({}), inventory: async () => ({}) });
+      const logFiles = { agent: log, 'vm:ep-shop-cp1': vmLog };
+      const stream = await createSupportBundle({ config, logFiles, state: () => ({}), inventory: async () => ({}) });
       const x = join(dir, 'x');
       mkdirSync(x);
       await new Promise<void>((resolve, reject) =>
@@ -164,6 +214,8 @@ describe('support bundle redaction', () => {
       expect(all).not.toContain(joinToken);
       expect(all).not.toContain(chartPassword);
       expect(JSON.parse(specOut).spec.kubernetes).toEqual({ cluster: 'shop', token: '[REDACTED]' });
+      // An appliance's VM console (log source vm:<domain>) is in the bundle under a name without colons.
+      expect(readFileSync(join(x, 'support-bundle/logs/vm-ep-shop-cp1.log'), 'utf8')).toBe('Edgeplane: booting committed slot A\n');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

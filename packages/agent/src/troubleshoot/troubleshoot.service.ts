@@ -3,8 +3,9 @@ import { SESSION_MAX_CHUNK_BYTES, type SessionFromAgent, type SessionToAgent } f
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
 import type { Device } from '../device/device.js';
+import { vmConsoleDir } from '../managers/virt/domain-xml.js';
 import { AGENT_LOG_FILE } from './agent-log.js';
-import { logFileExists, tailLogFile } from './log-tail.js';
+import { logFileExists, tailLogFile, vmConsoleLogs } from './log-tail.js';
 import { resolveRunAs, type SessionProcess, streamProcess } from './session-process.js';
 import { type BundleSources, createSupportBundle } from './support-bundle.js';
 
@@ -148,6 +149,8 @@ export class TroubleshootService {
     const files: Record<string, string> = { agent: join(config.dataDir, AGENT_LOG_FILE) };
     for (const [name, path] of Object.entries(config.troubleshoot.logFiles))
       files[name] = isAbsolute(path) && config.deviceRoot !== '/' ? join(config.deviceRoot, path) : path;
+    // An appliance: each VM's serial console, as `vm:<domain>`.
+    if (config.virt) Object.assign(files, vmConsoleLogs(vmConsoleDir(config.dataDir)));
     return files;
   }
 

@@ -28,21 +28,32 @@ export function registerLogs(program: Command, ctx: CommandContext): void {
       'after',
       examples('edgeplane logs nuc-01', 'edgeplane logs nuc-01 -f --lines 50', 'edgeplane logs nuc-01 --source journal:k3s -f --reason "INC-42"'),
     )
-    .action(async (host: string, flags: LogsFlags) => {
-      const { io } = ctx;
-      const reason = flags.reason ?? `read ${flags.source} log`;
-      const logs = { source: flags.source, follow: !!flags.follow, lines: flags.lines };
-      const { attached } = await startSession(ctx, flags, host, { kind: 'logs', reason, logs, ...sessionLimits(flags) });
-      pipeOutput(attached, io.stdout, io.stderr);
-      const stop = () => attached.terminate();
-      process.once('SIGINT', stop);
-      try {
-        const end = await attached.done;
-        const why = describeEnd(end);
-        if (why && !(flags.follow && end.reason === 'terminated')) io.stderr.write(`edgeplane: ${why}\n`);
-        ctx.exitCode = flags.follow && end.reason === 'terminated' ? 0 : exitCodeFor(end);
-      } finally {
-        process.off('SIGINT', stop);
-      }
-    });
+    .action((host: string, flags: LogsFlags) => streamLogs(ctx, host, flags, flags.source, flags.reason ?? `read ${flags.source} log`));
+}
+
+/**
+ * Opens a logs session on `host` for `source` and pipes it to stdout until it ends (or Ctrl+C when
+ * following). Shared by `logs` and `vm console` (a VM's serial console is a log source of its appliance).
+ */
+export async function streamLogs(
+  ctx: CommandContext,
+  host: string,
+  flags: SessionFlags & { follow?: boolean; lines: number },
+  source: string,
+  reason: string,
+): Promise<void> {
+  const { io } = ctx;
+  const logs = { source, follow: !!flags.follow, lines: flags.lines };
+  const { attached } = await startSession(ctx, flags, host, { kind: 'logs', reason, logs, ...sessionLimits(flags) });
+  pipeOutput(attached, io.stdout, io.stderr);
+  const stop = () => attached.terminate();
+  process.once('SIGINT', stop);
+  try {
+    const end = await attached.done;
+    const why = describeEnd(end);
+    if (why && !(flags.follow && end.reason === 'terminated')) io.stderr.write(`edgeplane: ${why}\n`);
+    ctx.exitCode = flags.follow && end.reason === 'terminated' ? 0 : exitCodeFor(end);
+  } finally {
+    process.off('SIGINT', stop);
+  }
 }

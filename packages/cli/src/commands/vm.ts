@@ -2,7 +2,10 @@ import type { VmList } from '@edgeplane/protocol';
 import { type Command, Option } from 'commander';
 import type { ConnectionFlags } from '../config.js';
 import { renderTable, toJson, toYaml } from '../output.js';
+import { intArg } from '../parse.js';
 import { type CommandContext, clientFor, examples, withConnectionOptions } from './common.js';
+import { streamLogs } from './logs.js';
+import { type SessionFlags, withSessionOptions } from './session.js';
 
 interface VmListOptions extends ConnectionFlags {
   output: 'table' | 'json' | 'yaml';
@@ -12,9 +15,9 @@ interface VmListOptions extends ConnectionFlags {
 export function registerVm(program: Command, ctx: CommandContext): void {
   const vm = program
     .command('vm')
-    .summary('VMs of virtualized clusters (list, domain XML)')
+    .summary('VMs of virtualized clusters (list, domain XML, serial console)')
     .description('Inspect the VMs of a virtualized cluster (spec.type: virtualized): what each asks for, its libvirt domain state and its node.')
-    .addHelpText('after', examples('edgeplane vm list shop-1', 'edgeplane vm xml shop-1 cp1'));
+    .addHelpText('after', examples('edgeplane vm list shop-1', 'edgeplane vm xml shop-1 cp1', 'edgeplane vm console shop-1 cp1'));
 
   const list = vm
     .command('list')
@@ -65,5 +68,31 @@ export function registerVm(program: Command, ctx: CommandContext): void {
       const client = clientFor(opts, ctx.io);
       const r = await client.request<{ xml: string }>('GET', `clusters/${encodeURIComponent(cluster)}/vms/${encodeURIComponent(name)}/domain.xml`);
       ctx.io.stdout.write(r.xml.endsWith('\n') ? r.xml : `${r.xml}\n`);
+    });
+
+  const consoleCmd = vm
+    .command('console')
+    .summary("show a VM's serial console output")
+    .description(
+      "Show the last lines of a VM's serial console (boot loader, kernel, agent) as libvirt logs it on the appliance, " +
+        "read through the appliance's agent like `edgeplane logs <appliance> --source vm:<domain>`: a remote session on " +
+        'the appliance, so it needs the hosts:remote-shell permission and is audited.',
+    )
+    .argument('<cluster>', 'name of the virtualized cluster')
+    .argument('<vm>', 'VM name (spec.vms[].name)')
+    .option('-f, --follow', 'keep streaming new lines until Ctrl+C or the session limit')
+    .option('-n, --lines <n>', 'how many of the last lines to show first', intArg('--lines'), 100);
+  withSessionOptions(consoleCmd, false)
+    .addHelpText('after', examples('edgeplane vm console shop-1 cp1', 'edgeplane vm console shop-1 w1 -f --reason "INC-7 w1 does not register"'))
+    .action(async (cluster: string, name: string, flags: SessionFlags & { follow?: boolean; lines: number }) => {
+      const client = clientFor(flags, ctx.io);
+      const vms = await client.request<VmList>('GET', `clusters/${encodeURIComponent(cluster)}/vms`);
+      const found = vms.items.find((v) => v.name === name);
+      if (!found) {
+        ctx.io.stderr.write(`edgeplane: cluster "${cluster}" has no VM "${name}" (it has: ${vms.items.map((v) => v.name).join(', ') || 'none'})\n`);
+        ctx.exitCode = 1;
+        return;
+      }
+      await streamLogs(ctx, found.appliance, flags, `vm:${found.domain}`, flags.reason ?? `read the serial console of VM ${cluster}/${name}`);
     });
 }

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { VirtVmSpec } from '@edgeplane/protocol';
 
 /** Namespace of the metadata element Edgeplane puts into the domains it manages. */
@@ -6,6 +7,11 @@ export const EDGEPLANE_XMLNS = 'https://edgeplane.io/xmlns/libvirt/vm/1';
 export const DOMAIN_PREFIX = 'ep-';
 
 const esc = (s: string | number) => String(s).replace(/[&<>'"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', "'": '&apos;', '"': '&quot;' })[c]!);
+
+/** Directory (under the agent's data dir) where virtlogd copies each VM's serial console. */
+export const vmConsoleDir = (dataDir: string) => join(dataDir, 'virt', 'console');
+/** A VM's serial console log on the appliance (`edgeplane vm console`, support bundles). */
+export const vmConsoleLog = (dataDir: string, domain: string) => join(vmConsoleDir(dataDir), `${domain}.log`);
 
 export const diskVolume = (vm: Pick<VirtVmSpec, 'domain'>) => `${vm.domain}.qcow2`;
 /** Base volume holding the OS image, shared by every VM disk in a pool (qcow2 backing file). */

@@ -6,7 +6,7 @@ import type { Device } from '../../device/device.js';
 import type { Libvirt } from '../../device/libvirt.js';
 import { writeSeedIso } from '../../seed/seed-iso.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
-import { baseVolume, DOMAIN_PREFIX, diskVolume, domainXml, readDomainXml } from './domain-xml.js';
+import { baseVolume, DOMAIN_PREFIX, diskVolume, domainXml, readDomainXml, vmConsoleLog } from './domain-xml.js';
 
 /** Size of a base volume created for an OS image (the image is written into it on a real appliance). */
 const BASE_VOLUME_SIZE = '4G';
@@ -49,7 +49,7 @@ export class VirtManager implements Manager<'virt'> {
 
   /** The guest's serial console as libvirt's virtlogd copies it (the domain XML names it). */
   serialLogPath(vm: Pick<VirtVmSpec, 'domain'>): string {
-    return join(this.options.dataDir, 'virt', 'console', `${vm.domain}.log`);
+    return vmConsoleLog(this.options.dataDir, vm.domain);
   }
 
   async prepare(desired: VirtSpec | undefined): Promise<void> {
