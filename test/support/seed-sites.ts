@@ -108,3 +108,56 @@ export async function insertProfileRevision(store: TestStore, profile: string, r
     await s.close();
   }
 }
+
+/** Cities the seeded sites gather around (latitude, longitude, region), so a seeded map looks like a retail fleet. */
+const CITIES: [number, number, string][] = [
+  [52.52, 13.4, 'eu'],
+  [48.86, 2.35, 'eu'],
+  [51.51, -0.13, 'eu'],
+  [40.42, -3.7, 'eu'],
+  [41.9, 12.5, 'eu'],
+  [59.33, 18.07, 'eu'],
+  [50.45, 30.52, 'eu'],
+  [40.71, -74.0, 'us'],
+  [41.88, -87.63, 'us'],
+  [34.05, -118.24, 'us'],
+  [29.76, -95.37, 'us'],
+  [33.75, -84.39, 'us'],
+  [47.61, -122.33, 'us'],
+  [43.65, -79.38, 'us'],
+  [19.43, -99.13, 'latam'],
+  [-23.55, -46.63, 'latam'],
+  [-34.6, -58.38, 'latam'],
+  [4.71, -74.07, 'latam'],
+  [35.68, 139.69, 'ap'],
+  [37.57, 126.98, 'ap'],
+  [31.23, 121.47, 'ap'],
+  [1.35, 103.82, 'ap'],
+  [19.08, 72.88, 'ap'],
+  [28.61, 77.21, 'ap'],
+  [-33.87, 151.21, 'ap'],
+  [-37.81, 144.96, 'ap'],
+  [30.04, 31.24, 'mea'],
+  [25.2, 55.27, 'mea'],
+  [-26.2, 28.05, 'mea'],
+  [6.52, 3.38, 'mea'],
+];
+
+/** Site names of seeded fleets: shop-00000, shop-00001, ... */
+export const seededSiteName = (i: number) => `shop-${String(i).padStart(5, '0')}`;
+
+/**
+ * `count` sites spread around the cities above (a deterministic spiral out to about 3 degrees from
+ * each), labelled with the city's region.
+ */
+export function spreadSites(count: number): SeedSite[] {
+  const out: SeedSite[] = [];
+  for (let i = 0; i < count; i++) {
+    const [lat, lon, region] = CITIES[i % CITIES.length];
+    const k = Math.floor(i / CITIES.length);
+    const r = 3 * Math.sqrt(k / Math.max(1, count / CITIES.length));
+    const a = k * 2.39996; // golden angle: even cover without a grid pattern
+    out.push({ name: seededSiteName(i), latitude: lat + r * Math.sin(a), longitude: lon + r * Math.cos(a) * 1.4, region });
+  }
+  return out;
+}

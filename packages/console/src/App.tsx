@@ -18,6 +18,7 @@ import { Overview } from './pages/Overview';
 import { ProfileDetail } from './pages/ProfileDetail';
 import { RolloutDetail } from './pages/RolloutDetail';
 import { Shell } from './pages/Shell';
+import { SiteDetail, Sites } from './pages/Sites';
 import { Tokens } from './pages/Tokens';
 import { ApiTokens, Users } from './pages/Users';
 
@@ -48,6 +49,9 @@ function Page({ path }: { path: string }) {
   if (path === '/rollouts') return <Generic plural="rollouts" detailPath="/rollouts" />;
   const rollout = match('/rollouts/:name', path);
   if (rollout) return <RolloutDetail name={rollout.name} />;
+  if (path === '/sites') return <Sites />;
+  const site = match('/sites/:name', path);
+  if (site) return <SiteDetail name={site.name} />;
   if (path === '/users') return <Users />;
   if (path === '/apitokens') return <ApiTokens />;
   if (path === '/events') return <Generic plural="events" formatCell={eventCell} />;

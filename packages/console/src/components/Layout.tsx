@@ -11,6 +11,7 @@ export const PAGE_PATHS: Record<string, string> = {
   clusters: '/clusters',
   clusterprofiles: '/profiles',
   rollouts: '/rollouts',
+  sites: '/sites',
   events: '/events',
   users: '/users',
   apitokens: '/apitokens',
@@ -24,12 +25,13 @@ const LABELS: Record<string, string> = {
   projects: 'Projects',
   clusterprofiles: 'Cluster profiles',
   clusters: 'Clusters',
+  sites: 'Sites',
   remotesessions: 'Remote sessions',
   auditevents: 'Audit log',
 };
 export const pathFor = (plural: string) => PAGE_PATHS[plural] ?? `/r/${plural}`;
 /** Kinds whose objects have a page of their own under their list's path; the rest use /r/<plural>/<name>. */
-const DETAIL_PAGES = new Set(['edgehosts', 'clusters', 'clusterprofiles', 'rollouts']);
+const DETAIL_PAGES = new Set(['edgehosts', 'clusters', 'clusterprofiles', 'rollouts', 'sites']);
 /** The console page of one object, by its kind ("Cluster") and name, as events name them. */
 export function objectPath(kind: string, name: string): string {
   const plural = KINDS.find((k) => k.kind === kind)?.plural ?? `${kind.toLowerCase()}s`;

@@ -36,7 +36,7 @@ export interface SiteMapProps {
 }
 
 const MAX_ZOOM = 200;
-const CELL_PX = 26; // sites closer than this on screen are drawn as one group
+const GROUP_PX = 36; // sites closer than this on screen are drawn as one group
 const DOT_R = 5;
 const topo = world as unknown as Topology<{ countries: GeometryCollection; land: GeometryCollection }>;
 const LAND = feature(topo, topo.objects.land);
@@ -121,10 +121,12 @@ export function SiteMap({ sites, onSelect, legend, height = 420, label = 'Site m
     canvas.height = height * dpr;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    const items = clusterPoints(projected, transform, width, height, transform.k >= MAX_ZOOM ? 0 : CELL_PX);
+    const items = clusterPoints(projected, transform, width, height, transform.k >= MAX_ZOOM ? 0 : GROUP_PX);
     drawnRef.current = items;
+    // How many dots and groups are drawn: tests and the first-paint benchmark wait for it.
+    canvas.dataset.drawn = String(items.length);
     for (const it of items) {
-      const r = it.sites.length > 1 ? Math.min(18, 7 + Math.log2(it.sites.length) * 1.6) : DOT_R;
+      const r = it.sites.length > 1 ? Math.min(17, 7 + Math.log2(it.sites.length) * 1.4) : DOT_R;
       ctx.beginPath();
       ctx.arc(it.x, it.y, r, 0, 2 * Math.PI);
       ctx.fillStyle = it.color;

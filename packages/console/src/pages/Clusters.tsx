@@ -1,12 +1,13 @@
+import { ClusterPhase } from '@edgeplane/protocol';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { type FormEvent, useState } from 'react';
+import { type FormEvent, useMemo, useState } from 'react';
 import { HostPicker, type NodeRole } from '../components/HostPicker';
 import { ResourceTable } from '../components/ResourceTable';
 import { ErrorBox } from '../components/ui';
 import { api, type Resource, request } from '../lib/api';
 import { useAuth } from '../lib/auth';
 import { isOsOnly } from '../lib/profiles';
-import { navigate } from '../lib/router';
+import { Link, navigate, useLocation } from '../lib/router';
 
 interface Variable {
   name: string;
@@ -210,9 +211,41 @@ function ClusterWizard({ onClose }: { onClose(): void }) {
   );
 }
 
+const UPGRADING = new Set(['Staging', 'Rolling', 'Paused']);
+const FILTERS = ['site', 'phase', 'kubernetesVersion', 'osImage', 'upgrading'];
+
 export function Clusters() {
   const { can } = useAuth();
   const [open, setOpen] = useState(false);
+  const { query } = useLocation();
+  const site = query.get('site') ?? '';
+  const phase = query.get('phase') ?? '';
+  const kubernetesVersion = query.get('kubernetesVersion') ?? '';
+  const osImage = query.get('osImage') ?? '';
+  const upgrading = query.get('upgrading') === 'true';
+  const setParam = (k: string, v: string) => {
+    const q = new URLSearchParams(location.search);
+    if (v) q.set(k, v);
+    else q.delete(k);
+    navigate(`/clusters${q.toString() ? `?${q}` : ''}`, true);
+  };
+  // Site and phase are filtered by the server (field selectors); the versions nodes report and a
+  // running upgrade are not indexed, so they filter the rows as pages load (clusters are one per site at most).
+  const fieldSelector = [site && `spec.site=${site}`, phase && `status.phase=${phase}`].filter(Boolean).join(',');
+  const rowFilter = useMemo(() => {
+    if (!site && !phase && !kubernetesVersion && !osImage && !upgrading) return undefined;
+    return (r: Resource) => {
+      const nodes = (r.status.nodes ?? []) as { kubernetesVersion?: string; osImageDigest?: string }[];
+      return (
+        (!site || r.spec.site === site) &&
+        (!phase || (r.status.phase ?? 'Pending') === phase) &&
+        (!kubernetesVersion || nodes.some((n) => n.kubernetesVersion === kubernetesVersion)) &&
+        (!osImage || nodes.some((n) => n.osImageDigest === osImage)) &&
+        (!upgrading || UPGRADING.has(r.status.upgrade?.state))
+      );
+    };
+  }, [site, phase, kubernetesVersion, osImage, upgrading]);
+  const active = FILTERS.filter((k) => query.get(k));
   return (
     <>
       <h1>Clusters</h1>
@@ -224,7 +257,27 @@ export function Clusters() {
             Create cluster
           </button>
         ))}
-      <ResourceTable plural="clusters" rowLink={(r) => `/clusters/${encodeURIComponent(r.metadata.name)}`} emptyText="No clusters yet." />
+      <div className="filters">
+        <label htmlFor="cluster-phase">Phase</label>
+        <select id="cluster-phase" value={phase} onChange={(e) => setParam('phase', e.target.value)}>
+          <option value="">any</option>
+          {ClusterPhase.options.map((p) => (
+            <option key={p}>{p}</option>
+          ))}
+        </select>
+        {active.length > 0 && (
+          <span data-testid="cluster-filters">
+            Showing clusters with {active.map((k) => `${k} ${query.get(k)}`).join(', ')} · <Link to="/clusters">all clusters</Link>
+          </span>
+        )}
+      </div>
+      <ResourceTable
+        plural="clusters"
+        fieldSelector={fieldSelector || undefined}
+        rowFilter={rowFilter}
+        rowLink={(r) => `/clusters/${encodeURIComponent(r.metadata.name)}`}
+        emptyText={active.length ? 'No clusters match these filters.' : 'No clusters yet.'}
+      />
     </>
   );
 }

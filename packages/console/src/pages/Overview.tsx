@@ -1,8 +1,15 @@
+import type { FleetSummary } from '@edgeplane/protocol';
 import { useQuery } from '@tanstack/react-query';
+import { useMemo } from 'react';
+import { FleetHealth } from '../components/FleetHealth';
+import { FleetVersions } from '../components/FleetVersions';
 import { objectPath } from '../components/Layout';
+import { SiteMap, type SiteMapPoint } from '../components/SiteMap';
 import { Empty, ErrorBox, Loading, StateBadge } from '../components/ui';
 import { api, formatValue, type Resource } from '../lib/api';
-import { Link } from '../lib/router';
+import { useAuth } from '../lib/auth';
+import { HEALTH, HEALTH_ORDER, siteDetail, useFleet } from '../lib/fleet';
+import { Link, navigate } from '../lib/router';
 
 function Stat({ label, value, to }: { label: string; value: number; to: string }) {
   return (
@@ -53,12 +60,58 @@ function RecentEvents({ events }: { events: Resource[] }) {
   );
 }
 
+const LEGEND = HEALTH_ORDER.map((h) => ({ label: HEALTH[h].label, color: HEALTH[h].color }));
+
+/** The sites with coordinates on a map, coloured by health; a click opens the site. */
+function FleetMap({ fleet }: { fleet: FleetSummary }) {
+  const points = useMemo<SiteMapPoint[]>(
+    () =>
+      fleet.sites
+        .filter((s) => s.latitude !== undefined && s.longitude !== undefined)
+        .map((s) => ({
+          name: s.name,
+          latitude: s.latitude!,
+          longitude: s.longitude!,
+          color: HEALTH[s.health].color,
+          severity: HEALTH[s.health].severity,
+          state: HEALTH[s.health].label,
+          detail: `${s.displayName ? `${s.displayName} · ` : ''}${siteDetail(s)}`,
+        })),
+    [fleet],
+  );
+  const counts = HEALTH_ORDER.map((h) => [h, fleet.sites.filter((s) => s.health === h).length] as const).filter(([, n]) => n > 0);
+  const unplaced = fleet.sites.length - points.length;
+  return (
+    <>
+      <p role="status" data-testid="map-status">
+        {fleet.sites.length.toLocaleString()} sites: {counts.map(([h, n]) => `${n.toLocaleString()} ${HEALTH[h].label}`).join(', ')}
+        {unplaced > 0 && (
+          <>
+            {' '}
+            · <Link to="/sites?placed=no">{unplaced.toLocaleString()} without coordinates</Link> (not on the map)
+          </>
+        )}
+      </p>
+      <SiteMap sites={points} legend={LEGEND} label="Sites by health" onSelect={(name) => navigate(`/sites/${encodeURIComponent(name)}`)} />
+    </>
+  );
+}
+
 export function Overview() {
+  const { can } = useAuth();
   const summary = useQuery({ queryKey: ['summary'], queryFn: api.summary, refetchInterval: 30_000 });
+  const fleet = useFleet(can('sites', 'list') && can('edgehosts', 'list'));
   const h = summary.data?.hosts;
   return (
     <>
       <h1>Overview</h1>
+      <section aria-labelledby="map-h">
+        <h2 id="map-h">Sites</h2>
+        {fleet.isPending && fleet.fetchStatus !== 'idle' && <Loading what="the site map" />}
+        <ErrorBox error={fleet.error} title="Could not load the fleet summary" />
+        {fleet.data &&
+          (fleet.data.sites.length > 0 ? <FleetMap fleet={fleet.data} /> : <Empty>No sites yet: create Sites with coordinates to see them on the map.</Empty>)}
+      </section>
       <section aria-labelledby="hosts-h">
         <h2 id="hosts-h">Edge hosts</h2>
         {summary.isPending && <Loading what="host counts" />}
@@ -81,6 +134,18 @@ export function Overview() {
               <Stat key={phase} label={phase} value={n} to="/clusters" />
             ))}
           </div>
+        </section>
+      )}
+      {fleet.data && fleet.data.sites.length > 0 && (
+        <section aria-labelledby="health-h">
+          <h2 id="health-h">Fleet health</h2>
+          <FleetHealth sites={fleet.data.sites} />
+        </section>
+      )}
+      {fleet.data?.versions && (
+        <section aria-labelledby="versions-h">
+          <h2 id="versions-h">Versions</h2>
+          <FleetVersions versions={fleet.data.versions} />
         </section>
       )}
       <section aria-labelledby="events-h">
