@@ -26,11 +26,19 @@ describe('cluster provisioning on simulated hosts', () => {
   const host = async (name: string) => (await t.api('GET', `/api/v1/edgehosts/${name}`)).body;
   const take = (n: number) => free.splice(0, n);
   const cluster = async (name: string) => (await t.api('GET', `/api/v1/clusters/${name}`)).body;
+  const CALICO = { name: 'calico', manifest: 'apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: calico-node, namespace: kube-system}\nspec: {}\n' };
   const profile = (name: string, distribution: string, version: string, image: string) => ({
     apiVersion: 'edgeplane.io/v1',
     kind: 'ClusterProfile',
     metadata: { name },
-    spec: { layers: { os: { image }, kubernetes: { distribution, version } } },
+    spec: {
+      layers: {
+        os: { image },
+        kubernetes: { distribution, version },
+        // kubeadm brings no CNI: the profile names one and an add-on installs it (simulated: calico's DaemonSet).
+        ...(distribution === 'kubeadm' ? { network: { cni: 'calico' }, addons: [CALICO] } : {}),
+      },
+    },
   });
 
   beforeAll(async () => {

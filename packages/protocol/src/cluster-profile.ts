@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Addon, Digest, Distribution, HealthChecks } from './host-spec.js';
+import { cniIsBundled, rulesFor } from './kubernetes/index.js';
 import { Name, resourceInputSchema, resourceSchema, Timestamp } from './meta.js';
 
 /**
@@ -109,7 +110,6 @@ export const KubernetesLayer = z
   .strict();
 
 export const NetworkLayer = z.object({ cni: z.string().min(1).max(64), version: z.string().max(64).optional(), values: Values.default({}) }).strict();
-export const StorageLayer = z.object({ csi: z.string().min(1).max(64), version: z.string().max(64).optional(), values: Values.default({}) }).strict();
 
 export const ClusterProfileSpec = z
   .object({
@@ -127,7 +127,11 @@ export const ClusterProfileSpec = z
          */
         kubernetes: KubernetesLayer.optional(),
         network: NetworkLayer.optional(),
-        storage: StorageLayer.optional(),
+        /**
+         * Not supported: refused with a message. A CSI driver (local-path, Longhorn, a vendor's) is
+         * an add-on like any other; a separate layer only named one and nothing installed it.
+         */
+        storage: z.unknown().optional(),
         addons: z.array(Addon).max(100).default([]),
       })
       .strict(),
@@ -167,7 +171,49 @@ export const ClusterProfileSpec = z
       });
     const names = new Set(spec.layers.addons.map((a) => a.name));
     if (names.size !== spec.layers.addons.length) ctx.addIssue({ code: 'custom', path: ['layers', 'addons'], message: 'add-on names must be unique' });
+    if (spec.layers.storage !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['layers', 'storage'],
+        message: 'there is no storage layer: install the CSI driver as an add-on (layers.addons, a manifest or a chart)',
+      });
+    if (k) kubernetesRuleIssues(k, spec.layers.network, names, ctx);
   });
+
+/**
+ * What the distribution's upstream rules (kubernetes/) say about the profile: config keys it does not
+ * know or takes in another type, and a CNI it does not bring without the add-on that installs it
+ * (nodes would stay NotReady forever). Values holding ${var.*} are checked by the agent once substituted.
+ */
+function kubernetesRuleIssues(
+  k: z.infer<typeof KubernetesLayer>,
+  network: z.infer<typeof NetworkLayer> | undefined,
+  addons: Set<string>,
+  ctx: z.RefinementCtx,
+): void {
+  const rules = rulesFor(k.distribution);
+  const concrete = Object.fromEntries(Object.entries(k.config).filter(([, v]) => variableReferences(v).length === 0));
+  for (const p of rules.configProblems(concrete)) ctx.addIssue({ code: 'custom', path: ['layers', 'kubernetes', 'config', p.key], message: p.message });
+  if (cniIsBundled(rules, network?.cni)) return;
+  if (!network)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['layers', 'network'],
+      message: `${k.distribution} brings no CNI: name one in layers.network.cni and add an add-on of that name that installs it (nodes stay NotReady without a CNI)`,
+    });
+  else if (network.cni !== 'none' && !addons.has(network.cni))
+    ctx.addIssue({
+      code: 'custom',
+      path: ['layers', 'addons'],
+      message: `${k.distribution} does not bring the CNI ${network.cni}: add an add-on named ${network.cni} that installs it (nodes stay NotReady without a CNI)`,
+    });
+  else if (network.cni === 'none')
+    ctx.addIssue({
+      code: 'custom',
+      path: ['layers', 'network', 'cni'],
+      message: `cni "none" leaves every node NotReady: name the CNI and add an add-on of that name that installs it`,
+    });
+}
 export type ClusterProfileSpec = z.infer<typeof ClusterProfileSpec>;
 
 export const ClusterProfileStatus = z.object({

@@ -24,7 +24,11 @@ export const ClusterSpec = z
     site: Name.optional(),
     nodes: z.array(ClusterNode).max(1000).default([]),
     ...VirtualizedClusterFields,
-    /** VIP or first node: host, host:port or https://host:port. Default: the first control-plane node, port 6443. */
+    /**
+     * The cluster's API endpoint: a DNS name or VIP (host, host:port or https://host:port) that
+     * survives node changes; the kube-vip add-on can serve such a VIP. Default: the init node's
+     * address (first IPv4 of a non-virtual interface), port 6443; that node cannot leave the cluster.
+     */
     controlPlaneEndpoint: z.string().min(1).max(256).optional(),
     podCidr: Cidr.default('10.42.0.0/16'),
     serviceCidr: Cidr.default('10.43.0.0/16'),
@@ -68,6 +72,12 @@ export const ClusterStatus = z.object({
   observedGeneration: z.number().int().optional(),
   /** Where the Kubernetes API answers: https://host:port. */
   controlPlaneEndpoint: z.string().optional(),
+  /**
+   * Where that endpoint came from: `spec.controlPlaneEndpoint` (a DNS name or VIP that survives node
+   * changes), or the init node's address and the interface it was taken from (virtual interfaces
+   * such as docker0, cni0, flannel.*, veth*, br-* are skipped).
+   */
+  controlPlaneEndpointFrom: z.string().optional(),
   /** True once the admin kubeconfig is stored (GET .../clusters/<name>/kubeconfig). */
   kubeconfigAvailable: z.boolean().optional(),
   /** The profile revision every node runs (set once all nodes run it; unchanged while an upgrade rolls). */

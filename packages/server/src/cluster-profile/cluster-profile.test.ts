@@ -101,9 +101,36 @@ describe('cluster profile revisions against a real OCI registry', () => {
         ],
         [
           profile('bad', `${registry.host}/edge/os:1`, {
-            layers: { os: { image: `${registry.host}/edge/os:1` }, kubernetes: { distribution: 'kubeadm', version: 'v1.22.0' } },
+            layers: { os: { image: `${registry.host}/edge/os:1` }, kubernetes: { distribution: 'k3s', version: 'v1.22.0+k3s1' } },
           }),
           'UnsupportedKubernetesVersion',
+        ],
+        // kubeadm brings no CNI: without a network layer and its add-on no node would ever be Ready.
+        [
+          profile('bad', `${registry.host}/edge/os:1`, {
+            layers: { os: { image: `${registry.host}/edge/os:1` }, kubernetes: { distribution: 'kubeadm', version: 'v1.30.4' } },
+          }),
+          'ValidationFailed',
+        ],
+        [
+          profile('bad', `${registry.host}/edge/os:1`, {
+            layers: { os: { image: `${registry.host}/edge/os:1` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' }, network: { cni: 'cilium' } },
+          }),
+          'ValidationFailed',
+        ],
+        // A typo k3s would skip with a warning, and the storage layer nothing ever applied.
+        [
+          profile('bad', `${registry.host}/edge/os:1`, {
+            layers: {
+              os: { image: `${registry.host}/edge/os:1` },
+              kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1', config: { 'kublet-arg': ['max-pods=150'] } },
+            },
+          }),
+          'ValidationFailed',
+        ],
+        [
+          profile('bad', `${registry.host}/edge/os:1`, { ...validSpec(), layers: { ...validSpec().layers, storage: { csi: 'local-path' } } }),
+          'ValidationFailed',
         ],
         [
           profile('bad', `${registry.host}/edge/os:1`, {

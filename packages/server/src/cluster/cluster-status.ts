@@ -12,6 +12,8 @@ export interface StatusInput {
   profile?: PinnedProfileSpec;
   profileMissing?: boolean;
   controlPlaneEndpoint?: string;
+  /** Where the endpoint came from: spec.controlPlaneEndpoint, or the init node's address and interface. */
+  controlPlaneEndpointFrom?: string;
   kubeconfigAvailable?: boolean;
 }
 
@@ -144,6 +146,7 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
     nodes,
     observedGeneration: Number(s.row.generation),
     ...(s.controlPlaneEndpoint ? { controlPlaneEndpoint: s.controlPlaneEndpoint } : {}),
+    ...(s.controlPlaneEndpointFrom ? { controlPlaneEndpointFrom: s.controlPlaneEndpointFrom } : {}),
     kubeconfigAvailable: !!s.kubeconfigAvailable,
   };
 }

@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { CLUSTER_ANNOTATION, type ClusterSpec, type HostSpec, type OsSpec, PRESTAGE_ANNOTATION, type ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { ConnectionHub } from '../agent/connection-hub.js';
@@ -21,7 +21,7 @@ import {
 import { clusterStatus } from './cluster-status.js';
 import { clusterOf, MANAGED_SPEC_KEYS } from './host-claims.js';
 import { finishHostRemovals } from './host-removal.js';
-import { endpoints, hostAddress, renderHostSpec, stableJson, withRetry } from './render.js';
+import { endpoints, hostEndpointAddress, renderHostSpec, stableJson, withRetry } from './render.js';
 import type { SecretBox } from './secret-box.js';
 import { UpgradeEngine } from './upgrade/upgrade.engine.js';
 import { withUpgrade } from './upgrade/upgrade-status.js';
@@ -29,12 +29,21 @@ import { effectiveSpec } from './virtualized/virtualized.js';
 
 type ClusterRow = Awaited<ReturnType<typeof listClusterRows>>[number];
 
-/** kubeadm bootstrap-token format ([a-z0-9]{6}.[a-z0-9]{16}); k3s and rke2 accept any string, so one format serves all. */
-function newJoinToken(): string {
-  const abc = 'abcdefghijklmnopqrstuvwxyz0123456789';
-  const pick = (n: number) => Array.from({ length: n }, () => abc[randomInt(abc.length)]).join('');
-  return `${pick(6)}.${pick(16)}`;
+/**
+ * The cluster's join secret: 48 hex characters (192 bits). k3s and rke2 take it as the server token
+ * (a plain `<PASSWORD>`; a kubeadm bootstrap token `abcdef.0123456789abcdef` is refused there:
+ * @edgeplane/protocol kubernetes/k3s.ts); the kubeadm driver derives its bootstrap token and
+ * certificate key from it.
+ */
+export function newJoinToken(): string {
+  return randomBytes(24).toString('hex');
 }
+
+/**
+ * How often a kubeadm init node uploads the control-plane certificates again while a control-plane
+ * node is waiting to join: well inside their 2 h lifetime (KUBEADM_UPLOADED_CERTS_TTL_MS).
+ */
+const CERT_UPLOAD_INTERVAL_MS = 60 * 60_000;
 
 export function kubernetesReady(host: HostRow | undefined): boolean {
   const k = (JSON.parse(host?.status ?? '{}') as { agent?: { managers?: { kubernetes?: { ready?: boolean; phase?: string } } } }).agent?.managers?.kubernetes;
@@ -50,6 +59,8 @@ export function kubernetesReady(host: HostRow | undefined): boolean {
  */
 export class ClusterController extends Controller {
   private readonly upgrades: UpgradeEngine;
+  /** kubeadm clusters with a control-plane node waiting to join: the upload request their init node gets (spec.uploadCerts). */
+  private readonly certUploads = new Map<string, { host: string; request: string }>();
 
   constructor(
     private readonly db: Db,
@@ -74,7 +85,14 @@ export class ClusterController extends Controller {
     const [row] = await findHosts(this.db, [host]);
     if (!row) return msg;
     const spec = { ...msg.spec, ...(os ? { os: withRetry(os, row.os_retry) } : {}) };
-    if (k && clusterOf(row) === k.cluster) spec.kubernetes = { ...k, token: await this.joinToken(k.cluster) };
+    if (k && clusterOf(row) === k.cluster) {
+      const upload = this.certUploads.get(k.cluster);
+      spec.kubernetes = {
+        ...k,
+        token: await this.joinToken(k.cluster),
+        ...(k.init && upload?.host === host ? { uploadCerts: upload.request } : {}),
+      };
+    }
     return { ...msg, spec };
   }
 
@@ -126,9 +144,14 @@ export class ClusterController extends Controller {
     }
     const initHost = steps.get('init') ?? spec.nodes.find((n) => n.role === 'control-plane')!.host;
     const initRow = hosts.get(initHost);
+    // Once chosen, the endpoint stays (it is in every certificate and kubeconfig): the status keeps it.
+    const chosen = initRow ? hostEndpointAddress(initRow) : undefined;
     const endpoint =
-      spec.controlPlaneEndpoint ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (initRow ? `https://${hostAddress(initRow)}:6443` : undefined);
+      spec.controlPlaneEndpoint ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (chosen ? `https://${chosen.address}:6443` : undefined);
     if (!endpoint) return;
+    const endpointFrom = spec.controlPlaneEndpoint
+      ? 'spec.controlPlaneEndpoint'
+      : ((prevStatus.controlPlaneEndpointFrom as string | undefined) ?? (chosen ? `init node address: ${chosen.from}` : undefined));
     await this.joinToken(cluster); // generated before any node can need it
     const render = (host: string, init: boolean) =>
       renderHostSpec({ cluster, spec, profile, node: spec.nodes.find((n) => n.host === host)!, init, controlPlaneEndpoint: endpoint });
@@ -157,6 +180,10 @@ export class ClusterController extends Controller {
         });
       }
     }
+
+    // 2a. kubeadm: control-plane nodes join with the certificates the init node uploaded; they
+    // expire 2 h after an upload, so while one waits to join the init node uploads them again.
+    if (k.distribution === 'kubeadm') await this.requestCertUpload(cluster, spec, initHost, hosts, steps);
 
     // 2b. Day-2 changes: classify, stage, roll (cluster/upgrade/).
     const joined = new Set([...steps.entries()].filter(([k]) => k === 'init' || k.startsWith('join:')).map(([, h]) => h as string));
@@ -191,6 +218,7 @@ export class ClusterController extends Controller {
         prev: prevStatus,
         profile,
         controlPlaneEndpoint: endpoints(k.distribution, endpoint).controlPlaneEndpoint,
+        controlPlaneEndpointFrom: endpointFrom,
         kubeconfigAvailable: (await findSecret(this.db, cluster, 'kubeconfig')) !== undefined,
       }),
       { spec, prev: prevStatus, upgrade },
@@ -208,6 +236,35 @@ export class ClusterController extends Controller {
       });
     }
     await this.saveStatus(row, status);
+  }
+
+  /**
+   * Sets (or clears) the certificate upload request of a kubeadm cluster's init node: while a
+   * control-plane node that got its join spec is not Ready, the init node is asked (through its spec
+   * message, like the join token; never stored) to upload the certificates again once per
+   * CERT_UPLOAD_INTERVAL_MS. A changed request is pushed to the init node at once.
+   */
+  private async requestCertUpload(
+    cluster: string,
+    spec: ClusterSpec,
+    initHost: string,
+    hosts: Map<string, HostRow>,
+    steps: Map<string, string | null>,
+  ): Promise<void> {
+    const waiting = spec.nodes
+      .filter((n) => n.role === 'control-plane' && n.host !== initHost && steps.has(`join:${n.host}`) && !kubernetesReady(hosts.get(n.host)))
+      .map((n) => n.host)
+      .sort();
+    const previous = this.certUploads.get(cluster);
+    if (waiting.length === 0) {
+      this.certUploads.delete(cluster);
+      return;
+    }
+    const request = `${Math.floor(Date.now() / CERT_UPLOAD_INTERVAL_MS)}`;
+    if (previous?.request === request && previous.host === initHost) return;
+    this.certUploads.set(cluster, { host: initHost, request });
+    this.log.info({ cluster, host: initHost, joining: waiting }, 'asking the init node to upload the control-plane certificates');
+    await this.hub.pushSpec(initHost);
   }
 
   /**

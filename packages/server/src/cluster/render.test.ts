@@ -1,7 +1,8 @@
-import { ClusterSpec } from '@edgeplane/protocol';
+import { ClusterSpec, rulesFor } from '@edgeplane/protocol';
 import { describe, expect, it } from 'vitest';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
-import { endpoints, hostAddress, renderHostSpec } from './render.js';
+import { newJoinToken } from './cluster.controller.js';
+import { endpoints, hostAddress, hostEndpointAddress, renderHostSpec } from './render.js';
 
 const digest = `sha256:${'e'.repeat(64)}`;
 const profile = (distribution: 'k3s' | 'rke2' | 'kubeadm', version: string): PinnedProfileSpec => ({
@@ -88,11 +89,7 @@ describe('renderHostSpec', () => {
     const rendered = spec.nodes.map((node, i) =>
       renderHostSpec({ cluster: 'c', spec, profile: withChecks, node, init: i === 0, controlPlaneEndpoint: '10.0.0.100' }),
     );
-    for (const s of rendered)
-      expect(s.os?.healthChecks).toEqual([
-        { ...healthChecks[0], url: 'http://10.0.0.100:10248/healthz' },
-        healthChecks[1],
-      ]);
+    for (const s of rendered) expect(s.os?.healthChecks).toEqual([{ ...healthChecks[0], url: 'http://10.0.0.100:10248/healthz' }, healthChecks[1]]);
     // No checks declared: the os spec carries none (so existing nodes' specs do not change).
     const plain = renderHostSpec({
       cluster: 'c',
@@ -111,5 +108,31 @@ describe('renderHostSpec', () => {
     expect(hostAddress(inv([]))).toBe('nuc');
     expect(hostAddress(inv([], ''))).toBe('edge-1');
     expect(() => endpoints('k3s', 'https://vip/path')).toThrow();
+  });
+
+  it('skips virtual interfaces (docker0, cni0, flannel.1, veth*, br-*) whatever their order, and says which interface it took', () => {
+    const inv = (nics: unknown) => ({ name: 'nuc-7', status: JSON.stringify({ inventory: { hostname: 'nuc', nics } }) });
+    const host = inv([
+      { name: 'br-5f2c', addresses: ['172.18.0.1/16'] },
+      { name: 'cni0', addresses: ['10.42.0.1/24'] },
+      { name: 'docker0', addresses: ['172.17.0.1/16'] },
+      { name: 'flannel.1', addresses: ['10.42.0.0/32'] },
+      { name: 'veth1a2b', addresses: ['169.254.3.3/16'] },
+      { name: 'enp3s0', addresses: ['fe80::2/64', '192.168.7.20/24'] },
+    ]);
+    expect(hostEndpointAddress(host)).toEqual({ address: '192.168.7.20', from: 'host nuc-7, interface enp3s0' });
+    // Only virtual interfaces have an address: better than nothing, and said so.
+    expect(hostEndpointAddress(inv([{ name: 'docker0', addresses: ['172.17.0.1/16'] }])).from).toMatch(/virtual/);
+  });
+});
+
+describe('join secret', () => {
+  it('is one k3s and rke2 accept as a server token (a bootstrap-format token is refused there)', () => {
+    for (let i = 0; i < 20; i++) {
+      const token = newJoinToken();
+      expect(token).toMatch(/^[0-9a-f]{48}$/);
+      expect(rulesFor('k3s').serverTokenProblem(token)).toBeUndefined();
+      expect(rulesFor('rke2').serverTokenProblem(token)).toBeUndefined();
+    }
   });
 });

@@ -6,16 +6,39 @@ import { requireOsLayer } from './os-mode.js';
 const API_PORT = 6443;
 const RKE2_JOIN_PORT = 9345;
 
-/** First non-loopback IPv4 of the host's inventory, else its hostname, else its Edgeplane name. */
-export function hostAddress(host: { name: string; status: string }): string {
-  const inv = (JSON.parse(host.status) as { inventory?: { hostname?: string; nics?: { addresses?: string[] }[] } }).inventory;
-  for (const nic of inv?.nics ?? []) {
-    for (const a of nic.addresses ?? []) {
-      const ip = a.replace(/\/\d+$/, '');
-      if (/^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !ip.startsWith('127.')) return ip;
+/**
+ * Interfaces that are not the host's own network: container and VM bridges, CNI and tunnel devices,
+ * kube-proxy's IPVS dummy. Their addresses are private to the host (docker0 is 172.17.0.1 on every
+ * Docker host; cni0/flannel.1 carry a previous cluster's pod network), so a control-plane endpoint
+ * there is unreachable from other nodes.
+ */
+export const VIRTUAL_INTERFACE =
+  /^(lo|docker\d*|cni\d*|flannel[.-].*|flannel\d*|veth.*|br-.*|virbr.*|vnet\d*|kube-ipvs\d*|kube-bridge|cali.*|tunl\d*|vxlan[.-].*|cilium_.*|lxc.*|weave|datapath|genev_sys_.*|nodelocaldns|dummy\d*|podman\d*|tun\d*|tap\d*|wg\d*|tailscale\d*|zt.*)$/;
+
+/**
+ * The address other nodes reach this host at: the first non-loopback IPv4 of a non-virtual
+ * interface in the inventory's order (then of a virtual one; then the hostname; then the Edgeplane
+ * name), and where it came from, for the cluster's status.
+ */
+export function hostEndpointAddress(host: { name: string; status: string }): { address: string; from: string } {
+  const inv = (JSON.parse(host.status) as { inventory?: { hostname?: string; nics?: { name?: string; addresses?: string[] }[] } }).inventory;
+  const ipv4 = (nic: { addresses?: string[] }) =>
+    (nic.addresses ?? []).map((a) => a.replace(/\/\d+$/, '')).find((ip) => /^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !ip.startsWith('127.'));
+  const nics = inv?.nics ?? [];
+  for (const virtual of [false, true]) {
+    for (const nic of nics) {
+      if (VIRTUAL_INTERFACE.test(nic.name ?? '') !== virtual) continue;
+      const ip = ipv4(nic);
+      if (ip) return { address: ip, from: `host ${host.name}, interface ${nic.name ?? '?'}${virtual ? ' (virtual: no other interface has an IPv4)' : ''}` };
     }
   }
-  return inv?.hostname || host.name;
+  if (inv?.hostname) return { address: inv.hostname, from: `host ${host.name}, hostname (no IPv4 address in its inventory)` };
+  return { address: host.name, from: `host ${host.name}, its name (no address in its inventory)` };
+}
+
+/** The address other nodes reach this host at (see hostEndpointAddress). */
+export function hostAddress(host: { name: string; status: string }): string {
+  return hostEndpointAddress(host).address;
 }
 
 /**
