@@ -10,7 +10,7 @@
  * A shell gets its terminal from `script` inside the sandbox: the PTY node-pty allocates outside
  * belongs to the simulator machine's /dev/pts, which the sandbox does not show.
  */
-import { lstat, mkdir, readFile, readlink, symlink } from 'node:fs/promises';
+import { access, constants, lstat, mkdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
@@ -91,6 +91,8 @@ export class SimSandbox implements DeviceProcesses {
   private readonly ready = new Map<string, Promise<SandboxUser>>();
 
   private async prepareOnce(name: string): Promise<SandboxUser> {
+    if (!(await onPath('bwrap')))
+      throw new Error("a simulated host's shells and commands run in a bubblewrap sandbox: install bwrap (Debian: apt-get install bubblewrap)");
     const user = await lookupUser(name);
     for (const dir of DEVICE_DIRS) await mkdir(join(this.root, dir), { recursive: true });
     for (const dir of HOST_SYSTEM_DIRS) {
@@ -105,6 +107,24 @@ export class SimSandbox implements DeviceProcesses {
     await addLine(join(this.root, 'etc/group'), String(user.gid), `${user.name}:x:${user.gid}:`, 2);
     return user;
   }
+}
+
+/** PATH inside the sandbox; bwrap itself is looked up on it too. */
+const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Whether an executable `name` is on SANDBOX_PATH of the simulator's machine. */
+async function onPath(name: string): Promise<boolean> {
+  for (const dir of SANDBOX_PATH.split(':')) {
+    if (
+      dir &&
+      (await access(join(dir, name), constants.X_OK).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return true;
+  }
+  return false;
 }
 
 /** The session user as the simulator's machine knows it (uid/gid are kept; home is /root or /home/<name>). */
@@ -126,7 +146,7 @@ async function addLine(file: string, key: string, line: string, field = 0): Prom
 
 function sandboxEnv(user: SandboxUser): Record<string, string> {
   return {
-    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH: SANDBOX_PATH,
     HOME: user.home,
     USER: user.name,
     LOGNAME: user.name,
