@@ -370,16 +370,29 @@ describe('cluster upgrades on simulated hosts', () => {
       expect(released.spec.kubernetes).toBeUndefined();
     }
 
-    // A new Kubernetes version on the same image: a `reboot` (cordon, drain, one reboot), not a repave.
+    // A new Kubernetes version on the same image: the image carries the binary, so no reboot can
+    // bring the new version. The plan and the change are refused, nothing is written, and the node
+    // keeps reporting the version it runs (the simulator reports the binary's, not the config's).
     const rev3 = await setProfile('solo-p', '2.0.0', 'v1.31.2+k3s1');
-    const current = (await cluster('solo')).spec;
-    const plan = await t.api('POST', '/api/v1/clusters/solo/plan', { spec: { ...current, profile: { name: 'solo-p', revision: rev3 } } });
-    expect(plan.body.nodes).toEqual([{ host: solo, role: 'control-plane', change: 'reboot', reasons: ['kubernetes.version'] }]);
+    const current = await cluster('solo');
+    const plan = await t.api('POST', '/api/v1/clusters/solo/plan', { spec: { ...current.spec, profile: { name: 'solo-p', revision: rev3 } } });
+    expect(plan.status).toBe(422);
+    expect(plan.body.error).toMatchObject({ code: 'KubernetesVersionNotInImage', details: { digest: digests['2.0.0'], carries: 'k3s v1.31.1+k3s1' } });
     const rebootsBefore = await reboots(solo);
-    await setRevision('solo', rev3);
-    const rebooted = await converged('solo', rev3);
-    expect(rebooted.status.nodes[0]).toMatchObject({ ready: true, osImageDigest: digests['2.0.0'], kubernetesVersion: 'v1.31.2+k3s1' });
-    expect(await reboots(solo)).toBe(rebootsBefore + 1);
+    const refused = await t.api(
+      'PATCH',
+      '/api/v1/clusters/solo',
+      { spec: { profile: { name: 'solo-p', revision: rev3 } } },
+      { contentType: 'application/merge-patch+json' },
+    );
+    expect(refused.status).toBe(422);
+    expect(refused.body.error.code).toBe('KubernetesVersionNotInImage');
+    const after = await cluster('solo');
+    expect(after.spec).toEqual(current.spec);
+    expect(after.spec.profile.revision).toBe(rev2);
+    expect(after.status.nodes[0]).toMatchObject({ ready: true, osImageDigest: digests['2.0.0'], kubernetesVersion: 'v1.31.1+k3s1' });
+    expect((await host(solo)).status.agent.managers.kubernetes.version).toBe('v1.31.1+k3s1');
+    expect(await reboots(solo)).toBe(rebootsBefore);
 
     // Deleting the cluster resets its host back to the pool: same identity, no Kubernetes left.
     expect((await t.api('DELETE', '/api/v1/clusters/solo')).status).toBe(200);

@@ -45,8 +45,11 @@ describe('simulated distribution binaries', () => {
     // The agent writes another version into its config: the binary in the image is still the old one.
     await configure('k3s', 'v1.31.1+k3s1');
     expect(await installedVersion(root, 'k3s')).toBe('v1.30.4+k3s1');
-    // Repaved onto a new image: that image's binary.
+    // Repaved onto a new image: the agent writes its configuration there, and that is the image's binary.
     await boot('B', D2);
+    await configure('k3s', 'v1.31.1+k3s1');
+    expect(await installedVersion(root, 'k3s')).toBe('v1.31.1+k3s1');
+    await configure('k3s', 'v1.31.2+k3s1');
     expect(await installedVersion(root, 'k3s')).toBe('v1.31.1+k3s1');
     // Back on the first image (a fallback): its binary again.
     await put(SIM_BOOTED_SLOT_FILE, 'A\n');

@@ -8,15 +8,19 @@
  *     else the image's own record of what it carries (image.json "kubernetes": "k3s v1.30.4+k3s1",
  *     the same value as the image's io.edgeplane.kubernetes annotation).
  *  3. an image (or a device without one) that records nothing: the simulation takes it to carry the
- *     version the node was first configured with on it, and keeps that version for as long as the
- *     same image is booted (recorded in IMAGE_BINARIES_FILE). A version change on the same image
+ *     version of the first configuration the agent wrote while that image was booted, and keeps it
+ *     for that image (recorded in IMAGE_BINARIES_FILE). A version change on the same image
  *     therefore does not change what the node reports, as on a real device; a new image does.
+ *     (Right after a reboot into a new image the service starts on the previous configuration,
+ *     written before that boot: until the agent writes its configuration on the new image, the node
+ *     reports the configured version without recording it.)
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Distribution, parseKubernetesAnnotation } from '@edgeplane/protocol';
 import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
 import { DISTRIBUTION_BINARY } from '../../managers/kubernetes/artifact-install.js';
+import { KUBERNETES_RECORD } from '../../managers/kubernetes/node-files.js';
 import { SimRefusal } from './sim-kubernetes.js';
 import { SIM_BOOTED_SLOT_FILE } from './sim-slots.js';
 
@@ -53,6 +57,11 @@ export async function binaryVersion(root: string, distribution: Distribution, co
   return firstConfigured(root, slot?.digest ?? 'none', distribution, configured);
 }
 
+/** When a file was last written (0 when it does not exist). */
+async function writtenAt(path: string): Promise<number> {
+  return (await stat(path).catch(() => undefined))?.mtimeMs ?? 0;
+}
+
 /** The version a simulated binary states; undefined when there is no file. */
 async function simulatedBinary(path: string, distribution: Distribution): Promise<string | undefined> {
   const info = await stat(path).catch(() => undefined);
@@ -85,6 +94,8 @@ async function firstConfigured(root: string, key: string, distribution: Distribu
   }
   const version = await configured();
   if (!version) throw new SimRefusal(`no ${distribution} installed on this simulated device`, false);
+  // A configuration written before the current boot belongs to the image booted before: not this image's.
+  if ((await writtenAt(join(root, KUBERNETES_RECORD))) < (await writtenAt(join(root, SIM_BOOTED_SLOT_FILE)))) return version;
   await writeFileAtomic(file, `${JSON.stringify({ ...known, [key]: { distribution, version } }, null, 2)}\n`, 0o644);
   return version;
 }
