@@ -59,7 +59,7 @@ export class RootedFiles implements DeviceFiles {
     return readFile(this.at(path), 'utf8').catch(missing);
   }
 
-  writeAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  async writeAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
     return writeFileAtomic(this.at(path), data, mode);
   }
 
@@ -67,7 +67,7 @@ export class RootedFiles implements DeviceFiles {
     await mkdir(this.at(path), { recursive: true, mode });
   }
 
-  remove(path: string, options: { recursive?: boolean } = {}): Promise<void> {
+  async remove(path: string, options: { recursive?: boolean } = {}): Promise<void> {
     return rm(this.at(path), { recursive: options.recursive ?? false, force: true });
   }
 
