@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { oci } from '@edgeplane/agent';
@@ -49,6 +49,12 @@ describe.each(DIALECTS)('agent mode on hosts that keep their own OS (%s)', (dial
     await oci.writeOsImage({ layoutDir: join(dir, 'os'), tag: '1.0.0', name: 'Edgeplane OS', version: '1.0.0' });
     await pushOciLayout(join(dir, 'os'), `${registry.host}/edge/os:1.0.0`);
     osImage = `${registry.host}/edge/os:1.0.0`;
+    // An OS image that records the Kubernetes it carries (the io.edgeplane.kubernetes annotation).
+    const tree = join(dir, 'os-tree');
+    await mkdir(join(tree, 'etc'), { recursive: true });
+    await writeFile(join(tree, 'etc/os-release'), 'NAME="Edgeplane OS"\nVERSION_ID=1.1.0\n');
+    await oci.writeOciImage({ rootfs: tree, layoutDir: join(dir, 'os'), tag: '1.1.0', labels: { 'io.edgeplane.kubernetes': 'k3s v1.30.4+k3s1' } });
+    await pushOciLayout(join(dir, 'os'), `${registry.host}/edge/os:1.1.0`);
     const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'byo' }, spec: { autoApprove: true } })).body.status.token;
     fleet = await startFleet({
       server: t.url,
@@ -91,6 +97,21 @@ describe.each(DIALECTS)('agent mode on hosts that keep their own OS (%s)', (dial
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     expect(created.body.status).toMatchObject({ latestRevision: 1, artifactDigest: artifacts['v1.30.4+k3s1'].digest });
     expect(created.body.status.osImageDigest).toBeUndefined();
+  });
+
+  it('refuses a profile whose OS image records another Kubernetes version than the profile asks for', async () => {
+    const ab = (version: string) => ({
+      apiVersion: 'edgeplane.io/v1',
+      kind: 'ClusterProfile',
+      metadata: { name: 'carried' },
+      spec: { layers: { os: { image: `${registry.host}/edge/os:1.1.0` }, kubernetes: { distribution: 'k3s', version } } },
+    });
+    const before = await snapshot();
+    const r = await t.api('POST', '/api/v1/clusterprofiles', ab('v1.31.1+k3s1'));
+    expect(r.status).toBe(422);
+    expect(r.body.error).toMatchObject({ code: 'KubernetesVersionNotInImage', details: { carries: 'k3s v1.30.4+k3s1', path: 'layers.os.image' } });
+    expect(await snapshot()).toEqual(before);
+    expect((await t.api('POST', '/api/v1/clusterprofiles', ab('v1.30.4+k3s1'))).status).toBe(201);
   });
 
   it('refuses to mix managed hosts with a profile without an os layer, and unmanaged hosts with one', async () => {

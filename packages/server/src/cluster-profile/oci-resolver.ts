@@ -178,10 +178,19 @@ export class ImageResolver {
     if (hit && hit.expires > Date.now()) return { digest, annotations: hit.annotations };
     const parsed = parseImageRef(ref);
     const scheme = opts.insecure || isLoopbackRegistry(parsed.registry) ? 'http' : 'https';
-    const url = new URL(`${scheme}://${parsed.registry}/v2/${parsed.repository}/manifests/${digest}`);
+    const base = `${scheme}://${parsed.registry}/v2/${parsed.repository}/manifests/`;
     let annotations: Record<string, string>;
+    let url = new URL(`${base}${parsed.tag ?? 'latest'}`);
     try {
-      annotations = await this.fetchAnnotations(url, parsed.repository);
+      // By tag (what was just resolved); by digest when the tag has moved on since.
+      const byTag = await this.fetchAnnotations(url, parsed.repository);
+      if (byTag.digest === digest) annotations = byTag.annotations;
+      else {
+        url = new URL(`${base}${digest}`);
+        const byDigest = await this.fetchAnnotations(url, parsed.repository);
+        if (byDigest.digest !== digest) throw new RegistryFailure(`the manifest served for ${digest} hashes to ${byDigest.digest}`);
+        annotations = byDigest.annotations;
+      }
     } catch (err) {
       this.opts.log?.debug({ image: ref, url: url.href, reason: (err as Error).message }, 'cannot read image manifest: registry request failed');
       throw new EdgeplaneError('ImageResolveFailed', `cannot read the manifest of image "${ref}": registry unreachable or image not found`, { image: ref });
@@ -193,8 +202,8 @@ export class ImageResolver {
 
   private readonly annotationCache = new Map<string, { annotations: Record<string, string>; expires: number }>();
 
-  /** GET of a manifest (by digest) with the same rules as fetchDigest; its string annotations. */
-  private async fetchAnnotations(url: URL, repository: string): Promise<Record<string, string>> {
+  /** GET of a manifest with the same rules as fetchDigest: its digest (the hash of its bytes) and string annotations. */
+  private async fetchAnnotations(url: URL, repository: string): Promise<{ digest: string; annotations: Record<string, string> }> {
     const headers: Record<string, string> = { accept: MANIFEST_ACCEPT };
     let res = await this.request(url, { headers });
     if (res.status === 401) {
@@ -209,8 +218,11 @@ export class ImageResolver {
       throw new RegistryFailure(`the registry answered HTTP ${res.status}`);
     }
     let manifest: { annotations?: unknown };
+    let digest: string;
     try {
-      manifest = JSON.parse((await readCapped(res, this.cap)).toString('utf8'));
+      const body = await readCapped(res, this.cap);
+      digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+      manifest = JSON.parse(body.toString('utf8'));
     } catch (err) {
       if (err instanceof RegistryFailure) throw err;
       throw new RegistryFailure('the manifest is not JSON');
@@ -218,7 +230,7 @@ export class ImageResolver {
     const out: Record<string, string> = {};
     if (manifest?.annotations && typeof manifest.annotations === 'object')
       for (const [k, v] of Object.entries(manifest.annotations)) if (typeof v === 'string') out[k] = v;
-    return out;
+    return { digest, annotations: out };
   }
 
   /** Caches one result; the cache stays small however many references operators try. */

@@ -52,6 +52,17 @@ describe('change classification', () => {
     expect(classify(staged, base)).toEqual({ change: 'no-op', reasons: [] });
   });
 
+  it('agent mode: a new artifact (and version) is installed and the service restarted, no reboot', () => {
+    const withArtifact = (version: string, digest: string): HostSpec => {
+      const { os: _os, ...rest } = k({ version, artifact: { image: `r.local/k3s:${version}`, digest } });
+      return rest;
+    };
+    expect(classify(withArtifact('v1.30.4+k3s1', D1), withArtifact('v1.31.1+k3s1', D2))).toEqual({
+      change: 'service-restart',
+      reasons: ['kubernetes.artifact', 'kubernetes.version'],
+    });
+  });
+
   it('a node without a spec yet gets everything: repave', () => {
     expect(classify(undefined, base).change).toBe('repave');
   });
