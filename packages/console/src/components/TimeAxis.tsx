@@ -34,7 +34,7 @@ export function timeScale(from: number, to: number, left: number, right: number)
 
 const STEPS_MS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21_600, 43_200, 86_400].map((s) => s * 1000);
 
-/** Tick marks and labels along the bottom of a time chart: about five, at round intervals. */
+/** Tick marks and labels along the bottom of a time chart: about five, at round intervals (labels at the ends kept inside). */
 export function TimeAxis({ from, to, x, y, height }: { from: number; to: number; x: (t: number) => number; y: number; height: number }) {
   const step = STEPS_MS.find((s) => (to - from) / s <= 6) ?? 86_400_000;
   const ticks: number[] = [];
@@ -45,7 +45,7 @@ export function TimeAxis({ from, to, x, y, height }: { from: number; to: number;
       {ticks.map((t) => (
         <g key={t}>
           <line className="grid" x1={x(t)} x2={x(t)} y1={y - height} y2={y} />
-          <text x={x(t)} y={y + 14} textAnchor="middle">
+          <text x={x(t)} y={y + 14} textAnchor={x(to) - x(t) < 28 ? 'end' : x(t) - x(from) < 28 ? 'start' : 'middle'}>
             {clock(t)}
           </text>
         </g>
