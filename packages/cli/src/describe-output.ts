@@ -50,6 +50,19 @@ function osLine(os: unknown): string | undefined {
   return `${from}desired ${short(o.desiredDigest)}, ${running}; ${verdict}`;
 }
 
+/**
+ * Who manages a host's OS, from the inventory its agent reported (docs/kubernetes.md "Agent mode");
+ * undefined before the host reported one.
+ */
+export function osModeLine(inventory: unknown): string | undefined {
+  if (!inventory || typeof inventory !== 'object') return undefined;
+  const inv = inventory as { osMode?: string; os?: { name?: string; version?: string } };
+  const os = [inv.os?.name, inv.os?.version].filter(Boolean).join(' ');
+  return inv.osMode === 'unmanaged'
+    ? `unmanaged OS${os ? ` (${os})` : ''}: the host keeps its own OS; Kubernetes is installed from the profile's artifact`
+    : `managed OS${os ? ` (${os})` : ''}: Edgeplane A/B slots; the OS image carries Kubernetes`;
+}
+
 /** The metadata every describe starts with. */
 function header(resource: Resource, now: Date): string {
   const m = resource.metadata as Record<string, unknown>;
@@ -82,6 +95,8 @@ function conditionsTable(conditions: Row[], now: Date): string {
  */
 export function renderDescribe(resource: Resource, events: Resource[], now: Date = new Date()): string {
   let out = header(resource, now);
+  const mode = resource.kind === 'EdgeHost' ? osModeLine(resource.status?.inventory) : undefined;
+  if (mode) out += field('OS Mode', mode);
   const os = osLine(resource.status?.os);
   if (os) out += field('OS', os);
   out += section('Spec', resource.spec);

@@ -161,6 +161,17 @@ describe('describe', () => {
     expect(out).not.toMatch(/^OS:/m);
   });
 
+  it('says whether a host runs a managed OS or keeps its own (agent mode)', () => {
+    const inv = (osMode: string | undefined, name: string, version: string) =>
+      host('n', { status: { state: 'ready', inventory: { ...(osMode ? { osMode } : {}), os: { name, version } } } });
+    expect(renderDescribe(inv('unmanaged', 'Ubuntu', '24.04'), [], now)).toMatch(
+      /^OS Mode:\s+unmanaged OS \(Ubuntu 24\.04\): the host keeps its own OS; Kubernetes is installed from the profile's artifact$/m,
+    );
+    expect(renderDescribe(inv('managed', 'Edgeplane OS', '2.0.0'), [], now)).toMatch(/^OS Mode:\s+managed OS \(Edgeplane OS 2\.0\.0\): Edgeplane A\/B slots/m);
+    // An agent that reports no mode is an older one, on Edgeplane OS.
+    expect(renderDescribe(inv(undefined, 'Edgeplane OS', '1.0.0'), [], now)).toMatch(/^OS Mode:\s+managed OS/m);
+  });
+
   it("sums up a host's OS rollout in one line", () => {
     const d = (c: string) => `sha256:${c.repeat(64)}`;
     const os = { profile: 'gw-os', revision: 3, image: 'r/os:3', desiredDigest: d('c'), digest: d('b'), bootedSlot: 'A', activeSlot: 'A', phase: 'FellBack' };
