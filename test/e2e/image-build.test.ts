@@ -24,7 +24,8 @@ interface SfdiskPartition {
 }
 
 /**
- * `edgeplane image build` as a user runs it: one real build (kernel from the cached Debian
+ * `edgeplane image build --base busybox` as a user runs it (the small busybox image: seconds to
+ * build; Edgeplane OS 2, the Debian default, is image-build-os2.test.ts): one real build (kernel from the cached Debian
  * package, busybox initramfs, Node and the agent, OCI layout, installer disk) pushed to a real
  * registry, then every output checked with the real tools a device or an operator would use.
  */
@@ -48,6 +49,8 @@ describe('edgeplane image build', () => {
     result = await cli([
       'image',
       'build',
+      '--base',
+      'busybox',
       '--version',
       '1.2.3',
       '--disk',
@@ -182,7 +185,7 @@ describe('edgeplane image build', () => {
 
   it('reports a builder error with its code and exits non-zero', async () => {
     const failed = join(dir, 'failed');
-    const r = await cli(['image', 'build', '--version', '1', '-o', failed, '--module', 'no_such_driver']);
+    const r = await cli(['image', 'build', '--base', 'busybox', '--version', '1', '-o', failed, '--module', 'no_such_driver']);
     expect(r.code).toBe(1);
     expect(r.out).toContain('Error: image build failed (ImageBuildFailed): kernel module no_such_driver is neither a module nor built into the kernel');
     expect(await readdir(failed)).toEqual([]); // the work directory is gone, nothing half-built is left

@@ -75,7 +75,7 @@ export function kubernetesAnnotation(record: KubernetesRecord): string {
 function binaryVersion(binary: KubernetesBinary): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(binary.file, ['--version'], { timeout: 30_000 }, (err, stdout, stderr) => {
-      const version = /\bv\d+\.\d+\.\d+[^\s,)]*/.exec(`${stdout}\n${stderr}`)?.[0];
+      const version = /\bv\d+\.\d+\.\d+[^\s,)"'}]*/.exec(`${stdout}\n${stderr}`)?.[0];
       if (version) return resolve(version);
       reject(
         new ImageBuildError(
