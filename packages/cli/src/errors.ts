@@ -1,3 +1,4 @@
+import { EdgeplaneError } from '@edgeplane/protocol';
 import { CommanderError } from 'commander';
 import { ApiError, NetworkError } from './api-client.js';
 import type { CliIo } from './io.js';
@@ -45,6 +46,11 @@ export function renderError(err: unknown, io: CliIo): number {
   if (err instanceof CliError) {
     io.stderr.write(`Error: ${err.message}\n`);
     return err.exitCode;
+  }
+  // Raised in this process (`edgeplane server` start-up): printed with its code, like an API error.
+  if (err instanceof EdgeplaneError) {
+    io.stderr.write(`Error (${err.code}): ${err.message}\n`);
+    return 1;
   }
   const message = err instanceof Error ? err.message : String(err);
   io.stderr.write(`Error: ${message}\n`);

@@ -169,6 +169,10 @@ export const ERROR_CODES = {
 export type ErrorCode = keyof typeof ERROR_CODES;
 export const errorCodes = Object.keys(ERROR_CODES) as ErrorCode[];
 
+  DataDirInUse: {
+    status: 409,
+    description: 'Server start-up: another edgeplane server already runs on this SQLite data dir (SQLite takes one server process).',
+  },
 export const ErrorBody = z.object({
   error: z.object({
     code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]),

@@ -15,6 +15,7 @@ import { endOrphanedSessions } from './remote-session/remote-session.service.js'
 import { RolloutController } from './rollout/rollout.controller.js';
 import { openStore } from './store/db.js';
 import { migrateToLatest } from './store/migrations.js';
+import { lockSqliteDataDir } from './store/server-lock.js';
 
 /** What a request log line shows; one-time secrets in query strings (attach tickets, tokens) are masked. */
 export function serializeRequest(req: { method?: string; url?: string; headers?: Record<string, unknown>; socket?: { remoteAddress?: string } }) {
@@ -35,6 +36,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   chmodSync(dataDir, 0o700);
   const transport = resolveTransport(options);
   const logger = options.logger ?? pino({ level: options.logLevel ?? 'info', serializers: { req: serializeRequest } });
+  // SQLite: one server per data dir (refused with DataDirInUse before the store is touched).
+  const lock = options.databaseUrl ? undefined : lockSqliteDataDir(dataDir);
   const store = openStore({ dataDir, databaseUrl: options.databaseUrl, onError: (err) => logger.warn({ err: err.message }, 'idle database connection lost') });
   try {
     await migrateToLatest(store.db);
@@ -57,7 +60,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       intervalMs: options.eventPruneIntervalMs,
     });
     const clusters = new ClusterController(store.db, hub, loadSecretBox(dataDir), logger.child({ component: 'clusters' }));
+    // What VMs' seeds will name as the server: known once the server listens (below).
+    let vmServerUrl: string | undefined;
     const app = await buildApp({
+      vmServerUrl: () => vmServerUrl,
       store,
       hub,
       metrics,
@@ -78,9 +84,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const port = typeof addr === 'object' && addr ? addr.port : options.port;
     const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
     const url = options.publicUrl ?? `${transport.tls ? 'https' : 'http'}://${shown}:${port}`;
+    vmServerUrl = url;
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
     clusters.start();
-    const virt = new VirtController(store.db, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => options.publicUrl ?? url });
+    const virt = new VirtController(store.db, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => url });
     virt.start();
     const rollouts = new RolloutController(store.db, logger.child({ component: 'rollouts' }) as never, {
       intervalMs: options.rolloutIntervalMs,
@@ -101,10 +108,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await eventRetention.stop();
         await app.close();
         await store.close();
+        lock?.release();
       },
     };
   } catch (err) {
     await store.close().catch(() => {});
+    lock?.release();
     throw err;
   }
 }

@@ -60,7 +60,7 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
       const res = ran.value;
       deps.metrics.registrations.inc({ result: res.created ? 'created' : 'existing' });
       req.log.info({ host: res.hostName, state: res.state, created: res.created, via: res.via }, 'device registered');
-      announceWrite({ kind: 'EdgeHost', name: res.hostName, type: res.created ? 'ADDED' : 'MODIFIED' });
+      announceWrite(deps.db, { kind: 'EdgeHost', name: res.hostName, type: res.created ? 'ADDED' : 'MODIFIED' });
       const { created: _c, via: _v, ...answer } = res;
       return answer;
     } catch (err) {

@@ -32,7 +32,7 @@ async function updateHostStatus(db: Db, host: string, fields: Record<string, unk
     await edgeHosts.touch(db, host, { status: JSON.stringify(next) });
     // Watchers (the console's host page: status.os phase, slot, fallback reason) see reports live;
     // the watch hub reads announced hosts back in batches and skips this when nobody watches hosts.
-    announceWrite({ kind: 'EdgeHost', name: host, type: 'MODIFIED' });
+    announceWrite(db, { kind: 'EdgeHost', name: host, type: 'MODIFIED' });
     clusters?.nudge();
   }
 }

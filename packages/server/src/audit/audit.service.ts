@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { AUDIT_GENESIS_HASH, type AuditEntry, type AuditVerifyResult, auditHash, EdgeplaneError, INT32_MAX, verifyAuditChain } from '@edgeplane/protocol';
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/db.js';
+import { storeScope } from '../store/store-scope.js';
 import { type AuditRow, findAuditRow, insertAuditRow, lastAuditRow, listAuditRows, lockAuditChain } from './audit.repository.js';
 
 export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -27,10 +28,6 @@ export function toEntry(row: AuditRow): AuditEntry {
     hash: row.hash,
   };
 }
-
-// Appends in this process go one at a time; across replicas the seq primary key makes a racing
-// append fail, and it retries on top of the new last entry.
-let chain: Promise<unknown> = Promise.resolve();
 
 /** Appends one entry inside the transaction `trx`. */
 async function appendIn(trx: Executor, rec: AuditRecord): Promise<AuditEntry> {
@@ -71,8 +68,12 @@ export function appendAudit(db: Executor, rec: AuditRecord): Promise<AuditEntry>
       }
     }
   };
-  const p = chain.then(run, run);
-  chain = p.catch(() => {});
+  // Appends to one store from this process go one at a time (the store's scope holds the queue); across
+  // replicas the seq primary key makes a racing append fail, and it retries on top of the new last entry.
+  const scope = storeScope(db);
+  if (!scope) return run();
+  const p = scope.auditChain.then(run, run);
+  scope.auditChain = p.catch(() => {});
   return p;
 }
 

@@ -115,5 +115,5 @@ export async function writeClusterStatus(db: Executor, name: string, status: str
     .where('name', '=', name)
     .execute();
   // Watchers (the console) see phase and node changes live; read back after the caller commits.
-  announceWrite({ kind: 'Cluster', name, type: 'MODIFIED' });
+  announceWrite(db, { kind: 'Cluster', name, type: 'MODIFIED' });
 }

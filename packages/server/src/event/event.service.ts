@@ -78,7 +78,7 @@ export async function recordEvents(db: Executor, list: NewEvent[]): Promise<void
   const uids = await involvedUids(db, list);
   const rows = list.map((e, i) => eventRow(e, uids[i]));
   await insertEvents(db, rows);
-  for (const r of rows) announceWrite({ kind: 'Event', name: r.name, type: 'ADDED' });
+  for (const r of rows) announceWrite(db, { kind: 'Event', name: r.name, type: 'ADDED' });
 }
 
 /** Records an event; returns false when an event with the same dedupe key already exists. */
@@ -87,7 +87,7 @@ export async function recordEvent(db: Executor, e: NewEvent): Promise<boolean> {
   try {
     await insertEvents(db, [row]);
     // Read back by each server's watch hub shortly after (the caller's transaction commits first).
-    announceWrite({ kind: 'Event', name: row.name, type: 'ADDED' });
+    announceWrite(db, { kind: 'Event', name: row.name, type: 'ADDED' });
     return true;
   } catch (err) {
     if (e.dedupeKey && isUniqueViolation(err)) return false;

@@ -28,7 +28,7 @@ export async function writeRolloutStatus(db: Executor, name: string, expectedVer
     .where('resource_version', '=', expectedVersion)
     .executeTakeFirst();
   const ok = Number(r.numUpdatedRows) > 0;
-  if (ok) announceWrite({ kind: 'Rollout', name, type: 'MODIFIED' });
+  if (ok) announceWrite(db, { kind: 'Rollout', name, type: 'MODIFIED' });
   return ok;
 }
 
@@ -75,6 +75,6 @@ export async function writeClusterSpec(db: Executor, name: string, expectedVersi
     .where('resource_version', '=', expectedVersion)
     .executeTakeFirst();
   const ok = Number(r.numUpdatedRows) > 0;
-  if (ok) announceWrite({ kind: 'Cluster', name, type: 'MODIFIED' });
+  if (ok) announceWrite(db, { kind: 'Cluster', name, type: 'MODIFIED' });
   return ok;
 }

@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
+import { StoreScope } from './store-scope.js';
 
 export type Db = Kysely<Database>;
 /** Repositories take either the database or a transaction as their first argument. */
@@ -15,6 +16,8 @@ export interface Store {
   dialect: DialectName;
   /** Where the data lives, for logs: a file path or the URL without its password. */
   location: string;
+  /** In-process state of this store (announced writes, audit order); carried by every transaction. */
+  scope: StoreScope;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -23,15 +26,17 @@ export interface Store {
 pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
 
 export function openStore(options: { dataDir: string; databaseUrl?: string; poolSize?: number; onError?: (err: Error) => void }): Store {
+  const scope = new StoreScope();
   if (options.databaseUrl) {
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
     // An idle client losing its connection (database restart, failover) must not crash the server;
     // the pool replaces it and the next query reports any lasting problem.
     pool.on('error', (err) => options.onError?.(err));
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: [scope] });
     return {
       db,
       dialect: 'postgres',
+      scope,
       location: options.databaseUrl.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@'),
       ping: async () => void (await sql`select 1`.execute(db)),
       close: () => db.destroy(),
@@ -45,10 +50,11 @@ export function openStore(options: { dataDir: string; databaseUrl?: string; pool
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }), plugins: [scope] });
   return {
     db,
     dialect: 'sqlite',
+    scope,
     location: file,
     ping: async () => void (await sql`select 1`.execute(db)),
     close: () => db.destroy(),

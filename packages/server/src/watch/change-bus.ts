@@ -1,5 +1,8 @@
-import { EventEmitter } from 'node:events';
 import type { WatchEventType } from '@edgeplane/protocol';
+import type { Executor } from '../store/db.js';
+import { type StoreNotice, storeScope } from '../store/store-scope.js';
+
+export type { StoreNotice };
 
 /** One committed change to one object, as watchers receive it. */
 export interface Change {
@@ -47,20 +50,9 @@ export class ChangeBatch {
 
 /**
  * Writes that happen where no server object is at hand (agent events recorded inside the agent
- * channel and registration) announce only kind and name here. Each server's watch hub reads the
- * named objects back from its own store in batches; a name that another server in the same process
- * wrote is simply not found there (tests run several servers in one process).
+ * channel and registration, controller status writes) announce only kind and name, to the scope of
+ * the store they wrote to. That store's server reads the named objects back in batches (watch-hub.ts).
  */
-export interface StoreNotice {
-  kind: string;
-  name: string;
-  type: Exclude<WatchEventType, 'DELETED'>;
-}
-const notices = new EventEmitter().setMaxListeners(0);
-export function announceWrite(notice: StoreNotice): void {
-  notices.emit('write', notice);
-}
-export function onAnnouncedWrite(fn: (n: StoreNotice) => void): () => void {
-  notices.on('write', fn);
-  return () => notices.off('write', fn);
+export function announceWrite(db: Executor, notice: StoreNotice): void {
+  storeScope(db)?.announce(notice);
 }

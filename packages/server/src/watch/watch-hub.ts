@@ -3,8 +3,9 @@ import type { Logger } from 'pino';
 import type { ResourceRow } from '../resource/resource.repository.js';
 import type { ResourceService } from '../resource/resource.service.js';
 import type { Db } from '../store/db.js';
+import { storeScope } from '../store/store-scope.js';
 import { credentialOf } from '../user/api-token.service.js';
-import { type Change, type ChangeBus, onAnnouncedWrite, type StoreNotice } from './change-bus.js';
+import type { Change, ChangeBus, StoreNotice } from './change-bus.js';
 import { WATCH_CLOSE_UNAUTHORIZED, type WatchSubscriber } from './subscriber.js';
 
 /** How long announced writes are collected before they are read back in one query per kind. */
@@ -40,7 +41,8 @@ export class WatchHub {
   ) {}
 
   start(): void {
-    this.unsubscribe.push(onAnnouncedWrite((n) => this.announced(n)));
+    const scope = storeScope(this.db);
+    if (scope) this.unsubscribe.push(scope.onAnnounce((n) => this.announced(n)));
     this.recheckTimer = setInterval(() => void this.recheckAll(), this.options.credentialRecheckMs ?? 60_000).unref();
   }
 
@@ -143,7 +145,7 @@ export class WatchHub {
     this.timer ??= setTimeout(() => void this.readBack(), ANNOUNCE_BATCH_MS);
   }
 
-  /** Reads announced objects from this server's store and publishes those that are there. */
+  /** Reads announced objects back from this server's store and publishes those that are there. */
   private async readBack(): Promise<void> {
     const batch = this.pending;
     this.pending = new Map();
