@@ -70,6 +70,14 @@ export function HostDetail({ name }: { name: string }) {
             <dl>
               <Field label="Hostname" value={inv.hostname} />
               <Field label="OS" value={inv.os ? `${inv.os.name} ${inv.os.version} (kernel ${inv.os.kernel})` : undefined} />
+              {/* Agent mode: a host that keeps its own OS (no A/B slots); an agent that reports no mode is on Edgeplane OS. */}
+              <dt>OS mode</dt>
+              <dd
+                data-testid="os-mode"
+                title={inv.osMode === 'unmanaged' ? "Kubernetes is installed from the profile's artifact" : 'the OS image carries Kubernetes'}
+              >
+                {inv.osMode === 'unmanaged' ? 'Unmanaged OS (keeps its own)' : 'Managed OS (Edgeplane A/B slots)'}
+              </dd>
               <Field label="CPU" value={inv.cpu ? `${inv.cpu.model}, ${inv.cpu.cores} cores, ${inv.cpu.arch}` : undefined} />
               <Field label="Memory" value={inv.memoryBytes ? `${(inv.memoryBytes / 2 ** 30).toFixed(1)} GiB` : undefined} />
               <Field
