@@ -39,7 +39,7 @@ export const FleetSite = z.object({
   longitude: z.number().optional(),
   health: SiteHealth,
   hosts: FleetHostCounts,
-  /** Absent for a caller who may not list clusters. */
+  /** Absent when the site has no cluster, or for a caller who may not list clusters (then `versions` is absent too). */
   clusters: FleetClusterCounts.optional(),
   /** When a host or cluster of the site last changed. */
   lastChange: z.string().optional(),
