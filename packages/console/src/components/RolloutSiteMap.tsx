@@ -28,7 +28,12 @@ export function RolloutSiteMap({ clusters }: { clusters: RolloutClusterStatus[] 
   const sites = useQuery({ queryKey: ['list', 'sites', 'all'], queryFn: () => api.listAll('sites') });
   const bySite = useMemo(() => {
     const m = new Map<string, RolloutClusterStatus[]>();
-    for (const c of clusters) if (c.site) m.set(c.site, [...(m.get(c.site) ?? []), c]);
+    for (const c of clusters) {
+      if (!c.site) continue;
+      const list = m.get(c.site);
+      if (list) list.push(c);
+      else m.set(c.site, [c]);
+    }
     return m;
   }, [clusters]);
   const { points, counts, unplaced } = useMemo(() => {
@@ -46,7 +51,10 @@ export function RolloutSiteMap({ clusters }: { clusters: RolloutClusterStatus[] 
         continue;
       }
       const detail =
-        members.length === 1 ? `${members[0].name}: ${STATES[members[0].state].label}` : members.map((c) => `${c.name}: ${STATES[c.state].label}`).join(', ');
+        members
+          .slice(0, 5)
+          .map((c) => `${c.name}: ${STATES[c.state].label}`)
+          .join(', ') + (members.length > 5 ? ` and ${members.length - 5} more` : '');
       points.push({ name: site, latitude: at.latitude, longitude: at.longitude, color: look.color, severity: look.severity, state: look.label, detail });
     }
     return { points, counts, unplaced };

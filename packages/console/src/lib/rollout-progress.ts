@@ -47,10 +47,16 @@ const max = (xs: (number | undefined)[]) => xs.reduce<number | undefined>((a, b)
 export function batchViews(spec: Pick<RolloutSpec, 'strategy'>, s: Partial<RolloutStatus>): BatchView[] {
   const phase = s.phase ?? 'Pending';
   const over = ROLLOUT_DONE.includes(phase) || !!s.stopReason;
-  const clusters = s.clusters ?? [];
+  // One pass over the clusters (a rollout may hold thousands), grouped by batch.
+  const byBatch = new Map<number, NonNullable<RolloutStatus['clusters']>>();
+  for (const c of s.clusters ?? []) {
+    const list = byBatch.get(c.batch);
+    if (list) list.push(c);
+    else byBatch.set(c.batch, [c]);
+  }
   let turnAt = ms(s.startedAt);
   return (s.batches ?? []).map((b, index) => {
-    const members = clusters.filter((c) => c.batch === index);
+    const members = byBatch.get(index) ?? [];
     const startedAt = min(members.map((c) => ms(c.startedAt)));
     const finishedAt = max(members.map((c) => (c.startedAt ? ms(c.finishedAt) : undefined)));
     const waitingForWindow = members.filter((c) => c.state === 'waiting-for-window' || c.state === 'staging');
