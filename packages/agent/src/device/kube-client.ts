@@ -45,13 +45,13 @@ export interface KubernetesClient {
    * other managers are forced (the profile is the source of truth). Resolves with the object as stored.
    */
   apply(object: KubeObject, fieldManager: string): Promise<KubeObject>;
-  /** Sets spec.unschedulable of a Node (cordon / uncordon). Optional: the maintenance manager needs it. */
-  cordon?(name: string, unschedulable: boolean): Promise<void>;
+  /** Sets spec.unschedulable of a Node (cordon / uncordon). */
+  cordon(name: string, unschedulable: boolean): Promise<void>;
   /**
    * One round of evictions of the pods on a Node (the Eviction API, which honours
    * PodDisruptionBudgets). Resolves with how many were evicted and how many pods remain.
    */
-  evictPods?(name: string): Promise<{ evicted: number; remaining: number }>;
+  evictPods(name: string): Promise<{ evicted: number; remaining: number }>;
   /**
    * Deletes a Node object (kubectl delete node); resolves when it is gone or was not there. A
    * kubelet's own credentials may delete only its own Node (NodeRestriction). Optional: the

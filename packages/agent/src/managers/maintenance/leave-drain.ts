@@ -13,7 +13,6 @@ export async function drainBeforeLeave(device: Device, state: NodeState, options
   const role = /agent$/.test(state.service) ? 'worker' : 'control-plane';
   const admin = (await device.files.stat(driver.adminKubeconfig)) !== undefined;
   const client = device.kubernetes(admin ? driver.adminKubeconfig : driver.nodeKubeconfig({ role }));
-  if (!client.cordon || !client.evictPods) return 'the Kubernetes client cannot drain';
   const deadline = Date.now() + options.timeoutMs;
   try {
     await client.cordon(state.nodeName, true);

@@ -62,7 +62,7 @@ export class MaintenanceManager implements Manager<'maintenance'> {
     const k = spec.kubernetes;
     if (!desired?.cordon) {
       if (s.cordoned && k) {
-        await this.client(k).then((c) => this.call(() => c.cordon!(k.nodeName, false), 'uncordon'));
+        await this.client(k).then((c) => this.call(() => c.cordon(k.nodeName, false), 'uncordon'));
         ctx.emitEvent('Normal', 'NodeUncordoned', `node ${k.nodeName} is schedulable again`);
       }
       await this.save({ ...IDLE, ...(s.rebootId ? { rebootId: s.rebootId } : {}) });
@@ -71,7 +71,7 @@ export class MaintenanceManager implements Manager<'maintenance'> {
     if (!k) throw new ManagerFailure({ phase: 'apply', component: 'maintenance', retryable: false, message: 'maintenance needs a Kubernetes node' });
     const client = await this.client(k);
     if (!s.cordoned || s.phase === 'None') {
-      await this.call(() => client.cordon!(k.nodeName, true), 'cordon');
+      await this.call(() => client.cordon(k.nodeName, true), 'cordon');
       s = await this.save({ ...s, phase: 'Cordoned', cordoned: true, evicted: undefined, drainTimedOut: undefined, message: `node ${k.nodeName} cordoned` });
       ctx.emitEvent('Normal', 'NodeCordoned', `node ${k.nodeName} cordoned`);
       await ctx.reportProgress();
@@ -99,7 +99,7 @@ export class MaintenanceManager implements Manager<'maintenance'> {
     const deadline = Date.now() + timeoutSeconds * 1000;
     let evicted = 0;
     for (;;) {
-      const round = await this.call(() => client.evictPods!(node), 'drain');
+      const round = await this.call(() => client.evictPods(node), 'drain');
       evicted += round.evicted;
       if (round.remaining === 0) {
         ctx.emitEvent('Normal', 'NodeDrained', `node ${node} drained (${evicted} pod(s) evicted)`);
@@ -119,15 +119,7 @@ export class MaintenanceManager implements Manager<'maintenance'> {
   private async client(k: NonNullable<HostSpec['kubernetes']>): Promise<KubernetesClient> {
     const driver = driverFor(k.distribution);
     const admin = (await this.device.files.stat(driver.adminKubeconfig)) !== undefined;
-    const client = this.device.kubernetes(admin ? driver.adminKubeconfig : driver.nodeKubeconfig(k));
-    if (!client.cordon || !client.evictPods)
-      throw new ManagerFailure({
-        phase: 'apply',
-        component: 'maintenance',
-        retryable: false,
-        message: "this device's Kubernetes client cannot cordon or drain",
-      });
-    return client;
+    return this.device.kubernetes(admin ? driver.adminKubeconfig : driver.nodeKubeconfig(k));
   }
 
   private async call<T>(fn: () => Promise<T>, what: string): Promise<T> {
