@@ -223,4 +223,34 @@ describe('console rollout progress and upgrade timeline in Chromium', () => {
     }
     expect(errors).toEqual([]);
   }, 60_000);
+
+  it('shows a batch waiting for its maintenance window with the time it opens, then paused and stopped', async () => {
+    // A window that opens once a year: the rollout plans the cluster and waits for it.
+    const windows = { spec: { maintenanceWindows: [{ schedule: '0 0 1 1 *', duration: '1m' }] } };
+    expect((await t.api('PATCH', '/api/v1/sites/shop-3', windows, { contentType: 'application/merge-patch+json' })).status).toBe(200);
+    const body = {
+      metadata: { name: 'summer' },
+      spec: { targets: { names: ['shop-3'] }, profile: { name: 'shop', revision: 2 }, strategy: { batches: [{ name: 'only', limit: 1 }] } },
+    };
+    expect((await t.api('POST', '/api/v1/rollouts', body)).status).toBe(201);
+    await page.goto(`${t.url}/rollouts/summer`);
+    const lane = page.getByTestId('rollout-timeline').locator('g[data-batch="only"]');
+    await expect.poll(() => lane.getAttribute('data-state'), { timeout: 20_000 }).toBe('waiting-for-window');
+    const next = (await t.api('GET', '/api/v1/rollouts/summer')).body.status.clusters[0].nextWindowAt;
+    expect(Date.parse(next)).toBeGreaterThan(Date.now()); // midnight of 1 January in Berlin
+    expect(await lane.textContent()).toContain(`window opens ${await page.evaluate((iso) => new Date(iso).toLocaleString(), next)}`);
+    // Its turn has come: the waiting bar is drawn, no running bar yet.
+    expect(await lane.locator('rect').count()).toBe(1);
+    expect(await page.getByTestId('rollout-map-status').textContent()).toBe('1 site: 1 waiting for window');
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => lane.getAttribute('data-state')).toBe('paused');
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Abort' }).click();
+    await expect.poll(() => lane.getAttribute('data-state'), { timeout: 20_000 }).toBe('stopped');
+    expect((await t.api('GET', '/api/v1/rollouts/summer')).body.status).toMatchObject({
+      phase: 'Aborted',
+      batches: [{ phase: 'Progressing', succeeded: 0, failed: 0 }],
+    });
+    expect(errors).toEqual([]);
+  }, 60_000);
 });
