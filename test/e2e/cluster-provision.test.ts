@@ -10,7 +10,7 @@ import { pushOciLayout, startRegistry, type TestRegistry } from '../support/regi
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
- * Issue 3 end to end: a real OCI registry holding two OS images built by the test, a real server,
+ * Cluster provisioning end to end: a real OCI registry holding two OS images built by the test, a real server,
  * and a simulated fleet (real agents; SimDevice slots + grub-editenv; simulated Kubernetes).
  * Each cluster must reach Running with every node Ready and its booted slot holding the pinned digest.
  */

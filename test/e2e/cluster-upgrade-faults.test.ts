@@ -11,7 +11,7 @@ import freePort from '../support/free-port.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 
 /**
- * Issue 4 fault injection: while a 3-node cluster (1 control plane, 2 workers) rolls a new OS
+ * Cluster upgrade fault injection: while a 3-node cluster (1 control plane, 2 workers) rolls a new OS
  * image and Kubernetes version, every agent is killed (stopped and restarted) the first time it
  * reaches each step of the rolling upgrade (download, staged, cordon, drain, reboot, verify,
  * commit), and the real `edgeplane server` process is SIGKILLed after the first node finished.

@@ -10,7 +10,7 @@ import { pushOciLayout, pushOsImage, startRegistry, type TestRegistry } from '..
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
- * Issue 4 end to end: real OCI registry, real server, simulated fleet (real agents; SimDevice A/B
+ * Cluster upgrades end to end: real OCI registry, real server, simulated fleet (real agents; SimDevice A/B
  * slots with grub-editenv; simulated Kubernetes with a replicated probe workload). Day-2 changes of
  * running clusters: rolling upgrades, a fallback, rollback, scale out/in and the quorum guard.
  */

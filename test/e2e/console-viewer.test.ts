@@ -9,7 +9,7 @@ import { type TestServer, testServer } from '../support/server.js';
 const WRITE =
   /^(Create|Approve|Reject|Refuse|Claim|Revoke|Delete|Installer|Rotate|Upgrade|Scale|Pause|Resume|Cancel|Abort|Retry|Open shell|Start shell|Terminate|End session|Edit|Save|Apply this plan|Add|Grant|Remove|Update|Assign|Change)\b/i;
 
-// Every page a viewer can reach, with data on it, shows no write action (issue 8: role-aware console).
+// Every page a viewer can reach, with data on it, shows no write action (role-aware console).
 describe('console for a viewer in Chromium', () => {
   let t: TestServer;
   let browser: Browser;

@@ -9,7 +9,7 @@ import { pushOsImage, startRegistry, type TestRegistry } from '../support/regist
 import { type TestServer, testServer } from '../support/server.js';
 
 /**
- * Issue 9 through issue 4's real upgrade path: a Rollout moves 2 single-node k3s clusters on
+ * Rollouts through the real cluster upgrade path: a Rollout moves 2 single-node k3s clusters on
  * simulated hosts (real agents, SimDevice A/B slots, real OCI registry) from profile revision 1 to 2,
  * canary first. No simulated upgrader here: the cluster controller does the upgrade.
  */

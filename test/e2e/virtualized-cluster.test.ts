@@ -12,7 +12,7 @@ import { type TestServer, testServer } from '../support/server.js';
 import { createK3sProfile, startSimFleet } from '../support/sim-fleet.js';
 
 /**
- * Issue 7 end to end: a real server, a real OCI registry, and simulated appliances whose agents
+ * Virtualized Edge end to end: a real server, a real OCI registry, and simulated appliances whose agents
  * drive libvirt's REAL test driver (test:///default) through one long-lived virsh session. For each
  * running domain the simulator boots a guest agent from the domain's NoCloud seed ISO; those agents
  * register with the per-cluster token and become the cluster's (simulated Kubernetes) nodes.

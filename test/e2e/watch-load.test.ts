@@ -16,7 +16,7 @@ function openWatch(t: TestServer, query: string): Promise<{ ws: WebSocket; messa
   });
 }
 
-// Watch streams under load (issue 9): thousands of changes while one watcher reads along and another
+// Watch streams under load: thousands of changes while one watcher reads along and another
 // stops reading. The reader gets every change; the stalled one is not disconnected and, once it reads
 // again, is told to RESYNC (bounded memory per watcher) and then gets new changes again.
 describe('watch stream under load', () => {

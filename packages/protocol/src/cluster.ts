@@ -40,7 +40,7 @@ export const ClusterSpec = z
     allowEvenControlPlanes: z.boolean().optional(),
     /** Values for the profile's variables. */
     variables: z.record(VariableName, z.string().max(4096)).default({}),
-    /** How a changed revision or values roll through the nodes (issue 4, docs/architecture.md "Cluster upgrades"). */
+    /** How a changed revision or values roll through the nodes (docs/architecture.md "Cluster upgrades"). */
     upgradeStrategy: UpgradeStrategy.optional(),
   })
   .strict();

@@ -1,6 +1,6 @@
 import type { RolloutClusterRow } from './rollout.repository.js';
 
-/** What the rollout needs to know about one cluster, read from its row (the issue 4 contract). */
+/** What the rollout needs to know about one cluster, read from its row (the contract with the cluster upgrade controller). */
 export interface ClusterView {
   name: string;
   /** Site labels, overridden by the cluster's own labels: disruption budgets and batch selectors read these. */
@@ -47,7 +47,7 @@ export function clusterView(
 }
 
 /**
- * Converged to `revision` (contract with issue 4): spec asks for it, the controller observed this
+ * Converged to `revision` (contract with the cluster upgrade controller): spec asks for it, the controller observed this
  * generation, every node runs it, and the cluster is Running.
  */
 export function convergedTo(c: ClusterView, revision: number): boolean {

@@ -4,7 +4,7 @@ import type { Clock } from './rollout.controller.js';
 
 /**
  * SIMULATION for tests and benchmarks, not a product component: stands in for the cluster upgrade
- * controller (issue 4) by flipping cluster status per the contract in docs/architecture.md
+ * controller by flipping cluster status per the contract in docs/architecture.md
  * "Rollouts": a cluster whose spec.profile.revision differs from status.profileRevision starts
  * "upgrading" (status.upgrade.state Rolling), and `upgradeMs` of clock time later either converges
  * (phase Running, observedGeneration = generation, profileRevision = the new revision) or, for the

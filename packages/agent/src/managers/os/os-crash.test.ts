@@ -14,7 +14,7 @@ import type { ManagerContext } from '../manager.js';
 import { OsManager } from './os.manager.js';
 
 /**
- * Crash safety of A/B updates (issue 4): a power cut at every step of staging an image and of
+ * Crash safety of A/B updates: a power cut at every step of staging an image and of
  * switching to it. After each cut the simulated machine boots (the boot loader follows the real
  * grubenv), a fresh os manager starts on the same disk and converges, and no boot ever started a
  * slot that did not hold a complete, verified image.
