@@ -3,11 +3,16 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LinuxDevice, type ManagerContext, readDomainXml, VirtManager } from '@edgeplane/agent';
+import { Agent, AgentConfig, LinuxDevice, type ManagerContext, readDomainXml, VirtManager } from '@edgeplane/agent';
 import type { VirtVmSpec } from '@edgeplane/protocol';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kvmBoots } from '../lab/qemu.js';
+import { DIALECTS } from '../support/db.js';
+import { waitFor } from '../support/device.js';
+import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
+import { type TestServer, testServer } from '../support/server.js';
+import { createK3sProfile } from '../support/sim-fleet.js';
 
 /**
  * The virt manager against a REAL hypervisor: defines and starts a QEMU domain (KVM, else TCG) from
@@ -125,6 +130,64 @@ describe('virt manager on a real QEMU hypervisor', () => {
       expect(existsSync(nvram!)).toBe(false);
       expect(existsSync(serialLog)).toBe(false);
       expect(await lv.poolVolumes('ep-test-pool')).toEqual([]);
+    },
+    120_000,
+  );
+});
+
+/**
+ * A real appliance (an agent on this machine's LinuxDevice driving qemu:///system) connected to a
+ * server that would hand its VMs a loopback URL (no --public-url, listening on 127.0.0.1): the guests
+ * could never reach it, so the cluster is refused before anything is written or defined.
+ */
+describe.each(DIALECTS)('a real appliance behind a server without a public URL (%s)', (dialect) => {
+  let t: TestServer;
+  let registry: TestRegistry;
+  let agent: Agent | undefined;
+  let dir: string;
+  afterAll(async () => {
+    await agent?.stop();
+    await Promise.all([t?.close(), registry?.stop()]);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(!env.ok)(
+    `refuses a virtualized cluster with VmServerUrlLoopback and creates nothing${env.ok ? '' : ` [SKIPPED: ${skipReason}]`}`,
+    async () => {
+      dir = await mkdtemp(join(tmpdir(), 'ep-qemu-appliance-'));
+      [t, registry] = await Promise.all([testServer(dialect), startRegistry()]);
+      await pushOsImage(registry, join(dir, 'layout'), '1.0.0');
+      await createK3sProfile(t, registry, 'vm-profile');
+      const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'appliance' }, spec: { autoApprove: true } })).body.status.token;
+      const config = AgentConfig.parse({ server: t.url, token, dataDir: join(dir, 'agent'), virt: { libvirtUri: URI, kvm: false } });
+      agent = new Agent({ config, device: new LinuxDevice(), logger: pino({ level: 'silent' }) });
+      await agent.start();
+      const appliance = await waitFor(async () => {
+        const items = (await t.api('GET', '/api/v1/edgehosts')).body.items as any[];
+        const h = items.find((i) => i.status.connectivity === 'online' && i.status.agent?.managers?.virt?.libvirt);
+        return h?.metadata.name as string | undefined;
+      }, 30_000);
+      const inv = (await t.api('GET', `/api/v1/edgehosts/${appliance}`)).body.status.agent.managers.virt.libvirt;
+      expect(inv.simulated).toBeUndefined();
+      const network = inv.networks[0]?.name ?? 'default';
+      const storagePool = inv.pools[0]?.name ?? 'default';
+      const domainsBefore = virsh('list', '--all', '--name').out;
+      const r = await t.api('POST', '/api/v1/clusters', {
+        metadata: { name: 'loopback' },
+        spec: {
+          type: 'virtualized',
+          profile: { name: 'vm-profile', revision: 1 },
+          appliance,
+          vms: [{ name: 'cp1', role: 'control-plane', vcpus: 1, memoryMiB: 512, diskGiB: 2, network, storagePool }],
+        },
+      });
+      expect(r.status, JSON.stringify(r.body)).toBe(409);
+      expect(r.body.error.code).toBe('VmServerUrlLoopback');
+      expect(r.body.error.message).toContain('--public-url');
+      expect((await t.api('GET', '/api/v1/clusters/loopback')).status).toBe(404);
+      expect((await t.api('GET', '/api/v1/registrationtokens/vm-loopback')).status).toBe(404);
+      expect((await t.api('GET', '/api/v1/edgehosts?labelSelector=edgeplane.io/vm-cluster=loopback')).body.items).toEqual([]);
+      expect(virsh('list', '--all', '--name').out).toBe(domainsBefore);
     },
     120_000,
   );

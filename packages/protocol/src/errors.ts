@@ -97,6 +97,11 @@ export const ERROR_CODES = {
   NoControlPlane: { status: 422, description: 'A cluster needs at least one control-plane node.' },
   ApplianceNotFound: { status: 422, description: 'A virtualized cluster names an appliance (spec.appliance) that is not an edge host.' },
   NotAnAppliance: { status: 422, description: 'The host named in spec.appliance does not report the libvirt capability (agent config virt.libvirtUri).' },
+  VmServerUrlLoopback: {
+    status: 409,
+    description:
+      "VMs on a real appliance would be told to reach the server at a loopback address (the server has no --public-url and listens on localhost), which no guest can reach; nothing was created.",
+  },
   ApplianceOffline: { status: 409, description: "The appliance's agent is not connected, so its libvirt inventory cannot be trusted; nothing was created." },
   DuplicateVmName: { status: 422, description: 'The same VM name appears more than once in spec.vms.' },
   VmNetworkNotFound: { status: 422, description: 'A VM names a libvirt network the appliance does not have.' },
@@ -164,15 +169,15 @@ export const ERROR_CODES = {
   RateLimited: { status: 429, description: 'Too many requests; retry after the number of seconds in the Retry-After header.' },
   Internal: { status: 500, description: 'An unexpected server error. It is logged with the request id.' },
   NotReady: { status: 503, description: 'The server is starting or its store is unreachable.' },
+  DataDirInUse: {
+    status: 409,
+    description: 'Server start-up: another edgeplane server already runs on this SQLite data dir (SQLite takes one server process).',
+  },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 export const errorCodes = Object.keys(ERROR_CODES) as ErrorCode[];
 
-  DataDirInUse: {
-    status: 409,
-    description: 'Server start-up: another edgeplane server already runs on this SQLite data dir (SQLite takes one server process).',
-  },
 export const ErrorBody = z.object({
   error: z.object({
     code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]),

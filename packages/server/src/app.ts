@@ -58,6 +58,8 @@ export interface AppDeps {
   transport?: Transport;
   /** The server's public URL: generated links use it instead of the request's Host header. */
   publicUrl?: string;
+  /** The server URL VMs' seeds carry; known once the server listens (server.ts). */
+  vmServerUrl?: () => string | undefined;
   /** Registries (`host[:port]`) OS images may come from; unset: any. */
   allowedRegistries?: string[];
 }
@@ -151,7 +153,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Profile writes resolve their OS image digest before the API opens a store transaction.
   const images = new ImageResolver({ allowedRegistries: deps.allowedRegistries, log: deps.logger.child({ component: 'images' }) });
   app.addHook('preHandler', prefetchProfileDigests(store.db, images));
-  await app.register(async (scope) => apiRoutes(scope, { db: store.db, hub, images }));
+  await app.register(async (scope) => apiRoutes(scope, { db: store.db, hub, images, vmServerUrl: deps.vmServerUrl }));
   await app.register(async (scope) => clusterProfileRoutes(scope, { db: store.db }));
   if (deps.clusters) {
     const clusters = deps.clusters;

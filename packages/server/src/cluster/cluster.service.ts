@@ -19,7 +19,12 @@ import { releaseVirtualized } from './virtualized/vm-hosts.js';
  * the node list makes sense, variables resolve, and every host is approved, online and free (or
  * already this cluster's). Returns the host rows not yet in this cluster.
  */
-export async function validateCluster(db: Executor, name: string, spec: ClusterSpec): Promise<{ newHosts: HostRow[]; profile: PinnedProfileSpec }> {
+export async function validateCluster(
+  db: Executor,
+  name: string,
+  spec: ClusterSpec,
+  opts: { vmServerUrl?: string } = {},
+): Promise<{ newHosts: HostRow[]; profile: PinnedProfileSpec }> {
   const { name: profileName, revision } = spec.profile;
   if (!(await findByName(db, 'cluster_profiles', profileName)))
     throw new EdgeplaneError('ProfileNotFound', `cluster profile "${profileName}" does not exist`, { profile: profileName });
@@ -62,7 +67,7 @@ export async function validateCluster(db: Executor, name: string, spec: ClusterS
   if (missing.length) throw new EdgeplaneError('MissingVariable', `required variable(s) not given: ${missing.join(', ')}`, { variables: missing });
 
   if (isVirtualized(spec)) {
-    await validateVirtualized(db, name, spec, new Set((await listClusterVms(db, name)).map((v) => v.vm)));
+    await validateVirtualized(db, name, spec, new Set((await listClusterVms(db, name)).map((v) => v.vm)), opts.vmServerUrl);
     return { newHosts: [], profile };
   }
   const rows = new Map(
@@ -111,7 +116,7 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
   status: (row) => ({ ...JSON.parse(row.status), desiredNodes: clusterNodes(row.name, JSON.parse(row.spec) as ClusterSpec).length }),
   async prepareCreate(db, input, ctx) {
     const spec = input.spec as ClusterSpec;
-    const { newHosts } = await validateCluster(db, input.metadata.name, spec);
+    const { newHosts } = await validateCluster(db, input.metadata.name, spec, ctx);
     await claimHosts(db, input.metadata.name, newHosts);
     await recordEvent(db, {
       involvedObject: { kind: 'Cluster', name: input.metadata.name },
@@ -129,7 +134,7 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
       throw new EdgeplaneError('InvalidState', `host "${initHost}" initialized this cluster and must stay a control-plane node`, { host: initHost });
     quorumGuard(clusterNodes(row.name, JSON.parse(row.spec) as ClusterSpec), clusterNodes(row.name, spec));
     checkVirtualizedUpdate(JSON.parse(row.spec) as ClusterSpec, spec);
-    const { newHosts, profile } = await validateCluster(db, row.name, spec);
+    const { newHosts, profile } = await validateCluster(db, row.name, spec, ctx);
     await checkRevisionChange(db, JSON.parse(row.spec) as ClusterSpec, spec, profile);
     const before = (JSON.parse(row.spec) as ClusterSpec).nodes.map((n) => n.host);
     await releaseHosts(

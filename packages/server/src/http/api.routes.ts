@@ -56,12 +56,21 @@ function parseListQuery(q: Record<string, string | undefined>): ListQuery {
 }
 
 /** The generic resource API: /api/v1/<plural>[/<name>[/<verb>]]. */
-export async function apiRoutes(app: FastifyInstance, deps: { db: Db; hub: ConnectionHub; images?: ImageDigests }): Promise<void> {
+export async function apiRoutes(
+  app: FastifyInstance,
+  deps: { db: Db; hub: ConnectionHub; images?: ImageDigests; vmServerUrl?: () => string | undefined },
+): Promise<void> {
   const { db, hub } = deps;
 
   installAuth(app, db, ['/api/v1/openapi.json']);
 
-  const ctx = (req: FastifyRequest): RequestContext => ({ user: req.caller!.user, role: req.caller!.role, log: req.log, images: deps.images });
+  const ctx = (req: FastifyRequest): RequestContext => ({
+    user: req.caller!.user,
+    role: req.caller!.role,
+    log: req.log,
+    images: deps.images,
+    vmServerUrl: deps.vmServerUrl?.(),
+  });
   /** Runs a write and tells live connections (agents, watchers) about changes only after it committed. */
   async function withNotices<T>(req: FastifyRequest, fn: (c: RequestContext) => Promise<T>): Promise<T> {
     const notices: [string, HostChange][] = [];

@@ -12,6 +12,8 @@ export interface RequestContext {
   changes?: ChangeSink;
   /** Collects audit entries of the write; the caller appends them to the audit log after commit. */
   audit?: AuditSink;
+  /** The server URL VMs' seeds carry (--public-url, else the listening address); virtualized clusters check it. */
+  vmServerUrl?: string;
   /** This server's OS image resolver (registry policy and cache); profile writes need it. */
   images?: ImageDigests;
 }

@@ -40,13 +40,30 @@ export function applianceInventory(host: { status: string }): LibvirtInventory |
 
 const GiB = 1024 ** 3;
 
+/** Whether a URL's host is a loopback name or address (localhost, 127.0.0.0/8, ::1). */
+export function isLoopbackUrl(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1';
+}
+
 /**
  * Checks a virtualized cluster against its appliance before anything is written: VM names unique,
  * the appliance exists, is an appliance and is online, every network and pool exists, and the VMs
  * of all clusters on the appliance fit its CPUs and memory (times the overcommit ratio) and the new
  * disks fit each pool's free space.
  */
-export async function validateVirtualized(db: Executor, name: string, spec: ClusterSpec, existingVms: Set<string> = new Set()): Promise<HostRow> {
+export async function validateVirtualized(
+  db: Executor,
+  name: string,
+  spec: ClusterSpec,
+  existingVms: Set<string> = new Set(),
+  vmServerUrl?: string,
+): Promise<HostRow> {
   if (spec.nodes.length)
     throw new EdgeplaneError('ValidationFailed', 'a virtualized cluster lists spec.vms, not spec.nodes', {
       issues: [{ path: 'spec.nodes', message: 'must be empty when spec.type is virtualized' }],
@@ -67,6 +84,14 @@ export async function validateVirtualized(db: Executor, name: string, spec: Clus
     throw new EdgeplaneError('ApplianceOffline', `appliance "${spec.appliance}" is ${appliance.connectivity}; its agent must be connected`, {
       appliance: spec.appliance,
     });
+
+  // A real appliance's guests cannot reach the server's loopback; simulated guests run beside the server.
+  if (vmServerUrl && !inv.simulated && isLoopbackUrl(vmServerUrl))
+    throw new EdgeplaneError(
+      'VmServerUrlLoopback',
+      `the VMs on "${spec.appliance}" would be told to reach the server at ${vmServerUrl}, a loopback address no guest can reach; start the server with --public-url <URL the VMs can reach>`,
+      { appliance: spec.appliance, serverUrl: vmServerUrl },
+    );
 
   const networks = inv.networks.map((n) => n.name);
   const pools = inv.pools.map((p) => p.name);
