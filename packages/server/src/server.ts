@@ -52,6 +52,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       offlineAfterSeconds,
       heartbeatIntervalSeconds,
       flushIntervalMs: Math.min(5000, (offlineAfterSeconds * 1000) / 3),
+      sharedStore: store.dialect === 'postgres',
     });
     await hub.start();
     const eventRetention = new EventRetention(store.db, logger.child({ component: 'events' }), {

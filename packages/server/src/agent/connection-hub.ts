@@ -1,8 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { CLOSE_CODES, type ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { connectivityEvent } from '../edgehost/connectivity-events.js';
-import { findHostKeys, markAllOffline, setConnectivity, setLastSeen } from '../edgehost/edgehost.repository.js';
+import { findHostKeys, markAllOffline, setLastSeen } from '../edgehost/edgehost.repository.js';
 import { edgeHosts, keyFingerprint } from '../edgehost/edgehost.service.js';
 import { recordEvents } from '../event/event.service.js';
 import type { Metrics } from '../http/metrics.js';
@@ -11,6 +12,7 @@ import type { Db } from '../store/db.js';
 import { ChangeBus } from '../watch/change-bus.js';
 import { specMessage } from './channel.js';
 import { DEFAULT_EVENT_BUDGET, EventBudget, LogThrottle } from './channel-limits.js';
+import { dropReplica, renewReplica, setOfflineOfDeadReplicas, setOfflineVia, setOnlineVia } from './replica.repository.js';
 
 interface Connection {
   host: string;
@@ -29,6 +31,17 @@ export interface HubOptions {
   eventsPerSecond?: number;
   /** Invalid messages (not JSON, or failing the schema) one channel may send before it is closed with 4400; default 20. */
   maxInvalidMessages?: number;
+  /**
+   * Several server replicas share the store (PostgreSQL). Each holds a lease row it renews every third
+   * of `replicaLeaseSeconds`; hosts are online through the replica holding their channel, and every
+   * replica takes offline the hosts of a replica whose lease ran out. Without it (SQLite, one process)
+   * every host left online is taken offline at start.
+   */
+  sharedStore?: boolean;
+  /** Lease of this replica; default offlineAfterSeconds. A dead replica's hosts go offline within 4/3 of it. */
+  replicaLeaseSeconds?: number;
+  /** This replica's id (default: a fresh UUID per start). */
+  replicaId?: string;
 }
 
 /**
@@ -42,6 +55,10 @@ export class ConnectionHub implements HostNotifier {
   private pendingConnectivity = new Map<string, 'online' | 'offline'>();
   private timers: NodeJS.Timeout[] = [];
   private flushing: Promise<void> = Promise.resolve();
+  /** Identifies this process in the store (edge_hosts.replica, replicas.id). */
+  readonly replicaId: string;
+  private readonly startedAt = new Date().toISOString();
+  private leaseRenewedAt = 0;
   /** Committed changes of this server, for watchers (the console); connectivity flushes publish here too. */
   readonly changes = new ChangeBus();
   /** Agent events allowed per host (across reconnects). */
@@ -55,6 +72,7 @@ export class ConnectionHub implements HostNotifier {
     private metrics: Metrics,
     readonly options: HubOptions,
   ) {
+    this.replicaId = options.replicaId ?? randomUUID();
     this.events = new EventBudget(metrics, {
       burst: options.eventBurst ?? DEFAULT_EVENT_BUDGET.burst,
       perSecond: options.eventsPerSecond ?? DEFAULT_EVENT_BUDGET.perSecond,
@@ -62,8 +80,17 @@ export class ConnectionHub implements HostNotifier {
   }
 
   async start(): Promise<void> {
-    const n = await markAllOffline(this.db);
-    if (n) this.log.info({ hosts: n }, 'marked hosts offline left online by a previous run');
+    if (this.options.sharedStore) {
+      // Other replicas' hosts stay online; those of replicas that stopped renewing go offline.
+      await this.renewLease();
+      await this.sweepDeadReplicas();
+      const every = this.leaseMs() / 3;
+      this.timers.push(setInterval(() => void this.renewLease().catch((err) => this.log.warn({ err }, 'replica lease renewal failed')), every).unref());
+      this.timers.push(setInterval(() => void this.sweepDeadReplicas(), every).unref());
+    } else {
+      const n = await markAllOffline(this.db);
+      if (n) this.log.info({ hosts: n }, 'marked hosts offline left online by a previous run');
+    }
     const sweepMs = Math.min(1000, (this.options.offlineAfterSeconds * 1000) / 4);
     this.timers.push(setInterval(() => this.sweep(), sweepMs).unref());
     this.timers.push(setInterval(() => void this.flush(), 200).unref());
@@ -171,6 +198,47 @@ export class ConnectionHub implements HostNotifier {
     }
   }
 
+  private leaseMs(): number {
+    return (this.options.replicaLeaseSeconds ?? this.options.offlineAfterSeconds) * 1000;
+  }
+
+  /**
+   * Renews this replica's lease. After a gap longer than the lease (the store was unreachable),
+   * other replicas may have taken this replica's hosts offline: their connectivity is written again.
+   */
+  private async renewLease(): Promise<void> {
+    const now = Date.now();
+    await renewReplica(this.db, this.replicaId, this.startedAt, new Date(now + this.leaseMs()).toISOString());
+    if (this.leaseRenewedAt && now - this.leaseRenewedAt >= this.leaseMs()) {
+      this.log.warn({ hosts: this.conns.size }, 'replica lease lapsed; writing the connectivity of its hosts again');
+      for (const host of this.conns.keys()) if (!this.pendingConnectivity.has(host)) this.pendingConnectivity.set(host, 'online');
+    }
+    this.leaseRenewedAt = now;
+  }
+
+  /** Takes offline the hosts of replicas whose lease ran out (every replica does this; it is idempotent). */
+  private async sweepDeadReplicas(): Promise<void> {
+    try {
+      for (;;) {
+        const at = new Date().toISOString();
+        let names: string[] = [];
+        await this.db.transaction().execute(async (trx) => {
+          names = await setOfflineOfDeadReplicas(trx, at);
+          await recordEvents(
+            trx,
+            names.map((name) => connectivityEvent(name, 'offline', at)),
+          );
+        });
+        if (names.length === 0) return;
+        this.log.info({ hosts: names.length }, 'took offline the hosts of replicas whose lease ran out');
+        if (this.changes.size) await this.publishHosts(names);
+        if (names.length < 500) return;
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'sweeping hosts of dead replicas failed');
+    }
+  }
+
   /** Writes connectivity changes collected since the last flush, one statement per direction. */
   flush(): Promise<void> {
     this.flushing = this.flushing.then(async () => {
@@ -195,7 +263,7 @@ export class ConnectionHub implements HostNotifier {
   /** One chunk of a flush: the connectivity column and an Online/Offline event per real transition, together. */
   private async writeConnectivity(names: string[], state: 'online' | 'offline', at: string): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      const changed = await setConnectivity(trx, names, state, at);
+      const changed = state === 'online' ? await setOnlineVia(trx, names, this.replicaId, at) : await setOfflineVia(trx, names, this.replicaId, at);
       await recordEvents(
         trx,
         changed.map((name) => connectivityEvent(name, state, at)),
@@ -234,5 +302,9 @@ export class ConnectionHub implements HostNotifier {
     }
     await this.flush();
     await this.flushLastSeen();
+    if (this.options.sharedStore)
+      await dropReplica(this.db, this.replicaId, new Date(Date.now() - 86_400_000).toISOString()).catch((err) =>
+        this.log.warn({ err }, 'ending the replica lease failed'),
+      );
   }
 }

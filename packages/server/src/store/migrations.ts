@@ -245,6 +245,27 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0015_replicas_connectivity': {
+    async up(db: AnyDb) {
+      // Server replicas on one PostgreSQL store: each renews its row; a host is online through the
+      // replica that holds its channel, and goes offline when that replica's lease runs out.
+      await db.schema
+        .createTable('replicas')
+        .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('started_at', 'varchar(40)', (c) => c.notNull())
+        .addColumn('expires_at', 'varchar(40)', (c) => c.notNull())
+        .execute();
+      await db.schema.alterTable('edge_hosts').addColumn('replica', 'varchar(64)').execute();
+      // Token buckets every replica shares (pairing claims and starts per source and per code).
+      await db.schema
+        .createTable('rate_limit_buckets')
+        .addColumn('key', 'varchar(200)', (c) => c.primaryKey())
+        .addColumn('tokens', 'real', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('rate_limit_buckets_at').on('rate_limit_buckets').column('at').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

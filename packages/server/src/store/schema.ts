@@ -42,6 +42,8 @@ export interface EdgeHostTable extends ResourceColumns {
   pairing_key_hash: string | null;
   /** Operator requests to try OS images again (retry, reset, joining a cluster): sent as spec.os.retry. Defaults to 0. */
   os_retry?: number;
+  /** The server replica holding the host's channel while it is online (replicas table); null otherwise. */
+  replica?: string | null;
 }
 export interface EventTable extends ResourceColumns {
   involved_kind: string;
@@ -122,6 +124,21 @@ export interface Database {
   sites: SiteTable;
   rollouts: RolloutTable;
   connect_token_uses: ConnectTokenUseTable;
+  replicas: ReplicaTable;
+  rate_limit_buckets: RateLimitBucketTable;
+}
+
+/** A running server replica; it renews `expires_at`, and its hosts go offline once that passed. */
+export interface ReplicaTable {
+  id: string;
+  started_at: string;
+  expires_at: string;
+}
+/** A token bucket shared by all replicas: `tokens` left at `at` (epoch milliseconds). */
+export interface RateLimitBucketTable {
+  key: string;
+  tokens: number;
+  at: number;
 }
 
 export interface SiteTable extends ResourceColumns {}
@@ -178,5 +195,13 @@ export interface PairingTable {
 /** Tables holding resource kinds (all share ResourceColumns). */
 export type ResourceTableName = Exclude<
   keyof Database,
-  'pairings' | 'cluster_profile_revisions' | 'cluster_secrets' | 'cluster_steps' | 'cluster_vms' | 'cluster_upgrades' | 'connect_token_uses'
+  | 'pairings'
+  | 'cluster_profile_revisions'
+  | 'cluster_secrets'
+  | 'cluster_steps'
+  | 'cluster_vms'
+  | 'cluster_upgrades'
+  | 'connect_token_uses'
+  | 'replicas'
+  | 'rate_limit_buckets'
 >;
