@@ -68,6 +68,15 @@ describe("SimDevice: remote shells and commands run in the simulator's sandbox",
     expect(await c.exit).toBe(0);
   });
 
+  it.skipIf(process.getuid?.() !== 0)('runs as another local user inside the sandbox, known to the device from its own /etc/passwd', async () => {
+    const device = new SimDevice({ root });
+    const p = collect(await device.processes.spawn(['sh', '-c', 'id -un; touch /root/not-mine 2>/dev/null || echo refused'], { user: 'nobody' }));
+    expect(await p.exit).toBe(0);
+    expect(p.out()).toBe('nobody\nrefused\n');
+    expect(await readFile(join(root, 'etc/passwd'), 'utf8')).toMatch(/^nobody:x:65534:/m);
+    expect(existsSync(join(root, 'root/not-mine'))).toBe(false);
+  });
+
   it('a shell gets a terminal inside the sandbox and cannot read the simulator machine', async () => {
     const device = new SimDevice({ root });
     const shell = await device.processes.shell({ cols: 100, rows: 30 });

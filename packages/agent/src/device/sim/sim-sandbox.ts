@@ -1,16 +1,18 @@
 /**
  * SIMULATION: where a simulated host's remote shells and commands run. They must not run on the
  * machine that runs the simulator as if it were the host, so each one runs in a bubblewrap sandbox
- * (`bwrap`, Debian package bubblewrap): a new user, PID, IPC and UTS namespace whose `/` is the
+ * (`bwrap`, Debian package bubblewrap): new mount, PID, IPC and UTS namespaces whose `/` is the
  * simulated device's root directory (written files land there), with the simulator machine's /usr
  * (and /bin, /lib... as on that machine) bound read-only so the usual tools exist. Nothing else of
  * that machine is visible: not its /etc, /home, /root, /tmp or the agent's data dir. The network
- * namespace is shared (the simulated fleet lives on the simulator machine's network).
+ * namespace is shared (the simulated fleet lives on the simulator machine's network). A simulator
+ * running as root starts it with no capabilities (and switches to another session user with setpriv);
+ * one running as a normal user gets a user namespace as well.
  *
  * A shell gets its terminal from `script` inside the sandbox: the PTY node-pty allocates outside
  * belongs to the simulator machine's /dev/pts, which the sandbox does not show.
  */
-import { access, constants, lstat, mkdir, readFile, readlink, symlink } from 'node:fs/promises';
+import { access, chmod, constants, lstat, mkdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
@@ -19,8 +21,20 @@ import type { DeviceProcesses, ProcessOptions, SessionProcess } from '../process
 
 /** Directories of the simulator's machine the sandbox shows, read-only (if they exist there). */
 const HOST_SYSTEM_DIRS = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
-/** Directories every simulated host has, created in its root on first use. */
-const DEVICE_DIRS = ['etc', 'root', 'home', 'tmp', 'var/tmp', 'var/log', 'run', 'opt', 'srv'];
+/** Directories every simulated host has, created in its root on first use, with their modes on Debian. */
+const DEVICE_DIRS: Record<string, number> = {
+  '.': 0o755,
+  etc: 0o755,
+  root: 0o700,
+  home: 0o755,
+  tmp: 0o1777,
+  var: 0o755,
+  'var/tmp': 0o1777,
+  'var/log': 0o755,
+  run: 0o755,
+  opt: 0o755,
+  srv: 0o755,
+};
 
 export const SANDBOX_NOTICE = (user: string) =>
   `simulated host: this command runs in the simulator's bubblewrap sandbox (/ is the simulated device's root; /usr is the simulator machine's, read-only) as ${user}`;
@@ -51,10 +65,19 @@ export class SimSandbox implements DeviceProcesses {
     return spawnPipedProcess({ ...(await this.spec(user, ['/bin/sh', '-c', 'exec "$@"', 'sh', ...argv], true)), name: argv[0] });
   }
 
-  /** The bwrap command line that runs `argv` in the sandbox as `user`. */
+  /**
+   * The bwrap command line that runs `argv` in the sandbox as `user`. A simulator running as root
+   * starts the sandbox without capabilities (root in it owns the device's files and nothing else);
+   * another session user is switched to with setpriv, which keeps only that user's rights. A
+   * simulator running as a normal user gets a user namespace that maps its own uid.
+   */
   private async spec(user: SandboxUser, argv: string[], newSession: boolean): Promise<HostProcessSpec> {
     const env = sandboxEnv(user);
-    const args = ['--unshare-user', '--uid', String(user.uid), '--gid', String(user.gid)];
+    const asRoot = process.getuid?.() === 0;
+    const args: string[] = [];
+    if (!asRoot) args.push('--unshare-user', '--uid', String(user.uid), '--gid', String(user.gid));
+    else args.push('--cap-drop', 'ALL', ...(user.uid === 0 ? [] : ['--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID']));
+    const switchUser = asRoot && user.uid !== 0 ? ['/usr/bin/setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--'] : [];
     args.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--hostname', await this.hostname());
     args.push('--die-with-parent', ...(newSession ? ['--new-session'] : []));
     args.push('--bind', this.root, '/');
@@ -68,7 +91,7 @@ export class SimSandbox implements DeviceProcesses {
     const home = (await lstat(join(this.root, user.home)).catch(() => undefined))?.isDirectory() ? user.home : '/';
     args.push('--chdir', home, '--clearenv');
     for (const [k, v] of Object.entries({ ...env, HOME: home === '/' ? env.HOME : home })) args.push('--setenv', k, v);
-    return { file: 'bwrap', args: [...args, '--', ...argv], env, cwd: '/' };
+    return { file: 'bwrap', args: [...args, '--', ...switchUser, ...argv], env, cwd: '/' };
   }
 
   /**
@@ -94,7 +117,10 @@ export class SimSandbox implements DeviceProcesses {
     if (!(await onPath('bwrap')))
       throw new Error("a simulated host's shells and commands run in a bubblewrap sandbox: install bwrap (Debian: apt-get install bubblewrap)");
     const user = await lookupUser(name);
-    for (const dir of DEVICE_DIRS) await mkdir(join(this.root, dir), { recursive: true });
+    for (const [dir, mode] of Object.entries(DEVICE_DIRS)) {
+      await mkdir(join(this.root, dir), { recursive: true });
+      await chmod(join(this.root, dir), mode);
+    }
     for (const dir of HOST_SYSTEM_DIRS) {
       const st = await lstat(`/${dir}`).catch(() => undefined);
       if (!st?.isSymbolicLink()) continue;
