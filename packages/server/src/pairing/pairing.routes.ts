@@ -13,7 +13,7 @@ import { installAuth, requirePermission } from '../http/auth-hook.js';
 import type { Db } from '../store/db.js';
 import { claimPairing, pollPairing, startPairing } from './pairing.service.js';
 import { sourceKey } from './pairing-sessions.js';
-import { RateLimiter } from './rate-limiter.js';
+import { type Limiter, rateLimiterFor } from './rate-limiter.js';
 
 export interface PairingLimits {
   /** Claim attempts per source IP: burst, then one per `ipRefillSeconds`. */
@@ -36,8 +36,8 @@ export const DEFAULT_PAIRING_LIMITS: PairingLimits = {
   startRefillSeconds: 2,
 };
 
-function limit(limiter: RateLimiter, key: string, reply: FastifyReply, what: string): void {
-  const wait = limiter.take(key);
+async function limit(limiter: Limiter, key: string, reply: FastifyReply, what: string): Promise<void> {
+  const wait = await limiter.take(key);
   if (wait === 0) return;
   reply.header('retry-after', String(wait));
   throw new EdgeplaneError('RateLimited', `too many ${what}; retry in ${wait}s`, { retryAfterSeconds: wait });
@@ -57,7 +57,7 @@ function retryAfterHeader(app: FastifyInstance): void {
  */
 export async function pairingAgentRoutes(app: FastifyInstance, deps: { db: Db; limits?: Partial<PairingLimits> }): Promise<void> {
   const limits = { ...DEFAULT_PAIRING_LIMITS, ...deps.limits };
-  const starts = new RateLimiter(limits.startsPerIp, 1 / limits.startRefillSeconds);
+  const starts = rateLimiterFor(deps.db, 'pairing-starts', limits.startsPerIp, 1 / limits.startRefillSeconds);
   const sessions = app.pairings;
   retryAfterHeader(app);
 
@@ -92,17 +92,17 @@ export async function pairingAgentRoutes(app: FastifyInstance, deps: { db: Db; l
 export async function pairingApiRoutes(app: FastifyInstance, deps: { db: Db; limits?: Partial<PairingLimits> }): Promise<void> {
   const limits = { ...DEFAULT_PAIRING_LIMITS, ...deps.limits };
   const sessions = app.pairings;
-  const perIp = new RateLimiter(limits.claimsPerIp, 1 / limits.ipRefillSeconds);
-  const perCode = new RateLimiter(limits.claimsPerCode, 1 / limits.codeRefillSeconds);
+  const perIp = rateLimiterFor(deps.db, 'pairing-claims-ip', limits.claimsPerIp, 1 / limits.ipRefillSeconds);
+  const perCode = rateLimiterFor(deps.db, 'pairing-claims-code', limits.claimsPerCode, 1 / limits.codeRefillSeconds);
   installAuth(app, deps.db);
 
   app.post<{ Params: { code: string } }>('/api/v1/pairings/:code/claim', async (req, reply) => {
     const caller = requirePermission(req, 'edgehosts:create');
-    limit(perIp, req.ip, reply, 'claim attempts from this address');
+    await limit(perIp, req.ip, reply, 'claim attempts from this address');
     const parsed = PairingCode.safeParse(req.params.code);
     // A malformed code is just another wrong code: same answer, so the shape of codes leaks nothing new.
     if (!parsed.success) throw new EdgeplaneError('PairingCodeInvalid', 'no pending pairing has this code');
-    limit(perCode, parsed.data, reply, 'claim attempts for this code');
+    await limit(perCode, parsed.data, reply, 'claim attempts for this code');
     const body = parseOrThrow(PairingClaimRequest, req.body ?? {}, 'claim');
     const res = await claimPairing(deps.db, parsed.data, body, caller.user, (id) => sessions.changed(id));
     req.log.info({ code: res.code, deviceUid: res.deviceUid, project: res.project, user: caller.user }, 'pairing code claimed');

@@ -26,7 +26,7 @@ export interface Store {
 pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
 
 export function openStore(options: { dataDir: string; databaseUrl?: string; poolSize?: number; onError?: (err: Error) => void }): Store {
-  const scope = new StoreScope();
+  const scope = new StoreScope(options.databaseUrl ? 'postgres' : 'sqlite');
   if (options.databaseUrl) {
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
     // An idle client losing its connection (database restart, failover) must not crash the server;

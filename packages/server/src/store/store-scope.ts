@@ -19,6 +19,9 @@ export interface StoreNotice {
  * connection and without threading a notifier through every caller.
  */
 export class StoreScope implements KyselyPlugin {
+  /** PostgreSQL stores may be shared by several server replicas; SQLite ones never are (server-lock.ts). */
+  constructor(readonly dialect: 'sqlite' | 'postgres') {}
+
   private listeners = new Set<(n: StoreNotice) => void>();
   /** Appends of this store's audit log wait here one at a time (audit/audit.service.ts). */
   auditChain: Promise<unknown> = Promise.resolve();
