@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { CLUSTER_ANNOTATION, type ClusterSpec, type HostSpec, type OsSpec, PRESTAGE_ANNOTATION, type ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { ConnectionHub } from '../agent/connection-hub.js';
@@ -241,8 +241,9 @@ export class ClusterController extends Controller {
   /**
    * Sets (or clears) the certificate upload request of a kubeadm cluster's init node: while a
    * control-plane node that got its join spec is not Ready, the init node is asked (through its spec
-   * message, like the join token; never stored) to upload the certificates again once per
-   * CERT_UPLOAD_INTERVAL_MS. A changed request is pushed to the init node at once.
+   * message, like the join token; never stored) to upload the certificates again: for each new set
+   * of waiting nodes, and again every CERT_UPLOAD_INTERVAL_MS. A changed request is pushed to the
+   * init node at once.
    */
   private async requestCertUpload(
     cluster: string,
@@ -260,7 +261,9 @@ export class ClusterController extends Controller {
       this.certUploads.delete(cluster);
       return;
     }
-    const request = `${Math.floor(Date.now() / CERT_UPLOAD_INTERVAL_MS)}`;
+    // New joiners, or another interval: a new request (the init node uploads once per request).
+    const joiners = createHash('sha256').update(waiting.join(',')).digest('hex').slice(0, 12);
+    const request = `${Math.floor(Date.now() / CERT_UPLOAD_INTERVAL_MS)}-${joiners}`;
     if (previous?.request === request && previous.host === initHost) return;
     this.certUploads.set(cluster, { host: initHost, request });
     this.log.info({ cluster, host: initHost, joining: waiting }, 'asking the init node to upload the control-plane certificates');

@@ -264,12 +264,13 @@ export class SimKubernetes {
    * The kubelet behind a node credential started (running) or stopped. It is Ready while it runs
    * and the cluster has a CNI. Unknown credentials (a deleted Node) are ignored.
    */
-  async setNodeReady(creds: SimCredentials, running: boolean, message: string): Promise<void> {
+  async setNodeReady(creds: SimCredentials, running: boolean, message: string, kubeletVersion?: string): Promise<void> {
     const { host, port } = parseServer(creds.server);
     const cluster = this.clusters.get(key(host, port));
     const node = cluster && Object.values(cluster.nodes).find((n) => n.credential === creds.token);
     if (!cluster || !node) return;
     node.running = running;
+    if (running && kubeletVersion) node.kubeletVersion = kubeletVersion;
     node.runningMessage = message;
     this.updateReadiness(cluster);
     this.schedule(cluster);

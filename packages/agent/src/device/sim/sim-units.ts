@@ -84,7 +84,7 @@ export async function writeKubeconfig(root: string, path: string, creds: SimCred
 }
 
 /** Marks the node behind a kubeconfig Ready / NotReady (the simulated kubelet posting its status). */
-export async function setKubeletReady(ctx: SimUnitContext, kubeconfigPath: string, ready: boolean): Promise<void> {
+export async function setKubeletReady(ctx: SimUnitContext, kubeconfigPath: string, ready: boolean, kubeletVersion?: string): Promise<void> {
   const text = await readDeviceFile(ctx.root, kubeconfigPath);
   if (!text) return;
   const creds = kubeconfigCredentials(text);
@@ -93,6 +93,7 @@ export async function setKubeletReady(ctx: SimUnitContext, kubeconfigPath: strin
     { server: creds.server, token: creds.token, clusterName: '' },
     ready,
     ready ? 'kubelet is posting ready status' : 'Kubelet stopped posting node status.',
+    kubeletVersion,
   );
 }
 
@@ -192,7 +193,9 @@ function bundledCni(distribution: 'k3s' | 'rke2', config: Record<string, unknown
 /** kubelet of a kubeadm node: it only posts status once kubeadm init/join wrote kubelet.conf. */
 const kubeletUnit: SimUnit = {
   async start(ctx) {
-    await setKubeletReady(ctx, '/etc/kubernetes/kubelet.conf', true);
+    // A kubelet posts the version of its own binary (a new image may carry another one).
+    const version = await installedVersion(ctx.root, 'kubeadm').catch(() => undefined);
+    await setKubeletReady(ctx, '/etc/kubernetes/kubelet.conf', true, version);
   },
   async stop(ctx) {
     await setKubeletReady(ctx, '/etc/kubernetes/kubelet.conf', false);
