@@ -137,7 +137,7 @@ describe('edgeplane image build (Edgeplane OS 2)', () => {
     for (const wants of ['edgeplane-agent.service', 'edgeplane-grow-data.service', 'chrony-wait.service', 'systemd-networkd.service'])
       expect(has(`etc/systemd/system/multi-user.target.wants/${wants}`), wants).toBe(true);
     expect(await fileText('etc/cloud/cloud.cfg.d/90-edgeplane.cfg')).toContain('datasource_list: [ NoCloud, None ]');
-    expect(await fileText('etc/fstab')).toMatch(/^PARTLABEL=esp +\/boot\/efi +vfat/m);
+    expect(await fileText('etc/fstab')).toMatch(/^tmpfs +\/tmp +tmpfs/m);
     for (const dir of ['data', 'var/lib/rancher', 'var/lib/kubelet', 'var/lib/containerd', 'etc/rancher', 'etc/cni', 'opt/cni', 'var/lib/cni', 'var/lib/etcd'])
       expect(has(`${dir}/`), dir).toBe(true);
   });

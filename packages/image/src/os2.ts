@@ -1,4 +1,4 @@
-import { chmod, copyFile, cp, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IMAGE_HEALTH_CHECKS_PATH, oci } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
@@ -12,7 +12,7 @@ const OS2 = join(FILES_DIR, 'os2');
 
 /**
  * Drivers the OS 2 initramfs loads before it mounts the slot and the data partition: disks (virtio,
- * AHCI/SATA, NVMe, USB storage), ext4 and overlay, and the hardware watchdogs systemd drives
+ * AHCI/SATA, NVMe, USB storage), ext4, overlay and vfat (the ESP; nls_ascii: vfat does not mount without it), and the hardware watchdogs systemd drives
  * (i6300esb: QEMU; iTCO_wdt: Intel chipsets; sp5100_tco: AMD). NICs and everything else load later
  * in the real root, from udev, by modalias. More with `--module`.
  */
@@ -29,6 +29,9 @@ export const OS2_INITRAMFS_MODULES = [
   'crc32c_generic',
   'ext4',
   'overlay',
+  'vfat',
+  'nls_cp437',
+  'nls_ascii',
   'i6300esb',
   'iTCO_wdt',
   'sp5100_tco',
@@ -54,7 +57,7 @@ export const PERSISTENT_BINDS = [
 ];
 
 /** Overlays (lower: the slot, upper: data/overlay/<path>/upper): the device's changes to these persist. */
-export const PERSISTENT_OVERLAYS = ['etc', 'var', 'usr/local'];
+export const PERSISTENT_OVERLAYS = ['etc', 'var', 'usr/local', 'usr/share/ca-certificates'];
 
 export interface Os2TreeOptions {
   name: string;
@@ -127,6 +130,11 @@ export async function customizeTree(tree: string, options: Os2TreeOptions): Prom
   }
   // Mount points: the data partition, the ESP, and the bind-mount targets on the read-only root.
   for (const dir of ['data', 'boot/efi', ...PERSISTENT_BINDS]) await mkdir(join(tree, dir), { recursive: true });
+  // A persistent journal (journald's Storage=auto keeps it when /var/log/journal exists), as Debian sets it up.
+  await mkdir(join(tree, 'var/log/journal'), { recursive: true });
+  const journalGid = /^systemd-journal:x:(\d+):/m.exec(await readFile(join(tree, 'etc/group'), 'utf8').catch(() => ''))?.[1];
+  if (journalGid) await chown(join(tree, 'var/log/journal'), 0, Number(journalGid));
+  await chmod(join(tree, 'var/log/journal'), 0o2755);
   await rm(join(tree, 'etc/resolv.conf'), { force: true });
   await symlink('../run/systemd/resolve/stub-resolv.conf', join(tree, 'etc/resolv.conf'));
 
@@ -183,6 +191,7 @@ export async function buildOs2Initramfs(work: string, modulesDir: string, extraM
   }
   await writeFile(join(tree, 'lib/modules/load-order'), `${names.join('\n')}\n`);
   await writeFile(join(tree, 'etc/edgeplane-binds'), `${PERSISTENT_BINDS.join('\n')}\n`);
+  await writeFile(join(tree, 'etc/edgeplane-overlays'), `${PERSISTENT_OVERLAYS.join('\n')}\n`);
   await copyFile(join(OS2, 'initramfs-init'), join(tree, 'init'));
   await chmod(join(tree, 'init'), 0o755);
   await which('cpio');
