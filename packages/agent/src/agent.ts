@@ -47,7 +47,7 @@ export interface AgentEvents {
 /** Below the server's event budget per host (burst 50, 1 per second), so nothing queued is dropped. */
 const EVENT_SEND_BURST = 40;
 const EVENT_SEND_PER_SECOND = 0.9;
-/** Runs a received spec (the managers of later issues plug in here); may return a new status to report. */
+/** Runs a received spec instead of the manager runner (tests and embedders); may return a new status to report. */
 // biome-ignore lint/suspicious/noConfusingVoidType: lets a hook that reports nothing be a plain `async () => {}`
 export type SpecHook = (spec: DesiredHostSpec, generation: number) => Promise<AgentStatus | void>;
 
