@@ -9,6 +9,7 @@ import { apiList } from './api-list.bench.js';
 import { cliStart } from './cli-start.bench.js';
 import { connectedAgents } from './connected-agents.bench.js';
 import { consoleHosts } from './console-hosts.bench.js';
+import { consoleOverviewMap } from './console-overview-map.bench.js';
 import { fleetConnect } from './fleet-connect.bench.js';
 import { registrationStorm } from './registration-storm.bench.js';
 import { rolloutBench } from './rollout.bench.js';
@@ -17,6 +18,7 @@ import { rolloutBench } from './rollout.bench.js';
 const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'fleet-connect': fleetConnect,
   'console-hosts': consoleHosts,
+  'console-overview-map': consoleOverviewMap,
   'connected-agents': connectedAgents,
   'registration-storm': registrationStorm,
   rollout: rolloutBench,

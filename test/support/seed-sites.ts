@@ -157,7 +157,9 @@ export function spreadSites(count: number): SeedSite[] {
     const k = Math.floor(i / CITIES.length);
     const r = 3 * Math.sqrt(k / Math.max(1, count / CITIES.length));
     const a = k * 2.39996; // golden angle: even cover without a grid pattern
-    out.push({ name: seededSiteName(i), latitude: lat + r * Math.sin(a), longitude: lon + r * Math.cos(a) * 1.4, region });
+    // Five decimals (about a metre), as a real site's coordinates would be written.
+    const round = (x: number) => Math.round(x * 1e5) / 1e5;
+    out.push({ name: seededSiteName(i), latitude: round(lat + r * Math.sin(a)), longitude: round(lon + r * Math.cos(a) * 1.4), region });
   }
   return out;
 }

@@ -1,8 +1,10 @@
+import { useQueryClient } from '@tanstack/react-query';
 import { useEffect } from 'react';
 import { Layout, objectPath } from './components/Layout';
 import { Empty, Loading } from './components/ui';
 import type { Resource } from './lib/api';
 import { useAuth } from './lib/auth';
+import { fleetQuery } from './lib/fleet';
 import { profileCell } from './lib/profiles';
 import { Link, match, useLocation } from './lib/router';
 import { useWatch } from './lib/watch';
@@ -67,6 +69,11 @@ export function App() {
   const { token, me } = useAuth();
   const { path } = useLocation();
   const live = useWatch(me ? token : '');
+  const qc = useQueryClient();
+  // The Overview's slowest read (every site's health): started with the sign-in check rather than after it.
+  useEffect(() => {
+    if (token && location.pathname === '/') void qc.prefetchQuery(fleetQuery);
+  }, [token, qc]);
   // Move focus to the page's content after navigation, so keyboard and screen-reader users land there.
   // biome-ignore lint/correctness/useExhaustiveDependencies: runs on purpose whenever the path changes
   useEffect(() => {

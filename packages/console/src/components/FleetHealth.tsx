@@ -23,6 +23,12 @@ const q = (...parts: (string | false | undefined)[]) => {
   return s ? `?${s}` : '';
 };
 const enc = (k: string, v: string) => `${k}=${encodeURIComponent(v)}`;
+/** Today's changes as a time, older ones as a date: the full time is in the cell's title. */
+function shortTime(iso: string | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleDateString();
+}
 
 /** A count that opens the list behind it; zero stays plain text (nothing to open). */
 function Cell({ n, to, label, tone }: { n: number; to: string; label: string; tone?: 'bad' | 'warn' }) {
@@ -58,7 +64,7 @@ function HealthChips({ health, base }: { health: Record<SiteHealth, number>; bas
 
 const TONE: Record<string, 'bad' | 'warn' | undefined> = { offline: 'bad', Failed: 'bad', Degraded: 'warn', unknown: 'warn', pending: 'warn' };
 
-function Head({ first, clusters }: { first: string; clusters: boolean }) {
+function Head({ first, second, clusters }: { first: string; second: string; clusters: boolean }) {
   return (
     <thead>
       <tr>
@@ -66,7 +72,7 @@ function Head({ first, clusters }: { first: string; clusters: boolean }) {
           {first}
         </th>
         <th scope="col" rowSpan={2}>
-          sites
+          {second}
         </th>
         <th scope="colgroup" colSpan={HOST_COLUMNS.length} className="group">
           hosts
@@ -77,7 +83,7 @@ function Head({ first, clusters }: { first: string; clusters: boolean }) {
           </th>
         )}
         <th scope="col" rowSpan={2}>
-          last change
+          changed
         </th>
       </tr>
       <tr>
@@ -108,6 +114,7 @@ function Row({
   hostsAt,
   clustersAt,
   base,
+  health,
 }: {
   head: React.ReactNode;
   c: Counts;
@@ -115,12 +122,20 @@ function Row({
   hostsAt: (query: string) => string;
   clustersAt: (query: string) => string;
   base: string[];
+  /** A single site's row: its health in words instead of counts of sites. */
+  health?: SiteHealth;
 }) {
   return (
     <tr>
       <th scope="row">{head}</th>
       <td>
-        <HealthChips health={c.health} base={base} />
+        {health ? (
+          <span className="health-chip">
+            <i style={{ background: HEALTH[health].color }} /> {HEALTH[health].label}
+          </span>
+        ) : (
+          <HealthChips health={c.health} base={base} />
+        )}
       </td>
       {HOST_COLUMNS.map((col) => (
         <Cell
@@ -135,7 +150,9 @@ function Row({
         CLUSTER_COLUMNS.map((col) => (
           <Cell key={col.label} n={col.count(c)} to={clustersAt(col.query)} label={`clusters ${col.label}`} tone={TONE[col.label]} />
         ))}
-      <td className="when">{c.lastChange ? formatValue(c.lastChange) : '—'}</td>
+      <td className="when" title={c.lastChange ? formatValue(c.lastChange) : undefined}>
+        {shortTime(c.lastChange)}
+      </td>
     </tr>
   );
 }
@@ -143,10 +160,10 @@ function Row({
 /**
  * Fleet health: hosts by connectivity and state and clusters by phase, for the whole fleet, per
  * region (the Site `region` label) and for the sites that need a look first, with when each last
- * changed. Every count opens the list behind it, filtered through the URL.
+ * changed. Every count opens the list behind it, filtered through the URL. `clusters`: whether the
+ * caller may see clusters (the summary then has versions), so their columns are shown.
  */
-export function FleetHealth({ sites, worst = 8 }: { sites: FleetSite[]; worst?: number }) {
-  const clusters = sites.some((s) => s.clusters);
+export function FleetHealth({ sites, clusters, worst = 8 }: { sites: FleetSite[]; clusters: boolean; worst?: number }) {
   const total = sites.reduce(addSite, emptyCounts());
   const regions = byRegion(sites);
   const attention = worstSites(sites, worst).filter((s) => s.health !== 'online' && s.health !== 'empty');
@@ -154,7 +171,7 @@ export function FleetHealth({ sites, worst = 8 }: { sites: FleetSite[]; worst?: 
     <div className="fleet-grid" data-testid="fleet-health">
       <div className="table-scroll short">
         <table>
-          <Head first="region" clusters={clusters} />
+          <Head first="region" second="sites" clusters={clusters} />
           <tbody>
             <Row head="Whole fleet" c={total} clusters={clusters} hostsAt={(x) => `/hosts?${x}`} clustersAt={(x) => `/clusters?${x}`} base={[]} />
             {regions.map(([region, c]) => {
@@ -179,7 +196,7 @@ export function FleetHealth({ sites, worst = 8 }: { sites: FleetSite[]; worst?: 
           <h3>Sites that need a look first</h3>
           <div className="table-scroll short">
             <table data-testid="attention-sites">
-              <Head first="site" clusters={clusters} />
+              <Head first="site" second="health" clusters={clusters} />
               <tbody>
                 {attention.map((s) => {
                   const site = enc('site', s.name);
@@ -192,6 +209,7 @@ export function FleetHealth({ sites, worst = 8 }: { sites: FleetSite[]; worst?: 
                       hostsAt={(x) => `/hosts?${site}&${x}`}
                       clustersAt={(x) => `/clusters?${site}&${x}`}
                       base={[enc('q', s.name)]}
+                      health={s.health}
                     />
                   );
                 })}

@@ -40,8 +40,11 @@ export function useFleet(enabled = true) {
       if (!timer) timer = setTimeout(refresh, REFRESH_MS);
     });
   }, [qc, enabled]);
-  return useQuery({ queryKey: ['fleet'], queryFn: () => request<FleetSummary>('GET', FLEET_SUMMARY_PATH), enabled, refetchInterval: 60_000 });
+  return useQuery({ ...fleetQuery, enabled, refetchInterval: 60_000 });
 }
+
+/** The fleet summary's query (the App starts it early on the Overview, next to the sign-in check). */
+export const fleetQuery = { queryKey: ['fleet'], queryFn: () => request<FleetSummary>('GET', FLEET_SUMMARY_PATH) };
 
 export interface Counts {
   hosts: FleetSite['hosts'];

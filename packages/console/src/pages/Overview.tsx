@@ -139,7 +139,7 @@ export function Overview() {
       {fleet.data && fleet.data.sites.length > 0 && (
         <section aria-labelledby="health-h">
           <h2 id="health-h">Fleet health</h2>
-          <FleetHealth sites={fleet.data.sites} />
+          <FleetHealth sites={fleet.data.sites} clusters={!!fleet.data.versions} />
         </section>
       )}
       {fleet.data?.versions && (

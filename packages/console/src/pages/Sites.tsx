@@ -4,6 +4,7 @@ import { type FormEvent, useState } from 'react';
 import { ResourceTable } from '../components/ResourceTable';
 import { Empty, ErrorBox, Loading } from '../components/ui';
 import { api, formatValue } from '../lib/api';
+import { useAuth } from '../lib/auth';
 import { HEALTH, HEALTH_ORDER, NO_REGION, siteDetail, useFleet } from '../lib/fleet';
 import { Link, navigate, useLocation } from '../lib/router';
 import '../components/fleet.css';
@@ -46,6 +47,7 @@ const FILTER_KEYS = ['region', 'health', 'connectivity', 'state', 'phase', 'upgr
 
 /** Every site with its health and counts (one fleet summary request), filtered through the URL. */
 export function Sites() {
+  const { can } = useAuth();
   const { query } = useLocation();
   const fleet = useFleet();
   const [text, setText] = useState(query.get('q') ?? '');
@@ -97,7 +99,7 @@ export function Sites() {
             Clear filters ({active.join(', ')})
           </Link>
         )}
-        <Link to="/r/sites">Edit sites</Link>
+        <Link to="/r/sites">{can('sites', 'create') ? 'Create or edit sites' : 'Site objects'}</Link>
       </div>
       {fleet.isPending && <Loading what="sites" />}
       <ErrorBox error={fleet.error} title="Could not load sites" />
@@ -136,7 +138,9 @@ export function Sites() {
                         {s.hosts.byConnectivity.online ?? 0} / {s.hosts.total}
                       </Link>
                     </td>
-                    <td className="num">{s.clusters ? <Link to={`/clusters?site=${encodeURIComponent(s.name)}`}>{s.clusters.total}</Link> : '—'}</td>
+                    <td className="num">
+                      {s.clusters ? <Link to={`/clusters?site=${encodeURIComponent(s.name)}`}>{s.clusters.total}</Link> : fleet.data?.versions ? 0 : '—'}
+                    </td>
                     <td className="when">{formatValue(s.lastChange)}</td>
                   </tr>
                 ))}
@@ -156,6 +160,7 @@ export function Sites() {
 
 /** One site: its health, where it is, its maintenance windows, and its hosts and clusters. */
 export function SiteDetail({ name }: { name: string }) {
+  const { can } = useAuth();
   const fleet = useFleet();
   const site = useQuery({ queryKey: ['get', 'sites', name], queryFn: () => api.get('sites', name), retry: false });
   const summary = fleet.data?.sites.find((s) => s.name === name);
@@ -200,7 +205,7 @@ export function SiteDetail({ name }: { name: string }) {
         )}
       </dl>
       <p>
-        <Link to={`/r/sites/${enc}`}>Edit site</Link>
+        <Link to={`/r/sites/${enc}`}>{can('sites', 'update') ? 'Edit site' : 'Site object (spec, events)'}</Link>
       </p>
       <section aria-labelledby="site-hosts-h">
         <h2 id="site-hosts-h">
