@@ -52,7 +52,7 @@ function spec(distribution: Distribution, nodeName: string, over: Partial<Kubern
 /** Writes the node's configuration with the real driver, then starts its service / runs kubeadm as the manager would. */
 async function bring(d: SimDevice, s: KubernetesSpec): Promise<void> {
   const driver = driverFor(s.distribution);
-  await writeFiles(d.root, nodeFiles(driver, s));
+  await writeFiles(d.files, nodeFiles(driver, s));
   const cmd = driver.bootstrap?.(s);
   if (cmd) await d.exec(cmd.command, cmd.args);
   await d.services.start(driver.serviceName(s));
@@ -125,7 +125,7 @@ describe('simulated k3s', () => {
   it('refuses a second cluster-init on the same endpoint with another token', async () => {
     const a = device('a');
     await bring(a, spec('k3s', 'node-a', { init: true }));
-    await writeFiles(a.root, nodeFiles(driverFor('k3s'), spec('k3s', 'node-a', { init: true, token: 'changed' })));
+    await writeFiles(a.files, nodeFiles(driverFor('k3s'), spec('k3s', 'node-a', { init: true, token: 'changed' })));
     await expect(a.services.restart('k3s')).rejects.toThrow(/different token/);
   });
 });
@@ -235,7 +235,7 @@ describe('strict simulation: what upstream refuses', () => {
     const s = spec('kubeadm', 'node-a', { init: true });
     const driver = driverFor('kubeadm');
     const files = nodeFiles(driver, s).map((f) => (f.path.endsWith('kubeadm.yaml') ? { ...f, content: f.content.replaceAll('v1beta3', 'v1beta4') } : f));
-    await writeFiles(a.root, files);
+    await writeFiles(a.files, files);
     await expect(a.exec('kubeadm', ['init', '--config', '/etc/edgeplane/kubeadm/kubeadm.yaml'])).rejects.toMatchObject({
       retryable: false,
       message: expect.stringMatching(/no kind "InitConfiguration" is registered for version "kubeadm.k8s.io\/v1beta4"/),

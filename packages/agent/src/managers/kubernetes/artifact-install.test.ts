@@ -84,7 +84,7 @@ describe('distribution artifact install on a real systemd machine (agent mode)',
       for (const unit of UNITS[distribution]) expect(written).toContain(unit);
       if (distribution === 'kubeadm') expect(written).toContain('/etc/systemd/system/kubelet.service.d/10-kubeadm.conf');
       // The driver's configuration goes where the distribution reads it (the manager writes it next).
-      const config = await writeFiles(root, nodeFiles(driverFor(distribution), s));
+      const config = await writeFiles(device.files, nodeFiles(driverFor(distribution), s));
       expect(config).toContain(distribution === 'kubeadm' ? driverFor('kubeadm').files(s)[0].path : `/etc/rancher/${distribution}/config.yaml`);
       expect(JSON.parse(await readFile(join(root, ARTIFACT_RECORD), 'utf8'))).toMatchObject({ digest: s.artifact!.digest, version: VERSIONS[distribution] });
 

@@ -1,7 +1,5 @@
-import { join } from 'node:path';
 import { type Addon, cniIsBundled, type HostSpec, type KubernetesSpec, rulesFor } from '@edgeplane/protocol';
 import { stringify } from 'yaml';
-import { writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../../device/device.js';
 import { FIELD_MANAGER, helmArgs, helmChartObject, manifestObjects } from '../addons/addon-objects.js';
 import { ADDON_VALUES_DIR } from '../addons/addons.manager.js';
@@ -53,7 +51,7 @@ export async function applyCniAddon(device: Device, driver: KubernetesDriver, ad
     objects++;
   } else if (addon.chart) {
     const valuesFile = `${ADDON_VALUES_DIR}/${addon.name}.values.yaml`;
-    await writeFileAtomic(join(device.root, valuesFile), stringify(addon.chart.values), 0o600);
+    await device.files.writeAtomic(valuesFile, stringify(addon.chart.values), 0o600);
     await device.exec!('helm', helmArgs(addon, valuesFile, driver.adminKubeconfig), { timeoutMs: 15 * 60_000, signal });
     objects++;
   }

@@ -3,7 +3,7 @@ import { parse } from 'yaml';
 import type { Device } from '../../device/device.js';
 import type { OsHealthCheck } from '../os/os.manager.js';
 import { driverFor } from './drivers.js';
-import { KUBERNETES_RECORD, type KubernetesRecord, readDeviceFile } from './node-files.js';
+import { KUBERNETES_RECORD, type KubernetesRecord } from './node-files.js';
 
 export interface KubernetesHealthOptions {
   /** How long after boot the node may take to become Ready (default 5 minutes). */
@@ -23,7 +23,7 @@ export function kubernetesHealthCheck(device: Device, options: KubernetesHealthO
   const timeoutMs = options.timeoutMs ?? 5 * 60_000;
   const pollIntervalMs = options.pollIntervalMs ?? (device.kind === 'simulated' ? 50 : 2_000);
   return async () => {
-    const text = await readDeviceFile(device.root, KUBERNETES_RECORD);
+    const text = await device.files.readText(KUBERNETES_RECORD);
     if (text === undefined || !device.kubernetes) return undefined;
     const parsed = RecordSchema.safeParse(parse(text));
     if (!parsed.success) return `${KUBERNETES_RECORD} is not a valid record`;

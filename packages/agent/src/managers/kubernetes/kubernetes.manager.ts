@@ -11,7 +11,6 @@ import {
   type ManagerError,
   rulesFor,
 } from '@edgeplane/protocol';
-import { writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../../device/device.js';
 import { ExecError } from '../../device/exec.js';
 import type { KubeNode } from '../../device/kube-client.js';
@@ -24,7 +23,7 @@ import { applyCniAddon, cniAddon, cniToInstall } from './cni.js';
 import type { KubernetesDriver } from './driver.js';
 import { driverFor } from './drivers.js';
 import { apiServerUrl, parseEndpoint } from './endpoint.js';
-import { filesMatch, markerContent, nodeFiles, readDeviceFile, writeFiles } from './node-files.js';
+import { filesMatch, markerContent, nodeFiles, writeFiles } from './node-files.js';
 import { deleteOwnNode, readNodeState, resetNode, writeNodeState } from './node-reset.js';
 
 export interface KubernetesManagerOptions {
@@ -79,12 +78,12 @@ export class KubernetesManager implements Manager<'kubernetes'> {
     try {
       if (kubernetesVersionProblem(desired.distribution, desired.version)) return false;
       const driver = driverFor(desired.distribution);
-      if (!(await filesMatch(this.device.root, nodeFiles(driver, desired)))) return false;
+      if (!(await filesMatch(this.device.files, nodeFiles(driver, desired)))) return false;
       if (!(await artifactInstalled(this.device, desired))) return false;
       const bootstrap = driver.bootstrap?.(desired);
-      if (bootstrap && (await readDeviceFile(this.device.root, bootstrap.marker)) !== markerContent(desired)) return false;
+      if (bootstrap && (await this.device.files.readText(bootstrap.marker)) !== markerContent(desired)) return false;
       const upload = driver.uploadCerts?.(desired);
-      if (upload && (await readDeviceFile(this.device.root, upload.marker)) !== `${desired.uploadCerts}\n`) return false;
+      if (upload && (await this.device.files.readText(upload.marker)) !== `${desired.uploadCerts}\n`) return false;
       if (!(await this.device.services?.isActive(driver.serviceName(desired)))) return false;
       const node = await this.device.kubernetes?.(driver.nodeKubeconfig(desired)).readNode(desired.nodeName);
       if (!node?.ready) return false;
@@ -146,7 +145,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
         `${desired.distribution} ${desired.version} installed from ${desired.artifact?.image}@${desired.artifact?.digest}`,
       );
     }
-    const written = await writeFiles(this.device.root, nodeFiles(driver, desired));
+    const written = await writeFiles(this.device.files, nodeFiles(driver, desired));
     if (written.length > 0) ctx.log.info({ files: written }, 'kubernetes configuration written');
     try {
       await services.enable(service);
@@ -239,7 +238,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
   private async bootstrap(driver: KubernetesDriver, desired: KubernetesSpec, ctx: ManagerContext): Promise<boolean> {
     const cmd = driver.bootstrap?.(desired);
     if (!cmd) return false;
-    const marker = await readDeviceFile(this.device.root, cmd.marker);
+    const marker = await this.device.files.readText(cmd.marker);
     if (marker === markerContent(desired)) return false;
     if (marker !== undefined) {
       this.fail(
@@ -259,7 +258,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
       if (!retryable) ctx.emitEvent('Warning', 'JoinRefused', err.message);
       this.fail('apply', retryable, err.message, desired);
     }
-    await writeFileAtomic(join(this.device.root, cmd.marker), markerContent(desired), 0o644);
+    await this.device.files.writeAtomic(cmd.marker, markerContent(desired), 0o644);
     ctx.emitEvent('Normal', desired.init ? 'ClusterInitialized' : 'NodeJoined', `${cmd.command} ${cmd.args[0]} succeeded`);
     return true;
   }
@@ -267,14 +266,14 @@ export class KubernetesManager implements Manager<'kubernetes'> {
   /** kubeadm init node: `kubeadm init phase upload-certs` once per spec.uploadCerts value (a marker records it). */
   private async uploadCerts(driver: KubernetesDriver, desired: KubernetesSpec, ctx: ManagerContext): Promise<void> {
     const cmd = driver.uploadCerts?.(desired);
-    if (!cmd || (await readDeviceFile(this.device.root, cmd.marker)) === `${desired.uploadCerts}\n`) return;
+    if (!cmd || (await this.device.files.readText(cmd.marker)) === `${desired.uploadCerts}\n`) return;
     try {
       await this.device.exec!(cmd.command, cmd.args, { timeoutMs: 5 * 60_000, signal: ctx.signal });
     } catch (err) {
       if (!(err instanceof ExecError)) throw err;
       this.fail('apply', err.retryable ?? !KUBEADM_FATAL.test(err.stderr), `uploading the control-plane certificates: ${err.message}`, desired);
     }
-    await writeFileAtomic(join(this.device.root, cmd.marker), `${desired.uploadCerts}\n`, 0o644);
+    await this.device.files.writeAtomic(cmd.marker, `${desired.uploadCerts}\n`, 0o644);
     ctx.emitEvent('Normal', 'CertificatesUploaded', 'control-plane certificates uploaded for joining control-plane nodes (valid 2 h)');
   }
 
@@ -341,7 +340,7 @@ export class KubernetesManager implements Manager<'kubernetes'> {
   private async ready(desired: KubernetesSpec, driver: KubernetesDriver, node: KubeNode): Promise<void> {
     let kubeconfig: string | undefined;
     if (desired.init) {
-      const text = await readDeviceFile(this.device.root, driver.adminKubeconfig);
+      const text = await this.device.files.readText(driver.adminKubeconfig);
       // Distributions write it for use on the node (https://127.0.0.1:6443); operators need the endpoint.
       if (text) kubeconfig = withServer(text, apiServerUrl(desired.controlPlaneEndpoint));
     }

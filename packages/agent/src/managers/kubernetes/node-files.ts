@@ -1,8 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { KubernetesSpec } from '@edgeplane/protocol';
 import { stringify } from 'yaml';
-import { writeFileAtomic } from '../../atomic-file.js';
+import type { DeviceFiles } from '../../device/files.js';
 import type { DriverFile, KubernetesDriver } from './driver.js';
 
 /**
@@ -34,27 +32,18 @@ export function nodeFiles(driver: KubernetesDriver, spec: KubernetesSpec): Drive
   return [...driver.files(spec), { path: KUBERNETES_RECORD, content: stringify(record), mode: 0o644 }];
 }
 
-export async function readDeviceFile(root: string, path: string): Promise<string | undefined> {
-  try {
-    return await readFile(join(root, path), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
 /** True when every file already has exactly this content. */
-export async function filesMatch(root: string, files: DriverFile[]): Promise<boolean> {
-  for (const f of files) if ((await readDeviceFile(root, f.path)) !== f.content) return false;
+export async function filesMatch(files: DeviceFiles, list: DriverFile[]): Promise<boolean> {
+  for (const f of list) if ((await files.readText(f.path)) !== f.content) return false;
   return true;
 }
 
-/** Writes the files that differ (atomically); returns the paths written. Identical files are left alone. */
-export async function writeFiles(root: string, files: DriverFile[]): Promise<string[]> {
+/** Writes the files that differ (atomically, through the Device); returns the paths written. Identical files are left alone. */
+export async function writeFiles(files: DeviceFiles, list: DriverFile[]): Promise<string[]> {
   const written: string[] = [];
-  for (const f of files) {
-    if ((await readDeviceFile(root, f.path)) === f.content) continue;
-    await writeFileAtomic(join(root, f.path), f.content, f.mode);
+  for (const f of list) {
+    if ((await files.readText(f.path)) === f.content) continue;
+    await files.writeAtomic(f.path, f.content, f.mode);
     written.push(f.path);
   }
   return written;

@@ -1,7 +1,4 @@
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Distribution } from '@edgeplane/protocol';
-import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../../device/device.js';
 import { ExecError } from '../../device/exec.js';
 import { driverFor } from './drivers.js';
@@ -21,11 +18,17 @@ export interface NodeState {
 }
 
 export async function readNodeState(device: Device): Promise<NodeState | undefined> {
-  return ((await readJsonFile(join(device.root, NODE_STATE)).catch(() => undefined)) as NodeState | undefined) ?? undefined;
+  const text = await device.files.readText(NODE_STATE).catch(() => undefined);
+  if (!text) return undefined;
+  try {
+    return (JSON.parse(text) as NodeState | null) ?? undefined;
+  } catch {
+    return undefined; // a torn or foreign file: nothing known to take down
+  }
 }
 
 export async function writeNodeState(device: Device, state: NodeState): Promise<void> {
-  await writeFileAtomic(join(device.root, NODE_STATE), `${JSON.stringify(state)}\n`, 0o644);
+  await device.files.writeAtomic(NODE_STATE, `${JSON.stringify(state)}\n`, 0o644);
 }
 
 /**
@@ -38,7 +41,7 @@ export async function writeNodeState(device: Device, state: NodeState): Promise<
 export async function deleteOwnNode(device: Device, state: NodeState): Promise<true | string> {
   const driver = driverFor(state.distribution);
   // Control-plane nodes have the admin kubeconfig; elsewhere the kubelet's (the worker's node kubeconfig).
-  const admin = (await readFileText(device, driver.adminKubeconfig)) !== undefined;
+  const admin = (await device.files.stat(driver.adminKubeconfig)) !== undefined;
   const client = device.kubernetes?.(admin ? driver.adminKubeconfig : driver.nodeKubeconfig({ role: 'worker' }));
   if (!client?.deleteNode) return 'the Kubernetes client cannot delete nodes';
   try {
@@ -47,10 +50,6 @@ export async function deleteOwnNode(device: Device, state: NodeState): Promise<t
   } catch (err) {
     return (err as Error).message;
   }
-}
-
-async function readFileText(device: Device, path: string): Promise<string | undefined> {
-  return readFile(join(device.root, path), 'utf8').catch(() => undefined);
 }
 
 /**
@@ -70,19 +69,18 @@ export async function resetNode(device: Device, state: NodeState, signal?: Abort
       if (!missing) throw err;
     }
   }
-  const keep = new Set((reset.keep ?? []).map((p) => join(device.root, p)));
-  for (const path of [...reset.paths, KUBERNETES_RECORD]) await removeKeeping(join(device.root, path), keep);
-  await rm(join(device.root, NODE_STATE), { force: true });
+  const keep = new Set(reset.keep ?? []);
+  for (const path of [...reset.paths, KUBERNETES_RECORD]) await removeKeeping(device, path, keep);
+  await device.files.remove(NODE_STATE);
 }
 
-/** rm -rf `path`, except entries listed in `keep` (and the directories leading to them). */
-async function removeKeeping(path: string, keep: Set<string>): Promise<void> {
+/** rm -rf `path` (a device path), except entries listed in `keep` (and the directories leading to them). */
+async function removeKeeping(device: Device, path: string, keep: Set<string>): Promise<void> {
   const inside = [...keep].filter((k) => k.startsWith(`${path}/`));
   if (keep.has(path)) return;
   if (inside.length === 0) {
-    await rm(path, { recursive: true, force: true });
+    await device.files.remove(path, { recursive: true });
     return;
   }
-  const entries = await readdir(path).catch(() => [] as string[]);
-  for (const entry of entries) await removeKeeping(join(path, entry), keep);
+  for (const entry of (await device.files.list(path)) ?? []) await removeKeeping(device, `${path}/${entry}`, keep);
 }
