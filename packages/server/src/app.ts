@@ -62,6 +62,8 @@ export interface AppDeps {
   vmServerUrl?: () => string | undefined;
   /** Registries (`host[:port]`) OS images may come from; unset: any. */
   allowedRegistries?: string[];
+  /** Told this server's watch hub once built (other replicas' change notices go to it). */
+  onWatchHub?: (watch: WatchHub) => void;
 }
 
 /** One HTTP route as Fastify registered it (`:name` parameters, methods upper case). */
@@ -184,6 +186,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // What the web console needs besides the resource API: who am I, live changes, and its own files at `/`.
   const watch = new WatchHub(store.db, hub.changes, () => SERVICES, deps.logger.child({ component: 'watch' }));
   watch.start();
+  deps.onWatchHub?.(watch);
   app.addHook('onClose', async () => watch.stop());
   await app.register(async (scope) => whoamiRoutes(scope, { db: store.db, services: () => SERVICES }));
   await app.register(async (scope) => watchRoutes(scope, { db: store.db, watch, services: () => SERVICES, maxWatchesPerToken: deps.maxWatchesPerToken }));

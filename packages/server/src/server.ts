@@ -16,6 +16,7 @@ import { RolloutController } from './rollout/rollout.controller.js';
 import { openStore } from './store/db.js';
 import { migrateToLatest } from './store/migrations.js';
 import { lockSqliteDataDir } from './store/server-lock.js';
+import { joinReplicas } from './watch/replica-bus.js';
 
 /** What a request log line shows; one-time secrets in query strings (attach tickets, tokens) are masked. */
 export function serializeRequest(req: { method?: string; url?: string; headers?: Record<string, unknown>; socket?: { remoteAddress?: string } }) {
@@ -55,6 +56,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       sharedStore: store.dialect === 'postgres',
     });
     await hub.start();
+    // PostgreSQL: other replicas may share the store; change notices travel over LISTEN/NOTIFY.
+    const replicas = options.databaseUrl ? await joinReplicas(store, options.databaseUrl, hub, logger.child({ component: 'replicas' })) : undefined;
     const eventRetention = new EventRetention(store.db, logger.child({ component: 'events' }), {
       maxAgeSeconds: options.eventRetentionDays === undefined ? undefined : options.eventRetentionDays * 86_400,
       maxPerObject: options.maxEventsPerObject,
@@ -78,6 +81,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       publicUrl: options.publicUrl,
       allowedRegistries: options.allowedRegistries,
       maxWatchesPerToken: options.maxWatchesPerToken,
+      onWatchHub: (watch) => replicas?.attachWatch(watch),
     });
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 8080 });
@@ -106,6 +110,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await virt.stop();
         await clusters.stop();
         await hub.stop();
+        await replicas?.stop();
         await eventRetention.stop();
         await app.close();
         await store.close();

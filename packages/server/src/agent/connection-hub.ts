@@ -10,6 +10,7 @@ import type { Metrics } from '../http/metrics.js';
 import type { HostChange, HostNotifier } from '../resource/context.js';
 import type { Db } from '../store/db.js';
 import { ChangeBus } from '../watch/change-bus.js';
+import type { ReplicaNotice } from '../watch/replica-bus.js';
 import { specMessage } from './channel.js';
 import { DEFAULT_EVENT_BUDGET, EventBudget, LogThrottle } from './channel-limits.js';
 import { dropReplica, renewReplica, setOfflineOfDeadReplicas, setOfflineVia, setOnlineVia } from './replica.repository.js';
@@ -61,6 +62,8 @@ export class ConnectionHub implements HostNotifier {
   private leaseRenewedAt = 0;
   /** Committed changes of this server, for watchers (the console); connectivity flushes publish here too. */
   readonly changes = new ChangeBus();
+  /** Other replicas sharing the store (PostgreSQL): host changes and spec pushes for agents held elsewhere go there. */
+  replicas?: { send(notice: ReplicaNotice): void };
   /** Agent events allowed per host (across reconnects). */
   readonly events: EventBudget;
   /** One warning per host and minute about invalid agent messages; the rest go to debug. */
@@ -158,13 +161,44 @@ export class ConnectionHub implements HostNotifier {
 
   /** Sends the host's current spec to its agent, if connected here (after the spec changed in the store). */
   async pushSpec(name: string): Promise<boolean> {
-    if (!this.conns.has(name)) return false;
+    if (!this.conns.has(name)) {
+      // The agent may be connected to another replica.
+      this.replicas?.send({ h: name, c: 'push' });
+      return false;
+    }
     const row = await this.db.selectFrom('edge_hosts').select(['spec', 'generation', 'state']).where('name', '=', name).executeTakeFirst();
     // A host waiting for approval gets no work until it is approved.
     return !!row && row.state !== 'pending-approval' && this.sendSpec(name, row);
   }
 
   hostChanged(name: string, change: HostChange): void {
+    this.replicas?.send({ h: name, c: change });
+    this.applyHostChange(name, change);
+  }
+
+  /** Another replica changed a host: acts on it if the host's channel is held here. */
+  remoteHostChange(name: string, change: HostChange | 'push'): void {
+    if (change === 'push') {
+      if (this.conns.has(name)) void this.pushSpec(name);
+    } else this.applyHostChange(name, change);
+  }
+
+  /**
+   * Notices from other replicas may have been missed: every agent held here is checked against the
+   * store as if it had just connected (gone, rejected, superseded key: closed; else its spec again).
+   */
+  async resyncAgents(): Promise<void> {
+    for (const name of [...this.conns.keys()]) {
+      const row = await findHostKeys(this.db, name).catch(() => undefined);
+      const c = this.conns.get(name);
+      if (!c) continue;
+      if (!row || row.denied) c.socket.close(CLOSE_CODES.unauthorized, 'host deleted');
+      else if (row.state === 'rejected') this.applyHostChange(name, 'rejected');
+      else if (row.state !== 'pending-approval') this.applyHostChange(name, 'approved');
+    }
+  }
+
+  private applyHostChange(name: string, change: HostChange): void {
     const c = this.conns.get(name);
     if (!c) return;
     if (change === 'deleted') c.socket.close(CLOSE_CODES.unauthorized, 'host deleted');

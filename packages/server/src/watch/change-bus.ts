@@ -11,7 +11,13 @@ export interface Change {
   object: { kind: string; metadata: { name: string; resourceVersion: string } };
 }
 
-export type ChangeListener = (change: Change) => void;
+/**
+ * Where a published change comes from: `local` (this server committed it: other replicas are told),
+ * or `store` (read back from the store after a notice: another replica or an announced write already
+ * told them).
+ */
+export type ChangeSource = 'local' | 'store';
+export type ChangeListener = (change: Change, source: ChangeSource) => void;
 
 /**
  * In-process fan-out of committed changes for one server. Publishers hand over full objects, so a
@@ -31,8 +37,8 @@ export class ChangeBus {
     return this.listeners.size;
   }
 
-  publish(change: Change): void {
-    for (const fn of this.listeners) fn(change);
+  publish(change: Change, source: ChangeSource = 'local'): void {
+    for (const fn of this.listeners) fn(change, source);
   }
 }
 

@@ -84,6 +84,16 @@ export class WatchSubscriber {
     this.schedule();
   }
 
+  /** Drops what is queued and tells the client to re-list (changes may have been missed). */
+  resync(): void {
+    if (this.closed) return;
+    this.dropped += this.queue.length;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.resyncPending = true;
+    this.schedule();
+  }
+
   /** Sends a control message ahead of queued changes. */
   sendNow(msg: WatchMessage): void {
     if (!this.closed && this.socket.readyState === OPEN) this.socket.send(JSON.stringify(msg));

@@ -137,6 +137,20 @@ export class WatchHub {
     for (const sub of [...this.subs]) await this.recheck(sub);
   }
 
+  /**
+   * Another replica committed a change: read back like an announced write; a deletion cannot be read
+   * back, so watchers get it with the name alone (resourceVersion 0).
+   */
+  remoteChange(kind: string, name: string, type: Change['type']): void {
+    if (type !== 'DELETED') this.announced({ kind, name, type });
+    else if (this.subs.size > 0) this.bus.publish({ type, kind, object: { kind, metadata: { name, resourceVersion: '0' } } }, 'store');
+  }
+
+  /** Notices may have been missed: every watcher re-lists. */
+  resyncAll(): void {
+    for (const s of this.subs) s.resync();
+  }
+
   private announced(n: StoreNotice): void {
     if (![...this.subs].some((s) => s.wants(n.kind))) return;
     const names = this.pending.get(n.kind) ?? new Map<string, StoreNotice['type']>();
@@ -163,7 +177,7 @@ export class WatchHub {
             .execute()) as unknown as ResourceRow[];
           for (const row of rows) {
             const object = svc.toObject(row);
-            this.bus.publish({ type: names.get(row.name) ?? 'MODIFIED', kind, object });
+            this.bus.publish({ type: names.get(row.name) ?? 'MODIFIED', kind, object }, 'store');
           }
         }
       } catch (err) {
