@@ -7,6 +7,7 @@ import { bootstrap } from './bootstrap.js';
 import { ClusterController } from './cluster/cluster.controller.js';
 import { loadSecretBox } from './cluster/secret-box.js';
 import { VirtController } from './cluster/virtualized/virt.controller.js';
+import { ControllerLease } from './controller/controller-lease.js';
 import { EventRetention } from './event/event-retention.js';
 import { createMetrics } from './http/metrics.js';
 import { resolveTransport } from './http/transport.js';
@@ -91,27 +92,43 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const url = options.publicUrl ?? `${transport.tls ? 'https' : 'http'}://${shown}:${port}`;
     vmServerUrl = url;
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
-    clusters.start();
     const virt = new VirtController(store.db, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => url });
     virt.start();
     const rollouts = new RolloutController(store.db, logger.child({ component: 'rollouts' }) as never, {
       intervalMs: options.rolloutIntervalMs,
       onClustersChanged: () => clusters.nudge(),
     });
-    rollouts.start();
-    eventRetention.start();
+    const controllers = {
+      start() {
+        clusters.start();
+        virt.start();
+        rollouts.start();
+        eventRetention.start();
+      },
+      async stop() {
+        await rollouts.stop();
+        await virt.stop();
+        await clusters.stop();
+        await eventRetention.stop();
+      },
+    };
+    // PostgreSQL: the controllers run on the one replica holding the lease (its liveness is the same
+    // as the replica lease of its hosts: offline-after). SQLite: one process, they simply run.
+    const lease = options.databaseUrl
+      ? new ControllerLease(store.db, hub.replicaId, offlineAfterSeconds * 1000, controllers, logger.child({ component: 'controller-lease' }))
+      : undefined;
+    if (lease) await lease.start();
+    else controllers.start();
     return {
       url,
       routes: appRoutes(app),
       adminToken,
       adminTokenFile,
       async close() {
-        await rollouts.stop();
-        await virt.stop();
-        await clusters.stop();
+        if (lease) await lease.stop();
+        else await controllers.stop();
         await hub.stop();
         await replicas?.stop();
-        await eventRetention.stop();
         await app.close();
         await store.close();
         lock?.release();

@@ -266,6 +266,19 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('rate_limit_buckets_at').on('rate_limit_buckets').column('at').execute();
     },
   },
+  '0015_replicas_leases': {
+    async up(db: AnyDb) {
+      // The controllers run on one replica at a time: the holder of this row's lease. `epoch` grows
+      // with every new holder, so a holder that lost the lease cannot renew it again by accident.
+      await db.schema
+        .createTable('controller_leases')
+        .addColumn('name', 'varchar(63)', (c) => c.primaryKey())
+        .addColumn('holder', 'varchar(64)', (c) => c.notNull())
+        .addColumn('epoch', 'integer', (c) => c.notNull())
+        .addColumn('expires_at', 'varchar(40)', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -126,6 +126,15 @@ export interface Database {
   connect_token_uses: ConnectTokenUseTable;
   replicas: ReplicaTable;
   rate_limit_buckets: RateLimitBucketTable;
+  controller_leases: ControllerLeaseTable;
+}
+
+/** Who runs the controllers: `holder` (a replica id) until `expires_at`; `epoch` counts holders. */
+export interface ControllerLeaseTable {
+  name: string;
+  holder: string;
+  epoch: number;
+  expires_at: string;
 }
 
 /** A running server replica; it renews `expires_at`, and its hosts go offline once that passed. */
@@ -204,4 +213,5 @@ export type ResourceTableName = Exclude<
   | 'connect_token_uses'
   | 'replicas'
   | 'rate_limit_buckets'
+  | 'controller_leases'
 >;
