@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simKubernetes } from '@edgeplane/agent';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { waitFor } from '../support/device.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
@@ -104,11 +105,32 @@ describe('Kubernetes fidelity: 3 control planes + 2 workers per distribution on 
         { host: w1, role: 'worker' },
         { host: w2, role: 'worker' },
       ];
-      const r = await t.api('POST', '/api/v1/clusters', { metadata: { name }, spec: { profile: { name: `${name}-p`, revision: 1 }, nodes } });
+      // rke2 serves its endpoint on a VIP (kube-vip add-on); k3s and kubeadm use the init node's address.
+      const vip = distribution === 'rke2' ? { address: '10.99.0.10', image: `${registry.host}/kube-vip/kube-vip:v0.8.9` } : undefined;
+      if (distribution === 'kubeadm') {
+        // kubeadm needs the VIP before init: refused, nothing written.
+        const spec = { profile: { name: `${name}-p`, revision: 1 }, nodes, vip: { address: '10.99.0.11', image: 'reg.lab/kube-vip:v0.8.9' } };
+        const refused = await t.api('POST', '/api/v1/clusters', { metadata: { name }, spec });
+        expect(refused.status).toBe(400);
+        expect(refused.body.error).toMatchObject({ code: 'ValidationFailed', message: expect.stringMatching(/kubeadm needs the VIP before kubeadm init/) });
+        expect((await t.api('GET', `/api/v1/clusters/${name}`)).status).toBe(404);
+        for (const h of nodes) expect((await t.api('GET', `/api/v1/edgehosts/${h.host}`)).body.status.state).toBe('ready');
+      }
+      const spec = { profile: { name: `${name}-p`, revision: 1 }, nodes, ...(vip ? { vip } : {}) };
+      const r = await t.api('POST', '/api/v1/clusters', { metadata: { name }, spec });
       expect(r.status, JSON.stringify(r.body)).toBe(201);
       const running = await converged(name, 1, 5);
       const endpoint = running.status.controlPlaneEndpoint as string;
-      expect(running.status.controlPlaneEndpointFrom).toMatch(/^init node address: host /);
+      if (vip) {
+        expect(running.status).toMatchObject({ controlPlaneEndpoint: 'https://10.99.0.10:6443', controlPlaneEndpointFrom: 'spec.vip (kube-vip)' });
+        const res = await fetch(`${t.url}/api/v1/clusters/${name}/kubeconfig`, { headers: { authorization: `Bearer ${t.admin}` } });
+        const kubeconfig = parse(await res.text());
+        const api = simKubernetes.session({ server: endpoint, token: kubeconfig.users[0].user.token });
+        const ds = api.get('apps/v1', 'DaemonSet', 'kube-vip-ds', 'kube-system') as any;
+        expect(ds.spec.template.spec.containers[0].env).toEqual(expect.arrayContaining([{ name: 'address', value: '10.99.0.10' }]));
+      } else {
+        expect(running.status.controlPlaneEndpointFrom).toMatch(/^init node address: host /);
+      }
       const k = simKubernetes.inspect(endpoint)!;
       expect(k.etcdMembers.sort()).toEqual([cp1, cp2, cp3].sort());
       expect(k.nodes.every((n) => n.ready)).toBe(true);

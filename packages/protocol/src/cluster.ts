@@ -26,7 +26,7 @@ export const ClusterSpec = z
     ...VirtualizedClusterFields,
     /**
      * The cluster's API endpoint: a DNS name or VIP (host, host:port or https://host:port) that
-     * survives node changes; the kube-vip add-on can serve such a VIP. Default: the init node's
+     * survives node changes (`vip` makes the cluster serve one itself). Default: the init node's
      * address (first IPv4 of a non-virtual interface), port 6443; that node cannot leave the cluster.
      */
     controlPlaneEndpoint: z.string().min(1).max(256).optional(),
@@ -42,6 +42,24 @@ export const ClusterSpec = z
     variables: z.record(VariableName, z.string().max(4096)).default({}),
     /** How a changed revision or values roll through the nodes (docs/architecture.md "Cluster upgrades"). */
     upgradeStrategy: UpgradeStrategy.optional(),
+    /**
+     * A built-in VIP for the control plane (k3s and rke2): the server adds kube-vip (ARP mode, a
+     * DaemonSet on the control-plane nodes, docs/kubernetes.md) to the init node's add-ons and the
+     * VIP becomes the endpoint. kubeadm needs the VIP before `kubeadm init` and is refused.
+     */
+    vip: z
+      .object({
+        address: z.ipv4(),
+        /** The interface kube-vip announces the VIP on; default: the one holding the default route. */
+        interface: z
+          .string()
+          .regex(/^[a-zA-Z0-9._-]{1,15}$/)
+          .optional(),
+        /** The kube-vip image (mirror it for air-gapped sites), e.g. <registry>/kube-vip/kube-vip:v0.8.9. */
+        image: z.string().min(1).max(512),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type ClusterSpec = z.infer<typeof ClusterSpec>;

@@ -146,12 +146,15 @@ export class ClusterController extends Controller {
     const initRow = hosts.get(initHost);
     // Once chosen, the endpoint stays (it is in every certificate and kubeconfig): the status keeps it.
     const chosen = initRow ? hostEndpointAddress(initRow) : undefined;
+    const vip = spec.vip ? `https://${spec.vip.address}:6443` : undefined;
     const endpoint =
-      spec.controlPlaneEndpoint ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (chosen ? `https://${chosen.address}:6443` : undefined);
+      spec.controlPlaneEndpoint ?? vip ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (chosen ? `https://${chosen.address}:6443` : undefined);
     if (!endpoint) return;
     const endpointFrom = spec.controlPlaneEndpoint
       ? 'spec.controlPlaneEndpoint'
-      : ((prevStatus.controlPlaneEndpointFrom as string | undefined) ?? (chosen ? `init node address: ${chosen.from}` : undefined));
+      : vip
+        ? 'spec.vip (kube-vip)'
+        : ((prevStatus.controlPlaneEndpointFrom as string | undefined) ?? (chosen ? `init node address: ${chosen.from}` : undefined));
     await this.joinToken(cluster); // generated before any node can need it
     const render = (host: string, init: boolean) =>
       renderHostSpec({ cluster, spec, profile, node: spec.nodes.find((n) => n.host === host)!, init, controlPlaneEndpoint: endpoint });

@@ -8,7 +8,7 @@ import type { Executor } from '../store/db.js';
 import { deleteClusterRecords, findHosts, type HostRow, listSteps } from './cluster.repository.js';
 import { claimHosts, clusterOf, releaseHosts } from './host-claims.js';
 import { checkHostOsMode, checkKubernetesChange, requireOsLayer } from './os-mode.js';
-import { endpoints, requireKubernetes } from './render.js';
+import { endpoints, requireKubernetes, stableJson } from './render.js';
 import { quorumGuard } from './upgrade/quorum.js';
 import { listClusterVms } from './virtualized/cluster-vm.repository.js';
 import { checkVirtualizedUpdate, checkVmNames, clusterNodes, isVirtualized, validateVirtualized } from './virtualized/virtualized.js';
@@ -56,6 +56,22 @@ export async function validateCluster(
         issues: [{ path: 'spec.controlPlaneEndpoint', message: 'expected host, host:port or https://host:port' }],
       });
     }
+  }
+  if (spec.vip) {
+    // kube-vip runs as an add-on, applied once the first node is up: kubeadm needs the VIP earlier.
+    if (kubernetes.distribution === 'kubeadm')
+      throw new EdgeplaneError(
+        'ValidationFailed',
+        'spec.vip: kube-vip runs as an add-on on k3s and rke2; kubeadm needs the VIP before kubeadm init (put kube-vip in the OS image as a static pod and set spec.controlPlaneEndpoint)',
+        { issues: [{ path: 'spec.vip', message: 'not available for kubeadm' }] },
+      );
+    if (
+      spec.controlPlaneEndpoint !== undefined &&
+      endpoints(kubernetes.distribution, spec.controlPlaneEndpoint).controlPlaneEndpoint !== `https://${spec.vip.address}:6443`
+    )
+      throw new EdgeplaneError('ValidationFailed', `spec.controlPlaneEndpoint must be the VIP (https://${spec.vip.address}:6443) or absent`, {
+        issues: [{ path: 'spec.controlPlaneEndpoint', message: 'differs from spec.vip' }],
+      });
   }
   const declared = new Map(profile.variables.map((v) => [v.name, v]));
   const unknown = Object.keys(spec.variables).filter((v) => !declared.has(v));
@@ -133,6 +149,9 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
     if (initHost && !clusterNodes(row.name, spec).some((n) => n.host === initHost && n.role === 'control-plane'))
       throw new EdgeplaneError('InvalidState', `host "${initHost}" initialized this cluster and must stay a control-plane node`, { host: initHost });
     quorumGuard(clusterNodes(row.name, JSON.parse(row.spec) as ClusterSpec), clusterNodes(row.name, spec));
+    // The VIP is the endpoint, in every certificate and kubeconfig of the cluster: it cannot move.
+    if (stableJson((JSON.parse(row.spec) as ClusterSpec).vip ?? null) !== stableJson(spec.vip ?? null))
+      throw new EdgeplaneError('InvalidState', 'spec.vip cannot change: the VIP is the endpoint in every certificate and kubeconfig of the cluster', {});
     checkVirtualizedUpdate(JSON.parse(row.spec) as ClusterSpec, spec);
     const { newHosts, profile } = await validateCluster(db, row.name, spec, ctx);
     await checkRevisionChange(db, JSON.parse(row.spec) as ClusterSpec, spec, profile);

@@ -1,5 +1,6 @@
 import { type ClusterNode, type ClusterSpec, EdgeplaneError, type HostSpec, type OsSpec, osAttempt, substituteVariables } from '@edgeplane/protocol';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
+import { kubeVipAddon } from './kube-vip.js';
 import { requireOsLayer } from './os-mode.js';
 
 /** API server port, and rke2's separate supervisor (join) port. */
@@ -136,8 +137,8 @@ export function renderHostSpec(r: RenderInput): HostSpec {
       ...(artifact ? { artifact: { image: artifact.image, digest: artifact.digest, ...(artifact.insecure ? { insecure: true } : {}) } } : {}),
     },
   };
-  // Add-ons are applied to the cluster once, from the node that initialized it.
-  if (r.init) spec.addons = { items: layers.addons };
+  // Add-ons are applied to the cluster once, from the node that initialized it; kube-vip first.
+  if (r.init) spec.addons = { items: r.spec.vip ? [kubeVipAddon(r.spec.vip), ...layers.addons] : layers.addons };
   return spec;
 }
 
