@@ -242,6 +242,21 @@ describe.each(DIALECTS)('clusters on %s', (dialect) => {
     await waitFor(() => extra.spec().spec.kubernetes === undefined);
   });
 
+  it('refuses giving a running cluster a VIP (its endpoint is in every certificate), changing nothing', async () => {
+    const before = await get('/api/v1/clusters/prod');
+    const r = await t.api(
+      'PATCH',
+      '/api/v1/clusters/prod',
+      { spec: { vip: { address: '10.0.0.50', image: 'reg.lab/kube-vip:v0.8.9' } } },
+      { contentType: 'application/merge-patch+json' },
+    );
+    expect(r.status).toBe(409);
+    expect(r.body.error.code).toBe('InvalidState');
+    const after = await get('/api/v1/clusters/prod');
+    expect(after.spec).toEqual(before.spec);
+    expect(after.metadata.generation).toBe(before.metadata.generation);
+  });
+
   it('lets operators read kubeconfigs and viewers not', async () => {
     for (const [name, role] of [
       ['op', 'operator'],
