@@ -130,6 +130,13 @@ export async function customizeTree(tree: string, options: Os2TreeOptions): Prom
   }
   // Mount points: the data partition, the ESP, and the bind-mount targets on the read-only root.
   for (const dir of ['data', 'boot/efi', ...PERSISTENT_BINDS]) await mkdir(join(tree, dir), { recursive: true });
+  // dpkg's path-exclude leaves the directories of the files it dropped: prune the empty ones. The
+  // apt sources mmdebstrap wrote name the build machine's mirror; the device has no use for them.
+  const dropped = ['usr/share/doc', 'usr/share/man', 'usr/share/info', 'usr/share/locale'].map((d) => join(tree, d));
+  await runTool('find', [...dropped, '-depth', '-mindepth', '1', '-type', 'd', '-empty', '-delete']).catch(() => undefined);
+  await rm(join(tree, 'etc/apt/sources.list'), { force: true });
+  for (const n of await readdir(join(tree, 'etc/apt/sources.list.d')).catch(() => [] as string[]))
+    await rm(join(tree, 'etc/apt/sources.list.d', n), { force: true });
   // A persistent journal (journald's Storage=auto keeps it when /var/log/journal exists), as Debian sets it up.
   await mkdir(join(tree, 'var/log/journal'), { recursive: true });
   const journalGid = /^systemd-journal:x:(\d+):/m.exec(await readFile(join(tree, 'etc/group'), 'utf8').catch(() => ''))?.[1];
