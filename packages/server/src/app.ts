@@ -132,7 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/readyz', async (_req, reply) => {
     try {
       await store.ping();
-      return { status: 'ready', store: store.dialect, agentsConnected: hub.size };
+      return { status: 'ready', store: store.dialect, agentsConnected: hub.size, agentChannelLimit: hub.options.maxChannels ?? null };
     } catch (err) {
       return reply.status(503).send({ error: { code: 'NotReady', message: `store unreachable: ${(err as Error).message}` } });
     }

@@ -11,6 +11,8 @@ export interface ServerOptions {
   databaseUrl?: string;
   /** A host with no message for this long is marked offline; default 90. */
   offlineAfterSeconds?: number;
+  /** Agent channels held at once; default: the open-file limit less a reserve (agent/descriptor-budget.ts). */
+  maxAgentChannels?: number;
   /** Told to agents in `welcome`; default a third of offlineAfterSeconds, at most 30. */
   heartbeatIntervalSeconds?: number;
   /** Largest accepted request body; default 1 MiB. */

@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { ConnectionHub } from './agent/connection-hub.js';
+import { descriptorBudget } from './agent/descriptor-budget.js';
 import { appRoutes, buildApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import { ClusterController } from './cluster/cluster.controller.js';
@@ -50,11 +51,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const offlineAfterSeconds = options.offlineAfterSeconds ?? 90;
     const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? Math.min(30, offlineAfterSeconds / 3);
     const metrics = createMetrics();
+    // Open files: raise the soft limit to the hard one where possible, and keep agent channels below it.
+    const budget = descriptorBudget();
+    if (budget.notRaised) logger.warn({ reason: budget.notRaised }, 'open-file limit not raised');
+    const maxChannels = options.maxAgentChannels ?? budget.maxAgentChannels;
+    metrics.openFileLimit.set(budget.limit);
+    metrics.agentChannelLimit.set(maxChannels);
+    logger.info({ openFileLimit: budget.limit, reserve: budget.reserve, maxAgentChannels: maxChannels }, 'descriptor budget');
     const hub = new ConnectionHub(store.db, logger.child({ component: 'hub' }), metrics, {
       offlineAfterSeconds,
       heartbeatIntervalSeconds,
       flushIntervalMs: Math.min(5000, (offlineAfterSeconds * 1000) / 3),
       sharedStore: store.dialect === 'postgres',
+      maxChannels,
     });
     await hub.start();
     // PostgreSQL: other replicas may share the store; change notices travel over LISTEN/NOTIFY.

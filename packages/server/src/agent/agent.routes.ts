@@ -74,11 +74,23 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
     {
       websocket: true,
       // Authenticate before the upgrade, so a refused agent gets a plain HTTP error with a code.
-      preValidation: async (req) => {
+      preValidation: async (req, reply) => {
         const auth = req.headers.authorization ?? '';
         const token = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
         if (!token) throw new EdgeplaneError('ConnectTokenInvalid', 'missing Authorization: Bearer <device-signed connect token>');
         const name = claimedHost(token);
+        // Beyond the descriptor budget: refused before any store work, retryable (another replica behind the balancer may take it).
+        if (deps.hub.full(name)) {
+          const wait = 5 + Math.floor(Math.random() * 10);
+          reply.header('retry-after', String(wait));
+          throw new EdgeplaneError(
+            'AgentCapacityReached',
+            `this server holds as many agent channels as its descriptor budget allows (${deps.hub.options.maxChannels}); retry in ${wait}s`,
+            {
+              retryAfterSeconds: wait,
+            },
+          );
+        }
         const host = await findHostKeys(deps.db, name);
         // Its own code: the agent of a deleted host registers again with its credential (agent.ts).
         if (!host) throw new EdgeplaneError('HostUnknown', `the connect token names a host this server does not know ("${name}"); register again`);

@@ -43,6 +43,8 @@ export interface HubOptions {
   replicaLeaseSeconds?: number;
   /** This replica's id (default: a fresh UUID per start). */
   replicaId?: string;
+  /** Agent channels held at once (the descriptor budget); new ones beyond it are refused. Default unlimited. */
+  maxChannels?: number;
 }
 
 /**
@@ -102,6 +104,11 @@ export class ConnectionHub implements HostNotifier {
 
   get size(): number {
     return this.conns.size;
+  }
+
+  /** Whether a channel for `host` would exceed the cap (a host replacing its own channel never does). */
+  full(host: string): boolean {
+    return this.conns.size >= (this.options.maxChannels ?? Number.POSITIVE_INFINITY) && !this.conns.has(host);
   }
 
   isConnected(host: string): boolean {

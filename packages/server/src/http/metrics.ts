@@ -24,6 +24,12 @@ export function createMetrics() {
       registers: [registry],
     }),
     agentsConnected: new Gauge({ name: 'edgeplane_agents_connected', help: 'Agent channels open on this server', registers: [registry] }),
+    agentChannelLimit: new Gauge({
+      name: 'edgeplane_agent_channel_limit',
+      help: 'Agent channels this server accepts at once (its open-file limit less a reserve); more are refused',
+      registers: [registry],
+    }),
+    openFileLimit: new Gauge({ name: 'edgeplane_open_file_limit', help: 'Soft open-file limit the server runs under', registers: [registry] }),
     agentMessages: new Counter({
       name: 'edgeplane_agent_messages_total',
       help: 'Agent messages received by type (invalid and malformed included)',
