@@ -68,7 +68,9 @@ describe('edgeplane wait', () => {
 
     // A Kubernetes configuration change rolls node by node: each after the previous one reports Ready again.
     const body = profileBody('edge');
-    Object.assign(body.spec.layers, { kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'edge.local' } } });
+    Object.assign(body.spec.layers, {
+      kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'cluster.local', 'kubelet-arg': 'max-pods=150' } },
+    });
     expect((await t.api('PUT', '/api/v1/clusterprofiles/edge', body)).status).toBe(200);
     const gen = new Map([a, b].map((n) => [n.name, n.spec().generation]));
     const patched = await t.api(

@@ -211,7 +211,9 @@ describe.each(DIALECTS)('audit coverage on %s', (dialect) => {
     // A new profile revision rolled out to the cluster: an upgrade to pause, resume and cancel.
     await none(() => t.api('POST', '/api/v1/clusters/prod/pause', undefined, asOp), 409);
     const rev2 = profileBody('edge');
-    Object.assign(rev2.spec.layers, { kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'edge.local' } } });
+    Object.assign(rev2.spec.layers, {
+      kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'cluster.local', 'kubelet-arg': 'max-pods=150' } },
+    });
     await one(() => t.api('PUT', '/api/v1/clusterprofiles/edge', rev2, asOp), {
       actor: 'olga',
       action: 'clusterprofile.update',

@@ -6,6 +6,7 @@ import { findByName } from '../resource/resource.repository.js';
 import { ResourceService } from '../resource/resource.service.js';
 import type { Executor } from '../store/db.js';
 import { deleteClusterRecords, findHosts, type HostRow, listSteps } from './cluster.repository.js';
+import { checkFixedSettings } from './fixed-settings.js';
 import { claimHosts, clusterOf, releaseHosts } from './host-claims.js';
 import { checkHostOsMode, checkKubernetesChange, requireOsLayer } from './os-mode.js';
 import { endpoints, requireKubernetes, stableJson } from './render.js';
@@ -155,6 +156,9 @@ export const clusters = new ResourceService(findKind('Cluster')!, 'clusters', {
     checkVirtualizedUpdate(JSON.parse(row.spec) as ClusterSpec, spec);
     const { newHosts, profile } = await validateCluster(db, row.name, spec, ctx);
     await checkRevisionChange(db, JSON.parse(row.spec) as ClusterSpec, spec, profile);
+    const previous = JSON.parse(row.spec) as ClusterSpec;
+    const previousRevision = await findRevision(db, previous.profile.name, previous.profile.revision);
+    if (previousRevision) checkFixedSettings({ spec: previous, profile: JSON.parse(previousRevision.spec) as PinnedProfileSpec }, { spec, profile });
     const before = (JSON.parse(row.spec) as ClusterSpec).nodes.map((n) => n.host);
     await releaseHosts(
       db,

@@ -257,6 +257,30 @@ describe.each(DIALECTS)('clusters on %s', (dialect) => {
     expect(after.metadata.generation).toBe(before.metadata.generation);
   });
 
+  it('refuses a revision that changes a setting k3s fixes at creation (cluster-domain, the CNI), changing nothing', async () => {
+    const before = await get('/api/v1/clusters/prod');
+    for (const [over, setting] of [
+      [{ kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1', config: { 'cluster-domain': 'edge.local' } } }, 'kubernetes.config.cluster-domain'],
+      [{ network: { cni: 'calico' }, addons: [{ name: 'calico', manifest: 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: calico}\n' }] }, 'network.cni'],
+    ] as const) {
+      const body = profileBody('edge');
+      Object.assign(body.spec.layers, over);
+      expect((await t.api('PUT', '/api/v1/clusterprofiles/edge', body)).status).toBe(200);
+      const revision = (await get('/api/v1/clusterprofiles/edge')).status.latestRevision;
+      const r = await t.api(
+        'PATCH',
+        '/api/v1/clusters/prod',
+        { spec: { profile: { name: 'edge', revision } } },
+        { contentType: 'application/merge-patch+json' },
+      );
+      expect(r.status).toBe(409);
+      expect(r.body.error).toMatchObject({ code: 'InvalidState', details: { settings: [setting] } });
+    }
+    const after = await get('/api/v1/clusters/prod');
+    expect(after.spec).toEqual(before.spec);
+    expect(after.metadata.generation).toBe(before.metadata.generation);
+  });
+
   it('lets operators read kubeconfigs and viewers not', async () => {
     for (const [name, role] of [
       ['op', 'operator'],

@@ -48,7 +48,9 @@ describe.each(DIALECTS)('cluster upgrades on %s', (dialect) => {
     expect(plan2.status, JSON.stringify(plan2.body)).toBe(200);
     expect(plan2.body).toMatchObject({ kind: 'UpgradePlan', fromRevision: 1, toRevision: rev2, removed: [] });
     expect(plan2.body.nodes.map((n: any) => [n.change, n.reasons])).toEqual([a, b, c].map(() => ['repave', ['os.digest']]));
-    const rev3 = await rev({ kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'edge.local' } } });
+    const rev3 = await rev({
+      kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'cluster.local', 'kubelet-arg': 'max-pods=150' } },
+    });
     const plan3 = await t.api('POST', '/api/v1/clusters/prod/plan', { ...spec, profile: { name: 'edge', revision: rev3 } });
     expect(plan3.body.nodes.map((n: any) => n.change)).toEqual(['service-restart', 'service-restart', 'service-restart']);
     expect(plan3.body.nodes[0].reasons).toEqual(['kubernetes.config']);
@@ -68,7 +70,7 @@ describe.each(DIALECTS)('cluster upgrades on %s', (dialect) => {
     expect((await patch('/api/v1/clusters/prod', { spec: { profile: { name: 'edge', revision: rev3 } } })).status).toBe(200);
     const changed = () => [a, b, c].filter((n) => gen(n) > before.get(n.name)!);
     const first = (await waitFor(() => changed().length === 1 && changed()))[0];
-    expect(first.spec().spec.kubernetes.config).toEqual({ 'cluster-domain': 'edge.local' });
+    expect(first.spec().spec.kubernetes.config).toEqual({ 'cluster-domain': 'cluster.local', 'kubelet-arg': 'max-pods=150' });
     expect(first.spec().spec.maintenance).toBeUndefined(); // a service restart needs no drain
     expect((await t.api('POST', '/api/v1/clusters/prod/pause')).body).toMatchObject({ action: 'pause', state: 'Paused' });
     first.reportReady(DIGEST, VERSION);
@@ -93,7 +95,9 @@ describe.each(DIALECTS)('cluster upgrades on %s', (dialect) => {
     expect(reasons).toEqual(expect.arrayContaining(['UpgradeStarted', 'UpgradePaused', 'UpgradeResumed', 'UpgradeSucceeded']));
 
     // Cancel: the node inside its window finishes; the others stay on their previous spec.
-    const rev4 = await rev({ kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'edge2.local' } } });
+    const rev4 = await rev({
+      kubernetes: { distribution: 'k3s', version: VERSION, config: { 'cluster-domain': 'cluster.local', 'kubelet-arg': 'max-pods=160' } },
+    });
     const at = new Map([a, b, c].map((n) => [n.name, gen(n)]));
     expect((await patch('/api/v1/clusters/prod', { spec: { profile: { name: 'edge', revision: rev4 } } })).status).toBe(200);
     const moved = () => [a, b, c].filter((n) => gen(n) > at.get(n.name)!);
