@@ -166,7 +166,7 @@ function Row({
 export function FleetHealth({ sites, clusters, worst = 8 }: { sites: FleetSite[]; clusters: boolean; worst?: number }) {
   const total = sites.reduce(addSite, emptyCounts());
   const regions = byRegion(sites);
-  const attention = worstSites(sites, worst).filter((s) => s.health !== 'online' && s.health !== 'empty');
+  const attention = worstSites(sites, worst);
   return (
     <div className="fleet-grid" data-testid="fleet-health">
       <div className="table-scroll short">

@@ -27,8 +27,9 @@ describe('fleet grid rows', () => {
     expect(eu.lastChange).toBe('2026-02-01T00:00:00Z');
   });
 
-  it('puts the most severe sites first, then those with most hosts down', () => {
+  it('puts the most severe sites first, then those with most hosts down, and leaves out those all online', () => {
     const out = worstSites([site('ok', 'online', 1, 1), site('half', 'degraded', 1, 2), site('down', 'offline', 0, 1), site('worse', 'degraded', 1, 5)], 3);
     expect(out.map((s) => s.name)).toEqual(['down', 'worse', 'half']);
+    expect(worstSites([site('ok', 'online', 1, 1), site('none', 'empty', 0, 0)], 5)).toEqual([]);
   });
 });

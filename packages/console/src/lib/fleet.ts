@@ -98,8 +98,11 @@ export function byRegion(sites: readonly FleetSite[]): [string, Counts][] {
 /** Sites that need a look first: most severe health, then most hosts not online, then name. */
 export function worstSites(sites: readonly FleetSite[], n: number): FleetSite[] {
   const notOnline = (s: FleetSite) => s.hosts.total - (s.hosts.byConnectivity.online ?? 0);
-  return [...sites]
-    .sort((a, b) => HEALTH[b.health].severity - HEALTH[a.health].severity || notOnline(b) - notOnline(a) || a.name.localeCompare(b.name))
+  // Only sites that are not all online compete (few, in a healthy fleet of 10,000), and names compare
+  // by code point: localeCompare over thousands of ties costs more than the rest of the page.
+  return sites
+    .filter((s) => s.health !== 'online' && s.health !== 'empty')
+    .sort((a, b) => HEALTH[b.health].severity - HEALTH[a.health].severity || notOnline(b) - notOnline(a) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .slice(0, n);
 }
 
