@@ -33,7 +33,7 @@ describe('pairing display on the consoles', () => {
       logger: pino({ level: 'silent' }),
       consoles: [screen, join(dir, 'no-such-console'), serial],
     });
-    agent.emit('pairing', { code: 'ABCD-1234', claimUrl: 'https://cp.example/claim/ABCD-1234', expiresAt: '2026-12-06T12:00:00Z' });
+    agent.emit('pairing', { code: 'ABCD-1234', claimUrl: 'https://cp.example/claim/ABCD-1234', expiresAt: '2026-12-06T12:00:00Z', deviceUid: 'uid-1' });
     for (const console of [screen, serial]) {
       await expect.poll(() => readFile(console, 'utf8')).toContain('Pairing code: ABCD-1234');
       // Terminals in raw mode need \r\n.
