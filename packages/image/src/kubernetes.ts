@@ -1,17 +1,22 @@
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ImageBuildError } from './tools.js';
+import { ImageBuildError, runTool, which } from './tools.js';
 
 /** OCI annotation (and config label) naming the Kubernetes distribution an image carries, e.g. `k3s v1.30.4+k3s1`. */
 export const KUBERNETES_ANNOTATION = 'io.edgeplane.kubernetes';
 
 export type KubernetesBinaryName = 'k3s' | 'rke2' | 'kubeadm' | 'kubelet';
 
-/** `--kubernetes NAME=FILE`: a distribution binary the user supplies (nothing is downloaded). */
+/** `--kubernetes NAME=FILE|REF`: a distribution binary the user supplies (nothing else is downloaded). */
 export interface KubernetesBinary {
   name: KubernetesBinaryName;
-  /** Path of the binary on the build machine. */
+  /**
+   * Path of the binary on the build machine, or an image reference skopeo understands
+   * (`docker://registry/repo:tag`, `oci:DIR:TAG`, `oci-archive:FILE`) whose filesystem holds it at
+   * /bin/NAME, /usr/bin/NAME or /usr/local/bin/NAME (as rancher/k3s does).
+   */
   file: string;
   /** Its version; default: what `FILE --version` prints (k3s, rke2, kubeadm and kubelet all answer it). */
   version?: string;
@@ -23,7 +28,7 @@ export interface KubernetesRecord {
   version: string;
 }
 
-/** Parses `k3s=./k3s` (also `rke2=`, `kubeadm=`, `kubelet=`). */
+/** Parses `k3s=./k3s` or `k3s=docker://...` (also `rke2=`, `kubeadm=`, `kubelet=`). */
 export function parseKubernetesFlag(value: string): KubernetesBinary {
   const m = /^(k3s|rke2|kubeadm|kubelet)=(.+)$/.exec(value);
   if (!m)
@@ -51,19 +56,57 @@ export async function installKubernetes(tree: string, binaries: KubernetesBinary
       `--kubernetes takes one distribution: k3s=FILE, rke2=FILE, or kubeadm=FILE with kubelet=FILE (got ${names.join(', ')})`,
     );
   const versions: string[] = [];
-  for (const binary of binaries) {
-    const st = await stat(binary.file).catch(() => undefined);
-    if (!st?.isFile()) throw new ImageBuildError('ImageBuildFailed', `--kubernetes ${binary.name}=${binary.file}: no such file`);
-    await mkdir(join(tree, 'usr/bin'), { recursive: true });
-    await copyFile(binary.file, join(tree, 'usr/bin', binary.name));
-    await chmod(join(tree, 'usr/bin', binary.name), 0o755);
-    versions.push(binary.version ?? (await binaryVersion(binary)));
+  const work = await mkdtemp(join(tmpdir(), 'edgeplane-k8s-'));
+  try {
+    for (const given of binaries) {
+      const binary = isImageRef(given.file) ? { ...given, file: await binaryFromImage(given, work) } : given;
+      const st = await stat(binary.file).catch(() => undefined);
+      if (!st?.isFile()) throw new ImageBuildError('ImageBuildFailed', `--kubernetes ${binary.name}=${binary.file}: no such file`);
+      await mkdir(join(tree, 'usr/bin'), { recursive: true });
+      await copyFile(binary.file, join(tree, 'usr/bin', binary.name));
+      await chmod(join(tree, 'usr/bin', binary.name), 0o755);
+      versions.push(binary.version ?? (await binaryVersion(binary)));
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
   for (const [path, content] of Object.entries(UNITS[distribution])) {
     await mkdir(join(tree, path, '..'), { recursive: true });
     await writeFile(join(tree, path), content);
   }
   return { distribution, version: versions[0] };
+}
+
+const IMAGE_REF = /^(docker:\/\/|oci:|oci-archive:)/;
+
+export function isImageRef(value: string): boolean {
+  return IMAGE_REF.test(value);
+}
+
+/**
+ * Copies the image with skopeo into an OCI layout under `work` and unpacks, layer by layer, the
+ * places a distribution image keeps its binary; returns the binary's path.
+ */
+async function binaryFromImage(binary: KubernetesBinary, work: string): Promise<string> {
+  await which('skopeo');
+  const layout = join(work, `${binary.name}-oci`);
+  await runTool('skopeo', ['copy', '--quiet', binary.file, `oci:${layout}:image`], { timeoutMs: 20 * 60_000 }).catch((err: Error) => {
+    throw new ImageBuildError('ImageBuildFailed', `--kubernetes ${binary.name}=${binary.file}: cannot copy the image: ${err.message}`);
+  });
+  const blob = (digest: string) => join(layout, 'blobs', digest.replace(':', '/'));
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest), 'utf8')) as { layers: { digest: string }[] };
+  const root = join(work, `${binary.name}-root`);
+  await mkdir(root, { recursive: true });
+  const candidates = ['bin', 'usr/bin', 'usr/local/bin'].map((d) => `${d}/${binary.name}`);
+  for (const layer of manifest.layers) {
+    // Members a layer does not have make tar exit non-zero after extracting the ones it has.
+    await runTool('tar', ['-xf', blob(layer.digest), '-C', root, '--no-same-owner', '--wildcards', ...candidates.flatMap((c) => [c, `./${c}`])]).catch(
+      () => undefined,
+    );
+  }
+  for (const c of candidates) if ((await stat(join(root, c)).catch(() => undefined))?.isFile()) return join(root, c);
+  throw new ImageBuildError('ImageBuildFailed', `--kubernetes ${binary.name}=${binary.file}: the image has no ${candidates.map((c) => `/${c}`).join(', ')}`);
 }
 
 /** The annotation value: `<distribution> <version>`. */

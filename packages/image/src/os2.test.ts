@@ -1,6 +1,7 @@
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { oci } from '@edgeplane/agent';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { assertFits } from './build.js';
 import { DEFAULT_PACKAGES_FILE, defaultCacheDir, hostSources, readPackageList } from './debian.js';
@@ -141,6 +142,20 @@ describe('Kubernetes binaries by reference', () => {
     }
     expect(() => parseKubernetesFlag('k8s=./x')).toThrow(/expected NAME=FILE/);
     expect(parseKubernetesFlag('rke2=./bin/rke2')).toEqual({ name: 'rke2', file: './bin/rke2' });
+  });
+
+  it('takes the binary from an image reference (an OCI layout here; docker:// the same way through skopeo)', async () => {
+    const image = join(dir, 'k3s-image');
+    await mkdir(join(image, 'bin'), { recursive: true });
+    await writeFile(join(image, 'bin/k3s'), '#!/bin/sh\necho "k3s version v1.31.1+k3s1 (fake)"\n');
+    await chmod(join(image, 'bin/k3s'), 0o755);
+    const layout = join(dir, 'layout');
+    await oci.writeOciImage({ rootfs: image, layoutDir: layout, tag: 'v1.31.1-k3s1' });
+    const tree = join(dir, 'tree');
+    expect(await installKubernetes(tree, [{ name: 'k3s', file: `oci:${layout}:v1.31.1-k3s1` }])).toEqual({ distribution: 'k3s', version: 'v1.31.1+k3s1' });
+    expect(await readFile(join(tree, 'usr/bin/k3s'), 'utf8')).toContain('v1.31.1+k3s1');
+    const err = await installKubernetes(tree, [{ name: 'rke2', file: `oci:${layout}:v1.31.1-k3s1` }]).catch((e) => e);
+    expect((err as Error).message).toContain('the image has no /bin/rke2, /usr/bin/rke2, /usr/local/bin/rke2');
   });
 
   it('records nothing without --kubernetes: the image is OS-only', async () => {

@@ -32,6 +32,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   'dpkg-deb': 'dpkg',
   ldd: 'libc-bin',
   cpio: 'cpio',
+  skopeo: 'skopeo',
   mmdebstrap: 'mmdebstrap',
   tar: 'tar',
   gzip: 'gzip',

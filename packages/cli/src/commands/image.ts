@@ -74,7 +74,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .option('--packages <file>', 'Debian package list, one per line, # comments (default: packages/image/files/packages.txt)')
     .option(
       '--kubernetes <name=file>',
-      'Kubernetes binary to put into the image with its units: k3s=FILE, rke2=FILE, or kubeadm=FILE with kubelet=FILE (repeatable)',
+      'Kubernetes binary to put into the image with its units: k3s=FILE, rke2=FILE, or kubeadm=FILE with kubelet=FILE; FILE may be an image reference (docker://REF, oci:DIR:TAG) holding /bin/NAME (repeatable)',
       collect,
     )
     .option('--refresh-base', "build the Debian base again even when the cache has one for the same inputs (picks up the mirror's updates)")
@@ -154,9 +154,10 @@ async function validate(flags: ImageBuildFlags) {
   const kubernetes = (flags.kubernetes ?? []).map((value) => {
     const m = /^(k3s|rke2|kubeadm|kubelet)=(.+)$/.exec(value);
     if (!m) throw new CliError(`--kubernetes ${value}: expected NAME=FILE with NAME one of k3s, rke2, kubeadm, kubelet (e.g. --kubernetes k3s=./k3s)`);
-    return { name: m[1] as 'k3s' | 'rke2' | 'kubeadm' | 'kubelet', file: resolve(m[2]) };
+    const ref = /^(docker:\/\/|oci:|oci-archive:)/.test(m[2]);
+    return { name: m[1] as 'k3s' | 'rke2' | 'kubeadm' | 'kubelet', file: ref ? m[2] : resolve(m[2]), ref };
   });
-  for (const k of kubernetes) await requirePath(`--kubernetes ${k.name}`, k.file, 'file');
+  for (const k of kubernetes) if (!k.ref) await requirePath(`--kubernetes ${k.name}`, k.file, 'file');
   if (flags.airgapBundle) await requirePath('--airgap-bundle', flags.airgapBundle, 'directory');
   if (!flags.version.trim()) throw new CliError('--version must not be empty');
   return {
@@ -165,7 +166,7 @@ async function validate(flags: ImageBuildFlags) {
     output: resolve(flags.output),
     base: base as 'debian' | 'busybox',
     ...(flags.packages ? { packagesFile: resolve(flags.packages) } : {}),
-    ...(kubernetes.length ? { kubernetes } : {}),
+    ...(kubernetes.length ? { kubernetes: kubernetes.map(({ name, file }) => ({ name, file })) } : {}),
     ...(flags.refreshBase ? { refreshBase: true } : {}),
     ...(flags.tag ? { tag: flags.tag } : {}),
     disk: Boolean(flags.disk),
