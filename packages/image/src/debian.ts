@@ -146,6 +146,13 @@ export async function debianBase(options: DebianBaseOptions): Promise<DebianBase
   if (!options.refresh && (await stat(tar).catch(() => undefined))) return { tar, key, cached: true, packages };
 
   await mkdir(dir, { recursive: true });
+  // One mmdebstrap per base at a time on a machine: a second build of the same inputs (another
+  // test, CI next to a developer) waits for the first one's tarball instead of running its own.
+  const lock = `${tar}.lock`;
+  while (!(await takeLock(lock))) {
+    if (!options.refresh && (await stat(tar).catch(() => undefined))) return { tar, key, cached: true, packages };
+    await new Promise((r) => setTimeout(r, 5000));
+  }
   const tmp = await mkdtemp(join(dir, '.build-'));
   try {
     const sourceFiles: string[] = [];
@@ -168,8 +175,30 @@ export async function debianBase(options: DebianBaseOptions): Promise<DebianBase
     await rename(join(tmp, 'base.tar'), tar);
   } finally {
     await rm(tmp, { recursive: true, force: true });
+    await rm(lock, { force: true });
   }
   return { tar, key, cached: false, packages };
+}
+
+/** Creates `lock` holding this process id; false while another live process holds it (a dead holder's lock is taken over). */
+async function takeLock(lock: string): Promise<boolean> {
+  try {
+    await writeFile(lock, String(process.pid), { flag: 'wx' });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const holder = Number(await readFile(lock, 'utf8').catch(() => ''));
+  let alive = false;
+  try {
+    if (holder > 0) process.kill(holder, 0);
+    alive = holder > 0;
+  } catch {
+    alive = false;
+  }
+  if (alive) return false;
+  await rm(lock, { force: true });
+  return takeLock(lock);
 }
 
 function runMmdebstrap(mmdebstrap: string, args: string[], epoch: number, onLog?: (line: string) => void): Promise<void> {
