@@ -9,6 +9,7 @@ import { ClusterController } from './cluster/cluster.controller.js';
 import { loadSecretBox } from './cluster/secret-box.js';
 import { VirtController } from './cluster/virtualized/virt.controller.js';
 import { ControllerLease } from './controller/controller-lease.js';
+import { openFencedDb } from './controller/fenced-db.js';
 import { EventRetention } from './event/event-retention.js';
 import { createMetrics } from './http/metrics.js';
 import { resolveTransport } from './http/transport.js';
@@ -73,7 +74,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxPerObject: options.maxEventsPerObject,
       intervalMs: options.eventPruneIntervalMs,
     });
-    const clusters = new ClusterController(store.db, hub, loadSecretBox(dataDir), logger.child({ component: 'clusters' }));
+    // PostgreSQL: the controllers run on the one replica holding the lease (its liveness is the same
+    // as the replica lease of its hosts: offline-after), and their transactional writes are fenced by
+    // it. SQLite: one process, they simply run on the store.
+    const lease = options.databaseUrl
+      ? new ControllerLease(store.db, hub.replicaId, offlineAfterSeconds * 1000, logger.child({ component: 'controller-lease' }))
+      : undefined;
+    const controllerDb =
+      options.databaseUrl && lease
+        ? openFencedDb(options.databaseUrl, store.scope, {
+            name: lease.name,
+            holder: lease.holderId,
+            epoch: () => (lease.held ? lease.currentEpoch : undefined),
+          })
+        : store.db;
+    const clusters = new ClusterController(controllerDb, hub, loadSecretBox(dataDir), logger.child({ component: 'clusters' }));
     // What VMs' seeds will name as the server: known once the server listens (below).
     let vmServerUrl: string | undefined;
     const app = await buildApp({
@@ -101,9 +116,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const url = options.publicUrl ?? `${transport.tls ? 'https' : 'http'}://${shown}:${port}`;
     vmServerUrl = url;
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
-    const virt = new VirtController(store.db, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => url });
+    const virt = new VirtController(controllerDb, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => url });
     virt.start();
-    const rollouts = new RolloutController(store.db, logger.child({ component: 'rollouts' }) as never, {
+    const rollouts = new RolloutController(controllerDb, logger.child({ component: 'rollouts' }) as never, {
       intervalMs: options.rolloutIntervalMs,
       onClustersChanged: () => clusters.nudge(),
     });
@@ -121,12 +136,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await eventRetention.stop();
       },
     };
-    // PostgreSQL: the controllers run on the one replica holding the lease (its liveness is the same
-    // as the replica lease of its hosts: offline-after). SQLite: one process, they simply run.
-    const lease = options.databaseUrl
-      ? new ControllerLease(store.db, hub.replicaId, offlineAfterSeconds * 1000, controllers, logger.child({ component: 'controller-lease' }))
-      : undefined;
-    if (lease) await lease.start();
+    if (lease) await lease.start(controllers);
     else controllers.start();
     return {
       url,
@@ -136,6 +146,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       async close() {
         if (lease) await lease.stop();
         else await controllers.stop();
+        if (controllerDb !== store.db) await controllerDb.destroy();
         await hub.stop();
         await replicas?.stop();
         await app.close();

@@ -26,10 +26,16 @@ export class ControllerLease {
     private readonly db: Db,
     private readonly holder: string,
     private readonly ttlMs: number,
-    private readonly work: LeasedWork,
     private readonly log: Logger,
-    private readonly name = 'controllers',
+    readonly name = 'controllers',
   ) {}
+
+  private work: LeasedWork = { start() {}, stop: async () => {} };
+
+  /** This replica's id as the lease names it. */
+  get holderId(): string {
+    return this.holder;
+  }
 
   /** Whether this replica holds the lease now (and the TTL has not run out since it last renewed). */
   get held(): boolean {
@@ -40,7 +46,9 @@ export class ControllerLease {
     return this.epoch;
   }
 
-  async start(): Promise<void> {
+  /** Starts competing for the lease; `work` runs while this replica holds it. */
+  async start(work: LeasedWork): Promise<void> {
+    this.work = work;
     await this.tick();
     this.timer = setInterval(() => void this.tick(), this.ttlMs / 3);
     this.timer.unref();
