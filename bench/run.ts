@@ -10,6 +10,7 @@ import { cliStart } from './cli-start.bench.js';
 import { connectedAgents } from './connected-agents.bench.js';
 import { consoleHosts } from './console-hosts.bench.js';
 import { consoleOverviewMap } from './console-overview-map.bench.js';
+import { deltaUpdates } from './delta-updates.bench.js';
 import { fleetConnect } from './fleet-connect.bench.js';
 import { registrationStorm } from './registration-storm.bench.js';
 import { rolloutBench } from './rollout.bench.js';
@@ -24,6 +25,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   rollout: rolloutBench,
   'api-list': apiList,
   'cli-start': cliStart,
+  'delta-updates': deltaUpdates,
 };
 
 export interface BenchResult {
