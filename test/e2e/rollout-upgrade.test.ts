@@ -21,9 +21,9 @@ describe('rollout through real cluster upgrades', () => {
   let hosts: string[] = [];
   const digests: Record<string, string> = {};
 
-  const profile = (image: string) => ({
+  const profile = (image: string, version = 'v1.30.4+k3s1') => ({
     metadata: { name: 'shop' },
-    spec: { layers: { os: { image: `${registry.host}/edge/os:${image}` }, kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' } } },
+    spec: { layers: { os: { image: `${registry.host}/edge/os:${image}` }, kubernetes: { distribution: 'k3s', version } } },
   });
 
   beforeAll(async () => {
@@ -101,4 +101,36 @@ describe('rollout through real cluster upgrades', () => {
     expect(second).toMatchObject({ batch: 1, state: 'succeeded' });
     expect(Date.parse(second.startedAt)).toBeGreaterThanOrEqual(Date.parse(first.finishedAt));
   }, 180_000);
+
+  it('fails each cluster at once, with the reason, when the revision asks for a Kubernetes version its OS image does not carry; specs stay', async () => {
+    // Revision 3: the next Kubernetes version on the same image: an update the API refuses.
+    const put = await t.api('PUT', '/api/v1/clusterprofiles/shop', profile('2.0.0', 'v1.31.1+k3s1'));
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    const rev3 = (await t.api('GET', '/api/v1/clusterprofiles/shop')).body.status.latestRevision;
+    const before = await Promise.all(['shop-0', 'shop-1'].map(async (n) => (await t.api('GET', `/api/v1/clusters/${n}`)).body));
+    const created = await t.api('POST', '/api/v1/rollouts', {
+      metadata: { name: 'to-rev3' },
+      spec: {
+        targets: { selector: 'fleet=shops' },
+        profile: { name: 'shop', revision: rev3 },
+        strategy: { batches: [{ limit: '100%' }], clusterTimeout: '5m' },
+      },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const done = await waitFor(async () => {
+      const r = (await t.api('GET', '/api/v1/rollouts/to-rev3')).body;
+      return ['Failed', 'Succeeded'].includes(r.status.phase) && r;
+    }, 30_000);
+    expect(done.status.phase).toBe('Failed');
+    for (const c of done.status.clusters) {
+      expect(c).toMatchObject({ state: 'failed', reason: 'UpgradeRefused' });
+      expect(c.message).toMatch(/^KubernetesVersionNotInImage: /);
+    }
+    // Nothing was asked of the clusters: same spec, same generation, still on the previous revision.
+    for (const b of before) {
+      const now = (await t.api('GET', `/api/v1/clusters/${b.metadata.name}`)).body;
+      expect(now.spec).toEqual(b.spec);
+      expect(now.metadata.generation).toBe(b.metadata.generation);
+    }
+  }, 60_000);
 });

@@ -1,5 +1,8 @@
-import { PRESTAGE_ANNOTATION, type RolloutSpec, type RolloutStatus, type SiteSpec } from '@edgeplane/protocol';
+import { type ClusterSpec, EdgeplaneError, PRESTAGE_ANNOTATION, type RolloutSpec, type RolloutStatus, type SiteSpec } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
+import { checkRevisionChange } from '../cluster/cluster.service.js';
+import { findRevision } from '../cluster-profile/cluster-profile.repository.js';
+import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
 import { Controller } from '../controller/controller-loop.js';
 import { recordEvent } from '../event/event.service.js';
 import { type WindowState, windowState } from '../site/maintenance-window.js';
@@ -107,6 +110,21 @@ export class RolloutController extends Controller {
     return { now, clusters, window, heldBy: new Map<string, string>() };
   }
 
+  /** Why moving `cluster` to `revision` would be refused like an update (code: message), or undefined. */
+  private async refusal(cluster: ClusterView, revision: number): Promise<string | undefined> {
+    const current = cluster.spec as unknown as ClusterSpec;
+    const next = { ...current, profile: { ...current.profile, revision } };
+    const rev = await findRevision(this.db, next.profile.name, revision);
+    if (!rev) return `ProfileRevisionNotFound: cluster profile "${next.profile.name}" has no revision ${revision}`;
+    try {
+      await checkRevisionChange(this.db, current, next, JSON.parse(rev.spec) as PinnedProfileSpec);
+      return undefined;
+    } catch (err) {
+      if (err instanceof EdgeplaneError) return `${err.code}: ${err.message}`;
+      throw err;
+    }
+  }
+
   private async stepOne(row: RolloutRow, world: Awaited<ReturnType<RolloutController['readWorld']>>) {
     const spec = JSON.parse(row.spec) as RolloutSpec;
     let status = JSON.parse(row.status) as RolloutStatus;
@@ -124,6 +142,19 @@ export class RolloutController extends Controller {
     }
     const { status: next, effects } = stepRollout(spec, status, world);
     events.push(...effects.events);
+    // A rollout changes a cluster's revision as an update would: a move the API refuses (a Kubernetes
+    // version the cluster's OS image does not carry) fails that cluster at once, with the reason,
+    // instead of leaving it upgrading towards a version its nodes can never report.
+    for (const s of [...effects.start]) {
+      const refusal = await this.refusal(world.clusters.get(s.cluster)!, s.revision);
+      if (!refusal) continue;
+      effects.start.splice(effects.start.indexOf(s), 1);
+      const entry = next.clusters.find((c) => c.name === s.cluster)!;
+      Object.assign(entry, { state: 'failed', reason: 'UpgradeRefused', message: refusal, finishedAt: world.now.toISOString() });
+      const batch = next.batches[entry.batch];
+      if (batch) batch.failed++;
+      events.push({ type: 'Warning', reason: 'ClusterUpgradeFailed', message: `cluster ${s.cluster}: ${refusal}` });
+    }
     for (const c of next.clusters) if (c.state !== 'succeeded' && c.state !== 'failed' && c.state !== 'skipped') world.heldBy.set(c.name, row.name);
     if (JSON.stringify(next) === row.status && events.length === 0) return { written: false, clustersChanged: false };
 
