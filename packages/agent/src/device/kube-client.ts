@@ -54,8 +54,8 @@ export interface KubernetesClient {
   evictPods(name: string): Promise<{ evicted: number; remaining: number }>;
   /**
    * Deletes a Node object (kubectl delete node); resolves when it is gone or was not there. A
-   * kubelet's own credentials may delete only its own Node (NodeRestriction). Optional: the
-   * kubernetes manager needs it to take a node out of its cluster.
+   * kubelet's own credentials may delete only its own Node (NodeRestriction). The kubernetes
+   * manager needs it to take a node out of its cluster.
    */
-  deleteNode?(name: string): Promise<void>;
+  deleteNode(name: string): Promise<void>;
 }

@@ -42,6 +42,9 @@ beforeAll(async () => {
       });
     }
     if (path === '/api/v1/nodes/missing') return json(404, { kind: 'Status', message: 'nodes "missing" not found', code: 404 });
+    if (path === '/api/v1/nodes/leaving' && req.method === 'DELETE') return json(200, { kind: 'Status', status: 'Success', code: 200 });
+    if (path === '/api/v1/nodes/protected' && req.method === 'DELETE')
+      return json(403, { kind: 'Status', message: 'nodes "protected" is forbidden: node "edge-a" is not allowed to delete node "protected"', code: 403 });
     if (path === '/api/v1')
       return json(200, {
         kind: 'APIResourceList',
@@ -71,6 +74,15 @@ afterAll(async () => {
 });
 
 describe('LinuxDevice Kubernetes client', () => {
+  it('deletes a Node (kubectl delete node); one already gone is fine, a refusal is an error', async () => {
+    const client = new LinuxDevice({ root }).kubernetes('/etc/rancher/k3s/k3s.yaml');
+    await client.deleteNode('leaving');
+    expect(requests.at(-1)).toMatchObject({ method: 'DELETE', url: '/api/v1/nodes/leaving', auth: 'Bearer admin-token' });
+    await client.deleteNode('missing');
+    expect(requests.at(-1)).toMatchObject({ method: 'DELETE', url: '/api/v1/nodes/missing' });
+    await expect(client.deleteNode('protected')).rejects.toMatchObject({ name: 'KubernetesApiError', status: 403 });
+  });
+
   it('reads a Node with the kubeconfig under the device root', async () => {
     const client = new LinuxDevice({ root }).kubernetes('/etc/rancher/k3s/k3s.yaml');
     expect(await client.readNode('edge-a')).toEqual({

@@ -50,6 +50,18 @@ export class LinuxKubernetesClient implements KubernetesClient {
     }
   }
 
+  /** kubectl delete node: gone or never there both resolve (the caller only needs it absent). */
+  async deleteNode(name: string): Promise<void> {
+    const k8s = await load();
+    const api = (await this.config()).makeApiClient(k8s.CoreV1Api);
+    try {
+      await api.deleteNode({ name });
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw apiError(err, `delete node ${name}`);
+    }
+  }
+
   /** kubectl cordon / uncordon: a merge patch of spec.unschedulable. */
   async cordon(name: string, unschedulable: boolean): Promise<void> {
     const k8s = await load();

@@ -42,10 +42,8 @@ export async function deleteOwnNode(device: Device, state: NodeState): Promise<t
   const driver = driverFor(state.distribution);
   // Control-plane nodes have the admin kubeconfig; elsewhere the kubelet's (the worker's node kubeconfig).
   const admin = (await device.files.stat(driver.adminKubeconfig)) !== undefined;
-  const client = device.kubernetes?.(admin ? driver.adminKubeconfig : driver.nodeKubeconfig({ role: 'worker' }));
-  if (!client?.deleteNode) return 'the Kubernetes client cannot delete nodes';
   try {
-    await client.deleteNode(state.nodeName);
+    await device.kubernetes(admin ? driver.adminKubeconfig : driver.nodeKubeconfig({ role: 'worker' })).deleteNode(state.nodeName);
     return true;
   } catch (err) {
     return (err as Error).message;
