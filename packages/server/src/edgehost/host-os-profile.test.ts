@@ -182,10 +182,12 @@ describe.each(DIALECTS)('host OS profiles on %s', (dialect) => {
 
   it("merges os with an appliance's virt spec (VirtController) and keeps both when the host is re-applied", async () => {
     const n = await node();
-    // What an appliance's agent reports: the libvirt capability and inventory.
+    // What an appliance's agent reports: the libvirt capability and inventory (libvirt's test driver,
+    // which agents report as simulated: its guests run beside the server, so a loopback URL is fine).
     const GiB = 1024 ** 3;
     const libvirt = {
       uri: 'test:///default',
+      simulated: true,
       cpus: 16,
       memoryMiB: 8192,
       networks: [{ name: 'default', active: true }],
