@@ -38,8 +38,8 @@ describe('change classification', () => {
     [
       'service-restart',
       'a Kubernetes configuration value or node label',
-      k({ config: { 'cluster-domain': 'edge.local' }, nodeLabels: { zone: 'a' } }),
-      ['kubernetes.config', 'kubernetes.nodeLabels'],
+      k({ config: { 'kubelet-arg': ['max-pods=150'] }, nodeLabels: { zone: 'a' } }),
+      ['kubernetes.config.kubelet-arg', 'kubernetes.nodeLabels'],
     ],
     ['config-reload', 'an add-on manifest', { ...base, addons: { items: [{ name: 'hello', manifest: 'kind: ConfigMap' }] } }, ['addons']],
     ['no-op', 'the same digest under another tag', { ...base, os: { image: 'r.local/os:stable', digest: D1 } }, ['os.image (same digest)']],
@@ -60,6 +60,18 @@ describe('change classification', () => {
     expect(classify(withArtifact('v1.30.4+k3s1', D1), withArtifact('v1.31.1+k3s1', D2))).toEqual({
       change: 'service-restart',
       reasons: ['kubernetes.artifact', 'kubernetes.version'],
+    });
+  });
+
+  it('kubeadm: ClusterConfiguration fields are read only at init/join, so changing them restarts nothing (kubeadm rules)', () => {
+    const kubeadm: HostSpec = { ...base, kubernetes: { ...base.kubernetes!, distribution: 'kubeadm', version: 'v1.31.1' } };
+    const changed: HostSpec = { ...kubeadm, kubernetes: { ...kubeadm.kubernetes!, config: { apiServer: { extraArgs: { 'audit-log-maxage': '7' } } } } };
+    expect(classify(kubeadm, changed)).toEqual({ change: 'no-op', reasons: ['kubernetes.config.apiServer (not applied to running nodes: read at init/join)'] });
+    // With a node-level change beside it, the node still restarts its service, and both reasons are listed.
+    const both: HostSpec = { ...changed, kubernetes: { ...changed.kubernetes!, nodeLabels: { zone: 'a' } } };
+    expect(classify(kubeadm, both)).toEqual({
+      change: 'service-restart',
+      reasons: ['kubernetes.config.apiServer (not applied to running nodes: read at init/join)', 'kubernetes.nodeLabels'],
     });
   });
 

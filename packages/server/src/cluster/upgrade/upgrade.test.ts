@@ -53,7 +53,7 @@ describe.each(DIALECTS)('cluster upgrades on %s', (dialect) => {
     });
     const plan3 = await t.api('POST', '/api/v1/clusters/prod/plan', { ...spec, profile: { name: 'edge', revision: rev3 } });
     expect(plan3.body.nodes.map((n: any) => n.change)).toEqual(['service-restart', 'service-restart', 'service-restart']);
-    expect(plan3.body.nodes[0].reasons).toEqual(['kubernetes.config']);
+    expect(plan3.body.nodes[0].reasons).toEqual(['kubernetes.config.kubelet-arg']);
     // Dry run only: nothing was written.
     expect((await get('/api/v1/clusters/prod')).spec.profile.revision).toBe(1);
     // Quorum guard, in the plan and in the update.
