@@ -38,7 +38,11 @@ export function serverTrust(caFile: string | undefined): ServerTrust {
   const ca = trustedCas(caFile);
   let dispatched: Promise<{ undiciFetch: typeof import('undici').fetch; dispatcher: import('undici').Agent }> | undefined;
   const fetch = (async (input: string | URL, init?: RequestInit) => {
-    dispatched ??= import('undici').then((u) => ({ undiciFetch: u.fetch, dispatcher: new u.Agent({ connect: { ca } }) }));
+    // Bundled (esbuild, the OS image's agent), undici's CommonJS module arrives as a default export only.
+    dispatched ??= import('undici').then((m) => {
+      const u = ((m as unknown as { default?: typeof m }).default ?? m) as typeof m;
+      return { undiciFetch: u.fetch, dispatcher: new u.Agent({ connect: { ca } }) };
+    });
     const { undiciFetch, dispatcher } = await dispatched;
     return undiciFetch(input, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher });
   }) as unknown as typeof globalThis.fetch;

@@ -97,7 +97,9 @@ export function networkConfigFor(network: InstallerNetwork | undefined): Record<
         match,
         dhcp4: false,
         addresses: [network.address],
-        routes: [{ to: 'default', via: network.gateway }],
+        // 0.0.0.0/0, not netplan's `default`: Debian 12's cloud-init (22.4) refuses "default" as an
+        // address and drops the whole network config.
+        routes: [{ to: '0.0.0.0/0', via: network.gateway }],
         ...(network.dns.length ? { nameservers: { addresses: network.dns } } : {}),
       },
     },
