@@ -133,6 +133,12 @@ export async function customizeTree(tree: string, options: Os2TreeOptions): Prom
   // dpkg's path-exclude leaves the directories of the files it dropped: prune the empty ones. The
   // apt sources mmdebstrap wrote name the build machine's mirror; the device has no use for them.
   const dropped = ['usr/share/doc', 'usr/share/man', 'usr/share/info', 'usr/share/locale'].map((d) => join(tree, d));
+  // path-exclude drops files but not the symlinks packages ship there (base-files' FAQ -> README):
+  // they would dangle. Copyright notices stay.
+  await runTool('find', [...dropped, '-type', 'l', '!', '-name', 'copyright', '-delete']).catch(() => undefined);
+  // dpkg's `*` crosses slashes, so path-include=/usr/share/doc/*/copyright also keeps deeper files
+  // named copyright (ca-certificates' examples): only usr/share/doc/<package>/copyright stays.
+  await runTool('find', [join(tree, 'usr/share/doc'), '-mindepth', '3', '!', '-type', 'd', '-delete']).catch(() => undefined);
   await runTool('find', [...dropped, '-depth', '-mindepth', '1', '-type', 'd', '-empty', '-delete']).catch(() => undefined);
   await rm(join(tree, 'etc/apt/sources.list'), { force: true });
   for (const n of await readdir(join(tree, 'etc/apt/sources.list.d')).catch(() => [] as string[]))
