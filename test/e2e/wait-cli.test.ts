@@ -99,6 +99,6 @@ describe('edgeplane wait', () => {
     const described = await runCli(['describe', 'cluster', 'shop'], env);
     expect(await exitOf(described)).toBe(0);
     expect(described.output()).toMatch(/^Upgrade:\n {2}Upgrade: {6}\d+: revision 1 -> 2\n {2}State: {8}Succeeded, 2\/2 node\(s\) done\n/m);
-    expect(described.output()).toMatch(new RegExp(`^\\s+${b.name}\\s+worker\\s+service-restart\\s+kubernetes\\.config\\s+Done`, 'm'));
+    expect(described.output()).toMatch(new RegExp(`^\\s+${b.name}\\s+worker\\s+service-restart\\s+kubernetes\\.config\\.kubelet-arg\\s+Done`, 'm'));
   }, 120_000);
 });

@@ -1,4 +1,3 @@
-import { EdgeplaneError } from '@edgeplane/protocol';
 import { CommanderError } from 'commander';
 import { ApiError, NetworkError } from './api-client.js';
 import type { CliIo } from './io.js';
@@ -48,8 +47,10 @@ export function renderError(err: unknown, io: CliIo): number {
     return err.exitCode;
   }
   // Raised in this process (`edgeplane server` start-up): printed with its code, like an API error.
-  if (err instanceof EdgeplaneError) {
-    io.stderr.write(`Error (${err.code}): ${err.message}\n`);
+  // Recognised by shape, not instanceof: importing the protocol index here would load zod into every
+  // command's start-up (get and describe read a plain-data kind table).
+  if (err instanceof Error && err.name === 'EdgeplaneError' && typeof (err as { code?: unknown }).code === 'string') {
+    io.stderr.write(`Error (${(err as unknown as { code: string }).code}): ${err.message}\n`);
     return 1;
   }
   const message = err instanceof Error ? err.message : String(err);

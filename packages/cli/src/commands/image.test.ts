@@ -22,7 +22,7 @@ describe('edgeplane image build: flag validation', () => {
   it.each([
     [['--slot-size', '1024'], 'Error: --slot-size and --data-size size the installer disk: add --disk'],
     [['--insecure'], 'Error: --insecure applies to --push only'],
-    [['--kernel-package', '/nonexistent/linux.deb'], 'Error: --kernel-package /nonexistent/linux.deb does not exist'],
+    [['--base', 'busybox', '--kernel-package', '/nonexistent/linux.deb'], 'Error: --kernel-package /nonexistent/linux.deb does not exist'],
     [['--airgap-bundle', '/etc/hostname'], 'Error: --airgap-bundle /etc/hostname is not a directory'],
     [['--health-check', '[1]'], 'Error: --health-check is not a valid health check:\n  (root): '],
     [
