@@ -75,7 +75,9 @@ describe.each(DIALECTS)('field selectors on %s', (dialect) => {
               (
                 await s.db.transaction().execute(async (trx) => {
                   await sql`set local enable_seqscan = off`.execute(trx);
-                  return (await sql.raw<{ 'QUERY PLAN': string }>(`explain select * from edge_hosts where ${where} order by name limit 50`).execute(trx)).rows;
+                  // No ORDER BY name/LIMIT here: with them the primary key's name order competes on cost,
+                  // and which index wins then depends on the table's statistics of the moment.
+                  return (await sql.raw<{ 'QUERY PLAN': string }>(`explain select * from edge_hosts where ${where}`).execute(trx)).rows;
                 })
               ).map((r) => r['QUERY PLAN'])
             : (await sql.raw<{ detail: string }>(`explain query plan select * from edge_hosts where ${where} order by name limit 50`).execute(s.db)).rows.map(
