@@ -16,6 +16,11 @@ describe('text building blocks', () => {
     expect(PlainString.safeParse('plain ünïcode ✓').success).toBe(true);
     for (let c = 0; c < 0x20; c++) expect(SafeText.safeParse(`a${String.fromCharCode(c)}b`).success, `U+${c.toString(16)}`).toBe([9, 10, 13].includes(c));
     expect(SafeText.safeParse('a\u007fb').success).toBe(false);
+    for (const lone of ['\ud800', 'a\udfffb', '\udfff\ud800']) {
+      expect(PlainString.safeParse(lone).success).toBe(false);
+      expect(SafeText.safeParse(lone).success).toBe(false);
+    }
+    expect(SafeText.safeParse('paired \ud83d\ude00').success).toBe(true);
   });
 
   it('findControlChars names the first bad string or key by path', () => {

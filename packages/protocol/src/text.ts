@@ -11,14 +11,18 @@ import { z } from 'zod';
 const CONTROL = /[\u0000-\u001f\u007f]/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: as above, but tab, newline and carriage return are free text
 const TEXT_CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+// A surrogate that is not half of a pair (JSON may carry one as "\ud800"): it has no UTF-8 encoding, so
+// PostgreSQL refuses it where SQLite would store U+FFFD. In `u` mode a paired surrogate is one code
+// point and does not match.
+const LONE_SURROGATE = /\p{Cs}/u;
 
-/** True when `s` holds a C0 control character or DEL (tab, newline and CR included). */
-export const hasControlChars = (s: string): boolean => CONTROL.test(s);
-/** True when `s` holds a control character free text may not carry (anything but tab, newline, CR). */
-export const hasTextControlChars = (s: string): boolean => TEXT_CONTROL.test(s);
+/** True when `s` holds a C0 control character or DEL (tab, newline and CR included), or a lone surrogate. */
+export const hasControlChars = (s: string): boolean => CONTROL.test(s) || LONE_SURROGATE.test(s);
+/** True when `s` holds a control character free text may not carry (anything but tab, newline, CR), or a lone surrogate. */
+export const hasTextControlChars = (s: string): boolean => TEXT_CONTROL.test(s) || LONE_SURROGATE.test(s);
 
-export const CONTROL_CHARS_MESSAGE = 'must not contain control characters';
-export const TEXT_CONTROL_CHARS_MESSAGE = 'must not contain control characters other than tab, newline and carriage return';
+export const CONTROL_CHARS_MESSAGE = 'must not contain control characters or unpaired surrogates';
+export const TEXT_CONTROL_CHARS_MESSAGE = 'must not contain control characters (other than tab, newline and carriage return) or unpaired surrogates';
 
 /** A one-line string: no control characters at all (identifiers, versions, names from URLs). */
 export const PlainString = z.string().refine((s) => !hasControlChars(s), CONTROL_CHARS_MESSAGE);

@@ -177,13 +177,27 @@ describe.each(DIALECTS)('input validation on %s', (dialect) => {
     );
     expectError(await t.api('POST', '/api/v1/edgehosts/nohost/sessions', { kind: 'shell', reason: 'fix\u0000it' }), 400, 'ValidationFailed', 'reason');
     expectError(await t.api('POST', '/api/v1/pairings/ABCDEFGH/claim', { labels: { a: 'b\u0000' } }), 400, 'ValidationFailed', 'labels.a');
+    // A lone surrogate has no UTF-8 form: PostgreSQL refuses it, SQLite would store U+FFFD. Both answer 400.
+    expectError(
+      await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 't1' }, spec: { description: 'half\ud800' } }),
+      400,
+      'ValidationFailed',
+      'spec.description',
+    );
+    expectError(
+      await t.api('POST', '/api/v1/projects', { metadata: { name: 'p1', labels: { '\udfff\ud800': 'v' } }, spec: {} }),
+      400,
+      'ValidationFailed',
+      'metadata.labels.\udfff\ud800',
+    );
     expect(await dump(t)).toEqual(before);
     const ok = await t.api('POST', '/api/v1/registrationtokens', {
       metadata: { name: 'text-ok', annotations: { note: 'line 1\r\nline\t2' } },
-      spec: { description: 'a\nb' },
+      spec: { description: 'a\nb \ud83d\ude00' },
     });
     expect(ok.status).toBe(201);
     expect(ok.body.metadata.annotations.note).toBe('line 1\r\nline\t2');
+    expect(ok.body.spec.description).toBe('a\nb \u{1f600}');
     await t.api('DELETE', '/api/v1/registrationtokens/text-ok');
   });
 
