@@ -24,6 +24,7 @@ PACKAGES=(
   prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
   bubblewrap      # bwrap: a simulated host's remote shells and commands run in a sandbox whose / is the device's root (device/sim/sim-sandbox.test.ts, test/e2e/remote-session*.test.ts)
+  haproxy         # the load balancer in front of server replicas: health checks on /readyz, WebSocket channels (test/support/haproxy.ts, test/e2e/replicas*.test.ts)
   # The image builder (packages/image, `edgeplane image build`) and the real-device lab (test/lab):
   mmdebstrap        # the Debian root filesystem of Edgeplane OS 2 (test/e2e/image-build-os2.test.ts, test/lab)
   busybox-static    # init, shell and DHCP client of Edgeplane OS; the initramfs

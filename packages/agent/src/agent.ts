@@ -15,7 +15,7 @@ import {
 } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
-import { Channel, type ChannelOutcome } from './channel.js';
+import { Channel, type ChannelOutcome, handedOff } from './channel.js';
 import type { AgentConfig } from './config.js';
 import type { Device } from './device/device.js';
 import { reportedInventory } from './device/os-mode.js';
@@ -280,6 +280,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (signal.aborted) break;
       if (outcome.openMs >= this.timing.stableAfterMs) backoff.reset();
       let delayMs = backoff.next();
+      if (handedOff(outcome)) {
+        // A draining replica asked us to move: the load balancer picks another one. Jitter below the
+        // backoff base spreads its agents; the backoff starts over.
+        backoff.reset();
+        delayMs = Math.floor(Math.random() * this.timing.backoffBaseMs);
+        this.logger.info({ code: outcome.code, retryInMs: delayMs }, 'server is draining; reconnecting elsewhere');
+        if (!(await sleep(delayMs, signal))) break;
+        continue;
+      }
       if (outcome.errorCode === 'HostUnknown') {
         // Deleted on the server: the old identity is gone for good. Registering again gives a new
         // host, pending approval unless the credential auto-approves (never the old one back).

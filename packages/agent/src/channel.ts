@@ -29,6 +29,14 @@ export interface ChannelOptions {
 }
 
 /**
+ * The server handed this agent off (a replica draining for shutdown): the caller reconnects at once,
+ * with a little jitter and without registering, instead of waiting out its backoff.
+ */
+export function handedOff(outcome: ChannelOutcome): boolean {
+  return outcome.code === CLOSE_CODES.reconnectElsewhere;
+}
+
+/**
  * One WebSocket connection to the server. Emits 'open' and 'message' (only messages that pass the
  * protocol's ServerMessage schema); `closed` resolves once the socket is gone, however it ended.
  */

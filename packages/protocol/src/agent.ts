@@ -145,5 +145,11 @@ export const CLOSE_CODES = {
   rejected: 4403,
   /** Another connection of the same host replaced this one. */
   replaced: 4409,
+  /**
+   * The replica is draining (graceful shutdown): connect again at once, with jitter and without
+   * registering; the load balancer sends the agent to another replica. Like HTTP 307, temporary.
+   */
+  reconnectElsewhere: 4307,
+  /** The server is shutting down (older servers; reconnect with backoff). */
   shuttingDown: 4503,
 } as const;

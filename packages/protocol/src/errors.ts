@@ -168,7 +168,7 @@ export const ERROR_CODES = {
   },
   RateLimited: { status: 429, description: 'Too many requests; retry after the number of seconds in the Retry-After header.' },
   Internal: { status: 500, description: 'An unexpected server error. It is logged with the request id.' },
-  NotReady: { status: 503, description: 'The server is starting or its store is unreachable.' },
+  NotReady: { status: 503, description: 'The server is starting, draining for shutdown, or its store is unreachable.' },
   AgentCapacityReached: {
     status: 503,
     description: 'The server holds as many agent channels as its open-file budget allows; the agent retries after Retry-After (behind a load balancer, on another replica).',

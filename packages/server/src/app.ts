@@ -130,6 +130,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
+    // Draining for shutdown: the load balancer stops sending agents and requests here first.
+    if (hub.draining) return reply.status(503).send({ error: { code: 'NotReady', message: 'draining: this server is shutting down' } });
     try {
       await store.ping();
       return { status: 'ready', store: store.dialect, agentsConnected: hub.size, agentChannelLimit: hub.options.maxChannels ?? null };

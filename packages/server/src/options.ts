@@ -11,6 +11,11 @@ export interface ServerOptions {
   databaseUrl?: string;
   /** A host with no message for this long is marked offline; default 90. */
   offlineAfterSeconds?: number;
+  /**
+   * Graceful shutdown: how long /readyz answers not-ready before agent channels are handed off with
+   * `reconnectElsewhere` (give the load balancer's health check time to notice); default 0.
+   */
+  drainDelayMs?: number;
   /** Agent channels held at once; default: the open-file limit less a reserve (agent/descriptor-budget.ts). */
   maxAgentChannels?: number;
   /** Told to agents in `welcome`; default a third of offlineAfterSeconds, at most 30. */

@@ -144,10 +144,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       adminToken,
       adminTokenFile,
       async close() {
+        // Graceful shutdown: /readyz says not-ready first, so the load balancer stops sending agents
+        // and requests here; after drainDelayMs the agents are handed off (reconnectElsewhere).
+        hub.drain();
+        if (options.drainDelayMs) await new Promise((r) => setTimeout(r, options.drainDelayMs));
+        await hub.stop();
         if (lease) await lease.stop();
         else await controllers.stop();
         if (controllerDb !== store.db) await controllerDb.destroy();
-        await hub.stop();
         await replicas?.stop();
         await app.close();
         await store.close();

@@ -79,6 +79,11 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
         const token = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
         if (!token) throw new EdgeplaneError('ConnectTokenInvalid', 'missing Authorization: Bearer <device-signed connect token>');
         const name = claimedHost(token);
+        // A draining replica (graceful shutdown) takes no new agents; the load balancer has another.
+        if (deps.hub.draining) {
+          reply.header('retry-after', '1');
+          throw new EdgeplaneError('NotReady', 'this server is draining for shutdown; connect to another replica', { retryAfterSeconds: 1 });
+        }
         // Beyond the descriptor budget: refused before any store work, retryable (another replica behind the balancer may take it).
         if (deps.hub.full(name)) {
           const wait = 5 + Math.floor(Math.random() * 10);

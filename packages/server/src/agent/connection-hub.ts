@@ -13,7 +13,7 @@ import { ChangeBus } from '../watch/change-bus.js';
 import type { ReplicaNotice } from '../watch/replica-bus.js';
 import { specMessage } from './channel.js';
 import { DEFAULT_EVENT_BUDGET, EventBudget, LogThrottle } from './channel-limits.js';
-import { dropReplica, renewReplica, setOfflineOfDeadReplicas, setOfflineVia, setOnlineVia } from './replica.repository.js';
+import { renewReplica, retireReplica, setOfflineOfDeadReplicas, setOfflineVia, setOnlineVia } from './replica.repository.js';
 
 interface Connection {
   host: string;
@@ -45,6 +45,12 @@ export interface HubOptions {
   replicaId?: string;
   /** Agent channels held at once (the descriptor budget); new ones beyond it are refused. Default unlimited. */
   maxChannels?: number;
+  /**
+   * Shared store: how long after a graceful stop this replica's lease still covers the hosts it handed
+   * off, so agents reconnecting elsewhere are never taken offline; those that do not come back go
+   * offline at the next sweep after it. Default min(lease, 10 s).
+   */
+  handoffGraceMs?: number;
 }
 
 /**
@@ -62,6 +68,7 @@ export class ConnectionHub implements HostNotifier {
   readonly replicaId: string;
   private readonly startedAt = new Date().toISOString();
   private leaseRenewedAt = 0;
+  private drainingSince = 0;
   /** Committed changes of this server, for watchers (the console); connectivity flushes publish here too. */
   readonly changes = new ChangeBus();
   /** Other replicas sharing the store (PostgreSQL): host changes and spec pushes for agents held elsewhere go there. */
@@ -106,6 +113,19 @@ export class ConnectionHub implements HostNotifier {
     return this.conns.size;
   }
 
+  /** Set by drain(): /readyz answers not-ready and new agent channels are refused. */
+  get draining(): boolean {
+    return this.drainingSince > 0;
+  }
+
+  /**
+   * Graceful shutdown, first step: this replica stops taking agents (and /readyz says so, so the load
+   * balancer stops sending them); channels stay open until stop() hands them off.
+   */
+  drain(): void {
+    if (!this.drainingSince) this.drainingSince = Date.now();
+  }
+
   /** Whether a channel for `host` would exceed the cap (a host replacing its own channel never does). */
   full(host: string): boolean {
     return this.conns.size >= (this.options.maxChannels ?? Number.POSITIVE_INFINITY) && !this.conns.has(host);
@@ -137,7 +157,9 @@ export class ConnectionHub implements HostNotifier {
     if (!c || c.socket !== socket) return; // already replaced by a newer connection
     this.conns.delete(host);
     this.metrics.agentsConnected.set(this.conns.size);
-    this.pendingConnectivity.set(host, 'offline');
+    // Draining with a shared store: the agent is moving to another replica (the load balancer may cut
+    // its connection before the hand-off); its host stays online under this replica's ending lease.
+    if (!(this.draining && this.options.sharedStore)) this.pendingConnectivity.set(host, 'offline');
   }
 
   touch(host: string): void {
@@ -335,17 +357,36 @@ export class ConnectionHub implements HostNotifier {
     }
   }
 
+  /**
+   * Closes every agent channel with `reconnectElsewhere` (the agents reconnect at once, through the load
+   * balancer, without registering). Shared store: the hosts stay online through this replica, whose
+   * lease is cut to the hand-off grace; the replica an agent reaches takes its host over without an
+   * Offline event, and the other replicas' sweep takes offline those that did not come back. SQLite
+   * (one process): the hosts go offline, as there is nowhere else to be online.
+   */
   async stop(): Promise<void> {
+    this.drain();
     for (const t of this.timers) clearInterval(t);
-    for (const c of [...this.conns.values()]) {
-      c.socket.close(CLOSE_CODES.shuttingDown, 'server shutting down');
-      this.detach(c.host, c.socket);
+    // Connects not yet written go first: a late write naming this replica must not follow the agent's
+    // connect on another one (it would take the host back under this replica's ending lease).
+    await this.flush();
+    const handedOff = [...this.conns.values()];
+    for (const c of handedOff) {
+      c.socket.close(CLOSE_CODES.reconnectElsewhere, 'server draining; reconnect elsewhere');
+      if (this.options.sharedStore) {
+        this.conns.delete(c.host);
+        // Its connect (if not yet flushed) still counts: the host is online through this replica until handed over.
+      } else this.detach(c.host, c.socket);
     }
+    this.metrics.agentsConnected.set(this.conns.size);
+    if (handedOff.length) this.log.info({ agents: handedOff.length }, 'agent channels handed off');
     await this.flush();
     await this.flushLastSeen();
-    if (this.options.sharedStore)
-      await dropReplica(this.db, this.replicaId, new Date(Date.now() - 86_400_000).toISOString()).catch((err) =>
+    if (this.options.sharedStore) {
+      const graceMs = this.options.handoffGraceMs ?? Math.min(this.leaseMs(), 10_000);
+      await retireReplica(this.db, this.replicaId, new Date(Date.now() + graceMs).toISOString(), new Date(Date.now() - 86_400_000).toISOString()).catch((err) =>
         this.log.warn({ err }, 'ending the replica lease failed'),
       );
+    }
   }
 }

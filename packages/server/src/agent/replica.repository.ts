@@ -15,12 +15,13 @@ export async function renewReplica(db: Executor, id: string, startedAt: string, 
     .execute();
 }
 
-/** Ends this replica's lease (a clean stop) and forgets leases that ran out long ago. */
-export async function dropReplica(db: Executor, id: string, forgetBefore: string): Promise<void> {
-  await db
-    .deleteFrom('replicas')
-    .where((eb) => eb.or([eb('id', '=', id), eb('expires_at', '<', forgetBefore)]))
-    .execute();
+/**
+ * Ends this replica's lease at `expiresAt` (a clean stop: a short grace for the agents it handed off)
+ * and forgets leases that ran out long ago.
+ */
+export async function retireReplica(db: Executor, id: string, expiresAt: string, forgetBefore: string): Promise<void> {
+  await db.updateTable('replicas').set({ expires_at: expiresAt }).where('id', '=', id).where('expires_at', '>', expiresAt).execute();
+  await db.deleteFrom('replicas').where('expires_at', '<', forgetBefore).execute();
 }
 
 /**
