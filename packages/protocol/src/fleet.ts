@@ -1,7 +1,6 @@
 import { z } from 'zod';
 
-/** The path of the fleet summary: every site's health and counts, and the versions running, in one request. */
-export const FLEET_SUMMARY_PATH = '/api/v1/fleet/summary';
+export { FLEET_SUMMARY_PATH } from './fleet-path.js';
 
 /**
  * A site's health at a glance, from its hosts and clusters (server: fleet/site-health.ts):

@@ -2,6 +2,7 @@ import type { Whoami } from '@edgeplane/protocol';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { createContext, type ReactNode, useContext, useEffect, useMemo, useState } from 'react';
 import { ApiError, api, tokenStore } from './api';
+import { takeEarlyWhoami } from './early-reads';
 
 interface Auth {
   token: string;
@@ -17,7 +18,13 @@ const AuthContext = createContext<Auth | undefined>(undefined);
 export function AuthProvider({ children }: { children: ReactNode }) {
   const qc = useQueryClient();
   const [token, setToken] = useState(tokenStore.get());
-  const me = useQuery({ queryKey: ['whoami', token], queryFn: () => api.whoami(token), enabled: !!token, staleTime: 60_000, retry: false });
+  const me = useQuery({
+    queryKey: ['whoami', token],
+    queryFn: () => takeEarlyWhoami<Whoami>(token) ?? api.whoami(token),
+    enabled: !!token,
+    staleTime: 60_000,
+    retry: false,
+  });
   // A token that stopped working (revoked, expired) sends the user back to the login page.
   const expired = me.error instanceof ApiError && me.error.status === 401;
   useEffect(() => {

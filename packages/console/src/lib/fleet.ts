@@ -2,6 +2,7 @@ import { FLEET_SUMMARY_PATH, type FleetSite, type FleetSummary, type SiteHealth 
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect } from 'react';
 import { request } from './api';
+import { takeEarlyFleet } from './early-reads';
 
 /** How each health reads on the map and in the grid: colour, words, and how much it matters (higher wins in a group). */
 export const HEALTH: Record<SiteHealth, { color: string; label: string; severity: number }> = {
@@ -44,7 +45,7 @@ export function useFleet(enabled = true) {
 }
 
 /** The fleet summary's query (the App starts it early on the Overview, next to the sign-in check). */
-export const fleetQuery = { queryKey: ['fleet'], queryFn: () => request<FleetSummary>('GET', FLEET_SUMMARY_PATH) };
+export const fleetQuery = { queryKey: ['fleet'], queryFn: () => takeEarlyFleet<FleetSummary>() ?? request<FleetSummary>('GET', FLEET_SUMMARY_PATH) };
 
 export interface Counts {
   hosts: FleetSite['hosts'];
