@@ -4,6 +4,7 @@ import { parseImageReference } from './reference.js';
 import { RegistryClient } from './registry-client.js';
 
 export { BlobStore, sha256Digest } from './blob-store.js';
+export * as delta from './delta/index.js';
 export { extractImage } from './extract.js';
 export { type WriteImageOptions, type WrittenImage, writeOciImage } from './image-writer.js';
 export { OciLayoutSource } from './layout.js';

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { OpenBlob } from './blob-store.js';
-import { MANIFEST_ACCEPT, OciError } from './types.js';
+import { MANIFEST_ACCEPT, MEDIA, OciError } from './types.js';
 
 export interface RegistryClientOptions {
   /** host[:port] */
@@ -50,6 +50,33 @@ export class RegistryClient {
     const start = res.status === 206 ? parseRangeStart(res.headers.get('content-range')) : 0;
     return { stream: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), offset: start };
   };
+
+  /** `length` bytes of a blob from `offset` (HTTP Range); refuses a registry that ignores the range. */
+  async getRange(digest: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    const res = await this.request(`/blobs/${digest}`, { Range: `bytes=${offset}-${offset + length - 1}` }, signal);
+    if (res.status !== 206 || parseRangeStart(res.headers.get('content-range')) !== offset) {
+      await res.body?.cancel();
+      throw new OciError('Unavailable', `blob ${digest}: the registry did not serve the range ${offset}+${length}`, true);
+    }
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  /**
+   * The referrers of a manifest (OCI distribution spec 1.1, GET /v2/<name>/referrers/<digest>, an
+   * image index), filtered by artifactType; undefined when the registry does not serve the API (404).
+   */
+  async getReferrers(digest: string, artifactType: string, signal?: AbortSignal): Promise<Buffer | undefined> {
+    const path = `/referrers/${digest}?artifactType=${encodeURIComponent(artifactType)}`;
+    try {
+      const res = await this.request(path, { Accept: MEDIA.ociIndex }, signal);
+      const bytes = Buffer.from(await res.arrayBuffer());
+      if (bytes.length > MAX_MANIFEST_BYTES) throw new OciError('TooLarge', `referrers of ${digest} are ${bytes.length} bytes; refused`);
+      return bytes;
+    } catch (err) {
+      if (err instanceof OciError && err.code === 'NotFound') return undefined;
+      throw err;
+    }
+  }
 
   private async request(path: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
     let res = await this.fetch(path, headers, signal);

@@ -91,7 +91,11 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .option('--health-check <json>', 'health check the agent runs after a trial boot of this image, a HealthCheck object as JSON (repeatable)', collect)
     .option('--health-checks-file <file>', 'YAML or JSON list of health checks baked into the image')
     .option('--airgap-bundle <dir>', 'air-gap bundle directory with Kubernetes distribution binaries (bin/*) and images')
-    .option('--slot-size <MiB>', 'size of root-a, root-b and recovery in MiB with --disk (default 1536; 512 with --base busybox)', intArg('--slot-size'))
+    .option(
+      '--slot-size <MiB>',
+      'size of root-a, root-b and recovery in MiB with --disk (default: what the image needs plus 25% headroom, in 128 MiB steps; 512 with --base busybox)',
+      intArg('--slot-size'),
+    )
     .option('--data-size <MiB>', 'size of the data partition in MiB with --disk (default 1024)', intArg('--data-size'))
     .option('--push <ref>', 'after building, push the image to a registry with skopeo, e.g. registry.lan:5000/edge/os:1.2.3')
     .option('--insecure', 'with --push: plain HTTP or an untrusted certificate (skopeo --dest-tls-verify=false)')
@@ -132,6 +136,52 @@ export function registerImage(program: Command, ctx: CommandContext): void {
       }
       if (flags.json) return void ctx.io.stdout.write(toJson({ ...built, ...(pushed ? { pushed } : {}) }));
       ctx.io.stdout.write(summary(built, pushed));
+    });
+  registerImageDelta(image, ctx);
+}
+
+/**
+ * `edgeplane image delta`: publishes the chunk index (and the chunks the registry lacks) of an OS
+ * image next to it in its registry, so agents fill the passive slot from what they already have
+ * (docs/delta-updates.md).
+ */
+function registerImageDelta(image: Command, ctx: CommandContext): void {
+  image
+    .command('delta')
+    .summary('publish the delta artifact (chunk index + new chunks) of a pushed OS image')
+    .description(
+      'Pulls the OS image --to from its registry, writes its slot image (reproducible mkfs.ext4), cuts it into content-defined chunks ' +
+        'and pushes the chunk index and a pack of the chunks the registry does not hold yet, as an OCI artifact whose subject is the image ' +
+        '(found through the referrers API, or the tag sha256-<digest>.delta where the registry has none). With --from, chunks already ' +
+        'published with that earlier image are pointed to, not uploaded again. Devices then download only the chunks their slots lack. Needs e2fsprogs. Anonymous push only.',
+    )
+    .requiredOption('--to <ref>', 'the pushed OS image, registry/repository:tag or @sha256:...')
+    .option('--from <ref>', 'an earlier image in the same repository whose delta artifact holds chunks to reuse')
+    .option('--slot-size <MiB>', "size of the slot image in MiB (default: --from's, else twice the tree in 64 MiB steps)", intArg('--slot-size'))
+    .option('--insecure', 'plain HTTP (default only for a registry on 127.0.0.1/localhost)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('edgeplane image delta --from registry.lan:5000/edge/os:2.0.0 --to registry.lan:5000/edge/os:2.0.1'))
+    .action(async (flags: { to: string; from?: string; slotSize?: number; insecure?: boolean; json?: boolean }) => {
+      const { oci } = await import('@edgeplane/agent');
+      let result: Awaited<ReturnType<typeof oci.delta.publishDelta>>;
+      try {
+        result = await oci.delta.publishDelta({
+          to: flags.to,
+          ...(flags.from ? { from: flags.from } : {}),
+          ...(flags.slotSize ? { slotSizeBytes: flags.slotSize * 1024 * 1024 } : {}),
+          ...(flags.insecure ? { insecure: true } : {}),
+          log: (line) => ctx.io.stderr.write(`${line}\n`),
+        });
+      } catch (err) {
+        if (err instanceof oci.OciError) throw new CliError(`image delta failed (${err.code}): ${err.message}`);
+        throw err;
+      }
+      if (flags.json) return void ctx.io.stdout.write(toJson(result));
+      const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+      ctx.io.stdout.write(
+        `Delta of ${result.image} (${result.imageDigest}) published as ${result.manifestDigest} (${result.via === 'referrers' ? 'referrers API' : 'tag sha256-<digest>.delta'})\n` +
+          `  slot image ${mib(result.slotBytes)}, ${result.chunks} chunks; uploaded ${mib(result.uploadedBytes)} of new chunks, ${mib(result.reusedBytes)} already in the registry; index ${mib(result.indexBytes)}\n`,
+      );
     });
 }
 

@@ -6,8 +6,8 @@ import type { ChunkIndex, IndexEntry } from './chunk-index.js';
 import { unpackChunk } from './chunk-index.js';
 import { chunkFile } from './chunker.js';
 
-/** Reads `length` bytes of the pack blob from `offset` (an HTTP range request against the registry). */
-export type FetchPackRange = (offset: number, length: number, signal?: AbortSignal) => Promise<Buffer>;
+/** Reads `length` bytes of pack number `pack` from `offset` (an HTTP range request against the registry). */
+export type FetchPackRange = (pack: number, offset: number, length: number, signal?: AbortSignal) => Promise<Buffer>;
 
 export interface AssembleOptions {
   index: ChunkIndex;
@@ -128,17 +128,17 @@ async function chunkBytes(e: IndexEntry, seeds: Map<string, SeedChunk>, options:
 /** Fetches chunks from the pack, coalescing neighbours into one range request; each is verified and stored. */
 async function fetchChunks(entries: IndexEntry[], options: AssembleOptions, progress: DeltaProgress): Promise<void> {
   const max = options.maxRangeBytes ?? 8 * 1024 * 1024;
-  const sorted = [...entries].sort((a, b) => a.packOffset - b.packOffset);
+  const sorted = [...entries].sort((a, b) => a.pack - b.pack || a.packOffset - b.packOffset);
   for (let i = 0; i < sorted.length; ) {
     let j = i + 1;
     let end = sorted[i].packOffset + sorted[i].packLength;
-    while (j < sorted.length && sorted[j].packOffset === end && end - sorted[i].packOffset + sorted[j].packLength <= max) {
+    while (j < sorted.length && sorted[j].pack === sorted[i].pack && sorted[j].packOffset === end && end - sorted[i].packOffset + sorted[j].packLength <= max) {
       end += sorted[j].packLength;
       j++;
     }
     const group = sorted.slice(i, j);
     const start = group[0].packOffset;
-    let bytes = await options.fetchRange(start, end - start, options.signal);
+    let bytes = await options.fetchRange(group[0].pack, start, end - start, options.signal);
     progress.fetched += bytes.length;
     for (const e of group) {
       const packed = bytes.subarray(e.packOffset - start, e.packOffset - start + e.packLength);
@@ -148,7 +148,7 @@ async function fetchChunks(entries: IndexEntry[], options: AssembleOptions, prog
         data = unpackChunk(packed, e);
       } catch {
         // Corrupted in transit or in the registry: one more try of this chunk alone.
-        bytes = await options.fetchRange(e.packOffset, e.packLength, options.signal);
+        bytes = await options.fetchRange(e.pack, e.packOffset, e.packLength, options.signal);
         progress.fetched += bytes.length;
         data = unpackChunk(bytes, e);
       }

@@ -11,18 +11,23 @@ import { CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, chunkFile } from './chunker.js';
  * and fetches only the others from the pack with HTTP range requests.
  *
  * Binary, big-endian, gzip-compressed as a whole:
- *   magic "EPCHIDX1" | u64 image size | 32 B image sha256 | u32 avg | u32 min | u32 max | u32 count
- *   count x { 32 B chunk sha256 | u32 length | u64 pack offset | u32 packed length | u8 codec }
+ *   magic "EPCHIDX2" | u64 image size | 32 B image sha256 | u32 avg | u32 min | u32 max | u32 count
+ *   count x { 32 B chunk sha256 | u32 length | u8 pack | u64 pack offset | u32 packed length | u8 codec }
  * codec: 0 stored, 1 gzip, 2 brotli. A chunk that repeats (zeroes) points to one copy in the pack.
+ * `pack` numbers the packs in the order the delta artifact's manifest lists them after the index
+ * (artifact.ts): an image's index points into the packs published with earlier images for the
+ * chunks those already hold, so the registry stores each chunk once.
  */
-export const INDEX_MAGIC = Buffer.from('EPCHIDX1', 'latin1');
+export const INDEX_MAGIC = Buffer.from('EPCHIDX2', 'latin1');
 export const INDEX_MEDIA_TYPE = 'application/vnd.edgeplane.slot.chunk-index.v1+gzip';
 export const PACK_MEDIA_TYPE = 'application/vnd.edgeplane.slot.chunk-pack.v1';
 /** artifactType of the referrer manifest that carries index + pack for an OS image. */
 export const DELTA_ARTIFACT_TYPE = 'application/vnd.edgeplane.slot.delta.v1';
 
 const HEADER = 8 + 8 + 32 + 4 * 4;
-const ENTRY = 32 + 4 + 8 + 4 + 1;
+const ENTRY = 32 + 4 + 1 + 8 + 4 + 1;
+/** Most packs one index may point into. */
+export const MAX_PACKS = 32;
 /** Largest index accepted: 64 MiB of entries is an image of ~80 GiB. */
 const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 
@@ -32,6 +37,8 @@ export type Codec = (typeof CODEC)[keyof typeof CODEC];
 export interface IndexEntry {
   hash: Buffer;
   length: number;
+  /** Which pack (0-based, in the artifact manifest's order) holds the chunk. */
+  pack: number;
   packOffset: number;
   packLength: number;
   codec: Codec;
@@ -58,9 +65,10 @@ export function encodeIndex(index: ChunkIndex): Buffer {
   for (const e of index.entries) {
     e.hash.copy(out, at);
     out.writeUInt32BE(e.length, at + 32);
-    out.writeBigUInt64BE(BigInt(e.packOffset), at + 36);
-    out.writeUInt32BE(e.packLength, at + 44);
-    out.writeUInt8(e.codec, at + 48);
+    out.writeUInt8(e.pack, at + 36);
+    out.writeBigUInt64BE(BigInt(e.packOffset), at + 37);
+    out.writeUInt32BE(e.packLength, at + 45);
+    out.writeUInt8(e.codec, at + 49);
     at += ENTRY;
   }
   return gzipSync(out, { level: 9 });
@@ -75,7 +83,7 @@ export function decodeIndex(compressed: Buffer): ChunkIndex {
     throw new OciError('BadManifest', `chunk index is not gzip or too large: ${(err as Error).message}`);
   }
   const bad = (why: string) => new OciError('BadManifest', `chunk index: ${why}`);
-  if (buf.length < HEADER || !buf.subarray(0, 8).equals(INDEX_MAGIC)) throw bad('unknown format (no EPCHIDX1 magic)');
+  if (buf.length < HEADER || !buf.subarray(0, 8).equals(INDEX_MAGIC)) throw bad('unknown format (no EPCHIDX2 magic)');
   const size = Number(buf.readBigUInt64BE(8));
   const digest = `sha256:${buf.subarray(16, 48).toString('hex')}`;
   const count = buf.readUInt32BE(60);
@@ -86,10 +94,12 @@ export function decodeIndex(compressed: Buffer): ChunkIndex {
     const e: IndexEntry = {
       hash: Buffer.from(buf.subarray(at, at + 32)),
       length: buf.readUInt32BE(at + 32),
-      packOffset: Number(buf.readBigUInt64BE(at + 36)),
-      packLength: buf.readUInt32BE(at + 44),
-      codec: buf.readUInt8(at + 48) as Codec,
+      pack: buf.readUInt8(at + 36),
+      packOffset: Number(buf.readBigUInt64BE(at + 37)),
+      packLength: buf.readUInt32BE(at + 45),
+      codec: buf.readUInt8(at + 49) as Codec,
     };
+    if (e.pack >= MAX_PACKS) throw bad(`entry ${i} names pack ${e.pack}`);
     if (e.length === 0 || e.length > CHUNK_MAX) throw bad(`entry ${i} has length ${e.length}`);
     if (e.codec > 2) throw bad(`entry ${i} has unknown codec ${e.codec}`);
     if (e.packLength === 0 || e.packLength > CHUNK_MAX + 1024) throw bad(`entry ${i} has packed length ${e.packLength}`);
@@ -130,15 +140,18 @@ export function unpackChunk(packed: Buffer, entry: IndexEntry): Buffer {
 
 /**
  * Builds the index and the pack of a slot image: every distinct chunk compressed once, in image
- * order, appended to `writePack`. Returns the index.
+ * order, appended to `writePack`. Returns the index. `known` are chunks already published (in
+ * earlier images' packs, entries with their pack numbers as this index will list them): those are
+ * pointed to, not packed again; new chunks go into pack number `pack`.
  */
 export async function buildChunkIndex(
   image: string,
   writePack: (bytes: Buffer) => void | Promise<void>,
-  options: { codec?: Codec; signal?: AbortSignal } = {},
+  options: { codec?: Codec; signal?: AbortSignal; known?: Map<string, IndexEntry>; pack?: number } = {},
 ): Promise<ChunkIndex> {
   const codec = options.codec ?? CODEC.brotli;
-  const seen = new Map<string, IndexEntry>();
+  const pack = options.pack ?? 0;
+  const seen = new Map<string, IndexEntry>(options.known ?? []);
   const entries: IndexEntry[] = [];
   let packed = 0;
   const { digest, size } = await chunkFile(
@@ -148,7 +161,7 @@ export async function buildChunkIndex(
       let e = seen.get(key);
       if (!e) {
         const p = packChunk(c.data, codec);
-        e = { hash: c.hash, length: c.length, packOffset: packed, packLength: p.bytes.length, codec: p.codec };
+        e = { hash: c.hash, length: c.length, pack, packOffset: packed, packLength: p.bytes.length, codec: p.codec };
         seen.set(key, e);
         packed += p.bytes.length;
         await writePack(p.bytes);

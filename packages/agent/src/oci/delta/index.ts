@@ -1,0 +1,5 @@
+export { deltaTag, type FoundDelta, findDelta, parseDeltaManifest, referrersTag } from './artifact.js';
+export { type AssembleOptions, assembleSlotImage, type DeltaProgress, type FetchPackRange } from './assemble.js';
+export { type ChunkIndex, DELTA_ARTIFACT_TYPE, decodeIndex, encodeIndex } from './chunk-index.js';
+export { type PublishDeltaOptions, type PublishedDelta, publishDelta } from './publish.js';
+export { buildSlotImage, reproducibleMkfsArgs, reproducibleMkfsEnv } from './slot-image.js';
