@@ -173,6 +173,10 @@ describe('console rollout progress and upgrade timeline in Chromium', () => {
 
     // Per-site state on the map: each site in its cluster's colour; a click opens the site.
     expect(await page.getByTestId('rollout-map-status').textContent()).toBe('4 sites: 3 succeeded, 1 failed');
+    // The map opens on the rollout's sites, not the whole world: zoomed in far enough that the four
+    // cities are four dots (at world scale Paris and Berlin would share one group).
+    await expect.poll(() => page.getByTestId('site-map-canvas').getAttribute('data-drawn')).toBe('4');
+    expect(Number(await page.getByTestId('site-map').getAttribute('data-zoom'))).toBeGreaterThan(2);
     for (const [site, colour] of [
       ['shop-3', RED],
       ['shop-1', GREEN],

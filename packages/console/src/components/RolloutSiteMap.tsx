@@ -67,6 +67,7 @@ export function RolloutSiteMap({ clusters }: { clusters: RolloutClusterStatus[] 
         sites={points}
         height={360}
         label="Sites of this rollout by state"
+        fitToSites
         legend={LEGEND.map((l) => ({ label: l.label, color: l.color }))}
         onSelect={(name) => navigate(`/sites/${encodeURIComponent(name)}`)}
       />

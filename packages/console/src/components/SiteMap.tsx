@@ -33,11 +33,15 @@ export interface SiteMapProps {
   height?: number;
   /** Accessible name of the map. */
   label?: string;
+  /** Open zoomed to the sites (a rollout's few sites) instead of the whole world, until the user zooms or pans. */
+  fitToSites?: boolean;
 }
 
 const MAX_ZOOM = 200;
 const GROUP_PX = 36; // sites closer than this on screen are drawn as one group
 const DOT_R = 5;
+const FIT_PAD = 48; // px around the sites when the map opens zoomed to them
+const FIT_MAX_ZOOM = 24; // one site, or sites in one town, still show their region
 const topo = world as unknown as Topology<{ countries: GeometryCollection; land: GeometryCollection }>;
 const LAND = feature(topo, topo.objects.land);
 const BORDERS = mesh(topo, topo.objects.countries, (a, b) => a !== b);
@@ -48,12 +52,14 @@ const BORDERS = mesh(topo, topo.objects.countries, (a, b) => a !== b);
  * nodes would not), grouped on screen when they would overlap, with zoom/pan (wheel, drag, buttons),
  * hover details, and a click through to a single site. Reused wherever sites are shown by state.
  */
-export function SiteMap({ sites, onSelect, legend, height = 420, label = 'Site map' }: SiteMapProps) {
+export function SiteMap({ sites, onSelect, legend, height = 420, label = 'Site map', fitToSites = false }: SiteMapProps) {
   const wrapRef = useRef<HTMLDivElement>(null);
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const gRef = useRef<SVGGElement>(null);
   const zoomRef = useRef<ZoomBehavior<HTMLDivElement, unknown>>(null);
   const drawnRef = useRef<DrawnItem[]>([]);
+  // Set once the user zooms or pans: from then on the map no longer fits itself to the sites.
+  const userMovedRef = useRef(false);
   const [width, setWidth] = useState(800);
   const [transform, setTransform] = useState<ZoomTransform>(zoomIdentity);
   const [hover, setHover] = useState<{ x: number; y: number; item: DrawnItem } | null>(null);
@@ -103,13 +109,34 @@ export function SiteMap({ sites, onSelect, legend, height = 420, label = 'Site m
         [0, 0],
         [width, height],
       ])
-      .on('zoom', (e: { transform: ZoomTransform }) => setTransform(e.transform));
+      .on('zoom', (e: { transform: ZoomTransform; sourceEvent: unknown }) => {
+        if (e.sourceEvent) userMovedRef.current = true;
+        setTransform(e.transform);
+      });
     zoomRef.current = z;
     select(el).call(z);
     return () => {
       select(el).on('.zoom', null);
     };
   }, [width, height]);
+
+  // Fit the sites into the box (again when the box or the sites change), as long as the user has not moved the map.
+  useEffect(() => {
+    const el = wrapRef.current;
+    const z = zoomRef.current;
+    if (!fitToSites || userMovedRef.current || !el || !z) return;
+    const placed = projected.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+    if (placed.length === 0) return;
+    const xs = placed.map((p) => p.x);
+    const ys = placed.map((p) => p.y);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const k = Math.max(1, Math.min(FIT_MAX_ZOOM, width / (x1 - x0 + 2 * FIT_PAD), height / (y1 - y0 + 2 * FIT_PAD)));
+    const t = zoomIdentity
+      .translate(width / 2, height / 2)
+      .scale(k)
+      .translate(-(x0 + x1) / 2, -(y0 + y1) / 2);
+    select(el).call(z.transform, t);
+  }, [fitToSites, projected, width, height]);
 
   // Draw the sites for the current zoom: grouped where they overlap on screen.
   useEffect(() => {
@@ -171,6 +198,7 @@ export function SiteMap({ sites, onSelect, legend, height = 420, label = 'Site m
   const zoomTo = (x: number, y: number, k: number) => {
     const el = wrapRef.current;
     if (!el || !zoomRef.current) return;
+    userMovedRef.current = true;
     // x, y in projected (unzoomed) coordinates: centre them at scale k.
     const t = zoomIdentity
       .translate(width / 2, height / 2)
@@ -180,6 +208,7 @@ export function SiteMap({ sites, onSelect, legend, height = 420, label = 'Site m
   };
   const zoomBy = (f: number) => {
     const el = wrapRef.current;
+    userMovedRef.current = true;
     if (el && zoomRef.current) select(el).call(zoomRef.current.scaleBy, f);
   };
   const find = (e: FormEvent) => {
@@ -223,6 +252,7 @@ export function SiteMap({ sites, onSelect, legend, height = 420, label = 'Site m
             className="secondary small"
             onClick={() => {
               setSelected(null);
+              userMovedRef.current = true;
               if (wrapRef.current && zoomRef.current) select(wrapRef.current).call(zoomRef.current.transform, zoomIdentity);
             }}
           >
