@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent, AgentConfig, LinuxDevice, type ManagerContext, readDomainXml, VirtManager } from '@edgeplane/agent';
+import { Agent, AgentConfig, LinuxDevice, type ManagerContext, oci, readDomainXml, VirtManager } from '@edgeplane/agent';
 import type { VirtVmSpec } from '@edgeplane/protocol';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -73,7 +73,7 @@ describe('virt manager on a real QEMU hypervisor', () => {
   });
 
   it.skipIf(!env.ok)(
-    `defines, starts and destroys a real domain from the generated XML${env.ok ? '' : ` [SKIPPED: ${skipReason}]`}`,
+    `writes the OS image's A/B disk as a base volume, defines, starts and destroys a real domain from the generated XML${env.ok ? '' : ` [SKIPPED: ${skipReason}]`}`,
     async () => {
       const dir = await mkdtemp(join(tmpdir(), 'ep-qemu-'));
       await chmod(dir, 0o755); // qemu runs as its own user and reads the seed ISO from here
@@ -89,6 +89,8 @@ describe('virt manager on a real QEMU hypervisor', () => {
       await lv.run('net-create', join(dir, 'net.xml'));
       cleanup.push(() => lv.run('net-destroy', 'ep-test-net'));
 
+      // A tiny OS image (no kernel: the firmware runs, GRUB finds nothing to boot) in an OCI layout.
+      const image = await oci.writeOsImage({ layoutDir: join(dir, 'oci'), tag: '1.0.0', name: 'Edgeplane OS', version: '1.0.0' });
       const vm: VirtVmSpec = {
         domain: 'ep-qemutest-vm1',
         uuid: '6f1c0e2a-7d3b-4c55-9a10-000000000abc',
@@ -100,7 +102,7 @@ describe('virt manager on a real QEMU hypervisor', () => {
         diskGiB: 1,
         network: 'ep-test-net',
         storagePool: 'ep-test-pool',
-        image: { image: 'example/os:1', digest: `sha256:${'b'.repeat(64)}` },
+        image: { image: `oci:${join(dir, 'oci')}:1.0.0`, digest: image.digest },
         seed: { userData: '#cloud-config\n', metaData: 'instance-id: i-qemutest\n' },
       };
       const ctx: ManagerContext = {
@@ -116,7 +118,16 @@ describe('virt manager on a real QEMU hypervisor', () => {
       await manager.apply({ vms: [vm] }, ctx);
       expect((await lv.domainInfo(vm.domain))?.state).toBe('running');
       const xml = await lv.dumpxml(vm.domain, false); // the live definition, with the firmware libvirt picked
-      expect(readDomainXml(xml)).toMatchObject({ vcpus: 1, memoryMiB: 256, network: 'ep-test-net', pool: 'ep-test-pool' });
+      expect(readDomainXml(xml)).toMatchObject({ vcpus: 1, memoryMiB: 256, network: 'ep-test-net', pool: 'ep-test-pool', seedVolume: 'ep-qemutest-vm1-seed.iso' });
+      // The pool holds the image's base disk (GPT with the A/B layout), the VM's qcow2 overlay backed by it, and the seed.
+      const base = `ep-base-${image.digest.slice('sha256:'.length, 'sha256:'.length + 16)}.img`;
+      expect((await lv.poolVolumes('ep-test-pool')).sort()).toEqual([base, 'ep-qemutest-vm1-seed.iso', 'ep-qemutest-vm1.qcow2'].sort());
+      const basePath = (await lv.run('vol-path', base, '--pool', 'ep-test-pool')).trim();
+      const gpt = spawnSync('sfdisk', ['--json', basePath], { encoding: 'utf8' });
+      expect(JSON.parse(gpt.stdout).partitiontable.partitions.map((p: { name: string }) => p.name)).toEqual(['esp', 'root-a', 'root-b', 'data', 'recovery']);
+      expect(await lv.run('vol-dumpxml', 'ep-qemutest-vm1.qcow2', '--pool', 'ep-test-pool')).toContain(`<path>${basePath}</path>`);
+      // The seed is not left in the agent's data dir (it carries the registration token).
+      expect(existsSync(join(dir, 'virt', 'seeds', `${vm.domain}.iso`))).toBe(false);
       // libvirt resolved UEFI firmware without Secure Boot, with a per-VM NVRAM, and kept the watchdog.
       expect(xml).toMatch(/<loader[^>]*type='pflash'[^>]*>[^<]*OVMF[^<]*<\/loader>/);
       const nvram = /<nvram[^>]*>([^<]+)<\/nvram>/.exec(xml)?.[1];

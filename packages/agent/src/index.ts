@@ -18,6 +18,23 @@ export { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClie
 export { Libvirt, parseKeyValues } from './device/libvirt.js';
 export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/linux/linux-device.js';
 export { type LinuxSlotOptions, LinuxSlots } from './device/linux/linux-slots.js';
+export {
+  DEFAULT_KERNEL_ARGS,
+  type DiskLayout,
+  diskLayout,
+  GRUB_MODULES,
+  grubConfig,
+  type LayoutSizes,
+  MiB,
+  OsDiskError,
+  type OsDiskOptions,
+  type Partition,
+  sfdiskScript,
+  treeBytes,
+  writeDisk,
+  writeEsp,
+  writeOsDisk,
+} from './device/linux/os-disk.js';
 export { VirshError, VirshSession } from './device/linux/virsh-session.js';
 export { deviceOsMode, hasAbPartitions, reportedInventory } from './device/os-mode.js';
 export type { DeviceProcesses, ProcessOptions, SessionProcess } from './device/processes.js';

@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { AGENT_VERSION, GrubEnv, LinuxSlots, oci } from '@edgeplane/agent';
+import { AGENT_VERSION, oci } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
 import { debianBase, defaultCacheDir, readPackageList, sourceDateEpoch } from './debian.js';
-import { writeDisk, writeEsp } from './disk.js';
+import { writeOsDisk } from './disk.js';
 import { type DiskLayout, diskLayout, type LayoutSizes, MiB } from './disk-layout.js';
 import { buildInitramfs } from './initramfs.js';
 import { DEFAULT_MODULES, findKernelPackage, resolveModules, unpackKernel } from './kernel.js';
@@ -83,9 +83,8 @@ export interface BuiltImage {
   cache?: { dir: string; baseKey: string; base: boolean; layer: boolean };
 }
 
-export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
-
-const GRUB_TEMPLATE = new URL('../../agent/boot/grub.cfg.template', import.meta.url);
+/** The kernel command line and grub.cfg of a disk come with the agent's disk step (device/linux/os-disk.ts). */
+export { DEFAULT_KERNEL_ARGS, grubConfig } from '@edgeplane/agent';
 
 /**
  * `edgeplane image build`: an Edgeplane OS image (root filesystem with kernel, initramfs, busybox,
@@ -146,34 +145,22 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
 
     if (options.disk) {
       const layout = diskLayout(options);
-      const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
-      next('slots A and recovery');
-      // The agent's own slot writer fills recovery and root-a, so the installed slots are exactly what an update writes.
-      const rootA = join(work, 'root-a.img');
-      const recovery = join(work, 'recovery.img');
-      const slots = new LinuxSlots({ root: work, targets: { A: rootA, recovery }, imageSizeBytes: sizeOf('root-a') * MiB });
-      const meta = {
-        digest: written.digest,
-        image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
-        name: options.name,
-        version: options.version,
-        writtenAt: new Date().toISOString(),
-      };
-      await slots.writeRecovery(tree, meta);
-      await slots.writeSlot('A', tree, meta);
-      const data = join(work, 'data.img');
-      await which('mkfs.ext4');
-      await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${sizeOf('data') * 1024}k`]);
-
-      next('ESP');
-      const grubenv = new GrubEnv(join(work, 'grubenv'));
-      await grubenv.set({ active_slot: 'A' });
-      const esp = join(work, 'esp.img');
-      await writeEsp(esp, sizeOf('esp'), work, await grubConfig(options.kernelArgs ?? DEFAULT_KERNEL_ARGS), grubenv.file);
-
-      next('disk');
       const disk = join(output, 'disk.img');
-      await writeDisk(disk, layout, { esp, 'root-a': rootA, data, recovery });
+      await writeOsDisk({
+        tree,
+        layout,
+        output: disk,
+        workDir: work,
+        kernelArgs: options.kernelArgs,
+        onStep: next,
+        meta: {
+          digest: written.digest,
+          image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
+          name: options.name,
+          version: options.version,
+          writtenAt: new Date().toISOString(),
+        },
+      });
       built.disk = disk;
       built.layout = layout;
     }
@@ -182,12 +169,6 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/** boot/grub.cfg.template with this image's values: grubenv beside grub.cfg on the ESP, no menu delay. */
-export async function grubConfig(kernelArgs: string): Promise<string> {
-  const template = await readFile(GRUB_TEMPLATE, 'utf8');
-  return template.replaceAll('@GRUBENV@', '${prefix}/grubenv').replaceAll('@TIMEOUT@', '0').replaceAll('@KERNEL_ARGS@', kernelArgs);
 }
 
 /** The initramfs runs busybox before any library is mounted: it must be the static build. */
@@ -279,39 +260,31 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
       const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
       const slotBytes = sizeOf('root-a') * MiB;
       assertFits(bytes, slotBytes);
-      next('slots A and recovery');
-      const rootA = join(work, 'root-a.img');
-      const recovery = join(work, 'recovery.img');
-      const slots = new LinuxSlots({ root: work, targets: { A: rootA, recovery }, imageSizeBytes: slotBytes });
-      const meta = {
-        digest: written.digest,
-        image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
-        name: options.name,
-        version: options.version,
-        writtenAt: new Date().toISOString(),
-      };
+      const disk = join(output, 'disk.img');
       try {
-        await slots.writeRecovery(tree, meta);
-        await slots.writeSlot('A', tree, meta);
+        await writeOsDisk({
+          tree,
+          layout,
+          output: disk,
+          workDir: work,
+          kernelArgs: options.kernelArgs,
+          onStep: next,
+          meta: {
+            digest: written.digest,
+            image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
+            name: options.name,
+            version: options.version,
+            writtenAt: new Date().toISOString(),
+          },
+          onSlotWritten: async (rootA) => {
+            built.sizes = { ...built.sizes!, slotBytes, slotUsedBytes: await usedBytes(rootA) };
+          },
+        });
       } catch (err) {
         if (/Could not allocate|No space left|not enough space/i.test((err as Error).message))
           throw new ImageBuildError('ImageTooLarge', `the root filesystem (${mib(bytes)} MiB) does not fit a ${sizeOf('root-a')} MiB slot; raise --slot-size`);
         throw err;
       }
-      built.sizes = { ...built.sizes!, slotBytes, slotUsedBytes: await usedBytes(rootA) };
-      const data = join(work, 'data.img');
-      await which('mkfs.ext4');
-      await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${sizeOf('data') * 1024}k`]);
-
-      next('ESP');
-      const grubenv = new GrubEnv(join(work, 'grubenv'));
-      await grubenv.set({ active_slot: 'A' });
-      const esp = join(work, 'esp.img');
-      await writeEsp(esp, sizeOf('esp'), work, await grubConfig(options.kernelArgs ?? DEFAULT_KERNEL_ARGS), grubenv.file);
-
-      next('disk');
-      const disk = join(output, 'disk.img');
-      await writeDisk(disk, layout, { esp, 'root-a': rootA, data, recovery });
       built.disk = disk;
       built.layout = layout;
     }

@@ -69,7 +69,7 @@ export const VirtVmSpec = z.object({
   network: LibvirtName,
   storagePool: LibvirtName,
   /** The profile's OS image the disk is backed by. */
-  image: z.object({ image: z.string(), digest: z.string() }),
+  image: z.object({ image: z.string(), digest: z.string(), insecure: z.boolean().optional() }),
   /** NoCloud seed files. user-data carries the per-cluster registration token (filled in when the spec is sent). */
   seed: z.object({ userData: z.string().max(65536), metaData: z.string().max(4096) }),
 });

@@ -1,8 +1,22 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LibvirtDomainInfo, LibvirtInventory } from '@edgeplane/protocol';
+import type { SlotMeta } from './boot-env.js';
+import { diskLayout, MiB, treeBytes, writeOsDisk } from './linux/os-disk.js';
 import { VirshError, VirshSession } from './linux/virsh-session.js';
+
+/** Size of the volume standing for an OS disk on libvirt's test driver, which boots nothing. */
+const SIMULATED_OS_DISK = '4G';
+
+/**
+ * Slot size (MiB) of a VM's OS disk for an image tree: what the tree needs as ext4 (about 10% plus
+ * 64 MiB), twice over, since the guest's later images must fit the same slots (an update never
+ * resizes them); at least the installer default of 512 MiB, in steps of 128 MiB.
+ */
+export function vmSlotMiB(tree: number): number {
+  return Math.max(512, Math.ceil((2 * (tree * 1.1 + 64 * MiB)) / MiB / 128) * 128);
+}
 
 /** Parses virsh's "Key:   value" listings (nodeinfo, dominfo, pool-info). */
 export function parseKeyValues(text: string): Record<string, string> {
@@ -123,6 +137,56 @@ export class Libvirt {
 
   async poolVolumes(pool: string): Promise<string[]> {
     return (await this.names('vol-list', pool)).map((l) => l.split(/\s+/)[0]);
+  }
+
+  /** Capacity of a volume in bytes. */
+  async volumeBytes(pool: string, volume: string): Promise<number> {
+    // vol-info --bytes says e.g. "Capacity:       1073741824 bytes".
+    return Number.parseInt(parseKeyValues(await this.run('vol-info', volume, '--pool', pool, '--bytes')).Capacity ?? '0', 10) || 0;
+  }
+
+  async deleteVolume(pool: string, volume: string): Promise<void> {
+    if (await this.volumeExists(pool, volume)) await this.run('vol-delete', volume, '--pool', pool);
+  }
+
+  /**
+   * A new raw volume with the content of a local file (e.g. a disk image the agent built), so that it
+   * lies where QEMU reads the pool's volumes: created empty (`--allocation 0`: a dir pool would
+   * otherwise preallocate it) and filled with `vol-upload --sparse`, so the file's holes stay holes.
+   * A failed upload leaves no volume behind.
+   */
+  async uploadVolume(pool: string, volume: string, file: string): Promise<void> {
+    const { size } = await stat(file);
+    await this.run('vol-create-as', pool, volume, String(size), '--format', 'raw', '--allocation', '0');
+    try {
+      await this.run('vol-upload', volume, file, '--pool', pool, '--sparse');
+    } catch (err) {
+      await this.run('vol-delete', volume, '--pool', pool).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Writes the bootable A/B disk of an Edgeplane OS image as the volume `volume` of `pool`: the
+   * installer disk `edgeplane image build --disk` writes (device/linux/os-disk.ts: ESP with GRUB,
+   * slot A and recovery holding the image, an empty slot B, data), built from the image's extracted
+   * root filesystem `tree` in `workDir` (the agent's own scratch space) and uploaded. Its slots are
+   * sized for the image with room for later ones (vmSlotMiB). On libvirt's test driver nothing boots:
+   * an empty volume stands for the disk. Consumes `tree`.
+   */
+  async importOsDisk(pool: string, volume: string, o: { tree: string; meta: SlotMeta; workDir: string }): Promise<void> {
+    if (this.simulated) {
+      await this.run('vol-create-as', pool, volume, SIMULATED_OS_DISK, '--format', 'raw');
+      return;
+    }
+    const layout = diskLayout({ slotMiB: vmSlotMiB(await treeBytes(o.tree)) });
+    const disk = join(o.workDir, 'disk.img');
+    try {
+      await writeOsDisk({ tree: o.tree, meta: o.meta, layout, output: disk, workDir: join(o.workDir, 'parts') });
+      await this.uploadVolume(pool, volume, disk);
+    } finally {
+      await rm(o.workDir, { recursive: true, force: true });
+    }
   }
 }
 

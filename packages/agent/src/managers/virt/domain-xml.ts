@@ -14,15 +14,22 @@ export const vmConsoleDir = (dataDir: string) => join(dataDir, 'virt', 'console'
 export const vmConsoleLog = (dataDir: string, domain: string) => join(vmConsoleDir(dataDir), `${domain}.log`);
 
 export const diskVolume = (vm: Pick<VirtVmSpec, 'domain'>) => `${vm.domain}.qcow2`;
-/** Base volume holding the OS image, shared by every VM disk in a pool (qcow2 backing file). */
-export const baseVolume = (vm: Pick<VirtVmSpec, 'image'>) => `ep-base-${vm.image.digest.replace(/^sha256:/, '').slice(0, 16)}.qcow2`;
+/** A VM's NoCloud seed ISO as a volume of its pool (a real hypervisor: QEMU reads the pool's files). */
+export const seedVolume = (vm: Pick<VirtVmSpec, 'domain'>) => `${vm.domain}-seed.iso`;
+/** Prefix of the base volumes: one per OS image digest and pool, the backing file of every VM disk of that image. */
+export const BASE_PREFIX = 'ep-base-';
+/** Base volume holding the OS image's bootable A/B disk (raw), shared by every VM disk of that image in a pool. */
+export const baseVolume = (vm: Pick<VirtVmSpec, 'image'>) => `${BASE_PREFIX}${vm.image.digest.replace(/^sha256:/, '').slice(0, 16)}.img`;
 
 export interface DomainXmlInput {
   vm: VirtVmSpec;
   /** 'kvm' (hardware), 'qemu' (TCG) or 'test' (libvirt's test driver). */
   type: 'kvm' | 'qemu' | 'test';
-  /** Path of the NoCloud seed ISO on the appliance (readable by QEMU: e.g. in the VM's storage pool). */
-  seedIso: string;
+  /**
+   * The NoCloud seed ISO: a volume of the VM's pool on a real hypervisor (where QEMU can read it), a
+   * file on libvirt's test driver (whose volumes have no files; the simulator reads the seed from there).
+   */
+  seed: { volume: string } | { file: string };
   /** File the guest's serial console is copied to (libvirt's virtlogd writes it), for `vm console`. */
   serialLog?: string;
 }
@@ -43,7 +50,7 @@ export interface DomainXmlInput {
  * (host-passthrough); under TCG every feature the emulator implements (mode "maximum", libvirt >= 7.1).
  * The test driver (libvirt's test:///) models none of these and gets the plain domain.
  */
-export function domainXml({ vm, type, seedIso, serialLog }: DomainXmlInput): string {
+export function domainXml({ vm, type, seed, serialLog }: DomainXmlInput): string {
   const qemu = type !== 'test';
   const firmware = qemu
     ? `
@@ -76,9 +83,9 @@ export function domainXml({ vm, type, seedIso, serialLog }: DomainXmlInput): str
       <source pool='${esc(vm.storagePool)}' volume='${esc(diskVolume(vm))}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <disk type='file' device='disk'>
+    <disk type='${'volume' in seed ? 'volume' : 'file'}' device='disk'>
       <driver name='qemu' type='raw'/>
-      <source file='${esc(seedIso)}'/>
+      ${'volume' in seed ? `<source pool='${esc(vm.storagePool)}' volume='${esc(seed.volume)}'/>` : `<source file='${esc(seed.file)}'/>`}
       <target dev='vdb' bus='virtio'/>
       <readonly/>
     </disk>
@@ -104,6 +111,8 @@ export interface DomainFacts {
   volume?: string;
   network?: string;
   seedIso?: string;
+  /** The seed's volume (in `pool`) when it is one. */
+  seedVolume?: string;
   serialLog?: string;
 }
 
@@ -112,14 +121,17 @@ export function readDomainXml(xml: string): DomainFacts {
   const m = (re: RegExp) => re.exec(xml)?.[1];
   const mem = /<memory unit=['"](\w+)['"]>(\d+)<\/memory>/.exec(xml);
   const factor: Record<string, number> = { KiB: 1 / 1024, MiB: 1, GiB: 1024, b: 1 / 1024 / 1024, bytes: 1 / 1024 / 1024 };
+  // The seed is the domain's read-only disk.
+  const seedDisk = [...xml.matchAll(/<disk\b[^>]*>[\s\S]*?<\/disk>/g)].map((d) => d[0]).find((d) => /<readonly\s*\/>/.test(d));
   return {
     vcpus: Number(m(/<vcpu[^>]*>(\d+)<\/vcpu>/)) || undefined,
     memoryMiB: mem ? Math.round(Number(mem[2]) * (factor[mem[1]] ?? 1)) : undefined,
     pool: m(/<source pool=['"]([^'"]+)['"]/),
     volume: m(/<source pool=['"][^'"]+['"] volume=['"]([^'"]+)['"]/),
     network: m(/<interface type=['"]network['"]>\s*(?:<[^>]*>\s*)*?<source network=['"]([^'"]+)['"]/),
-    // The seed is the domain's one file-backed disk (the OS disk is a pool volume); older domains had it as a cdrom.
+    // On the test driver the seed is the domain's one file-backed disk (the OS disk is a pool volume); older domains had it as a cdrom.
     seedIso: m(/<disk type=['"]file['"] device=['"](?:disk|cdrom)['"]>[\s\S]*?<source file=['"]([^'"]+)['"]/),
+    seedVolume: /<source pool=['"][^'"]+['"] volume=['"]([^'"]+)['"]/.exec(seedDisk ?? '')?.[1],
     serialLog: m(/<serial type=['"]pty['"]>\s*<log file=['"]([^'"]+)['"]/),
   };
 }

@@ -4,12 +4,10 @@ import { LIBVIRT_CAPABILITY, type VirtDomainStatus, type VirtSpec, type VirtStat
 import { ensureDir, readTextFile, removeTree, writeFileAtomic } from '../../atomic-file.js';
 import type { Device } from '../../device/device.js';
 import type { Libvirt } from '../../device/libvirt.js';
+import { BlobStore, extractImage, type PulledImage, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
 import { writeSeedIso } from '../../seed/seed-iso.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
-import { baseVolume, DOMAIN_PREFIX, diskVolume, domainXml, readDomainXml, vmConsoleLog } from './domain-xml.js';
-
-/** Size of a base volume created for an OS image (the image is written into it on a real appliance). */
-const BASE_VOLUME_SIZE = '4G';
+import { BASE_PREFIX, baseVolume, DOMAIN_PREFIX, diskVolume, domainXml, readDomainXml, seedVolume, vmConsoleLog } from './domain-xml.js';
 
 export interface VirtManagerOptions {
   /** libvirt connection URI from the agent config (virt.libvirtUri). */
@@ -43,6 +41,14 @@ export class VirtManager implements Manager<'virt'> {
     return this.device.libvirt(this.options.uri);
   }
 
+  /** Images pulled during this apply pass (one download per digest, however many pools need its base). */
+  private pulled = new Map<string, PulledImage>();
+
+  private get workDir(): string {
+    return join(this.options.dataDir, 'virt', 'work');
+  }
+
+  /** The seed ISO as the agent writes it (kept on the test driver, where the domain reads it from here). */
   private seedPath(vm: Pick<VirtVmSpec, 'domain'>): string {
     return join(this.options.dataDir, 'virt', 'seeds', `${vm.domain}.iso`);
   }
@@ -82,11 +88,11 @@ export class VirtManager implements Manager<'virt'> {
         await this.ensure(vm, ctx);
         await ctx.reportProgress();
       }
-      // 3. Base volumes no VM uses any more.
+      // 3. Base volumes no VM uses any more (the last VM of that image in that pool went with its cluster).
       const bases = new Set(vms.map((v) => `${v.storagePool}/${baseVolume(v)}`));
       for (const pool of await lv.names('pool-list', '--name')) {
         for (const vol of await lv.poolVolumes(pool)) {
-          if (vol.startsWith('ep-base-') && !bases.has(`${pool}/${vol}`)) await lv.run('vol-delete', vol, '--pool', pool);
+          if (vol.startsWith(BASE_PREFIX) && !bases.has(`${pool}/${vol}`)) await lv.run('vol-delete', vol, '--pool', pool);
         }
       }
       this.phase = vms.length ? 'Ready' : 'Idle';
@@ -95,36 +101,94 @@ export class VirtManager implements Manager<'virt'> {
       this.phase = 'Failed';
       this.message = (err as Error).message;
       throw err;
+    } finally {
+      this.pulled.clear();
+      await removeTree(this.workDir);
     }
+  }
+
+  /**
+   * The base volume of the VM's OS image in its pool: the image pulled by digest (as the os manager
+   * pulls it for a native host's slot, into the agent's own data dir) and written as the bootable
+   * A/B disk a device is installed with (Libvirt.importOsDisk). Built once per digest and pool and
+   * kept while any VM disk there is backed by it: later VMs of that image start from it at once.
+   */
+  private async ensureBase(vm: VirtVmSpec, ctx: ManagerContext): Promise<void> {
+    const lv = this.libvirt;
+    const base = baseVolume(vm);
+    if (await lv.volumeExists(vm.storagePool, base)) return;
+    const meta = { digest: vm.image.digest, image: vm.image.image, writtenAt: new Date().toISOString() };
+    if (lv.simulated) {
+      // libvirt's test driver boots nothing: no image is pulled, an empty volume stands for the disk.
+      await lv.importOsDisk(vm.storagePool, base, { tree: this.workDir, meta: { ...meta, name: 'simulated', version: '0' }, workDir: this.workDir });
+      return;
+    }
+    const store = new BlobStore(join(this.workDir, 'blobs'));
+    let pulled = this.pulled.get(vm.image.digest);
+    if (!pulled) {
+      ctx.log.info({ digest: vm.image.digest }, `virt: pulling ${vm.image.image} for the VMs' base disk`);
+      pulled = await pullImage({ source: sourceFor(vm.image.image, { insecure: vm.image.insecure }), digest: vm.image.digest, store, signal: ctx.signal });
+      this.pulled.set(vm.image.digest, pulled);
+    }
+    const tree = join(this.workDir, 'rootfs');
+    await removeTree(tree);
+    await extractImage(store, pulled.manifest, tree, ctx.signal);
+    const info = await readImageInfo(tree);
+    if (!info)
+      throw new ManagerFailure({
+        phase: 'apply',
+        component: 'virt',
+        retryable: false,
+        message: `image ${vm.image.digest} is not an Edgeplane OS image: no valid /usr/lib/edgeplane/image.json`,
+      });
+    await lv.importOsDisk(vm.storagePool, base, { tree, meta: { ...meta, ...info }, workDir: join(this.workDir, 'disk') });
+    ctx.emitEvent('Normal', 'VmBaseDiskCreated', `OS disk of ${info.name} ${info.version} (${vm.image.digest}) written to ${vm.storagePool}/${base}`);
+  }
+
+  /**
+   * The VM's NoCloud seed, rewritten when its content changes: on a real hypervisor a volume of the
+   * VM's pool (QEMU cannot read the agent's 0700 data dir), on the test driver the agent's own file.
+   */
+  private async ensureSeed(vm: VirtVmSpec): Promise<{ volume: string } | { file: string }> {
+    const lv = this.libvirt;
+    const iso = this.seedPath(vm);
+    const files = { 'user-data': vm.seed.userData, 'meta-data': vm.seed.metaData };
+    const hash = createHash('sha256').update(JSON.stringify(files)).digest('hex');
+    const current = (await readTextFile(`${iso}.sha256`).catch(() => undefined)) === hash;
+    if (lv.simulated) {
+      if (!current) {
+        await writeSeedIso(iso, files);
+        await writeFileAtomic(`${iso}.sha256`, hash);
+      }
+      return { file: iso };
+    }
+    const volume = seedVolume(vm);
+    if (!current || !(await lv.volumeExists(vm.storagePool, volume))) {
+      await writeSeedIso(iso, files);
+      await lv.deleteVolume(vm.storagePool, volume);
+      await lv.uploadVolume(vm.storagePool, volume, iso);
+      await removeTree(iso); // it carries the registration token: the pool's copy is the one kept
+      await writeFileAtomic(`${iso}.sha256`, hash);
+    }
+    return { volume };
   }
 
   private async ensure(vm: VirtVmSpec, ctx: ManagerContext): Promise<void> {
     const lv = this.libvirt;
     const base = baseVolume(vm);
-    if (!(await lv.volumeExists(vm.storagePool, base))) await lv.run('vol-create-as', vm.storagePool, base, BASE_VOLUME_SIZE, '--format', 'qcow2');
-    if (!(await lv.volumeExists(vm.storagePool, diskVolume(vm))))
-      await lv.run(
-        'vol-create-as',
-        vm.storagePool,
-        diskVolume(vm),
-        `${vm.diskGiB}G`,
-        '--format',
-        'qcow2',
-        '--backing-vol',
-        base,
-        '--backing-vol-format',
-        'qcow2',
-      );
-    const seed = this.seedPath(vm);
-    const files = { 'user-data': vm.seed.userData, 'meta-data': vm.seed.metaData };
-    const hash = createHash('sha256').update(JSON.stringify(files)).digest('hex');
-    // The seed ISOs and console logs are the agent's own files (its data dir), handed to libvirt by path.
-    if ((await readTextFile(`${seed}.sha256`).catch(() => undefined)) !== hash) {
-      await writeSeedIso(seed, files);
-      await writeFileAtomic(`${seed}.sha256`, hash);
+    await this.ensureBase(vm, ctx);
+    if (!(await lv.volumeExists(vm.storagePool, diskVolume(vm)))) {
+      // The VM's disk is a qcow2 overlay whose backing file is the base volume, not a copy of it:
+      // copy-on-write, so a VM starts without copying the image and stores only what it writes; its
+      // virtual size is the VM's own (diskGiB, at least the base's), so the guest grows its data
+      // partition into it; and the image is downloaded and written once per digest and pool,
+      // however many VMs boot it.
+      const size = Math.max(vm.diskGiB * 1024 ** 3, await lv.volumeBytes(vm.storagePool, base));
+      await lv.run('vol-create-as', vm.storagePool, diskVolume(vm), String(size), '--format', 'qcow2', '--backing-vol', base, '--backing-vol-format', 'raw');
     }
+    const seed = await this.ensureSeed(vm);
     await ensureDir(dirname(this.serialLogPath(vm)));
-    const xml = domainXml({ vm, type: lv.domainType(this.options.kvm ?? false), seedIso: seed, serialLog: this.serialLogPath(vm) });
+    const xml = domainXml({ vm, type: lv.domainType(this.options.kvm ?? false), seed, serialLog: this.serialLogPath(vm) });
     const info = await lv.domainInfo(vm.domain);
     if (!info) {
       await lv.define(xml);
@@ -172,12 +236,13 @@ export class VirtManager implements Manager<'virt'> {
     // UEFI domains have a per-VM NVRAM file libvirt refuses to leave behind without --nvram; the
     // test driver has no NVRAM and refuses the flag.
     await lv.run('undefine', domain, ...(lv.domainType(false) === 'test' ? [] : ['--nvram']));
-    if (facts.pool && facts.volume && (await lv.volumeExists(facts.pool, facts.volume))) await lv.run('vol-delete', facts.volume, '--pool', facts.pool);
+    if (facts.pool && facts.volume) await lv.deleteVolume(facts.pool, facts.volume);
+    if (facts.pool && facts.seedVolume) await lv.deleteVolume(facts.pool, facts.seedVolume);
     const seed = this.seedPath({ domain });
     await removeTree(seed);
     await removeTree(`${seed}.sha256`);
     await removeTree(this.serialLogPath({ domain }));
-    ctx.emitEvent('Normal', 'VmDeleted', `VM ${domain} destroyed, undefined and its volume removed`);
+    ctx.emitEvent('Normal', 'VmDeleted', `VM ${domain} destroyed, undefined and its volumes removed`);
   }
 
   async status(): Promise<VirtStatus> {

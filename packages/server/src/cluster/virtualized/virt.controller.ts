@@ -161,7 +161,7 @@ export class VirtController extends Controller {
         diskGiB: vm.diskGiB,
         network: vm.network,
         storagePool: vm.storagePool,
-        image: { image: os.image, digest: os.digest },
+        image: { image: os.image, digest: os.digest, ...(os.insecure ? { insecure: true } : {}) },
         seed: {
           userData: renderUserData({ server: this.options.serverUrl(), token: VM_TOKEN_PLACEHOLDER, hostname: r.host, labels: vm.labels }),
           // instance-id = the VM's UUID: cloud-init runs its per-instance modules once per VM.
