@@ -29,6 +29,10 @@ export const ERROR_CODES = {
   },
   HostOffline: { status: 409, description: 'The edge host is not connected to this server right now; remote sessions need a connected agent.' },
   SessionEnded: { status: 409, description: 'The remote session has already ended (or was already attached); open a new one.' },
+  ReplicaUnreachable: {
+    status: 502,
+    description: 'The server replica that holds the host’s agent (and serves its remote session) could not be reached from this replica.',
+  },
   BodyTooLarge: { status: 413, description: 'The request body exceeds the server limit.' },
   UriTooLong: { status: 414, description: 'A path segment of the URL (for example a name) is longer than the server reads (100 characters).' },
   RequestTimeout: { status: 408, description: 'The client did not send its whole request (headers and body) within the server request timeout.' },

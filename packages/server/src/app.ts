@@ -30,6 +30,7 @@ import { installerRoutes } from './installer/installer.routes.js';
 import { pairingApiRoutes } from './pairing/pairing.routes.js';
 import { type PairingCaps, PairingSessions } from './pairing/pairing-sessions.js';
 import { remoteSessionRoutes } from './remote-session/remote-session.routes.js';
+import { SessionProxy } from './remote-session/replica-proxy.js';
 import { SessionBroker } from './remote-session/session-broker.js';
 import type { Store } from './store/db.js';
 import { whoamiRoutes } from './user/whoami.routes.js';
@@ -64,6 +65,8 @@ export interface AppDeps {
   allowedRegistries?: string[];
   /** Told this server's watch hub once built (other replicas' change notices go to it). */
   onWatchHub?: (watch: WatchHub) => void;
+  /** Shared by the replicas of one PostgreSQL store: remote sessions are proxied to the replica holding the agent. */
+  replicaSecret?: string;
 }
 
 /** One HTTP route as Fastify registered it (`:name` parameters, methods upper case). */
@@ -152,7 +155,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const recordingsDir = join(deps.dataDir ?? join(tmpdir(), 'edgeplane'), 'recordings');
   const sessions = new SessionBroker({ db: store.db, hub, metrics, log: deps.logger.child({ component: 'sessions' }) as never, recordingsDir });
   app.addHook('preClose', async () => sessions.stop());
-  await app.register(async (scope) => remoteSessionRoutes(scope, { db: store.db, broker: sessions, recordingsDir, publicUrl: deps.publicUrl }));
+  const proxy = new SessionProxy({
+    db: store.db,
+    replicaId: hub.replicaId,
+    secret: deps.replicaSecret,
+    shared: store.dialect === 'postgres',
+    log: deps.logger.child({ component: 'session-proxy' }) as never,
+  });
+  await app.register(async (scope) => remoteSessionRoutes(scope, { db: store.db, broker: sessions, proxy, recordingsDir, publicUrl: deps.publicUrl }));
   await app.register(async (scope) => auditRoutes(scope, { db: store.db }));
   // Profile writes resolve their OS image digest before the API opens a store transaction.
   const images = new ImageResolver({ allowedRegistries: deps.allowedRegistries, log: deps.logger.child({ component: 'images' }) });

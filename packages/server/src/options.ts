@@ -16,6 +16,14 @@ export interface ServerOptions {
    * `reconnectElsewhere` (give the load balancer's health check time to notice); default 0.
    */
   drainDelayMs?: number;
+  /**
+   * Secret shared by every replica on one PostgreSQL store (default EDGEPLANE_REPLICA_SECRET): a
+   * remote session opened through one replica for a host whose agent is on another is proxied there.
+   * Unset: such sessions answer HostOffline.
+   */
+  replicaSecret?: string;
+  /** Where the other replicas reach this one (default EDGEPLANE_REPLICA_URL, else its listen address). */
+  replicaUrl?: string;
   /** Agent channels held at once; default: the open-file limit less a reserve (agent/descriptor-budget.ts). */
   maxAgentChannels?: number;
   /** Told to agents in `welcome`; default a third of offlineAfterSeconds, at most 30. */

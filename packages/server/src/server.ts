@@ -1,4 +1,5 @@
 import { chmodSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { ConnectionHub } from './agent/connection-hub.js';
@@ -45,7 +46,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = openStore({ dataDir, databaseUrl: options.databaseUrl, onError: (err) => logger.warn({ err: err.message }, 'idle database connection lost') });
   try {
     await migrateToLatest(store.db);
-    const orphaned = await endOrphanedSessions(store.db);
+    const orphaned = await endOrphanedSessions(store.db, store.dialect === 'postgres');
     if (orphaned) logger.info({ sessions: orphaned }, 'ended remote sessions left open by a previous run');
     const adminTokenFile = join(dataDir, 'admin-token');
     const adminToken = await bootstrap(store.db, adminTokenFile);
@@ -107,6 +108,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       allowedRegistries: options.allowedRegistries,
       maxWatchesPerToken: options.maxWatchesPerToken,
       onWatchHub: (watch) => replicas?.attachWatch(watch),
+      replicaSecret: options.replicaSecret ?? process.env.EDGEPLANE_REPLICA_SECRET,
     });
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 8080 });
@@ -115,6 +117,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
     const url = options.publicUrl ?? `${transport.tls ? 'https' : 'http'}://${shown}:${port}`;
     vmServerUrl = url;
+    // Where the other replicas proxy remote sessions to: this process's own address, not the load balancer's.
+    const listenUrl = `${transport.tls ? 'https' : 'http'}://${host === '0.0.0.0' || host === '::' ? hostname() : shown}:${port}`;
+    await hub.advertise(options.replicaUrl ?? process.env.EDGEPLANE_REPLICA_URL ?? listenUrl);
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
     const virt = new VirtController(controllerDb, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => url });
     virt.start();

@@ -69,6 +69,8 @@ export class ConnectionHub implements HostNotifier {
   private readonly startedAt = new Date().toISOString();
   private leaseRenewedAt = 0;
   private drainingSince = 0;
+  /** Where the other replicas reach this one (advertise()); written with the lease. */
+  private url?: string;
   /** Committed changes of this server, for watchers (the console); connectivity flushes publish here too. */
   readonly changes = new ChangeBus();
   /** Other replicas sharing the store (PostgreSQL): host changes and spec pushes for agents held elsewhere go there. */
@@ -111,6 +113,12 @@ export class ConnectionHub implements HostNotifier {
 
   get size(): number {
     return this.conns.size;
+  }
+
+  /** Shared store: publishes the address other replicas proxy remote sessions to (known once listening). */
+  async advertise(url: string): Promise<void> {
+    this.url = url;
+    if (this.options.sharedStore) await this.renewLease();
   }
 
   /** Set by drain(): /readyz answers not-ready and new agent channels are refused. */
@@ -271,7 +279,7 @@ export class ConnectionHub implements HostNotifier {
    */
   private async renewLease(): Promise<void> {
     const now = Date.now();
-    await renewReplica(this.db, this.replicaId, this.startedAt, new Date(now + this.leaseMs()).toISOString());
+    await renewReplica(this.db, this.replicaId, this.startedAt, new Date(now + this.leaseMs()).toISOString(), this.url);
     if (this.leaseRenewedAt && now - this.leaseRenewedAt >= this.leaseMs()) {
       this.log.warn({ hosts: this.conns.size }, 'replica lease lapsed; writing the connectivity of its hosts again');
       for (const host of this.conns.keys()) if (!this.pendingConnectivity.has(host)) this.pendingConnectivity.set(host, 'online');

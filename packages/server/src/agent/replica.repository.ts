@@ -6,13 +6,32 @@ import type { Executor } from '../store/db.js';
  * takes it offline, and any replica takes offline the hosts of a replica whose lease ran out.
  */
 
-/** Inserts or renews this replica's lease. */
-export async function renewReplica(db: Executor, id: string, startedAt: string, expiresAt: string): Promise<void> {
+/** Inserts or renews this replica's lease (and the address its peers reach it at, once known). */
+export async function renewReplica(db: Executor, id: string, startedAt: string, expiresAt: string, url?: string): Promise<void> {
   await db
     .insertInto('replicas')
-    .values({ id, started_at: startedAt, expires_at: expiresAt })
-    .onConflict((oc) => oc.column('id').doUpdateSet({ expires_at: expiresAt }))
+    .values({ id, started_at: startedAt, expires_at: expiresAt, url: url ?? null })
+    .onConflict((oc) => oc.column('id').doUpdateSet(url ? { expires_at: expiresAt, url } : { expires_at: expiresAt }))
     .execute();
+}
+
+/** The address of a replica whose lease is live at `now`; undefined for a dead or unknown one. */
+export async function liveReplicaUrl(db: Executor, id: string, now: string): Promise<string | undefined> {
+  const row = await db.selectFrom('replicas').select('url').where('id', '=', id).where('expires_at', '>', now).executeTakeFirst();
+  return row?.url ?? undefined;
+}
+
+/** The live replica holding `host`'s agent channel, if any: its id and address. */
+export async function hostReplica(db: Executor, host: string, now: string): Promise<{ id: string; url: string } | undefined> {
+  const row = await db
+    .selectFrom('edge_hosts')
+    .innerJoin('replicas', 'replicas.id', 'edge_hosts.replica')
+    .select(['replicas.id', 'replicas.url'])
+    .where('edge_hosts.name', '=', host)
+    .where('edge_hosts.connectivity', '=', 'online')
+    .where('replicas.expires_at', '>', now)
+    .executeTakeFirst();
+  return row?.url ? { id: row.id, url: row.url } : undefined;
 }
 
 /**

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateSessionRequest, DEFAULT_PROJECT, EdgeplaneError, parseOrThrow } from '@edgeplane/protocol';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type WebSocket from 'ws';
 import { appendAudit } from '../audit/audit.service.js';
 import { edgeHosts } from '../edgehost/edgehost.service.js';
 import { requireRunCommands } from '../http/authz.js';
@@ -10,7 +11,8 @@ import { insertRow } from '../resource/resource.repository.js';
 import { hashSecret } from '../resource/secrets.js';
 import type { Db } from '../store/db.js';
 import { authenticate } from '../user/api-token.service.js';
-import { remoteSessions } from './remote-session.service.js';
+import { remoteSessions, sessionReplica } from './remote-session.service.js';
+import type { SessionProxy } from './replica-proxy.js';
 import type { SessionBroker } from './session-broker.js';
 
 export interface SessionRouteDeps {
@@ -19,6 +21,23 @@ export interface SessionRouteDeps {
   recordingsDir: string;
   /** The server's public URL; session URLs use it instead of the request's Host header. */
   publicUrl?: string;
+  /** Other replicas (PostgreSQL): sessions of hosts whose agent is connected to another replica go there. */
+  proxy: SessionProxy;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The attach WebSocket opened on the replica serving the session (proxied attach). */
+    sessionUpstream?: WebSocket;
+  }
+}
+
+/** Passes a peer replica's answer on unchanged (status, JSON or recording body). */
+async function relayAnswer(reply: FastifyReply, res: Response): Promise<FastifyReply> {
+  reply.status(res.status);
+  const type = res.headers.get('content-type');
+  if (type) reply.header('content-type', type);
+  return reply.send(Buffer.from(await res.arrayBuffer()));
 }
 
 const TICKET_TTL_MS = 60_000;
@@ -26,7 +45,7 @@ export const attachPath = (id: string) => `/api/v1/remotesessions/${id}/attach`;
 
 /** Remote sessions: create on a host, attach (operator WebSocket), terminate, recording. */
 export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRouteDeps): Promise<void> {
-  const { db, broker } = deps;
+  const { db, broker, proxy } = deps;
   /** One-time attach tickets for browsers, which cannot set an Authorization header on a WebSocket. */
   const tickets = new Map<string, { id: string; expires: number }>();
 
@@ -56,7 +75,14 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
     // Approved hosts only: a cluster member (in-use) is exactly where troubleshooting is needed.
     if (hostRow.state !== 'ready' && hostRow.state !== 'in-use')
       throw new EdgeplaneError('InvalidState', `host "${host}" is ${hostRow.state}; remote sessions need an approved host (ready or in-use)`);
-    if (!broker.isConnected(host)) throw new EdgeplaneError('HostOffline', `host "${host}" is not connected`);
+    // The public base of session links: this server's, or the one the proxying replica was reached at.
+    const base = proxy.forwardedBase(req.headers) ?? deps.publicUrl?.replace(/\/+$/, '') ?? `${req.protocol}://${req.host}`;
+    if (!broker.isConnected(host)) {
+      // Another replica holds the agent: it serves the session (a proxied request is never proxied again).
+      const peer = proxy.fromPeer(req.headers) ? undefined : await proxy.peerForHost(host);
+      if (peer) return relayAnswer(reply, await proxy.forward(peer, { method: 'POST', url: req.url, headers: req.headers, body: req.body }, base));
+      throw new EdgeplaneError('HostOffline', `host "${host}" is not connected`);
+    }
     const id = `rs-${randomBytes(6).toString('hex')}`;
     const now = new Date();
     const expiresAt = new Date(now.getTime() + body.ttlSeconds * 1000).toISOString();
@@ -79,6 +105,7 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
         host,
         user_name: caller.user,
         phase: 'pending',
+        replica: proxy.replicaId,
       });
       // In the same transaction: a session exists only with the audit entry that says who opened it and why.
       await appendAudit(trx, {
@@ -101,7 +128,6 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
     for (const [k, v] of tickets) if (v.expires < Date.now()) tickets.delete(k);
     req.log.info({ session: id, host, kind: body.kind, user: caller.user }, 'remote session created');
     const obj = await remoteSessions.get(db, id);
-    const base = deps.publicUrl?.replace(/\/+$/, '') ?? `${req.protocol}://${req.host}`;
     const wsBase = base.replace(/^http/, 'ws');
     return reply.status(201).send({ ...obj, status: { ...obj.status, url: `${wsBase}${attachPath(id)}`, attachTicket: ticket } });
   });
@@ -112,6 +138,15 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
       websocket: true,
       // Refuse before the upgrade, so a client sees a plain HTTP error with a code.
       preValidation: async (req) => {
+        // Served by another replica (it holds the host's agent): the operator is relayed there, and
+        // authenticated there, ticket or token, exactly as if it had connected to it.
+        if (!broker.get(req.params.id) && !proxy.fromPeer(req.headers)) {
+          const peer = await proxy.peerForSession(await sessionReplica(db, req.params.id));
+          if (peer) {
+            req.sessionUpstream = await proxy.openAttach(peer, req.url, req.headers.authorization);
+            return;
+          }
+        }
         if (req.query.ticket) {
           const key = hashSecret(req.query.ticket);
           const t = tickets.get(key);
@@ -125,6 +160,7 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
       },
     },
     (socket, req) => {
+      if (req.sessionUpstream) return proxy.relay(socket, req.sessionUpstream);
       const s = broker.get(req.params.id);
       try {
         if (!s) throw new EdgeplaneError('SessionEnded', `remote session "${req.params.id}" has ended`);
@@ -136,10 +172,14 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
     },
   );
 
-  app.post<{ Params: { id: string } }>('/api/v1/remotesessions/:id/terminate', async (req) => {
+  app.post<{ Params: { id: string } }>('/api/v1/remotesessions/:id/terminate', async (req, reply) => {
     const row = await sessionOf(req);
     const s = broker.get(row.name);
     if (s) await broker.end(s, { reason: 'terminated', message: `terminated by ${req.caller!.user}` });
+    else if (row.phase === 'pending' || row.phase === 'active') {
+      const peer = proxy.fromPeer(req.headers) ? undefined : await proxy.peerForSession(row.replica as string | null);
+      if (peer) return relayAnswer(reply, await proxy.forward(peer, { method: 'POST', url: req.url, headers: req.headers }));
+    }
     // Terminating an ended session is a no-op: scripts retry.
     return remoteSessions.get(db, row.name);
   });
@@ -147,6 +187,11 @@ export async function remoteSessionRoutes(app: FastifyInstance, deps: SessionRou
   app.get<{ Params: { id: string } }>('/api/v1/remotesessions/:id/recording', async (req, reply) => {
     const row = await sessionOf(req);
     const file = join(deps.recordingsDir, `${row.name}.cast`);
+    // Recordings stay in the data dir of the replica that served the session.
+    if (!existsSync(file) && !proxy.fromPeer(req.headers)) {
+      const peer = await proxy.peerForSession(row.replica as string | null);
+      if (peer) return relayAnswer(reply, await proxy.forward(peer, { method: 'GET', url: req.url, headers: req.headers }));
+    }
     if (!existsSync(file)) throw new EdgeplaneError('NotFound', `no recording for remote session "${row.name}" on this server`);
     reply.header('content-type', 'application/x-asciicast');
     return reply.send(createReadStream(file));

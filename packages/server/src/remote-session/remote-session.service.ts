@@ -34,9 +34,27 @@ export async function setSessionStatus(db: Executor, id: string, phase: string, 
     .execute();
 }
 
-/** Sessions a previous run of the server left pending or active: their agents' processes are gone with the channel. */
-export async function endOrphanedSessions(db: Executor): Promise<number> {
-  const rows = await db.selectFrom('remote_sessions').select(['name', 'status']).where('phase', 'in', ['pending', 'active']).execute();
+/** The replica serving a session (null for sessions of servers before replicas; undefined if there is no such session). */
+export async function sessionReplica(db: Executor, id: string): Promise<string | null | undefined> {
+  const row = await db.selectFrom('remote_sessions').select('replica').where('name', '=', id).executeTakeFirst();
+  return row ? (row.replica ?? null) : undefined;
+}
+
+/**
+ * Sessions a previous run of the server left pending or active: their agents' processes are gone
+ * with the channel. With replicas (`shared`), only those of no live replica: a session another replica
+ * serves goes on.
+ */
+export async function endOrphanedSessions(db: Executor, shared = false): Promise<number> {
+  const now = new Date().toISOString();
+  const rows = await db
+    .selectFrom('remote_sessions')
+    .select(['name', 'status'])
+    .where('phase', 'in', ['pending', 'active'])
+    .$if(shared, (q) =>
+      q.where((eb) => eb.or([eb('replica', 'is', null), eb('replica', 'not in', eb.selectFrom('replicas').select('id').where('expires_at', '>', now))])),
+    )
+    .execute();
   for (const r of rows) {
     const status = { ...JSON.parse(r.status), phase: 'ended', endReason: 'server-restarted', endedAt: new Date().toISOString() };
     await setSessionStatus(db, r.name, 'ended', status);

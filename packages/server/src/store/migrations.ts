@@ -279,6 +279,14 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0016_replica_sessions': {
+    async up(db: AnyDb) {
+      // Remote sessions across replicas: a replica advertises the address its peers reach it at, and a
+      // session row names the replica serving it (the one holding the host's agent channel).
+      await db.schema.alterTable('replicas').addColumn('url', 'varchar(300)').execute();
+      await db.schema.alterTable('remote_sessions').addColumn('replica', 'varchar(64)').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

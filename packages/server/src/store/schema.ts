@@ -142,6 +142,8 @@ export interface ReplicaTable {
   id: string;
   started_at: string;
   expires_at: string;
+  /** Where the other replicas reach this one (remote sessions proxied between replicas). */
+  url?: string | null;
 }
 /** A token bucket shared by all replicas: `tokens` left at `at` (epoch milliseconds). */
 export interface RateLimitBucketTable {
@@ -166,6 +168,8 @@ export interface RemoteSessionTable extends ResourceColumns {
   user_name: string;
   /** pending | active | ended | refused; sessions left active by a stopped server are ended on start. */
   phase: string;
+  /** The replica serving the session (holding the host's agent channel); other replicas proxy to it. */
+  replica?: string | null;
 }
 export interface AuditLogTable {
   seq: number;
