@@ -221,7 +221,14 @@ export const OsStatus = z.object({
     .refine((r) => Object.keys(r).length <= 8, 'at most 8 slots')
     .default({}),
   /** Download progress while Downloading. */
-  progress: z.object({ bytes: z.number(), total: z.number() }).optional(),
+  progress: z
+    .object({
+      bytes: z.number(),
+      total: z.number(),
+      /** A delta update: slot image bytes taken from the slots the device already has instead of downloaded. */
+      reused: z.number().optional(),
+    })
+    .optional(),
   /** Why the last boot of a new slot fell back, or why the update failed. */
   message: StatusText.optional(),
   error: ManagerError.optional(),

@@ -105,6 +105,54 @@ export class LinuxSlots implements SlotBoot {
     await rm(record, { force: true });
   }
 
+  async slotImage(slot: Slot): Promise<string | undefined> {
+    const target = this.target(slot);
+    return (await stat(target).catch(() => undefined)) ? target : undefined;
+  }
+
+  /**
+   * A delta update's write: the same protocol as writeSlot, with the slot image rebuilt by `fill`
+   * (oci/delta/assemble.ts, which checks every chunk and the whole image's sha256) in place of
+   * mkfs.ext4 -d: old superblock zeroed (or a .partial file), image written, fsync, e2fsck -fn,
+   * image.json read back for the record, the record written last with debugfs -w.
+   */
+  async writeSlotImage(
+    slot: Slot,
+    fill: (path: string) => Promise<void>,
+    meta: (imageJson: string | undefined) => SlotMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (slot === 'recovery') throw new Error('the recovery slot is written by the installer only');
+    const target = this.target(slot);
+    const st = await stat(target).catch(() => undefined);
+    if (!st?.isBlockDevice() && !this.options.targets?.[slot])
+      throw new Error(`cannot write slot ${slot}: no block device ${target} (no GPT partition named ${partitionName(slot)}?)`);
+    let written = target;
+    if (st?.isBlockDevice()) await invalidate(target);
+    else {
+      written = `${target}.partial`;
+      await rm(written, { force: true });
+    }
+    await fill(written);
+    await fsyncPath(written);
+    await runTool('e2fsck', ['-fn', written], { timeoutMs: 10 * 60_000, signal }).catch((err: Error) => {
+      throw new Error(`slot verification failed: the written filesystem is not clean: ${err.message}`);
+    });
+    const info = await runTool('debugfs', ['-R', `cat /${IMAGE_INFO_PATH}`, written], { timeoutMs: 60_000, signal }).then(
+      (r) => r.stdout || undefined,
+      () => undefined,
+    );
+    const record = `${written}.slot.json`;
+    await writeFileAtomic(record, `${JSON.stringify(meta(info), null, 2)}\n`, 0o644);
+    try {
+      await runTool('debugfs', ['-w', '-R', `write ${record} /${SLOT_META_PATH}`, written], { timeoutMs: 60_000, signal });
+    } finally {
+      await rm(record, { force: true });
+    }
+    await fsyncPath(written);
+    if (written !== target) await rename(written, target);
+  }
+
   /** No objection of its own: the os manager's health checks judge a real trial boot. */
   async slotHealth(_slot: Slot): Promise<string | undefined> {
     return undefined;

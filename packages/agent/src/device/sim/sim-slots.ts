@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
 import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
 import { BOOT_VARS, GrubEnv, type SlotBoot, type SlotMeta } from '../boot-env.js';
+import { runTool } from '../run-tool.js';
 
 export const SIM_BOOTED_SLOT_FILE = 'var/lib/edgeplane-sim/booted-slot';
 export const GRUBENV_PATH = 'boot/grub/grubenv';
@@ -46,6 +47,36 @@ export class SimSlots implements SlotBoot {
     });
     // slot.json last: a slot without it counts as empty (and does not "boot").
     await writeFileAtomic(join(dir, 'slot.json'), `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+  }
+
+  /** The slot's ext4 image, kept beside its tree when the slot was written by a delta update. */
+  async slotImage(slot: Slot): Promise<string | undefined> {
+    const image = join(this.slotDir(slot), 'slot.img');
+    return (await stat(image).catch(() => undefined)) ? image : undefined;
+  }
+
+  /**
+   * A delta update: the rebuilt slot image is kept as slot.img (a later delta seeds from it) and its
+   * tree is unpacked with `debugfs rdump` (real e2fsprogs, no mount) into rootfs, which the
+   * simulated machine boots; slot.json last, as in writeSlot.
+   */
+  async writeSlotImage(
+    slot: Slot,
+    fill: (path: string) => Promise<void>,
+    meta: (imageJson: string | undefined) => SlotMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const dir = this.slotDir(slot);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(join(dir, 'rootfs'), { recursive: true });
+    const image = join(dir, 'slot.img.partial');
+    await fill(image);
+    await runTool('e2fsck', ['-fn', image], { timeoutMs: 10 * 60_000, signal });
+    await runTool('debugfs', ['-R', `rdump / ${join(dir, 'rootfs')}`, image], { timeoutMs: 10 * 60_000, signal });
+    const info = await readFile(join(dir, 'rootfs', 'usr', 'lib', 'edgeplane', 'image.json'), 'utf8').catch(() => undefined);
+    const record = meta(info);
+    await rename(image, join(dir, 'slot.img'));
+    await writeFileAtomic(join(dir, 'slot.json'), `${JSON.stringify(record, null, 2)}\n`, 0o644);
   }
 
   async readSlot(slot: Slot): Promise<SlotMeta | undefined> {

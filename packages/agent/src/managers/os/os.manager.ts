@@ -4,7 +4,8 @@ import { removeTree } from '../../atomic-file.js';
 import { sleep } from '../../backoff.js';
 import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
 import { type Device, slotBoot } from '../../device/device.js';
-import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
+import { assembleSlotImage, findDelta } from '../../oci/delta/index.js';
+import { BlobStore, extractImage, ImageInfo, OciError, pullImage, RegistryClient, readImageInfo, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import { type FailedImage, loadOsState, MAX_FAILED_IMAGES, type OsState, saveOsState } from './os-state.js';
 import { IMAGE_HEALTH_CHECKS_PATH, readImageHealthChecks, runProfileHealthChecks } from './profile-health.js';
@@ -33,7 +34,7 @@ export interface OsManagerOptions {
 export class OsManager implements Manager<'os'> {
   readonly name = 'os' as const;
   private state?: OsState;
-  private progress?: { bytes: number; total: number };
+  private progress?: { bytes: number; total: number; reused?: number };
 
   constructor(
     private readonly device: Device,
@@ -83,7 +84,9 @@ export class OsManager implements Manager<'os'> {
   }
 
   private async stage(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<void> {
-    await this.setPhase('Downloading', `pulling ${desired.image}@${desired.digest} for slot ${passive}`);
+    const noDelta = await this.stageByDelta(desired, passive, boot, ctx);
+    if (!noDelta) return;
+    await this.setPhase('Downloading', `pulling ${desired.image}@${desired.digest} for slot ${passive} (whole image: ${noDelta})`);
     ctx.log.info({ slot: passive, digest: desired.digest }, `os: pulling ${desired.digest} for slot ${passive}`);
     const store = new BlobStore(join(this.dir, 'cache'));
     let lastReport = 0;
@@ -134,6 +137,97 @@ export class OsManager implements Manager<'os'> {
       await this.setPhase('Failed', failure.message, failure.detail);
       throw failure;
     }
+  }
+
+  /**
+   * A delta update (docs/delta-updates.md): the slot image is rebuilt from the active and recovery
+   * slots plus the chunks they lack, fetched from the delta artifact next to the image; every chunk
+   * and the whole image are checked, fetched chunks are kept under <dataDir>/os/delta so an
+   * interrupted update resumes. Returns undefined when the slot is staged, else why the whole image
+   * is pulled instead (recorded in the phase message, and as an event).
+   */
+  private async stageByDelta(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<string | undefined> {
+    if (!boot.writeSlotImage || !boot.slotImage) return 'this device writes slots from the image tree only';
+    const source = sourceFor(desired.image, { insecure: desired.insecure });
+    if (!(source instanceof RegistryClient)) return 'the image is not in a registry';
+    const writeSlotImage = boot.writeSlotImage.bind(boot);
+    let found: Awaited<ReturnType<typeof findDelta>>;
+    try {
+      found = await findDelta(source, desired.digest, ctx.signal);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      return this.deltaFallback(ctx, 'Warning', `the delta artifact of ${desired.digest} is unusable: ${(err as Error).message}`);
+    }
+    if (!found) return this.deltaFallback(ctx, 'Normal', `no delta artifact is published for ${desired.digest}`);
+    const index = found.index;
+    const booted = await boot.bootedSlot();
+    const seeds: string[] = [];
+    for (const slot of new Set<Slot>([booted, 'recovery'])) {
+      const image = await boot.slotImage(slot);
+      if (image) seeds.push(image);
+    }
+    await this.setPhase('Downloading', `rebuilding slot ${passive} from slots ${[booted, 'recovery'].join(' and ')} and the delta of ${desired.digest}`);
+    ctx.log.info({ slot: passive, digest: desired.digest, delta: found.manifestDigest, seeds }, `os: delta update of slot ${passive}`);
+    let lastReport = 0;
+    let done = { fetched: 0, reused: 0 };
+    try {
+      await writeSlotImage(
+        passive,
+        async (path) => {
+          done = await assembleSlotImage({
+            index,
+            seeds,
+            target: path,
+            chunkStore: join(this.dir, 'delta', index.digest.replace('sha256:', '')),
+            fetchRange: (pack, offset, length, signal) => source.getRange(found.packs[pack], offset, length, signal),
+            signal: ctx.signal,
+            onProgress: (p) => {
+              this.progress = { bytes: p.fetched, total: p.toFetch, reused: p.reused };
+              if (Date.now() - lastReport > 1000) {
+                lastReport = Date.now();
+                ctx.reportProgress();
+              }
+            },
+          });
+          await this.setPhase('Writing', `checking slot ${passive}, rebuilt from ${done.fetched} bytes downloaded and ${done.reused} reused`);
+          await ctx.reportProgress();
+        },
+        (imageJson) => {
+          let info: ImageInfo | undefined;
+          try {
+            info = ImageInfo.parse(JSON.parse(imageJson ?? ''));
+          } catch {
+            throw new OciError('BadManifest', `image ${desired.digest} is not an Edgeplane OS image: no valid /usr/lib/edgeplane/image.json in its slot image`);
+          }
+          return { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() };
+        },
+        ctx.signal,
+      );
+    } catch (err) {
+      this.progress = undefined;
+      if (ctx.signal.aborted) throw err; // the chunks fetched so far are kept: the next run resumes
+      await removeTree(join(this.dir, 'delta'));
+      return this.deltaFallback(ctx, 'Warning', `the delta update of slot ${passive} failed: ${(err as Error).message}`);
+    }
+    await removeTree(join(this.dir, 'delta'));
+    this.progress = undefined;
+    const meta = await boot.readSlot(passive);
+    await this.setPhase(
+      'Staged',
+      `image ${meta?.name} ${meta?.version} (${desired.digest}) is staged in slot ${passive} by delta: ${done.fetched} bytes downloaded, ${done.reused} reused`,
+    );
+    ctx.emitEvent(
+      'Normal',
+      'ImageStaged',
+      `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (${done.fetched} bytes downloaded, ${done.reused} bytes reused from the device's slots)`,
+    );
+    return undefined;
+  }
+
+  private deltaFallback(ctx: ManagerContext, type: 'Normal' | 'Warning', reason: string): string {
+    ctx.log.info({ reason }, `os: pulling the whole image: ${reason}`);
+    ctx.emitEvent(type, 'DeltaFallback', `pulling the whole image: ${reason}`);
+    return reason;
   }
 
   async apply(desired: OsSpec | undefined, ctx: ManagerContext, spec: HostSpec): Promise<void> {

@@ -27,6 +27,8 @@ export interface AssembleOptions {
 export interface DeltaProgress {
   /** Bytes downloaded from the registry (compressed chunk bytes). */
   fetched: number;
+  /** Bytes the plan fetches from the registry (known once the seeds are chunked; retries add to fetched). */
+  toFetch: number;
   /** Image bytes taken from the seeds (the active and recovery slots) instead of the registry. */
   reused: number;
   /** Image bytes written so far, and the image size. */
@@ -65,7 +67,7 @@ export async function assembleSlotImage(options: AssembleOptions): Promise<Delta
     });
   }
   await mkdir(options.chunkStore, { recursive: true });
-  const progress: DeltaProgress = { fetched: 0, reused: 0, written: 0, total: index.size };
+  const progress: DeltaProgress = { fetched: 0, toFetch: 0, reused: 0, written: 0, total: index.size };
 
   // Fetch first (resumable: each verified chunk is kept), then write the image in one pass.
   const missing: IndexEntry[] = [];
@@ -77,6 +79,8 @@ export async function assembleSlotImage(options: AssembleOptions): Promise<Delta
     if (await stat(join(options.chunkStore, key)).catch(() => undefined)) continue;
     missing.push(e);
   }
+  progress.toFetch = missing.reduce((sum, e) => sum + e.packLength, 0);
+  options.onProgress?.({ ...progress });
   await fetchChunks(missing, options, progress);
 
   const fh = await open(options.target, 'r+').catch(() => open(options.target, 'w'));

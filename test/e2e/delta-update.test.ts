@@ -1,0 +1,232 @@
+import { createCipheriv, createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Device, LinuxDevice, type ManagerContext, OsManager, oci, SimDevice, type SlotBoot } from '@edgeplane/agent';
+import type { OsSpec, OsStatus } from '@edgeplane/protocol';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
+
+/** Deterministic filler: successive versions share it, as real releases share most of their files. */
+function filler(seed: string, mib: number): string {
+  const key = createHash('sha256').update(seed).digest().subarray(0, 16);
+  const stream = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  return Buffer.concat([stream.update(Buffer.alloc((mib * 1024 * 1024) / 2)), stream.final()]).toString('hex');
+}
+
+/**
+ * A pass-through in front of the real registry that counts the blob bytes it serves (what a device
+ * downloads) and can corrupt responses, as a flaky link or a broken mirror would.
+ */
+async function countingProxy(registry: TestRegistry) {
+  const state = { blobBytes: 0, corrupt: undefined as undefined | ((path: string, range: string | undefined) => boolean) };
+  const server: Server = createServer(async (req, res) => {
+    const headers: Record<string, string> = {};
+    for (const h of ['accept', 'range', 'content-type']) if (req.headers[h]) headers[h] = String(req.headers[h]);
+    const up = await fetch(`${registry.url}${req.url}`, { method: req.method, headers, redirect: 'manual' });
+    let body = Buffer.from(await up.arrayBuffer());
+    const path = req.url ?? '';
+    if (path.includes('/blobs/')) {
+      state.blobBytes += body.length;
+      if (state.corrupt?.(path, headers.range) && body.length > 100) {
+        body = Buffer.from(body);
+        body[50] ^= 0xff;
+      }
+    }
+    const out: Record<string, string> = {};
+    for (const h of ['content-type', 'content-range', 'docker-content-digest', 'location']) {
+      const v = up.headers.get(h);
+      if (v) out[h] = v;
+    }
+    res.writeHead(up.status, { ...out, 'content-length': String(body.length) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { host, state, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+let registry: TestRegistry;
+let proxy: Awaited<ReturnType<typeof countingProxy>>;
+let work: string;
+const images: Record<string, OsSpec & { layerBytes: number }> = {};
+const slotDigests: Record<string, string> = {};
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ep-delta-upd-'));
+  registry = await startRegistry();
+  proxy = await countingProxy(registry);
+  const bulk = filler('os', 3);
+  const files: Record<string, Record<string, string>> = {
+    '1.0.0': { 'usr/lib/bulk.txt': bulk },
+    '2.0.0': { 'usr/lib/bulk.txt': bulk, 'etc/new.conf': 'feature = on\n' },
+    '3.0.0': { 'usr/lib/bulk.txt': bulk, 'etc/new.conf': 'feature = off\n' },
+  };
+  for (const [version, f] of Object.entries(files)) {
+    const digest = await pushOsImage(registry, join(work, `layout-${version}`), version, f);
+    const client = new oci.RegistryClient({ registry: registry.host, repository: 'edge/os', insecure: true });
+    const manifest = JSON.parse((await client.getManifest(digest)).bytes.toString()) as { layers: { size: number }[] };
+    images[version] = { image: `${proxy.host}/edge/os:${version}`, digest, insecure: true, layerBytes: manifest.layers.reduce((s, l) => s + l.size, 0) };
+  }
+  // 1.0.0 and 2.0.0 have delta artifacts (2.0.0 reusing 1.0.0's chunks); 3.0.0 has none.
+  slotDigests['1.0.0'] = (await oci.delta.publishDelta({ to: `${registry.host}/edge/os:1.0.0` })).slotDigest;
+  slotDigests['2.0.0'] = (await oci.delta.publishDelta({ to: `${registry.host}/edge/os:2.0.0`, from: `${registry.host}/edge/os:1.0.0` })).slotDigest;
+});
+afterAll(async () => {
+  await proxy?.close();
+  await registry?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+const slotsOf = (device: Device) => device.boot as SlotBoot;
+
+interface Run {
+  events: { type: string; reason: string; message: string }[];
+  statuses: OsStatus[];
+  /** sha256 of each slot image as the delta wrote it (before the slot record goes in). */
+  rebuilt: string[];
+}
+
+/** One os manager prepare() of `version` on `device`: stages the passive slot. */
+async function stage(device: Device, dataDir: string, version: string): Promise<Run> {
+  const manager = new OsManager(device, { dataDir });
+  const run: Run = { events: [], statuses: [], rebuilt: [] };
+  const boot = device.boot as SlotBoot;
+  const original = boot.writeSlotImage?.bind(boot);
+  if (original)
+    boot.writeSlotImage = (slot, fill, meta, signal) =>
+      original(
+        slot,
+        async (path) => {
+          await fill(path);
+          run.rebuilt.push(
+            `sha256:${createHash('sha256')
+              .update(await readFile(path))
+              .digest('hex')}`,
+          );
+        },
+        meta,
+        signal,
+      );
+  const ctx: ManagerContext = {
+    device,
+    dataDir,
+    log: pino({ level: 'silent' }),
+    emitEvent: (type, reason, message) => void run.events.push({ type, reason, message }),
+    reportProgress: async () => void run.statuses.push(await manager.status()),
+    signal: new AbortController().signal,
+  };
+  const { layerBytes, ...desired } = images[version];
+  void layerBytes;
+  await manager.prepare(desired, ctx);
+  run.statuses.push(await manager.status());
+  if (original) boot.writeSlotImage = original;
+  return run;
+}
+
+async function linuxMachine() {
+  const root = await mkdtemp(join(work, 'linux-'));
+  await mkdir(join(root, 'proc'), { recursive: true });
+  const boot = (slot: 'A' | 'B') => writeFile(join(root, 'proc/cmdline'), `root=PARTLABEL=root-${slot.toLowerCase()} edgeplane.slot=${slot}\n`);
+  await boot('A');
+  const device = new LinuxDevice({
+    root,
+    slots: { grubenv: join(root, 'grubenv'), targets: { A: join(root, 'a.img'), B: join(root, 'b.img'), recovery: join(root, 'recovery.img') } },
+  });
+  return { root, device, boot };
+}
+
+describe('delta OS updates: the os manager fills the passive slot from what the device has', () => {
+  it('LinuxSlots (image files): 2.0.0 is rebuilt from the 1.0.0 slot, downloading far less than the layer, to the published slot digest', async () => {
+    const { root, device, boot } = await linuxMachine();
+    proxy.state.blobBytes = 0;
+    const first = await stage(device, root, '1.0.0'); // nothing to seed from yet: every chunk is fetched
+    expect(first.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+    expect(first.rebuilt).toEqual([slotDigests['1.0.0']]);
+    expect((await slotsOf(device).readSlot('B'))?.digest).toBe(images['1.0.0'].digest);
+
+    await boot('B'); // the trial boot of slot B
+    proxy.state.blobBytes = 0;
+    const second = await stage(device, root, '2.0.0');
+    expect(second.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+    expect(second.events[0].message).toMatch(/by delta update/);
+    expect(second.rebuilt).toEqual([slotDigests['2.0.0']]);
+    const meta = await slotsOf(device).readSlot('A');
+    expect(meta).toMatchObject({ digest: images['2.0.0'].digest, name: 'Edgeplane OS', version: '2.0.0' });
+    // Downloaded: the index, a few chunks; the layer is ~3.5 MiB compressed.
+    expect(proxy.state.blobBytes).toBeLessThan(images['2.0.0'].layerBytes / 4);
+    const progress = second.statuses.map((s) => s.progress).filter(Boolean);
+    expect(progress.at(-1)?.reused).toBeGreaterThan(3 * 1024 * 1024);
+    expect(second.statuses.at(-1)).toMatchObject({ phase: 'Staged' });
+    expect(second.statuses.at(-1)?.message).toMatch(/by delta: \d+ bytes downloaded, \d+ reused/);
+    expect(await readdir(join(root, 'os'))).not.toContain('delta'); // the chunk store goes once staged
+  });
+
+  it('a chunk corrupted on the way is fetched again and the update still goes by delta', async () => {
+    const { root, device } = await linuxMachine();
+    let corrupted = 0;
+    proxy.state.corrupt = (_path, range) => Boolean(range && range !== 'bytes=0-' && corrupted++ === 1);
+    try {
+      const run = await stage(device, root, '1.0.0');
+      expect(corrupted).toBeGreaterThan(1);
+      expect(run.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+      expect(run.rebuilt).toEqual([slotDigests['1.0.0']]);
+    } finally {
+      proxy.state.corrupt = undefined;
+    }
+  });
+
+  it('a chunk pack corrupted in the registry: the delta fails verification and the whole image is pulled, with the reason recorded', async () => {
+    const { root, device } = await linuxMachine();
+    const client = new oci.RegistryClient({ registry: registry.host, repository: 'edge/os', insecure: true });
+    const found = await oci.delta.findDelta(client, images['1.0.0'].digest);
+    const hex = found?.packs[0].replace('sha256:', '') ?? '';
+    const file = join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+    const good = await readFile(file);
+    const bad = Buffer.from(good);
+    for (let i = 0; i < bad.length; i += 4096) bad[i] ^= 0xff;
+    await writeFile(file, bad);
+    try {
+      const run = await stage(device, root, '1.0.0');
+      expect(run.events.map((e) => [e.type, e.reason])).toEqual([
+        ['Warning', 'DeltaFallback'],
+        ['Normal', 'ImageStaged'],
+      ]);
+      expect(run.events[0].message).toMatch(/delta update of slot B failed: .*(sha256|decompress)/);
+      expect((await slotsOf(device).readSlot('B'))?.digest).toBe(images['1.0.0'].digest);
+      expect(run.statuses.some((s) => /whole image: the delta update of slot B failed/.test(s.message ?? ''))).toBe(true);
+    } finally {
+      await writeFile(file, good);
+    }
+  });
+
+  it('no delta published: the whole image is pulled and the reason recorded', async () => {
+    const { root, device } = await linuxMachine();
+    const run = await stage(device, root, '3.0.0');
+    expect(run.events.map((e) => [e.type, e.reason])).toEqual([
+      ['Normal', 'DeltaFallback'],
+      ['Normal', 'ImageStaged'],
+    ]);
+    expect(run.events[0].message).toContain(`no delta artifact is published for ${images['3.0.0'].digest}`);
+    expect((await slotsOf(device).readSlot('B'))?.digest).toBe(images['3.0.0'].digest);
+  });
+
+  it('SimSlots: the simulated slot keeps its image; the next update seeds from it and boots the same tree', async () => {
+    const root = await mkdtemp(join(work, 'sim-'));
+    const device = new SimDevice({ root, hostname: 'sim-delta' });
+    await stage(device, root, '1.0.0');
+    await mkdir(join(root, 'var/lib/edgeplane-sim'), { recursive: true });
+    await writeFile(join(root, 'var/lib/edgeplane-sim/booted-slot'), 'B\n');
+    proxy.state.blobBytes = 0;
+    const run = await stage(device, root, '2.0.0');
+    expect(run.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+    expect(run.rebuilt).toEqual([slotDigests['2.0.0']]);
+    expect(proxy.state.blobBytes).toBeLessThan(images['2.0.0'].layerBytes / 4);
+    expect(await readFile(join(root, 'slots/A/rootfs/etc/new.conf'), 'utf8')).toBe('feature = on\n');
+    expect(await readFile(join(root, 'slots/A/rootfs/etc/os-release'), 'utf8')).toContain('VERSION_ID=2.0.0');
+    expect((await slotsOf(device).readSlot('A'))?.digest).toBe(images['2.0.0'].digest);
+  });
+});
