@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { distributionUnits } from '@edgeplane/agent';
 import { ImageBuildError, runTool, which } from './tools.js';
 
 /** OCI annotation (and config label) naming the Kubernetes distribution an image carries, e.g. `k3s v1.30.4+k3s1`. */
@@ -70,9 +71,10 @@ export async function installKubernetes(tree: string, binaries: KubernetesBinary
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-  for (const [path, content] of Object.entries(UNITS[distribution])) {
-    await mkdir(join(tree, path, '..'), { recursive: true });
-    await writeFile(join(tree, path), content);
+  // The image's own units (read-only /usr), the same texts agent mode writes (@edgeplane/agent).
+  for (const unit of distributionUnits(distribution, { binDir: '/usr/bin', unitDir: '/usr/lib/systemd/system' })) {
+    await mkdir(join(tree, unit.path, '..'), { recursive: true });
+    await writeFile(join(tree, unit.path), unit.content, { mode: unit.mode });
   }
   return { distribution, version: versions[0] };
 }
@@ -129,72 +131,3 @@ function binaryVersion(binary: KubernetesBinary): Promise<string> {
     });
   });
 }
-
-// Units as the distributions' own installers write them, with the binary at /usr/bin:
-//  k3s: install.sh create_systemd_service_file (k3s-io/k3s v1.30), `k3s server` / `k3s agent`;
-//  rke2: bundle/lib/systemd/system/rke2-server.service and rke2-agent.service (rancher/rke2 v1.30);
-//  kubeadm: kubelet.service and its 10-kubeadm.conf drop-in (kubernetes/release,
-//  cmd/krel/templates/latest/kubelet/kubelet.service and kubeadm/10-kubeadm.conf).
-const rancherUnit = (description: string, exec: string, conflicts?: string) => `[Unit]
-Description=${description}
-Wants=network-online.target
-After=network-online.target
-${conflicts ? `Conflicts=${conflicts}\n` : ''}
-[Install]
-WantedBy=multi-user.target
-
-[Service]
-Type=notify
-EnvironmentFile=-/etc/default/%N
-EnvironmentFile=-/etc/sysconfig/%N
-KillMode=process
-Delegate=yes
-LimitNOFILE=1048576
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-TimeoutStartSec=0
-Restart=always
-RestartSec=5s
-ExecStartPre=-/sbin/modprobe br_netfilter
-ExecStartPre=-/sbin/modprobe overlay
-ExecStart=${exec}
-`;
-
-const UNITS: Record<KubernetesRecord['distribution'], Record<string, string>> = {
-  k3s: {
-    'usr/lib/systemd/system/k3s.service': rancherUnit('Lightweight Kubernetes', '/usr/bin/k3s server'),
-    'usr/lib/systemd/system/k3s-agent.service': rancherUnit('Lightweight Kubernetes', '/usr/bin/k3s agent'),
-  },
-  rke2: {
-    'usr/lib/systemd/system/rke2-server.service': rancherUnit('Rancher Kubernetes Engine v2 (server)', '/usr/bin/rke2 server', 'rke2-agent.service'),
-    'usr/lib/systemd/system/rke2-agent.service': rancherUnit('Rancher Kubernetes Engine v2 (agent)', '/usr/bin/rke2 agent', 'rke2-server.service'),
-  },
-  kubeadm: {
-    'usr/lib/systemd/system/kubelet.service': `[Unit]
-Description=kubelet: The Kubernetes Node Agent
-Documentation=https://kubernetes.io/docs/
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-ExecStart=/usr/bin/kubelet
-Restart=always
-StartLimitInterval=0
-RestartSec=10
-
-[Install]
-WantedBy=multi-user.target
-`,
-    'usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf': `[Service]
-Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
-Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
-EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
-EnvironmentFile=-/etc/default/kubelet
-ExecStart=
-ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
-`,
-  },
-};
-
-export { UNITS as KUBERNETES_UNITS };

@@ -5,6 +5,7 @@ import { type Distribution, KUBERNETES_ANNOTATION, type KubernetesSpec, parseKub
 import type { Device } from '../../device/device.js';
 import { BlobStore, extractImage, OciError, pullImage, sourceFor } from '../../oci/index.js';
 import { ManagerFailure } from '../manager.js';
+import { distributionUnits } from './units.js';
 
 /**
  * Agent mode (a host that keeps its own OS, docs/kubernetes.md "Agent mode"): installs the
@@ -108,7 +109,7 @@ export async function installArtifact(device: Device, spec: KubernetesSpec, opti
       await device.files.writeAtomic(path, await readFile(join(tree, file)), file.startsWith('bin/') ? 0o755 : info.mode & 0o777);
       written.push(path);
     }
-    for (const unit of distributionUnits(spec.distribution)) {
+    for (const unit of distributionUnits(spec.distribution, { binDir: `${ARTIFACT_PREFIX}/bin` })) {
       // Units the artifact brings (rke2's tarball) win; an environment file the operator filled is kept.
       if (written.includes(unit.path) || (unit.keep && (await device.files.stat(unit.path)))) continue;
       await device.files.writeAtomic(unit.path, unit.content, unit.mode);
@@ -153,131 +154,4 @@ async function treeFiles(dir: string, base = dir): Promise<string[]> {
 
 function fail(retryable: boolean, message: string): never {
   throw new ManagerFailure({ phase: 'apply', component: 'kubernetes', retryable, message });
-}
-
-interface UnitFile {
-  path: string;
-  content: string;
-  mode: number;
-  /** Written only when missing (a file the operator may fill in). */
-  keep?: boolean;
-}
-
-/**
- * The k3s unit as k3s's install.sh (v1.30, create_systemd_service_file) writes it: Type=notify for
- * a server, exec for an agent. Its ExecStartPre lines (nm-cloud-setup check, modprobe of
- * br_netfilter and overlay) are left out: k3s loads the modules it needs itself (pkg/agent/syssetup).
- */
-function k3sUnit(name: 'k3s' | 'k3s-agent'): UnitFile[] {
-  const server = name === 'k3s';
-  const env = `/etc/systemd/system/${name}.service.env`;
-  const content = `[Unit]
-Description=Lightweight Kubernetes
-Documentation=https://k3s.io
-Wants=network-online.target
-After=network-online.target
-
-[Install]
-WantedBy=multi-user.target
-
-[Service]
-Type=${server ? 'notify' : 'exec'}
-EnvironmentFile=-/etc/default/%N
-EnvironmentFile=-/etc/sysconfig/%N
-EnvironmentFile=-${env}
-KillMode=process
-Delegate=yes
-User=root
-LimitNOFILE=1048576
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-TimeoutStartSec=0
-Restart=always
-RestartSec=5s
-ExecStart=${ARTIFACT_PREFIX}/bin/k3s ${server ? 'server' : 'agent'}
-`;
-  return [
-    { path: `/etc/systemd/system/${name}.service`, content, mode: 0o644 },
-    { path: env, content: '', mode: 0o600, keep: true },
-  ];
-}
-
-/** rke2's units as its release tarball carries them (lib/systemd/system), for artifacts without them. */
-function rke2Unit(role: 'server' | 'agent'): UnitFile {
-  return {
-    path: `${ARTIFACT_PREFIX}/lib/systemd/system/rke2-${role}.service`,
-    mode: 0o644,
-    content: `[Unit]
-Description=Rancher Kubernetes Engine v2 (${role})
-Documentation=https://github.com/rancher/rke2#readme
-Wants=network-online.target
-After=network-online.target
-Conflicts=rke2-${role === 'server' ? 'agent' : 'server'}.service
-
-[Install]
-WantedBy=multi-user.target
-
-[Service]
-Type=notify
-EnvironmentFile=-/etc/default/%N
-EnvironmentFile=-/etc/sysconfig/%N
-EnvironmentFile=-${ARTIFACT_PREFIX}/lib/systemd/system/%N.env
-KillMode=process
-Delegate=yes
-LimitNOFILE=1048576
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-TimeoutStartSec=0
-Restart=always
-RestartSec=5s
-ExecStart=${ARTIFACT_PREFIX}/bin/rke2 ${role}
-`,
-  };
-}
-
-/** kubelet.service and the kubeadm drop-in from kubernetes/release (cmd/krel/templates/latest), /usr/bin -> /usr/local/bin. */
-const KUBELET_UNITS: UnitFile[] = [
-  {
-    path: '/etc/systemd/system/kubelet.service',
-    mode: 0o644,
-    content: `[Unit]
-Description=kubelet: The Kubernetes Node Agent
-Documentation=https://kubernetes.io/docs/
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-ExecStart=${ARTIFACT_PREFIX}/bin/kubelet
-Restart=always
-StartLimitInterval=0
-RestartSec=10
-
-[Install]
-WantedBy=multi-user.target
-`,
-  },
-  {
-    path: '/etc/systemd/system/kubelet.service.d/10-kubeadm.conf',
-    mode: 0o644,
-    content: `# Note: This dropin only works with kubeadm and kubelet v1.11+
-[Service]
-Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
-Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
-# Written by "kubeadm init" and "kubeadm join" (KUBELET_KUBEADM_ARGS).
-EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
-# The user's last-resort overrides (KUBELET_EXTRA_ARGS).
-EnvironmentFile=-/etc/default/kubelet
-ExecStart=
-ExecStart=${ARTIFACT_PREFIX}/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
-`,
-  },
-];
-
-/** Every unit file the agent writes for a distribution (both roles: a node may change role later). */
-export function distributionUnits(distribution: Distribution): UnitFile[] {
-  if (distribution === 'k3s') return [...k3sUnit('k3s'), ...k3sUnit('k3s-agent')];
-  if (distribution === 'rke2') return [rke2Unit('server'), rke2Unit('agent')];
-  return KUBELET_UNITS;
 }
