@@ -91,7 +91,8 @@ interface Run {
 }
 
 /** One os manager prepare() of `version` on `device`: stages the passive slot. */
-async function stage(device: Device, dataDir: string, version: string): Promise<Run> {
+async function stage(device: Device, dataDir: string, version: string, options: { abortWhenFetched?: boolean } = {}): Promise<Run> {
+  const abort = new AbortController();
   const manager = new OsManager(device, { dataDir });
   const run: Run = { events: [], statuses: [], rebuilt: [] };
   const boot = device.boot as SlotBoot;
@@ -116,14 +117,23 @@ async function stage(device: Device, dataDir: string, version: string): Promise<
     dataDir,
     log: pino({ level: 'silent' }),
     emitEvent: (type, reason, message) => void run.events.push({ type, reason, message }),
-    reportProgress: async () => void run.statuses.push(await manager.status()),
-    signal: new AbortController().signal,
+    reportProgress: async () => {
+      const status = await manager.status();
+      run.statuses.push(status);
+      // The power goes, or the agent restarts, right after the last chunk arrived.
+      if (options.abortWhenFetched && status.progress && status.progress.total > 0 && status.progress.bytes >= status.progress.total)
+        abort.abort(new Error('interrupted'));
+    },
+    signal: abort.signal,
   };
   const { layerBytes, ...desired } = images[version];
   void layerBytes;
-  await manager.prepare(desired, ctx);
+  try {
+    await manager.prepare(desired, ctx);
+  } finally {
+    if (original) boot.writeSlotImage = original;
+  }
   run.statuses.push(await manager.status());
-  if (original) boot.writeSlotImage = original;
   return run;
 }
 
@@ -163,6 +173,21 @@ describe('delta OS updates: the os manager fills the passive slot from what the 
     expect(second.statuses.at(-1)).toMatchObject({ phase: 'Staged' });
     expect(second.statuses.at(-1)?.message).toMatch(/by delta: \d+ bytes downloaded, \d+ reused/);
     expect(await readdir(join(root, 'os'))).not.toContain('delta'); // the chunk store goes once staged
+  });
+
+  it('an update interrupted after its download resumes with the chunks it already has', async () => {
+    const { root, device } = await linuxMachine();
+    proxy.state.blobBytes = 0;
+    await expect(stage(device, root, '1.0.0', { abortWhenFetched: true })).rejects.toThrow(/interrupted/);
+    const firstBytes = proxy.state.blobBytes;
+    expect(firstBytes).toBeGreaterThan(1024 * 1024);
+    expect(await slotsOf(device).readSlot('B')).toBeUndefined(); // no record: the slot reads as empty
+    expect(await readdir(join(root, 'os/delta'))).toHaveLength(1); // the fetched chunks are kept
+    proxy.state.blobBytes = 0;
+    const run = await stage(device, root, '1.0.0');
+    expect(run.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+    expect(run.rebuilt).toEqual([slotDigests['1.0.0']]);
+    expect(proxy.state.blobBytes).toBeLessThan(firstBytes / 10); // the index again, no chunk
   });
 
   it('a chunk corrupted on the way is fetched again and the update still goes by delta', async () => {

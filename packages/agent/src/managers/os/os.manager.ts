@@ -183,7 +183,7 @@ export class OsManager implements Manager<'os'> {
             signal: ctx.signal,
             onProgress: (p) => {
               this.progress = { bytes: p.fetched, total: p.toFetch, reused: p.reused };
-              if (Date.now() - lastReport > 1000) {
+              if (Date.now() - lastReport > 1000 || (p.fetched >= p.toFetch && p.written === 0)) {
                 lastReport = Date.now();
                 ctx.reportProgress();
               }
