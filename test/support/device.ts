@@ -1,20 +1,34 @@
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { CONNECT_AUDIENCE, type Inventory, REGISTER_AUDIENCE } from '@edgeplane/protocol';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import WebSocket from 'ws';
 
-/** A hand-driven device for server tests: its own Ed25519 key, signed proofs and connect tokens. */
+/**
+ * A hand-driven device for server tests: its own Ed25519 key (or, from createP256, a P-256 key that
+ * claims to live in a TPM, with a made-up endorsement key: what a TPM agent sends, minus the TPM),
+ * signed proofs and connect tokens.
+ */
 export class TestDevice {
   private constructor(
     readonly uid: string,
     private key: CryptoKey,
-    readonly jwk: { kty: 'OKP'; crv: 'Ed25519'; x: string },
+    readonly jwk: { kty: 'OKP'; crv: 'Ed25519'; x: string } | { kty: 'EC'; crv: 'P-256'; x: string; y: string },
+    /** `identity` for the registration body: set for a P-256 (TPM-claiming) device. */
+    readonly identity?: { kind: 'tpm'; ekPublicKey: string },
   ) {}
 
   static async create(uid: string = randomUUID()): Promise<TestDevice> {
     const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     const jwk = (await exportJWK(publicKey)) as { x: string };
     return new TestDevice(uid, privateKey as CryptoKey, { kty: 'OKP', crv: 'Ed25519', x: jwk.x });
+  }
+
+  /** A device presenting an ES256 key and `identity: tpm` with an RSA endorsement key of its own making. */
+  static async createP256(uid: string = randomUUID()): Promise<TestDevice> {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = (await exportJWK(publicKey)) as { x: string; y: string };
+    const ek = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    return new TestDevice(uid, privateKey as CryptoKey, { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y }, { kind: 'tpm', ekPublicKey: ek });
   }
 
   /** Same device UID, new key: what a re-imaged or impostor device presents. */
@@ -26,7 +40,7 @@ export class TestDevice {
   sign(claims: { sub: string; aud: string; lifetime?: number; jti?: string; iat?: number }): Promise<string> {
     const iat = claims.iat ?? Math.floor(Date.now() / 1000);
     return new SignJWT({})
-      .setProtectedHeader({ alg: 'EdDSA' })
+      .setProtectedHeader({ alg: this.jwk.kty === 'EC' ? 'ES256' : 'EdDSA' })
       .setSubject(claims.sub)
       .setAudience(claims.aud)
       .setIssuedAt(iat)
@@ -54,6 +68,7 @@ export class TestDevice {
       token,
       deviceUid: this.uid,
       publicKey: this.jwk,
+      ...(this.identity ? { identity: this.identity } : {}),
       proof: await this.sign({ sub: this.uid, aud: REGISTER_AUDIENCE }),
       inventory: this.inventory(),
       agentVersion: 'test-1',

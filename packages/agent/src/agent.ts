@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -172,7 +172,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     // An unreadable CA file fails the start with its name, instead of every request failing later.
     this.trust = serverTrust(this.config.caFile);
     await mkdir(this.config.dataDir, { recursive: true, mode: 0o700 });
-    this.identity = await DeviceIdentity.loadOrCreate(this.config.dataDir);
+    this.identity = await DeviceIdentity.loadOrCreate(this.config.dataDir, { device: this.device, logger: this.logger });
     this.registration = this.identity.registrationFor(this.config.server);
     this.hostState = this.registration?.state;
     let stored: Awaited<ReturnType<typeof loadSpec>>;
@@ -300,8 +300,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       const rejected = outcome.code === CLOSE_CODES.rejected || outcome.errorCode === 'HostRejected';
       // This device's key waits for an operator (the host is bound to another key): nothing to do but wait.
       const keyPending = outcome.errorCode === 'DeviceKeyPending';
-      // What the server shows as status.pendingKeyFingerprint: sha256 of the public key's x, in hex.
-      const keyFingerprint = createHash('sha256').update(identity.publicKey.x).digest('hex');
+      // What the server shows as status.pendingKeyFingerprint.
+      const keyFingerprint = identity.fingerprint;
       if (rejected || keyPending) delayMs = Math.max(delayMs, this.timing.slowRetryMs);
       const log = { code: outcome.code, reason: outcome.reason || undefined, httpStatus: outcome.httpStatus, errorCode: outcome.errorCode, retryInMs: delayMs };
       if (rejected) this.logger.error(log, 'host is rejected by the server; an operator must approve it again');

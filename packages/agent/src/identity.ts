@@ -1,9 +1,22 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { CONNECT_AUDIENCE, DevicePublicKey, HostState, Name, REGISTER_AUDIENCE } from '@edgeplane/protocol';
+import {
+  CONNECT_AUDIENCE,
+  canonicalDeviceKey,
+  type DeviceIdentityClaim,
+  DevicePublicKey,
+  deviceKeyFingerprintInput,
+  HostState,
+  Name,
+  P256PublicKey,
+  REGISTER_AUDIENCE,
+} from '@edgeplane/protocol';
 import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { readJsonFile, writeFileAtomic } from './atomic-file.js';
+import type { Device } from './device/device.js';
+import { ekFingerprint, Tpm, type TpmKeyBlobs } from './identity/tpm-key.js';
 
 export const IDENTITY_FILE = 'identity.json';
 /** Lifetime of device-signed tokens; well under DEVICE_TOKEN_MAX_LIFETIME_SECONDS. */
@@ -23,13 +36,36 @@ export type Registration = z.infer<typeof Registration>;
 
 const PrivateJwk = z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), d: z.string() });
 
-const IdentityFile = z.object({
-  version: z.literal(1),
-  privateKey: PrivateJwk,
-  createdAt: z.string(),
-  registration: Registration.optional(),
+/** A TPM-held key: its wrapped blobs (loadable only by the TPM that made them), public key and the TPM's endorsement. */
+const TpmKeyFile = z.object({
+  public: z.string(),
+  private: z.string(),
+  publicKey: P256PublicKey,
+  ekPublicKey: z.string(),
+  ekCertificate: z.string().optional(),
 });
+
+/** Exactly one of privateKey (identity: file) and tpm (identity: tpm). */
+const IdentityFile = z
+  .object({
+    version: z.literal(1),
+    privateKey: PrivateJwk.optional(),
+    tpm: TpmKeyFile.optional(),
+    createdAt: z.string(),
+    registration: Registration.optional(),
+  })
+  .refine((f) => (f.privateKey === undefined) !== (f.tpm === undefined), { message: 'needs exactly one of privateKey and tpm', path: ['privateKey'] });
 type IdentityFile = z.infer<typeof IdentityFile>;
+
+export interface IdentityOptions {
+  /** The device whose TPM holds (or is to hold) the key; without it only a file key can be used. */
+  device?: Pick<Device, 'exec'>;
+  /** Told once which kind of key a new identity got. */
+  logger?: Pick<Logger, 'info' | 'warn'>;
+}
+
+/** Signs a JWS signing input; the file key through jose, the TPM key through tpm2-tools. */
+type Signer = { kind: 'file'; key: CryptoKey } | { kind: 'tpm'; tpm: Tpm; blobs: TpmKeyBlobs };
 
 /** Server URLs compare without trailing slashes, so `--server http://x/` and `http://x` are the same server. */
 export function normalizeServerUrl(url: string): string {
@@ -37,26 +73,39 @@ export function normalizeServerUrl(url: string): string {
 }
 
 /**
- * The device's own Ed25519 key pair and its registration, persisted in `<dataDir>/identity.json`
- * (mode 0600). The key is generated once and never replaced: a new key would make the server see a
- * different device. A corrupt file is an error rather than a reason to start over, for the same reason.
+ * The device's own key pair and its registration, persisted in `<dataDir>/identity.json` (mode 0600).
+ * A device with a TPM 2.0 gets its key inside the TPM (identity: tpm, ES256; see identity/tpm-key.ts):
+ * the file then holds only blobs that TPM alone can load, so a copy of the data dir on another
+ * machine cannot sign. Without a TPM the key is Ed25519 in the file (identity: file, EdDSA). The kind
+ * is chosen once, when the key is made: a key is never replaced (a new key would make the server see
+ * a different device), and a TPM key that no longer loads is an error, never a reason to fall back to a
+ * file key. A corrupt file is an error rather than a reason to start over, for the same reason.
  */
 export class DeviceIdentity {
   private constructor(
     private readonly file: string,
     private data: IdentityFile,
-    private readonly privateKey: CryptoKey,
+    private readonly signer: Signer,
     readonly publicKey: DevicePublicKey,
   ) {}
 
-  static async loadOrCreate(dataDir: string): Promise<DeviceIdentity> {
+  static async loadOrCreate(dataDir: string, options: IdentityOptions = {}): Promise<DeviceIdentity> {
     const file = join(dataDir, IDENTITY_FILE);
     const raw = await readJsonFile(file);
+    const tpm = options.device ? new Tpm(options.device, dataDir) : undefined;
     let data: IdentityFile;
     if (raw === undefined) {
-      const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
-      const jwk = await exportJWK(privateKey);
-      data = { version: 1, privateKey: PrivateJwk.parse(jwk), createdAt: new Date().toISOString() };
+      if (tpm && (await tpm.present())) {
+        const { blobs, publicKey } = await tpm.createKey();
+        const endorsement = await tpm.endorsement();
+        data = { version: 1, tpm: { ...blobs, publicKey, ...endorsement }, createdAt: new Date().toISOString() };
+        options.logger?.info({ ekFingerprint: ekFingerprint(endorsement.ekPublicKey) }, 'created the device identity key in the TPM');
+      } else {
+        const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+        const jwk = await exportJWK(privateKey);
+        data = { version: 1, privateKey: PrivateJwk.parse(jwk), createdAt: new Date().toISOString() };
+        options.logger?.info('no TPM 2.0 found: the device identity key is a file key (identity.json)');
+      }
       await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
     } else {
       const parsed = IdentityFile.safeParse(raw);
@@ -64,9 +113,38 @@ export class DeviceIdentity {
         throw new Error(`${file} is not a valid agent identity: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
       data = parsed.data;
     }
-    const key = (await importJWK({ ...data.privateKey, alg: 'EdDSA' }, 'EdDSA')) as CryptoKey;
-    const publicKey = DevicePublicKey.parse({ kty: 'OKP', crv: 'Ed25519', x: data.privateKey.x });
-    return new DeviceIdentity(file, data, key, publicKey);
+    if (data.tpm) {
+      if (!tpm) throw new Error(`${file} holds a TPM key, and this agent has no device to reach the TPM with`);
+      const stored = data.tpm;
+      const loaded = await tpm.publicKey(stored).catch((err: Error) => {
+        throw new Error(
+          `${file} holds a key this device's TPM cannot load (${err.message}): the data dir was made on another machine, or this TPM was cleared. ` +
+            'A copied identity cannot act as the device it came from; to make this device a new one, remove identity.json (an operator then approves its key).',
+        );
+      });
+      if (canonicalDeviceKey(loaded) !== canonicalDeviceKey(stored.publicKey)) throw new Error(`${file}: the TPM loaded a key that is not the one recorded`);
+      return new DeviceIdentity(file, data, { kind: 'tpm', tpm, blobs: stored }, stored.publicKey);
+    }
+    const privateKey = data.privateKey as z.infer<typeof PrivateJwk>;
+    const key = (await importJWK({ ...privateKey, alg: 'EdDSA' }, 'EdDSA')) as CryptoKey;
+    const publicKey = DevicePublicKey.parse({ kty: 'OKP', crv: 'Ed25519', x: privateKey.x });
+    return new DeviceIdentity(file, data, { kind: 'file', key }, publicKey);
+  }
+
+  /** Where the key lives: `tpm` (inside the TPM 2.0, ES256) or `file` (Ed25519 in identity.json, EdDSA). */
+  get kind(): 'tpm' | 'file' {
+    return this.signer.kind;
+  }
+
+  /** What registration says about the key: the TPM's endorsement for a TPM key; nothing for a file key (servers before TPM support take that as file). */
+  get claim(): DeviceIdentityClaim | undefined {
+    const tpm = this.data.tpm;
+    return tpm ? { kind: 'tpm', ekPublicKey: tpm.ekPublicKey, ...(tpm.ekCertificate ? { ekCertificate: tpm.ekCertificate } : {}) } : undefined;
+  }
+
+  /** sha256 (hex) of the public key as the server shows it (status.keyFingerprint / pendingKeyFingerprint). */
+  get fingerprint(): string {
+    return createHash('sha256').update(deviceKeyFingerprintInput(this.publicKey)).digest('hex');
   }
 
   get registration(): Registration | undefined {
@@ -96,15 +174,23 @@ export class DeviceIdentity {
     return this.sign(hostName, CONNECT_AUDIENCE);
   }
 
-  private sign(subject: string, audience: string): Promise<string> {
+  private async sign(subject: string, audience: string): Promise<string> {
     const iat = Math.floor(Date.now() / 1000);
-    return new SignJWT({})
-      .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
-      .setSubject(subject)
-      .setAudience(audience)
-      .setIssuedAt(iat)
-      .setExpirationTime(iat + TOKEN_LIFETIME_SECONDS)
-      .setJti(randomUUID())
-      .sign(this.privateKey);
+    const claims = { sub: subject, aud: audience, iat, exp: iat + TOKEN_LIFETIME_SECONDS, jti: randomUUID() };
+    if (this.signer.kind === 'file')
+      return new SignJWT({})
+        .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
+        .setSubject(claims.sub)
+        .setAudience(claims.aud)
+        .setIssuedAt(claims.iat)
+        .setExpirationTime(claims.exp)
+        .setJti(claims.jti)
+        .sign(this.signer.key);
+    // jose signs only with keys it holds; the TPM key signs outside it, so the compact JWS (RFC 7515
+    // 7.1: header.payload.signature, base64url) is put together here. The server verifies it with jose.
+    const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const input = `${b64({ alg: 'ES256', typ: 'JWT' })}.${b64(claims)}`;
+    const signature = await this.signer.tpm.sign(this.signer.blobs, Buffer.from(input));
+    return `${input}.${Buffer.from(signature).toString('base64url')}`;
   }
 }

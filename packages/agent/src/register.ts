@@ -97,6 +97,7 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
       ...credential,
       deviceUid,
       publicKey: ctx.identity.publicKey,
+      ...(ctx.identity.claim ? { identity: ctx.identity.claim } : {}),
       proof: await ctx.identity.signRegistrationProof(deviceUid),
       inventory: await reportedInventory(ctx.device),
       agentVersion: ctx.agentVersion,

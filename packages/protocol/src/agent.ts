@@ -19,11 +19,63 @@ export const DEVICE_TOKEN_MAX_LIFETIME_SECONDS = 300;
 /** Allowed clock skew between device and server. */
 export const DEVICE_TOKEN_CLOCK_SKEW_SECONDS = 60;
 
-/** Ed25519 public key as a JWK (RFC 8037). */
-export const DevicePublicKey = z
+/** A file-held device key: Ed25519 as a JWK (RFC 8037); tokens are signed EdDSA. */
+export const Ed25519PublicKey = z
   .object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url Ed25519 public key') })
   .strip();
+/** A TPM-held device key: ECDSA P-256 as a JWK (RFC 7518 6.2); tokens are signed ES256. TPM 2.0 has no Ed25519. */
+export const P256PublicKey = z
+  .object({
+    kty: z.literal('EC'),
+    crv: z.literal('P-256'),
+    x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url P-256 coordinate'),
+    y: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url P-256 coordinate'),
+  })
+  .strip();
+export type P256PublicKey = z.infer<typeof P256PublicKey>;
+/** The device's public key: Ed25519 (identity: file) or P-256 (identity: tpm). */
+export const DevicePublicKey = z.discriminatedUnion('kty', [Ed25519PublicKey, P256PublicKey]);
 export type DevicePublicKey = z.infer<typeof DevicePublicKey>;
+
+/** The JWS algorithm a device key signs with: ES256 for P-256 (TPM), EdDSA for Ed25519 (file). */
+export function deviceKeyAlgorithm(key: DevicePublicKey): 'ES256' | 'EdDSA' {
+  return key.kty === 'EC' ? 'ES256' : 'EdDSA';
+}
+
+/** The key as the server stores and compares it: only its defining members, in a fixed order. */
+export function canonicalDeviceKey(key: DevicePublicKey): string {
+  return key.kty === 'EC' ? JSON.stringify({ kty: 'EC', crv: 'P-256', x: key.x, y: key.y }) : JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: key.x });
+}
+
+/** What a key fingerprint (sha256, hex) is taken over: x for Ed25519, x and y for P-256. */
+export function deviceKeyFingerprintInput(key: { x: string; y?: string }): string {
+  return key.y === undefined ? key.x : `${key.x}.${key.y}`;
+}
+
+/** PEM text of bounded size (an EK public key or certificate), checked for its armour only. */
+const Pem = (label: string, max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(new RegExp(`^-----BEGIN ${label}-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END ${label}-----\\r?\\n?$`), `must be a PEM ${label}`);
+
+/**
+ * Where the device key lives, as the agent reports it at registration. `tpm`: created inside the
+ * device's TPM 2.0 and not exportable (key: P-256, ES256); the TPM's endorsement key (public key, and
+ * its certificate when the TPM carries one) says which TPM. `file`: an Ed25519 key in the agent's data
+ * dir. Absent means `file` (agents before TPM support).
+ */
+export const DeviceIdentityClaim = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('file') }).strict(),
+  z
+    .object({
+      kind: z.literal('tpm'),
+      ekPublicKey: Pem('PUBLIC KEY', 2048),
+      ekCertificate: Pem('CERTIFICATE', 8192).optional(),
+    })
+    .strict(),
+]);
+export type DeviceIdentityClaim = z.infer<typeof DeviceIdentityClaim>;
 
 export const RegisterRequest = z
   .object({
@@ -43,7 +95,9 @@ export const RegisterRequest = z
       .max(128)
       .regex(/^[A-Za-z0-9-]+$/, 'must be letters, digits and "-"'),
     publicKey: DevicePublicKey,
-    /** JWT (EdDSA) signed by the device key: sub = deviceUid, aud = edgeplane-register, short-lived. Proves key possession. */
+    /** Where the key lives; tpm requires a P-256 key, file (the default) an Ed25519 key. */
+    identity: DeviceIdentityClaim.optional(),
+    /** JWT (EdDSA, or ES256 for a TPM key) signed by the device key: sub = deviceUid, aud = edgeplane-register, short-lived. Proves key possession. */
     proof: z.string().min(1).max(4096),
     inventory: Inventory,
     agentVersion: z.string().max(64),
@@ -54,6 +108,10 @@ export const RegisterRequest = z
   .refine((r) => [r.token, r.pairingKey, r.pairing].filter((x) => x !== undefined).length === 1, {
     message: 'give exactly one of token, pairingKey and pairing',
     path: ['token'],
+  })
+  .refine((r) => (r.identity?.kind === 'tpm') === (r.publicKey.kty === 'EC'), {
+    message: 'a tpm identity signs with a P-256 key (ES256), a file identity with an Ed25519 key (EdDSA)',
+    path: ['identity'],
   })
   .superRefine(refuseControlChars);
 export type RegisterRequest = z.infer<typeof RegisterRequest>;

@@ -62,6 +62,19 @@ export const HostOsRolloutStatus = z.object({
 });
 export type HostOsRolloutStatus = z.infer<typeof HostOsRolloutStatus>;
 
+/**
+ * The identity a host is bound to: `tpm` (a non-exportable P-256 key in the device's TPM 2.0; the
+ * endorsement key's public key and, when the TPM has one, its certificate, PEM) or `file` (an Ed25519
+ * key in the agent's data dir). `ekFingerprint`: sha256 (hex) of the EK public key's DER.
+ */
+export const HostIdentity = z.object({
+  kind: z.enum(['tpm', 'file']),
+  ekPublicKey: z.string().optional(),
+  ekCertificate: z.string().optional(),
+  ekFingerprint: z.string().optional(),
+});
+export type HostIdentity = z.infer<typeof HostIdentity>;
+
 export const EdgeHostStatus = z.object({
   state: HostState,
   connectivity: Connectivity,
@@ -71,6 +84,10 @@ export const EdgeHostStatus = z.object({
   keyFingerprint: z.string(),
   /** Set when another key claimed this device UID; approval binds the host to it. */
   pendingKeyFingerprint: z.string().optional(),
+  /** Where the bound device key lives (tpm: in the device's TPM 2.0, with its endorsement key), as the agent registered it. */
+  identity: HostIdentity.optional(),
+  /** Where the pending key lives, as the device that presented it said. */
+  pendingIdentity: HostIdentity.optional(),
   registrationToken: z.string().optional(),
   /** Absent while the host is pre-registered and its device has not registered yet. */
   registeredAt: Timestamp.optional(),

@@ -76,6 +76,11 @@ export const ERROR_CODES = {
     status: 403,
     description: 'The registration token only admits pre-registered devices (`spec.preRegisteredOnly`) and no host was pre-registered with this device UID.',
   },
+  TpmIdentityRequired: {
+    status: 403,
+    description:
+      'The registration token requires a device key held in a TPM 2.0 (`spec.requireTpm`) and this device registered with a file key (no TPM found); nothing was written.',
+  },
   DeviceDenied: { status: 403, description: 'The device UID is on the deny-list (`spec.denied` of its EdgeHost): it may not register, pair or connect.' },
   InstallerToolMissing: { status: 501, description: 'Building a seed ISO needs xorriso (or genisoimage) on the server; install it.' },
   HostRejected: { status: 403, description: 'The host was rejected by an operator; the agent may not connect.' },
@@ -104,7 +109,7 @@ export const ERROR_CODES = {
   VmServerUrlLoopback: {
     status: 409,
     description:
-      "VMs on a real appliance would be told to reach the server at a loopback address (the server has no --public-url and listens on localhost), which no guest can reach; nothing was created.",
+      'VMs on a real appliance would be told to reach the server at a loopback address (the server has no --public-url and listens on localhost), which no guest can reach; nothing was created.',
   },
   ApplianceOffline: { status: 409, description: "The appliance's agent is not connected, so its libvirt inventory cannot be trusted; nothing was created." },
   DuplicateVmName: { status: 422, description: 'The same VM name appears more than once in spec.vms.' },
@@ -175,7 +180,8 @@ export const ERROR_CODES = {
   NotReady: { status: 503, description: 'The server is starting, draining for shutdown, or its store is unreachable.' },
   AgentCapacityReached: {
     status: 503,
-    description: 'The server holds as many agent channels as its open-file budget allows; the agent retries after Retry-After (behind a load balancer, on another replica).',
+    description:
+      'The server holds as many agent channels as its open-file budget allows; the agent retries after Retry-After (behind a load balancer, on another replica).',
   },
   DataDirInUse: {
     status: 409,

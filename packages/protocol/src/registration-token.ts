@@ -13,6 +13,8 @@ export const RegistrationTokenSpec = z
     site: Name.optional(),
     /** Only devices whose UID an operator pre-registered (EdgeHost in state pre-registered) may use this token. */
     preRegisteredOnly: z.boolean().optional(),
+    /** Only devices whose key lives in a TPM 2.0 (`identity: tpm`) may use this token; others are refused (TpmIdentityRequired). */
+    requireTpm: z.boolean().optional(),
   })
   .strict();
 export type RegistrationTokenSpec = z.infer<typeof RegistrationTokenSpec>;

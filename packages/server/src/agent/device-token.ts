@@ -3,6 +3,7 @@ import {
   DEVICE_TOKEN_CLOCK_SKEW_SECONDS,
   DEVICE_TOKEN_MAX_LIFETIME_SECONDS,
   type DevicePublicKey,
+  deviceKeyAlgorithm,
   EdgeplaneError,
   type ErrorCode,
   Name,
@@ -15,13 +16,18 @@ import { deleteExpiredConnectTokenUses, insertConnectTokenUse } from './connect-
 const MAX_JTI_LENGTH = 128;
 const JTI_PATTERN = new RegExp(`^[\\x21-\\x7e]{1,${MAX_JTI_LENGTH}}$`);
 
-/** Verifies a JWT signed by a device key (EdDSA/Ed25519) for one audience; throws `code` on any failure. */
+/**
+ * Verifies a JWT signed by a device key for one audience; throws `code` on any failure. The key's type
+ * fixes the one algorithm accepted: ES256 for a P-256 (TPM) key, EdDSA for an Ed25519 (file) key, so a
+ * token can never pick a weaker or other algorithm than the one the host registered with.
+ */
 export async function verifyDeviceToken(token: string, publicKey: DevicePublicKey, audience: string, code: ErrorCode) {
   try {
-    const key = await importJWK({ ...publicKey, alg: 'EdDSA' }, 'EdDSA');
+    const alg = deviceKeyAlgorithm(publicKey);
+    const key = await importJWK({ ...publicKey, alg }, alg);
     const { payload } = await jwtVerify(token, key, {
       audience,
-      algorithms: ['EdDSA', 'Ed25519'],
+      algorithms: alg === 'ES256' ? ['ES256'] : ['EdDSA', 'Ed25519'],
       clockTolerance: DEVICE_TOKEN_CLOCK_SKEW_SECONDS,
       requiredClaims: ['iat', 'exp', 'jti', 'sub'],
     });

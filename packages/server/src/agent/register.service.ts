@@ -1,8 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, createPublicKey, randomUUID, X509Certificate } from 'node:crypto';
 import {
   AGENT_CONNECT_PATH,
+  canonicalDeviceKey,
   DEFAULT_PROJECT,
+  type DevicePublicKey,
   EdgeplaneError,
+  type HostIdentity,
   REGISTER_AUDIENCE,
   type RegisterRequest,
   type RegisterResponse,
@@ -18,7 +21,31 @@ import { verifyDeviceToken } from './device-token.js';
 import { type Grant, resolveGrant } from './registration-grant.js';
 
 type Result = RegisterResponse & { created: boolean; via?: Grant['via'] };
-const sameKey = (a: string, b: { x: string }) => !!a && (JSON.parse(a) as { x: string }).x === b.x;
+const sameKey = (stored: string, canonical: string) => !!stored && canonicalDeviceKey(JSON.parse(stored) as DevicePublicKey) === canonical;
+
+/**
+ * What the host records about where its key lives. The EK public key must parse as a public key; its
+ * fingerprint is the sha256 of its DER (SubjectPublicKeyInfo). The schema already tied tpm to a P-256 key.
+ */
+function hostIdentity(req: RegisterRequest): HostIdentity {
+  const claim = req.identity;
+  if (claim?.kind !== 'tpm') return { kind: 'file' };
+  let der: Buffer;
+  try {
+    der = createPublicKey(claim.ekPublicKey).export({ type: 'spki', format: 'der' });
+    if (claim.ekCertificate) new X509Certificate(claim.ekCertificate);
+  } catch (err) {
+    throw new EdgeplaneError('ValidationFailed', `the TPM endorsement key or certificate does not parse: ${(err as Error).message}`, {
+      issues: [{ path: 'identity', message: 'must be a PEM public key (and certificate)' }],
+    });
+  }
+  return {
+    kind: 'tpm',
+    ekPublicKey: claim.ekPublicKey,
+    ...(claim.ekCertificate ? { ekCertificate: claim.ekCertificate } : {}),
+    ekFingerprint: createHash('sha256').update(der).digest('hex'),
+  };
+}
 const answer = (host: { name: string; uid: string }, state: string, created: boolean, via?: Grant['via']): Result => ({
   hostName: host.name,
   uid: host.uid,
@@ -38,7 +65,8 @@ const answer = (host: { name: string; uid: string }, state: string, created: boo
 export async function registerDevice(db: Db, req: RegisterRequest): Promise<Result> {
   const proof = await verifyDeviceToken(req.proof, req.publicKey, REGISTER_AUDIENCE, 'DeviceProofInvalid');
   if (proof.sub !== req.deviceUid) throw new EdgeplaneError('DeviceProofInvalid', 'the registration proof was made for another device UID');
-  const publicKey = JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: req.publicKey.x });
+  const publicKey = canonicalDeviceKey(req.publicKey);
+  const identity = hostIdentity(req);
   const now = new Date().toISOString();
   for (let attempt = 0; ; attempt++) {
     try {
@@ -49,8 +77,13 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
         // A known device recovering its identity: its key (proven above) identifies it, whatever
         // credential it carries; none is checked or used up, just as revoking a token never cuts off
         // a registered device.
-        if (existing && sameKey(existing.public_key, req.publicKey)) return answer(existing, existing.state, false);
+        if (existing && sameKey(existing.public_key, publicKey)) return answer(existing, existing.state, false);
         const grant = await resolveGrant(trx, req, existing, now);
+        if (grant.requireTpm && identity.kind !== 'tpm')
+          throw new EdgeplaneError(
+            'TpmIdentityRequired',
+            `${grant.describe} requires a device key held in a TPM 2.0, and device UID ${req.deviceUid} registered with a file key`,
+          );
         // A virtualized cluster's VM token admits only that cluster's pre-registered VMs.
         const vmCluster = grant.labels[VM_CLUSTER_LABEL];
         if (vmCluster !== undefined && (!existing || (JSON.parse(existing.labels) as Record<string, string>)[VM_CLUSTER_LABEL] !== vmCluster))
@@ -66,8 +99,8 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
           const targeted = grant.via === 'pairing-key' || grant.preRegisteredOnly;
           const state =
             existing.state === 'pre-registered' && targeted
-              ? await bindPreRegistered(trx, existing, req, grant, publicKey, now)
-              : await requestKeyChange(trx, existing, req, grant, publicKey, now);
+              ? await bindPreRegistered(trx, existing, req, grant, publicKey, identity, now)
+              : await requestKeyChange(trx, existing, req, grant, publicKey, identity, now);
           await grant.consume(trx, existing.name, now);
           return answer(existing, state, false, grant.via);
         }
@@ -76,7 +109,7 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
             'DeviceNotPreRegistered',
             `${grant.describe} only admits pre-registered devices, and device UID ${req.deviceUid} is not pre-registered`,
           );
-        const host = await insertHost(trx, req, grant, publicKey, now);
+        const host = await insertHost(trx, req, grant, publicKey, identity, now);
         await grant.consume(trx, host.name, now);
         return answer(host, host.state, true, grant.via);
       });
@@ -88,17 +121,18 @@ export async function registerDevice(db: Db, req: RegisterRequest): Promise<Resu
   }
 }
 
-function registrationStatus(req: RegisterRequest, grant: Grant, now: string) {
+function registrationStatus(req: RegisterRequest, grant: Grant, identity: HostIdentity, now: string) {
   return {
     registeredAt: now,
     registeredVia: grant.via,
+    identity,
     ...(grant.tokenName ? { registrationToken: grant.tokenName } : {}),
     agentVersion: req.agentVersion,
     inventory: req.inventory,
   };
 }
 
-async function insertHost(trx: Executor, req: RegisterRequest, grant: Grant, publicKey: string, now: string) {
+async function insertHost(trx: Executor, req: RegisterRequest, grant: Grant, publicKey: string, identity: HostIdentity, now: string) {
   const name = hostNameForDevice(req.deviceUid);
   const state = grant.autoApprove ? 'ready' : 'pending-approval';
   const uid = randomUUID();
@@ -117,7 +151,7 @@ async function insertHost(trx: Executor, req: RegisterRequest, grant: Grant, pub
       created_at: now,
       updated_at: now,
       spec: JSON.stringify(site ? { site } : {}),
-      status: JSON.stringify({ ...registrationStatus(req, grant, now), conditions: [] }),
+      status: JSON.stringify({ ...registrationStatus(req, grant, identity, now), conditions: [] }),
       device_uid: req.deviceUid,
       public_key: publicKey,
       pending_public_key: null,
@@ -137,8 +171,18 @@ async function insertHost(trx: Executor, req: RegisterRequest, grant: Grant, pub
   return { name, uid, state };
 }
 
+const withoutPendingIdentity = ({ pendingIdentity: _p, ...status }: Record<string, unknown>) => status;
+
 /** The device an operator pre-registered arrives: it takes exactly that host, its labels and site. */
-async function bindPreRegistered(trx: Executor, host: EdgeHostTable, req: RegisterRequest, grant: Grant, publicKey: string, now: string) {
+async function bindPreRegistered(
+  trx: Executor,
+  host: EdgeHostTable,
+  req: RegisterRequest,
+  grant: Grant,
+  publicKey: string,
+  identity: HostIdentity,
+  now: string,
+) {
   const state = grant.autoApprove ? 'ready' : 'pending-approval';
   const spec = JSON.parse(host.spec);
   const site = spec.site ?? grant.site ?? req.site;
@@ -153,8 +197,8 @@ async function bindPreRegistered(trx: Executor, host: EdgeHostTable, req: Regist
     labels: JSON.stringify({ ...(req.labels ?? {}), ...grant.labels, ...JSON.parse(host.labels) }),
     spec: JSON.stringify(site ? { ...spec, site } : spec),
     status: JSON.stringify({
-      ...status,
-      ...registrationStatus(req, grant, now),
+      ...withoutPendingIdentity(status),
+      ...registrationStatus(req, grant, identity, now),
       conditions: (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending'),
     }),
   });
@@ -173,22 +217,33 @@ async function bindPreRegistered(trx: Executor, host: EdgeHostTable, req: Regist
  * waits for an operator's decision. The host keeps its state, its key and its connection; the new
  * key opens no channel (DeviceKeyPending) until it is approved.
  */
-async function requestKeyChange(trx: Executor, host: EdgeHostTable, req: RegisterRequest, grant: Grant, publicKey: string, now: string) {
+async function requestKeyChange(
+  trx: Executor,
+  host: EdgeHostTable,
+  req: RegisterRequest,
+  grant: Grant,
+  publicKey: string,
+  identity: HostIdentity,
+  now: string,
+) {
   const status = JSON.parse(host.status);
+  // A host bound to a TPM key that is offered a file key: say so, since approving it gives up the
+  // TPM binding (a copied data dir or a re-installed device without its TPM looks exactly like this).
+  const downgrade = status.identity?.kind === 'tpm' && identity.kind !== 'tpm' ? ' (a file key replacing the TPM-bound key)' : '';
   const conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
   conditions.push({
     type: 'KeyChangePending',
     status: 'True',
     reason: 'NewDeviceKey',
-    message: `a device presenting key ${keyFingerprint(publicKey).slice(0, 16)} claimed this device UID with ${grant.describe}; approve to bind the host to it, or reject-key to refuse it`,
+    message: `a device presenting ${identity.kind} key ${keyFingerprint(publicKey).slice(0, 16)}${downgrade} claimed this device UID with ${grant.describe}; approve to bind the host to it, or reject-key to refuse it`,
     lastTransitionTime: now,
   });
-  await edgeHosts.touch(trx, host.name, { pending_public_key: publicKey, status: JSON.stringify({ ...status, conditions }) });
+  await edgeHosts.touch(trx, host.name, { pending_public_key: publicKey, status: JSON.stringify({ ...status, pendingIdentity: identity, conditions }) });
   await recordEvent(trx, {
     involvedObject: { kind: 'EdgeHost', name: host.name },
     type: 'Warning',
     reason: 'DeviceKeyChanged',
-    message: `device UID ${req.deviceUid} registered with a different key (${grant.describe}); the host keeps its current key until an operator approves or refuses the new one`,
+    message: `device UID ${req.deviceUid} registered with a different ${identity.kind} key${downgrade} (${grant.describe}); the host keeps its current key until an operator approves or refuses the new one`,
     source: 'server',
   });
   return 'pending-approval';

@@ -1,4 +1,4 @@
-import { EdgeplaneError, PAIRING_TTL_SECONDS, type RegisterRequest } from '@edgeplane/protocol';
+import { canonicalDeviceKey, EdgeplaneError, PAIRING_TTL_SECONDS, type RegisterRequest } from '@edgeplane/protocol';
 import { findPairingById, transitionPairing } from '../pairing/pairing.repository.js';
 import { takeTokenUse } from '../registration-token/registration-token.repository.js';
 import { checkRegistrationToken } from '../registration-token/registration-token.service.js';
@@ -15,14 +15,14 @@ export interface Grant {
   autoApprove: boolean;
   /** The token admits only device UIDs an operator pre-registered. */
   preRegisteredOnly: boolean;
+  /** The token admits only devices whose key lives in a TPM (identity: tpm). */
+  requireTpm?: boolean;
   project?: string;
   labels: Record<string, string>;
   site?: string;
   /** Uses the credential up (a token use, the pairing session); throws if it is already used up. */
   consume(db: Executor, hostName: string, now: string): Promise<void>;
 }
-
-const keyX = (publicKeyJson: string) => (JSON.parse(publicKeyJson) as { x: string }).x;
 
 /**
  * Checks the one credential a registration carries and says what it grants. `existing` is the host
@@ -37,6 +37,7 @@ export async function resolveGrant(db: Executor, req: RegisterRequest, existing:
       tokenName: token.name,
       autoApprove: token.spec.autoApprove,
       preRegisteredOnly: (token.spec as { preRegisteredOnly?: boolean }).preRegisteredOnly === true,
+      requireTpm: (token.spec as { requireTpm?: boolean }).requireTpm === true,
       labels: token.spec.labels ?? {},
       site: token.spec.site,
       async consume(trx, _host, at) {
@@ -61,7 +62,7 @@ export async function resolveGrant(db: Executor, req: RegisterRequest, existing:
     p.poll_secret_hash !== hashSecret(cred.secret) ||
     p.state !== 'claimed' ||
     p.device_uid !== req.deviceUid ||
-    keyX(p.public_key) !== req.publicKey.x ||
+    canonicalDeviceKey(JSON.parse(p.public_key)) !== canonicalDeviceKey(req.publicKey) ||
     Date.parse(p.claimed_at ?? '') + claimWindowMs < Date.parse(now)
   )
     throw new EdgeplaneError('PairingInvalid', 'the pairing session is unknown, not claimed, already used, expired, or belongs to another device key');

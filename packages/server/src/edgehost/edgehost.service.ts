@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ApproveKeyRequest, EdgeplaneError, findKind, type OsStatus, parseOrThrow } from '@edgeplane/protocol';
+import { ApproveKeyRequest, deviceKeyFingerprintInput, EdgeplaneError, findKind, type OsStatus, parseOrThrow } from '@edgeplane/protocol';
 import { recordEvent } from '../event/event.service.js';
 import type { RequestContext } from '../resource/context.js';
 import type { ResourceRow } from '../resource/resource.repository.js';
@@ -18,8 +18,9 @@ export function hostNameForDevice(deviceUid: string): string {
 /** '' for a pre-registered host, which has no device key yet. */
 export function keyFingerprint(publicKeyJson: string): string {
   if (!publicKeyJson) return '';
-  const { x } = JSON.parse(publicKeyJson) as { x: string };
-  return createHash('sha256').update(x).digest('hex');
+  return createHash('sha256')
+    .update(deviceKeyFingerprintInput(JSON.parse(publicKeyJson) as { x: string; y?: string }))
+    .digest('hex');
 }
 
 function hostStatus(row: ResourceRow): Record<string, unknown> {
@@ -39,9 +40,12 @@ function hostStatus(row: ResourceRow): Record<string, unknown> {
   };
 }
 
-function withoutKeyChangeCondition(statusJson: string): string {
-  const status = JSON.parse(statusJson);
+/** Status without a key change request: its condition and the pending key's identity go; `approved` moves that identity in. */
+function withoutKeyChangeCondition(statusJson: string, approved = false): string {
+  const { pendingIdentity, ...status } = JSON.parse(statusJson);
   status.conditions = (status.conditions ?? []).filter((c: { type: string }) => c.type !== 'KeyChangePending');
+  // A pending key registered before identities were recorded is a file key.
+  if (approved) status.identity = pendingIdentity ?? { kind: 'file' };
   return JSON.stringify(status);
 }
 
@@ -131,7 +135,7 @@ export const edgeHosts = new EdgeHostService(findKind('EdgeHost')!, 'edge_hosts'
         public_key: row.pending_public_key,
         pending_public_key: null,
         pairing_key_hash: null,
-        status: withoutKeyChangeCondition(row.status),
+        status: withoutKeyChangeCondition(row.status, true),
       });
       await recordEvent(db, {
         involvedObject: { kind: 'EdgeHost', name: row.name },

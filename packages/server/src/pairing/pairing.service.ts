@@ -1,5 +1,6 @@
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import {
+  canonicalDeviceKey,
   DEFAULT_PROJECT,
   EdgeplaneError,
   PAIRING_CODE_ALPHABET,
@@ -82,7 +83,7 @@ async function insertSession(db: Db, req: PairingStartRequest, sourceIp: string,
       id: randomUUID(),
       code: newPairingCode(),
       device_uid: req.deviceUid,
-      public_key: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: req.publicKey.x }),
+      public_key: canonicalDeviceKey(req.publicKey),
       inventory: JSON.stringify(req.inventory),
       agent_version: req.agentVersion,
       poll_secret_hash: hashSecret(pollSecret),

@@ -8,7 +8,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Inventory } from '@edgeplane/protocol';
 import type { Device } from '../device.js';
-import type { ExecOptions, ExecResult } from '../exec.js';
+import { type ExecOptions, type ExecResult, execCommand } from '../exec.js';
 import { RootedFiles } from '../files.js';
 import { type HttpResult, httpGet } from '../http.js';
 import type { KubernetesClient } from '../kube-client.js';
@@ -34,6 +34,12 @@ export interface SimDeviceOptions {
    * OS is what <root>/etc/os-release says (default: Debian 12). Default 'ab': simulated Edgeplane OS.
    */
   os?: 'ab' | 'unmanaged';
+  /**
+   * A software TPM 2.0 attached to the simulated device, as QEMU attaches swtpm to a VM: the TCTI of
+   * a running swtpm (e.g. `swtpm:host=127.0.0.1,port=2321`). tpm2-tools then run for real against it
+   * (tpm2_* commands only, with their TCTI pointed at it). Default: no TPM.
+   */
+  tpm?: { tcti: string };
 }
 
 const MODELS = [
@@ -58,6 +64,7 @@ export class SimDevice implements Device {
   /** SIMULATION: Kubernetes services act on the written configuration against the simulated clusters. */
   readonly services: SimServiceManager;
   private readonly simKubernetes: SimKubernetes;
+  private readonly tpm?: { tcti: string };
 
   constructor(options: SimDeviceOptions) {
     this.root = options.root;
@@ -67,10 +74,17 @@ export class SimDevice implements Device {
     this.processes = new SimSandbox(this.root, async () => (await this.inventory()).hostname);
     this.simKubernetes = options.kubernetes ?? simKubernetes;
     this.services = new SimServiceManager(this.root, this.simKubernetes);
+    this.tpm = options.tpm;
   }
 
-  /** SIMULATION: only the simulated commands (kubeadm, helm; see sim-commands.ts) run; others are refused. */
-  exec(command: string, args: string[], _options?: ExecOptions): Promise<ExecResult> {
+  /**
+   * SIMULATION: only the simulated commands (kubeadm, helm; see sim-commands.ts) run; others are
+   * refused. With a TPM attached, tpm2-tools run on the machine against that swtpm, whatever TCTI the
+   * caller named (the device's /dev/tpmrm0 is that swtpm, as for a VM).
+   */
+  exec(command: string, args: string[], options?: ExecOptions): Promise<ExecResult> {
+    if (this.tpm && /^tpm2_[a-z]+$/.test(command))
+      return execCommand(command, [`--tcti=${this.tpm.tcti}`, ...args.filter((a) => !a.startsWith('--tcti='))], options);
     return runSimCommand(command, args, { root: this.root, registry: this.simKubernetes, services: this.services });
   }
 
