@@ -19,7 +19,8 @@ export const SIM_LIBVIRT_NODE_FILE = 'libvirt-test-node.xml';
 /**
  * What a simulated appliance's libvirt holds when it starts: a host with 16 CPUs and 32 GiB of memory,
  * no domains, the network `default` and the storage pool `default` (the names a stock libvirt install
- * has). libvirt's built-in test:///default would give 3 GiB of memory with an 8 GiB domain `test`
+ * has), plus the network `lan` and the pool `nvme` the example in docs/virtualized-edge.md spreads its
+ * VMs over. libvirt's built-in test:///default would give 3 GiB of memory with an 8 GiB domain `test`
  * already defined, so not even a small cluster would fit without overcommit. The test driver gives
  * every pool 100 GiB whatever the file says.
  */
@@ -32,9 +33,18 @@ export const SIM_LIBVIRT_NODE_XML = `<node>
     <forward/>
     <ip address='192.168.122.1' netmask='255.255.255.0'><dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip>
   </network>
+  <network>
+    <name>lan</name>
+    <bridge name='br-lan'/>
+    <forward mode='bridge'/>
+  </network>
   <pool type='dir'>
     <name>default</name>
     <target><path>/var/lib/libvirt/images</path></target>
+  </pool>
+  <pool type='dir'>
+    <name>nvme</name>
+    <target><path>/srv/nvme/libvirt</path></target>
   </pool>
 </node>
 `;
