@@ -170,6 +170,8 @@ describe('delta OS updates: the os manager fills the passive slot from what the 
     expect(proxy.state.blobBytes).toBeLessThan(images['2.0.0'].layerBytes / 4);
     const progress = second.statuses.map((s) => s.progress).filter(Boolean);
     expect(progress.at(-1)?.reused).toBeGreaterThan(3 * 1024 * 1024);
+    // The transfer size is in the message the server shows in status.os (describe host).
+    expect(second.statuses.find((s) => s.progress)?.message).toMatch(/[\d.]+ of [\d.]+ MiB downloaded, [\d.]+ MiB reused from the device's slots/);
     expect(second.statuses.at(-1)).toMatchObject({ phase: 'Staged' });
     expect(second.statuses.at(-1)?.message).toMatch(/by delta: \d+ bytes downloaded, \d+ reused/);
     expect(await readdir(join(root, 'os'))).not.toContain('delta'); // the chunk store goes once staged

@@ -379,7 +379,8 @@ export class OsManager implements Manager<'os'> {
       ...(digest ? { digest } : {}),
       slots,
       ...(this.progress ? { progress: this.progress } : {}),
-      ...(state.message ? { message: state.message } : {}),
+      // The transfer size rides on the message too, so the server's status.os and `describe host` show it.
+      ...(state.message ? { message: this.progress ? `${state.message}; ${transferText(this.progress)}` : state.message } : {}),
       ...(state.error ? { error: state.error } : {}),
       ...(state.failedImages.length
         ? { failedImages: state.failedImages.map(({ digest, attempt, slot, reason, at }) => ({ digest, attempt, slot: slot as Slot, reason, at })) }
@@ -433,6 +434,12 @@ function withFailure(list: FailedImage[], entry: FailedImage): FailedImage[] {
 
 function withoutDigest(list: FailedImage[], digest: string | undefined): FailedImage[] {
   return list.filter((f) => f.digest !== digest);
+}
+
+/** "3.1 of 12.0 MiB downloaded, 880.2 MiB reused from the device's slots" */
+function transferText(p: { bytes: number; total: number; reused?: number }): string {
+  const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
+  return `${mib(p.bytes)} of ${mib(p.total)} MiB downloaded${p.reused !== undefined ? `, ${mib(p.reused)} MiB reused from the device's slots` : ''}`;
 }
 
 function passiveOf(booted: Slot): Slot {
