@@ -23,6 +23,9 @@ PACKAGES=(
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
+  swtpm           # a software TPM 2.0 per simulated device: TPM-bound identity (test/support/swtpm.ts; agent identity/tpm-key.test.ts, test/e2e/tpm-identity.test.ts)
+  swtpm-tools     # swtpm_setup: manufactures that TPM's state, EK and EK certificate
+  tpm2-tools      # tpm2_*: what the agent drives the TPM with (a real device has it in Edgeplane OS)
   bubblewrap      # bwrap: a simulated host's remote shells and commands run in a sandbox whose / is the device's root (device/sim/sim-sandbox.test.ts, test/e2e/remote-session*.test.ts)
   haproxy         # the load balancer in front of server replicas: health checks on /readyz, WebSocket channels (test/support/haproxy.ts, test/e2e/replicas*.test.ts)
   # The image builder (packages/image, `edgeplane image build`) and the real-device lab (test/lab):
