@@ -199,6 +199,11 @@ export class LabVm {
       '2',
       '-uuid',
       o.uuid,
+      // No default devices (the floppy drive, IDE CD-ROM and parallel port a PC gets): the firmware
+      // does not try to boot the CD-ROM and the kernel does not probe an empty floppy drive.
+      '-nodefaults',
+      '-vga',
+      'std',
       '-display',
       'none',
       '-monitor',

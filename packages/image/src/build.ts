@@ -13,8 +13,29 @@ import { buildOs2Initramfs, customizeTree, treeBytes, treeKernel, unpackBase } f
 import { buildRootfs } from './rootfs.js';
 import { ImageBuildError, runTool, which } from './tools.js';
 
-/** Slot size (root-a, root-b, recovery) of an OS 2 disk when --slot-size is not given. */
+/**
+ * @deprecated OS 2 slots are sized from the image when --slot-size is not given (slotMiBFor); this
+ * was the fixed default before, and is what the default package list's image needed with headroom.
+ */
 export const DEFAULT_OS2_SLOT_MIB = 1536;
+
+/**
+ * Room a default slot leaves beyond what this image needs as ext4, for the images to come: an update
+ * never resizes slots, so later images (a newer kernel, a Kubernetes binary) must fit the same size.
+ */
+export const SLOT_HEADROOM = 0.25;
+/** Slot sizes are whole multiples of this (MiB). */
+const SLOT_ROUND_MIB = 128;
+
+/** ext4 bytes a tree needs in a slot: its blocks plus metadata (inode tables, journal, reserved blocks), about 10% plus 64 MiB. */
+export function ext4Bytes(treeBytes: number): number {
+  return Math.ceil(treeBytes * 1.1) + 64 * MiB;
+}
+
+/** The default slot size (MiB) of an OS 2 disk: what the tree needs as ext4 plus SLOT_HEADROOM, rounded up to 128 MiB. */
+export function slotMiBFor(treeBytes: number): number {
+  return Math.ceil((ext4Bytes(treeBytes) * (1 + SLOT_HEADROOM)) / MiB / SLOT_ROUND_MIB) * SLOT_ROUND_MIB;
+}
 
 export interface BuildImageOptions extends LayoutSizes {
   /**
@@ -256,7 +277,7 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
     };
 
     if (options.disk) {
-      const layout = diskLayout({ ...options, slotMiB: options.slotMiB ?? DEFAULT_OS2_SLOT_MIB });
+      const layout = diskLayout({ ...options, slotMiB: options.slotMiB ?? slotMiBFor(bytes) });
       const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
       const slotBytes = sizeOf('root-a') * MiB;
       assertFits(bytes, slotBytes);
@@ -302,7 +323,7 @@ const mib = (bytes: number) => Math.ceil(bytes / MiB);
  * metadata (inode tables, journal, reserved blocks), about 10% plus 64 MiB at these sizes.
  */
 export function assertFits(treeBytes: number, slotBytes: number): void {
-  const needed = Math.ceil(treeBytes * 1.1) + 64 * MiB;
+  const needed = ext4Bytes(treeBytes);
   if (needed > slotBytes)
     throw new ImageBuildError(
       'ImageTooLarge',

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { oci } from '@edgeplane/agent';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { assertFits } from './build.js';
+import { assertFits, slotMiBFor } from './build.js';
 import { DEFAULT_PACKAGES_FILE, defaultCacheDir, hostSources, readPackageList } from './debian.js';
 import { MiB } from './disk-layout.js';
 import { installKubernetes, parseKubernetesFlag } from './kubernetes.js';
@@ -177,5 +177,22 @@ describe('slot size check', () => {
     expect((err as Error).message).toBe(
       'the root filesystem is 900 MiB and needs about 1055 MiB as ext4; the slot has 512 MiB (raise --slot-size to at least 1055)',
     );
+  });
+});
+
+describe('default slot size', () => {
+  it('fits the image as ext4 with 25% headroom, in 128 MiB steps, and is never refused by the size check', () => {
+    // 923 MiB (the default package list's tree): 1079 MiB as ext4, 1349 MiB with headroom.
+    expect(slotMiBFor(923 * MiB)).toBe(1408);
+    expect(slotMiBFor(100 * MiB)).toBe(256);
+    for (const tree of [1, 300, 923, 1500, 4000]) {
+      const slot = slotMiBFor(tree * MiB);
+      expect(slot % 128).toBe(0);
+      expect(() => assertFits(tree * MiB, slot * MiB)).not.toThrow();
+      // The headroom, and not more than one rounding step beyond it.
+      const withHeadroom = (Math.ceil(tree * MiB * 1.1) + 64 * MiB) * 1.25;
+      expect(slot * MiB).toBeGreaterThanOrEqual(withHeadroom);
+      expect(slot * MiB).toBeLessThan(withHeadroom + 128 * MiB);
+    }
   });
 });

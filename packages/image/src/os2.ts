@@ -77,6 +77,7 @@ const OS2_FILES: [string, string, number][] = [
   ['edgeplane-agent.service', 'usr/lib/systemd/system/edgeplane-agent.service', 0o644],
   ['edgeplane-grow-data.service', 'usr/lib/systemd/system/edgeplane-grow-data.service', 0o644],
   ['edgeplane-boot-report.service', 'usr/lib/systemd/system/edgeplane-boot-report.service', 0o644],
+  ['edgeplane-cloud-init-once.service', 'usr/lib/systemd/system/edgeplane-cloud-init-once.service', 0o644],
   ['fstab', 'etc/fstab', 0o644],
   ['modules-load.conf', 'usr/lib/modules-load.d/edgeplane-kubernetes.conf', 0o644],
   ['sysctl.conf', 'usr/lib/sysctl.d/90-edgeplane-kubernetes.conf', 0o644],
@@ -92,10 +93,26 @@ const ENABLED: [string, string][] = [
   ['multi-user.target.wants', 'edgeplane-grow-data.service'],
   ['multi-user.target.wants', 'edgeplane-boot-report.service'],
   ['multi-user.target.wants', 'chrony-wait.service'],
+  ['cloud-init.target.wants', 'edgeplane-cloud-init-once.service'],
   ['multi-user.target.wants', 'systemd-networkd.service'],
   ['sockets.target.wants', 'systemd-networkd.socket'],
   ['network-online.target.wants', 'systemd-networkd-wait-online.service'],
   ['multi-user.target.wants', 'systemd-resolved.service'],
+];
+
+/**
+ * Units Debian's packages enable that an appliance with a read-only root does not run: apt's and
+ * dpkg's timers (no package manager at run time), e2scrub (LVM snapshots the image has none of),
+ * cloud-init's hotplug socket (the seed configures NICs at boot only). Masked (linked to /dev/null,
+ * systemd.unit(5)) so that no package's own wants link starts them.
+ */
+export const MASKED_UNITS = [
+  'apt-daily.timer',
+  'apt-daily-upgrade.timer',
+  'dpkg-db-backup.timer',
+  'e2scrub_all.timer',
+  'e2scrub_reap.service',
+  'cloud-init-hotplugd.socket',
 ];
 
 /** Unpacks the cached Debian base into `tree` (owners by number, as mmdebstrap recorded them). */
@@ -127,6 +144,10 @@ export async function customizeTree(tree: string, options: Os2TreeOptions): Prom
     await mkdir(join(tree, 'etc/systemd/system', wants), { recursive: true });
     await rm(join(tree, 'etc/systemd/system', wants, unit), { force: true });
     await symlink(`/usr/lib/systemd/system/${unit}`, join(tree, 'etc/systemd/system', wants, unit));
+  }
+  for (const unit of MASKED_UNITS) {
+    await rm(join(tree, 'etc/systemd/system', unit), { force: true });
+    await symlink('/dev/null', join(tree, 'etc/systemd/system', unit));
   }
   // Mount points: the data partition, the ESP, and the bind-mount targets on the read-only root.
   for (const dir of ['data', 'boot/efi', ...PERSISTENT_BINDS]) await mkdir(join(tree, dir), { recursive: true });

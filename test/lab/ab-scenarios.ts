@@ -1,0 +1,138 @@
+import { expect, it } from 'vitest';
+import type { LabDisk, LabFleet, labWaits } from './lab-device.js';
+import type { LabVm } from './qemu.js';
+
+export interface AbLab {
+  vm: () => LabVm;
+  disk: () => LabDisk;
+  fleet: () => LabFleet;
+  hostName: () => string;
+  waits: ReturnType<typeof labWaits>;
+  /** Budgets of a boot and of an upgrade (pull, slot write, reboot) on this image under this accelerator. */
+  bootMs: number;
+  upgradeMs: number;
+}
+
+/** Test budgets of the A/B scenarios, for the QEMU leak guard of the run they share. */
+export const abBudgets = (bootMs: number, upgradeMs: number) => ({
+  powerCut: bootMs + 2 * upgradeMs,
+  upgrade: upgradeMs + 10_000,
+  fallback: upgradeMs + bootMs + 10_000,
+});
+
+/**
+ * The A/B scenarios both labs run on a registered device whose profile pins images 1 (installed), 2
+ * (the upgrade) and 3 (fails its `app-ready` health check): a power cut during the slot write, the
+ * upgrade with a one-time trial boot and commit, and the fallback from a failing image. The agent's
+ * log is on the serial console on both images.
+ */
+export function abScenarios(lab: AbLab): void {
+  const { until, serialShows } = lab.waits;
+  const budgets = abBudgets(lab.bootMs, lab.upgradeMs);
+  const images = () => lab.fleet().images;
+  const osStatus = () => lab.fleet().osStatus(lab.hostName());
+
+  it(
+    'a power cut while the passive partition is written: the next boot is the committed slot and the upgrade starts over',
+    async () => {
+      const vm = lab.vm();
+      const disk = lab.disk();
+      await lab.fleet().addProfileRevision(1);
+      await lab.fleet().assignRevision(lab.hostName(), 2);
+      // Cut the power while slot B is being written: after the agent says it is writing it, at the
+      // first of mkfs's blocks reaching the disk file.
+      await serialShows(/os: writing Edgeplane OS 2\.0\.0 into slot B/, lab.upgradeMs);
+      const deadline = Date.now() + 120_000;
+      while (!(await disk.slotHasData('root-b'))) {
+        vm.assertHealthy();
+        if (Date.now() > deadline) throw new Error('no block of slot B reached the disk within 120 s of the write starting');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await vm.powerCut();
+      // On the disk as the power cut left it: slot B carries no slot record (the agent treats it as
+      // empty) and the grubenv arms no trial boot; slot A still holds image 1.
+      expect(disk.slotRecord('root-b')).toBeUndefined();
+      expect(disk.slotRecord('root-a')).toMatchObject({ digest: images()[0].digest });
+      expect(disk.grubenv()).toMatchObject({ active_slot: 'A' });
+      expect(disk.grubenv().next_slot ?? '').toBe('');
+      vm.start();
+      await serialShows('Edgeplane: booting committed slot A', lab.bootMs);
+      expect(vm.serial()).not.toContain('one-time trial boot');
+      // From the start: pulled and written again (this QEMU run's log).
+      await serialShows(/edgeplane-os: .*"version":"1.0.0".* booted from slot A/, lab.bootMs);
+      await serialShows(new RegExp(`os: pulling ${images()[1].digest} for slot B`), lab.upgradeMs);
+      await serialShows(/os: writing Edgeplane OS 2\.0\.0 into slot B/, lab.upgradeMs);
+    },
+    budgets.powerCut,
+  );
+
+  it(
+    'upgrades A/B with a real reboot: a one-time trial boot of slot B, health checks pass, the slot is committed',
+    async () => {
+      const os = await until(
+        'the host runs image 2 committed',
+        async () => {
+          const s = await osStatus();
+          return s?.upToDate && s.phase === 'Committed' && s.digest === images()[1].digest ? s : undefined;
+        },
+        lab.upgradeMs,
+      );
+      expect(os).toMatchObject({ digest: images()[1].digest, bootedSlot: 'B', activeSlot: 'B', phase: 'Committed' });
+      const serial = lab.vm().serial();
+      expect(serial).toContain('Edgeplane: one-time trial boot of slot B (committed slot: A)');
+      expect(serial).toMatch(/edgeplane-os: .*"version":"2.0.0".* booted from slot B/);
+    },
+    budgets.upgrade,
+  );
+
+  it(
+    'an image whose health check fails boots once, the VM reboots, the boot loader falls back, and the API says why',
+    async () => {
+      await lab.fleet().addProfileRevision(2);
+      await lab.fleet().assignRevision(lab.hostName(), 3);
+      const os = await until(
+        'the host reports the fallback',
+        async () => {
+          const s = await osStatus();
+          return s?.phase === 'FellBack' && s.message?.includes('app-ready') ? s : undefined;
+        },
+        lab.upgradeMs + lab.bootMs,
+      );
+      expect(os).toMatchObject({ digest: images()[1].digest, bootedSlot: 'B', activeSlot: 'B', upToDate: false });
+      expect(os.message).toMatch(/health check "app-ready" failed/);
+      expect(os.message).toContain('app 3.0.0 is not ready');
+      const serial = lab.vm().serial();
+      expect(serial).toContain('Edgeplane: one-time trial boot of slot A (committed slot: B)');
+      expect(serial).toMatch(/edgeplane-os: .*"version":"3.0.0".* booted from slot A/);
+      // After the trial the boot loader started the committed slot again.
+      const afterTrial = serial.slice(serial.lastIndexOf('one-time trial boot of slot A'));
+      expect(afterTrial).toContain('Edgeplane: booting committed slot B');
+    },
+    budgets.fallback,
+  );
+}
+
+/** The recovery scenario (last: it destroys both slots): GRUB falls back to the recovery slot with the installed image. */
+export function recoveryScenario(lab: AbLab): void {
+  it(
+    'when neither slot can be loaded, the boot loader starts the recovery slot with the installed image',
+    async () => {
+      const vm = lab.vm();
+      await vm.powerCut();
+      await lab.disk().destroy(['root-a', 'root-b']);
+      vm.start();
+      await lab.waits.serialShows("Falling back to `Edgeplane OS (recovery)'", lab.bootMs);
+      await lab.waits.serialShows(/edgeplane-os: .*"version":"1.0.0".* booted from slot recovery/, lab.bootMs);
+      const os = await lab.waits.until(
+        'the host reports the recovery boot',
+        async () => {
+          const s = await lab.fleet().osStatus(lab.hostName());
+          return s?.bootedSlot === 'recovery' ? s : undefined;
+        },
+        lab.bootMs,
+      );
+      expect(os).toMatchObject({ bootedSlot: 'recovery', digest: lab.fleet().images[0].digest, upToDate: false });
+    },
+    2 * lab.bootMs + 10_000,
+  );
+}

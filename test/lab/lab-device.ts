@@ -1,0 +1,163 @@
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type BuiltImage, buildImage, type DiskLayout } from '@edgeplane/image';
+import { expect } from 'vitest';
+import { pushOciLayout, type TestRegistry } from '../support/registry.js';
+import type { LabVm } from './qemu.js';
+
+/**
+ * What both labs (the busybox image in lab.test.ts, Edgeplane OS 2 in os2-lab.test.ts) share: reading
+ * the device's disk file the way a technician with the disk in hand would, waiting on the VM, and
+ * the control-plane side of OS updates (images pushed to the lab registry, the `lab-os` profile).
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: response bodies are JSON the assertions that read them check (as TestServer['api'])
+type Json = any;
+
+/** The API of the lab's control plane: the test server's helper, or a fetch trusting the run's CA. */
+export type LabApi = (method: string, path: string, body?: unknown) => Promise<{ status: number; body: Json }>;
+
+/** The lab device's disk file, read in place (debugfs, mtools, sfdisk): what the agent and the boot loader wrote. */
+export class LabDisk {
+  constructor(
+    readonly file: string,
+    private readonly layout: () => DiskLayout | undefined,
+    private readonly work: string,
+  ) {}
+
+  /** Byte offset of a partition. */
+  offsetOf(name: string): number {
+    return (this.layout()?.partitions.find((p) => p.name === name)?.startMiB ?? 0) * 1024 * 1024;
+  }
+
+  /** The slot record (usr/lib/edgeplane/slot.json) of a slot partition. */
+  slotRecord(slot: 'root-a' | 'root-b'): { digest: string } | undefined {
+    const r = spawnSync('debugfs', ['-R', 'cat /usr/lib/edgeplane/slot.json', `${this.file}?offset=${this.offsetOf(slot)}`], { encoding: 'utf8' });
+    try {
+      return JSON.parse(r.stdout) as { digest: string };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether any of the first 16 MiB of a slot partition is written (the fresh disk has zeros there). */
+  async slotHasData(slot: 'root-a' | 'root-b'): Promise<boolean> {
+    const fh = await open(this.file, 'r');
+    try {
+      const buf = Buffer.alloc(16 * 1024 * 1024);
+      await fh.read(buf, 0, buf.length, this.offsetOf(slot));
+      return buf.some((b) => b !== 0);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The grubenv on the ESP (mtools reads the FAT partition in place). */
+  grubenv(): Record<string, string> {
+    const file = join(this.work, 'grubenv.read');
+    rmSync(file, { force: true });
+    const copied = spawnSync('mcopy', ['-n', '-i', `${this.file}@@${this.offsetOf('esp')}`, '::/EFI/edgeplane/grubenv', file], { encoding: 'utf8' });
+    expect(copied.status, copied.stderr).toBe(0);
+    const listed = spawnSync('grub-editenv', [file, 'list'], { encoding: 'utf8' }).stdout;
+    return Object.fromEntries(
+      listed
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+  }
+
+  /** The GPT, read with sfdisk. */
+  gpt(): { lastlba: number; sectorsize: number; partitions: { name: string; start: number; size: number }[] } {
+    const r = spawnSync('sfdisk', ['--json', this.file], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout).partitiontable;
+  }
+
+  /** Destroys the filesystems (their superblocks) of `slots`: GRUB can no longer load a kernel from them. */
+  async destroy(slots: string[]): Promise<void> {
+    const fh = await open(this.file, 'r+');
+    try {
+      for (const slot of slots) await fh.write(Buffer.alloc(1024 * 1024), 0, 1024 * 1024, this.offsetOf(slot));
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/**
+ * Waiting on a lab VM. `until` polls `fn` until it returns a value; it fails at once (with the serial
+ * log) when QEMU died or the agent crash-loops, and at the deadline with `what`, the last error and
+ * the end of the serial log.
+ */
+export function labWaits(vm: () => LabVm) {
+  async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+      vm().assertHealthy();
+      const value = await Promise.resolve()
+        .then(fn)
+        .catch((err) => {
+          last = err;
+          return undefined;
+        });
+      if (value) return value;
+      if (Date.now() > deadline)
+        throw new Error(`${what}: not within ${timeoutMs / 1000} s${last ? ` (last error: ${last})` : ''}; serial log ends:\n${vm().serial().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  /** Waits for a line on the serial console of the current QEMU run. */
+  const serialShows = (pattern: RegExp | string, timeoutMs: number) =>
+    until(`serial console shows ${pattern}`, () => (typeof pattern === 'string' ? vm().serial().includes(pattern) : pattern.test(vm().serial())), timeoutMs);
+  return { until, serialShows };
+}
+
+export interface LabImage {
+  built: BuiltImage;
+  /** The reference the guest pulls: the registry as the guest sees the host (10.0.2.2), pinned by digest. */
+  ref: string;
+  digest: string;
+}
+
+/** OS images in the lab registry and the `lab-os` cluster profile whose revision N+1 pins image N. */
+export class LabFleet {
+  readonly images: LabImage[] = [];
+
+  constructor(
+    private readonly api: LabApi,
+    private readonly registry: TestRegistry,
+    private readonly work: string,
+  ) {}
+
+  /** Builds an image (what `edgeplane image build` runs) and pushes it to the lab registry. */
+  async publish(version: string, options: Partial<Parameters<typeof buildImage>[0]> = {}): Promise<void> {
+    const built = await buildImage({ name: 'Edgeplane OS', version, output: join(this.work, `image-${version}`), ...options });
+    const digest = await pushOciLayout(built.layoutDir, `${this.registry.host}/edgeplane/os:${version}`);
+    expect(digest).toBe(built.digest);
+    this.images.push({ built, ref: `10.0.2.2:${this.registry.host.split(':')[1]}/edgeplane/os:${version}@${digest}`, digest });
+  }
+
+  /** Adds the profile revision pinning image `index` (the first one creates the profile). */
+  async addProfileRevision(index: number): Promise<void> {
+    const spec = { description: 'lab host OS', layers: { os: { image: this.images[index].ref, insecure: true } } };
+    const r =
+      index === 0
+        ? await this.api('POST', '/api/v1/clusterprofiles', { metadata: { name: 'lab-os' }, spec })
+        : await this.api('PUT', '/api/v1/clusterprofiles/lab-os', { metadata: { name: 'lab-os' }, spec });
+    expect(r.status, JSON.stringify(r.body)).toBeLessThan(300);
+  }
+
+  /** Points the host's OS profile at `revision` of lab-os. */
+  async assignRevision(hostName: string, revision: number): Promise<void> {
+    const r = await this.api('PATCH', `/api/v1/edgehosts/${hostName}`, { spec: { osProfile: { name: 'lab-os', revision } } });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+  }
+
+  async osStatus(hostName: string): Promise<Json> {
+    return (await this.api('GET', `/api/v1/edgehosts/${hostName}`)).body.status?.os;
+  }
+}
