@@ -22,6 +22,7 @@ describe('edgeplane image build: flag validation', () => {
   it.each([
     [['--slot-size', '1024'], 'Error: --slot-size and --data-size size the installer disk: add --disk'],
     [['--insecure'], 'Error: --insecure applies to --push only'],
+    [['--previous', 'registry.lan:5000/edge/os:0.9.0'], 'Error: --previous publishes a delta next to the pushed image: add --push'],
     [['--base', 'busybox', '--kernel-package', '/nonexistent/linux.deb'], 'Error: --kernel-package /nonexistent/linux.deb does not exist'],
     [['--airgap-bundle', '/etc/hostname'], 'Error: --airgap-bundle /etc/hostname is not a directory'],
     [['--health-check', '[1]'], 'Error: --health-check is not a valid health check:\n  (root): '],
@@ -50,6 +51,19 @@ describe('edgeplane image build: flag validation', () => {
     const r = await runCli(['image', 'build', '-o', out]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("required option '--version <version>' not specified");
+  });
+});
+
+// Publishing against a real registry: test/e2e/delta-publish.test.ts.
+describe('edgeplane image delta: refusals', () => {
+  it.each([
+    [['--to', 'oci:/tmp/layout:1.0'], 'Error: image delta failed (BadReference): oci:/tmp/layout:1.0 is not a registry image reference'],
+    [['--to', '127.0.0.1:1/edge/os:1.0'], 'Error: image delta failed (Unavailable): cannot reach registry 127.0.0.1:1'],
+    [['--to', '127.0.0.1:1/edge/os:1.0', '--slot-size', '0'], '--slot-size must be a positive integer'],
+  ])('%j', async (args, message) => {
+    const r = await runCli(['image', 'delta', ...args]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(message);
   });
 });
 

@@ -26,6 +26,7 @@ interface ImageBuildFlags {
   slotSize?: number;
   dataSize?: number;
   push?: string;
+  previous?: string;
   insecure?: boolean;
   json?: boolean;
   base?: string;
@@ -99,6 +100,10 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .option('--data-size <MiB>', 'size of the data partition in MiB with --disk (default 1024)', intArg('--data-size'))
     .option('--push <ref>', 'after building, push the image to a registry with skopeo, e.g. registry.lan:5000/edge/os:1.2.3')
     .option('--insecure', 'with --push: plain HTTP or an untrusted certificate (skopeo --dest-tls-verify=false)')
+    .option(
+      '--previous <ref>',
+      'with --push: also publish the delta artifact, reusing the chunks published with this earlier image (as edgeplane image delta --from)',
+    )
     .option('--json', 'print the result as JSON (digest, tag, layout, disk layout, kernel) instead of a summary')
     .addHelpText(
       'after',
@@ -133,6 +138,21 @@ export function registerImage(program: Command, ctx: CommandContext): void {
       if (flags.push) {
         ctx.io.stderr.write(`Pushing ${built.tag} to ${flags.push}...\n`);
         pushed = { ref: flags.push, digest: await pushLayout(built.layoutDir, built.tag, flags.push, Boolean(flags.insecure)) };
+        if (flags.previous) {
+          const { oci } = await import('@edgeplane/agent');
+          const delta = await oci.delta
+            .publishDelta({
+              to: flags.push.replace(/^docker:\/\//, ''),
+              from: flags.previous,
+              ...(flags.insecure ? { insecure: true } : {}),
+              log: (line) => ctx.io.stderr.write(`${line}\n`),
+            })
+            .catch((err: unknown) => {
+              if (err instanceof oci.OciError) throw new CliError(`the image is pushed, but publishing its delta failed (${err.code}): ${err.message}`);
+              throw err;
+            });
+          ctx.io.stderr.write(`Delta published: ${delta.manifestDigest} (${(delta.uploadedBytes / 1024 / 1024).toFixed(1)} MiB of new chunks)\n`);
+        }
       }
       if (flags.json) return void ctx.io.stdout.write(toJson({ ...built, ...(pushed ? { pushed } : {}) }));
       ctx.io.stdout.write(summary(built, pushed));
@@ -193,6 +213,7 @@ async function validate(flags: ImageBuildFlags) {
   if (!flags.disk && (flags.slotSize !== undefined || flags.dataSize !== undefined))
     throw new CliError('--slot-size and --data-size size the installer disk: add --disk');
   if (flags.insecure && !flags.push) throw new CliError('--insecure applies to --push only');
+  if (flags.previous && !flags.push) throw new CliError('--previous publishes a delta next to the pushed image: add --push');
   const base = flags.base ?? 'debian';
   if (base !== 'debian' && base !== 'busybox') throw new CliError(`--base must be debian or busybox, not "${flags.base}"`);
   if (flags.kernelPackage && base !== 'busybox')
