@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Resource } from './api-client.js';
-import { renderClusterDescribe, renderEvents, renderRolloutDescribe } from './describe-output.js';
+import { renderClusterDescribe, renderDescribe, renderEvents, renderRolloutDescribe } from './describe-output.js';
 
 const now = new Date('2026-12-06T10:00:00Z');
 const at = (minutesAgo: number) => new Date(now.getTime() - minutesAgo * 60_000).toISOString();
@@ -159,5 +159,19 @@ describe('describe rollout', () => {
     expect(out).toMatch(/^\s+shop-7\s+-\s+<none>\s+skipped/m);
     for (const s of ['Clusters:', 'Conditions:  <none>', 'Events:']) expect(out).toMatch(new RegExp(`^${s.replace('*', '\\*')}`, 'm'));
     expect(out).not.toMatch(/^Status:/m);
+  });
+});
+
+describe('describe host: identity', () => {
+  const host = (status: Record<string, unknown>): Resource => ({ kind: 'EdgeHost', metadata: { name: 'edge-1', createdAt: at(5) }, spec: {}, status });
+
+  it('says where the device key lives, and where a pending key lives', () => {
+    const tpm = { kind: 'tpm', ekFingerprint: 'ab'.repeat(32), ekCertificate: '-----BEGIN CERTIFICATE-----' };
+    const out = renderDescribe(host({ state: 'ready', identity: tpm, pendingIdentity: { kind: 'file' } }), [], now);
+    expect(out).toMatch(/^Identity: +tpm: key held in the device's TPM 2\.0 \(ES256\), EK sha256 abababababababab, EK certificate on file$/m);
+    expect(out).toMatch(/^ +pending key: file: Ed25519 key in the agent's data dir \(no TPM\)$/m);
+    expect(renderDescribe(host({ state: 'ready', identity: { kind: 'file' } }), [], now)).toMatch(/^Identity: +file: /m);
+    // A pre-registered host (no device yet) has no identity line.
+    expect(renderDescribe(host({ state: 'pre-registered' }), [], now)).not.toMatch(/^Identity:/m);
   });
 });

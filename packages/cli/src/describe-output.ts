@@ -54,6 +54,17 @@ function osLine(os: unknown): string | undefined {
  * Who manages a host's OS, from the inventory its agent reported (docs/kubernetes.md "Agent mode");
  * undefined before the host reported one.
  */
+/** Where a host's device key lives (EdgeHost status.identity) in one line; a pending key's identity follows. */
+export function identityLine(status: unknown): string | undefined {
+  const s = (status ?? {}) as { identity?: Row; pendingIdentity?: Row };
+  if (!s.identity) return undefined;
+  const one = (id: Row) =>
+    id.kind === 'tpm'
+      ? `tpm: key held in the device's TPM 2.0 (ES256), EK sha256 ${String(id.ekFingerprint ?? '').slice(0, 16)}${id.ekCertificate ? ', EK certificate on file' : ', no EK certificate'}`
+      : `file: Ed25519 key in the agent's data dir (no TPM)`;
+  return `${one(s.identity)}${s.pendingIdentity ? `\npending key: ${one(s.pendingIdentity)}` : ''}`;
+}
+
 export function osModeLine(inventory: unknown): string | undefined {
   if (!inventory || typeof inventory !== 'object') return undefined;
   const inv = inventory as { osMode?: string; os?: { name?: string; version?: string } };
@@ -97,6 +108,8 @@ export function renderDescribe(resource: Resource, events: Resource[], now: Date
   let out = header(resource, now);
   const mode = resource.kind === 'EdgeHost' ? osModeLine(resource.status?.inventory) : undefined;
   if (mode) out += field('OS Mode', mode);
+  const identity = resource.kind === 'EdgeHost' ? identityLine(resource.status) : undefined;
+  if (identity) out += field('Identity', identity);
   const os = osLine(resource.status?.os);
   if (os) out += field('OS', os);
   out += section('Spec', resource.spec);

@@ -53,6 +53,19 @@ export function HostDetail({ name }: { name: string }) {
             <Field label="Registered" value={h.status.registeredAt} />
             <Field label="Registered via" value={h.status.registeredVia} />
             <Field label="Registration token" value={h.status.registrationToken} />
+            {/* Where the device key lives: in the device's TPM 2.0 (it cannot be copied off the device) or in a file. */}
+            <dt>Identity</dt>
+            <dd
+              data-testid="host-identity"
+              title={h.status.identity?.ekFingerprint ? `TPM endorsement key sha256 ${h.status.identity.ekFingerprint}` : undefined}
+            >
+              {h.status.identity?.kind === 'tpm'
+                ? `TPM 2.0 key${h.status.identity.ekCertificate ? ' (EK certificate on file)' : ''}`
+                : h.status.identity?.kind === 'file'
+                  ? 'File key (no TPM)'
+                  : '—'}
+              {h.status.pendingIdentity ? `; pending key: ${h.status.pendingIdentity.kind === 'tpm' ? 'TPM 2.0' : 'file'}` : ''}
+            </dd>
             <Field label="Site" value={h.spec.site} />
             <dt>Cluster</dt>
             <dd data-testid="host-cluster">{cluster ? <Link to={`/clusters/${encodeURIComponent(cluster)}`}>{cluster}</Link> : '—'}</dd>
