@@ -92,6 +92,11 @@ describe('create token', () => {
     });
   });
 
+  it('--require-tpm asks for spec.requireTpm', () => {
+    expect(tokenManifest('t', { requireTpm: true }).spec).toEqual({ autoApprove: false, requireTpm: true });
+    expect(tokenManifest('t', {}).spec).toEqual({ autoApprove: false });
+  });
+
   it('posts the token and prints the secret once, with a warning', async () => {
     const r = await runCli(
       ['create', 'token', 'installers', '--auto-approve', '--site', 'shop-1', '--labels', 'env=lab,team=edge', '--max-uses', '5', '--expires-in', '7d'],

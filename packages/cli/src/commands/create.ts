@@ -7,6 +7,7 @@ import { type CommandContext, clientFor, examples, kindOrThrow, outputOption, wi
 
 interface CreateTokenOptions extends ConnectionFlags {
   autoApprove?: boolean;
+  requireTpm?: boolean;
   site?: string;
   labels?: Record<string, string>;
   maxUses?: number;
@@ -18,6 +19,7 @@ interface CreateTokenOptions extends ConnectionFlags {
 /** The RegistrationToken a `create token` invocation asks for. */
 export function tokenManifest(name: string, opts: Omit<CreateTokenOptions, 'output'>, now: Date = new Date()) {
   const spec: Record<string, unknown> = { autoApprove: opts.autoApprove ?? false };
+  if (opts.requireTpm) spec.requireTpm = true;
   if (opts.site) spec.site = opts.site;
   if (opts.labels) spec.labels = opts.labels;
   if (opts.maxUses !== undefined) spec.maxUses = opts.maxUses;
@@ -43,6 +45,7 @@ export function registerCreate(program: Command, ctx: CommandContext): void {
     )
     .argument('<name>', 'name of the token')
     .option('--auto-approve', 'hosts registering with this token are approved without an operator')
+    .option('--require-tpm', 'only devices whose identity key lives in a TPM 2.0 may register with the token')
     .option('--site <site>', 'site assigned to every host that registers with the token')
     .option('--labels <k=v,...>', 'labels copied onto every host that registers with the token', parseLabels)
     .option('--max-uses <n>', 'how many hosts may register with the token', intArg('--max-uses'))
