@@ -191,10 +191,24 @@ describe('three replicas behind HAProxy', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
     })();
+    // A session C serves when it dies: the others end it (its agent's process went with the channel).
+    const running = await openSession(client, admin, target, { kind: 'exec', reason: 'outlives its replica?', command: ['sleep', '600'] });
+    const runningId = running.session.metadata.name;
+    await waitFor(async () => (await db.query('select phase from remote_sessions where name = $1', [runningId])).rows[0].phase === 'active', 10_000);
     const killedAt = Date.now();
     await c.stop('SIGKILL');
     await waitFor(async () => byReplica(await hosts(), ids.c).length === 0, DEAD_REPLICA_BOUND_MS + 2000, 100);
     const releasedMs = Date.now() - killedAt;
+    // The operator's proxied socket closes with the dead replica's.
+    await Promise.race([running.attached.done.catch(() => undefined), new Promise((_, no) => setTimeout(() => no(new Error('operator not told')), 5000))]);
+    await waitFor(
+      async () => {
+        const row = (await db.query('select phase, status from remote_sessions where name = $1', [runningId])).rows[0];
+        return row.phase === 'ended' && JSON.parse(row.status).endReason === 'replica-lost';
+      },
+      DEAD_REPLICA_BOUND_MS + 2000,
+      200,
+    );
     await waitFor(async () => (await hosts()).every((h) => h.connectivity === 'online' && (h.replica === ids.a || h.replica === ids.b)), 30_000, 200);
     const recoveredMs = Date.now() - killedAt;
     sampling = false;

@@ -13,7 +13,8 @@ export interface ServerOptions {
   offlineAfterSeconds?: number;
   /**
    * Graceful shutdown: how long /readyz answers not-ready before agent channels are handed off with
-   * `reconnectElsewhere` (give the load balancer's health check time to notice); default 0.
+   * `reconnectElsewhere` (give the load balancer's health check time to notice); default
+   * EDGEPLANE_DRAIN_DELAY_MS, else 0.
    */
   drainDelayMs?: number;
   /**

@@ -32,6 +32,12 @@ export function serializeRequest(req: { method?: string; url?: string; headers?:
   };
 }
 
+/** EDGEPLANE_DRAIN_DELAY_MS: the not-ready time before agents are handed off at shutdown (ServerOptions.drainDelayMs). */
+function drainDelayFromEnv(): number {
+  const v = Number(process.env.EDGEPLANE_DRAIN_DELAY_MS ?? 0);
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 120_000) : 0;
+}
+
 /** Opens the store, migrates, bootstraps on first start, and listens. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(options.dataDir);
@@ -143,6 +149,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     };
     if (lease) await lease.start(controllers);
     else controllers.start();
+    // PostgreSQL: sessions served by a replica that died (its lease ran out) are ended by the others.
+    const sessionSweep = options.databaseUrl
+      ? setInterval(
+          () =>
+            void endOrphanedSessions(store.db, true, 'replica-lost').then(
+              (n) => n && logger.info({ sessions: n }, 'ended remote sessions of a replica whose lease ran out'),
+              (err) => logger.warn({ err }, 'ending remote sessions of dead replicas failed'),
+            ),
+          (offlineAfterSeconds * 1000) / 3,
+        ).unref()
+      : undefined;
+    const drainDelayMs = options.drainDelayMs ?? drainDelayFromEnv();
     return {
       url,
       routes: appRoutes(app),
@@ -152,7 +170,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         // Graceful shutdown: /readyz says not-ready first, so the load balancer stops sending agents
         // and requests here; after drainDelayMs the agents are handed off (reconnectElsewhere).
         hub.drain();
-        if (options.drainDelayMs) await new Promise((r) => setTimeout(r, options.drainDelayMs));
+        if (sessionSweep) clearInterval(sessionSweep);
+        if (drainDelayMs) await new Promise((r) => setTimeout(r, drainDelayMs));
         await hub.stop();
         if (lease) await lease.stop();
         else await controllers.stop();

@@ -45,7 +45,7 @@ export async function sessionReplica(db: Executor, id: string): Promise<string |
  * with the channel. With replicas (`shared`), only those of no live replica: a session another replica
  * serves goes on.
  */
-export async function endOrphanedSessions(db: Executor, shared = false): Promise<number> {
+export async function endOrphanedSessions(db: Executor, shared = false, endReason = 'server-restarted'): Promise<number> {
   const now = new Date().toISOString();
   const rows = await db
     .selectFrom('remote_sessions')
@@ -56,7 +56,7 @@ export async function endOrphanedSessions(db: Executor, shared = false): Promise
     )
     .execute();
   for (const r of rows) {
-    const status = { ...JSON.parse(r.status), phase: 'ended', endReason: 'server-restarted', endedAt: new Date().toISOString() };
+    const status = { ...JSON.parse(r.status), phase: 'ended', endReason, endedAt: new Date().toISOString() };
     await setSessionStatus(db, r.name, 'ended', status);
   }
   return rows.length;
