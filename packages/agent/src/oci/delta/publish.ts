@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -97,7 +98,6 @@ export async function publishDelta(options: PublishDeltaOptions): Promise<Publis
     log(`slot image: ${Math.round(bytes / MiB)} MiB; chunking`);
 
     const packFile = join(work, 'pack');
-    await mkdir(work, { recursive: true });
     let uploaded = 0;
     const index = await buildChunkIndex(
       image,
@@ -194,7 +194,6 @@ class Pusher {
   }
 
   async blobFile(path: string, size: number, signal?: AbortSignal): Promise<string> {
-    const { createHash } = await import('node:crypto');
     const h = createHash('sha256');
     for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
     const digest = `sha256:${h.digest('hex')}`;
