@@ -12,6 +12,7 @@ import {
   AgentMessage,
   CONNECT_AUDIENCE,
   type DevicePublicKey,
+  deviceKeyAlgorithm,
   type ErrorCode,
   PROTOCOL_VERSION,
   REGISTER_AUDIENCE,
@@ -99,7 +100,10 @@ export class TestServer {
     if (!parsed.success) return reply(res, 400, { error: { code: 'ValidationFailed', message: parsed.error.message } });
     const body = parsed.data;
     try {
-      await jwtVerify(body.proof, await importJWK(body.publicKey, 'EdDSA'), { audience: REGISTER_AUDIENCE, subject: body.deviceUid });
+      await jwtVerify(body.proof, await importJWK(body.publicKey, deviceKeyAlgorithm(body.publicKey)), {
+        audience: REGISTER_AUDIENCE,
+        subject: body.deviceUid,
+      });
     } catch (err) {
       return reply(res, 401, { error: { code: 'DeviceProofInvalid', message: (err as Error).message } });
     }
@@ -127,7 +131,10 @@ export class TestServer {
       const sub = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()).sub as string;
       const host = this.hosts.get(sub);
       if (!host) throw new Error('unknown host');
-      const { payload } = await jwtVerify(token, await importJWK(host.publicKey, 'EdDSA'), { audience: CONNECT_AUDIENCE, subject: sub });
+      const { payload } = await jwtVerify(token, await importJWK(host.publicKey, deviceKeyAlgorithm(host.publicKey)), {
+        audience: CONNECT_AUDIENCE,
+        subject: sub,
+      });
       if (!payload.jti || this.seenJti.has(payload.jti)) return refuse(401, 'ConnectTokenReplayed');
       this.seenJti.add(payload.jti);
       hostName = sub;
