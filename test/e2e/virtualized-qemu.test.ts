@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,9 +7,9 @@ import { Agent, AgentConfig, LinuxDevice, type ManagerContext, oci, readDomainXm
 import type { VirtVmSpec } from '@edgeplane/protocol';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { kvmBoots } from '../lab/qemu.js';
 import { DIALECTS } from '../support/db.js';
 import { waitFor } from '../support/device.js';
+import { probeQemuLibvirt, virsh as virshAt } from '../support/libvirtd.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 import { createK3sProfile } from '../support/sim-fleet.js';
@@ -23,45 +23,9 @@ import { createK3sProfile } from '../support/sim-fleet.js';
  */
 const URI = process.env.EDGEPLANE_QEMU_URI ?? 'qemu:///system';
 
-function virsh(...args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8', timeout: 10_000 });
-  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
-}
+const virsh = (...args: string[]) => virshAt(URI, ...args);
 
-function probe(): { ok: true; kvm: boolean } | { ok: false; reason: string } {
-  if (spawnSync('virsh', ['--version'], { encoding: 'utf8' }).error) return { ok: false, reason: 'virsh is not installed (libvirt-clients)' };
-  const version = virsh('version');
-  if (!version.ok || !/QEMU/i.test(version.out)) {
-    const apt = spawnSync('apt-cache', ['policy', 'libvirt-daemon-system', 'qemu-system-x86'], { encoding: 'utf8' }).stdout ?? '';
-    const hint = /Installed: (?!\(none\))/.test(apt)
-      ? ' (libvirt-daemon-system is installed: start libvirtd and virtlogd)'
-      : /Candidate: (?!\(none\))/.test(apt)
-        ? ' (apt-get install libvirt-daemon-system qemu-system-x86 would provide it)'
-        : '';
-    return { ok: false, reason: `no QEMU libvirt daemon answers at ${URI}: ${version.out.split('\n').pop() || 'no answer'}${hint}` };
-  }
-  // libvirt may offer KVM where KVM cannot run a guest (nested, paravirtual): use it only when the
-  // lab's probe boots the firmware under KVM, else TCG.
-  const kvm = virsh('domcapabilities', '--virttype', 'kvm').ok && kvmBoots();
-  // A daemon that answers may still be unable to define domains (e.g. started by hand in a container
-  // without systemd/D-Bus, where define hangs): try a tiny one with a deadline.
-  const probeXml = join(tmpdir(), `ep-qemu-probe-${process.pid}.xml`);
-  writeFileSync(
-    probeXml,
-    "<domain type='qemu'><name>ep-probe</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>",
-  );
-  const defined = spawnSync('virsh', ['-q', '-c', URI, 'define', probeXml], { encoding: 'utf8', timeout: 15_000 });
-  rmSync(probeXml, { force: true });
-  if (defined.status !== 0)
-    return {
-      ok: false,
-      reason: `libvirtd at ${URI} answers but cannot define a domain: ${defined.error ? 'define did not finish within 15 s' : (defined.stderr ?? '').trim()}`,
-    };
-  virsh('undefine', 'ep-probe');
-  return { ok: true, kvm };
-}
-
-const env = probe();
+const env = probeQemuLibvirt(URI);
 const skipReason = env.ok ? '' : env.reason;
 if (!env.ok) console.warn(`[virtualized-qemu] SKIPPED: cannot run real QEMU domains here: ${skipReason}`);
 else console.warn(`[virtualized-qemu] running real QEMU domains at ${URI} with ${env.kvm ? 'KVM' : 'TCG (no KVM)'}`);
@@ -118,7 +82,13 @@ describe('virt manager on a real QEMU hypervisor', () => {
       await manager.apply({ vms: [vm] }, ctx);
       expect((await lv.domainInfo(vm.domain))?.state).toBe('running');
       const xml = await lv.dumpxml(vm.domain, false); // the live definition, with the firmware libvirt picked
-      expect(readDomainXml(xml)).toMatchObject({ vcpus: 1, memoryMiB: 256, network: 'ep-test-net', pool: 'ep-test-pool', seedVolume: 'ep-qemutest-vm1-seed.iso' });
+      expect(readDomainXml(xml)).toMatchObject({
+        vcpus: 1,
+        memoryMiB: 256,
+        network: 'ep-test-net',
+        pool: 'ep-test-pool',
+        seedVolume: 'ep-qemutest-vm1-seed.iso',
+      });
       // The pool holds the image's base disk (GPT with the A/B layout), the VM's qcow2 overlay backed by it, and the seed.
       const base = `ep-base-${image.digest.slice('sha256:'.length, 'sha256:'.length + 16)}.img`;
       expect((await lv.poolVolumes('ep-test-pool')).sort()).toEqual([base, 'ep-qemutest-vm1-seed.iso', 'ep-qemutest-vm1.qcow2'].sort());

@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { kvmBoots } from '../lab/qemu.js';
 
 /**
  * Starts libvirt's QEMU daemon for the tests that use a real hypervisor (qemu:///system), when it is
@@ -65,4 +68,47 @@ function running(pidFile: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** `virsh -q -c URI ...` with a deadline: whether it succeeded and what it printed. */
+export function virsh(uri: string, ...args: string[]): { ok: boolean; out: string } {
+  const r = spawnSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+}
+
+/**
+ * Whether real QEMU domains can run at `uri` (the tests that need a real hypervisor skip with the
+ * reason otherwise), and with KVM or TCG: libvirt may offer KVM where KVM cannot run a guest (nested,
+ * paravirtual), so KVM only when the lab's probe boots the firmware under it.
+ */
+export function probeQemuLibvirt(uri: string): { ok: true; kvm: boolean } | { ok: false; reason: string } {
+  if (spawnSync('virsh', ['--version'], { encoding: 'utf8' }).error) return { ok: false, reason: 'virsh is not installed (libvirt-clients)' };
+  const version = virsh(uri, 'version');
+  if (!version.ok || !/QEMU/i.test(version.out)) {
+    const apt = spawnSync('apt-cache', ['policy', 'libvirt-daemon-system', 'qemu-system-x86'], { encoding: 'utf8' }).stdout ?? '';
+    const hint = /Installed: (?!\(none\))/.test(apt)
+      ? ' (libvirt-daemon-system is installed: start libvirtd and virtlogd)'
+      : /Candidate: (?!\(none\))/.test(apt)
+        ? ' (apt-get install libvirt-daemon-system qemu-system-x86 would provide it)'
+        : '';
+    return { ok: false, reason: `no QEMU libvirt daemon answers at ${uri}: ${version.out.split('\n').pop() || 'no answer'}${hint}` };
+  }
+  const kvm = virsh(uri, 'domcapabilities', '--virttype', 'kvm').ok && kvmBoots();
+  // A daemon that answers may still be unable to define domains (e.g. started by hand in a container
+  // without systemd/D-Bus, where define hangs): try a tiny one with a deadline.
+  const name = `ep-probe-${process.pid}`;
+  const probeXml = join(tmpdir(), `${name}.xml`);
+  writeFileSync(
+    probeXml,
+    `<domain type='qemu'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>`,
+  );
+  const defined = spawnSync('virsh', ['-q', '-c', uri, 'define', probeXml], { encoding: 'utf8', timeout: 15_000 });
+  rmSync(probeXml, { force: true });
+  if (defined.status !== 0)
+    return {
+      ok: false,
+      reason: `libvirtd at ${uri} answers but cannot define a domain: ${defined.error ? 'define did not finish within 15 s' : (defined.stderr ?? '').trim()}`,
+    };
+  virsh(uri, 'undefine', name);
+  return { ok: true, kvm };
 }

@@ -8,7 +8,7 @@ import { VirshError } from '../../device/linux/virsh-session.js';
 import { SimDevice } from '../../device/sim/sim-device.js';
 import { readNoCloudSeed } from '../../seed/nocloud-seed.js';
 import type { ManagerContext } from '../manager.js';
-import { readDomainXml } from './domain-xml.js';
+import { baseVolume, domainXml, readDomainXml } from './domain-xml.js';
 import { VirtManager } from './virt.manager.js';
 
 const URI = 'test:///default';
@@ -97,5 +97,20 @@ describe('virt manager', () => {
   it('refuses an unknown network in prepare', async () => {
     const { manager } = await setup();
     await expect(manager.prepare({ vms: [vm({ network: 'nope' })] })).rejects.toThrow(/network "nope"/);
+  });
+});
+
+describe('domain XML', () => {
+  it('attaches the seed as a read-only volume of the pool on a real hypervisor and as a file on the test driver', () => {
+    const onQemu = domainXml({ vm: vm(), type: 'qemu', seed: { volume: 'ep-c1-w1-seed.iso' } });
+    expect(onQemu).toContain("<os firmware='efi'>");
+    expect(readDomainXml(onQemu)).toMatchObject({ pool: 'default-pool', volume: 'ep-c1-w1.qcow2', seedVolume: 'ep-c1-w1-seed.iso', seedIso: undefined });
+    const onTest = domainXml({ vm: vm(), type: 'test', seed: { file: '/data/virt/seeds/ep-c1-w1.iso' } });
+    expect(readDomainXml(onTest)).toMatchObject({ volume: 'ep-c1-w1.qcow2', seedIso: '/data/virt/seeds/ep-c1-w1.iso', seedVolume: undefined });
+  });
+
+  it('names one base volume per image digest', () => {
+    expect(baseVolume(vm())).toBe(`ep-base-${'a'.repeat(16)}.img`);
+    expect(baseVolume(vm({ image: { image: 'reg/os:2', digest: `sha256:${'b'.repeat(64)}` } }))).not.toBe(baseVolume(vm()));
   });
 });
