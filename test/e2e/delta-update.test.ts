@@ -96,22 +96,21 @@ async function stage(device: Device, dataDir: string, version: string, options: 
   const manager = new OsManager(device, { dataDir });
   const run: Run = { events: [], statuses: [], rebuilt: [] };
   const boot = device.boot as SlotBoot;
-  const original = boot.writeSlotImage?.bind(boot);
-  if (original)
-    boot.writeSlotImage = (slot, fill, meta, signal) =>
-      original(
-        slot,
-        async (path) => {
-          await fill(path);
-          run.rebuilt.push(
-            `sha256:${createHash('sha256')
-              .update(await readFile(path))
-              .digest('hex')}`,
-          );
-        },
-        meta,
-        signal,
-      );
+  const original = boot.writeSlotImage.bind(boot);
+  boot.writeSlotImage = (slot, fill, meta, signal) =>
+    original(
+      slot,
+      async (path) => {
+        await fill(path);
+        run.rebuilt.push(
+          `sha256:${createHash('sha256')
+            .update(await readFile(path))
+            .digest('hex')}`,
+        );
+      },
+      meta,
+      signal,
+    );
   const ctx: ManagerContext = {
     device,
     dataDir,
@@ -131,7 +130,7 @@ async function stage(device: Device, dataDir: string, version: string, options: 
   try {
     await manager.prepare(desired, ctx);
   } finally {
-    if (original) boot.writeSlotImage = original;
+    boot.writeSlotImage = original;
   }
   run.statuses.push(await manager.status());
   return run;

@@ -101,14 +101,14 @@ export interface SlotBoot {
   slotHealth(slot: Slot): Promise<string | undefined>;
   /**
    * Delta updates (docs/delta-updates.md): the image (block device or image file) of `slot` that a
-   * new slot image is rebuilt from; undefined when the slot has none. Absent: no delta updates.
+   * new slot image is rebuilt from; undefined when the slot has none.
    */
-  slotImage?(slot: Slot): Promise<string | undefined>;
+  slotImage(slot: Slot): Promise<string | undefined>;
   /**
    * Delta updates: writes `slot` from a whole ext4 slot image that `fill` writes into the path it is
    * given, under the same power-cut rules as writeSlot (the slot reads as empty until its record is
    * written). `meta` gets the image's /usr/lib/edgeplane/image.json text (undefined when it has
    * none) and returns the slot record, or throws to refuse the image.
    */
-  writeSlotImage?(slot: Slot, fill: (path: string) => Promise<void>, meta: (imageJson: string | undefined) => SlotMeta, signal?: AbortSignal): Promise<void>;
+  writeSlotImage(slot: Slot, fill: (path: string) => Promise<void>, meta: (imageJson: string | undefined) => SlotMeta, signal?: AbortSignal): Promise<void>;
 }

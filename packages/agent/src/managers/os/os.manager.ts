@@ -147,7 +147,6 @@ export class OsManager implements Manager<'os'> {
    * is pulled instead (recorded in the phase message, and as an event).
    */
   private async stageByDelta(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<string | undefined> {
-    if (!boot.writeSlotImage || !boot.slotImage) return 'this device writes slots from the image tree only';
     const source = sourceFor(desired.image, { insecure: desired.insecure });
     if (!(source instanceof RegistryClient)) return 'the image is not in a registry';
     const writeSlotImage = boot.writeSlotImage.bind(boot);
