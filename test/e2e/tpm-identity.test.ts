@@ -194,6 +194,24 @@ describe.each(DIALECTS)('device key algorithms (%s)', (dialect) => {
     expect([...after.objects.keys()]).toEqual([...before.objects.keys()]);
   });
 
+  it('an approved key change moves the host to the new key and its identity (file to tpm), and only that key connects', async () => {
+    const file = await TestDevice.create();
+    const name = (await register(t.url, await file.registerBody(token))).body.hostName;
+    const tpm = await TestDevice.createP256(file.uid);
+    expect((await register(t.url, await tpm.registerBody(token))).body).toMatchObject({ hostName: name, state: 'pending-approval' });
+    const pending = (await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status;
+    expect(pending).toMatchObject({ state: 'ready', identity: { kind: 'file' }, pendingIdentity: { kind: 'tpm' } });
+    const approved = await t.api('POST', `/api/v1/edgehosts/${name}/approve-key`, { fingerprint: pending.pendingKeyFingerprint });
+    expect(approved.status).toBe(200);
+    const after = (await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status;
+    expect(after.keyFingerprint).toBe(pending.pendingKeyFingerprint);
+    expect(after.identity).toMatchObject({ kind: 'tpm', ekPublicKey: tpm.identity?.ekPublicKey, ekFingerprint: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(after.pendingIdentity).toBeUndefined();
+    await expect(connect(t.url, await file.connectToken(name))).rejects.toMatchObject({ status: 401, body: { error: { code: 'ConnectTokenInvalid' } } });
+    const ok = await connect(t.url, await tpm.connectToken(name));
+    ok.ws.close();
+  });
+
   it('a host bound to a P-256 key accepts only ES256 tokens by that key; an Ed25519 host only EdDSA', async () => {
     const p256 = await TestDevice.createP256();
     const name = (await register(t.url, await p256.registerBody(token))).body.hostName;
