@@ -145,6 +145,18 @@ export class Libvirt {
     return Number.parseInt(parseKeyValues(await this.run('vol-info', volume, '--pool', pool, '--bytes')).Capacity ?? '0', 10) || 0;
   }
 
+  /** Volumes of `pool` whose backing file is `volume` (qcow2 overlays of it). */
+  async overlaysOf(pool: string, volume: string): Promise<string[]> {
+    const path = (await this.run('vol-path', volume, '--pool', pool)).trim();
+    const out: string[] = [];
+    for (const v of await this.poolVolumes(pool)) {
+      if (v === volume) continue;
+      const xml = await this.run('vol-dumpxml', v, '--pool', pool).catch(() => '');
+      if (/<backingStore>[\s\S]*?<path>([^<]+)<\/path>/.exec(xml)?.[1] === path) out.push(v);
+    }
+    return out;
+  }
+
   async deleteVolume(pool: string, volume: string): Promise<void> {
     if (await this.volumeExists(pool, volume)) await this.run('vol-delete', volume, '--pool', pool);
   }

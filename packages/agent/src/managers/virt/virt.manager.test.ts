@@ -94,6 +94,19 @@ describe('virt manager', () => {
     expect(events).toEqual(['VmCreated', 'VmResized', 'VmDeleted']);
   });
 
+  it('writes a base volume again when the agent has no record of finishing it (a write cut short)', async () => {
+    const { manager, ctx, lv } = await setup();
+    // Left by an upload that stopped half-way: smaller than the disk, and never recorded as done.
+    await lv.run('vol-create-as', 'default-pool', baseVolume(vm()), '1G', '--format', 'raw');
+    await manager.apply({ vms: [vm()] }, ctx);
+    expect(await lv.volumeBytes('default-pool', baseVolume(vm()))).toBe(4 * 1024 ** 3);
+    // Recorded now: the next pass keeps it as it is.
+    await manager.apply({ vms: [vm()] }, ctx);
+    expect(await lv.volumeBytes('default-pool', baseVolume(vm()))).toBe(4 * 1024 ** 3);
+    await manager.apply({ vms: [] }, ctx);
+    expect(await lv.poolVolumes('default-pool')).toEqual([]);
+  });
+
   it('refuses an unknown network in prepare', async () => {
     const { manager } = await setup();
     await expect(manager.prepare({ vms: [vm({ network: 'nope' })] })).rejects.toThrow(/network "nope"/);

@@ -92,7 +92,9 @@ export class VirtManager implements Manager<'virt'> {
       const bases = new Set(vms.map((v) => `${v.storagePool}/${baseVolume(v)}`));
       for (const pool of await lv.names('pool-list', '--name')) {
         for (const vol of await lv.poolVolumes(pool)) {
-          if (vol.startsWith(BASE_PREFIX) && !bases.has(`${pool}/${vol}`)) await lv.run('vol-delete', vol, '--pool', pool);
+          if (!vol.startsWith(BASE_PREFIX) || bases.has(`${pool}/${vol}`)) continue;
+          await lv.run('vol-delete', vol, '--pool', pool);
+          await removeTree(join(this.options.dataDir, 'virt', 'bases', pool, vol));
         }
       }
       this.phase = vms.length ? 'Ready' : 'Idle';
@@ -116,7 +118,25 @@ export class VirtManager implements Manager<'virt'> {
   private async ensureBase(vm: VirtVmSpec, ctx: ManagerContext): Promise<void> {
     const lv = this.libvirt;
     const base = baseVolume(vm);
-    if (await lv.volumeExists(vm.storagePool, base)) return;
+    // The agent records each base it finished writing: one that exists without the record is a write
+    // cut short (agent or machine stopped mid-upload) and is written again, unless VM disks are
+    // already backed by it (it was finished; the record went with the data dir).
+    const done = join(this.options.dataDir, 'virt', 'bases', vm.storagePool, base);
+    if (await lv.volumeExists(vm.storagePool, base)) {
+      if ((await readTextFile(done).catch(() => undefined)) === vm.image.digest) return;
+      if ((await lv.overlaysOf(vm.storagePool, base)).length) {
+        await writeFileAtomic(done, vm.image.digest);
+        return;
+      }
+      ctx.log.warn({ pool: vm.storagePool, volume: base }, 'virt: base volume without a finished write; writing it again');
+      await lv.deleteVolume(vm.storagePool, base);
+    }
+    await this.writeBase(vm, base, ctx);
+    await writeFileAtomic(done, vm.image.digest);
+  }
+
+  private async writeBase(vm: VirtVmSpec, base: string, ctx: ManagerContext): Promise<void> {
+    const lv = this.libvirt;
     const meta = { digest: vm.image.digest, image: vm.image.image, writtenAt: new Date().toISOString() };
     if (lv.simulated) {
       // libvirt's test driver boots nothing: no image is pulled, an empty volume stands for the disk.
