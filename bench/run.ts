@@ -13,6 +13,7 @@ import { consoleOverviewMap } from './console-overview-map.bench.js';
 import { deltaUpdates } from './delta-updates.bench.js';
 import { fleetConnect } from './fleet-connect.bench.js';
 import { registrationStorm } from './registration-storm.bench.js';
+import { replicasBench } from './replicas.bench.js';
 import { rolloutBench } from './rollout.bench.js';
 
 /** Every benchmark by name; `BENCH_ONLY=<name> npm run bench` runs one. */
@@ -26,6 +27,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchResult>> = {
   'api-list': apiList,
   'cli-start': cliStart,
   'delta-updates': deltaUpdates,
+  replicas: replicasBench,
 };
 
 export interface BenchResult {
