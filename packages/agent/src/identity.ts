@@ -12,7 +12,6 @@ import {
   REGISTER_AUDIENCE,
 } from '@edgeplane/protocol';
 import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
-import type { Logger } from 'pino';
 import { z } from 'zod';
 import { readJsonFile, writeFileAtomic } from './atomic-file.js';
 import type { Device } from './device/device.js';
@@ -60,8 +59,25 @@ type IdentityFile = z.infer<typeof IdentityFile>;
 export interface IdentityOptions {
   /** The device whose TPM holds (or is to hold) the key; without it only a file key can be used. */
   device?: Pick<Device, 'exec'>;
-  /** Told once which kind of key a new identity got. */
-  logger?: Pick<Logger, 'info' | 'warn'>;
+  /** Told once which kind of key a new identity got (the agent's pino logger). */
+  logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+/**
+ * A new identity in the TPM, or undefined (with a warning) when the TPM refuses: an owner hierarchy
+ * with a password, a TPM in dictionary-attack lockout. The device then gets a file key and registers as
+ * identity: file, which a token with requireTpm refuses, so the operator sees it.
+ */
+async function createInTpm(tpm: Tpm, options: IdentityOptions): Promise<IdentityFile | undefined> {
+  try {
+    const { blobs, publicKey } = await tpm.createKey();
+    const endorsement = await tpm.endorsement();
+    options.logger?.info({ ekFingerprint: ekFingerprint(endorsement.ekPublicKey) }, 'created the device identity key in the TPM');
+    return { version: 1, tpm: { ...blobs, publicKey, ...endorsement }, createdAt: new Date().toISOString() };
+  } catch (err) {
+    options.logger?.warn({ err: (err as Error).message }, 'the TPM 2.0 refused to make the identity key; using a file key (identity: file)');
+    return undefined;
+  }
 }
 
 /** Signs a JWS signing input; the file key through jose, the TPM key through tpm2-tools. */
@@ -95,16 +111,13 @@ export class DeviceIdentity {
     const tpm = options.device ? new Tpm(options.device, dataDir) : undefined;
     let data: IdentityFile;
     if (raw === undefined) {
-      if (tpm && (await tpm.present())) {
-        const { blobs, publicKey } = await tpm.createKey();
-        const endorsement = await tpm.endorsement();
-        data = { version: 1, tpm: { ...blobs, publicKey, ...endorsement }, createdAt: new Date().toISOString() };
-        options.logger?.info({ ekFingerprint: ekFingerprint(endorsement.ekPublicKey) }, 'created the device identity key in the TPM');
-      } else {
+      const inTpm = tpm && (await tpm.present()) ? await createInTpm(tpm, options) : undefined;
+      if (inTpm) data = inTpm;
+      else {
         const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
         const jwk = await exportJWK(privateKey);
         data = { version: 1, privateKey: PrivateJwk.parse(jwk), createdAt: new Date().toISOString() };
-        options.logger?.info('no TPM 2.0 found: the device identity key is a file key (identity.json)');
+        options.logger?.info({}, 'no TPM 2.0 found: the device identity key is a file key (identity.json)');
       }
       await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
     } else {

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { CONNECT_AUDIENCE, REGISTER_AUDIENCE } from '@edgeplane/protocol';
 import { importJWK, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +67,20 @@ describe('DeviceIdentity in a TPM (swtpm)', () => {
     expect(id.kind).toBe('file');
     expect(id.claim).toBeUndefined();
     expect(id.publicKey).toMatchObject({ kty: 'OKP', crv: 'Ed25519' });
+  });
+
+  it('a TPM that refuses to make the key (owner hierarchy with a password) leaves the device with a file key, and says so', async () => {
+    const locked = await startSwtpm();
+    try {
+      await promisify(execFile)('tpm2_changeauth', [`--tcti=${locked.tcti}`, '-c', 'o', 'owner-secret']);
+      const warnings: string[] = [];
+      const logger = { info() {}, warn: (_o: object, msg: string) => void warnings.push(msg) };
+      const id = await DeviceIdentity.loadOrCreate(join(dir, 'locked'), { device: device(join(dir, 'root-e'), locked), logger });
+      expect(id.kind).toBe('file');
+      expect(warnings).toEqual([expect.stringContaining('refused to make the identity key; using a file key')]);
+    } finally {
+      await locked.stop();
+    }
   });
 
   it('a file identity stays a file identity when a TPM appears later', async () => {
