@@ -212,6 +212,24 @@ describe.each(DIALECTS)('device key algorithms (%s)', (dialect) => {
     ok.ws.close();
   });
 
+  it('a TPM key pairs with a code like a file key, and only that key completes the pairing', async () => {
+    const d = await TestDevice.createP256();
+    const start = await fetch(`${t.url}/agent/v1/pairings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(await d.pairingStartBody()),
+    });
+    expect(start.status).toBe(201);
+    const s = await start.json();
+    expect((await t.api('POST', `/api/v1/pairings/${s.code}/claim`, {})).status).toBe(200);
+    const pairing = { token: undefined, pairing: { id: s.id, secret: s.pollSecret } };
+    const other = await TestDevice.createP256(d.uid);
+    expect((await register(t.url, await other.registerBody('', pairing))).body.error.code).toBe('PairingInvalid');
+    const r = await register(t.url, await d.registerBody('', pairing));
+    expect(r.body.state).toBe('ready');
+    expect((await t.api('GET', `/api/v1/edgehosts/${r.body.hostName}`)).body.status).toMatchObject({ registeredVia: 'pairing', identity: { kind: 'tpm' } });
+  });
+
   it('a host bound to a P-256 key accepts only ES256 tokens by that key; an Ed25519 host only EdDSA', async () => {
     const p256 = await TestDevice.createP256();
     const name = (await register(t.url, await p256.registerBody(token))).body.hostName;
