@@ -7,7 +7,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestStore, testStore } from '../support/db.js';
-import { waitFor } from '../support/device.js';
+import { connect, TestDevice, waitFor } from '../support/device.js';
 import { type Haproxy, startHaproxy } from '../support/haproxy.js';
 
 const OFFLINE_AFTER = 6;
@@ -120,6 +120,17 @@ describe('draining a replica behind HAProxy', () => {
     const ready = await fetch(`${a.url}/readyz`);
     expect((await ready.json()).error).toMatchObject({ code: 'NotReady', message: expect.stringContaining('draining') });
     expect((await hosts()).filter((h) => h.replica === idA).length).toBe(onA.length);
+    // An agent reaching the draining replica directly (not through the balancer) is refused, retryable.
+    const stray = await TestDevice.create();
+    const refused = await connect(a.url, await stray.connectToken(onA[0])).then(
+      (ch) => {
+        ch.ws.close();
+        return undefined;
+      },
+      (err: { status?: number; body?: { error?: { code?: string } } }) => err,
+    );
+    expect(refused?.status).toBe(503);
+    expect(refused?.body?.error?.code).toBe('NotReady');
     const closedAt = Date.now();
     await closing;
     // The agents it held are on B now, soon after the hand-off (jitter below their 200 ms backoff base).
