@@ -1,0 +1,229 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, AgentConfig, LinuxDevice } from '@edgeplane/agent';
+import { buildImage } from '@edgeplane/image';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from '../support/cli-process.js';
+import freePort from '../support/free-port.js';
+import { probeQemuLibvirt, virsh as virshAt } from '../support/libvirtd.js';
+import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
+import { type TestServer, testServer } from '../support/server.js';
+
+/**
+ * Virtualized Edge on this machine's real libvirtd (TCG unless KVM can run guests): an appliance agent
+ * (LinuxDevice against qemu:///system) and a control plane; a virtualized cluster of 2 VMs from a
+ * profile whose OS layer is an Edgeplane OS image (the small busybox-based one) in the local
+ * registry. The appliance pulls the image, writes its A/B disk once as a base volume, and each VM
+ * boots a qcow2 overlay of it under UEFI; the guests' agents register from their seeds through the
+ * libvirt network's gateway (the server's public URL), the VMs become the cluster's hosts on slot A
+ * of that image, `vm console` shows their serial consoles, and deleting the cluster leaves no
+ * domain, volume or seed. The Kubernetes layer cannot start in the busybox image (no container
+ * runtime, no systemd): the cluster stays short of Running, and the test says so.
+ */
+const URI = process.env.EDGEPLANE_QEMU_URI ?? 'qemu:///system';
+const virsh = (...args: string[]) => virshAt(URI, ...args);
+const env = probeQemuLibvirt(URI);
+const skipReason = env.ok ? '' : env.reason;
+if (!env.ok) console.warn(`[virtualized-boot] SKIPPED: cannot run real QEMU domains here: ${skipReason}`);
+
+/** Boot of both VMs under TCG up to their agents' registration (the lab's single boot budget is 240 s). */
+const BOOT_MS = 480_000;
+const CLUSTER = 'vboot';
+
+/** A /24 for the test's libvirt network that no interface of this machine uses. */
+function freeSubnet(): string {
+  const addrs = spawnSync('ip', ['-4', '-o', 'addr'], { encoding: 'utf8' }).stdout ?? '';
+  for (let i = 0; i < 100; i++) {
+    const n = 100 + ((process.pid + i) % 150);
+    if (!addrs.includes(`192.168.${n}.`)) return `192.168.${n}`;
+  }
+  throw new Error('no free 192.168.x.0/24 for the test network');
+}
+
+describe.skipIf(!env.ok)(`Virtualized Edge VMs boot Edgeplane OS on a real hypervisor${env.ok ? '' : ` (SKIPPED: ${skipReason})`}`, () => {
+  let dir: string;
+  let registry: TestRegistry;
+  let t: TestServer;
+  let agent: Agent;
+  let appliance: string;
+  let digest: string;
+  let pool: string;
+  let network: string;
+  const cleanup: (() => unknown)[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ep-vboot-'));
+    chmodSync(dir, 0o755); // qemu runs as its own user and reads the pool's volumes under here
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    registry = await startRegistry();
+    cleanup.push(() => registry.stop());
+    const started = Date.now();
+    const built = await buildImage({ base: 'busybox', name: 'Edgeplane OS', version: '1.0.0', output: join(dir, 'image-1') });
+    digest = await pushOciLayout(built.layoutDir, `${registry.host}/edgeplane/os:1.0.0`);
+    console.warn(`[virtualized-boot] busybox image ${digest} built and pushed in ${Math.round((Date.now() - started) / 1000)} s`);
+
+    // A pool and an isolated network (DHCP, the host at .1) of the test's own, transient.
+    const id = process.pid;
+    pool = `ep-vboot-pool-${id}`;
+    network = `ep-vboot-net-${id}`;
+    mkdirSync(join(dir, 'pool'), { mode: 0o755 });
+    expect(virsh('pool-create-as', pool, 'dir', '--target', join(dir, 'pool')).ok).toBe(true);
+    cleanup.push(() => virsh('pool-destroy', pool));
+    const subnet = freeSubnet();
+    const gateway = `${subnet}.1`;
+    writeFileSync(
+      join(dir, 'net.xml'),
+      `<network><name>${network}</name><bridge name='virbr-ep${id % 100000}'/><ip address='${gateway}' netmask='255.255.255.0'><dhcp><range start='${subnet}.10' end='${subnet}.99'/></dhcp></ip></network>`,
+    );
+    const net = virsh('net-create', join(dir, 'net.xml'));
+    expect(net.ok, net.out).toBe(true);
+    cleanup.push(() => virsh('net-destroy', network));
+
+    // The server listens on the network's gateway: the guests reach it there, and its public URL says so.
+    const port = await freePort();
+    t = await testServer('sqlite', { host: gateway, port, publicUrl: `http://${gateway}:${port}` });
+    cleanup.push(() => t.close());
+    const profile = await t.api('POST', '/api/v1/clusterprofiles', {
+      metadata: { name: 'vboot' },
+      spec: {
+        layers: {
+          os: { image: `${registry.host}/edgeplane/os:1.0.0@${digest}`, insecure: true },
+          kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' },
+        },
+      },
+    });
+    expect(profile.status, JSON.stringify(profile.body)).toBe(201);
+    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'appliance' }, spec: { autoApprove: true } })).body.status.token;
+    const config = AgentConfig.parse({ server: t.url, token, dataDir: join(dir, 'agent'), virt: { libvirtUri: URI, kvm: env.ok && env.kvm } });
+    agent = new Agent({ config, device: new LinuxDevice(), logger: pino({ level: process.env.EDGEPLANE_TEST_LOG ?? 'silent' }) });
+    await agent.start();
+    cleanup.push(() => agent.stop());
+    appliance = await until(
+      'the appliance reports its libvirt with the test network',
+      async () => {
+        const items = (await t.api('GET', '/api/v1/edgehosts')).body.items as any[];
+        const h = items.find(
+          (i) => i.status.connectivity === 'online' && i.status.agent?.managers?.virt?.libvirt?.networks?.some((n: any) => n.name === network),
+        );
+        return h?.metadata.name as string | undefined;
+      },
+      60_000,
+    );
+  }, 600_000);
+
+  afterAll(async () => {
+    // Whatever the test left: the cluster's domains (by the manager's prefix), then the rest.
+    if (t) await t.api('DELETE', `/api/v1/clusters/${CLUSTER}`).catch(() => undefined);
+    for (const name of virsh('list', '--all', '--name').out.split('\n')) {
+      if (!name.startsWith(`ep-${CLUSTER}-`)) continue;
+      virsh('destroy', name);
+      virsh('undefine', name, '--nvram');
+    }
+    for (const c of cleanup.reverse())
+      await Promise.resolve()
+        .then(c)
+        .catch(() => undefined);
+  }, 120_000);
+
+  /** What the last poll of `until` saw, for its failure message. */
+  let seen: unknown;
+  async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    seen = undefined;
+    for (;;) {
+      const value = await Promise.resolve()
+        .then(fn)
+        .catch((err: Error) => {
+          seen = err.message;
+          return undefined;
+        });
+      if (value) return value;
+      if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s; last seen: ${JSON.stringify(seen)?.slice(0, 3000)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  const vms = async () => (await t.api('GET', `/api/v1/clusters/${CLUSTER}/vms`)).body.items as any[];
+  const consoleOf = async (vm: string) =>
+    cli(['vm', 'console', CLUSTER, vm, '-n', '400'], { EDGEPLANE_CONFIG: join(dir, 'cli.yaml'), EDGEPLANE_SERVER: t.url, EDGEPLANE_TOKEN: t.admin });
+
+  it(
+    'both VMs boot the profile image from overlays of one base volume, register from their seeds and become the cluster hosts',
+    async () => {
+      const r = await t.api('POST', '/api/v1/clusters', {
+        metadata: { name: CLUSTER },
+        spec: {
+          type: 'virtualized',
+          profile: { name: 'vboot', revision: 1 },
+          appliance,
+          vms: [
+            { name: 'cp1', role: 'control-plane', vcpus: 1, memoryMiB: 768, diskGiB: 4, network, storagePool: pool },
+            { name: 'w1', role: 'worker', vcpus: 1, memoryMiB: 768, diskGiB: 4, network, storagePool: pool },
+          ],
+        },
+      });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      const started = Date.now();
+      // One base volume for the image, a qcow2 overlay and a seed per VM.
+      const base = `ep-base-${digest.slice('sha256:'.length, 'sha256:'.length + 16)}.img`;
+      await until(
+        'the appliance defines both domains',
+        async () => {
+          const names = virsh('list', '--all', '--name').out;
+          return names.includes(`ep-${CLUSTER}-cp1`) && names.includes(`ep-${CLUSTER}-w1`);
+        },
+        300_000,
+      );
+      const volumes = virsh('vol-list', pool).out;
+      for (const v of [base, `ep-${CLUSTER}-cp1.qcow2`, `ep-${CLUSTER}-w1.qcow2`, `ep-${CLUSTER}-cp1-seed.iso`, `ep-${CLUSTER}-w1-seed.iso`])
+        expect(volumes).toContain(v);
+      console.warn(`[virtualized-boot] both domains defined ${Math.round((Date.now() - started) / 1000)} s after the cluster was created`);
+
+      // Both guests' agents register (pre-registered by their domain UUIDs) and report slot A of the image.
+      const hosts = await until(
+        'both VM hosts are online and report the image committed in slot A',
+        async () => {
+          const items = await vms();
+          if (items.length !== 2) return undefined;
+          const hs = await Promise.all(items.map(async (v) => (await t.api('GET', `/api/v1/edgehosts/${v.host}`)).body));
+          // The agent's own os report: a worker's spec carries the OS layer only once the control plane is up.
+          const os = (h: any) => h.status?.agent?.managers?.os;
+          seen = hs.map((h) => ({ name: h.metadata?.name, connectivity: h.status?.connectivity, os: os(h) }));
+          return hs.every((h) => h.status?.connectivity === 'online' && os(h)?.digest === digest && os(h)?.bootedSlot === 'A') ? hs : undefined;
+        },
+        BOOT_MS,
+      );
+      console.warn(`[virtualized-boot] both VMs booted and registered ${Math.round((Date.now() - started) / 1000)} s after the cluster was created`);
+      expect(hosts.map((h) => h.metadata.name).sort()).toEqual([`${CLUSTER}-cp1`, `${CLUSTER}-w1`]);
+      const cluster = (await t.api('GET', `/api/v1/clusters/${CLUSTER}`)).body;
+      console.warn(
+        `[virtualized-boot] cluster phase ${cluster.status?.phase}: the busybox image has no container runtime or systemd, so the Kubernetes layer does not come up in the guests`,
+      );
+
+      // The serial console, read through the appliance's agent, shows the guest's boot.
+      for (const vm of ['cp1', 'w1']) {
+        const out = await consoleOf(vm);
+        expect(out.code, out.out).toBe(0);
+        // The kernel, the image's init on slot A, and the guest's agent connected as the VM's host.
+        expect(out.stdout).toMatch(/\[\s*\d+\.\d+\] /);
+        expect(out.stdout).toMatch(/edgeplane-os: .*"version":"1.0.0".* booted from slot A/);
+        expect(out.stdout).toContain(`Connected to ${t.url} as host ${CLUSTER}-${vm}`);
+      }
+    },
+    300_000 + BOOT_MS + 120_000,
+  );
+
+  it('deleting the cluster leaves no domain, volume or seed behind', async () => {
+    const r = await t.api('DELETE', `/api/v1/clusters/${CLUSTER}`);
+    expect(r.status, JSON.stringify(r.body)).toBeLessThan(300);
+    await until(
+      'the domains, volumes and seeds are gone',
+      () => !virsh('list', '--all', '--name').out.includes(`ep-${CLUSTER}-`) && virsh('vol-list', pool).out.trim() === '',
+      180_000,
+    );
+    expect(virsh('vol-list', pool).out).toBe('');
+  }, 200_000);
+});
