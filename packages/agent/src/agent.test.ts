@@ -1,8 +1,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CLOSE_CODES } from '@edgeplane/protocol';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Agent } from './agent.js';
 import { AgentConfig } from './config.js';
 import { SimDevice } from './device/sim/sim-device.js';
@@ -137,6 +138,39 @@ describe('Agent', () => {
     expect(disconnects).toEqual([1012]);
     expect(server.seenJti.size).toBe(2);
     expect(server.connections[1].messages[0].msg.type).toBe('hello');
+  });
+
+  it('reconnects at once, without registering, when a draining server hands it off (4307), whatever its backoff', async () => {
+    // Jitter at 99% of every ceiling: a grown backoff waits ~its cap, a hand-off ~its base.
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.99);
+    try {
+      const config = AgentConfig.parse({ server: server.url, token: 'tok', site: 'site-a', dataDir });
+      const a = new Agent({
+        config,
+        device: new SimDevice({ root: dataDir, hostname: 'sim-1' }),
+        logger,
+        timing: { ...timing, backoffCapMs: 3000, stableAfterMs: 60_000 },
+        managers: false,
+      });
+      agents.push(a);
+      await a.start();
+      await connected(a);
+      // Refused connects grow the backoff to its cap (3 s).
+      server.refuseConnect = { status: 503, code: 'NotReady' };
+      server.connections[0].ws.close(1001);
+      await waitFor(() => !a.connected, 2000, 'disconnect');
+      await new Promise((r) => setTimeout(r, 2500));
+      server.refuseConnect = undefined;
+      await waitFor(() => a.connected, 10_000, 'connected again');
+      const before = server.connections.length;
+      const handedOffAt = Date.now();
+      server.connections[before - 1].ws.close(CLOSE_CODES.reconnectElsewhere, 'draining');
+      await waitFor(() => server.connections.length === before + 1 && a.connected, 5000, 'reconnect after hand-off');
+      expect(Date.now() - handedOffAt).toBeLessThan(1000);
+      expect(server.registrations).toHaveLength(1);
+    } finally {
+      random.mockRestore();
+    }
   });
 
   it('keeps retrying when the server refuses the connection, and connects once allowed', async () => {
