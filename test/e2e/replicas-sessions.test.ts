@@ -141,6 +141,29 @@ describe('remote sessions across replicas on PostgreSQL', () => {
     expect(await sessionCount()).toBe(before);
   });
 
+  it('a serving replica that cannot be reached answers ReplicaUnreachable, and stores nothing', async () => {
+    // A host online through a replica whose lease is live but whose advertised address answers nothing
+    // (a wrong EDGEPLANE_REPLICA_URL, or a network split between replicas).
+    const tok = await a.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'ghostly' }, spec: { autoApprove: true } });
+    const other = await TestDevice.create();
+    const ghostHost = (await register(a.url, await other.registerBody(tok.body.status.token))).body.hostName;
+    const now = new Date();
+    await db.query('insert into replicas (id, started_at, expires_at, url) values ($1, $2, $3, $4)', [
+      'ghost',
+      now.toISOString(),
+      new Date(now.getTime() + 600_000).toISOString(),
+      'http://127.0.0.1:1',
+    ]);
+    await db.query(`update edge_hosts set connectivity = 'online', replica = 'ghost' where name = $1`, [ghostHost]);
+    const before = await sessionCount();
+    const r = await a.api('POST', `/api/v1/edgehosts/${ghostHost}/sessions`, { kind: 'exec', reason: 'unreachable', command: ['id'] });
+    expect(r.status).toBe(502);
+    expect(r.body.error.code).toBe('ReplicaUnreachable');
+    expect(await sessionCount()).toBe(before);
+    await db.query(`update edge_hosts set connectivity = 'offline', replica = null where name = $1`, [ghostHost]);
+    await db.query(`delete from replicas where id = 'ghost'`);
+  });
+
   it('a replica without the shared secret answers HostOffline naming it, and stores nothing', async () => {
     const lone = await replica('lone', null);
     try {

@@ -35,8 +35,10 @@ declare module 'fastify' {
 /** Passes a peer replica's answer on unchanged (status, JSON or recording body). */
 async function relayAnswer(reply: FastifyReply, res: Response): Promise<FastifyReply> {
   reply.status(res.status);
-  const type = res.headers.get('content-type');
-  if (type) reply.header('content-type', type);
+  for (const name of ['content-type', 'retry-after']) {
+    const value = res.headers.get(name);
+    if (value) reply.header(name, value);
+  }
   return reply.send(Buffer.from(await res.arrayBuffer()));
 }
 
