@@ -3,9 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LibvirtDomainInfo, LibvirtInventory } from '@edgeplane/protocol';
 import type { SlotMeta } from './boot-env.js';
+import { execCommand } from './exec.js';
 import { diskLayout, MiB, treeBytes, writeOsDisk } from './linux/os-disk.js';
 import { VirshError, VirshSession } from './linux/virsh-session.js';
 
+/** Deadline of one volume upload (an OS disk of a few GiB, sparse). */
+const UPLOAD_TIMEOUT_MS = 30 * 60_000;
 /** Size of the volume standing for an OS disk on libvirt's test driver, which boots nothing. */
 const SIMULATED_OS_DISK = '4G';
 
@@ -171,7 +174,9 @@ export class Libvirt {
     const { size } = await stat(file);
     await this.run('vol-create-as', pool, volume, String(size), '--format', 'raw', '--allocation', '0');
     try {
-      await this.run('vol-upload', volume, file, '--pool', pool, '--sparse');
+      // A virsh process of its own with a long deadline: an image of some GiB takes minutes, which
+      // would hold up (and outlast the per-command deadline of) the shared session's other commands.
+      await execCommand('virsh', ['-q', '-c', this.uri, 'vol-upload', volume, file, '--pool', pool, '--sparse'], { timeoutMs: UPLOAD_TIMEOUT_MS });
     } catch (err) {
       await this.run('vol-delete', volume, '--pool', pool).catch(() => undefined);
       throw err;
