@@ -19,6 +19,7 @@ PACKAGES=(
   skopeo          # pushes test OS images from an OCI layout into that registry
   libvirt-daemon-system # libvirtd + virtlogd: real QEMU domains at qemu:///system (test/e2e/virtualized-qemu.test.ts; started by test/support/global-setup.ts)
   qemu-utils      # qemu-img: libvirt creates qcow2 volumes with it
+  dnsmasq-base    # DHCP on the libvirt network the VMs of test/e2e/virtualized-boot.test.ts boot on (a recommendation of libvirt-daemon)
   libvirt-clients # virsh: the virt manager's libvirt sessions; the test driver (test:///default) runs in-process (test/e2e/virtualized-*.test.ts)
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)
