@@ -105,6 +105,62 @@ describe('remote sessions across replicas on PostgreSQL', () => {
     expect(entries.map((e: { action: string }) => e.action).sort()).toEqual(['session.end', 'session.start']);
   });
 
+  it('a stalled operator on A slows the agent on C: nothing buffers without bound between them', async () => {
+    const r = await a.api('POST', `/api/v1/edgehosts/${host}/sessions`, { kind: 'exec', reason: 'flood', command: ['cat', '/dev/zero'] });
+    const id = r.body.metadata.name;
+    const op = new AttachedSession(a.url, id, { token: a.admin });
+    const open = await openFrame(id);
+    let received = 0;
+    op.on('output', (_s, d) => {
+      received += d.length;
+    });
+    let acked = 0;
+    agent.ws.on('message', (d) => {
+      const m = JSON.parse(d.toString());
+      if (m.type === 'session.ack' && m.id === id) acked += m.bytes;
+    });
+    sendAgent({ type: 'session.opened', id });
+    await op.ready();
+    op.pause(); // the operator stops reading
+    // The agent sends as its window allows, like a real one: output until `window` bytes are unacked.
+    const chunk = b64('z'.repeat(32 * 1024));
+    let sent = 0;
+    let seq = 0;
+    const pump = () => {
+      while (sent - acked + 32 * 1024 <= open.window) {
+        sendAgent({ type: 'session.output', id, data: chunk, seq: seq++ });
+        sent += 32 * 1024;
+      }
+    };
+    const timer = setInterval(pump, 5);
+    // Acks stop once the buffers on the way (socket buffers and at most a window on A) are full.
+    let last = -1;
+    await waitFor(
+      async () => {
+        const was = last;
+        last = acked;
+        await new Promise((res) => setTimeout(res, 700));
+        return acked === was && acked === last;
+      },
+      30_000,
+      0,
+    );
+    const stalledAt = acked;
+    expect(stalledAt).toBeLessThan(32 * 1024 * 1024); // ~7 MiB of socket buffers here
+    expect(sent - acked).toBeLessThanOrEqual(open.window);
+    // Reading again drains everything, in order and complete.
+    op.resume();
+    await waitFor(() => acked > stalledAt + 4 * open.window, 20_000).catch((e) => {
+      throw new Error(`${e.message}: stalled at ${stalledAt}, acked ${acked}, sent ${sent}, received ${received}`);
+    });
+    clearInterval(timer);
+    await waitFor(() => acked === sent && received === sent, 20_000).catch((e) => {
+      throw new Error(`${e.message}: acked ${acked}, sent ${sent}, received ${received}`);
+    });
+    op.terminate();
+    await op.done;
+  });
+
   it('a replica starting leaves sessions live on C alone; terminate through it reaches C', async () => {
     const r = await a.api('POST', `/api/v1/edgehosts/${host}/sessions`, { kind: 'exec', reason: 'long job', command: ['sleep', '600'] });
     const id = r.body.metadata.name;
