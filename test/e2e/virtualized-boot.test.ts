@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli-process.js';
 import freePort from '../support/free-port.js';
-import { probeQemuLibvirt, virsh as virshAt } from '../support/libvirtd.js';
+import { lockQemuSystem, probeQemuLibvirt, virsh as virshAt } from '../support/libvirtd.js';
 import { pushOciLayout, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 
@@ -55,6 +55,8 @@ describe.skipIf(!env.ok)(`Virtualized Edge VMs boot Edgeplane OS on a real hyper
   const cleanup: (() => unknown)[] = [];
 
   beforeAll(async () => {
+    // The other real-hypervisor test file takes about a minute; ours holds the lock until afterAll.
+    cleanup.push(await lockQemuSystem(300_000));
     dir = mkdtempSync(join(tmpdir(), 'ep-vboot-'));
     chmodSync(dir, 0o755); // qemu runs as its own user and reads the pool's volumes under here
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -112,7 +114,7 @@ describe.skipIf(!env.ok)(`Virtualized Edge VMs boot Edgeplane OS on a real hyper
       },
       60_000,
     );
-  }, 600_000);
+  }, 900_000);
 
   afterAll(async () => {
     // Whatever the test left: the cluster's domains (by the manager's prefix), then the rest.

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { Agent, AgentConfig, LinuxDevice, type ManagerContext, oci, readDomainXml, VirtManager } from '@edgeplane/agent';
 import type { VirtVmSpec } from '@edgeplane/protocol';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../support/db.js';
 import { waitFor } from '../support/device.js';
-import { probeQemuLibvirt, virsh as virshAt } from '../support/libvirtd.js';
+import { lockQemuSystem, probeQemuLibvirt, virsh as virshAt } from '../support/libvirtd.js';
 import { pushOsImage, startRegistry, type TestRegistry } from '../support/registry.js';
 import { type TestServer, testServer } from '../support/server.js';
 import { createK3sProfile } from '../support/sim-fleet.js';
@@ -32,8 +32,14 @@ else console.warn(`[virtualized-qemu] running real QEMU domains at ${URI} with $
 
 describe('virt manager on a real QEMU hypervisor', () => {
   const cleanup: (() => Promise<unknown>)[] = [];
+  let unlock: (() => void) | undefined;
+  // virtualized-boot.test.ts may hold qemu:///system for its whole run (2 VM boots under TCG).
+  beforeAll(async () => {
+    if (env.ok) unlock = await lockQemuSystem(900_000);
+  }, 960_000);
   afterAll(async () => {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
+    unlock?.();
   });
 
   it.skipIf(!env.ok)(

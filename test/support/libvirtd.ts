@@ -112,3 +112,34 @@ export function probeQemuLibvirt(uri: string): { ok: true; kvm: boolean } | { ok
   virsh(uri, 'undefine', name);
   return { ok: true, kvm };
 }
+
+/**
+ * One test file at a time drives this machine's qemu:///system: an appliance's virt manager removes
+ * every Edgeplane domain (prefix `ep-`) and base volume its spec does not name, so two files running
+ * at once (vitest runs 2 in parallel) would remove each other's VMs. Waits for the lock file (taking
+ * over one whose holder is dead) and returns its release.
+ */
+export async function lockQemuSystem(timeoutMs: number): Promise<() => void> {
+  const file = join(tmpdir(), 'edgeplane-qemu-system.lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return () => {
+        if (existsSync(file) && readFileSync(file, 'utf8') === String(process.pid)) rmSync(file, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number(readFileSync(file, 'utf8').trim() || 0);
+    let alive = holder > 0;
+    try {
+      if (alive) process.kill(holder, 0);
+    } catch {
+      alive = false;
+    }
+    if (!alive) rmSync(file, { force: true });
+    else if (Date.now() > deadline) throw new Error(`qemu:///system is still in use by the tests of process ${holder} after ${timeoutMs / 1000} s`);
+    else await new Promise((r) => setTimeout(r, 1000));
+  }
+}
