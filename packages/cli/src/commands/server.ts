@@ -29,6 +29,21 @@ interface ServerCommandOptions {
   maxWatchesPerToken: number;
   eventRetentionDays: number;
   maxEventsPerObject: number;
+  drainDelay?: number;
+  replicaUrl?: string;
+}
+
+/** `--replica-url http://10.0.0.11:8080`: an http(s) URL other replicas can reach. */
+function replicaUrlArg(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError(`--replica-url must be an http:// or https:// URL (got "${value}")`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new InvalidArgumentError(`--replica-url must be an http:// or https:// URL (got "${value}")`);
+  return value;
 }
 
 /** `--allowed-registries reg.lab:5000,ghcr.io`: registries (host[:port]) OS images may name. */
@@ -134,6 +149,16 @@ export function registerServer(program: Command, ctx: CommandContext): void {
     .option('--max-events-per-object <n>', 'keep only the newest events of each host, cluster, ...', intArg('--max-events-per-object'), 1000)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--allowed-registries <host[:port],...>', 'OS images in cluster profiles may only come from these registries (default: any)', registryList)
+    .option(
+      '--drain-delay <seconds>',
+      'on SIGTERM, answer not-ready on /readyz this long before handing agents to other replicas (default env EDGEPLANE_DRAIN_DELAY_MS, else 0)',
+      intArg('--drain-delay', { allowZero: true }),
+    )
+    .option(
+      '--replica-url <url>',
+      'where other replicas reach this one to proxy remote sessions (default env EDGEPLANE_REPLICA_URL, else the listen address); replicas share EDGEPLANE_REPLICA_SECRET (env only: a secret does not belong on a command line)',
+      replicaUrlArg,
+    )
     .addHelpText(
       'after',
       examples(
@@ -142,6 +167,7 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         'edgeplane server --host 0.0.0.0 --port 8443 --tls-cert /etc/edgeplane/tls.crt --tls-key /etc/edgeplane/tls.key --public-url https://edge.example.com:8443',
         'edgeplane server --trusted-proxy 10.0.0.5 --public-url https://edge.example.com   # behind a TLS proxy',
         'EDGEPLANE_DATABASE_URL=postgres://edgeplane@db/edgeplane edgeplane server',
+        'EDGEPLANE_REPLICA_SECRET=... edgeplane server --database-url postgres://edgeplane@db/edgeplane --host 0.0.0.0 --drain-delay 10 --replica-url http://10.0.0.11:8080   # one of several replicas',
       ),
     )
     .action(async (opts: ServerCommandOptions) => {
@@ -171,6 +197,8 @@ export function registerServer(program: Command, ctx: CommandContext): void {
         maxWatchesPerToken: opts.maxWatchesPerToken,
         eventRetentionDays: opts.eventRetentionDays,
         maxEventsPerObject: opts.maxEventsPerObject,
+        drainDelayMs: opts.drainDelay === undefined ? undefined : opts.drainDelay * 1000,
+        replicaUrl: opts.replicaUrl,
       });
       io.stdout.write(serverBanner(server, io.stdout.isTTY === true));
       const signal = await io.waitForShutdown();
