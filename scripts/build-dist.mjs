@@ -75,6 +75,8 @@ export async function bundleCli(outdir, { minify = true } = {}) {
     },
   });
   chmodSync(join(next, 'bin.js'), 0o755);
+  // Read at run time beside the bundle's files (the GRUB configuration an appliance writes into VM disks).
+  cpSync(join(ROOT, 'packages/agent/boot'), join(next, 'boot'), { recursive: true });
   rmSync(outdir, { recursive: true, force: true });
   renameSync(next, outdir);
 }
@@ -117,7 +119,7 @@ export async function installAgent(dest, version, { prebuilt } = {}) {
 export async function buildCli({ force = false } = {}) {
   const stamp = join(CLI_DIST, 'bin.js');
   const sources = ['protocol', 'server', 'agent', 'sim', 'cli'].flatMap((p) => [join(ROOT, 'packages', p, 'src'), join(ROOT, 'packages', p, 'package.json')]);
-  sources.push(join(ROOT, 'package-lock.json'), fileURLToPath(import.meta.url));
+  sources.push(join(ROOT, 'packages/agent/boot'), join(ROOT, 'package-lock.json'), fileURLToPath(import.meta.url));
   if (!force && existsSync(stamp) && statSync(stamp).mtimeMs > Math.max(...sources.map(newest))) {
     console.log('cli: packages/cli/dist is up to date');
     return;

@@ -150,6 +150,8 @@ describe('the packed edgeplane command', () => {
     const { stdout } = await exec(process.execPath, [join(agentDir, 'dist/bin.js'), 'agent', '--help'], { cwd: work, env });
     expect(stdout).toMatch(/Usage: edgeplane agent/);
     expect(existsSync(join(agentDir, 'node_modules/node-pty/build/Release/pty.node'))).toBe(true);
+    // An appliance's agent writes VM disks with this GRUB configuration: it is read beside the bundle.
+    expect(readFileSync(join(agentDir, 'dist/boot/grub.cfg.template'), 'utf8')).toBe(readFileSync(join(ROOT, 'packages/agent/boot/grub.cfg.template'), 'utf8'));
   });
 
   it.skipIf(!systemdAnalyze)('ships systemd units that systemd-analyze accepts', () => {

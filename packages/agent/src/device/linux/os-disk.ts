@@ -180,11 +180,18 @@ export const GRUB_MODULES = [
 /** Kernel command line of a disk: a serial console (VM consoles, labs) plus the screen. */
 export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
 
-const GRUB_TEMPLATE = new URL('../../../boot/grub.cfg.template', import.meta.url);
+// In the source tree packages/agent/boot; in the bundle (an appliance's agent writing VM disks) beside
+// the bundle's files, where scripts/build-dist.mjs copies it.
+const GRUB_TEMPLATES = [new URL('../../../boot/grub.cfg.template', import.meta.url), new URL('./boot/grub.cfg.template', import.meta.url)];
 
 /** boot/grub.cfg.template with this disk's values: grubenv beside grub.cfg on the ESP, no menu delay. */
 export async function grubConfig(kernelArgs: string): Promise<string> {
-  const template = await readFile(GRUB_TEMPLATE, 'utf8');
+  let template: string | undefined;
+  for (const at of GRUB_TEMPLATES) {
+    template = await readFile(at, 'utf8').catch(() => undefined);
+    if (template !== undefined) break;
+  }
+  if (template === undefined) throw new Error(`boot/grub.cfg.template not found (looked in ${GRUB_TEMPLATES.map((u) => u.pathname).join(', ')})`);
   return template.replaceAll('@GRUBENV@', '${prefix}/grubenv').replaceAll('@TIMEOUT@', '0').replaceAll('@KERNEL_ARGS@', kernelArgs);
 }
 
