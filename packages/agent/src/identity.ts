@@ -152,7 +152,18 @@ export class DeviceIdentity {
   /** What registration says about the key: the TPM's endorsement for a TPM key; nothing for a file key (servers before TPM support take that as file). */
   get claim(): DeviceIdentityClaim | undefined {
     const tpm = this.data.tpm;
-    return tpm ? { kind: 'tpm', ekPublicKey: tpm.ekPublicKey, ...(tpm.ekCertificate ? { ekCertificate: tpm.ekCertificate } : {}) } : undefined;
+    return tpm
+      ? { kind: 'tpm', ekPublicKey: tpm.ekPublicKey, ...(tpm.ekCertificate ? { ekCertificate: tpm.ekCertificate } : {}), keyPublic: tpm.public }
+      : undefined;
+  }
+
+  /**
+   * Activates a credential the server made for this TPM's EK and this key (TpmActivationRequired):
+   * the secret it recovers (base64) proves the key is in this TPM. A file key has nothing to activate.
+   */
+  async activateCredential(credential: string): Promise<string> {
+    if (this.signer.kind !== 'tpm') throw new Error('a file key cannot activate a TPM credential');
+    return Buffer.from(await this.signer.tpm.activateCredential(this.signer.blobs, Buffer.from(credential, 'base64'))).toString('base64');
   }
 
   /** sha256 (hex) of the public key as the server shows it (status.keyFingerprint / pendingKeyFingerprint). */

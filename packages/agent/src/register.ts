@@ -6,6 +6,8 @@ import {
   PROTOCOL_VERSION_HEADER,
   type RegisterRequest,
   RegisterResponse,
+  type TpmActivationAnswer,
+  TpmActivationChallenge,
 } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from './backoff.js';
@@ -38,6 +40,8 @@ export interface RegisterContext {
 /** A claimed pairing session survives failed registration attempts until the server refuses it. */
 interface RegisterState {
   pairing?: PairingCredential;
+  /** The answer to the server's last TPM activation challenge, sent with the next attempt. */
+  activation?: TpmActivationAnswer;
 }
 
 type Attempt = { ok: true; registration: Registration } | { ok: false; retryAfterMs: number };
@@ -91,13 +95,16 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
   if (!credential) return { ok: false, retryAfterMs: 0 }; // aborted while pairing
   let res: Response;
   let body: unknown;
+  const claim = ctx.identity.claim;
+  const answered = state.activation;
+  state.activation = undefined;
   try {
     const deviceUid = await ctx.device.deviceUid();
     const request: RegisterRequest = {
       ...credential,
       deviceUid,
       publicKey: ctx.identity.publicKey,
-      ...(ctx.identity.claim ? { identity: ctx.identity.claim } : {}),
+      ...(claim ? { identity: claim.kind === 'tpm' && answered ? { ...claim, activation: answered } : claim } : {}),
       proof: await ctx.identity.signRegistrationProof(deviceUid),
       inventory: await reportedInventory(ctx.device),
       agentVersion: ctx.agentVersion,
@@ -155,6 +162,21 @@ async function registerOnce(ctx: RegisterContext, backoff: Backoff, state: Regis
     const retryAfterMs = backoff.next();
     logger.warn({ status: res.status, code, message, retryInMs: retryAfterMs }, 'registration failed on the server; retrying');
     return { ok: false, retryAfterMs };
+  }
+  if (code === 'TpmActivationRequired' && error.success) {
+    // The server asks the TPM to prove it holds this key: activate its credential and answer at once.
+    // A refused answer comes back with a fresh challenge; that one is answered after a back-off.
+    const challenge = TpmActivationChallenge.safeParse(error.data.error.details);
+    if (challenge.success)
+      try {
+        const secret = await ctx.identity.activateCredential(challenge.data.credential);
+        state.activation = { challenge: challenge.data.challenge, secret };
+        if (answered) logger.warn({ code, message }, 'the server refused the TPM activation answer; answering its new challenge');
+        return { ok: false, retryAfterMs: answered ? backoff.next() : 0 };
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'the TPM could not activate the credential the server sent for the identity key');
+        return { ok: false, retryAfterMs: Math.max(timing.slowRetryMs, backoff.next()) };
+      }
   }
   if (code === 'PairingInvalid' && state.pairing) {
     // The claimed session is gone (expired or used): pair again with a fresh code right away.

@@ -60,6 +60,25 @@ const Pem = (label: string, max: number) =>
     .regex(new RegExp(`^-----BEGIN ${label}-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END ${label}-----\\r?\\n?$`), `must be a PEM ${label}`);
 
 /**
+ * What TpmActivationRequired carries (error details): a credential (tpm2_makecredential's output file,
+ * base64) for the TPM's endorsement key and the device key's Name, and the server's sealed challenge
+ * that binds it to this key and EK for a few minutes. Only the TPM holding both can recover the secret.
+ */
+export const TpmActivationChallenge = z.object({ credential: z.string(), challenge: z.string(), expiresAt: z.string() });
+export type TpmActivationChallenge = z.infer<typeof TpmActivationChallenge>;
+/** The device's answer: the challenge as received and the recovered secret (base64). */
+export const TpmActivationAnswer = z
+  .object({
+    challenge: z.string().min(1).max(2048),
+    secret: z
+      .string()
+      .max(64)
+      .regex(/^[A-Za-z0-9+/]+={0,2}$/, 'must be base64'),
+  })
+  .strict();
+export type TpmActivationAnswer = z.infer<typeof TpmActivationAnswer>;
+
+/**
  * Where the device key lives, as the agent reports it at registration. `tpm`: created inside the
  * device's TPM 2.0 and not exportable (key: P-256, ES256); the TPM's endorsement key (public key, and
  * its certificate when the TPM carries one) says which TPM. `file`: an Ed25519 key in the agent's data
@@ -72,6 +91,13 @@ export const DeviceIdentityClaim = z.discriminatedUnion('kind', [
       kind: z.literal('tpm'),
       ekPublicKey: Pem('PUBLIC KEY', 2048),
       ekCertificate: Pem('CERTIFICATE', 8192).optional(),
+      /** The key's TPM2B_PUBLIC (base64) as the TPM made it: the server checks its attributes and makes a credential for its Name. */
+      keyPublic: z
+        .string()
+        .max(1024)
+        .regex(/^[A-Za-z0-9+/]+={0,2}$/, 'must be base64'),
+      /** The answer to TpmActivationRequired: its sealed challenge and the secret the TPM recovered from the credential. */
+      activation: TpmActivationAnswer.optional(),
     })
     .strict(),
 ]);

@@ -81,6 +81,11 @@ export const ERROR_CODES = {
     description:
       'The registration token requires a device key held in a TPM 2.0 (`spec.requireTpm`) and this device registered with a file key (no TPM found); nothing was written.',
   },
+  TpmActivationRequired: {
+    status: 401,
+    description:
+      'A registration with a TPM key must prove the key lives in the TPM whose endorsement key it names: the details carry a credential only that TPM can activate and a sealed challenge (a few minutes); the agent answers by registering again. Also returned, with a fresh challenge, when an answer is expired, wrong, or made for another key, TPM or server; nothing was written.',
+  },
   DeviceDenied: { status: 403, description: 'The device UID is on the deny-list (`spec.denied` of its EdgeHost): it may not register, pair or connect.' },
   InstallerToolMissing: { status: 501, description: 'Building a seed ISO needs xorriso (or genisoimage) on the server; install it.' },
   HostRejected: { status: 403, description: 'The host was rejected by an operator; the agent may not connect.' },

@@ -25,10 +25,13 @@ import type { Device } from '../device/device.js';
  *
  * References: tpm2-tools 5.4 man pages tpm2_createprimary(1), tpm2_create(1), tpm2_load(1),
  * tpm2_sign(1) (`-f plain`: DER-encoded ECDSA-Sig-Value for ECDSA), tpm2_readpublic(1),
- * tpm2_createek(1), tpm2_nvread(1), tpm2_flushcontext(1), tpm2_getcap(1); TCG EK Credential Profile
+ * tpm2_createek(1), tpm2_nvread(1), tpm2_flushcontext(1), tpm2_getcap(1), tpm2_startauthsession(1),
+ * tpm2_policysecret(1), tpm2_activatecredential(1); TCG EK Credential Profile
  * 2.x (RSA 2048 EK certificate NV index 0x01c00002, ECC P-256: 0x01c0000a).
  */
 export const TPM_TCTI = 'device:/dev/tpmrm0';
+/** The TPM without the kernel's resource manager: for the one sequence that needs a session across tool calls. */
+export const TPM_DIRECT_TCTI = 'device:/dev/tpm0';
 
 /** The key's TPM2B_PUBLIC and TPM2B_PRIVATE (wrapped by the storage primary), base64. */
 export interface TpmKeyBlobs {
@@ -128,6 +131,37 @@ export class Tpm {
     });
   }
 
+  /**
+   * TPM2_ActivateCredential (tpm2_activatecredential(1)): recovers the secret of a credential (the
+   * file tpm2_makecredential writes) made for this TPM's EK and the Name of the key in `blobs`; the
+   * TPM refuses unless it holds both. The EK's policy needs a policy session with PolicySecret on the
+   * endorsement hierarchy, as the man page's example does. The kernel resource manager (/dev/tpmrm0)
+   * flushes a session when the tool that started it exits (tpm2_startauthsession(1) -S note), so the
+   * sequence talks to the TPM directly (/dev/tpm0), where each call's transient objects are flushed
+   * and the session lives until it is flushed at the end.
+   */
+  activateCredential(blobs: TpmKeyBlobs, credential: Uint8Array): Promise<Uint8Array> {
+    return this.withWorkDir(async (dir) => {
+      const tcti = TPM_DIRECT_TCTI;
+      const session = join(dir, 'session.ctx');
+      await this.load(dir, blobs, tcti);
+      await this.tool('tpm2_createek', ['-c', join(dir, 'ek.ctx'), '-G', 'rsa'], tcti);
+      await writeFile(join(dir, 'cred.in'), credential);
+      await this.tool('tpm2_startauthsession', ['--policy-session', '-S', session], tcti);
+      try {
+        await this.tool('tpm2_policysecret', ['-S', session, '-c', 'e'], tcti);
+        await this.tool(
+          'tpm2_activatecredential',
+          ['-c', join(dir, 'key.ctx'), '-C', join(dir, 'ek.ctx'), '-i', join(dir, 'cred.in'), '-o', join(dir, 'cred.out'), '-P', `session:${session}`],
+          tcti,
+        );
+      } finally {
+        await this.tool('tpm2_flushcontext', [session], tcti).catch(() => {});
+      }
+      return readFile(join(dir, 'cred.out'));
+    });
+  }
+
   private async loadedPublicKey(dir: string, blobs: TpmKeyBlobs): Promise<P256PublicKey> {
     await this.load(dir, blobs);
     await this.tool('tpm2_readpublic', ['-c', join(dir, 'key.ctx'), '-f', 'pem', '-o', join(dir, 'key.pem')]);
@@ -135,25 +169,25 @@ export class Tpm {
     return P256PublicKey.parse(jwk);
   }
 
-  private primary(dir: string): Promise<void> {
-    return this.tool('tpm2_createprimary', ['-C', 'o', '-g', 'sha256', '-G', 'ecc256:aes128cfb', '-c', join(dir, 'primary.ctx')]);
+  private primary(dir: string, tcti = TPM_TCTI): Promise<void> {
+    return this.tool('tpm2_createprimary', ['-C', 'o', '-g', 'sha256', '-G', 'ecc256:aes128cfb', '-c', join(dir, 'primary.ctx')], tcti);
   }
 
-  private async load(dir: string, blobs: TpmKeyBlobs): Promise<void> {
-    await this.primary(dir);
+  private async load(dir: string, blobs: TpmKeyBlobs, tcti = TPM_TCTI): Promise<void> {
+    await this.primary(dir, tcti);
     await writeFile(join(dir, 'key.pub'), Buffer.from(blobs.public, 'base64'));
     await writeFile(join(dir, 'key.priv'), Buffer.from(blobs.private, 'base64'));
-    await this.tool('tpm2_load', ['-C', join(dir, 'primary.ctx'), '-u', join(dir, 'key.pub'), '-r', join(dir, 'key.priv'), '-c', join(dir, 'key.ctx')]);
+    await this.tool('tpm2_load', ['-C', join(dir, 'primary.ctx'), '-u', join(dir, 'key.pub'), '-r', join(dir, 'key.priv'), '-c', join(dir, 'key.ctx')], tcti);
   }
 
   /** Runs one tool against the TPM, then flushes what it left loaded. */
-  private async tool(command: string, args: string[]): Promise<void> {
+  private async tool(command: string, args: string[], tcti = TPM_TCTI): Promise<void> {
     try {
-      await this.device.exec(command, [`--tcti=${TPM_TCTI}`, '-Q', ...args], { timeoutMs: 30_000 });
+      await this.device.exec(command, [`--tcti=${tcti}`, '-Q', ...args], { timeoutMs: 30_000 });
     } catch (err) {
       throw new TpmError(`${command} failed: ${toolError((err as { stderr?: string }).stderr) ?? (err as Error).message}`);
     } finally {
-      await this.device.exec('tpm2_flushcontext', [`--tcti=${TPM_TCTI}`, '-t'], { timeoutMs: 15_000 }).catch(() => {});
+      await this.device.exec('tpm2_flushcontext', [`--tcti=${tcti}`, '-t'], { timeoutMs: 15_000 }).catch(() => {});
     }
   }
 

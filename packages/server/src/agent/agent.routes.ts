@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   AGENT_CONNECT_PATH,
   AGENT_REGISTER_PATH,
@@ -8,6 +9,7 @@ import {
   RegisterRequest,
 } from '@edgeplane/protocol';
 import type { FastifyInstance } from 'fastify';
+import { SecretBox } from '../cluster/secret-box.js';
 import { findHostKeys } from '../edgehost/edgehost.repository.js';
 import type { Metrics } from '../http/metrics.js';
 import { pairingAgentRoutes } from '../pairing/pairing.routes.js';
@@ -18,6 +20,7 @@ import type { ConnectionHub } from './connection-hub.js';
 import { claimedHost, ReplayCache, verifyDeviceToken } from './device-token.js';
 import { registerDevice } from './register.service.js';
 import { RegistrationGate } from './registration-gate.js';
+import { TpmActivation } from './tpm-activation.js';
 
 export interface AgentRouteDeps {
   db: Db;
@@ -48,10 +51,13 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
   await pairingAgentRoutes(app, { db: deps.db });
 
   const gate = new RegistrationGate(deps.registrationConcurrency ?? 64);
+  // Challenges are sealed with the server's secret key (shared by replicas); an app built without the
+  // cluster controller (some tests) seals with a key of its own process.
+  const tpm = new TpmActivation(deps.clusters?.secrets ?? new SecretBox(randomBytes(32)));
   app.post(AGENT_REGISTER_PATH, async (req, reply) => {
     const body = parseOrThrow(RegisterRequest, req.body, 'registration');
     try {
-      const ran = await gate.run(() => registerDevice(deps.db, body));
+      const ran = await gate.run(() => registerDevice(deps.db, body, tpm));
       if (!ran) {
         const wait = gate.retryAfterSeconds();
         reply.header('retry-after', String(wait));

@@ -19,6 +19,7 @@ import { isUniqueViolation } from '../store/db.js';
 import type { EdgeHostTable } from '../store/schema.js';
 import { verifyDeviceToken } from './device-token.js';
 import { type Grant, resolveGrant } from './registration-grant.js';
+import type { TpmActivation } from './tpm-activation.js';
 
 type Result = RegisterResponse & { created: boolean; via?: Grant['via'] };
 const sameKey = (stored: string, canonical: string) => !!stored && canonicalDeviceKey(JSON.parse(stored) as DevicePublicKey) === canonical;
@@ -60,13 +61,16 @@ const answer = (host: { name: string; uid: string }, state: string, created: boo
  * session. Each only buys a per-device identity: the host is bound to the device's key. The same
  * device (same key) registering again keeps its host; another key claiming the same device UID never
  * takes the host over silently: it waits for an operator's approval. A denied UID is refused.
+ * A `tpm` key is believed only once the TPM has activated a credential for it (tpm-activation.ts).
  * All writes happen in one transaction, so a refused registration writes nothing.
  */
-export async function registerDevice(db: Db, req: RegisterRequest): Promise<Result> {
+export async function registerDevice(db: Db, req: RegisterRequest, tpm: TpmActivation): Promise<Result> {
   const proof = await verifyDeviceToken(req.proof, req.publicKey, REGISTER_AUDIENCE, 'DeviceProofInvalid');
   if (proof.sub !== req.deviceUid) throw new EdgeplaneError('DeviceProofInvalid', 'the registration proof was made for another device UID');
   const publicKey = canonicalDeviceKey(req.publicKey);
   const identity = hostIdentity(req);
+  // A key that claims to be in a TPM proves it by credential activation before anything is read or written.
+  tpm.verify(req);
   const now = new Date().toISOString();
   for (let attempt = 0; ; attempt++) {
     try {
