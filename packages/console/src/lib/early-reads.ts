@@ -3,7 +3,7 @@ import { request, tokenStore } from './api';
 
 /**
  * The reads the first page waits for, started by the console's entry while the rest of the console
- * is still loading and running (on a 2-core machine that is 0.3-0.5 s the reads no longer wait):
+ * is still being evaluated (on a 2-core machine that is 0.3-0.5 s the reads no longer wait):
  * the sign-in check, and on the Overview the fleet summary. Each is handed to the first query that
  * asks for it, once; later reads go to the server as usual.
  */
