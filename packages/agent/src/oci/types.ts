@@ -54,7 +54,7 @@ export const ImageConfig = z.object({
 });
 export type ImageConfig = z.infer<typeof ImageConfig>;
 
-export type OciErrorCode = 'DigestMismatch' | 'TooLarge' | 'NotFound' | 'Unauthorized' | 'BadManifest' | 'BadReference' | 'Unavailable';
+export type OciErrorCode = 'DigestMismatch' | 'TooLarge' | 'NotFound' | 'Unauthorized' | 'BadManifest' | 'BadReference' | 'Unavailable' | 'LayerUnsafe';
 
 /**
  * A failure of an OCI pull. `retryable` says whether trying again can help: a network error or a
