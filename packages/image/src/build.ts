@@ -174,13 +174,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
         workDir: work,
         kernelArgs: options.kernelArgs,
         onStep: next,
-        meta: {
-          digest: written.digest,
-          image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
-          name: options.name,
-          version: options.version,
-          writtenAt: new Date().toISOString(),
-        },
+        meta: slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`),
       });
       built.disk = disk;
       built.layout = layout;
@@ -290,13 +284,7 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
           workDir: work,
           kernelArgs: options.kernelArgs,
           onStep: next,
-          meta: {
-            digest: written.digest,
-            image: options.imageRef ?? `oci:${layoutDir}:${tag}`,
-            name: options.name,
-            version: options.version,
-            writtenAt: new Date().toISOString(),
-          },
+          meta: slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`),
           onSlotWritten: async (rootA) => {
             built.sizes = { ...built.sizes!, slotBytes, slotUsedBytes: await usedBytes(rootA) };
           },
@@ -317,6 +305,11 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
 }
 
 const mib = (bytes: number) => Math.ceil(bytes / MiB);
+
+/** What root-a and recovery record about the image written into them (both bases' disks). */
+function slotMeta(options: BuildImageOptions, digest: string, layoutRef: string) {
+  return { digest, image: options.imageRef ?? layoutRef, name: options.name, version: options.version, writtenAt: new Date().toISOString() };
+}
 
 /**
  * Refuses a tree that cannot fit a slot before mkfs runs: ext4 needs room beyond the files for its
