@@ -78,7 +78,11 @@ describe.each(DIALECTS)('failure recovery on the simulator (%s)', (dialect) => {
 
     // Deleted and re-created on the same host: a new attempt (the trial boot runs again), not the stale failure.
     expect((await t.api('DELETE', '/api/v1/clusters/shop')).status).toBeLessThan(300);
-    await waitFor(async () => (await host(h)).status.state === 'ready', 30_000);
+    // Its agent may still be coming back from the fallback reboot: a cluster takes only a connected host.
+    await waitFor(async () => {
+      const s = (await host(h)).status;
+      return s.state === 'ready' && s.connectivity === 'online';
+    }, 60_000);
     await create('shop', 'shop', 1, [[h, 'control-plane']]);
     await waitFor(async () => (await hostEvents(h)).filter((r) => r === 'Rebooting').length > rebooting, 60_000);
     expect(await hostEvents(h)).toContain('ImageRetried');
