@@ -41,6 +41,13 @@ export type { DeviceProcesses, ProcessOptions, SessionProcess } from './device/p
 export { runTool, type ToolResult } from './device/run-tool.js';
 export { ServiceError, type ServiceManager, SystemdServiceManager } from './device/services.js';
 export { SIM_DEVICE_UID_FILE, SimDevice, type SimDeviceOptions } from './device/sim/sim-device.js';
+export {
+  imageSimulatesKubernetes,
+  SIMULATED_KUBERNETES_MARKER,
+  SIMULATED_KUBERNETES_NOTICE,
+  SimKubernetesGuestDevice,
+  type SimKubernetesGuestOptions,
+} from './device/sim/sim-guest-device.js';
 export { SimKubernetes, simKubernetes } from './device/sim/sim-kubernetes.js';
 export { SimServiceManager } from './device/sim/sim-services.js';
 export { GRUBENV_PATH, SIM_BOOTED_SLOT_FILE, SimSlots } from './device/sim/sim-slots.js';

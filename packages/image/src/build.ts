@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { AGENT_VERSION, oci } from '@edgeplane/agent';
+import { AGENT_VERSION, oci, SIMULATED_KUBERNETES_MARKER } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
 import { debianBase, defaultCacheDir, readPackageList, sourceDateEpoch } from './debian.js';
 import { writeOsDisk } from './disk.js';
@@ -81,6 +81,12 @@ export interface BuildImageOptions extends LayoutSizes {
   airgapBundle?: string;
   /** Extra files in the root filesystem, path -> content. */
   files?: Record<string, string>;
+  /**
+   * busybox base only, for labs and tests on real machines: machines booting this image run their
+   * Kubernetes layer SIMULATED (the agent's SimKubernetesGuestDevice; the image has no distribution)
+   * while the OS, slots, reboots and network are real. Marked in the image and reported by the agent.
+   */
+  simulateKubernetes?: boolean;
   onStep?: (step: string, index: number, total: number) => void;
 }
 
@@ -141,7 +147,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       initramfs,
       healthChecks: options.healthChecks,
       airgapBundle: options.airgapBundle,
-      files: options.files,
+      files: { ...options.files, ...(options.simulateKubernetes ? { [SIMULATED_KUBERNETES_MARKER]: SIMULATED_KUBERNETES_TEXT } : {}) },
     });
     await rm(join(work, 'kernel'), { recursive: true, force: true });
 
@@ -186,6 +192,10 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   }
 }
 
+const SIMULATED_KUBERNETES_TEXT =
+  'This image was built with simulateKubernetes: the Edgeplane agent on a machine booting it simulates the Kubernetes layer\n' +
+  '(no distribution, container runtime or API server in this image); the OS, A/B slots, reboots and network are real.\n';
+
 /** The initramfs runs busybox before any library is mounted: it must be the static build. */
 async function assertStaticBusybox(): Promise<void> {
   const busybox = await which('busybox');
@@ -209,6 +219,8 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
   const next = (name: string) => options.onStep?.(name, step++, steps.length);
   if (options.kernelPackage)
     throw new ImageBuildError('ImageBuildFailed', 'the Debian base installs its kernel from the package list; --kernel-package is for --base busybox');
+  if (options.simulateKubernetes)
+    throw new ImageBuildError('ImageBuildFailed', 'simulateKubernetes is for --base busybox; the Debian base carries a real distribution (--kubernetes)');
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const epoch = sourceDateEpoch();
   const packages = options.packages ?? (await readPackageList(options.packagesFile));

@@ -65,9 +65,19 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
     .action(async (opts: AgentCommandOptions) => {
       const { io } = ctx;
       // Imported here so other commands do not load the agent.
-      const { loadAgentConfig, loadAgentConfigFromSeed, Agent, LinuxDevice, SimDevice, hasAbPartitions, attachPairingDisplay, AgentConfigError } = await import(
-        '@edgeplane/agent'
-      );
+      const {
+        loadAgentConfig,
+        loadAgentConfigFromSeed,
+        Agent,
+        LinuxDevice,
+        SimDevice,
+        SimKubernetesGuestDevice,
+        imageSimulatesKubernetes,
+        SIMULATED_KUBERNETES_MARKER,
+        hasAbPartitions,
+        attachPairingDisplay,
+        AgentConfigError,
+      } = await import('@edgeplane/agent');
       if (opts.seed && opts.config) throw new AgentConfigError('give --config or --seed, not both');
       const port = opts.pairingPort === undefined ? undefined : Number(opts.pairingPort);
       if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new AgentConfigError('--pairing-port must be a port number');
@@ -100,9 +110,23 @@ export function registerAgent(program: Command, ctx: CommandContext): void {
       // A simulated device must never write under the real '/': give it a sandbox by default.
       const simRoot = opts.deviceRoot || config.deviceRoot !== '/' ? config.deviceRoot : join(config.dataDir, 'sim-device');
       // A real machine without the root-a/root-b partitions keeps its own OS (agent mode).
+      const linux = async () =>
+        new LinuxDevice({ root: config.deviceRoot, ...((await hasAbPartitions(config.deviceRoot)) ? {} : { slots: 'unmanaged' as const }) });
+      // An OS image built with simulateKubernetes (no distribution in it) opts its machines into a
+      // simulated Kubernetes layer on the real device; said at start and in the inventory.
+      const simulatedKubernetes = !opts.simulated && (await imageSimulatesKubernetes(config.deviceRoot));
       const device = opts.simulated
         ? new SimDevice({ root: simRoot })
-        : new LinuxDevice({ root: config.deviceRoot, ...((await hasAbPartitions(config.deviceRoot)) ? {} : { slots: 'unmanaged' as const }) });
+        : simulatedKubernetes
+          ? new SimKubernetesGuestDevice(await linux(), {
+              stateDir: join(config.dataDir, 'simulated-kubernetes'),
+              log: (line) => io.stderr.write(`${line}\n`),
+            })
+          : await linux();
+      if (simulatedKubernetes)
+        io.stderr.write(
+          `Kubernetes SIMULATED on this machine: the OS image carries ${SIMULATED_KUBERNETES_MARKER}; the OS, slots, reboots, files and network are real.\n`,
+        );
       // The agent logs (pino, JSON) at config.logLevel; the lines below are for the person at the terminal.
       const agent = new Agent({ config, device });
       const detachPairing = attachPairingDisplay(agent, {

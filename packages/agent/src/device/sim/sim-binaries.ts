@@ -36,9 +36,15 @@ const BINARY_NAME: Record<Distribution, string> = { k3s: 'k3s', rke2: 'rke2', ku
 
 /**
  * The version of `distribution` the simulated device runs. `configured` is asked only for an image
- * that records nothing, the first time a node starts on it.
+ * that records nothing, the first time a node starts on it. IMAGE_BINARIES_FILE is kept under
+ * `stateRoot` (the device root, or a writable directory when the root is a read-only OS).
  */
-export async function binaryVersion(root: string, distribution: Distribution, configured: () => Promise<string | undefined>): Promise<string> {
+export async function binaryVersion(
+  root: string,
+  distribution: Distribution,
+  stateRoot: string,
+  configured: () => Promise<string | undefined>,
+): Promise<string> {
   const installed = await simulatedBinary(join(root, DISTRIBUTION_BINARY[distribution]), distribution);
   if (installed) return installed;
   const slot = await bootedImage(root);
@@ -54,7 +60,7 @@ export async function binaryVersion(root: string, distribution: Distribution, co
       return carries.version;
     }
   }
-  return firstConfigured(root, slot?.digest ?? 'none', distribution, configured);
+  return firstConfigured(root, stateRoot, slot?.digest ?? 'none', distribution, configured);
 }
 
 /** When a file was last written (0 when it does not exist). */
@@ -83,8 +89,14 @@ async function bootedImage(root: string): Promise<{ digest: string; rootfs: stri
   return { digest: meta.digest, rootfs, ...(typeof info?.kubernetes === 'string' ? { records: info.kubernetes } : {}) };
 }
 
-async function firstConfigured(root: string, key: string, distribution: Distribution, configured: () => Promise<string | undefined>): Promise<string> {
-  const file = join(root, IMAGE_BINARIES_FILE);
+async function firstConfigured(
+  root: string,
+  stateRoot: string,
+  key: string,
+  distribution: Distribution,
+  configured: () => Promise<string | undefined>,
+): Promise<string> {
+  const file = join(stateRoot, IMAGE_BINARIES_FILE);
   const known = ((await readJsonFile(file).catch(() => undefined)) ?? {}) as Record<string, { distribution: Distribution; version: string }>;
   const baked = known[key];
   if (baked) {

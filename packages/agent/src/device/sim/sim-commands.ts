@@ -22,12 +22,14 @@ import type { ExecResult } from '../exec.js';
 import { ExecError } from '../exec.js';
 import { kubeconfigCredentials } from '../kubeconfig.js';
 import type { ServiceManager } from '../services.js';
-import { type SimKubernetes, SimRefusal } from './sim-kubernetes.js';
+import { type SimClusterRegistry, SimRefusal } from './sim-kubernetes.js';
 import { installedVersion, parseLabelList, readDeviceFile, writeKubeconfig } from './sim-units.js';
 
 export interface SimCommandContext {
   root: string;
-  registry: SimKubernetes;
+  /** Where the simulation keeps its own records (default `root`; a writable directory when `root` is a read-only OS). */
+  stateRoot?: string;
+  registry: SimClusterRegistry;
   services: ServiceManager;
 }
 
@@ -124,7 +126,7 @@ async function kubeadm(args: string[], ctx: SimCommandContext): Promise<ExecResu
   checkFlags(phase, args.slice(1));
   const text = await readDeviceFile(ctx.root, configPath);
   if (text === undefined) throw new SimRefusal(`unable to read config from "${configPath}"`, false);
-  const version = await installedVersion(ctx.root, 'kubeadm');
+  const version = await installedVersion(ctx.root, 'kubeadm', ctx.stateRoot);
   const docs = kubeadmDocuments(text, version);
   const find = (kind: string) => docs.find((d) => d.kind === kind);
   const controlPlaneTaint = [{ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' as const }];
@@ -223,7 +225,7 @@ async function uploadCerts(args: string[], ctx: SimCommandContext): Promise<Exec
   if (!key && configPath) {
     const text = await readDeviceFile(ctx.root, configPath);
     if (text === undefined) throw new SimRefusal(`unable to read config from "${configPath}"`, false);
-    const init = kubeadmDocuments(text, await installedVersion(ctx.root, 'kubeadm')).find((d) => d.kind === 'InitConfiguration') as
+    const init = kubeadmDocuments(text, await installedVersion(ctx.root, 'kubeadm', ctx.stateRoot)).find((d) => d.kind === 'InitConfiguration') as
       | { certificateKey?: string }
       | undefined;
     key = init?.certificateKey;
@@ -262,8 +264,7 @@ async function helm(args: string[], ctx: SimCommandContext): Promise<ExecResult>
   const valuesFile = flag(args, '--values');
   const values = valuesFile ? ((await readDeviceFile(ctx.root, valuesFile)) ?? '') : '';
   const prefix = `sh.helm.release.v1.${release}.v`;
-  const revisions = api
-    .list()
+  const revisions = (await api.list())
     .filter((o) => o.kind === 'Secret' && o.metadata.namespace === namespace && o.metadata.name.startsWith(prefix))
     .map((o) => Number(o.metadata.name.slice(prefix.length)));
   const revision = Math.max(0, ...revisions) + 1;
@@ -306,6 +307,11 @@ const COMMANDS: Record<string, SimCommand> = {
   'rke2-killall.sh': killall('rke2'),
   'edgeplane-sim-health': simHealth,
 };
+
+/** True for the commands the simulation answers (the others are refused on a SimDevice, run for real elsewhere). */
+export function isSimCommand(command: string): boolean {
+  return Object.hasOwn(COMMANDS, command);
+}
 
 /** Runs a simulated command; failures become ExecError (stderr says why) like a real non-zero exit. */
 export async function runSimCommand(command: string, args: string[], ctx: SimCommandContext): Promise<ExecResult> {

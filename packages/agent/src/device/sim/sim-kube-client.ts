@@ -6,14 +6,14 @@
 
 import { type KubeNode, type KubeObject, KubernetesApiError, type KubernetesClient } from '../kube-client.js';
 import { kubeconfigCredentials } from '../kubeconfig.js';
-import type { SimApiSession, SimKubernetes } from './sim-kubernetes.js';
+import type { SimClusterRegistry, SimClusterSession } from './sim-kubernetes.js';
 import { readDeviceFile } from './sim-units.js';
 
 export class SimKubernetesClient implements KubernetesClient {
   constructor(
     private readonly root: string,
     private readonly kubeconfigPath: string,
-    private readonly registry: SimKubernetes,
+    private readonly registry: SimClusterRegistry,
   ) {}
 
   async readNode(name: string): Promise<KubeNode | undefined> {
@@ -41,7 +41,7 @@ export class SimKubernetesClient implements KubernetesClient {
     }
   }
 
-  private async session(): Promise<SimApiSession> {
+  private async session(): Promise<SimClusterSession> {
     const text = await readDeviceFile(this.root, this.kubeconfigPath);
     if (text === undefined) throw new KubernetesApiError(`kubeconfig ${this.kubeconfigPath} does not exist yet`);
     let creds: ReturnType<typeof kubeconfigCredentials>;

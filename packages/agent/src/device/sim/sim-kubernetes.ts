@@ -124,6 +124,26 @@ export interface SimApiSession {
   deleteNode(name: string): Promise<void>;
 }
 
+/**
+ * What the simulated services, commands and clients need of a simulated cluster registry: the
+ * in-process SimKubernetes, or (Kubernetes simulated inside real guests) one that reaches the
+ * registry of another machine over HTTP (sim-kubernetes-http.ts). A session's reads may then answer
+ * asynchronously, so callers await every session call.
+ */
+export interface SimClusterRegistry {
+  init(req: SimInitRequest): Promise<{ admin: SimCredentials; node: SimCredentials }>;
+  join(req: SimJoinRequest): Promise<{ admin?: SimCredentials; node: SimCredentials }>;
+  setNodeReady(creds: SimCredentials, running: boolean, message: string, kubeletVersion?: string): Promise<void>;
+  resetNode(creds: { server: string; token: string }, options: { removeEtcdMember: boolean }): Promise<void>;
+  uploadCerts(creds: { server: string; token: string }, certificateKey: string): Promise<void>;
+  session(creds: { server: string; token: string }): SimClusterSession;
+}
+
+/** A SimApiSession whose calls may answer asynchronously (a registry reached over HTTP). */
+export type SimClusterSession = {
+  [K in keyof SimApiSession]: (...args: Parameters<SimApiSession[K]>) => ReturnType<SimApiSession[K]> | Promise<Awaited<ReturnType<SimApiSession[K]>>>;
+};
+
 function key(host: string, port: number): string {
   return `${host}:${port}`;
 }
@@ -155,7 +175,7 @@ function cniOf(object: KubeObject): string | undefined {
 }
 const fileName = (k: string) => `${k.replace(/[^a-zA-Z0-9.-]/g, '_')}.json`;
 
-export class SimKubernetes {
+export class SimKubernetes implements SimClusterRegistry {
   private clusters = new Map<string, SimClusterState>();
   private stateDir?: string;
   private saving = new Map<string, Promise<void>>();
@@ -434,6 +454,16 @@ export class SimKubernetes {
 
   private schedule(cluster: SimClusterState): void {
     schedule(cluster, new SimObjectStore(cluster.objects, cluster.distribution).list());
+  }
+
+  /** True when this registry holds a cluster whose API host is `host` (on any port). */
+  servesHost(host: string): boolean {
+    return [...this.clusters.values()].some((c) => c.host === host);
+  }
+
+  /** The API endpoints (`host`, `apiPort`) of the clusters this registry holds. */
+  endpoints(): { host: string; apiPort: number; distribution: Distribution }[] {
+    return [...this.clusters.values()].map((c) => ({ host: c.host, apiPort: c.apiPort, distribution: c.distribution }));
   }
 
   /** Node names of the cluster served at `host:port` (tests, diagnostics). */

@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
 import { ServiceError, type ServiceManager } from '../services.js';
-import { type SimKubernetes, SimRefusal, simKubernetes } from './sim-kubernetes.js';
+import { type SimClusterRegistry, SimRefusal, simKubernetes } from './sim-kubernetes.js';
 import { SIM_UNITS, type SimUnitContext } from './sim-units.js';
 
 export const SIM_SERVICES_FILE = 'var/lib/edgeplane-sim/services.json';
@@ -29,9 +29,15 @@ export class SimServiceManager implements ServiceManager {
   private queue: Promise<unknown> = Promise.resolve();
   private poweredOn?: Promise<void>;
 
+  /**
+   * `root`: the device files the units read the configuration from; `stateRoot`: where services.json
+   * (and the simulation's other records) live, default `root` (a writable directory when `root` is a
+   * read-only OS, as in a guest whose Kubernetes is simulated).
+   */
   constructor(
     private readonly root: string,
-    private readonly registry: SimKubernetes = simKubernetes,
+    private readonly registry: SimClusterRegistry = simKubernetes,
+    private readonly stateRoot: string = root,
   ) {}
 
   async enable(name: string): Promise<void> {
@@ -129,11 +135,11 @@ export class SimServiceManager implements ServiceManager {
   }
 
   private ctx(warn: (line: string) => void = () => {}): SimUnitContext {
-    return { root: this.root, registry: this.registry, warn };
+    return { root: this.root, stateRoot: this.stateRoot, registry: this.registry, warn };
   }
 
   private async state(): Promise<ServicesState> {
-    const raw = (await readJsonFile(join(this.root, SIM_SERVICES_FILE))) as Partial<ServicesState> | undefined;
+    const raw = (await readJsonFile(join(this.stateRoot, SIM_SERVICES_FILE))) as Partial<ServicesState> | undefined;
     return { enabled: raw?.enabled ?? [], active: raw?.active ?? [], failed: raw?.failed ?? {}, journal: raw?.journal ?? {} };
   }
 
@@ -142,7 +148,7 @@ export class SimServiceManager implements ServiceManager {
     const next = this.queue.then(async () => {
       const s = await this.state();
       change(s);
-      await writeFileAtomic(join(this.root, SIM_SERVICES_FILE), `${JSON.stringify(s)}\n`, 0o644);
+      await writeFileAtomic(join(this.stateRoot, SIM_SERVICES_FILE), `${JSON.stringify(s)}\n`, 0o644);
     });
     this.queue = next.catch(() => {});
     return next;

@@ -17,13 +17,15 @@ import { parse } from 'yaml';
 import { KUBERNETES_RECORD } from '../../managers/kubernetes/node-files.js';
 import { kubeconfigCredentials, tokenKubeconfig } from '../kubeconfig.js';
 import { binaryVersion } from './sim-binaries.js';
-import { type SimCredentials, type SimKubernetes, SimRefusal } from './sim-kubernetes.js';
+import { type SimClusterRegistry, type SimCredentials, SimRefusal } from './sim-kubernetes.js';
 
 export const SIMULATED_KUBECONFIG_NOTE = 'SIMULATED cluster (Edgeplane SimDevice): no real API server listens at this address.';
 
 export interface SimUnitContext {
   root: string;
-  registry: SimKubernetes;
+  /** Where the simulation keeps its own records (default `root`; a writable directory when `root` is a read-only OS). */
+  stateRoot?: string;
+  registry: SimClusterRegistry;
   /** A warning the real service would log (the simulated journal: SimServiceManager.journal). */
   warn(line: string): void;
 }
@@ -52,8 +54,8 @@ export async function writeDeviceFile(root: string, path: string, content: strin
  * booted image's, or for an image that records none the version first configured on it. The
  * agent's record is read only for that last case, never to follow a later version change.
  */
-export async function installedVersion(root: string, distribution: Distribution): Promise<string> {
-  return binaryVersion(root, distribution, async () => {
+export async function installedVersion(root: string, distribution: Distribution, stateRoot = root): Promise<string> {
+  return binaryVersion(root, distribution, stateRoot, async () => {
     const record = parse((await readDeviceFile(root, KUBERNETES_RECORD)) ?? '{}') as { distribution?: string; version?: string } | null;
     if (record?.distribution !== distribution || !record.version) return undefined;
     return record.version.startsWith('v') ? record.version : `v${record.version}`;
@@ -106,7 +108,7 @@ function rancherUnit(distribution: 'k3s' | 'rke2', role: 'control-plane' | 'work
       const text = await readDeviceFile(ctx.root, `${dir}/config.yaml`);
       if (text === undefined) throw new SimRefusal(`${dir}/config.yaml not found (the simulation needs the written configuration)`, false);
       const config = acceptedConfig(distribution, role, (parse(text) ?? {}) as Record<string, unknown>, ctx);
-      const version = await installedVersion(ctx.root, distribution);
+      const version = await installedVersion(ctx.root, distribution, ctx.stateRoot);
       const name = String(config['node-name'] ?? '');
       if (!name) throw new SimRefusal('node-name is required by the simulation', false);
       const defaults: Record<string, string> =
@@ -194,7 +196,7 @@ function bundledCni(distribution: 'k3s' | 'rke2', config: Record<string, unknown
 const kubeletUnit: SimUnit = {
   async start(ctx) {
     // A kubelet posts the version of its own binary (a new image may carry another one).
-    const version = await installedVersion(ctx.root, 'kubeadm').catch(() => undefined);
+    const version = await installedVersion(ctx.root, 'kubeadm', ctx.stateRoot).catch(() => undefined);
     await setKubeletReady(ctx, '/etc/kubernetes/kubelet.conf', true, version);
   },
   async stop(ctx) {
