@@ -63,7 +63,8 @@ describe('controller failover during rolling upgrades behind HAProxy', () => {
       count: e.status.count ?? 1,
     }));
   const reboots = async (host: string) => (await events('EdgeHost', host)).filter((e) => e.reason === 'Rebooting').reduce((n, e) => n + e.count, 0);
-  const lease = async () => (await db.query(`select holder, epoch from controller_leases where name = 'controllers'`)).rows[0] as { holder: string; epoch: number };
+  const lease = async () =>
+    (await db.query(`select holder, epoch from controller_leases where name = 'controllers'`)).rows[0] as { holder: string; epoch: number };
   const replicaUrl = async (id: string) => (await db.query('select url from replicas where id = $1', [id])).rows[0]?.url as string | undefined;
   const profile = (image: string) => ({
     metadata: { name: 'shop' },

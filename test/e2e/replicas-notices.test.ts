@@ -105,3 +105,52 @@ describe('change notices between replicas on PostgreSQL', () => {
     watch.ws.close();
   });
 });
+
+/**
+ * A replica commits a change before it sends the change's notice, so one killed in between (kill -9)
+ * leaves a committed spec that no notice announces: a host spec the controllers wrote just before
+ * their lease holder died. The surviving replicas resync their agents when its lease runs out.
+ */
+describe('a replica that died between a commit and its notice', () => {
+  let t: TestServer;
+  let db: pg.Client;
+  beforeAll(async () => {
+    t = await testServer('postgres', { offlineAfterSeconds: 3 });
+    db = new pg.Client({ connectionString: t.store.databaseUrl });
+    await db.connect();
+  });
+  afterAll(async () => {
+    await db?.end();
+    await t?.close();
+  });
+
+  it('the survivors send its agents the spec it committed once its lease ran out, not before', async () => {
+    const token = (await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'auto' }, spec: { autoApprove: true } })).body.status.token;
+    const device = await TestDevice.create();
+    const host = (await register(t.url, await device.registerBody(token))).body.hostName;
+    const ch = await connect(t.url, await device.connectToken(host));
+    ch.ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-1' }));
+    const first = await waitFor(() => ch.messages.find((m) => m.type === 'spec'));
+    // Another replica, live now, commits a new spec for the host and dies before announcing it.
+    const now = Date.now();
+    await db.query('insert into replicas (id, started_at, expires_at, url) values ($1, $2, $3, $4)', [
+      'ghost',
+      new Date(now).toISOString(),
+      new Date(now + 2500).toISOString(),
+      'http://127.0.0.1:9',
+    ]);
+    const row = (await db.query('select spec, generation from edge_hosts where name = $1', [host])).rows[0];
+    await db.query('update edge_hosts set spec = $1, generation = generation + 1 where name = $2', [
+      JSON.stringify({ ...JSON.parse(row.spec), displayName: 'committed by a replica that died' }),
+      host,
+    ]);
+    // No notice: nothing reaches the agent while the other replica's lease lasts.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(ch.messages.filter((m) => m.type === 'spec' && m.generation > first.generation)).toEqual([]);
+    // Its lease runs out: the next sweep (every third of offline-after) resyncs this replica's agents.
+    const pushed = await waitFor(() => ch.messages.find((m) => m.type === 'spec' && m.generation > first.generation), 5000);
+    expect(pushed.generation).toBe(Number(row.generation) + 1);
+    expect(Date.now() - now).toBeGreaterThanOrEqual(2500);
+    ch.ws.close();
+  });
+});

@@ -211,6 +211,8 @@ describe('three replicas behind HAProxy', () => {
     );
     await waitFor(async () => (await hosts()).every((h) => h.connectivity === 'online' && (h.replica === ids.a || h.replica === ids.b)), 30_000, 200);
     const recoveredMs = Date.now() - killedAt;
+    // Every agent of the dead replica is back through HAProxy within 30 s.
+    expect(recoveredMs).toBeLessThan(30_000);
     sampling = false;
     await sampler;
     for (const [name, since] of offlineSince) longestOffline.set(name, Math.max(longestOffline.get(name) ?? 0, Date.now() - since));

@@ -128,7 +128,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await hub.advertise(options.replicaUrl ?? process.env.EDGEPLANE_REPLICA_URL ?? listenUrl);
     logger.info({ url, store: store.dialect, location: store.location }, 'edgeplane server listening');
     const virt = new VirtController(controllerDb, hub, clusters.secrets, logger.child({ component: 'virt' }), { serverUrl: () => url });
-    virt.start();
     const rollouts = new RolloutController(controllerDb, logger.child({ component: 'rollouts' }) as never, {
       intervalMs: options.rolloutIntervalMs,
       onClustersChanged: () => clusters.nudge(),

@@ -3,7 +3,7 @@ import { CLOSE_CODES, type ServerMessage } from '@edgeplane/protocol';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { connectivityEvent } from '../edgehost/connectivity-events.js';
-import { findHostKeys, markAllOffline, setLastSeen } from '../edgehost/edgehost.repository.js';
+import { findHostKeys, findHostsKeys, markAllOffline, setLastSeen } from '../edgehost/edgehost.repository.js';
 import { edgeHosts, keyFingerprint } from '../edgehost/edgehost.service.js';
 import { recordEvents } from '../event/event.service.js';
 import type { Metrics } from '../http/metrics.js';
@@ -13,13 +13,15 @@ import { ChangeBus } from '../watch/change-bus.js';
 import type { ReplicaNotice } from '../watch/replica-bus.js';
 import { specMessage } from './channel.js';
 import { DEFAULT_EVENT_BUDGET, EventBudget, LogThrottle } from './channel-limits.js';
-import { renewReplica, retireReplica, setOfflineOfDeadReplicas, setOfflineVia, setOnlineVia } from './replica.repository.js';
+import { liveReplicaIds, renewReplica, retireReplica, setOfflineOfDeadReplicas, setOfflineVia, setOnlineVia } from './replica.repository.js';
 
 interface Connection {
   host: string;
   socket: WebSocket;
   keyFingerprint: string;
   lastSeen: number;
+  /** Generation of the last spec sent on this channel. */
+  sentGeneration?: number;
 }
 
 export interface HubOptions {
@@ -75,6 +77,14 @@ export class ConnectionHub implements HostNotifier {
   readonly changes = new ChangeBus();
   /** Other replicas sharing the store (PostgreSQL): host changes and spec pushes for agents held elsewhere go there. */
   replicas?: { send(notice: ReplicaNotice): void };
+  /**
+   * Shared store: another replica's lease ran out. A replica commits a change before it sends the
+   * change's notice, so one that died (kill -9) may have committed changes whose notices never went
+   * out (a host spec the controllers wrote just before their holder died): the listener resyncs.
+   */
+  onReplicaLost?: (ids: string[]) => void;
+  /** Other replicas live at the last sweep (undefined before the first). */
+  private liveReplicas?: Set<string>;
   /** Agent events allowed per host (across reconnects). */
   readonly events: EventBudget;
   /** One warning per host and minute about invalid agent messages; the rest go to debug. */
@@ -193,7 +203,10 @@ export class ConnectionHub implements HostNotifier {
   /** Sends a host spec row to its agent, through specFilter. */
   async sendSpec(name: string, row: { spec: string; generation: number }): Promise<boolean> {
     const msg = specMessage(row) as Extract<ServerMessage, { type: 'spec' }>;
-    return this.send(name, this.specFilter ? await this.specFilter(name, msg) : msg);
+    const sent = this.send(name, this.specFilter ? await this.specFilter(name, msg) : msg);
+    const c = this.conns.get(name);
+    if (sent && c) c.sentGeneration = Number(row.generation);
+    return sent;
   }
 
   /** Sends the host's current spec to its agent, if connected here (after the spec changed in the store). */
@@ -222,16 +235,29 @@ export class ConnectionHub implements HostNotifier {
 
   /**
    * Notices from other replicas may have been missed: every agent held here is checked against the
-   * store as if it had just connected (gone, rejected, superseded key: closed; else its spec again).
+   * store as if it had just connected (gone, rejected, superseded key: closed; approved: told so;
+   * a spec newer than the one it was sent: sent). Reads the hosts in batches, not one by one: a
+   * replica holding thousands of agents resyncs with a few queries.
    */
   async resyncAgents(): Promise<void> {
-    for (const name of [...this.conns.keys()]) {
-      const row = await findHostKeys(this.db, name).catch(() => undefined);
-      const c = this.conns.get(name);
-      if (!c) continue;
-      if (!row || row.denied) c.socket.close(CLOSE_CODES.unauthorized, 'host deleted');
-      else if (row.state === 'rejected') this.applyHostChange(name, 'rejected');
-      else if (row.state !== 'pending-approval') this.applyHostChange(name, 'approved');
+    const names = [...this.conns.keys()];
+    for (let i = 0; i < names.length; i += 500) {
+      const batch = names.slice(i, i + 500);
+      const rows = new Map((await findHostsKeys(this.db, batch)).map((r) => [r.name, r]));
+      for (const name of batch) {
+        const c = this.conns.get(name);
+        if (!c) continue;
+        const row = rows.get(name);
+        if (!row || row.denied) c.socket.close(CLOSE_CODES.unauthorized, 'host deleted');
+        else if (row.state === 'rejected') this.applyHostChange(name, 'rejected');
+        else if (keyFingerprint(row.public_key) !== c.keyFingerprint) c.socket.close(CLOSE_CODES.unauthorized, 'device key superseded');
+        else if (row.state === 'pending-approval') continue;
+        else if (c.sentGeneration === undefined) {
+          // Approved while this replica missed it: the agent waits for its state and first spec.
+          this.send(name, { type: 'state', state: 'ready' });
+          await this.sendSpec(name, row);
+        } else if (row.generation !== c.sentGeneration) await this.sendSpec(name, row);
+      }
     }
   }
 
@@ -290,6 +316,14 @@ export class ConnectionHub implements HostNotifier {
   /** Takes offline the hosts of replicas whose lease ran out (every replica does this; it is idempotent). */
   private async sweepDeadReplicas(): Promise<void> {
     try {
+      const live = new Set(await liveReplicaIds(this.db, new Date().toISOString()));
+      live.delete(this.replicaId);
+      const lost = [...(this.liveReplicas ?? [])].filter((id) => !live.has(id));
+      this.liveReplicas = live;
+      if (lost.length > 0) {
+        this.log.info({ replicas: lost }, 'replica lease ran out; resynchronising from the store');
+        this.onReplicaLost?.(lost);
+      }
       for (;;) {
         const at = new Date().toISOString();
         let names: string[] = [];

@@ -15,6 +15,11 @@ export async function renewReplica(db: Executor, id: string, startedAt: string, 
     .execute();
 }
 
+/** The replicas whose lease is live at `now`. */
+export async function liveReplicaIds(db: Executor, now: string): Promise<string[]> {
+  return (await db.selectFrom('replicas').select('id').where('expires_at', '>', now).execute()).map((r) => r.id);
+}
+
 /** The address of a replica whose lease is live at `now`; undefined for a dead or unknown one. */
 export async function liveReplicaUrl(db: Executor, id: string, now: string): Promise<string | undefined> {
   const row = await db.selectFrom('replicas').select('url').where('id', '=', id).where('expires_at', '>', now).executeTakeFirst();

@@ -15,6 +15,17 @@ export async function findHostKeys(db: Executor, name: string) {
   return { ...keys, denied: (JSON.parse(spec) as { denied?: boolean }).denied === true };
 }
 
+/** findHostKeys for many hosts at once, with each spec's generation (a resync of every agent a replica holds). */
+export async function findHostsKeys(db: Executor, names: string[]) {
+  if (names.length === 0) return [];
+  const rows = await db
+    .selectFrom('edge_hosts')
+    .select(['name', 'public_key', 'pending_public_key', 'state', 'spec', 'generation'])
+    .where('name', 'in', names)
+    .execute();
+  return rows.map((row) => ({ ...row, generation: Number(row.generation), denied: (JSON.parse(row.spec) as { denied?: boolean }).denied === true }));
+}
+
 /**
  * Connectivity changes are rare and shown to users, so they bump resource_version. Returns the hosts
  * whose connectivity really changed (both SQLite and PostgreSQL support RETURNING).

@@ -178,6 +178,11 @@ export async function joinReplicas(store: Store, databaseUrl: string, hub: Conne
   );
   await bus.start();
   hub.replicas = bus;
+  // A replica that died may have committed changes whose notices it never sent: as after a lost listen.
+  hub.onReplicaLost = () => {
+    watch?.resyncAll();
+    void hub.resyncAgents().catch((err) => log.warn({ err }, 'resynchronising agents failed'));
+  };
   const off = [
     // Changes this server committed (API writes, connectivity); not those it read back after a notice.
     hub.changes.subscribe((c, source) => source === 'local' && bus.send({ k: c.kind, n: c.object.metadata.name, t: c.type })),
@@ -191,6 +196,7 @@ export async function joinReplicas(store: Store, databaseUrl: string, hub: Conne
     async stop() {
       for (const f of off) f();
       hub.replicas = undefined;
+      hub.onReplicaLost = undefined;
       await bus.stop();
     },
   };
