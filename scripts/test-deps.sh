@@ -24,6 +24,7 @@ PACKAGES=(
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
+  xdelta3         # makes the binary patches of delta OS updates (oci/delta/patch.ts; delta.test.ts, test/e2e/delta-*.test.ts)
   swtpm           # a software TPM 2.0 per simulated device: TPM-bound identity (test/support/swtpm.ts; agent identity/tpm-key.test.ts, test/e2e/tpm-identity.test.ts)
   swtpm-tools     # swtpm_setup: manufactures that TPM's state, EK and EK certificate
   tpm2-tools      # tpm2_*: what the agent drives the TPM with (a real device has it in Edgeplane OS)

@@ -54,6 +54,8 @@ let proxy: Awaited<ReturnType<typeof countingProxy>>;
 let work: string;
 const images: Record<string, OsSpec & { layerBytes: number }> = {};
 const slotDigests: Record<string, string> = {};
+/** Size of the patch each image's delta artifact carries from the image before it. */
+const patchBytes: Record<string, number> = {};
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ep-delta-upd-'));
@@ -71,9 +73,11 @@ beforeAll(async () => {
     const manifest = JSON.parse((await client.getManifest(digest)).bytes.toString()) as { layers: { size: number }[] };
     images[version] = { image: `${proxy.host}/edge/os:${version}`, digest, insecure: true, layerBytes: manifest.layers.reduce((s, l) => s + l.size, 0) };
   }
-  // 1.0.0 and 2.0.0 have delta artifacts (2.0.0 reusing 1.0.0's chunks); 3.0.0 has none.
+  // 1.0.0 and 2.0.0 have delta artifacts (2.0.0 reusing 1.0.0's chunks, with a patch from 1.0.0's slot image); 3.0.0 has none.
   slotDigests['1.0.0'] = (await oci.delta.publishDelta({ to: `${registry.host}/edge/os:1.0.0` })).slotDigest;
-  slotDigests['2.0.0'] = (await oci.delta.publishDelta({ to: `${registry.host}/edge/os:2.0.0`, from: `${registry.host}/edge/os:1.0.0` })).slotDigest;
+  const second = await oci.delta.publishDelta({ to: `${registry.host}/edge/os:2.0.0`, from: `${registry.host}/edge/os:1.0.0` });
+  slotDigests['2.0.0'] = second.slotDigest;
+  patchBytes['2.0.0'] = second.patch?.size ?? 0;
 });
 afterAll(async () => {
   await proxy?.close();
@@ -149,31 +153,85 @@ async function linuxMachine() {
 }
 
 describe('delta OS updates: the os manager fills the passive slot from what the device has', () => {
-  it('LinuxSlots (image files): 2.0.0 is rebuilt from the 1.0.0 slot, downloading far less than the layer, to the published slot digest', async () => {
+  it('LinuxSlots (image files): 2.0.0 is patched from the 1.0.0 slot the delta wrote, downloading only the patch, to the published slot digest', async () => {
     const { root, device, boot } = await linuxMachine();
     proxy.state.blobBytes = 0;
     const first = await stage(device, root, '1.0.0'); // nothing to seed from yet: every chunk is fetched
     expect(first.events.map((e) => e.reason)).toEqual(['ImageStaged']);
     expect(first.rebuilt).toEqual([slotDigests['1.0.0']]);
     expect((await slotsOf(device).readSlot('B'))?.digest).toBe(images['1.0.0'].digest);
+    // The slot is the published slot image byte for byte (its record came with it).
+    const b = await readFile(join(root, 'b.img'));
+    expect(`sha256:${createHash('sha256').update(b).digest('hex')}`).toBe(slotDigests['1.0.0']);
 
     await boot('B'); // the trial boot of slot B
     proxy.state.blobBytes = 0;
     const second = await stage(device, root, '2.0.0');
     expect(second.events.map((e) => e.reason)).toEqual(['ImageStaged']);
-    expect(second.events[0].message).toMatch(/by delta update/);
+    expect(second.events[0].message).toMatch(/by delta update \(patch from sha256:[a-f0-9]{64}: \d+ bytes downloaded/);
     expect(second.rebuilt).toEqual([slotDigests['2.0.0']]);
     const meta = await slotsOf(device).readSlot('A');
     expect(meta).toMatchObject({ digest: images['2.0.0'].digest, name: 'Edgeplane OS', version: '2.0.0' });
-    // Downloaded: the index, a few chunks; the layer is ~3.5 MiB compressed.
-    expect(proxy.state.blobBytes).toBeLessThan(images['2.0.0'].layerBytes / 4);
-    const progress = second.statuses.map((s) => s.progress).filter(Boolean);
-    expect(progress.at(-1)?.reused).toBeGreaterThan(3 * 1024 * 1024);
-    // The transfer size is in the message the server shows in status.os (describe host).
-    expect(second.statuses.find((s) => s.progress)?.message).toMatch(/[\d.]+ of [\d.]+ MiB downloaded, [\d.]+ MiB reused from the device's slots/);
+    // Downloaded: the patch only (no chunk index, no chunk); the layer is ~3.5 MiB compressed.
+    expect(patchBytes['2.0.0']).toBeGreaterThan(0);
+    expect(proxy.state.blobBytes).toBe(patchBytes['2.0.0']);
+    expect(proxy.state.blobBytes).toBeLessThan(images['2.0.0'].layerBytes / 100);
     expect(second.statuses.at(-1)).toMatchObject({ phase: 'Staged' });
-    expect(second.statuses.at(-1)?.message).toMatch(/by delta: \d+ bytes downloaded, \d+ reused/);
-    expect(await readdir(join(root, 'os'))).not.toContain('delta'); // the chunk store goes once staged
+    expect(second.statuses.at(-1)?.message).toMatch(/by patch from slot B: \d+ bytes downloaded, \d+ reused/);
+    expect(await readdir(join(root, 'os'))).not.toContain('delta'); // the download goes once staged
+  });
+
+  it('a slot that is not the published slot image byte for byte takes the chunk index, with the reason recorded', async () => {
+    const { root, device, boot } = await linuxMachine();
+    await stage(device, root, '1.0.0');
+    // One byte of slot B changes where the filesystem does not look (its last block): the slot still
+    // reads as 1.0.0, but a patch against it would build a wrong image.
+    const b = await readFile(join(root, 'b.img'));
+    b[b.length - 10] ^= 0x5a;
+    await writeFile(join(root, 'b.img'), b);
+    await boot('B');
+    proxy.state.blobBytes = 0;
+    const run = await stage(device, root, '2.0.0');
+    expect(run.events.map((e) => [e.type, e.reason])).toEqual([
+      ['Normal', 'PatchFallback'],
+      ['Normal', 'ImageStaged'],
+    ]);
+    expect(run.events[0].message).toMatch(/using the chunk index: slot B is not the published slot image of sha256:[a-f0-9]{64} byte for byte/);
+    expect(run.events[1].message).toMatch(/by delta update \(\d+ bytes downloaded, \d+ bytes reused/);
+    expect(run.rebuilt).toEqual([slotDigests['2.0.0']]);
+    expect(proxy.state.blobBytes).toBeLessThan(images['2.0.0'].layerBytes / 4);
+    // The transfer size is in the message the server shows in status.os (describe host).
+    expect(run.statuses.find((s) => s.progress && /reused/.test(s.message ?? ''))?.message).toMatch(
+      /[\d.]+ of [\d.]+ MiB downloaded, [\d.]+ MiB reused from the device's slots/,
+    );
+    expect(run.statuses.at(-1)?.message).toMatch(/by delta: \d+ bytes downloaded, \d+ reused/);
+    expect((await slotsOf(device).readSlot('A'))?.digest).toBe(images['2.0.0'].digest);
+  });
+
+  it('a patch corrupted in the registry fails its digest: the chunk index rebuilds the slot, the reason recorded', async () => {
+    const { root, device, boot } = await linuxMachine();
+    await stage(device, root, '1.0.0');
+    await boot('B');
+    const client = new oci.RegistryClient({ registry: registry.host, repository: 'edge/os', insecure: true });
+    const found = await oci.delta.findDeltaManifest(client, images['2.0.0'].digest);
+    const hex = found?.patches[0]?.digest.replace('sha256:', '') ?? '';
+    const file = join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+    const good = await readFile(file);
+    const bad = Buffer.from(good);
+    bad[bad.length >> 1] ^= 0xff;
+    await writeFile(file, bad);
+    try {
+      const run = await stage(device, root, '2.0.0');
+      expect(run.events.map((e) => [e.type, e.reason])).toEqual([
+        ['Warning', 'PatchFallback'],
+        ['Normal', 'ImageStaged'],
+      ]);
+      expect(run.events[0].message).toMatch(/the patch from sha256:[a-f0-9]{64} failed: patch sha256:[a-f0-9]{64} does not match its digest/);
+      expect(run.rebuilt).toEqual([slotDigests['2.0.0']]);
+      expect((await slotsOf(device).readSlot('A'))?.digest).toBe(images['2.0.0'].digest);
+    } finally {
+      await writeFile(file, good);
+    }
   });
 
   it('an update interrupted after its download resumes with the chunks it already has', async () => {

@@ -142,14 +142,24 @@ export class LinuxSlots implements SlotBoot {
       (r) => r.stdout || undefined,
       () => undefined,
     );
-    const record = `${written}.slot.json`;
-    await writeFileAtomic(record, `${JSON.stringify(meta(info), null, 2)}\n`, 0o644);
-    try {
-      await runTool('debugfs', ['-w', '-R', `write ${record} /${SLOT_META_PATH}`, written], { timeoutMs: 60_000, signal });
-    } finally {
-      await rm(record, { force: true });
+    const wanted = meta(info);
+    // A published slot image carries its own record (oci/delta/slot-image.ts): for the same digest it
+    // is kept, and so the slot stays the published image byte for byte, which is what a later
+    // binary patch from that image needs. Otherwise the agent writes its record, as writeSlot does.
+    const own = await runTool('debugfs', ['-R', `cat /${SLOT_META_PATH}`, written], { timeoutMs: 60_000, signal }).then(
+      (r) => r.stdout,
+      () => '',
+    );
+    if (recordDigest(own) !== wanted.digest) {
+      const record = `${written}.slot.json`;
+      await writeFileAtomic(record, `${JSON.stringify(wanted, null, 2)}\n`, 0o644);
+      try {
+        await runTool('debugfs', ['-w', '-R', `write ${record} /${SLOT_META_PATH}`, written], { timeoutMs: 60_000, signal });
+      } finally {
+        await rm(record, { force: true });
+      }
+      await fsyncPath(written);
     }
-    await fsyncPath(written);
     if (written !== target) await rename(written, target);
   }
 
@@ -168,6 +178,16 @@ export class LinuxSlots implements SlotBoot {
     } catch {
       return undefined; // not an ext4 slot written by the agent
     }
+  }
+}
+
+/** The digest a slot record (JSON) names; undefined when it is not one. */
+function recordDigest(text: string): string | undefined {
+  try {
+    const digest = (JSON.parse(text) as { digest?: unknown }).digest;
+    return typeof digest === 'string' ? digest : undefined;
+  } catch {
+    return undefined;
   }
 }
 

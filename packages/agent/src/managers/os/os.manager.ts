@@ -4,7 +4,7 @@ import { removeTree } from '../../atomic-file.js';
 import { sleep } from '../../backoff.js';
 import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
 import { type Device, slotBoot } from '../../device/device.js';
-import { assembleSlotImage, findDelta } from '../../oci/delta/index.js';
+import { applyPatch, assembleSlotImage, type FoundDeltaManifest, fetchPatch, findDeltaManifest, loadIndex, sha256Prefix } from '../../oci/delta/index.js';
 import { BlobStore, extractImage, ImageInfo, OciError, pullImage, RegistryClient, readImageInfo, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import { type FailedImage, loadOsState, MAX_FAILED_IMAGES, type OsState, saveOsState } from './os-state.js';
@@ -140,7 +140,8 @@ export class OsManager implements Manager<'os'> {
   }
 
   /**
-   * A delta update (docs/delta-updates.md): the slot image is rebuilt from the active and recovery
+   * A delta update (docs/delta-updates.md): a binary patch of the booted slot when one is published
+   * for exactly what it holds (stageByPatch); else the slot image is rebuilt from the active and recovery
    * slots plus the chunks they lack, fetched from the delta artifact next to the image; every chunk
    * and the whole image are checked, fetched chunks are kept under <dataDir>/os/delta so an
    * interrupted update resumes. Returns undefined when the slot is staged, else why the whole image
@@ -150,15 +151,24 @@ export class OsManager implements Manager<'os'> {
     const source = sourceFor(desired.image, { insecure: desired.insecure });
     if (!(source instanceof RegistryClient)) return 'the image is not in a registry';
     const writeSlotImage = boot.writeSlotImage.bind(boot);
-    let found: Awaited<ReturnType<typeof findDelta>>;
+    let manifest: FoundDeltaManifest | undefined;
     try {
-      found = await findDelta(source, desired.digest, ctx.signal);
+      manifest = await findDeltaManifest(source, desired.digest, ctx.signal);
     } catch (err) {
       if (ctx.signal.aborted) throw err;
       return this.deltaFallback(ctx, 'Warning', `the delta artifact of ${desired.digest} is unusable: ${(err as Error).message}`);
     }
-    if (!found) return this.deltaFallback(ctx, 'Normal', `no delta artifact is published for ${desired.digest}`);
-    const index = found.index;
+    if (!manifest) return this.deltaFallback(ctx, 'Normal', `no delta artifact is published for ${desired.digest}`);
+    const patched = await this.stageByPatch(desired, manifest, passive, boot, source, ctx);
+    if (patched === undefined) return undefined;
+    let index: Awaited<ReturnType<typeof loadIndex>>;
+    try {
+      index = await loadIndex(source, manifest, ctx.signal);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      return this.deltaFallback(ctx, 'Warning', `the chunk index of ${desired.digest} is unusable: ${(err as Error).message}`);
+    }
+    const found = { ...manifest, index };
     const booted = await boot.bootedSlot();
     const seeds: string[] = [];
     for (const slot of new Set<Slot>([booted, 'recovery'])) {
@@ -191,15 +201,7 @@ export class OsManager implements Manager<'os'> {
           await this.setPhase('Writing', `checking slot ${passive}, rebuilt from ${done.fetched} bytes downloaded and ${done.reused} reused`);
           await ctx.reportProgress();
         },
-        (imageJson) => {
-          let info: ImageInfo | undefined;
-          try {
-            info = ImageInfo.parse(JSON.parse(imageJson ?? ''));
-          } catch {
-            throw new OciError('BadManifest', `image ${desired.digest} is not an Edgeplane OS image: no valid /usr/lib/edgeplane/image.json in its slot image`);
-          }
-          return { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() };
-        },
+        (imageJson) => slotRecord(desired, imageJson),
         ctx.signal,
       );
     } catch (err) {
@@ -219,6 +221,112 @@ export class OsManager implements Manager<'os'> {
       'Normal',
       'ImageStaged',
       `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (${done.fetched} bytes downloaded, ${done.reused} bytes reused from the device's slots)`,
+    );
+    return undefined;
+  }
+
+  /**
+   * The cheapest delta: a binary patch from the exact slot image the booted slot holds (a slot the
+   * agent wrote from a published slot image, byte for byte). Its sha256 is checked before the patch
+   * is fetched; the patched image's after. Returns undefined when the slot is staged, else why the
+   * chunk index is used instead (a PatchFallback event, Normal when no patch fits this slot,
+   * Warning when one failed).
+   */
+  private async stageByPatch(
+    desired: OsSpec,
+    found: FoundDeltaManifest,
+    passive: Slot,
+    boot: SlotBoot,
+    source: RegistryClient,
+    ctx: ManagerContext,
+  ): Promise<string | undefined> {
+    const skip = (type: 'Normal' | 'Warning', reason: string) => {
+      ctx.log.info({ reason }, `os: using the chunk index: ${reason}`);
+      if (found.patches.length) ctx.emitEvent(type, 'PatchFallback', `using the chunk index: ${reason}`);
+      return reason;
+    };
+    if (!found.patches.length || !found.slot) return skip('Normal', `no patch is published for ${desired.digest}`);
+    const slot = found.slot;
+    const booted = await boot.bootedSlot();
+    const meta = await boot.readSlot(booted);
+    const patch = found.patches.find((p) => p.fromImage === meta?.digest);
+    if (!patch)
+      return skip(
+        'Normal',
+        `slot ${booted} holds ${meta?.digest ?? 'no recorded image'}; the published patches apply to ${found.patches.map((p) => p.fromImage).join(', ')}`,
+      );
+    const image = await boot.slotImage(booted);
+    if (!image) return skip('Normal', `slot ${booted} has no image to patch`);
+    await this.setPhase('Downloading', `checking slot ${booted} against the published slot image of ${patch.fromImage}`);
+    let have: string | undefined;
+    try {
+      have = await sha256Prefix(image, patch.fromSize, ctx.signal);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      return skip('Warning', `slot ${booted} cannot be read: ${(err as Error).message}`);
+    }
+    if (have !== patch.fromSlot)
+      return skip(
+        'Normal',
+        `slot ${booted} is not the published slot image of ${patch.fromImage} byte for byte (sha256 ${have ?? 'of a shorter image'}, the patch needs ${patch.fromSlot}): it was written by a whole-image pull or the installer`,
+      );
+    const dir = join(this.dir, 'delta', `patch-${slot.digest.replace('sha256:', '')}`);
+    ctx.log.info({ slot: passive, digest: desired.digest, patch: patch.digest, from: patch.fromImage }, `os: patching slot ${booted} into slot ${passive}`);
+    await this.setPhase('Downloading', `patching slot ${booted} (${patch.fromImage}) into slot ${passive} with the delta of ${desired.digest}`);
+    let lastReport = 0;
+    let fetched = 0;
+    try {
+      const blob = await fetchPatch({
+        patch,
+        dir,
+        fetchRange: (offset, length, signal) => source.getRange(patch.digest, offset, length, signal),
+        signal: ctx.signal,
+        onProgress: (n, at) => {
+          fetched = n;
+          this.progress = { bytes: at, total: patch.size, reused: 0 };
+          if (Date.now() - lastReport > 1000 || at === patch.size) {
+            lastReport = Date.now();
+            ctx.reportProgress();
+          }
+        },
+      });
+      this.progress = { bytes: patch.size, total: patch.size, reused: patch.fromSize };
+      await boot.writeSlotImage(
+        passive,
+        async (path) => {
+          await applyPatch({
+            patchBlob: blob.path,
+            source: image,
+            sourceSize: patch.fromSize,
+            target: path,
+            targetSize: slot.size,
+            targetDigest: slot.digest,
+            workDir: dir,
+            signal: ctx.signal,
+          });
+          await this.setPhase('Writing', `checking slot ${passive}, patched from slot ${booted} with ${patch.size} bytes`);
+          await ctx.reportProgress();
+        },
+        (imageJson) => slotRecord(desired, imageJson),
+        ctx.signal,
+      );
+    } catch (err) {
+      this.progress = undefined;
+      if (ctx.signal.aborted) throw err; // the patch downloaded so far is kept: the next run resumes
+      await removeTree(dir);
+      return skip('Warning', `the patch from ${patch.fromImage} failed: ${(err as Error).message}`);
+    }
+    await removeTree(join(this.dir, 'delta'));
+    this.progress = undefined;
+    const written = await boot.readSlot(passive);
+    await this.setPhase(
+      'Staged',
+      `image ${written?.name} ${written?.version} (${desired.digest}) is staged in slot ${passive} by patch from slot ${booted}: ${fetched} bytes downloaded, ${patch.fromSize} reused`,
+    );
+    ctx.emitEvent(
+      'Normal',
+      'ImageStaged',
+      `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (patch from ${patch.fromImage}: ${fetched} bytes downloaded, the rest from slot ${booted})`,
     );
     return undefined;
   }
@@ -439,6 +547,17 @@ function withoutDigest(list: FailedImage[], digest: string | undefined): FailedI
 function transferText(p: { bytes: number; total: number; reused?: number }): string {
   const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
   return `${mib(p.bytes)} of ${mib(p.total)} MiB downloaded${p.reused !== undefined ? `, ${mib(p.reused)} MiB reused from the device's slots` : ''}`;
+}
+
+/** The slot record of a slot image written by delta: refused unless the image carries a valid image.json. */
+function slotRecord(desired: OsSpec, imageJson: string | undefined) {
+  let info: ImageInfo | undefined;
+  try {
+    info = ImageInfo.parse(JSON.parse(imageJson ?? ''));
+  } catch {
+    throw new OciError('BadManifest', `image ${desired.digest} is not an Edgeplane OS image: no valid /usr/lib/edgeplane/image.json in its slot image`);
+  }
+  return { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() };
 }
 
 function passiveOf(booted: Slot): Slot {

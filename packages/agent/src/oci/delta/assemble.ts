@@ -5,6 +5,7 @@ import { OciError } from '../types.js';
 import type { ChunkIndex, IndexEntry } from './chunk-index.js';
 import { unpackChunk } from './chunk-index.js';
 import { chunkFile } from './chunker.js';
+import { SlotImageWriter } from './slot-image.js';
 
 /** Reads `length` bytes of pack number `pack` from `offset` (an HTTP range request against the registry). */
 export type FetchPackRange = (pack: number, offset: number, length: number, signal?: AbortSignal) => Promise<Buffer>;
@@ -83,25 +84,19 @@ export async function assembleSlotImage(options: AssembleOptions): Promise<Delta
   options.onProgress?.({ ...progress });
   await fetchChunks(missing, options, progress);
 
-  const fh = await open(options.target, 'r+').catch(() => open(options.target, 'w'));
-  const whole = createHash('sha256');
+  const out = await SlotImageWriter.open(options.target);
   try {
-    let at = 0;
     for (const e of index.entries) {
       signal?.throwIfAborted();
       const data = await chunkBytes(e, seeds, options, progress);
-      whole.update(data);
-      await fh.write(data, 0, data.length, at);
-      at += data.length;
-      progress.written = at;
+      await out.write(data);
+      progress.written = out.written;
       options.onProgress?.({ ...progress });
     }
-    await fh.sync();
+    await out.finish(index.size, index.digest);
   } finally {
-    await fh.close();
+    await out.close();
   }
-  const digest = `sha256:${whole.digest('hex')}`;
-  if (digest !== index.digest) throw new OciError('DigestMismatch', `the rebuilt slot image has ${digest}, the index says ${index.digest}`);
   await rm(options.chunkStore, { recursive: true, force: true });
   return progress;
 }

@@ -1,13 +1,17 @@
+import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
-import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OciError } from '../types.js';
+import { deltaManifest, parseDeltaManifest, patchesOf } from './artifact.js';
 import { assembleSlotImage, type FetchPackRange } from './assemble.js';
-import { buildChunkIndex, type ChunkIndex, CODEC, decodeIndex, encodeIndex, INDEX_MAGIC } from './chunk-index.js';
+import { buildChunkIndex, type ChunkIndex, CODEC, decodeIndex, encodeIndex, INDEX_MAGIC, INDEX_MEDIA_TYPE, PACK_MEDIA_TYPE } from './chunk-index.js';
 import { CHUNK_MAX, CHUNK_MIN, chunkFile } from './chunker.js';
+import { applyPatch, fetchPatch, makePatch } from './patch.js';
+import { decodeVcdiff } from './vcdiff.js';
 
 let dir: string;
 let fromImg: string;
@@ -212,5 +216,109 @@ describe('assembleSlotImage', () => {
     await expect(
       assembleSlotImage({ index: wrong, fetchRange: packRange(), seeds: [fromImg], target: join(dir, 'slot-f.img'), chunkStore: join(dir, 'store6') }),
     ).rejects.toMatchObject({ code: 'DigestMismatch' });
+  });
+});
+
+describe('binary patches (xdelta3 VCDIFF, decoded by vcdiff.ts)', () => {
+  const sha = async (path: string) =>
+    `sha256:${createHash('sha256')
+      .update(await readFile(path))
+      .digest('hex')}`;
+
+  it('decodes what Debian xdelta3 makes, source copies near and far, target self-copies and runs included', async () => {
+    // Make an image whose update moves blocks far back and forward and repeats its own bytes.
+    const a = await readFile(fromImg);
+    const b = Buffer.concat([a.subarray(3_000_000, 4_000_000), a.subarray(0, 2_000_000), Buffer.from('ab'.repeat(40_000)), data(3000), a.subarray(5_000_000)]);
+    const to = join(dir, 'patch-to.img');
+    await writeFile(to, b);
+    const blob = join(dir, 'patch.br');
+    const size = await makePatch(fromImg, to, blob);
+    expect(size).toBeLessThan(b.length / 50);
+    const target = join(dir, 'patch-out.img');
+    await applyPatch({
+      patchBlob: blob,
+      source: fromImg,
+      sourceSize: a.length,
+      target,
+      targetSize: b.length,
+      targetDigest: await sha(to),
+      workDir: join(dir, 'pw'),
+    });
+    expect((await readFile(target)).equals(b)).toBe(true);
+  });
+
+  it('a wrong source (one byte off) or a wrong digest fails DigestMismatch and leaves the image head unwritten', async () => {
+    const blob = join(dir, 'patch2.br');
+    await makePatch(fromImg, toImg, blob);
+    const changed = join(dir, 'from-changed.img');
+    const a = Buffer.from(await readFile(fromImg));
+    a[100_000] ^= 1;
+    await writeFile(changed, a);
+    const target = join(dir, 'patch-bad.img');
+    const b = await readFile(toImg);
+    const opts = { patchBlob: blob, sourceSize: a.length, target, targetSize: b.length, targetDigest: await sha(toImg), workDir: join(dir, 'pw2') };
+    await expect(applyPatch({ ...opts, source: changed })).rejects.toMatchObject({ code: 'DigestMismatch' });
+    // The superblock area stays as it was (zeroes): a block-device slot reads as empty.
+    expect((await readFile(target)).subarray(0, 64 * 1024).equals(Buffer.alloc(64 * 1024))).toBe(true);
+    await expect(applyPatch({ ...opts, source: fromImg, targetDigest: `sha256:${'0'.repeat(64)}` })).rejects.toMatchObject({ code: 'DigestMismatch' });
+    await applyPatch({ ...opts, source: fromImg });
+    expect((await readFile(target)).equals(b)).toBe(true);
+  });
+
+  it('refuses what is not a plain VCDIFF: garbage, secondary compression, a copy past the source', async () => {
+    const out = async () => undefined;
+    const garbage = join(dir, 'garbage.vcdiff');
+    await writeFile(garbage, 'not a patch');
+    await expect(decodeVcdiff({ patch: garbage, source: fromImg, sourceSize: 1000, write: out })).rejects.toThrow(/not a VCDIFF/);
+    const secondary = join(dir, 'secondary.vcdiff');
+    await writeFile(secondary, Buffer.from([0xd6, 0xc3, 0xc4, 0x00, 0x01, 0x02]));
+    await expect(decodeVcdiff({ patch: secondary, source: fromImg, sourceSize: 1000, write: out })).rejects.toThrow(/secondary compression/);
+    // A window whose source segment lies past the source the caller vouches for.
+    const past = join(dir, 'past.vcdiff');
+    await writeFile(past, Buffer.from([0xd6, 0xc3, 0xc4, 0x00, 0x00, 0x01, 0x10, 0x00, 0x07, 0x10, 0x00, 0x00, 0x02, 0x00, 0x13, 0x00]));
+    await expect(decodeVcdiff({ patch: past, source: fromImg, sourceSize: 8, write: out })).rejects.toThrow(/past the source/);
+  });
+
+  it('a patch download resumes where it stopped and is checked against its digest', async () => {
+    const blob = await readFile(join(dir, 'patch2.br'));
+    const patch = { digest: `sha256:${createHash('sha256').update(blob).digest('hex')}`, size: blob.length, fromImage: '', fromSlot: '', fromSize: 0 };
+    const pdir = join(dir, 'pdl');
+    await mkdir(pdir, { recursive: true });
+    const hex = patch.digest.replace('sha256:', '');
+    await writeFile(join(pdir, `${hex}.partial`), blob.subarray(0, 100)); // what an interrupted run got
+    const asked: number[] = [];
+    const fetchRange = async (offset: number, length: number) => {
+      asked.push(offset);
+      return blob.subarray(offset, offset + length);
+    };
+    const got = await fetchPatch({ patch, dir: pdir, fetchRange });
+    expect(asked).toEqual([100]);
+    expect(got.fetched).toBe(blob.length - 100);
+    expect((await readFile(got.path)).equals(blob)).toBe(true);
+    // A corrupted download is deleted, not kept.
+    await rm(got.path);
+    const bad = async (offset: number, length: number) => Buffer.from(blob.subarray(offset, offset + length)).fill(0, 0, 1);
+    await expect(fetchPatch({ patch, dir: pdir, fetchRange: bad })).rejects.toMatchObject({ code: 'DigestMismatch' });
+    expect(await readdir(pdir)).toEqual([]);
+  });
+
+  it('a delta manifest lists its patches after the packs, each saying the slot image it applies to', () => {
+    const d = (n: number) => `sha256:${String(n).repeat(64)}`;
+    const subject = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d(1), size: 10 };
+    const bytes = deltaManifest(
+      subject,
+      { mediaType: INDEX_MEDIA_TYPE, digest: d(2), size: 5 },
+      [{ mediaType: PACK_MEDIA_TYPE, digest: d(3), size: 7 }],
+      { digest: d(4), size: 4096 },
+      [{ digest: d(5), size: 9, fromImage: d(6), fromSlot: d(7), fromSize: 4096 }],
+    );
+    const m = parseDeltaManifest(bytes, d(1));
+    expect(patchesOf(m)).toEqual([{ digest: d(5), size: 9, fromImage: d(6), fromSlot: d(7), fromSize: 4096 }]);
+    const json = JSON.parse(bytes.toString()) as { layers: { annotations?: Record<string, string> }[] };
+    delete json.layers[2].annotations;
+    expect(() => parseDeltaManifest(Buffer.from(JSON.stringify(json)), d(1))).toThrow(/does not say which slot image/);
+    const swapped = JSON.parse(bytes.toString()) as { layers: unknown[] };
+    swapped.layers = [swapped.layers[0], swapped.layers[2], swapped.layers[1]];
+    expect(() => parseDeltaManifest(Buffer.from(JSON.stringify(swapped)), d(1))).toThrow(/not \[chunk index, packs\.\.\., patches\.\.\.\]/);
   });
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { appendFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,9 +10,11 @@ import { pullImage } from '../pull.js';
 import { parseImageReference } from '../reference.js';
 import { RegistryClient } from '../registry-client.js';
 import { MEDIA, OciError } from '../types.js';
-import { deltaManifest, deltaTag, EMPTY_CONFIG_BYTES, findDelta, referrersTag, sha256 } from './artifact.js';
+import { deltaManifest, deltaTag, EMPTY_CONFIG_BYTES, type FoundDelta, findDelta, type PatchLayer, referrersTag, sha256 } from './artifact.js';
+import { assembleSlotImage } from './assemble.js';
 import { buildChunkIndex, DELTA_ARTIFACT_TYPE, encodeIndex, INDEX_MEDIA_TYPE, type IndexEntry, MAX_PACKS, PACK_MEDIA_TYPE } from './chunk-index.js';
-import { buildSlotImage } from './slot-image.js';
+import { haveXdelta3, makePatch } from './patch.js';
+import { buildSlotImage, reproducibleMkfsEnv } from './slot-image.js';
 
 export interface PublishDeltaOptions {
   /** The image to publish a delta artifact for: registry/repository:tag or @digest. */
@@ -21,6 +23,11 @@ export interface PublishDeltaOptions {
   from?: string;
   /** Plain HTTP (default: only for a registry on the loopback interface). */
   insecure?: boolean;
+  /**
+   * With `from`: also a binary patch (xdelta3) from the earlier image's published slot image to this
+   * one's, for devices that run exactly that image (default true; needs xdelta3 on this machine).
+   */
+  patch?: boolean;
   /** Size of the slot image; default the previous image's, else twice the tree rounded up to 64 MiB (at least 64 MiB). */
   slotSizeBytes?: number;
   /** Scratch space for the tree and the slot image (default the system temp dir). */
@@ -42,6 +49,8 @@ export interface PublishedDelta {
   uploadedBytes: number;
   reusedBytes: number;
   indexBytes: number;
+  /** The patch from `from`, when one was made. */
+  patch?: PatchLayer;
 }
 
 const MiB = 1024 * 1024;
@@ -68,12 +77,14 @@ export async function publishDelta(options: PublishDeltaOptions): Promise<Publis
   const known = new Map<string, IndexEntry>();
   const packs: { digest: string; size: number }[] = [];
   let slotSize = options.slotSizeBytes;
+  let previous: (FoundDelta & { image: string }) | undefined;
   if (options.from) {
     const prev = registryOf(options.from);
     if (prev.registry !== target.registry || prev.repository !== target.repository)
       throw new OciError('BadReference', `--from ${options.from} must be in the same repository as --to ${options.to}`);
     const prevDigest = sha256((await client.getManifest(prev.reference, options.signal)).bytes);
     const found = await findDelta(client, prevDigest, options.signal);
+    if (found) previous = { ...found, image: prevDigest };
     if (!found) log(`${options.from} has no delta artifact yet: every chunk is uploaded`);
     else if (found.packs.length < MAX_PACKS) {
       slotSize ??= found.index.size;
@@ -93,7 +104,16 @@ export async function publishDelta(options: PublishDeltaOptions): Promise<Publis
     await extractImage(store, pulled.manifest, tree, options.signal);
     await store.clear();
     const image = join(work, 'slot.img');
-    const bytes = await buildSlotImage(tree, image, slotSize, options.signal);
+    // The slot's record goes into the image, so a device keeps the slot byte for byte (slot-image.ts).
+    const info = JSON.parse(await readFile(join(tree, 'usr/lib/edgeplane/image.json'), 'utf8').catch(() => '{}')) as { name?: unknown; version?: unknown };
+    const record = {
+      digest: imageDigest,
+      image: options.to,
+      ...(typeof info.name === 'string' ? { name: info.name } : {}),
+      ...(typeof info.version === 'string' ? { version: info.version } : {}),
+      writtenAt: new Date(Number(reproducibleMkfsEnv().E2FSPROGS_FAKE_TIME) * 1000).toISOString(),
+    };
+    const bytes = await buildSlotImage(tree, image, slotSize, options.signal, record);
     await rm(tree, { recursive: true, force: true });
     log(`slot image: ${Math.round(bytes / MiB)} MiB; chunking`);
 
@@ -127,6 +147,35 @@ export async function publishDelta(options: PublishDeltaOptions): Promise<Publis
     index.entries = index.entries.map((e) => ({ ...e, pack: renumber.get(e.pack) ?? 0 }));
     for (const l of layers) if (!(await push.hasBlob(l.digest, options.signal))) throw new OciError('NotFound', `pack ${l.digest} is not in the registry`);
 
+    // The patch from the earlier image: against its exact published slot image (what devices that
+    // run it hold), rebuilt from its own chunk index, seeded from this image (most chunks are alike).
+    let patch: PatchLayer | undefined;
+    const xdelta3 = previous && options.patch !== false && (await haveXdelta3());
+    if (previous && options.patch !== false && !xdelta3)
+      log('xdelta3 is not installed (Debian package xdelta3): no patch is made, devices use the chunk index');
+    if (previous && xdelta3) {
+      const fromImage = join(work, 'from.img');
+      await assembleSlotImage({
+        index: previous.index,
+        seeds: [image],
+        target: fromImage,
+        chunkStore: join(work, 'from-chunks'),
+        fetchRange: (pack, offset, length, signal) => client.getRange(previous.packs[pack], offset, length, signal),
+        signal: options.signal,
+      });
+      const patchFile = join(work, 'patch');
+      const size = await makePatch(fromImage, image, patchFile, options.signal);
+      await rm(fromImage, { force: true });
+      patch = {
+        digest: await push.blobFile(patchFile, size, options.signal),
+        size,
+        fromImage: previous.image,
+        fromSlot: previous.index.digest,
+        fromSize: previous.index.size,
+      };
+      log(`patch from ${options.from}: ${Math.round(size / 1024)} KiB`);
+    }
+
     const indexBytes = encodeIndex(index);
     const indexDesc = { mediaType: INDEX_MEDIA_TYPE, digest: await push.blob(indexBytes, options.signal), size: indexBytes.length };
     await push.blob(EMPTY_CONFIG_BYTES, options.signal);
@@ -134,7 +183,8 @@ export async function publishDelta(options: PublishDeltaOptions): Promise<Publis
       { mediaType: subject.mediaType || MEDIA.ociManifest, digest: imageDigest, size: subject.bytes.length },
       indexDesc,
       layers.map((l) => ({ mediaType: PACK_MEDIA_TYPE, ...l })),
-      index.digest,
+      { digest: index.digest, size: index.size },
+      patch ? [patch] : [],
     );
     const manifestDigest = sha256(manifest);
     const { subjectAccepted } = await push.manifest(manifestDigest, manifest, options.signal);
@@ -155,6 +205,7 @@ export async function publishDelta(options: PublishDeltaOptions): Promise<Publis
       uploadedBytes: uploaded,
       reusedBytes: reused,
       indexBytes: indexBytes.length,
+      ...(patch ? { patch } : {}),
     };
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -1,6 +1,9 @@
 import { execFile } from 'node:child_process';
-import { rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { type FileHandle, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { OciError } from '../types.js';
 /**
  * How a slot image for delta updates is made: `mkfs.ext4 -d` as the slot writer does, but with
  * everything mkfs would otherwise pick at random or from the clock pinned, so two images built
@@ -27,12 +30,24 @@ export function reproducibleMkfsEnv(epoch = Number(process.env.SOURCE_DATE_EPOCH
 
 const MiB = 1024 * 1024;
 
+/** Where a slot's record lives inside its filesystem (LinuxSlots SLOT_META_PATH). */
+export const SLOT_RECORD_PATH = 'usr/lib/edgeplane/slot.json';
+
 /**
  * Writes the tree into a reproducible ext4 slot image file of `sizeBytes` (default twice the tree,
  * rounded up to 64 MiB, at least 64 MiB, so an image and its successor usually share the size and
  * so the layout). Returns the image size. Used by the delta publisher; not a Device side effect.
+ *
+ * `record`, when given, is written into the tree as the slot's record (SLOT_RECORD_PATH) before the
+ * image is made: a device that writes this image into a slot then keeps it byte for byte (the agent
+ * writes its own record only into an image that lacks one for the same digest), so a later binary
+ * patch from this exact image applies to the slot.
  */
-export async function buildSlotImage(tree: string, image: string, sizeBytes?: number, signal?: AbortSignal): Promise<number> {
+export async function buildSlotImage(tree: string, image: string, sizeBytes?: number, signal?: AbortSignal, record?: Record<string, unknown>): Promise<number> {
+  if (record) {
+    await mkdir(dirname(join(tree, SLOT_RECORD_PATH)), { recursive: true });
+    await writeFile(join(tree, SLOT_RECORD_PATH), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
+  }
   const run = promisify(execFile);
   let size = sizeBytes;
   if (!size) {
@@ -43,4 +58,59 @@ export async function buildSlotImage(tree: string, image: string, sizeBytes?: nu
   await rm(image, { force: true });
   await run('mkfs.ext4', [...reproducibleMkfsArgs(), '-d', tree, image, `${Math.ceil(size / 1024)}k`], { env: reproducibleMkfsEnv(), signal });
   return (await stat(image)).size;
+}
+
+/** How much of a slot image's start is written last: the ext4 superblock (at 1 KiB) and beyond. */
+const HEAD_BYTES = 64 * 1024;
+
+/**
+ * Writes a slot image in order, except its first 64 KiB: those are kept back and written only after
+ * everything else is on the disk and the whole image's sha256 and size are what they must be. The
+ * slot writer zeroes the old superblock first, so until then the slot has no superblock and reads
+ * as empty (LinuxSlots.readSlot), even where the image carries its own slot record.
+ */
+export class SlotImageWriter {
+  private readonly head = Buffer.alloc(HEAD_BYTES);
+  private readonly hash = createHash('sha256');
+  private at = 0;
+
+  private constructor(private readonly fh: FileHandle) {}
+
+  static async open(path: string): Promise<SlotImageWriter> {
+    return new SlotImageWriter(await open(path, 'r+').catch(() => open(path, 'w')));
+  }
+
+  get written(): number {
+    return this.at;
+  }
+
+  async write(data: Buffer): Promise<void> {
+    this.hash.update(data);
+    let from = 0;
+    if (this.at < HEAD_BYTES) {
+      from = Math.min(data.length, HEAD_BYTES - this.at);
+      data.copy(this.head, this.at, 0, from);
+    }
+    await writeAll(this.fh, data.subarray(from), this.at + from);
+    this.at += data.length;
+  }
+
+  /** Checks size and sha256, then writes the head; throws OciError('DigestMismatch') (head unwritten) otherwise. */
+  async finish(size: number, digest: string): Promise<void> {
+    const got = `sha256:${this.hash.digest('hex')}`;
+    if (this.at !== size || got !== digest)
+      throw new OciError('DigestMismatch', `the rebuilt slot image has ${got} (${this.at} bytes), the delta artifact says ${digest} (${size} bytes)`);
+    await this.fh.sync();
+    await writeAll(this.fh, this.head.subarray(0, Math.min(HEAD_BYTES, size)), 0);
+    await this.fh.sync();
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+async function writeAll(fh: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
 }
