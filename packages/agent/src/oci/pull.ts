@@ -90,5 +90,5 @@ async function fetchConfig(options: PullOptions, manifest: ImageManifest, maxByt
 }
 
 function isLayerType(mediaType: string): boolean {
-  return [MEDIA.ociLayerGzip, MEDIA.ociLayerTar, MEDIA.dockerLayerGzip].includes(mediaType as never);
+  return [MEDIA.ociLayerGzip, MEDIA.ociLayerZstd, MEDIA.ociLayerTar, MEDIA.dockerLayerGzip].includes(mediaType as never);
 }

@@ -6,6 +6,8 @@ export const MEDIA = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  /** Decompressed with the zstd program (extract.ts): Edgeplane OS 2 devices carry it. */
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   ociLayerTar: 'application/vnd.oci.image.layer.v1.tar',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
