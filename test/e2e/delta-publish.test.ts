@@ -55,6 +55,21 @@ describe('image delta: publishing next to the image', () => {
     const found2 = await oci.delta.findDelta(client, d2);
     expect(found2?.packs.length).toBe(2); // 1.0.0's pack (reused) + the new one
     expect(found2?.packs[0]).toBe(found?.packs[0]);
+    // And a patch from 1.0.0's exact slot image, named in the manifest, far smaller than the new chunks.
+    expect(found2?.patches).toEqual([
+      { digest: second.patch?.digest, size: second.patch?.size, fromImage: d1, fromSlot: first.slotDigest, fromSize: first.slotBytes },
+    ]);
+    expect(second.patch?.size).toBeLessThan(second.uploadedBytes / 4);
+    expect(found2?.slot).toEqual({ digest: second.slotDigest, size: second.slotBytes });
+    expect(found2?.manifest.layers.map((l) => l.mediaType)).toEqual([
+      'application/vnd.edgeplane.slot.chunk-index.v1+gzip',
+      'application/vnd.edgeplane.slot.chunk-pack.v1',
+      'application/vnd.edgeplane.slot.chunk-pack.v1',
+      'application/vnd.edgeplane.slot.patch.v1.vcdiff.brotli',
+    ]);
+    const noPatch = await oci.delta.publishDelta({ to: `${registry.host}/edge/os:2.0.0`, from: ref1, patch: false });
+    expect(noPatch.patch).toBeUndefined();
+    expect((await oci.delta.findDeltaManifest(client, d2))?.patches).toEqual([]);
 
     // Publishing again replaces the artifact (inode change times come from the extracted tree, so
     // the slot image is not byte-identical): the tag and the referrers index name the new one only.

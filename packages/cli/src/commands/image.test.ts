@@ -60,6 +60,7 @@ describe('edgeplane image delta: refusals', () => {
     [['--to', 'oci:/tmp/layout:1.0'], 'Error: image delta failed (BadReference): oci:/tmp/layout:1.0 is not a registry image reference'],
     [['--to', '127.0.0.1:1/edge/os:1.0'], 'Error: image delta failed (Unavailable): cannot reach registry 127.0.0.1:1'],
     [['--to', '127.0.0.1:1/edge/os:1.0', '--slot-size', '0'], '--slot-size must be a positive integer'],
+    [['--to', '127.0.0.1:1/edge/os:1.0', '--no-patch'], 'Error: --no-patch applies to --from only'],
   ])('%j', async (args, message) => {
     const r = await runCli(['image', 'delta', ...args]);
     expect(r.code).toBe(1);

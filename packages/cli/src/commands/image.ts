@@ -173,21 +173,25 @@ function registerImageDelta(image: Command, ctx: CommandContext): void {
       'Pulls the OS image --to from its registry, writes its slot image (reproducible mkfs.ext4), cuts it into content-defined chunks ' +
         'and pushes the chunk index and a pack of the chunks the registry does not hold yet, as an OCI artifact whose subject is the image ' +
         '(found through the referrers API, or the tag sha256-<digest>.delta where the registry has none). With --from, chunks already ' +
-        'published with that earlier image are pointed to, not uploaded again. Devices then download only the chunks their slots lack. Needs e2fsprogs. Anonymous push only.',
+        'published with that earlier image are pointed to, not uploaded again, and a binary patch (xdelta3) from its exact slot image is added: ' +
+        'devices that run it download only the patch, others only the chunks their slots lack. Needs e2fsprogs (and xdelta3 for the patch). Anonymous push only.',
     )
     .requiredOption('--to <ref>', 'the pushed OS image, registry/repository:tag or @sha256:...')
     .option('--from <ref>', 'an earlier image in the same repository whose delta artifact holds chunks to reuse')
+    .option('--no-patch', 'with --from: no binary patch, the chunk index only')
     .option('--slot-size <MiB>', "size of the slot image in MiB (default: --from's, else twice the tree in 64 MiB steps)", intArg('--slot-size'))
     .option('--insecure', 'plain HTTP (default only for a registry on 127.0.0.1/localhost)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('edgeplane image delta --from registry.lan:5000/edge/os:2.0.0 --to registry.lan:5000/edge/os:2.0.1'))
-    .action(async (flags: { to: string; from?: string; slotSize?: number; insecure?: boolean; json?: boolean }) => {
+    .action(async (flags: { to: string; from?: string; patch?: boolean; slotSize?: number; insecure?: boolean; json?: boolean }) => {
+      if (flags.patch === false && !flags.from) throw new CliError('--no-patch applies to --from only');
       const { oci } = await import('@edgeplane/agent');
       let result: Awaited<ReturnType<typeof oci.delta.publishDelta>>;
       try {
         result = await oci.delta.publishDelta({
           to: flags.to,
           ...(flags.from ? { from: flags.from } : {}),
+          ...(flags.patch === false ? { patch: false } : {}),
           ...(flags.slotSize ? { slotSizeBytes: flags.slotSize * 1024 * 1024 } : {}),
           ...(flags.insecure ? { insecure: true } : {}),
           log: (line) => ctx.io.stderr.write(`${line}\n`),
@@ -200,7 +204,8 @@ function registerImageDelta(image: Command, ctx: CommandContext): void {
       const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
       ctx.io.stdout.write(
         `Delta of ${result.image} (${result.imageDigest}) published as ${result.manifestDigest} (${result.via === 'referrers' ? 'referrers API' : 'tag sha256-<digest>.delta'})\n` +
-          `  slot image ${mib(result.slotBytes)}, ${result.chunks} chunks; uploaded ${mib(result.uploadedBytes)} of new chunks, ${mib(result.reusedBytes)} already in the registry; index ${mib(result.indexBytes)}\n`,
+          `  slot image ${mib(result.slotBytes)}, ${result.chunks} chunks; uploaded ${mib(result.uploadedBytes)} of new chunks, ${mib(result.reusedBytes)} already in the registry; index ${mib(result.indexBytes)}\n` +
+          (result.patch ? `  patch from ${result.patch.fromImage}: ${mib(result.patch.size)}\n` : ''),
       );
     });
 }

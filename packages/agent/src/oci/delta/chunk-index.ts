@@ -21,8 +21,8 @@ import { CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, chunkFile } from './chunker.js';
 export const INDEX_MAGIC = Buffer.from('EPCHIDX2', 'latin1');
 export const INDEX_MEDIA_TYPE = 'application/vnd.edgeplane.slot.chunk-index.v1+gzip';
 export const PACK_MEDIA_TYPE = 'application/vnd.edgeplane.slot.chunk-pack.v1';
-/** A VCDIFF (RFC 3284, as xdelta3 writes it) from an earlier release's exact slot image to this one's (patch.ts). */
-export const PATCH_MEDIA_TYPE = 'application/vnd.edgeplane.slot.patch.v1+vcdiff';
+/** Brotli of a VCDIFF (RFC 3284, as xdelta3 -S none writes it) from an earlier release's exact slot image to this one's (patch.ts). */
+export const PATCH_MEDIA_TYPE = 'application/vnd.edgeplane.slot.patch.v1.vcdiff.brotli';
 /** artifactType of the referrer manifest that carries index + pack for an OS image. */
 export const DELTA_ARTIFACT_TYPE = 'application/vnd.edgeplane.slot.delta.v1';
 
