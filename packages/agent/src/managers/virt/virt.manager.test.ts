@@ -107,6 +107,22 @@ describe('virt manager', () => {
     expect(await lv.poolVolumes('default-pool')).toEqual([]);
   });
 
+  it("an OS upgrade of an existing VM's cluster (a new image digest) leaves its disk and base alone: the guest upgrades its own slots", async () => {
+    const { manager, ctx, lv, events } = await setup();
+    await manager.apply({ vms: [vm()] }, ctx);
+    const upgraded = vm({ image: { image: 'reg/os:2', digest: `sha256:${'b'.repeat(64)}` } });
+    await manager.apply({ vms: [upgraded] }, ctx);
+    // No base of the new image is written for a VM that has its disk; the domain was not recreated.
+    expect((await lv.poolVolumes('default-pool')).sort()).toEqual([baseVolume(vm()), 'ep-c1-w1.qcow2'].sort());
+    expect(events).toEqual(['VmCreated']);
+    // A VM created after the upgrade starts from the new image.
+    const w2 = vm({ ...upgraded, domain: 'ep-c1-w2', vm: 'w2', hostName: 'c1-w2', uuid: '3f2a9c1e-0000-4000-8000-000000000002' });
+    await manager.apply({ vms: [upgraded, w2] }, ctx);
+    expect(await lv.poolVolumes('default-pool')).toContain(baseVolume(upgraded));
+    await manager.apply({ vms: [] }, ctx);
+    expect(await lv.poolVolumes('default-pool')).toEqual([]);
+  });
+
   it('refuses an unknown network in prepare', async () => {
     const { manager } = await setup();
     await expect(manager.prepare({ vms: [vm({ network: 'nope' })] })).rejects.toThrow(/network "nope"/);

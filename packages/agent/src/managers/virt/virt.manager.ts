@@ -88,11 +88,14 @@ export class VirtManager implements Manager<'virt'> {
         await this.ensure(vm, ctx);
         await ctx.reportProgress();
       }
-      // 3. Base volumes no VM uses any more (the last VM of that image in that pool went with its cluster).
+      // 3. Base volumes no VM uses any more (the last VM of that image in that pool went with its
+      // cluster). A VM upgraded inside its guest keeps the disk it was created with: its overlay is
+      // still backed by the old image's base, which stays until that disk goes.
       const bases = new Set(vms.map((v) => `${v.storagePool}/${baseVolume(v)}`));
       for (const pool of await lv.names('pool-list', '--name')) {
         for (const vol of await lv.poolVolumes(pool)) {
           if (!vol.startsWith(BASE_PREFIX) || bases.has(`${pool}/${vol}`)) continue;
+          if (await this.backsAnyDisk(pool, vol)) continue;
           await lv.run('vol-delete', vol, '--pool', pool);
           await removeTree(join(this.options.dataDir, 'virt', 'bases', pool, vol));
         }
@@ -196,8 +199,11 @@ export class VirtManager implements Manager<'virt'> {
   private async ensure(vm: VirtVmSpec, ctx: ManagerContext): Promise<void> {
     const lv = this.libvirt;
     const base = baseVolume(vm);
-    await this.ensureBase(vm, ctx);
+    // The image is where a new VM's disk starts from. A VM that has its disk already is upgraded
+    // inside the guest (its os manager writes the other A/B slot), so a new image in the spec, e.g.
+    // an OS upgrade of its cluster, writes no base volume and leaves the disk alone.
     if (!(await lv.volumeExists(vm.storagePool, diskVolume(vm)))) {
+      await this.ensureBase(vm, ctx);
       // The VM's disk is a qcow2 overlay whose backing file is the base volume, not a copy of it:
       // copy-on-write, so a VM starts without copying the image and stores only what it writes; its
       // virtual size is the VM's own (diskGiB, at least the base's), so the guest grows its data
@@ -205,6 +211,7 @@ export class VirtManager implements Manager<'virt'> {
       // however many VMs boot it.
       const size = Math.max(vm.diskGiB * 1024 ** 3, await lv.volumeBytes(vm.storagePool, base));
       await lv.run('vol-create-as', vm.storagePool, diskVolume(vm), String(size), '--format', 'qcow2', '--backing-vol', base, '--backing-vol-format', 'raw');
+      await writeFileAtomic(this.diskBaseRecord(vm.storagePool, diskVolume(vm)), base);
     }
     const seed = await this.ensureSeed(vm);
     await ensureDir(dirname(this.serialLogPath(vm)));
@@ -248,6 +255,24 @@ export class VirtManager implements Manager<'virt'> {
     await lv.run('destroy', domain).catch(() => undefined);
   }
 
+  /** Where the agent records which base volume a VM disk it created is backed by. */
+  private diskBaseRecord(pool: string, disk: string): string {
+    return join(this.options.dataDir, 'virt', 'disk-bases', pool, disk);
+  }
+
+  /**
+   * True while a VM disk in `pool` is backed by the base volume: by libvirt's account of the qcow2
+   * backing chain (a real hypervisor), or the agent's record of the disks it created (the test driver
+   * keeps no backing chain).
+   */
+  private async backsAnyDisk(pool: string, base: string): Promise<boolean> {
+    if ((await this.libvirt.overlaysOf(pool, base)).length > 0) return true;
+    for (const volume of await this.libvirt.poolVolumes(pool)) {
+      if ((await readTextFile(this.diskBaseRecord(pool, volume)).catch(() => undefined)) === base) return true;
+    }
+    return false;
+  }
+
   private async remove(domain: string, ctx: ManagerContext): Promise<void> {
     const lv = this.libvirt;
     const facts = readDomainXml(await lv.dumpxml(domain));
@@ -256,7 +281,10 @@ export class VirtManager implements Manager<'virt'> {
     // UEFI domains have a per-VM NVRAM file libvirt refuses to leave behind without --nvram; the
     // test driver has no NVRAM and refuses the flag.
     await lv.run('undefine', domain, ...(lv.domainType(false) === 'test' ? [] : ['--nvram']));
-    if (facts.pool && facts.volume) await lv.deleteVolume(facts.pool, facts.volume);
+    if (facts.pool && facts.volume) {
+      await lv.deleteVolume(facts.pool, facts.volume);
+      await removeTree(this.diskBaseRecord(facts.pool, facts.volume));
+    }
     if (facts.pool && facts.seedVolume) await lv.deleteVolume(facts.pool, facts.seedVolume);
     const seed = this.seedPath({ domain });
     await removeTree(seed);
