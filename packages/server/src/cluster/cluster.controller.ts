@@ -145,7 +145,8 @@ export class ClusterController extends Controller {
     const initHost = steps.get('init') ?? spec.nodes.find((n) => n.role === 'control-plane')!.host;
     const initRow = hosts.get(initHost);
     // Once chosen, the endpoint stays (it is in every certificate and kubeconfig): the status keeps it.
-    const chosen = initRow ? hostEndpointAddress(initRow) : undefined;
+    // A pre-registered init host (a virtualized cluster's VM still booting) has no address yet: wait for it.
+    const chosen = initRow && initRow.state !== 'pre-registered' ? hostEndpointAddress(initRow) : undefined;
     const vip = spec.vip ? `https://${spec.vip.address}:6443` : undefined;
     const endpoint =
       spec.controlPlaneEndpoint ?? vip ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (chosen ? `https://${chosen.address}:6443` : undefined);
