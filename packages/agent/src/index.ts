@@ -19,8 +19,10 @@ export { Libvirt, parseKeyValues } from './device/libvirt.js';
 export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/linux/linux-device.js';
 export { type LinuxSlotOptions, LinuxSlots } from './device/linux/linux-slots.js';
 export {
+  type BootLoader,
   DEFAULT_KERNEL_ARGS,
   type DiskLayout,
+  defaultBootLoader,
   diskLayout,
   GRUB_MODULES,
   grubConfig,
@@ -29,6 +31,7 @@ export {
   OsDiskError,
   type OsDiskOptions,
   type Partition,
+  SIGNED_BOOT_FILES,
   sfdiskScript,
   treeBytes,
   writeDisk,

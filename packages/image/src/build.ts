@@ -1,12 +1,12 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { AGENT_VERSION, oci, SIMULATED_KUBERNETES_MARKER } from '@edgeplane/agent';
+import { AGENT_VERSION, type BootLoader, oci, SIMULATED_KUBERNETES_MARKER } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
 import { debianBase, defaultCacheDir, readPackageList, sourceDateEpoch } from './debian.js';
 import { writeOsDisk } from './disk.js';
 import { type DiskLayout, diskLayout, type LayoutSizes, MiB } from './disk-layout.js';
 import { buildInitramfs } from './initramfs.js';
-import { DEFAULT_MODULES, findKernelPackage, resolveModules, unpackKernel } from './kernel.js';
+import { DEFAULT_MODULES, findKernelPackage, kernelSigned, resolveModules, unpackKernel } from './kernel.js';
 import { installKubernetes, KUBERNETES_ANNOTATION, type KubernetesBinary, type KubernetesRecord, kubernetesAnnotation } from './kubernetes.js';
 import { writeTreeImage } from './layer.js';
 import { buildOs2Initramfs, customizeTree, treeBytes, treeKernel, unpackBase } from './os2.js';
@@ -67,6 +67,11 @@ export interface BuildImageOptions extends LayoutSizes {
   tag?: string;
   /** Also write the installer disk image (GPT: esp, root-a with this image, root-b, data). */
   disk?: boolean;
+  /**
+   * The disk's boot loader: 'shim' (default: Debian's signed shim and GRUB, boots with Secure Boot
+   * enforced or off) or 'grub' (unsigned GRUB from grub-mkimage, firmware without Secure Boot only).
+   */
+  bootLoader?: BootLoader;
   /** Debian linux-image-*.deb; default: newest in cacheDir, else `apt-get download`. */
   kernelPackage?: string;
   /** Build cache (Debian bases, compressed layers, kernel packages); default EDGEPLANE_IMAGE_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/edgeplane/image. */
@@ -99,7 +104,10 @@ export interface BuiltImage {
   layoutDir: string;
   disk?: string;
   layout?: DiskLayout;
-  kernel: { release: string; package: string };
+  /** With a disk: its boot loader. */
+  bootLoader?: BootLoader;
+  /** `signed`: the kernel carries an Authenticode signature (what Secure Boot needs; absent in results of older builders). */
+  kernel: { release: string; package: string; signed?: boolean };
   /** Which base the image was built from (absent in results of builders before OS 2: busybox). */
   base?: 'debian' | 'busybox';
   /** OS 2: the Kubernetes distribution it carries (also the `io.edgeplane.kubernetes` annotation); absent: OS only. */
@@ -131,6 +139,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     const deb = await findKernelPackage(options.kernelPackage, options.cacheDir ?? defaultCacheDir());
     const kernel = await unpackKernel(deb, join(work, 'kernel'));
     const modules = await resolveModules(kernel.modulesDir, [...DEFAULT_MODULES, ...(options.modules ?? [])]);
+    const signed = await kernelSigned(kernel.vmlinuz);
 
     next('initramfs');
     await assertStaticBusybox();
@@ -166,7 +175,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       tag,
       digest: written.digest,
       layoutDir,
-      kernel: { release: kernel.release, package: kernel.package },
+      kernel: { release: kernel.release, package: kernel.package, signed },
       base: 'busybox',
     };
 
@@ -179,11 +188,13 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
         output: disk,
         workDir: work,
         kernelArgs: options.kernelArgs,
+        bootLoader: options.bootLoader,
         onStep: next,
         meta: slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`),
       });
       built.disk = disk;
       built.layout = layout;
+      built.bootLoader = options.bootLoader ?? 'shim';
     }
     await writeFile(join(output, 'build.json'), `${JSON.stringify(built, null, 2)}\n`);
     return built;
@@ -275,7 +286,11 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
       tag,
       digest: written.digest,
       layoutDir,
-      kernel: { release: kernel.release, package: `linux-image-${kernel.release}` },
+      kernel: {
+        release: kernel.release,
+        package: `linux-image-${kernel.release}`,
+        signed: await kernelSigned(join(tree, 'boot', `vmlinuz-${kernel.release}`)),
+      },
       base: 'debian',
       ...(kubernetes ? { kubernetes } : {}),
       sizes: { layerBytes: written.layer.size, uncompressedBytes: written.uncompressedSize, treeBytes: bytes },
@@ -295,6 +310,7 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
           output: disk,
           workDir: work,
           kernelArgs: options.kernelArgs,
+          bootLoader: options.bootLoader,
           onStep: next,
           meta: slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`),
           onSlotWritten: async (rootA) => {
@@ -308,6 +324,7 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
       }
       built.disk = disk;
       built.layout = layout;
+      built.bootLoader = options.bootLoader ?? 'shim';
     }
     await writeFile(join(output, 'build.json'), `${JSON.stringify(built, null, 2)}\n`);
     return built;

@@ -1,4 +1,5 @@
 import {
+  type BootLoader,
   type DiskLayout,
   GRUB_MODULES,
   OsDiskError,
@@ -8,6 +9,7 @@ import {
   writeEsp as writeEspImage,
   writeOsDisk as writeOsDiskImage,
 } from '@edgeplane/agent';
+import { assertSignedGrub } from './secure-boot.js';
 import { ImageBuildError, which } from './tools.js';
 
 /**
@@ -27,18 +29,45 @@ export async function writeDisk(output: string, layout: DiskLayout, images: Part
   });
 }
 
-/** The EFI system partition image (see the agent's writeEsp). */
-export async function writeEsp(output: string, sizeMiB: number, workDir: string, grubCfg: string, grubenv: string): Promise<void> {
-  for (const tool of ['grub-mkimage', 'mkfs.vfat', 'mmd', 'mcopy']) await which(tool);
-  await writeEspImage(output, sizeMiB, workDir, grubCfg, grubenv).catch((err: unknown) => {
+/** Tools of the ESP step: the signed boot loader is copied, the unsigned one built with grub-mkimage. */
+const espTools = (bootLoader: BootLoader) => [...(bootLoader === 'grub' ? ['grub-mkimage'] : []), 'mkfs.vfat', 'mmd', 'mcopy'];
+
+/** Host tools of the ESP step, and with 'shim' a signed GRUB that can run the A/B logic. */
+async function checkEsp(bootLoader: BootLoader): Promise<void> {
+  for (const tool of espTools(bootLoader)) await which(tool);
+  if (bootLoader === 'shim') await assertSignedGrub().catch(passMissing);
+}
+
+// A missing signed GRUB is reported by the agent's ESP step (naming its package), not as unreadable here.
+const passMissing = (err: unknown) => {
+  if (!/ENOENT/.test((err as Error).message)) throw err;
+};
+
+/** The EFI system partition image (see the agent's writeEsp); the builder's default boot loader is the signed 'shim'. */
+export async function writeEsp(
+  output: string,
+  sizeMiB: number,
+  workDir: string,
+  grubCfg: string,
+  grubenv: string,
+  bootLoader: BootLoader = 'shim',
+): Promise<void> {
+  await checkEsp(bootLoader);
+  await writeEspImage(output, sizeMiB, workDir, grubCfg, grubenv, bootLoader).catch((err: unknown) => {
     throw asBuildError(err);
   });
 }
 
-/** Slots A and recovery, data, ESP and the GPT disk from an image's root filesystem (see the agent's writeOsDisk). */
+/**
+ * Slots A and recovery, data, ESP and the GPT disk from an image's root filesystem (see the agent's
+ * writeOsDisk). The builder's default boot loader is the signed 'shim' (Secure Boot), whether or not
+ * this host has it: a missing package is an error naming it, never a silently unsigned disk.
+ */
 export async function writeOsDisk(options: OsDiskOptions): Promise<void> {
-  for (const tool of ['sfdisk', 'mkfs.ext4', 'grub-mkimage', 'mkfs.vfat', 'mmd', 'mcopy']) await which(tool);
-  await writeOsDiskImage(options).catch((err: unknown) => {
+  const bootLoader = options.bootLoader ?? 'shim';
+  for (const tool of ['sfdisk', 'mkfs.ext4']) await which(tool);
+  await checkEsp(bootLoader);
+  await writeOsDiskImage({ ...options, bootLoader }).catch((err: unknown) => {
     throw asBuildError(err);
   });
 }

@@ -154,3 +154,22 @@ async function moduleDepends(path: string): Promise<string[]> {
   const value = bytes.subarray(start, end).toString('utf8');
   return value ? value.split(',').filter(Boolean) : [];
 }
+
+/**
+ * Whether a kernel (an EFI PE/COFF image) carries an Authenticode signature: a non-empty certificate
+ * table, data directory 4 of the PE32+ optional header (Microsoft PE format, "Optional Header Data
+ * Directories"). Under Secure Boot shim and GRUB load only a signed kernel whose signer they trust
+ * (Debian's linux-image-*-amd64 is signed by Debian's Secure Boot CA); this says only that there is
+ * a signature, not whose (`sbverify --list` shows that).
+ */
+export async function kernelSigned(vmlinuz: string): Promise<boolean> {
+  const head = (await readFile(vmlinuz)).subarray(0, 4096);
+  if (head.readUInt16LE(0) !== 0x5a4d) return false; // "MZ": not a PE image at all
+  const pe = head.readUInt32LE(0x3c);
+  if (pe + 24 + 136 > head.length || head.readUInt32LE(pe) !== 0x4550) return false; // "PE\0\0"
+  const optional = pe + 24;
+  if (head.readUInt16LE(optional) !== 0x20b) return false; // PE32+
+  const directories = head.readUInt32LE(optional + 108);
+  if (directories <= 4) return false;
+  return head.readUInt32LE(optional + 112 + 4 * 8 + 4) > 0;
+}

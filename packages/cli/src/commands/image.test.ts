@@ -22,6 +22,8 @@ describe('edgeplane image build: flag validation', () => {
   it.each([
     [['--slot-size', '1024'], 'Error: --slot-size and --data-size size the installer disk: add --disk'],
     [['--insecure'], 'Error: --insecure applies to --push only'],
+    [['--boot-loader', 'grub'], "Error: --boot-loader is the installer disk's: add --disk"],
+    [['--disk', '--boot-loader', 'lilo'], 'Error: --boot-loader must be shim or grub, not "lilo"'],
     [['--previous', 'registry.lan:5000/edge/os:0.9.0'], 'Error: --previous publishes a delta next to the pushed image: add --push'],
     [['--base', 'busybox', '--kernel-package', '/nonexistent/linux.deb'], 'Error: --kernel-package /nonexistent/linux.deb does not exist'],
     [['--airgap-bundle', '/etc/hostname'], 'Error: --airgap-bundle /etc/hostname is not a directory'],

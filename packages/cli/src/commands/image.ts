@@ -16,6 +16,7 @@ interface ImageBuildFlags {
   output: string;
   tag?: string;
   disk?: boolean;
+  bootLoader?: string;
   kernelPackage?: string;
   cacheDir?: string;
   module?: string[];
@@ -63,7 +64,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
         'into the image and records it (OCI annotation io.edgeplane.kubernetes). --base busybox builds the original small busybox image. ' +
         'Writes OUTPUT/oci (OCI image layout, tagged --tag), OUTPUT/build.json and, with --disk, OUTPUT/disk.img (sparse GPT disk: esp with GRUB, ' +
         'grub.cfg and grubenv; root-a and recovery with this image; empty root-b; data). Prints the manifest digest an OS profile pins and the sizes. ' +
-        'Needs Debian tools: mmdebstrap, busybox-static, cpio, e2fsprogs, grub-common, and for --disk dosfstools, mtools, fdisk, grub-efi-amd64-bin; ' +
+        'Needs Debian tools: mmdebstrap, busybox-static, cpio, e2fsprogs, grub-common, and for --disk dosfstools, mtools, fdisk, shim-signed, grub-efi-amd64-signed (grub-efi-amd64-bin with --boot-loader grub); ' +
         '--push needs skopeo. See docs/os-images.md.',
     )
     .requiredOption('--version <version>', 'image version (os-release, image.json, OCI labels; the default tag)')
@@ -71,6 +72,10 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .option('--name <name>', 'image name', 'Edgeplane OS')
     .option('--tag <tag>', 'tag of the image in the OCI layout (default: the version)')
     .option('--disk', 'also write the installer disk image OUTPUT/disk.img')
+    .option(
+      '--boot-loader <loader>',
+      "with --disk: shim (default: Debian's signed shim and GRUB, boots with Secure Boot on or off; needs shim-signed, grub-efi-amd64-signed) or grub (unsigned GRUB from grub-mkimage, Secure Boot off only)",
+    )
     .option('--base <base>', 'debian (Edgeplane OS 2, default) or busybox (the small busybox image: no systemd, no container runtime)', 'debian')
     .option('--packages <file>', 'Debian package list, one per line, # comments (default: packages/image/files/packages.txt)')
     .option(
@@ -217,6 +222,9 @@ async function validate(flags: ImageBuildFlags) {
   const healthChecks = mergeHealthChecks(checks);
   if (!flags.disk && (flags.slotSize !== undefined || flags.dataSize !== undefined))
     throw new CliError('--slot-size and --data-size size the installer disk: add --disk');
+  if (flags.bootLoader !== undefined && !flags.disk) throw new CliError("--boot-loader is the installer disk's: add --disk");
+  if (flags.bootLoader !== undefined && flags.bootLoader !== 'shim' && flags.bootLoader !== 'grub')
+    throw new CliError(`--boot-loader must be shim or grub, not "${flags.bootLoader}"`);
   if (flags.insecure && !flags.push) throw new CliError('--insecure applies to --push only');
   if (flags.previous && !flags.push) throw new CliError('--previous publishes a delta next to the pushed image: add --push');
   const base = flags.base ?? 'debian';
@@ -246,6 +254,7 @@ async function validate(flags: ImageBuildFlags) {
     ...(flags.refreshBase ? { refreshBase: true } : {}),
     ...(flags.tag ? { tag: flags.tag } : {}),
     disk: Boolean(flags.disk),
+    ...(flags.bootLoader ? { bootLoader: flags.bootLoader as 'shim' | 'grub' } : {}),
     ...(flags.kernelPackage ? { kernelPackage: resolve(flags.kernelPackage) } : {}),
     ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
     ...(flags.module?.length ? { modules: flags.module } : {}),

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GrubEnv, type SlotMeta } from '../boot-env.js';
@@ -139,22 +140,82 @@ async function copyInto(image: string, disk: string, p: Partition): Promise<void
 }
 
 /**
- * The EFI system partition image: a standalone GRUB EFI binary at the removable-media path
- * (EFI/BOOT/BOOTX64.EFI, so no NVRAM boot entry is needed), grub.cfg and the grubenv.
+ * The boot loader an ESP carries.
+ * - 'shim': Debian's Secure Boot chain: shim signed with Microsoft's UEFI CA (what firmware trusts
+ *   out of the box), then GRUB signed by Debian, which under Secure Boot loads only kernels signed by
+ *   Debian (the slots carry Debian's signed kernel) or by a key enrolled with shim's MOK manager.
+ *   Boots with Secure Boot enforced and on firmware without it.
+ * - 'grub': GRUB built here with grub-mkimage from grub-efi-amd64-bin, unsigned: firmware without
+ *   Secure Boot only.
  */
-export async function writeEsp(output: string, sizeMiB: number, workDir: string, grubCfg: string, grubenv: string): Promise<void> {
-  const efi = join(workDir, 'BOOTX64.EFI');
-  await runTool('grub-mkimage', ['-O', 'x86_64-efi', '-p', '/EFI/edgeplane', '-o', efi, ...GRUB_MODULES], { timeoutMs: 120_000 }).catch((err: Error) => {
-    throw new OsDiskError('ImageToolMissing', `grub-mkimage could not build the EFI loader (Debian: apt-get install grub-efi-amd64-bin): ${err.message}`);
-  });
+export type BootLoader = 'shim' | 'grub';
+
+/** The signed binaries of the 'shim' boot loader on a Debian (bookworm) host, with their packages. */
+export const SIGNED_BOOT_FILES = [
+  { path: '/usr/lib/shim/shimx64.efi.signed', esp: 'EFI/BOOT/BOOTX64.EFI', pkg: 'shim-signed' },
+  { path: '/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed', esp: 'EFI/BOOT/grubx64.efi', pkg: 'grub-efi-amd64-signed' },
+  // MokManager: shim starts it when an operator enrols a key of their own with `mokutil --import`.
+  { path: '/usr/lib/shim/mmx64.efi.signed', esp: 'EFI/BOOT/mmx64.efi', pkg: 'shim-helpers-amd64-signed (with shim-signed)' },
+] as const;
+
+/** 'shim' when this host has Debian's signed boot loader, else 'grub'. */
+export function defaultBootLoader(): BootLoader {
+  return SIGNED_BOOT_FILES.every((f) => existsSync(f.path)) ? 'shim' : 'grub';
+}
+
+/**
+ * What Debian's signed GRUB reads: its prefix is built in as /EFI/debian on the device it was loaded
+ * from, and its embedded configuration sources $prefix/grub.cfg (debian/build-efi-images in grub2
+ * 2.06-13; the embedded script is readable in grubx64.efi.signed of grub-efi-amd64-signed
+ * 2.06-13+deb12u2). This file only hands over to the A/B configuration in /EFI/edgeplane, the
+ * directory both boot loaders share and where the agent edits the grubenv. Every command the A/B
+ * configuration uses (load_env, save_env, regexp, serial, ...) is built into the signed GRUB, which
+ * cannot load modules under Secure Boot.
+ */
+const SIGNED_GRUB_CFG = `# Edgeplane OS: Debian's signed GRUB reads /EFI/debian/grub.cfg; the A/B boot logic is in /EFI/edgeplane.
+set prefix=($root)/EFI/edgeplane
+source \${prefix}/grub.cfg
+`;
+
+/**
+ * The EFI system partition image. Both boot loaders sit at the removable-media path
+ * (EFI/BOOT/BOOTX64.EFI, so no NVRAM boot entry is needed); grub.cfg and the grubenv are in
+ * EFI/edgeplane. With 'shim', shim loads grubx64.efi beside it (and no fbx64.efi is there: shim's
+ * fallback would write NVRAM boot entries).
+ */
+export async function writeEsp(
+  output: string,
+  sizeMiB: number,
+  workDir: string,
+  grubCfg: string,
+  grubenv: string,
+  bootLoader: BootLoader = defaultBootLoader(),
+): Promise<void> {
+  const copies: [string, string][] = [];
+  const dirs = ['::/EFI', '::/EFI/BOOT', '::/EFI/edgeplane'];
+  if (bootLoader === 'shim') {
+    for (const f of SIGNED_BOOT_FILES) {
+      if (!existsSync(f.path)) throw new OsDiskError('ImageToolMissing', `the Secure Boot loader needs ${f.path} (Debian: apt-get install ${f.pkg})`);
+      copies.push([f.path, `::/${f.esp}`]);
+    }
+    const stub = join(workDir, 'grub-debian.cfg');
+    await writeFile(stub, SIGNED_GRUB_CFG);
+    dirs.push('::/EFI/debian');
+    copies.push([stub, '::/EFI/debian/grub.cfg']);
+  } else {
+    const efi = join(workDir, 'BOOTX64.EFI');
+    await runTool('grub-mkimage', ['-O', 'x86_64-efi', '-p', '/EFI/edgeplane', '-o', efi, ...GRUB_MODULES], { timeoutMs: 120_000 }).catch((err: Error) => {
+      throw new OsDiskError('ImageToolMissing', `grub-mkimage could not build the EFI loader (Debian: apt-get install grub-efi-amd64-bin): ${err.message}`);
+    });
+    copies.push([efi, '::/EFI/BOOT/BOOTX64.EFI']);
+  }
   const cfg = join(workDir, 'grub.cfg');
   await writeFile(cfg, grubCfg);
+  copies.push([cfg, '::/EFI/edgeplane/grub.cfg'], [grubenv, '::/EFI/edgeplane/grubenv']);
   await rm(output, { force: true });
   await runTool('mkfs.vfat', ['-C', '-F', '32', '-n', 'EDGEPLANE', output, String(sizeMiB * 1024)]);
-  await runTool('mmd', ['-i', output, '::/EFI', '::/EFI/BOOT', '::/EFI/edgeplane']);
-  await runTool('mcopy', ['-i', output, efi, '::/EFI/BOOT/BOOTX64.EFI']);
-  await runTool('mcopy', ['-i', output, cfg, '::/EFI/edgeplane/grub.cfg']);
-  await runTool('mcopy', ['-i', output, grubenv, '::/EFI/edgeplane/grubenv']);
+  await runTool('mmd', ['-i', output, ...dirs]);
+  for (const [from, to] of copies) await runTool('mcopy', ['-i', output, from, to]);
 }
 
 /** GRUB modules built into the EFI binary: GPT, FAT (ESP) and ext4 (slots), the A/B logic's commands, serial console. */
@@ -206,6 +267,8 @@ export interface OsDiskOptions {
   /** Scratch directory for the partition images (removed by the caller). */
   workDir: string;
   kernelArgs?: string;
+  /** The ESP's boot loader; default 'shim' when this host has Debian's signed one (defaultBootLoader). */
+  bootLoader?: BootLoader;
   onStep?: (step: 'slots A and recovery' | 'ESP' | 'disk') => void;
   /** Called with slot A's image once written (e.g. to measure it), before the disk is assembled. */
   onSlotWritten?: (rootA: string) => Promise<void>;
@@ -233,7 +296,7 @@ export async function writeOsDisk(o: OsDiskOptions): Promise<void> {
   const grubenv = new GrubEnv(join(o.workDir, 'grubenv'));
   await grubenv.set({ active_slot: 'A' });
   const esp = join(o.workDir, 'esp.img');
-  await writeEsp(esp, sizeOf('esp'), o.workDir, await grubConfig(o.kernelArgs ?? DEFAULT_KERNEL_ARGS), grubenv.file);
+  await writeEsp(esp, sizeOf('esp'), o.workDir, await grubConfig(o.kernelArgs ?? DEFAULT_KERNEL_ARGS), grubenv.file, o.bootLoader);
 
   o.onStep?.('disk');
   await writeDisk(o.output, o.layout, { esp, 'root-a': rootA, data, recovery });
