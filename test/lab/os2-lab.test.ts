@@ -222,6 +222,8 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
         120_000,
       );
       expect(text).toMatch(/Pairing code/);
+      // Once on the serial console (the agent's output goes there; its own console write is for the screen).
+      expect(vm.serial().split(`Pairing code: ${code}`).length - 1).toBe(1);
       const claimed = await cli(['claim', code, '--site', 'lab'], cliEnv);
       expect(claimed.code, claimed.out).toBe(0);
       const found = await until(

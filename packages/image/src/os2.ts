@@ -1,4 +1,4 @@
-import { chmod, chown, copyFile, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IMAGE_HEALTH_CHECKS_PATH, oci } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
@@ -115,6 +115,68 @@ export const MASKED_UNITS = [
   'cloud-init-hotplugd.socket',
 ];
 
+/**
+ * Kernel module directories (under /usr/lib/modules/<release>/kernel) an edge appliance never loads,
+ * left out of the image: sound, cameras/TV/radio (media), wireless and Bluetooth, the discrete and
+ * Intel GPU drivers (the console stays on the firmware's framebuffer, efifb/simpledrm, which shows
+ * the pairing code; the lab's bochs and virtio-gpu drivers stay), InfiniBand, industrial I/O and
+ * staging drivers. About 160 MiB of Debian's 384 MiB of modules. The NIC (drivers/net/ethernet),
+ * storage, netfilter, bridge, overlay and watchdog modules all stay. To keep one of these, build
+ * with a list that omits it (`pruneModules(tree, dirs)`), see docs/os-images.md.
+ */
+export const PRUNED_MODULE_DIRS = [
+  'sound',
+  'drivers/media',
+  'drivers/net/wireless',
+  'net/wireless',
+  'net/mac80211',
+  'net/bluetooth',
+  'drivers/bluetooth',
+  'drivers/gpu/drm/amd',
+  'drivers/gpu/drm/radeon',
+  'drivers/gpu/drm/nouveau',
+  'drivers/gpu/drm/i915',
+  'drivers/infiniband',
+  'drivers/iio',
+  'drivers/staging',
+  'drivers/comedi',
+  'drivers/isdn',
+];
+
+/**
+ * Removes `dirs` from every kernel's module tree and rebuilds its indexes (modules.dep, modules.alias
+ * and their .bin forms) with the tree's own depmod, run through the tree's dynamic loader (the build
+ * host need not have kmod; the tree is the host's architecture: mmdebstrap builds natively). Returns
+ * the bytes removed.
+ */
+export async function pruneModules(tree: string, dirs: string[] = PRUNED_MODULE_DIRS): Promise<number> {
+  let freed = 0;
+  const modules = join(tree, 'usr/lib/modules');
+  for (const release of await readdir(modules).catch(() => [] as string[])) {
+    const kernel = join(modules, release, 'kernel');
+    for (const dir of dirs) {
+      const path = join(kernel, dir);
+      if (!(await stat(path).catch(() => undefined))) continue;
+      freed += await treeBytes(path);
+      await rm(path, { recursive: true, force: true });
+    }
+    const loader = await treeLoader(tree);
+    if (!loader) throw new ImageBuildError('ImageBuildFailed', `the tree has no dynamic loader to run its depmod with (usr/lib/*/ld-linux*.so.*)`);
+    await runTool(loader.path, ['--library-path', loader.libDir, '--argv0', 'depmod', join(tree, 'usr/bin/kmod'), '--basedir', tree, release]);
+  }
+  return freed;
+}
+
+/** The tree's own ld.so and its library directory (usr/lib/<triplet>). */
+async function treeLoader(tree: string): Promise<{ path: string; libDir: string } | undefined> {
+  for (const triplet of await readdir(join(tree, 'usr/lib')).catch(() => [] as string[])) {
+    const libDir = join(tree, 'usr/lib', triplet);
+    const ld = (await readdir(libDir).catch(() => [] as string[])).find((n) => /^ld-linux.*\.so\.\d+$/.test(n));
+    if (ld) return { path: join(libDir, ld), libDir };
+  }
+  return undefined;
+}
+
 /** Unpacks the cached Debian base into `tree` (owners by number, as mmdebstrap recorded them). */
 export async function unpackBase(tar: string, tree: string): Promise<void> {
   await which('tar');
@@ -171,6 +233,8 @@ export async function customizeTree(tree: string, options: Os2TreeOptions): Prom
   await chmod(join(tree, 'var/log/journal'), 0o2755);
   await rm(join(tree, 'etc/resolv.conf'), { force: true });
   await symlink('../run/systemd/resolve/stub-resolv.conf', join(tree, 'etc/resolv.conf'));
+
+  await pruneModules(tree);
 
   await mkdir(join(tree, 'usr/bin'), { recursive: true });
   await copyFile(nodeRuntime(), join(tree, 'usr/bin/node'));
