@@ -34,6 +34,7 @@ PACKAGES=(
   mmdebstrap        # the Debian root filesystem of Edgeplane OS 2 (test/e2e/image-build-os2.test.ts, test/lab)
   busybox-static    # init, shell and DHCP client of Edgeplane OS; the initramfs
   cpio              # packs the initramfs
+  zstd              # compresses OS 2 layers (tar+zstd) and unpacks them (agent oci/extract.test.ts, test/e2e/image-build-os2.test.ts, test/lab)
   dosfstools        # mkfs.vfat: the EFI system partition
   mtools            # mcopy/mmd: files into the ESP image without mounting it
   fdisk             # sfdisk: the GPT of the installer disk
