@@ -211,6 +211,8 @@ export async function decodeVcdiff(options: DecodeOptions): Promise<number> {
           throw bad(`a window's source segment ends at ${segPos + segLen}, past the source's ${options.sourceSize} bytes`);
       }
       const deltaLen = w.int();
+      // A window's encoding is never much larger than its target (ADD data plus a few bytes per instruction).
+      if (deltaLen > 3 * MAX_WINDOW) throw bad(`a window encoding of ${deltaLen} bytes is too large`);
       const bodyStart = pos + w.pos;
       const body = await readAt(bodyStart, deltaLen);
       if (body.length !== deltaLen) throw bad('the file ends inside a window');
