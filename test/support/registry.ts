@@ -20,10 +20,11 @@ export interface TestRegistry {
  * Starts a real OCI registry (Debian's `docker-registry`, the CNCF distribution registry) on a free
  * loopback port with filesystem storage in a temp dir and no auth. Plain HTTP: pulls use `insecure`.
  */
-export async function startRegistry(): Promise<TestRegistry> {
+export async function startRegistry(options: { address?: string } = {}): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'ep-registry-'));
   const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  // `address`: another address of this machine (e.g. a libvirt network's gateway, where guests reach it).
+  const host = `${options.address ?? '127.0.0.1'}:${port}`;
   const config = join(dir, 'config.yml');
   await writeFile(
     config,
