@@ -268,7 +268,7 @@ export class OsManager implements Manager<'os'> {
     if (have !== patch.fromSlot)
       return skip(
         'Normal',
-        `slot ${booted} is not the published slot image of ${patch.fromImage} byte for byte (sha256 ${have ?? 'of a shorter image'}, the patch needs ${patch.fromSlot}): it was written by a whole-image pull or the installer`,
+        `slot ${booted} is not the published slot image of ${patch.fromImage} byte for byte (sha256 ${have ?? 'of a shorter image'}, the patch needs ${patch.fromSlot}): written by a whole-image pull or the installer, or changed since`,
       );
     const dir = join(this.dir, 'delta', `patch-${slot.digest.replace('sha256:', '')}`);
     ctx.log.info({ slot: passive, digest: desired.digest, patch: patch.digest, from: patch.fromImage }, `os: patching slot ${booted} into slot ${passive}`);
