@@ -5,6 +5,7 @@ import { PAIRING_CODE_ALPHABET } from '@edgeplane/protocol';
 import { type RunningServer, startServer } from '@edgeplane/server';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { register, TestDevice } from '../support/device.js';
 import { type TestServer, testServer } from '../support/server.js';
 
 const randomCode = () => Array.from({ length: 8 }, () => PAIRING_CODE_ALPHABET[Math.floor(Math.random() * PAIRING_CODE_ALPHABET.length)]).join('');
@@ -49,5 +50,29 @@ describe('rate limits shared by replicas on PostgreSQL', () => {
     expect(onB.status).toBe(429);
     expect(Number(onB.retryAfter)).toBeGreaterThan(0);
     expect((await a.api('GET', '/api/v1/edgehosts')).body.items).toEqual([]);
+  });
+
+  it('admits a token with 3 uses exactly 3 times when 20 devices register at once through both replicas; an unlimited token counts every use', async () => {
+    const mk = async (name: string, spec: Record<string, unknown>) =>
+      (await a.api('POST', '/api/v1/registrationtokens', { metadata: { name }, spec: { autoApprove: true, ...spec } })).body.status.token as string;
+    const limited = await mk('three', { maxUses: 3 });
+    const unlimited = await mk('fleet', {});
+    const storm = async (token: string) => {
+      const devices = await Promise.all(Array.from({ length: 20 }, () => TestDevice.create()));
+      const bodies = await Promise.all(devices.map((d) => d.registerBody(token)));
+      return Promise.all(bodies.map((body, i) => register(i % 2 ? b.url : a.url, body)));
+    };
+    const hosts = async () => (await a.api('GET', '/api/v1/edgehosts?limit=500')).body.items.length as number;
+
+    const before = await hosts();
+    const answers = await storm(limited);
+    expect(answers.filter((r) => r.status === 200)).toHaveLength(3);
+    expect(answers.filter((r) => r.status !== 200).map((r) => [r.status, r.body.error.code])).toEqual(Array(17).fill([401, 'RegistrationTokenExhausted']));
+    expect(await hosts()).toBe(before + 3);
+    expect((await a.api('GET', '/api/v1/registrationtokens/three')).body.status).toMatchObject({ uses: 3, state: 'exhausted' });
+
+    const counted = await storm(unlimited);
+    expect(counted.every((r) => r.status === 200)).toBe(true);
+    expect((await a.api('GET', '/api/v1/registrationtokens/fleet')).body.status.uses).toBe(20);
   });
 });

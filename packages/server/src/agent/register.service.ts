@@ -73,8 +73,10 @@ export async function registerDevice(db: Db, req: RegisterRequest, tpm: TpmActiv
   tpm.verify(req);
   const now = new Date().toISOString();
   for (let attempt = 0; ; attempt++) {
+    // The grant whose credential this registration used (its use of an unlimited token is counted after the commit).
+    let used: Grant | undefined;
     try {
-      return await db.transaction().execute(async (trx) => {
+      const result = await db.transaction().execute(async (trx) => {
         const existing = await findHostByDeviceUid(trx, req.deviceUid);
         if (existing && JSON.parse(existing.spec).denied === true)
           throw new EdgeplaneError('DeviceDenied', `device UID ${req.deviceUid} is on the deny-list (host "${existing.name}")`);
@@ -106,6 +108,7 @@ export async function registerDevice(db: Db, req: RegisterRequest, tpm: TpmActiv
               ? await bindPreRegistered(trx, existing, req, grant, publicKey, identity, now)
               : await requestKeyChange(trx, existing, req, grant, publicKey, identity, now);
           await grant.consume(trx, existing.name, now);
+          used = grant;
           return answer(existing, state, false, grant.via);
         }
         if (grant.preRegisteredOnly)
@@ -115,8 +118,12 @@ export async function registerDevice(db: Db, req: RegisterRequest, tpm: TpmActiv
           );
         const host = await insertHost(trx, req, grant, publicKey, identity, now);
         await grant.consume(trx, host.name, now);
+        used = grant;
         return answer(host, host.state, true, grant.via);
       });
+      // The host is registered: a store error here costs the token's use counter one use, not the registration.
+      await used?.countUse?.(db, now).catch(() => {});
+      return result;
     } catch (err) {
       // Two registrations of one device racing: the loser retries and finds the winner's host.
       if (attempt === 0 && isUniqueViolation(err)) continue;
@@ -166,7 +173,8 @@ async function insertHost(trx: Executor, req: RegisterRequest, grant: Grant, pub
     })
     .execute();
   await recordEvent(trx, {
-    involvedObject: { kind: 'EdgeHost', name },
+    // The uid is known: no lookup of the row just inserted.
+    involvedObject: { kind: 'EdgeHost', name, uid },
     type: 'Normal',
     reason: 'Registered',
     message: `device ${req.deviceUid} registered with ${grant.describe} (${state})`,

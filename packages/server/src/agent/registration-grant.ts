@@ -22,6 +22,13 @@ export interface Grant {
   site?: string;
   /** Uses the credential up (a token use, the pairing session); throws if it is already used up. */
   consume(db: Executor, hostName: string, now: string): Promise<void>;
+  /**
+   * Counts a use of a token without a use limit, after the registration committed: an update of the
+   * token's row inside the registration's transaction would hold that row's lock until the commit,
+   * so every registration with one token (a fleet rolling out) would wait for the one before it.
+   * A limited token takes its use in the transaction instead (consume), so it never admits one too many.
+   */
+  countUse?(db: Executor, now: string): Promise<void>;
 }
 
 /**
@@ -41,7 +48,11 @@ export async function resolveGrant(db: Executor, req: RegisterRequest, existing:
       labels: token.spec.labels ?? {},
       site: token.spec.site,
       async consume(trx, _host, at) {
+        if (token.row.max_uses === null || token.row.max_uses === undefined) return;
         if (!(await takeTokenUse(trx, token.name, at))) throw new EdgeplaneError('RegistrationTokenExhausted', `registration token "${token.name}" is used up`);
+      },
+      async countUse(db, at) {
+        if (token.row.max_uses === null || token.row.max_uses === undefined) await takeTokenUse(db, token.name, at);
       },
     };
   }
