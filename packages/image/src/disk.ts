@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import {
   type BootLoader,
   type DiskLayout,
@@ -5,6 +6,7 @@ import {
   OsDiskError,
   type OsDiskOptions,
   type Partition,
+  SIGNED_BOOT_FILES,
   writeDisk as writeDiskImage,
   writeEsp as writeEspImage,
   writeOsDisk as writeOsDiskImage,
@@ -32,16 +34,18 @@ export async function writeDisk(output: string, layout: DiskLayout, images: Part
 /** Tools of the ESP step: the signed boot loader is copied, the unsigned one built with grub-mkimage. */
 const espTools = (bootLoader: BootLoader) => [...(bootLoader === 'grub' ? ['grub-mkimage'] : []), 'mkfs.vfat', 'mmd', 'mcopy'];
 
-/** Host tools of the ESP step, and with 'shim' a signed GRUB that can run the A/B logic. */
+/**
+ * Host tools of the ESP step, and with 'shim' the signed binaries (before any slot is written: a
+ * missing package fails the build at once) and a signed GRUB that can run the A/B logic.
+ */
 async function checkEsp(bootLoader: BootLoader): Promise<void> {
   for (const tool of espTools(bootLoader)) await which(tool);
-  if (bootLoader === 'shim') await assertSignedGrub().catch(passMissing);
+  if (bootLoader !== 'shim') return;
+  for (const f of SIGNED_BOOT_FILES) {
+    if (!existsSync(f.path)) throw new ImageBuildError('ImageToolMissing', `the Secure Boot loader needs ${f.path} (Debian: apt-get install ${f.pkg})`);
+  }
+  await assertSignedGrub();
 }
-
-// A missing signed GRUB is reported by the agent's ESP step (naming its package), not as unreadable here.
-const passMissing = (err: unknown) => {
-  if (!/ENOENT/.test((err as Error).message)) throw err;
-};
 
 /** The EFI system partition image (see the agent's writeEsp); the builder's default boot loader is the signed 'shim'. */
 export async function writeEsp(
