@@ -8,6 +8,22 @@ import { join } from 'node:path';
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
+/**
+ * UEFI firmware of a lab VM. 'secure-boot': OVMF_CODE_4M.secboot.fd with OVMF_VARS_4M.ms.fd, the
+ * variable store with Microsoft's keys enrolled and Secure Boot enabled (what a PC ships with). That
+ * firmware needs SMM (it aborts without it: /usr/share/doc/ovmf/README.Debian, ovmf 2022.11-6), so a
+ * q35 machine with SMM, its flash marked secure so only SMM code writes the variables.
+ */
+export type LabFirmware = 'uefi' | 'secure-boot';
+const FIRMWARE: Record<LabFirmware, { code: string; vars: string; machine: string[] }> = {
+  uefi: { code: OVMF_CODE, vars: OVMF_VARS, machine: [] },
+  'secure-boot': {
+    code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd',
+    vars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd',
+    machine: ['-machine', 'q35,smm=on', '-global', 'driver=cfi.pflash01,property=secure,value=on'],
+  },
+};
+
 /** What the lab needs on the host, and whether KVM can run guests here. */
 export function probeLab(): { ok: true; accel: 'kvm' | 'tcg' } | { ok: false; reason: string } {
   const qemu = spawnSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' });
@@ -54,8 +70,9 @@ export function kvmBoots(): boolean {
   }
 }
 
-function firmware(vars: string): string[] {
-  return ['-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`];
+function firmware(vars: string, kind: LabFirmware = 'uefi'): string[] {
+  const f = FIRMWARE[kind];
+  return [...f.machine, '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${f.code}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`];
 }
 
 export interface VmOptions {
@@ -72,6 +89,8 @@ export interface VmOptions {
   timeoutMs: number;
   /** SMBIOS system UUID: the device UID the agent reports. */
   uuid: string;
+  /** UEFI firmware (default 'uefi': OVMF without Secure Boot). */
+  firmware?: LabFirmware;
   memoryMiB?: number;
   /**
    * An Intel 6300ESB watchdog (`-device i6300esb`) that resets the VM when it expires
@@ -181,7 +200,7 @@ export class LabVm {
 
   constructor(private readonly options: VmOptions) {
     this.vars = `${options.serialLog}.ovmf-vars.fd`;
-    copyFileSync(OVMF_VARS, this.vars);
+    copyFileSync(FIRMWARE[options.firmware ?? 'uefi'].vars, this.vars);
     // A unix socket path must stay under 108 bytes: not beside the serial log.
     this.qmpSocket = join(tmpdir(), `ep-lab-qmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
   }
@@ -190,7 +209,7 @@ export class LabVm {
     if (this.child) throw new Error('the VM is already running');
     const o = this.options;
     const args = [
-      ...firmware(this.vars),
+      ...firmware(this.vars, o.firmware),
       '-accel',
       o.accel,
       '-m',
