@@ -5,7 +5,7 @@ import { WATCH_PROTOCOL } from '@edgeplane/protocol';
 import { type RunningServer, startServer } from '@edgeplane/server';
 import pg from 'pg';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import { connect, register, TestDevice, waitFor } from '../support/device.js';
 import { type TestServer, testServer } from '../support/server.js';
@@ -131,6 +131,10 @@ describe('a replica that died between a commit and its notice', () => {
     const ch = await connect(t.url, await device.connectToken(host));
     ch.ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-1' }));
     const first = await waitFor(() => ch.messages.find((m) => m.type === 'spec'));
+    // The agent stays connected (heartbeats well within offline-after) for as long as the test runs.
+    let seq = 0;
+    const heartbeats = setInterval(() => ch.ws.readyState === ch.ws.OPEN && ch.ws.send(JSON.stringify({ type: 'heartbeat', seq: ++seq })), 500);
+    onTestFinished(() => clearInterval(heartbeats));
     // Another replica, live now, commits a new spec for the host and dies before announcing it.
     const now = Date.now();
     await db.query('insert into replicas (id, started_at, expires_at, url) values ($1, $2, $3, $4)', [
