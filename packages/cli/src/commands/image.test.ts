@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CliError } from '../errors.js';
 import { runCli } from '../test-support.js';
 import { pushLayout, readHealthChecksFile } from './image-options.js';
@@ -27,6 +27,15 @@ describe('edgeplane image build: flag validation', () => {
     [['--previous', 'registry.lan:5000/edge/os:0.9.0'], 'Error: --previous publishes a delta next to the pushed image: add --push'],
     [['--base', 'busybox', '--kernel-package', '/nonexistent/linux.deb'], 'Error: --kernel-package /nonexistent/linux.deb does not exist'],
     [['--airgap-bundle', '/etc/hostname'], 'Error: --airgap-bundle /etc/hostname is not a directory'],
+    // The Debian base (the default) carries a real distribution: no simulated Kubernetes on it.
+    [
+      ['--simulate-kubernetes'],
+      'Error: --simulate-kubernetes is for --base busybox (tests and demos); the Debian base carries a real distribution (--kubernetes)',
+    ],
+    [
+      ['--base', 'debian', '--simulate-kubernetes', '--kubernetes', 'k3s=/etc/hostname'],
+      'Error: --simulate-kubernetes is for --base busybox (tests and demos); the Debian base carries a real distribution (--kubernetes)',
+    ],
     [['--health-check', '[1]'], 'Error: --health-check is not a valid health check:\n  (root): '],
     [
       ['--health-check', '{"name":"a","type":"command","command":["true"]}', '--health-check', '{"name":"b","type":"http","url":"ftp://x"}'],
@@ -47,6 +56,40 @@ describe('edgeplane image build: flag validation', () => {
     const r = await build('--disk', '--slot-size', 'big');
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('--slot-size must be a positive integer');
+  });
+
+  it('--help says --simulate-kubernetes is a simulation for tests and demos', async () => {
+    const r = await runCli(['image', 'build', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.replace(/\s+/g, ' ')).toContain('--simulate-kubernetes with --base busybox, for tests and demos only: a SIMULATION.');
+  });
+
+  it('--simulate-kubernetes with --base busybox reaches the builder, and the summary says the image simulates Kubernetes', async () => {
+    // The builder itself (the marker in the image, its refusal on the Debian base) runs in
+    // test/e2e/virtualized-boot.test.ts and the image package's tests; here: what the flag asks of it.
+    const buildImage = vi.fn(async (o: { name: string; version: string; output: string }) => ({
+      name: o.name,
+      version: o.version,
+      tag: o.version,
+      digest: `sha256:${'a'.repeat(64)}`,
+      layoutDir: join(o.output, 'oci'),
+      kernel: { release: '6.1.0-test', package: 'linux-image-test.deb' },
+      base: 'busybox' as const,
+    }));
+    vi.doMock('@edgeplane/image', () => ({ buildImage, ImageBuildError: class extends Error {} }));
+    try {
+      const r = await build('--base', 'busybox', '--simulate-kubernetes');
+      expect(r.code, r.stderr).toBe(0);
+      expect(buildImage).toHaveBeenCalledTimes(1);
+      expect(buildImage.mock.calls[0][0]).toMatchObject({ base: 'busybox', simulateKubernetes: true });
+      expect(r.stdout).toContain('kubernetes: SIMULATED by the agent on machines booting this image (tests and demos only)');
+      const plain = await build('--base', 'busybox');
+      expect(plain.code, plain.stderr).toBe(0);
+      expect(buildImage.mock.calls[1][0]).not.toHaveProperty('simulateKubernetes');
+      expect(plain.stdout).not.toContain('SIMULATED');
+    } finally {
+      vi.doUnmock('@edgeplane/image');
+    }
   });
 
   it('needs --version and --output', async () => {

@@ -34,6 +34,7 @@ interface ImageBuildFlags {
   packages?: string;
   kubernetes?: string[];
   refreshBase?: boolean;
+  simulateKubernetes?: boolean;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -83,6 +84,12 @@ export function registerImage(program: Command, ctx: CommandContext): void {
       'Kubernetes binary to put into the image with its units: k3s=FILE, rke2=FILE, or kubeadm=FILE with kubelet=FILE; FILE may be an image reference (docker://REF, oci:DIR:TAG) holding /bin/NAME (repeatable)',
       collect,
     )
+    .option(
+      '--simulate-kubernetes',
+      'with --base busybox, for tests and demos only: a SIMULATION. Machines booting the image run their Kubernetes layer simulated by the agent ' +
+        '(no distribution, container runtime or API server is in the image; the OS, A/B slots, reboots and network are real), and say so in ' +
+        'their status, logs and remote shells. See docs/virtualized-edge.md',
+    )
     .option('--refresh-base', "build the Debian base again even when the cache has one for the same inputs (picks up the mirror's updates)")
     .option(
       '--kernel-package <deb>',
@@ -119,6 +126,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
         'edgeplane image build --version 2.0.0 --disk --slot-size 2048 --data-size 4096 --kubernetes k3s=./k3s -o out/',
         'edgeplane image build --version 2.0.1 --packages ./my-packages.txt -o out/',
         'edgeplane image build --base busybox --version 1.9.0 --disk -o out/',
+        'edgeplane image build --base busybox --simulate-kubernetes --version 1.9.0-sim -o out/   # tests and demos: Kubernetes SIMULATED',
       ),
     )
     .action(async (flags: ImageBuildFlags) => {
@@ -159,8 +167,9 @@ export function registerImage(program: Command, ctx: CommandContext): void {
           ctx.io.stderr.write(`Delta published: ${delta.manifestDigest} (${(delta.uploadedBytes / 1024 / 1024).toFixed(1)} MiB of new chunks)\n`);
         }
       }
-      if (flags.json) return void ctx.io.stdout.write(toJson({ ...built, ...(pushed ? { pushed } : {}) }));
-      ctx.io.stdout.write(summary(built, pushed));
+      const simulated = options.simulateKubernetes ? { simulateKubernetes: true } : {};
+      if (flags.json) return void ctx.io.stdout.write(toJson({ ...built, ...simulated, ...(pushed ? { pushed } : {}) }));
+      ctx.io.stdout.write(summary(built, pushed, Boolean(options.simulateKubernetes)));
     });
   registerImageDelta(image, ctx);
 }
@@ -233,6 +242,9 @@ async function validate(flags: ImageBuildFlags) {
     throw new CliError('--kernel-package applies to --base busybox (OS 2 installs its kernel from the package list)');
   if (base === 'busybox' && (flags.packages || flags.kubernetes?.length || flags.refreshBase))
     throw new CliError('--packages, --kubernetes and --refresh-base build the Debian base: drop --base busybox');
+  // The same refusal as the builder's, before anything is built: OS 2 carries a real distribution.
+  if (flags.simulateKubernetes && base !== 'busybox')
+    throw new CliError('--simulate-kubernetes is for --base busybox (tests and demos); the Debian base carries a real distribution (--kubernetes)');
   if (flags.kernelPackage) await requirePath('--kernel-package', flags.kernelPackage, 'file');
   if (flags.packages) await requirePath('--packages', flags.packages, 'file');
   const kubernetes = (flags.kubernetes ?? []).map((value) => {
@@ -252,6 +264,7 @@ async function validate(flags: ImageBuildFlags) {
     ...(flags.packages ? { packagesFile: resolve(flags.packages) } : {}),
     ...(kubernetes.length ? { kubernetes: kubernetes.map(({ name, file }) => ({ name, file })) } : {}),
     ...(flags.refreshBase ? { refreshBase: true } : {}),
+    ...(flags.simulateKubernetes ? { simulateKubernetes: true } : {}),
     ...(flags.tag ? { tag: flags.tag } : {}),
     disk: Boolean(flags.disk),
     ...(flags.bootLoader ? { bootLoader: flags.bootLoader as 'shim' | 'grub' } : {}),
@@ -266,7 +279,7 @@ async function validate(flags: ImageBuildFlags) {
   };
 }
 
-function summary(built: BuiltImage, pushed?: { ref: string; digest: string }): string {
+function summary(built: BuiltImage, pushed?: { ref: string; digest: string }, simulatedKubernetes = false): string {
   const lines = [
     `Built ${built.name} ${built.version} (kernel ${built.kernel.release} from ${built.kernel.package}).`,
     `  OCI image: ${built.layoutDir} (tag ${built.tag})`,
@@ -276,6 +289,7 @@ function summary(built: BuiltImage, pushed?: { ref: string; digest: string }): s
     lines.push(`  disk:      ${built.disk} (${built.layout.sizeMiB} MiB, sparse; ${parts})`);
   }
   if (built.kubernetes) lines.push(`  kubernetes: ${built.kubernetes.distribution} ${built.kubernetes.version}`);
+  if (simulatedKubernetes) lines.push('  kubernetes: SIMULATED by the agent on machines booting this image (tests and demos only)');
   if (built.sizes) {
     const mib = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
     const slot = built.sizes.slotBytes ? `; slot ${mib(built.sizes.slotUsedBytes ?? 0)} used of ${mib(built.sizes.slotBytes)}` : '';
