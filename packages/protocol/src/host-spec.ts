@@ -244,6 +244,15 @@ export const OsStatus = z.object({
 });
 export type OsStatus = z.infer<typeof OsStatus>;
 
+/**
+ * The os manager runs `digest` committed: booted from the slot the boot loader boots by default
+ * (activeSlot) and past its health checks. A trial boot of the image is not: it boots the other slot
+ * once (activeSlot still the old one) and can still fall back.
+ */
+export function osCommittedOn(os: Pick<OsStatus, 'digest' | 'bootedSlot' | 'activeSlot' | 'phase'> | undefined, digest: string | undefined): boolean {
+  return !!os && !!digest && os.digest === digest && os.activeSlot === os.bootedSlot && os.phase !== 'Verifying';
+}
+
 export const KubernetesStatus = z.object({
   phase: z.enum(['Pending', 'Configuring', 'Starting', 'Ready', 'NotReady', 'Failed']),
   distribution: Distribution.optional(),

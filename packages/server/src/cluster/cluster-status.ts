@@ -1,4 +1,12 @@
-import { type ClusterNodeStatus, type ClusterSpec, type Condition, kubernetesVersionCore, type ManagerError, type ManagersStatus } from '@edgeplane/protocol';
+import {
+  type ClusterNodeStatus,
+  type ClusterSpec,
+  type Condition,
+  kubernetesVersionCore,
+  type ManagerError,
+  type ManagersStatus,
+  osCommittedOn,
+} from '@edgeplane/protocol';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
 import type { HostRow } from './cluster.repository.js';
 import { desiredOsAttempt } from './render.js';
@@ -68,7 +76,9 @@ function condition(prev: Record<string, unknown>, c: Omit<Condition, 'lastTransi
 export function clusterStatus(s: StatusInput): Record<string, unknown> {
   const digest = s.profile?.layers.os?.digest;
   // A profile without an os layer (agent mode): the hosts keep their own OS, there is no image to be on.
-  const imageOk = (m: { os?: { digest?: string } }) => (s.profile && !s.profile.layers.os ? true : !!digest && m.os?.digest === digest);
+  // Otherwise a node counts on the image once it is committed there: during its trial boot it runs
+  // the image but can still fall back, so a cluster whose last node is on trial is not Running yet.
+  const imageOk = (m: ManagersStatus) => (s.profile && !s.profile.layers.os ? true : osCommittedOn(m.os, digest));
   const version = s.profile?.layers.kubernetes?.version;
   const hasRun = s.steps.has('running');
   const joined = new Set([...s.steps.entries()].filter(([k]) => k === 'init' || k.startsWith('join:')).map(([, h]) => h));
@@ -91,6 +101,7 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
       problem ??
       (k?.ready && !versionOk ? `kubernetes ${k.version ?? '?'} is not ${version}` : undefined) ??
       (k?.ready && m.os?.digest !== digest ? `os image ${m.os?.digest ?? 'unknown'} is not the pinned ${digest}` : undefined) ??
+      (k?.ready && !imageOk(m) ? `os image ${digest} is on trial in slot ${m.os?.bootedSlot}, not committed yet` : undefined) ??
       k?.message ??
       (staleFallback(m, s.hosts.get(n.host)) ? undefined : m.os?.message);
     return {

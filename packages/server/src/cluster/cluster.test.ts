@@ -198,6 +198,26 @@ describe.each(DIALECTS)('clusters on %s', (dialect) => {
     const almost = await get('/api/v1/clusters/prod');
     expect(almost.status.phase).toBe('Provisioning');
     expect(almost.status.nodes.find((n: any) => n.host === w1.name)).toMatchObject({ ready: false, message: expect.stringContaining('is not the pinned') });
+    // On the pinned image but in its trial boot (booted B once, the boot loader still defaults to A):
+    // Kubernetes is Ready there, yet the node can still fall back, so the cluster is not Running.
+    for (const trial of [
+      { phase: 'Verifying', bootedSlot: 'B', activeSlot: 'A' },
+      { phase: 'Rebooting', bootedSlot: 'B', activeSlot: 'A' },
+      { phase: 'Verifying', bootedSlot: 'B', activeSlot: 'B' },
+    ]) {
+      const k = w1.spec().spec.kubernetes;
+      w1.report({
+        os: { ...trial, digest: DIGEST, slots: {} },
+        kubernetes: { phase: 'Ready', ready: true, distribution: k.distribution, version: VERSION, nodeName: w1.name },
+      });
+      const onTrial = await waitFor(async () => {
+        const c = await get('/api/v1/clusters/prod');
+        const n = c.status.nodes.find((x: any) => x.host === w1.name);
+        return n?.osImageDigest === DIGEST && n.message?.includes('on trial') && c;
+      });
+      expect(onTrial.status.phase).toBe('Provisioning');
+      expect(onTrial.status.nodes.find((n: any) => n.host === w1.name)).toMatchObject({ ready: false, phase: 'Provisioning' });
+    }
     w1.reportReady(DIGEST, VERSION);
     const running = await waitFor(async () => {
       const c = await get('/api/v1/clusters/prod');

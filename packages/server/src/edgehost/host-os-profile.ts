@@ -1,4 +1,12 @@
-import { type Condition, EdgeplaneError, type HostOsProfileRef, type HostOsRolloutStatus, type OsSpec, type OsStatus } from '@edgeplane/protocol';
+import {
+  type Condition,
+  EdgeplaneError,
+  type HostOsProfileRef,
+  type HostOsRolloutStatus,
+  type OsSpec,
+  type OsStatus,
+  osCommittedOn,
+} from '@edgeplane/protocol';
 import { clusterOf } from '../cluster/host-claims.js';
 import { checkHostOsMode, requireOsLayer } from '../cluster/os-mode.js';
 import { renderOs } from '../cluster/render.js';
@@ -124,8 +132,8 @@ export async function hostsUsingOsProfile(db: Executor, profile: string): Promis
  */
 export function osRollout(spec: HostSpecJson, agentOs: OsStatus | undefined): { os?: HostOsRolloutStatus; condition?: Condition } {
   if (!spec.os?.digest) return {};
-  // A trial boot of the desired image (Verifying) is not up to date until its health checks commit it.
-  const upToDate = agentOs?.digest === spec.os.digest && agentOs.activeSlot === agentOs.bootedSlot && agentOs.phase !== 'Verifying' && !agentOs.error;
+  // A trial boot of the desired image is not up to date until its health checks commit it.
+  const upToDate = osCommittedOn(agentOs, spec.os.digest) && !agentOs?.error;
   const os: HostOsRolloutStatus = {
     ...(spec.osProfile ? { profile: spec.osProfile.name, revision: spec.osProfile.revision } : {}),
     image: spec.os.image,
