@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findKernelPackage, resolveModules } from './kernel.js';
+import { DEFAULT_MODULES, findKernelPackage, resolveModules } from './kernel.js';
 import { ImageBuildError } from './tools.js';
 
 /**
@@ -56,6 +56,26 @@ describe('resolveModules', () => {
 
   it('skips modules built into the kernel (modules.builtin)', async () => {
     expect(names(await resolveModules(dir, ['vfat', 'crc32c_generic', 'jbd2']))).toEqual(['jbd2']);
+  });
+
+  it('the TPM 2.0 drivers are default modules: skipped where built in (Debian), loaded after their dependency where modules', async () => {
+    expect(DEFAULT_MODULES).toEqual(expect.arrayContaining(['tpm_crb', 'tpm_tis']));
+    const other = await mkdtemp(join(tmpdir(), 'ep-modules-tpm-'));
+    try {
+      await fakeModules(other, {
+        'drivers/char/tpm/tpm_crb': ['tpm'],
+        'drivers/char/tpm/tpm_tis': ['tpm_tis_core', 'tpm'],
+        'drivers/char/tpm/tpm_tis_core': ['tpm'],
+        'drivers/char/tpm/tpm': [],
+      });
+      expect(names(await resolveModules(other, ['tpm_crb', 'tpm_tis']))).toEqual(['tpm', 'tpm_crb', 'tpm_tis_core', 'tpm_tis']);
+      await fakeModules(other, {}, ['drivers/char/tpm/tpm', 'drivers/char/tpm/tpm_crb', 'drivers/char/tpm/tpm_tis']);
+      await rm(join(other, 'kernel'), { recursive: true, force: true });
+      await mkdir(join(other, 'kernel'));
+      expect(await resolveModules(other, ['tpm_crb', 'tpm_tis'])).toEqual([]);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
   });
 
   it('rejects a requested module that is neither a module nor built in', async () => {

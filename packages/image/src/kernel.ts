@@ -5,7 +5,8 @@ import { ImageBuildError, runTool, which } from './tools.js';
 
 /**
  * Drivers the initramfs loads so the root filesystem, the ESP, the seed ISO and the network come up:
- * virtio (QEMU/KVM guests and most clouds), AHCI/NVMe disks and Intel NICs (typical edge boxes).
+ * virtio (QEMU/KVM guests and most clouds), AHCI/NVMe disks and Intel NICs (typical edge boxes), and
+ * the TPM 2.0 drivers.
  * Their dependencies are added automatically. More with `--module`.
  */
 export const DEFAULT_MODULES = [
@@ -22,6 +23,12 @@ export const DEFAULT_MODULES = [
   'nls_cp437',
   'nls_ascii',
   'isofs',
+  // TPM 2.0 (the agent's identity key, /dev/tpmrm0): the CRB and TIS interfaces firmware TPMs, discrete
+  // TPMs and QEMU's tpm-crb/tpm-tis use. Debian's kernel builds them in (config-6.1.0-*-amd64:
+  // CONFIG_TCG_TPM=y, CONFIG_TCG_TIS=y, CONFIG_TCG_CRB=y), so this loads nothing there; a kernel with
+  // them as modules gets them loaded.
+  'tpm_crb',
+  'tpm_tis',
 ];
 
 export interface Kernel {

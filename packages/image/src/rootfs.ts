@@ -46,6 +46,7 @@ export async function buildRootfs(tree: string, options: RootfsOptions): Promise
   await chmod(join(tree, 'tmp'), 0o1777);
   const bins = new HostBinaries(tree);
   for (const [tool, dest] of HOST_TOOLS) await bins.add(await which(tool), dest);
+  await bins.addTpm2Tools(); // the agent's identity key lives in the TPM when the device has one
   await symlink('mke2fs', join(tree, 'bin/mkfs.ext4'));
   await symlink('e2fsck', join(tree, 'bin/fsck.ext4'));
   await copyFile('/etc/mke2fs.conf', join(tree, 'etc/mke2fs.conf')).catch(() => undefined);
