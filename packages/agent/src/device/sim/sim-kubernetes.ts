@@ -10,21 +10,32 @@
  * runs AND the cluster has a CNI (k3s/rke2 bundle one unless told not to; kubeadm has none until an
  * add-on brings one); every control-plane node is an etcd member, and a member leaves only the way
  * upstream removes it (k3s/rke2: its Node object is deleted; kubeadm: `kubeadm reset` on the node).
- * Objects are stored with server-side apply semantics. With `configure({ stateDir })` every cluster
- * is also kept in `<stateDir>/<host>_<port>.json`, so a restarted simulator process finds its
- * clusters again (nodes come back NotReady until their simulated services start).
+ * Objects are stored with server-side apply semantics. This file is the registry (clusters, init,
+ * join, reset, credentials, persistence); what a credential may do through the API is the session
+ * of sim-kubernetes-session.ts. With `configure({ stateDir })` every cluster is also kept in
+ * `<stateDir>/<host>_<port>.json`, so a restarted simulator process finds its clusters again (nodes
+ * come back NotReady until their simulated services start).
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Distribution, KNOWN_CNIS, KUBEADM_CERTS_EXPIRED_MESSAGE, KUBEADM_UPLOADED_CERTS_TTL_MS } from '@edgeplane/protocol';
+import { type Distribution, KUBEADM_CERTS_EXPIRED_MESSAGE, KUBEADM_UPLOADED_CERTS_TTL_MS } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { parseEndpoint } from '../../managers/kubernetes/endpoint.js';
-import { type KubeNode, type KubeObject, KubernetesApiError } from '../kube-client.js';
-import { nodeObject, nodeView, type SimNodeRegistration, type SimNodeState } from './sim-node.js';
-import { SimObjectStore, type StoredObject } from './sim-object-store.js';
-import { available, evictRound, recordNodeDown, type SimDisruption, type SimWorkload, schedule } from './sim-workloads.js';
+import { type KubeNode, KubernetesApiError } from '../kube-client.js';
+import {
+  type SimApiSession,
+  type SimClusterSession,
+  type SimClusterState,
+  scheduleWorkloads,
+  simApiSession,
+  updateReadiness,
+} from './sim-kubernetes-session.js';
+import { nodeView, type SimNodeRegistration, type SimNodeState } from './sim-node.js';
+import { available, type SimDisruption } from './sim-workloads.js';
+
+export { NO_CNI_MESSAGE, type SimApiSession, type SimClusterSession } from './sim-kubernetes-session.js';
 
 export const SIM_RKE2_SUPERVISOR_PORT = 9345;
 
@@ -38,41 +49,6 @@ export class SimRefusal extends Error {
     this.name = 'SimRefusal';
   }
 }
-
-interface SimClusterState {
-  host: string;
-  apiPort: number;
-  distribution: Distribution;
-  version: string;
-  name: string;
-  /** Join secret as the distribution checks it (k3s/rke2 token, kubeadm bootstrap token). */
-  joinToken: string;
-  /** kubeadm: key control-plane joiners need to fetch the uploaded certificates. */
-  certificateKey?: string;
-  adminToken: string;
-  initNode: string;
-  nodes: Record<string, SimNodeState>;
-  objects: Record<string, StoredObject>;
-  /** Simulated workloads (sim-workloads.ts) and the replica outages they saw. */
-  workloads?: Record<string, SimWorkload>;
-  disruptions?: SimDisruption[];
-  /** Simulated etcd members: every control-plane node that joined, until upstream's way of removing it ran. */
-  etcdMembers?: string[];
-  /** Control-plane nodes that still hold a copy of the datastore; the cluster is gone once none does. */
-  dataNodes?: string[];
-  /** The CNI running in the cluster (bundled or applied); undefined: none, every node stays NotReady. */
-  cni?: string;
-  /** kubeadm: when the control-plane certificates were last uploaded (`--upload-certs`), ms since the epoch. */
-  certsUploadedAt?: number;
-  /** kubeadm: ClusterConfiguration had a controlPlaneEndpoint (control-plane joins need one). */
-  stableEndpoint?: boolean;
-  /** Kubelet credentials of deleted Node objects -> node name: the node's files (and datastore copy) are still on it. */
-  deletedNodes?: Record<string, string>;
-}
-
-/** Why a kubelet that runs is not Ready without a CNI, as the kubelet reports it. */
-export const NO_CNI_MESSAGE =
-  'container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized';
 
 /** What a kubeconfig of the simulated cluster holds. */
 export interface SimCredentials {
@@ -107,23 +83,6 @@ export interface SimJoinRequest {
   node: SimNodeRegistration;
 }
 
-/** One caller's view of a simulated cluster's API (admin or a node's kubelet). */
-export interface SimApiSession {
-  readNode(name: string): KubeNode | undefined;
-  apply(object: KubeObject, fieldManager: string): Promise<KubeObject>;
-  get(apiVersion: string, kind: string, name: string, namespace?: string): KubeObject | undefined;
-  list(): KubeObject[];
-  /** Marks a node (un)schedulable. A kubelet may do it to its own node only (the simulation's NodeRestriction). */
-  cordon(name: string, unschedulable: boolean): Promise<void>;
-  /** One eviction round on a node (see sim-workloads.ts evictRound); callers repeat until nothing remains. */
-  evict(name: string): Promise<{ evicted: number; remaining: number }>;
-  /**
-   * Deletes a Node object (a kubelet may delete only its own, NodeRestriction). On k3s and rke2 the
-   * etcd member controller then removes the node's etcd member (k3s pkg/etcd/member_controller.go onRemove).
-   */
-  deleteNode(name: string): Promise<void>;
-}
-
 /**
  * What the simulated services, commands and clients need of a simulated cluster registry: the
  * in-process SimKubernetes, or (Kubernetes simulated inside real guests) one that reaches the
@@ -139,11 +98,6 @@ export interface SimClusterRegistry {
   session(creds: { server: string; token: string }): SimClusterSession;
 }
 
-/** A SimApiSession whose calls may answer asynchronously (a registry reached over HTTP). */
-export type SimClusterSession = {
-  [K in keyof SimApiSession]: (...args: Parameters<SimApiSession[K]>) => ReturnType<SimApiSession[K]> | Promise<Awaited<ReturnType<SimApiSession[K]>>>;
-};
-
 function key(host: string, port: number): string {
   return `${host}:${port}`;
 }
@@ -155,24 +109,6 @@ function parseServer(server: string): { host: string; port: number } {
 
 const token = () => randomBytes(24).toString('base64url');
 
-/** The CNI an applied object installs: a DaemonSet, HelmChart or helm release named after a known CNI. */
-function cniOf(object: KubeObject): string | undefined {
-  const named = (text: unknown) => (typeof text === 'string' ? KNOWN_CNIS.find((c) => text.toLowerCase().includes(c)) : undefined);
-  if (object.kind === 'DaemonSet') return named(object.metadata.name);
-  if (object.kind === 'HelmChart') return named((object.spec as { chart?: string } | undefined)?.chart) ?? named(object.metadata.name);
-  if (object.kind === 'Secret' && object.type === 'helm.sh/release.v1') {
-    const labels = (object.metadata.labels ?? {}) as Record<string, string>;
-    const data = (object.data ?? {}) as { release?: string };
-    let chart: string | undefined;
-    try {
-      chart = (JSON.parse(Buffer.from(data.release ?? '', 'base64').toString()) as { chart?: string }).chart;
-    } catch {
-      chart = undefined;
-    }
-    return named(chart) ?? named(labels.name);
-  }
-  return undefined;
-}
 const fileName = (k: string) => `${k.replace(/[^a-zA-Z0-9.-]/g, '_')}.json`;
 
 export class SimKubernetes implements SimClusterRegistry {
@@ -292,8 +228,8 @@ export class SimKubernetes implements SimClusterRegistry {
     node.running = running;
     if (running && kubeletVersion) node.kubeletVersion = kubeletVersion;
     node.runningMessage = message;
-    this.updateReadiness(cluster);
-    this.schedule(cluster);
+    updateReadiness(cluster);
+    scheduleWorkloads(cluster);
     await this.save(cluster);
   }
 
@@ -323,8 +259,8 @@ export class SimKubernetes implements SimClusterRegistry {
     if (options.removeEtcdMember) cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== name);
     cluster.dataNodes = (cluster.dataNodes ?? []).filter((m) => m !== name);
     if (cluster.dataNodes.length > 0) {
-      this.updateReadiness(cluster);
-      this.schedule(cluster);
+      updateReadiness(cluster);
+      scheduleWorkloads(cluster);
       await this.save(cluster);
       return;
     }
@@ -336,64 +272,12 @@ export class SimKubernetes implements SimClusterRegistry {
     }
   }
 
-  /** An API session for a kubeconfig's server + token; rejects like an unreachable or refusing API server. */
+  /** An API session for a kubeconfig's server + token (sim-kubernetes-session.ts); rejects like an unreachable or refusing API server. */
   session(creds: { server: string; token: string }): SimApiSession {
     const { host, port } = parseServer(creds.server);
     const cluster = this.clusters.get(key(host, port));
     if (!cluster) throw new KubernetesApiError(`connect ECONNREFUSED ${key(host, port)} (no simulated cluster there)`);
-    const admin = creds.token === cluster.adminToken;
-    const node = admin ? undefined : Object.values(cluster.nodes).find((n) => n.credential === creds.token);
-    if (!admin && !node) throw new KubernetesApiError('Unauthorized', 401);
-    const store = new SimObjectStore(cluster.objects, cluster.distribution);
-    return {
-      readNode: (name) => {
-        // The Node authorizer lets a kubelet read only its own Node.
-        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot get other nodes`, 403);
-        const n = cluster.nodes[name];
-        return n && nodeView(n);
-      },
-      apply: async (object, fieldManager) => {
-        if (!admin) throw new KubernetesApiError(`${object.kind} is forbidden for node ${node?.name}`, 403);
-        const stored = store.apply(object, fieldManager);
-        const cni = cluster.cni ? undefined : cniOf(object);
-        if (cni) {
-          // The CNI's DaemonSet runs on every node and writes its config: kubelets report NetworkReady.
-          cluster.cni = cni;
-          this.updateReadiness(cluster);
-        }
-        this.schedule(cluster);
-        await this.save(cluster);
-        return stored;
-      },
-      cordon: async (name, unschedulable) => {
-        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot modify other nodes`, 403);
-        const n = cluster.nodes[name];
-        if (!n) throw new KubernetesApiError(`nodes "${name}" not found`, 404);
-        n.unschedulable = unschedulable;
-        this.schedule(cluster);
-        await this.save(cluster);
-      },
-      evict: async (name) => {
-        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot drain other nodes`, 403);
-        const result = evictRound(cluster, store.list(), name);
-        await this.save(cluster);
-        return result;
-      },
-      deleteNode: async (name) => {
-        if (node && node.name !== name) throw new KubernetesApiError(`nodes "${name}" is forbidden: node "${node.name}" cannot delete other nodes`, 403);
-        const deleted = cluster.nodes[name];
-        if (!deleted) throw new KubernetesApiError(`nodes "${name}" not found`, 404);
-        cluster.deletedNodes = { ...cluster.deletedNodes, [deleted.credential]: name };
-        delete cluster.nodes[name];
-        // k3s/rke2's etcd member controller removes the member of a deleted etcd node; kubeadm does not.
-        if (cluster.distribution !== 'kubeadm') cluster.etcdMembers = (cluster.etcdMembers ?? []).filter((m) => m !== name);
-        this.schedule(cluster);
-        await this.save(cluster);
-      },
-      get: (apiVersion, kind, name, namespace) =>
-        apiVersion === 'v1' && kind === 'Node' ? cluster.nodes[name] && nodeObject(cluster.nodes[name]) : store.get(apiVersion, kind, name, namespace),
-      list: () => [...Object.values(cluster.nodes).map(nodeObject), ...store.list()],
-    };
+    return simApiSession(cluster, creds.token, (c) => this.save(c));
   }
 
   /**
@@ -452,10 +336,6 @@ export class SimKubernetes implements SimClusterRegistry {
     return this.clusters.get(key(host, port));
   }
 
-  private schedule(cluster: SimClusterState): void {
-    schedule(cluster, new SimObjectStore(cluster.objects, cluster.distribution).list());
-  }
-
   /** True when this registry holds a cluster whose API host is `host` (on any port). */
   servesHost(host: string): boolean {
     return [...this.clusters.values()].some((c) => c.host === host);
@@ -482,20 +362,6 @@ export class SimKubernetes implements SimClusterRegistry {
     if (reg.role === 'control-plane' && !cluster.etcdMembers.includes(reg.name)) cluster.etcdMembers.push(reg.name);
     if (reg.role === 'control-plane' && !cluster.dataNodes.includes(reg.name)) cluster.dataNodes.push(reg.name);
     return node;
-  }
-
-  /** Ready = the kubelet runs and the cluster has a CNI; a node that stops being Ready is a replica outage. */
-  private updateReadiness(cluster: SimClusterState): void {
-    for (const node of Object.values(cluster.nodes)) {
-      const ready = node.running === true && cluster.cni !== undefined;
-      if (node.ready && !ready) recordNodeDown(cluster, node.name);
-      node.ready = ready;
-      node.message = !node.running
-        ? (node.runningMessage ?? 'kubelet not running')
-        : ready
-          ? (node.runningMessage ?? 'kubelet is posting ready status')
-          : NO_CNI_MESSAGE;
-    }
   }
 
   private server(cluster: SimClusterState): string {
