@@ -22,7 +22,12 @@ function filler(seed: string, mib: number): string {
  * downloads) and can corrupt responses, as a flaky link or a broken mirror would.
  */
 async function countingProxy(registry: TestRegistry) {
-  const state = { blobBytes: 0, corrupt: undefined as undefined | ((path: string, range: string | undefined) => boolean) };
+  const state = {
+    blobBytes: 0,
+    corrupt: undefined as undefined | ((path: string, range: string | undefined) => boolean),
+    /** Sends half the body, then closes the connection (a link that drops mid-download). */
+    cut: undefined as undefined | ((path: string, range: string | undefined) => boolean),
+  };
   const server: Server = createServer(async (req, res) => {
     const headers: Record<string, string> = {};
     for (const h of ['accept', 'range', 'content-type']) if (req.headers[h]) headers[h] = String(req.headers[h]);
@@ -42,6 +47,10 @@ async function countingProxy(registry: TestRegistry) {
       if (v) out[h] = v;
     }
     res.writeHead(up.status, { ...out, 'content-length': String(body.length) });
+    if (path.includes('/blobs/') && req.method === 'GET' && state.cut?.(path, headers.range)) {
+      res.write(body.subarray(0, body.length >> 1), () => res.destroy());
+      return;
+    }
     res.end(req.method === 'HEAD' ? undefined : body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -249,6 +258,27 @@ describe('delta OS updates: the os manager fills the passive slot from what the 
     expect(proxy.state.blobBytes).toBeLessThan(firstBytes / 10); // the index again, no chunk
   });
 
+  it('a connection cut mid-download: the update fails retryable, keeps its chunks, and the next attempt resumes by delta', async () => {
+    const { root, device } = await linuxMachine();
+    let ranges = 0;
+    proxy.state.blobBytes = 0;
+    // The index is the first range; the second, a chunk pack range, is cut off halfway.
+    proxy.state.cut = (_path, range) => Boolean(range && ++ranges === 2);
+    try {
+      await expect(stage(device, root, '1.0.0')).rejects.toThrow(/the delta download for slot B was interrupted; it resumes on the next attempt: .*cut off/);
+    } finally {
+      proxy.state.cut = undefined;
+    }
+    const manager = new OsManager(device, { dataDir: root });
+    expect(await manager.status()).toMatchObject({ phase: 'Failed', message: expect.stringMatching(/interrupted/) });
+    expect(await readdir(join(root, 'os/delta'))).toHaveLength(1); // the chunk store stays for the next attempt
+    const run = await stage(device, root, '1.0.0');
+    // No DeltaFallback: the next attempt went by delta again, not by the whole image.
+    expect(run.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+    expect(run.events[0].message).toMatch(/by delta update \(\d+ bytes downloaded/);
+    expect(run.rebuilt).toEqual([slotDigests['1.0.0']]);
+  });
+
   it('a chunk corrupted on the way is fetched again and the update still goes by delta', async () => {
     const { root, device } = await linuxMachine();
     let corrupted = 0;
@@ -256,7 +286,12 @@ describe('delta OS updates: the os manager fills the passive slot from what the 
     try {
       const run = await stage(device, root, '1.0.0');
       expect(corrupted).toBeGreaterThan(1);
-      expect(run.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+      expect(run.events.map((e) => [e.type, e.reason])).toEqual([
+        ['Warning', 'ChunkRefetched'],
+        ['Normal', 'ImageStaged'],
+      ]);
+      expect(run.events[0].message).toMatch(/chunk sha256:[a-f0-9]{64} of the delta of sha256:[a-f0-9]{64} failed its check \(.*\); fetching it again/);
+      expect(run.events[1].message).toContain('(1 chunk fetched again after failing its check)');
       expect(run.rebuilt).toEqual([slotDigests['1.0.0']]);
     } finally {
       proxy.state.corrupt = undefined;
@@ -275,11 +310,13 @@ describe('delta OS updates: the os manager fills the passive slot from what the 
     await writeFile(file, bad);
     try {
       const run = await stage(device, root, '1.0.0');
+      // The first chunk fails, is fetched again alone, fails again: the delta is given up.
       expect(run.events.map((e) => [e.type, e.reason])).toEqual([
+        ['Warning', 'ChunkRefetched'],
         ['Warning', 'DeltaFallback'],
         ['Normal', 'ImageStaged'],
       ]);
-      expect(run.events[0].message).toMatch(/delta update of slot B failed: .*(sha256|decompress)/);
+      expect(run.events[1].message).toMatch(/delta update of slot B failed: .*(sha256|decompress)/);
       expect((await slotsOf(device).readSlot('B'))?.digest).toBe(images['1.0.0'].digest);
       expect(run.statuses.some((s) => /whole image: the delta update of slot B failed/.test(s.message ?? ''))).toBe(true);
     } finally {

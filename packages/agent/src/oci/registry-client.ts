@@ -56,9 +56,16 @@ export class RegistryClient {
     const res = await this.request(`/blobs/${digest}`, { Range: `bytes=${offset}-${offset + length - 1}` }, signal);
     if (res.status !== 206 || parseRangeStart(res.headers.get('content-range')) !== offset) {
       await res.body?.cancel();
-      throw new OciError('Unavailable', `blob ${digest}: the registry did not serve the range ${offset}+${length}`, true);
+      // Not retryable: a registry that ignores ranges does so again.
+      throw new OciError('Unavailable', `blob ${digest}: the registry did not serve the range ${offset}+${length}`);
     }
-    return Buffer.from(await res.arrayBuffer());
+    try {
+      return Buffer.from(await res.arrayBuffer());
+    } catch (err) {
+      // The connection closed mid-body (fetch rejects with "terminated"): a network error, retryable.
+      signal?.throwIfAborted();
+      throw new OciError('Unavailable', `blob ${digest}: the range ${offset}+${length} was cut off: ${(err as Error).message}`, true);
+    }
   }
 
   /**

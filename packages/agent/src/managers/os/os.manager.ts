@@ -179,6 +179,7 @@ export class OsManager implements Manager<'os'> {
     ctx.log.info({ slot: passive, digest: desired.digest, delta: found.manifestDigest, seeds }, `os: delta update of slot ${passive}`);
     let lastReport = 0;
     let done = { fetched: 0, reused: 0 };
+    let refetched = 0;
     try {
       await writeSlotImage(
         passive,
@@ -190,6 +191,17 @@ export class OsManager implements Manager<'os'> {
             chunkStore: join(this.dir, 'delta', index.digest.replace('sha256:', '')),
             fetchRange: (pack, offset, length, signal) => source.getRange(found.packs[pack], offset, length, signal),
             signal: ctx.signal,
+            onRefetch: (chunk, reason) => {
+              refetched++;
+              ctx.log.warn({ chunk, reason }, `os: chunk ${chunk} failed its check; fetching it again`);
+              // A few events say it happened; the staged message counts them all.
+              if (refetched <= MAX_REFETCH_EVENTS)
+                ctx.emitEvent(
+                  'Warning',
+                  'ChunkRefetched',
+                  `chunk sha256:${chunk} of the delta of ${desired.digest} failed its check (${reason}); fetching it again`,
+                );
+            },
             onProgress: (p) => {
               this.progress = { bytes: p.fetched, total: p.toFetch, reused: p.reused };
               if (Date.now() - lastReport > 1000 || (p.fetched >= p.toFetch && p.written === 0)) {
@@ -207,20 +219,22 @@ export class OsManager implements Manager<'os'> {
     } catch (err) {
       this.progress = undefined;
       if (ctx.signal.aborted) throw err; // the chunks fetched so far are kept: the next run resumes
+      if (cutOff(err)) throw await this.deltaInterrupted(ctx, passive, err as Error);
       await removeTree(join(this.dir, 'delta'));
       return this.deltaFallback(ctx, 'Warning', `the delta update of slot ${passive} failed: ${(err as Error).message}`);
     }
     await removeTree(join(this.dir, 'delta'));
     this.progress = undefined;
     const meta = await boot.readSlot(passive);
+    const again = refetched ? ` (${refetched} chunk${refetched > 1 ? 's' : ''} fetched again after failing ${refetched > 1 ? 'their' : 'its'} check)` : '';
     await this.setPhase(
       'Staged',
-      `image ${meta?.name} ${meta?.version} (${desired.digest}) is staged in slot ${passive} by delta: ${done.fetched} bytes downloaded, ${done.reused} reused`,
+      `image ${meta?.name} ${meta?.version} (${desired.digest}) is staged in slot ${passive} by delta: ${done.fetched} bytes downloaded, ${done.reused} reused${again}`,
     );
     ctx.emitEvent(
       'Normal',
       'ImageStaged',
-      `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (${done.fetched} bytes downloaded, ${done.reused} bytes reused from the device's slots)`,
+      `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (${done.fetched} bytes downloaded, ${done.reused} bytes reused from the device's slots)${again}`,
     );
     return undefined;
   }
@@ -313,6 +327,7 @@ export class OsManager implements Manager<'os'> {
     } catch (err) {
       this.progress = undefined;
       if (ctx.signal.aborted) throw err; // the patch downloaded so far is kept: the next run resumes
+      if (cutOff(err)) throw await this.deltaInterrupted(ctx, passive, err as Error);
       await removeTree(dir);
       return skip('Warning', `the patch from ${patch.fromImage} failed: ${(err as Error).message}`);
     }
@@ -329,6 +344,19 @@ export class OsManager implements Manager<'os'> {
       `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (patch from ${patch.fromImage}: ${fetched} bytes downloaded, the rest from slot ${booted})`,
     );
     return undefined;
+  }
+
+  /**
+   * The delta download was cut off (the connection dropped, the registry is unreachable or busy):
+   * what was fetched stays under <dataDir>/os/delta and the run fails retryable, so the next
+   * attempt resumes the delta instead of pulling the whole image over the same flaky link.
+   */
+  private async deltaInterrupted(ctx: ManagerContext, passive: Slot, err: Error): Promise<ManagerFailure> {
+    const message = `the delta download for slot ${passive} was interrupted; it resumes on the next attempt: ${err.message}`;
+    ctx.log.warn({ err: err.message }, `os: ${message}`);
+    const failure = new ManagerFailure({ phase: 'prepare', component: 'os', retryable: true, message });
+    await this.setPhase('Failed', message, failure.detail);
+    return failure;
   }
 
   private deltaFallback(ctx: ManagerContext, type: 'Normal' | 'Warning', reason: string): string {
@@ -517,6 +545,14 @@ export class OsManager implements Manager<'os'> {
  * Phases that mean nothing once the spec no longer names an image. A fallback is one of them: the
  * failed image itself stays in failedImages (the host's memory), not in the phase.
  */
+/** ChunkRefetched events per delta update; the staged message counts every refetched chunk. */
+const MAX_REFETCH_EVENTS = 3;
+
+/** A network error that trying again can cure (OciError 'Unavailable', retryable), not a verification failure. */
+function cutOff(err: unknown): boolean {
+  return err instanceof OciError && err.code === 'Unavailable' && err.retryable;
+}
+
 const STALE_WITHOUT_SPEC = new Set<OsState['phase']>(['Downloading', 'Writing', 'Staged', 'Failed', 'FellBack']);
 
 /**

@@ -23,6 +23,8 @@ export interface AssembleOptions {
   onProgress?: (p: DeltaProgress) => void;
   /** Largest range request; adjacent missing chunks are fetched together up to this size. */
   maxRangeBytes?: number;
+  /** A fetched chunk failed its check (decompression, length, sha256) and is fetched once more alone. */
+  onRefetch?: (chunk: string, reason: string) => void;
 }
 
 export interface DeltaProgress {
@@ -137,19 +139,21 @@ async function fetchChunks(entries: IndexEntry[], options: AssembleOptions, prog
     }
     const group = sorted.slice(i, j);
     const start = group[0].packOffset;
-    let bytes = await options.fetchRange(group[0].pack, start, end - start, options.signal);
+    const bytes = await options.fetchRange(group[0].pack, start, end - start, options.signal);
     progress.fetched += bytes.length;
     for (const e of group) {
       const packed = bytes.subarray(e.packOffset - start, e.packOffset - start + e.packLength);
       let data: Buffer;
       try {
-        if (packed.length !== e.packLength) throw new OciError('DigestMismatch', 'short read');
+        if (packed.length !== e.packLength) throw new OciError('DigestMismatch', `short read: ${packed.length} of ${e.packLength} bytes`);
         data = unpackChunk(packed, e);
-      } catch {
-        // Corrupted in transit or in the registry: one more try of this chunk alone.
-        bytes = await options.fetchRange(e.pack, e.packOffset, e.packLength, options.signal);
-        progress.fetched += bytes.length;
-        data = unpackChunk(bytes, e);
+      } catch (err) {
+        // Corrupted in transit or in the registry: one more try of this chunk alone (the rest of
+        // the group is still read from the range already fetched).
+        options.onRefetch?.(e.hash.toString('hex'), (err as Error).message);
+        const again = await options.fetchRange(e.pack, e.packOffset, e.packLength, options.signal);
+        progress.fetched += again.length;
+        data = unpackChunk(again, e);
       }
       await storeChunk(options.chunkStore, e.hash.toString('hex'), data);
     }
