@@ -20,6 +20,7 @@ export { LinuxDevice, type LinuxDeviceOptions, type OsFacts } from './device/lin
 export { type LinuxSlotOptions, LinuxSlots } from './device/linux/linux-slots.js';
 export {
   type BootLoader,
+  copyInto,
   DEFAULT_KERNEL_ARGS,
   type DiskLayout,
   defaultBootLoader,
@@ -37,6 +38,7 @@ export {
   writeDisk,
   writeEsp,
   writeOsDisk,
+  writePartitionTable,
 } from './device/linux/os-disk.js';
 export { VirshError, VirshSession } from './device/linux/virsh-session.js';
 export { deviceOsMode, hasAbPartitions, reportedInventory } from './device/os-mode.js';
@@ -55,6 +57,16 @@ export { SimKubernetes, simKubernetes } from './device/sim/sim-kubernetes.js';
 export { SimServiceManager } from './device/sim/sim-services.js';
 export { GRUBENV_PATH, SIM_BOOTED_SLOT_FILE, SimSlots } from './device/sim/sim-slots.js';
 export { DeviceIdentity, IDENTITY_FILE, normalizeServerUrl, Registration } from './identity.js';
+export { type BlockDisk, chooseDisk, type DiskChoice, diskOf, installLayout, listDisks, MIN_DATA_MIB } from './install/disks.js';
+export {
+  INSTALL_MEDIA_DIR,
+  INSTALLED_SEED_DIR,
+  InstallError,
+  type InstallManifest,
+  type InstallOptions,
+  installOs,
+  readInstallSeed,
+} from './install/install-os.js';
 export { AddonsManager } from './managers/addons/addons.manager.js';
 export { ARTIFACT_PREFIX, ARTIFACT_RECORD, installArtifact } from './managers/kubernetes/artifact-install.js';
 export { KubernetesManager, type KubernetesManagerOptions } from './managers/kubernetes/kubernetes.manager.js';

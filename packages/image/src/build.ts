@@ -1,11 +1,13 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AGENT_VERSION, type BootLoader, oci, SIMULATED_KUBERNETES_MARKER } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
 import { debianBase, defaultCacheDir, readPackageList, sourceDateEpoch } from './debian.js';
 import { writeOsDisk } from './disk.js';
 import { type DiskLayout, diskLayout, type LayoutSizes, MiB } from './disk-layout.js';
+import { HostBinaries } from './host-binaries.js';
 import { buildInitramfs } from './initramfs.js';
+import { INSTALLER_MODULES, writeInstallerIso } from './installer.js';
 import { DEFAULT_MODULES, findKernelPackage, kernelSigned, resolveModules, unpackKernel } from './kernel.js';
 import { installKubernetes, KUBERNETES_ANNOTATION, type KubernetesBinary, type KubernetesRecord, kubernetesAnnotation } from './kubernetes.js';
 import { writeTreeImage } from './layer.js';
@@ -68,6 +70,13 @@ export interface BuildImageOptions extends LayoutSizes {
   /** Also write the installer disk image (GPT: esp, root-a with this image, root-b, data). */
   disk?: boolean;
   /**
+   * Also write the installer ISO (installer.iso: a hybrid ISO for a CD or a USB stick, booting with
+   * the same boot chain as the disk) that installs the image to a machine's disk. See docs/install.md.
+   */
+  installer?: boolean;
+  /** With `installer`: a NoCloud seed directory (user-data, meta-data) the ISO carries for the devices it installs. */
+  installerSeed?: string;
+  /**
    * The disk's boot loader: 'shim' (default: Debian's signed shim and GRUB, boots with Secure Boot
    * enforced or off) or 'grub' (unsigned GRUB from grub-mkimage, firmware without Secure Boot only).
    */
@@ -103,6 +112,8 @@ export interface BuiltImage {
   digest: string;
   layoutDir: string;
   disk?: string;
+  /** With `installer`: the installer ISO. */
+  installerIso?: string;
   layout?: DiskLayout;
   /** With a disk: its boot loader. */
   bootLoader?: BootLoader;
@@ -128,7 +139,15 @@ export { DEFAULT_KERNEL_ARGS, grubConfig } from '@edgeplane/agent';
  */
 export async function buildImage(options: BuildImageOptions): Promise<BuiltImage> {
   if ((options.base ?? 'debian') === 'debian') return buildDebianImage(options);
-  const steps = ['kernel', 'initramfs', 'root filesystem', 'OCI image', ...(options.disk ? ['slots A and recovery', 'ESP', 'disk'] : [])];
+  const withDisk = options.disk || options.installer;
+  const steps = [
+    'kernel',
+    'initramfs',
+    'root filesystem',
+    'OCI image',
+    ...(withDisk ? ['slots A and recovery', 'ESP', 'disk'] : []),
+    ...(options.installer ? ['installer ISO'] : []),
+  ];
   let step = 0;
   const next = (name: string) => options.onStep?.(name, step++, steps.length);
   const output = resolve(options.output);
@@ -138,7 +157,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     next('kernel');
     const deb = await findKernelPackage(options.kernelPackage, options.cacheDir ?? defaultCacheDir());
     const kernel = await unpackKernel(deb, join(work, 'kernel'));
-    const modules = await resolveModules(kernel.modulesDir, [...DEFAULT_MODULES, ...(options.modules ?? [])]);
+    const modules = await resolveModules(kernel.modulesDir, [...DEFAULT_MODULES, ...(options.installer ? INSTALLER_MODULES : []), ...(options.modules ?? [])]);
     const signed = await kernelSigned(kernel.vmlinuz);
 
     next('initramfs');
@@ -158,6 +177,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       airgapBundle: options.airgapBundle,
       files: { ...options.files, ...(options.simulateKubernetes ? { [SIMULATED_KUBERNETES_MARKER]: SIMULATED_KUBERNETES_TEXT } : {}) },
     });
+    // The installer's live system writes the GPT with the agent's disk code (sfdisk).
+    if (options.installer) await new HostBinaries(tree).add(await which('sfdisk'), 'bin/sfdisk');
     await rm(join(work, 'kernel'), { recursive: true, force: true });
 
     next('OCI image');
@@ -179,9 +200,11 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       base: 'busybox',
     };
 
-    if (options.disk) {
+    if (withDisk) {
       const layout = diskLayout(options);
       const disk = join(output, 'disk.img');
+      const meta = slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`);
+      const live = options.installer ? await keepBootFiles(tree, work) : undefined;
       await writeOsDisk({
         tree,
         layout,
@@ -190,7 +213,13 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
         kernelArgs: options.kernelArgs,
         bootLoader: options.bootLoader,
         onStep: next,
-        meta: slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`),
+        meta,
+        onPartitionImages: live
+          ? async (images) => {
+              next('installer ISO');
+              built.installerIso = await installerIso(options, output, work, images, live, layout, meta);
+            }
+          : undefined,
       });
       built.disk = disk;
       built.layout = layout;
@@ -225,13 +254,27 @@ async function assertStaticBusybox(): Promise<void> {
  * initramfs, one reproducible OCI layer, and with `disk` the installer disk.
  */
 async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage> {
-  const steps = ['Debian base', 'root filesystem', 'initramfs', 'OCI image', ...(options.disk ? ['slots A and recovery', 'ESP', 'disk'] : [])];
+  const withDisk = options.disk || options.installer;
+  const steps = [
+    'Debian base',
+    'root filesystem',
+    'initramfs',
+    'OCI image',
+    ...(withDisk ? ['slots A and recovery', 'ESP', 'disk'] : []),
+    ...(options.installer ? ['installer ISO'] : []),
+  ];
   let step = 0;
   const next = (name: string) => options.onStep?.(name, step++, steps.length);
   if (options.kernelPackage)
     throw new ImageBuildError('ImageBuildFailed', 'the Debian base installs its kernel from the package list; --kernel-package is for --base busybox');
   if (options.simulateKubernetes)
     throw new ImageBuildError('ImageBuildFailed', 'simulateKubernetes is for --base busybox; the Debian base carries a real distribution (--kubernetes)');
+  // The ISO and the installer are base-independent; the Debian base's initramfs and agent unit do not boot it live yet.
+  if (options.installer)
+    throw new ImageBuildError(
+      'ImageBuildFailed',
+      'the installer ISO is built for --base busybox so far (the Debian base has no live boot yet); write its --disk instead',
+    );
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const epoch = sourceDateEpoch();
   const packages = options.packages ?? (await readPackageList(options.packagesFile));
@@ -297,8 +340,10 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
       cache: { dir: cacheDir, baseKey: base.key, base: base.cached, layer: written.cached },
     };
 
-    if (options.disk) {
+    if (withDisk) {
       const layout = diskLayout({ ...options, slotMiB: options.slotMiB ?? slotMiBFor(bytes) });
+      const meta = slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`);
+      const live = options.installer ? await keepBootFiles(tree, work) : undefined;
       const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
       const slotBytes = sizeOf('root-a') * MiB;
       assertFits(bytes, slotBytes);
@@ -312,10 +357,16 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
           kernelArgs: options.kernelArgs,
           bootLoader: options.bootLoader,
           onStep: next,
-          meta: slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`),
+          meta,
           onSlotWritten: async (rootA) => {
             built.sizes = { ...built.sizes!, slotBytes, slotUsedBytes: await usedBytes(rootA) };
           },
+          onPartitionImages: live
+            ? async (images) => {
+                next('installer ISO');
+                built.installerIso = await installerIso(options, output, work, images, live, layout, meta);
+              }
+            : undefined,
         });
       } catch (err) {
         if (/Could not allocate|No space left|not enough space/i.test((err as Error).message))
@@ -334,6 +385,44 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
 }
 
 const mib = (bytes: number) => Math.ceil(bytes / MiB);
+
+/** The image's kernel and initramfs, copied out of the tree before the disk step consumes it: the installer ISO boots them. */
+async function keepBootFiles(tree: string, work: string): Promise<{ vmlinuz: string; initrd: string }> {
+  const dir = join(work, 'live');
+  await mkdir(dir, { recursive: true });
+  const live = { vmlinuz: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img') };
+  // realpath: the Debian base's /boot/vmlinuz is a relative link to vmlinuz-<release>.
+  await copyFile(await realpath(join(tree, 'boot/vmlinuz')), live.vmlinuz);
+  await copyFile(await realpath(join(tree, 'boot/initrd.img')), live.initrd);
+  return live;
+}
+
+/** The installer ISO (OUTPUT/installer.iso) from the disk step's partition images. */
+async function installerIso(
+  options: BuildImageOptions,
+  output: string,
+  work: string,
+  images: { esp: string; 'root-a': string },
+  live: { vmlinuz: string; initrd: string },
+  layout: DiskLayout,
+  meta: ReturnType<typeof slotMeta>,
+): Promise<string> {
+  const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)!.sizeMiB;
+  const iso = join(output, 'installer.iso');
+  await writeInstallerIso({
+    output: iso,
+    workDir: join(work, 'installer'),
+    rootImage: images['root-a'],
+    espImage: images.esp,
+    ...live,
+    sizes: { espMiB: sizeOf('esp'), slotMiB: sizeOf('root-a') },
+    meta,
+    bootLoader: options.bootLoader ?? 'shim',
+    kernelArgs: options.kernelArgs,
+    seedDir: options.installerSeed,
+  });
+  return iso;
+}
 
 /** What root-a and recovery record about the image written into them (both bases' disks). */
 function slotMeta(options: BuildImageOptions, digest: string, layoutRef: string) {

@@ -72,6 +72,31 @@ export const CloudConfigAgent = z
 export type CloudConfigAgent = z.infer<typeof CloudConfigAgent>;
 
 /**
+ * `install:` of the user-data, read by the installer ISO's live system (`edgeplane image build
+ * --installer`) before it writes the disk; the installed device ignores it. See docs/install.md.
+ */
+export const InstallSpec = z
+  .object({
+    /**
+     * The disk to install to, as a device path: /dev/sda, /dev/nvme0n1, or a stable name such as
+     * /dev/disk/by-id/... (what a technician reads off the label). Default: the largest non-removable disk.
+     */
+    device: z
+      .string()
+      .max(256)
+      .regex(/^\/dev\/[A-Za-z0-9._:@+/-]+$/, 'must be a device path under /dev, e.g. /dev/nvme0n1 or /dev/disk/by-id/...')
+      .refine((d) => !d.split('/').includes('..'), 'must not contain ".."')
+      .optional(),
+    /**
+     * Keep the data partition of the Edgeplane install already on that disk (agent identity and
+     * state, Kubernetes state); default false: the install erases it like everything else.
+     */
+    keepData: z.boolean().default(false),
+  })
+  .strict();
+export type InstallSpec = z.infer<typeof InstallSpec>;
+
+/**
  * The user-data the installer writes: a cloud-config document (validated on write and on read).
  * Standard cloud-init modules do the OS part (ntp, ca_certs); cloud-init ignores `edgeplane`,
  * which the agent reads. Unknown keys are allowed: an operator may add their own modules.
@@ -82,6 +107,8 @@ export const CloudConfig = z
     hostname: Name.optional(),
     ntp: z.object({ enabled: z.boolean(), servers: z.array(HostOrIp) }).optional(),
     ca_certs: z.object({ trusted: z.array(Pem) }).optional(),
+    /** The installer ISO's part (InstallSpec); cloud-init ignores it. */
+    install: InstallSpec.optional(),
   })
   .passthrough();
 export type CloudConfig = z.infer<typeof CloudConfig>;

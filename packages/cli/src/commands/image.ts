@@ -16,6 +16,8 @@ interface ImageBuildFlags {
   output: string;
   tag?: string;
   disk?: boolean;
+  installer?: boolean;
+  installerSeed?: string;
   bootLoader?: string;
   kernelPackage?: string;
   cacheDir?: string;
@@ -74,6 +76,12 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .option('--tag <tag>', 'tag of the image in the OCI layout (default: the version)')
     .option('--disk', 'also write the installer disk image OUTPUT/disk.img')
     .option(
+      '--installer',
+      'also write the installer ISO OUTPUT/installer.iso (and disk.img): boots live from a CD or USB stick, under Secure Boot too, and installs the image to the ' +
+        "machine's largest non-removable disk (or install.device of the user-data), then reboots into slot A (docs/install.md; --base busybox so far; needs xorriso)",
+    )
+    .option('--installer-seed <dir>', 'with --installer: a NoCloud seed directory (user-data, meta-data) the ISO carries for the devices it installs')
+    .option(
       '--boot-loader <loader>',
       "with --disk: shim (default: Debian's signed shim and GRUB, boots with Secure Boot on or off; needs shim-signed, grub-efi-amd64-signed) or grub (unsigned GRUB from grub-mkimage, Secure Boot off only)",
     )
@@ -126,6 +134,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
         'edgeplane image build --version 2.0.0 --disk --slot-size 2048 --data-size 4096 --kubernetes k3s=./k3s -o out/',
         'edgeplane image build --version 2.0.1 --packages ./my-packages.txt -o out/',
         'edgeplane image build --base busybox --version 1.9.0 --disk -o out/',
+        'edgeplane image build --base busybox --version 1.9.0 --installer -o out/   # out/installer.iso: dd to a USB stick',
         'edgeplane image build --base busybox --simulate-kubernetes --version 1.9.0-sim -o out/   # tests and demos: Kubernetes SIMULATED',
       ),
     )
@@ -229,9 +238,11 @@ async function validate(flags: ImageBuildFlags) {
   const checks: HealthCheck[] = parseHealthCheckFlags(flags.healthCheck ?? []);
   if (flags.healthChecksFile) checks.push(...(await readHealthChecksFile(flags.healthChecksFile)));
   const healthChecks = mergeHealthChecks(checks);
-  if (!flags.disk && (flags.slotSize !== undefined || flags.dataSize !== undefined))
+  if (!flags.disk && !flags.installer && (flags.slotSize !== undefined || flags.dataSize !== undefined))
     throw new CliError('--slot-size and --data-size size the installer disk: add --disk');
-  if (flags.bootLoader !== undefined && !flags.disk) throw new CliError("--boot-loader is the installer disk's: add --disk");
+  if (flags.bootLoader !== undefined && !flags.disk && !flags.installer) throw new CliError("--boot-loader is the installer disk's: add --disk");
+  if (flags.installerSeed !== undefined && !flags.installer) throw new CliError("--installer-seed is the installer ISO's: add --installer");
+  if (flags.installerSeed !== undefined) await requirePath('--installer-seed', flags.installerSeed, 'directory');
   if (flags.bootLoader !== undefined && flags.bootLoader !== 'shim' && flags.bootLoader !== 'grub')
     throw new CliError(`--boot-loader must be shim or grub, not "${flags.bootLoader}"`);
   if (flags.insecure && !flags.push) throw new CliError('--insecure applies to --push only');
@@ -243,6 +254,8 @@ async function validate(flags: ImageBuildFlags) {
   if (base === 'busybox' && (flags.packages || flags.kubernetes?.length || flags.refreshBase))
     throw new CliError('--packages, --kubernetes and --refresh-base build the Debian base: drop --base busybox');
   // The same refusal as the builder's, before anything is built: OS 2 carries a real distribution.
+  if (flags.installer && base !== 'busybox')
+    throw new CliError('--installer builds the installer ISO for --base busybox so far (the Debian base has no live boot yet; write its --disk instead)');
   if (flags.simulateKubernetes && base !== 'busybox')
     throw new CliError('--simulate-kubernetes is for --base busybox (tests and demos); the Debian base carries a real distribution (--kubernetes)');
   if (flags.kernelPackage) await requirePath('--kernel-package', flags.kernelPackage, 'file');
@@ -267,6 +280,8 @@ async function validate(flags: ImageBuildFlags) {
     ...(flags.simulateKubernetes ? { simulateKubernetes: true } : {}),
     ...(flags.tag ? { tag: flags.tag } : {}),
     disk: Boolean(flags.disk),
+    ...(flags.installer ? { installer: true } : {}),
+    ...(flags.installerSeed ? { installerSeed: resolve(flags.installerSeed) } : {}),
     ...(flags.bootLoader ? { bootLoader: flags.bootLoader as 'shim' | 'grub' } : {}),
     ...(flags.kernelPackage ? { kernelPackage: resolve(flags.kernelPackage) } : {}),
     ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
@@ -288,6 +303,7 @@ function summary(built: BuiltImage, pushed?: { ref: string; digest: string }, si
     const parts = built.layout.partitions.map((p) => `${p.number} ${p.name} ${p.sizeMiB} MiB`).join(', ');
     lines.push(`  disk:      ${built.disk} (${built.layout.sizeMiB} MiB, sparse; ${parts})`);
   }
+  if (built.installerIso) lines.push(`  installer: ${built.installerIso} (hybrid ISO: CD or USB stick; docs/install.md)`);
   if (built.kubernetes) lines.push(`  kubernetes: ${built.kubernetes.distribution} ${built.kubernetes.version}`);
   if (simulatedKubernetes) lines.push('  kubernetes: SIMULATED by the agent on machines booting this image (tests and demos only)');
   if (built.sizes) {

@@ -6,6 +6,7 @@ import { resolveTarget } from '../config.js';
 import { CliError } from '../errors.js';
 import { parseLabels } from '../parse.js';
 import { type CommandContext, examples } from './common.js';
+import { registerInstallOs } from './installer-os.js';
 
 interface InstallerOptions {
   token: string;
@@ -182,4 +183,6 @@ export function registerInstaller(program: Command, ctx: CommandContext): void {
       ctx.io.stderr.write(`Wrote ${opts.output} (${bytes.length} bytes, NoCloud seed, volume id cidata).\n`);
       if (rotated) ctx.io.stderr.write(`Rotated the secret of token ${opts.token}: earlier installers no longer register new devices.\n`);
     });
+
+  registerInstallOs(installer, ctx);
 }

@@ -101,6 +101,14 @@ export async function writeDisk(output: string, layout: DiskLayout, images: Part
   }
 }
 
+/**
+ * Writes the layout's GPT onto a disk image or a block device (the installer writes it last, after
+ * every partition's content, so an interrupted install leaves a disk no firmware boots).
+ */
+export function writePartitionTable(disk: string, layout: DiskLayout): Promise<void> {
+  return sfdisk(disk, sfdiskScript(layout));
+}
+
 // sfdisk reads its script from stdin, which runTool (execFile without input) cannot feed.
 function sfdisk(disk: string, script: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -117,8 +125,12 @@ function sfdisk(disk: string, script: string): Promise<void> {
   });
 }
 
-/** Copies a partition image into the disk at the partition's offset; refuses one larger than the partition. */
-async function copyInto(image: string, disk: string, p: Partition): Promise<void> {
+/**
+ * Copies a partition image into the disk at the partition's offset; refuses one larger than the
+ * partition. `sparse` (a fresh disk image file) skips all-zero blocks; a used block device needs
+ * every byte written (`sparse: false`), or old content would show through the image's zeros.
+ */
+export async function copyInto(image: string, disk: string, p: Pick<Partition, 'name' | 'startMiB' | 'sizeMiB'>, sparse = true): Promise<void> {
   const src = await open(image, 'r');
   const dst = await open(disk, 'r+');
   try {
@@ -129,7 +141,7 @@ async function copyInto(image: string, disk: string, p: Partition): Promise<void
     for (let off = 0; off < size; off += buf.length) {
       const { bytesRead } = await src.read(buf, 0, buf.length, off);
       // Leave all-zero blocks as holes: the disk stays sparse.
-      if (buf.subarray(0, bytesRead).equals(zero.subarray(0, bytesRead))) continue;
+      if (sparse && buf.subarray(0, bytesRead).equals(zero.subarray(0, bytesRead))) continue;
       await dst.write(buf, 0, bytesRead, p.startMiB * MiB + off);
     }
     await dst.sync();
@@ -272,6 +284,8 @@ export interface OsDiskOptions {
   onStep?: (step: 'slots A and recovery' | 'ESP' | 'disk') => void;
   /** Called with slot A's image once written (e.g. to measure it), before the disk is assembled. */
   onSlotWritten?: (rootA: string) => Promise<void>;
+  /** Called with the partition images once the disk is written, before the caller removes workDir (the installer ISO carries them). */
+  onPartitionImages?: (images: Record<'esp' | 'root-a' | 'recovery' | 'data', string>) => Promise<void>;
 }
 
 /**
@@ -300,6 +314,7 @@ export async function writeOsDisk(o: OsDiskOptions): Promise<void> {
 
   o.onStep?.('disk');
   await writeDisk(o.output, o.layout, { esp, 'root-a': rootA, data, recovery });
+  await o.onPartitionImages?.({ esp, 'root-a': rootA, recovery, data });
 }
 
 /** Bytes of the files under a tree (symlinks counted as links): sizes slots for an image. */
