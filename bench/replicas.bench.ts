@@ -1,13 +1,15 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { openStore } from '@edgeplane/server';
 import pg from 'pg';
-import { connect, register, TestDevice } from '../test/support/device.js';
+import { hostNameForDevice } from '../packages/server/src/edgehost/edgehost.service.js';
 import { startEmbeddedPostgres } from '../test/support/embedded-postgres.js';
 import freePort from '../test/support/free-port.js';
 import { type Haproxy, startHaproxy } from '../test/support/haproxy.js';
+import { hostRow, type LeanIdentity, leanIdentities, type StartCommand, type WorkerMessage } from './lean-agents.js';
 import type { BenchResult } from './run.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -19,6 +21,7 @@ const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
 const OFFLINE_AFTER = 30;
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 const stormClient = fileURLToPath(new URL('./storm-client.ts', import.meta.url));
+const leanAgents = fileURLToPath(new URL('./lean-agents.ts', import.meta.url));
 
 /** CPU time (s) of a process, from /proc: utime + stime, the 14th and 15th fields (clock ticks, 100/s). */
 function cpuOf(pid: number): number {
@@ -32,7 +35,7 @@ function storm(
   server: string,
   token: string,
   devices: number,
-): Promise<{ elapsedMs: number; refused: number; failed: number; registered: number; lost: number }> {
+): Promise<{ elapsedMs: number; refused: number; failed: number; registered: number; lost: number; failures: Record<string, number> }> {
   return new Promise((resolve, reject) =>
     execFile(
       tsx,
@@ -50,13 +53,15 @@ function storm(
  *  1. a registration storm through the front: BENCH_REPLICAS_STORM devices (default 2000; keys and
  *     signed proofs made beforehand by bench/storm-client.ts in its own process) register at once,
  *     each 429 retried after its Retry-After; registrations/s and lost devices;
- *  2. N simulated agents (BENCH_REPLICAS_AGENTS, default 5000; `edgeplane sim` in its own process)
- *     register and connect through the front: time, RSS of each server process, the simulator's CPU
- *     and RSS, and the heartbeat round trip of a probe agent through the front;
+ *  2. N agents (BENCH_REPLICAS_AGENTS, default 5000; lean bench agents, bench/lean-agents.ts, in
+ *     BENCH_LEAN_WORKERS processes, default 2, at most BENCH_LEAN_WAVE connects in flight each) connect
+ *     through the front: time, RSS and CPU of each server process, the bench client's CPU and RSS,
+ *     and the heartbeat round trips of the whole fleet over BENCH_REPLICAS_RTT_WINDOW_S (default 30);
  *  3. three replicas only: failover after kill -9 of the replica holding most agents.
  * BENCH_CPU_PROF=<dir> writes a V8 CPU profile of every server process there (node --cpu-prof).
  */
 export async function replicasBench(): Promise<BenchResult> {
+  raiseOpenFileLimit(262_144);
   const n = Number(process.env.BENCH_REPLICAS_AGENTS ?? 5000);
   const stormN = Number(process.env.BENCH_REPLICAS_STORM ?? 2000);
   const pgServer = await postgres();
@@ -65,13 +70,140 @@ export async function replicasBench(): Promise<BenchResult> {
     const three = await runMode(n, stormN, 3, await pgServer.database('bench_replicas'));
     return {
       name: 'replicas',
-      description: `One server process, then three replicas behind HAProxy, on PostgreSQL, in the same run: a registration storm of ${stormN} devices through the front, then ${n} simulated agents (simulator in its own process, heartbeat every 10 s) connected through it, then (three replicas) kill -9 of the replica holding most agents. RSS and CPU from /proc; the probe's round trip goes through the front (HAProxy for three).`,
+      description: `One server process, then three replicas behind HAProxy, on PostgreSQL, in the same run: a registration storm of ${stormN} devices through the front, then ${n} agents (lean bench agents speaking the agent protocol, in their own processes; hosts written to the store beforehand) connected through it, heartbeat every ${OFFLINE_AFTER / 3} s, then (three replicas) kill -9 of the replica holding most agents. RSS and CPU from /proc; heartbeat round trips (heartbeat frame + WebSocket ping, as the agent sends them) of every agent through the front (HAProxy for three).`,
       metrics: { ...single, ...three },
     };
   } finally {
     await pgServer.stop();
   }
 }
+
+/**
+ * Raises this process's open-file limit (soft and hard) so the servers, HAProxy and the bench agents
+ * started from it inherit room for tens of thousands of sockets. Needs root (CAP_SYS_RESOURCE) to
+ * raise the hard limit; without it the run goes on with the limit it has (and says so).
+ */
+function raiseOpenFileLimit(n: number): void {
+  if (openFileLimit() >= n) return;
+  try {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${n}:${n}`], { stdio: 'pipe' });
+  } catch {
+    process.stderr.write(`replicas bench: open-file limit stays at ${openFileLimit()} (raising it needs CAP_SYS_RESOURCE)\n`);
+  }
+}
+
+/** The hard open-file limit of this process (and so of the processes it starts). */
+function openFileLimit(): number {
+  return Number(/Max open files\s+\d+\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 1024);
+}
+
+/**
+ * Writes the hosts of `ids` to the store in bulk, the rows registration writes for devices registered
+ * with an auto-approving token (bench/lean-agents.ts hostRow), and returns what the agents need.
+ */
+async function seedHosts(databaseUrl: string, ids: LeanIdentity[]): Promise<StartCommand['agents']> {
+  const store = openStore({ dataDir: '', databaseUrl });
+  const now = new Date().toISOString();
+  const agents = ids.map((id) => ({ ...id, hostName: hostNameForDevice(id.uid) }));
+  try {
+    for (let i = 0; i < agents.length; i += 1000)
+      await store.db
+        .insertInto('edge_hosts')
+        .values(agents.slice(i, i + 1000).map((a) => hostRow(a, a.hostName, now)))
+        .execute();
+  } finally {
+    await store.close();
+  }
+  return agents;
+}
+
+interface LeanFleet {
+  pids: number[];
+  /** Sums of the workers' last progress reports. */
+  progress(): { welcomed: number; open: number; failedAttempts: number; reconnects: number; failures: Record<string, number> };
+  /** Round trips measured since the last call (all workers). */
+  rtt(): Promise<{ samples: number[]; missed: number }>;
+  /** Throws if a worker process died. */
+  check(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * The lean bench agents in `workers` processes, each with its share of the agents and two loopback
+ * source addresses of its own (127.0.0.2 and up: the ephemeral ports, ~28,000 per source address
+ * and destination, would not reach 30,000 connections to one address from one).
+ */
+function startLeanAgents(fronts: string[], agents: StartCommand['agents'], workers: number, wave: number): LeanFleet {
+  const procs: ChildProcess[] = [];
+  const last: Extract<WorkerMessage, { type: 'progress' }>[] = [];
+  let stopping = false;
+  let exited = '';
+  for (let w = 0; w < workers; w++) {
+    const proc = fork(leanAgents, [], {
+      execArgv: ['--import', 'tsx'],
+      cwd: root,
+      env: { ...process.env, LEAN_AGENTS_WORKER: '1' },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    last.push({ type: 'progress', welcomed: 0, open: 0, failedAttempts: 0, reconnects: 0, failures: {} });
+    proc.on('exit', (code, signal) => {
+      if (!stopping) exited = `a bench agent process exited (${code ?? signal}) during the run`;
+    });
+    proc.on('message', (m: WorkerMessage) => {
+      if (m.type === 'progress') last[w] = m;
+    });
+    proc.send({
+      cmd: 'start',
+      servers: fronts,
+      agents: agents.filter((_, i) => i % workers === w),
+      wave,
+      localAddresses: [`127.0.0.${2 + 2 * w}`, `127.0.0.${3 + 2 * w}`],
+    } satisfies StartCommand);
+    procs.push(proc);
+  }
+  return {
+    pids: procs.map((p) => p.pid!),
+    progress() {
+      const sum = { welcomed: 0, open: 0, failedAttempts: 0, reconnects: 0, failures: {} as Record<string, number> };
+      for (const p of last) {
+        sum.welcomed += p.welcomed;
+        sum.open += p.open;
+        sum.failedAttempts += p.failedAttempts;
+        sum.reconnects += p.reconnects;
+        for (const [r, c] of Object.entries(p.failures)) sum.failures[r] = (sum.failures[r] ?? 0) + c;
+      }
+      return sum;
+    },
+    async rtt() {
+      const parts = await Promise.all(
+        procs.map(
+          (p) =>
+            new Promise<{ samples: number[]; missed: number }>((resolve) => {
+              const on = (m: WorkerMessage) => {
+                if (m.type !== 'rtt') return;
+                p.off('message', on);
+                resolve(m);
+              };
+              p.on('message', on);
+              p.send({ cmd: 'rtt' });
+            }),
+        ),
+      );
+      return { samples: parts.flatMap((x) => x.samples), missed: parts.reduce((a, x) => a + x.missed, 0) };
+    },
+    check() {
+      if (exited) throw new Error(exited);
+    },
+    async stop() {
+      stopping = true;
+      for (const p of procs) if (p.connected) p.send({ cmd: 'stop' });
+      for (const p of procs) await stop(p, 'SIGTERM');
+    },
+  };
+}
+
+/** Health-check transitions to DOWN in an HAProxy's output so far. */
+const downs = (lb: Haproxy) => (lb.output().match(/ is DOWN/g) ?? []).length;
 
 /** RSS (bytes) of a process, from /proc (Linux). */
 const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
@@ -121,8 +253,8 @@ async function postgres(): Promise<{ database(name: string): Promise<string>; st
 async function runMode(n: number, stormN: number, replicas: number, databaseUrl: string): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'edgeplane-bench-replicas-'));
   const servers: { proc: ChildProcess; url: string }[] = [];
-  let lb: Haproxy | undefined;
-  let sim: ChildProcess | undefined;
+  const lbs: Haproxy[] = [];
+  let fleet: LeanFleet | undefined;
   const k = replicas === 1 ? 'single' : `${replicas} replicas`;
   try {
     for (let i = 0; i < replicas; i++) {
@@ -148,12 +280,20 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
         await sleep(200);
       }
     }
+    // HAProxy takes two descriptors per proxied connection and refuses a maxconn beyond its open-file
+    // limit: past about 9,000 agents per HAProxy the fleet goes through several, each in front of all
+    // replicas (as several balancer instances behind one DNS name would be).
+    const perLb = Math.floor((openFileLimit() - 1000) / 2);
     if (replicas > 1)
-      lb = await startHaproxy(
-        servers.map((s, i) => ({ name: `r${i}`, url: s.url })),
-        { checkIntervalMs: 1000, maxConn: 8000 },
-      );
-    const front = lb?.url ?? servers[0].url;
+      for (let i = 0; i < Math.ceil((n + 500) / perLb); i++)
+        lbs.push(
+          await startHaproxy(
+            servers.map((s, i) => ({ name: `r${i}`, url: s.url })),
+            { checkIntervalMs: 1000, maxConn: perLb },
+          ),
+        );
+    const fronts = lbs.length > 0 ? lbs.map((lb) => lb.url) : [servers[0].url];
+    const front = fronts[0];
     const admin = readFileSync(join(dir, 'server-0', 'admin-token'), 'utf8').trim();
     const auth = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
     const tok = await (
@@ -179,76 +319,72 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
         [`${k}: storm, 429 answers (Retry-After honoured)`]: r.refused,
         [`${k}: storm, other failed attempts`]: r.failed,
         [`${k}: storm, lost`]: r.lost,
+        ...Object.fromEntries(Object.entries(r.failures ?? {}).map(([reason, c]) => [`${k}: storm, failed attempts: ${reason}`, c])),
+        // HAProxy takes a replica out when its /readyz health check fails (fall 1): how often that happened during the storm.
+        ...(lbs.length > 0 ? { [`${k}: storm, replicas marked DOWN by HAProxy`]: lbs.reduce((sum, lb) => sum + downs(lb), 0) } : {}),
       });
     }
+    // BENCH_REPLICAS_AGENTS=0: the storm alone (e.g. to profile registration with BENCH_CPU_PROF).
+    if (n === 0) return out;
+    // The fleet: lean bench agents (bench/lean-agents.ts) with cached identities whose hosts are written to the store in bulk.
+    // One process holds agents up to its descriptor budget (agentChannelLimit): the single server is offered at most that many.
+    const limit = ((await (await fetch(`${servers[0].url}/readyz`)).json()) as { agentChannelLimit: number | null }).agentChannelLimit ?? n;
+    if (replicas === 1 && limit < n) n = limit;
+    const ids = leanIdentities(n);
+    const agents = await seedHosts(databaseUrl, ids);
     const t0 = performance.now();
-    sim = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        cli,
-        'sim',
-        '--server',
-        front,
-        '--token',
-        tok.status.token,
-        '--sites',
-        String(n),
-        '--data-dir',
-        join(dir, 'sim'),
-        '--log-level',
-        'error',
-      ],
-      { stdio: 'ignore', cwd: root },
-    );
-    const connectLimitS = Number(process.env.BENCH_REPLICAS_CONNECT_LIMIT_S ?? 600);
+    fleet = startLeanAgents(fronts, agents, Number(process.env.BENCH_LEAN_WORKERS ?? 2), Number(process.env.BENCH_LEAN_WAVE ?? 64));
+    const connectLimitS = Number(process.env.BENCH_REPLICAS_CONNECT_LIMIT_S ?? 300);
     // Bounded: past the limit the count reached is the result (and the rest of the run uses it).
-    let reached = 0;
-    while ((reached = await connected()) < n) {
-      if (performance.now() - t0 > connectLimitS * 1000) break;
+    let reached = await connected();
+    while (reached < n && performance.now() - t0 < connectLimitS * 1000) {
       await sleep(500);
+      fleet.check();
+      reached = await connected();
     }
     const connectS = (performance.now() - t0) / 1000;
-    const simCpuS = cpuOf(sim.pid!);
-    const simRss = rssOf(sim.pid!);
+    const failedWhileConnecting = fleet.progress().failures;
+    const clientCpuS = fleet.pids.reduce((sum, pid) => sum + cpuOf(pid), 0);
     const serverCpuS = servers.reduce((sum, s) => sum + cpuOf(s.proc.pid!), 0);
-    // The probe: one more device, connected by hand through the front, measuring round trips.
-    const dev = await TestDevice.create();
-    const reg = await register(front, await dev.registerBody(tok.status.token));
-    const { ws, messages } = await connect(front, await dev.connectToken(reg.body.hostName));
-    ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'bench' }));
-    while (!messages.some((m) => m.type === 'welcome')) await sleep(20);
-    await sleep(2000);
-    const rtts: number[] = [];
-    const w0 = performance.now();
-    while (performance.now() - w0 < 15_000) {
-      const s = performance.now();
-      await new Promise<void>((resolve) => {
-        ws.once('pong', () => resolve());
-        ws.send(JSON.stringify({ type: 'heartbeat' }));
-        ws.ping();
-      });
-      rtts.push(performance.now() - s);
-      await sleep(50);
-    }
-    ws.close();
+    // Heartbeat round trips of the whole fleet (every agent beats once per interval) over a window at steady state.
+    const windowS = Number(process.env.BENCH_REPLICAS_RTT_WINDOW_S ?? 30);
+    await fleet.rtt();
+    const c0 = servers.map((s) => cpuOf(s.proc.pid!));
+    const cc0 = fleet.pids.reduce((sum, pid) => sum + cpuOf(pid), 0);
+    await sleep(windowS * 1000);
+    const { samples: rtts, missed } = await fleet.rtt();
+    const steadyCpu = servers.map((s, i) => (cpuOf(s.proc.pid!) - c0[i]) / windowS);
+    const steadyClientCpu = (fleet.pids.reduce((sum, pid) => sum + cpuOf(pid), 0) - cc0) / windowS;
     const rss = servers.map((s) => rssOf(s.proc.pid!));
     const perReplica = await Promise.all(
       servers.map(async (s) => ((await (await fetch(`${s.url}/readyz`)).json()) as { agentsConnected: number }).agentsConnected),
     );
+    const p = fleet.progress();
     Object.assign(out, {
-      [`${k}: agents connected (of ${n})`]: reached,
-      [`${k}: register + connect (s)`]: round(connectS),
+      [`${k}: agents offered`]: n,
+      [`${k}: agents connected`]: reached,
+      [`${k}: load balancers (HAProxy) in front`]: lbs.length,
+      [`${k}: open-file limit per process`]: openFileLimit(),
+      [`${k}: connect, all agents (s)`]: round(connectS),
       [`${k}: agents connected per second`]: Math.round(reached / connectS),
-      [`${k}: simulator CPU while connecting (s)`]: round(simCpuS),
-      [`${k}: servers' CPU from start to all connected (s)`]: round(serverCpuS),
-      [`${k}: simulator RSS (MiB)`]: mib(simRss),
+      [`${k}: servers' CPU while connecting (s)`]: round(serverCpuS),
+      [`${k}: servers' CPU per agent connected (ms)`]: round((serverCpuS / Math.max(1, reached)) * 1000, 2),
+      [`${k}: bench client CPU while connecting (s)`]: round(clientCpuS),
+      [`${k}: bench client RSS (MiB)`]: mib(fleet.pids.reduce((sum, pid) => sum + rssOf(pid), 0)),
+      [`${k}: connect attempts refused or failed`]: p.failedAttempts,
       [`${k}: server RSS, largest process (MiB)`]: mib(Math.max(...rss)),
       [`${k}: server RSS, all processes (MiB)`]: mib(rss.reduce((a, b) => a + b, 0)),
+      [`${k}: server RSS per agent (KiB)`]: round(rss.reduce((a, b) => a + b, 0) / 1024 / Math.max(1, reached)),
+      [`${k}: servers' CPU at steady state (% of one core, all processes)`]: round(steadyCpu.reduce((a, b) => a + b, 0) * 100),
+      [`${k}: bench client CPU at steady state (% of one core)`]: round(steadyClientCpu * 100),
+      [`${k}: heartbeats measured (${windowS} s window)`]: rtts.length,
+      [`${k}: heartbeats unanswered by the next beat`]: missed,
       [`${k}: heartbeat round trip p50 (ms)`]: round(pct(rtts, 50), 2),
       [`${k}: heartbeat round trip p99 (ms)`]: round(pct(rtts, 99), 2),
+      [`${k}: heartbeat round trip max (ms)`]: round(Math.max(...rtts), 2),
     });
+    if (lbs.length > 0) out[`${k}: replicas marked DOWN by HAProxy (storm and connect)`] = lbs.reduce((sum, lb) => sum + downs(lb), 0);
+    for (const [reason, count] of Object.entries(failedWhileConnecting)) out[`${k}: connect attempts failed while connecting: ${reason}`] = count;
     for (const [i, r] of rss.entries()) {
       if (replicas === 1) break;
       out[`${k}: replica ${i + 1} agents`] = perReplica[i];
@@ -285,8 +421,8 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
     }
     return out;
   } finally {
-    await stop(sim);
-    await lb?.stop();
+    await fleet?.stop();
+    for (const lb of lbs) await lb.stop();
     for (const s of servers) await stop(s.proc);
     rmSync(dir, { recursive: true, force: true });
   }

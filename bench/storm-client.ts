@@ -2,7 +2,8 @@
  * Storm client for the registration-storm benchmark, run as its own process so its CPU does not
  * compete with the server's event loop: prepares STORM_DEVICES device keys and signed registration
  * requests, then sends them all at once to STORM_SERVER, retrying each 429 after its Retry-After
- * (as the agent does). Prints one JSON line: elapsed ms, 429 count, registered and lost devices.
+ * (as the agent does). Prints one JSON line: elapsed ms, 429 count, other failures (by reason),
+ * registered and lost devices.
  */
 import { TestDevice } from '../test/support/device.js';
 
@@ -12,6 +13,8 @@ const n = Number(process.env.STORM_DEVICES ?? 2000);
 const devices = await Promise.all(Array.from({ length: n }, () => TestDevice.create()));
 let refused = 0;
 let failed = 0;
+/** Failed attempts other than 429 by reason: HTTP status and error code, or the socket error. */
+const failures: Record<string, number> = {};
 
 async function registerOne(d: TestDevice): Promise<boolean> {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -28,8 +31,12 @@ async function registerOne(d: TestDevice): Promise<boolean> {
         await new Promise((r) => setTimeout(r, Number(res.headers.get('retry-after') ?? 1) * 1000));
         continue;
       }
-    } catch {
+      const reason = `HTTP ${res.status}`;
+      failures[reason] = (failures[reason] ?? 0) + 1;
+    } catch (err) {
       // connection refused or reset under load: back off and retry like the agent
+      const reason = ((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message).slice(0, 40);
+      failures[reason] = (failures[reason] ?? 0) + 1;
     }
     failed++;
     await new Promise((r) => setTimeout(r, 500));
@@ -41,4 +48,4 @@ const t0 = performance.now();
 const results = await Promise.all(devices.map(registerOne));
 const elapsedMs = performance.now() - t0;
 const registered = results.filter(Boolean).length;
-process.stdout.write(`${JSON.stringify({ elapsedMs, refused, failed, registered, lost: n - registered })}\n`);
+process.stdout.write(`${JSON.stringify({ elapsedMs, refused, failed, registered, lost: n - registered, failures })}\n`);
