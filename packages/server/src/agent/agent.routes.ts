@@ -8,7 +8,7 @@ import {
   parseOrThrow,
   RegisterRequest,
 } from '@edgeplane/protocol';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { SecretBox } from '../cluster/secret-box.js';
 import { findHostKeys } from '../edgehost/edgehost.repository.js';
 import type { Metrics } from '../http/metrics.js';
@@ -54,26 +54,41 @@ export async function agentRoutes(app: FastifyInstance, deps: AgentRouteDeps): P
   // Challenges are sealed with the server's secret key (shared by replicas); an app built without the
   // cluster controller (some tests) seals with a key of its own process.
   const tpm = new TpmActivation(deps.clusters?.secrets ?? new SecretBox(randomBytes(32)));
-  app.post(AGENT_REGISTER_PATH, async (req, reply) => {
-    const body = parseOrThrow(RegisterRequest, req.body, 'registration');
-    try {
-      const ran = await gate.run(() => registerDevice(deps.db, body, tpm));
-      if (!ran) {
-        const wait = gate.retryAfterSeconds();
-        reply.header('retry-after', String(wait));
-        throw new EdgeplaneError('RateLimited', `the server is handling too many registrations; retry in ${wait}s`, { retryAfterSeconds: wait });
+  const refuse = (reply: FastifyReply) => {
+    const wait = gate.retryAfterSeconds();
+    reply.header('retry-after', String(wait));
+    return new EdgeplaneError('RateLimited', `the server is handling too many registrations; retry in ${wait}s`, { retryAfterSeconds: wait });
+  };
+  app.post(
+    AGENT_REGISTER_PATH,
+    {
+      // In a storm most requests meet a full gate: refuse those before their body (inventory, proof)
+      // is read and validated, so a refusal costs little of the CPU the registrations need. A request
+      // that passes here may still be refused by gate.run below.
+      onRequest: async (_req, reply) => {
+        if (!gate.saturated) return;
+        gate.refuse();
+        deps.metrics.registrations.inc({ result: 'RateLimited' });
+        throw refuse(reply);
+      },
+    },
+    async (req, reply) => {
+      const body = parseOrThrow(RegisterRequest, req.body, 'registration');
+      try {
+        const ran = await gate.run(() => registerDevice(deps.db, body, tpm));
+        if (!ran) throw refuse(reply);
+        const res = ran.value;
+        deps.metrics.registrations.inc({ result: res.created ? 'created' : 'existing' });
+        req.log.info({ host: res.hostName, state: res.state, created: res.created, via: res.via }, 'device registered');
+        announceWrite(deps.db, { kind: 'EdgeHost', name: res.hostName, type: res.created ? 'ADDED' : 'MODIFIED' });
+        const { created: _c, via: _v, ...answer } = res;
+        return answer;
+      } catch (err) {
+        deps.metrics.registrations.inc({ result: err instanceof EdgeplaneError ? err.code : 'error' });
+        throw err;
       }
-      const res = ran.value;
-      deps.metrics.registrations.inc({ result: res.created ? 'created' : 'existing' });
-      req.log.info({ host: res.hostName, state: res.state, created: res.created, via: res.via }, 'device registered');
-      announceWrite(deps.db, { kind: 'EdgeHost', name: res.hostName, type: res.created ? 'ADDED' : 'MODIFIED' });
-      const { created: _c, via: _v, ...answer } = res;
-      return answer;
-    } catch (err) {
-      deps.metrics.registrations.inc({ result: err instanceof EdgeplaneError ? err.code : 'error' });
-      throw err;
-    }
-  });
+    },
+  );
 
   app.get(
     AGENT_CONNECT_PATH,

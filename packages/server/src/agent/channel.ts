@@ -5,6 +5,7 @@ import { type ClusterHooks, takeClusterSecrets } from '../cluster/kubeconfig.js'
 import { edgeHosts } from '../edgehost/edgehost.service.js';
 import { recordEvent } from '../event/event.service.js';
 import type { Metrics } from '../http/metrics.js';
+import type { ResourceRow } from '../resource/resource.repository.js';
 import type { Db } from '../store/db.js';
 import { announceWrite } from '../watch/change-bus.js';
 import type { ConnectionHub } from './connection-hub.js';
@@ -21,8 +22,11 @@ export interface ChannelDeps {
   sessions?: { onAgentFrame(host: string, msg: SessionFromAgent): void; agentDisconnected(host: string): void };
 }
 
-/** Merges agent-reported fields into the host's stored status, writing only when something changed. */
-async function updateHostStatus(db: Db, host: string, fields: Record<string, unknown>, clusters?: ClusterHooks): Promise<void> {
+/**
+ * Merges agent-reported fields into the host's stored status, writing only when something changed.
+ * Returns the row it read (state, spec and generation as read; the status write changes none of them).
+ */
+async function updateHostStatus(db: Db, host: string, fields: Record<string, unknown>, clusters?: ClusterHooks): Promise<ResourceRow> {
   const row = await edgeHosts.getRow(db, host);
   // An init node's admin kubeconfig is a secret: it goes to encrypted cluster storage, never into host status.
   if (fields.agent) fields = { ...fields, agent: await takeClusterSecrets(db, row, fields.agent, clusters?.secrets) };
@@ -35,6 +39,7 @@ async function updateHostStatus(db: Db, host: string, fields: Record<string, unk
     announceWrite(db, { kind: 'EdgeHost', name: host, type: 'MODIFIED' });
     clusters?.nudge();
   }
+  return row;
 }
 
 /** The managed part of a host's spec (os, kubernetes, addons) as the agent receives it. */
@@ -107,13 +112,13 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
     switch (msg.type) {
       case 'hello': {
         clearTimeout(helloTimer);
-        await updateHostStatus(
+        // One read of the host serves the status merge, the welcome and the spec.
+        const row = await updateHostStatus(
           db,
           host,
           { agentVersion: msg.agentVersion, inventory: msg.inventory, observedGeneration: msg.observedGeneration, agent: msg.status },
           deps.clusters,
         );
-        const row = await edgeHosts.getRow(db, host);
         hub.send(host, {
           type: 'welcome',
           protocolVersion: PROTOCOL_VERSION,

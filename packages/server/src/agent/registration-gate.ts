@@ -17,11 +17,21 @@ export class RegistrationGate {
     private readonly retryAfterMaxSeconds = 3,
   ) {}
 
+  /** Every slot busy and the queue full: a registration arriving now would be refused. */
+  get saturated(): boolean {
+    return this.active >= this.limit && this.waiting.length >= this.maxQueue;
+  }
+
+  /** Counts a registration refused before it reached run() (see agent.routes.ts: refused before its body is read). */
+  refuse(): void {
+    this.refused++;
+  }
+
   /** Runs `fn` when a slot is free; undefined (and nothing run) when saturated: answer 429. */
   async run<T>(fn: () => Promise<T>): Promise<{ value: T } | undefined> {
     if (this.active >= this.limit) {
       if (this.waiting.length >= this.maxQueue) {
-        this.refused++;
+        this.refuse();
         return undefined;
       }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
