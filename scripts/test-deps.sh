@@ -13,7 +13,7 @@ set -euo pipefail
 
 PACKAGES=(
   chromium        # browser tests of the web console (test/e2e/console*.test.ts, via playwright-core)
-  xorriso         # NoCloud seed ISOs: installer seed-iso, agent --seed (test/e2e/registration*.test.ts)
+  xorriso         # NoCloud seed ISOs: installer seed-iso, agent --seed (test/e2e/registration*.test.ts); the installer ISO of image build --installer (test/lab/installer.test.ts)
   grub-common     # grub-editenv: the A/B boot environment (agent device/boot-env, os manager tests)
   docker-registry # a real OCI registry for OS image pulls (test/support/registry.ts)
   skopeo          # pushes test OS images from an OCI layout into that registry
