@@ -14,6 +14,14 @@ import { kvmBoots } from '../lab/qemu.js';
 export async function startLibvirtd(log: (line: string) => void = console.warn): Promise<() => void> {
   const started: string[] = [];
   const stop = () => {
+    // Another test run on this machine may have found the daemons running (ours) and still drive
+    // them: killing virtlogd under its running guests cuts their serial console logs, and killing
+    // libvirtd its virsh sessions. They are left running while a domain runs or a live process
+    // holds the qemu:///system lock (lockQemuSystem); our own test workers are gone by now.
+    if (started.length && inUse()) {
+      log('[libvirtd] left virtlogd and libvirtd running: another test run still uses qemu:///system');
+      return;
+    }
     for (const pidFile of started.reverse()) {
       const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
       if (pid > 0) {
@@ -51,6 +59,20 @@ export async function startLibvirtd(log: (line: string) => void = console.warn):
   }
   log(`[libvirtd] started ${started.length === 2 ? 'virtlogd and libvirtd' : 'libvirtd'} for the real-hypervisor tests`);
   return stop;
+}
+
+/** A domain runs on qemu:///system, or a live process holds the real-hypervisor tests' lock. */
+function inUse(): boolean {
+  const domains = spawnSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--name'], { encoding: 'utf8', timeout: 10_000 });
+  if (domains.status === 0 && domains.stdout.trim() !== '') return true;
+  const holder = existsSync(LOCK_FILE) ? Number(readFileSync(LOCK_FILE, 'utf8').trim() || 0) : 0;
+  if (!(holder > 0)) return false;
+  try {
+    process.kill(holder, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function answers(): boolean {
@@ -113,6 +135,8 @@ export function probeQemuLibvirt(uri: string): { ok: true; kvm: boolean } | { ok
   return { ok: true, kvm };
 }
 
+const LOCK_FILE = join(tmpdir(), 'edgeplane-qemu-system.lock');
+
 /**
  * One test file at a time drives this machine's qemu:///system: an appliance's virt manager removes
  * every Edgeplane domain (prefix `ep-`) and base volume its spec does not name, so two files running
@@ -120,7 +144,7 @@ export function probeQemuLibvirt(uri: string): { ok: true; kvm: boolean } | { ok
  * over one whose holder is dead) and returns its release.
  */
 export async function lockQemuSystem(timeoutMs: number): Promise<() => void> {
-  const file = join(tmpdir(), 'edgeplane-qemu-system.lock');
+  const file = LOCK_FILE;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
