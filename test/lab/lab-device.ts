@@ -4,7 +4,9 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BuiltImage, buildImage, type DiskLayout } from '@edgeplane/image';
 import { expect } from 'vitest';
+import { cli } from '../support/cli-process.js';
 import { pushOciLayout, type TestRegistry } from '../support/registry.js';
+import type { TestServer } from '../support/server.js';
 import type { LabVm } from './qemu.js';
 
 /**
@@ -67,6 +69,12 @@ export class LabDisk {
         .filter((l) => l.includes('='))
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
+  }
+
+  /** A file on the data partition (debugfs), e.g. `agent/identity.json`; undefined when it is not there. */
+  dataFile(path: string): string | undefined {
+    const r = spawnSync('debugfs', ['-R', `cat /${path}`, `${this.file}?offset=${this.offsetOf('data')}`], { encoding: 'utf8' });
+    return r.status === 0 && r.stdout ? r.stdout : undefined;
   }
 
   /** The GPT, read with sfdisk. */
@@ -160,4 +168,19 @@ export class LabFleet {
   async osStatus(hostName: string): Promise<Json> {
     return (await this.api('GET', `/api/v1/edgehosts/${hostName}`)).body.status?.os;
   }
+}
+
+/**
+ * A registration token and the NoCloud seed ISO (`edgeplane installer seed-iso`) that registers a lab
+ * device with it at the test server, as the guest sees the host (10.0.2.2).
+ */
+export async function labSeed(t: TestServer, work: string, name: string, spec: Record<string, unknown>): Promise<string> {
+  const token = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name }, spec });
+  expect(token.status, JSON.stringify(token.body)).toBe(201);
+  const seed = join(work, `seed-${name}.iso`);
+  const env = { EDGEPLANE_CONFIG: join(work, 'cli.yaml'), EDGEPLANE_SERVER: t.url, EDGEPLANE_TOKEN: t.admin };
+  const agentServer = `http://10.0.2.2:${new URL(t.url).port}`;
+  const made = await cli(['installer', 'seed-iso', '--token', name, '--token-secret', token.body.status.token, '--agent-server', agentServer, '-o', seed], env);
+  expect(made.code, made.out).toBe(0);
+  return seed;
 }

@@ -97,6 +97,12 @@ export interface VmOptions {
    * (`-action watchdog=reset`); QMP reports each expiry as a WATCHDOG event.
    */
   watchdog?: boolean;
+  /**
+   * A TPM 2.0: swtpm serving the state in `stateDir` (kept across runs: the same TPM after a reboot
+   * or power cut; another directory is another TPM). Manufactured with swtpm_setup when the
+   * directory is empty (an EK and an EK certificate from swtpm's local CA, as a vendor provisions).
+   */
+  tpm?: { stateDir: string };
 }
 
 export interface QmpEvent {
@@ -195,6 +201,7 @@ export class LabVm {
   private readonly vars: string;
   private readonly qmpSocket: string;
   private qmp?: Promise<Qmp>;
+  private swtpm?: Swtpm;
   /** QMP events of every run (RESET, SHUTDOWN, WATCHDOG, ...), oldest first. */
   readonly events: QmpEvent[] = [];
 
@@ -208,6 +215,7 @@ export class LabVm {
   start(): void {
     if (this.child) throw new Error('the VM is already running');
     const o = this.options;
+    if (o.tpm) this.swtpm = startSwtpm(o.tpm.stateDir);
     const args = [
       ...firmware(this.vars, o.firmware),
       '-accel',
@@ -230,6 +238,11 @@ export class LabVm {
       '-qmp',
       `unix:${this.qmpSocket},server=on,wait=off`,
       ...(o.watchdog ? ['-device', 'i6300esb', '-action', 'watchdog=reset'] : []),
+      // QEMU docs/specs/tpm.rst (QEMU 7.2), "The QEMU TPM emulator device": the TPM's commands go to swtpm
+      // over its control socket; tpm-crb is the interface of firmware TPMs (Intel PTT, AMD fTPM).
+      ...(this.swtpm
+        ? ['-chardev', `socket,id=chrtpm,path=${this.swtpm.socket}`, '-tpmdev', 'emulator,id=tpm0,chardev=chrtpm', '-device', 'tpm-crb,tpmdev=tpm0']
+        : []),
       '-drive',
       `file=${o.disk},if=virtio,format=raw,cache=writeback`,
       ...(o.seedIso ? ['-drive', `file=${o.seedIso},if=virtio,format=raw,readonly=on`] : []),
@@ -254,6 +267,8 @@ export class LabVm {
       child.on('exit', (code, signal) => {
         clearTimeout(this.hardLimit);
         process.off('exit', killOnExit);
+        this.swtpm?.stop();
+        this.swtpm = undefined;
         this.endedBy ??= this.stopping ? 'powered off by the test' : `QEMU exited by itself (${signal ?? `code ${code}`})`;
         this.archiveSerial(stderr ? `\n[lab] qemu stderr: ${stderr.trim()}\n` : '');
         void this.qmp?.then(
@@ -331,4 +346,70 @@ export class LabVm {
     appendFileSync(this.options.serialLog, `${text}${trailer}\n[lab] ---- QEMU stopped ----\n`);
     rmSync(current, { force: true });
   }
+}
+
+interface Swtpm {
+  socket: string;
+  running(): boolean;
+  stop(): void;
+}
+
+/**
+ * swtpm(8) (swtpm 0.7) as QEMU's TPM: `swtpm socket --tpm2 --tpmstate dir=... --ctrl type=unixio,path=...`
+ * with --daemon, so it returns once the socket exists (QEMU refuses to start without it), and
+ * --terminate, so it ends when QEMU closes the connection. Its pid file lets stop() end it otherwise.
+ */
+function startSwtpm(stateDir: string): Swtpm {
+  mkdirSync(stateDir, { recursive: true });
+  if (!existsSync(join(stateDir, 'tpm2-00.permall'))) {
+    const setup = spawnSync('swtpm_setup', ['--tpm2', '--tpmstate', stateDir, '--createek', '--create-ek-cert', '--create-platform-cert', '--overwrite'], {
+      encoding: 'utf8',
+    });
+    if (setup.status !== 0) throw new Error(`swtpm_setup failed: ${setup.stderr || setup.stdout || setup.error?.message}`);
+  }
+  // A unix socket path must stay under 108 bytes: in the temp directory, like QMP's.
+  const socket = join(tmpdir(), `ep-lab-tpm-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
+  const pidFile = `${socket}.pid`;
+  const started = spawnSync(
+    'swtpm',
+    [
+      'socket',
+      '--tpm2',
+      '--tpmstate',
+      `dir=${stateDir}`,
+      '--ctrl',
+      `type=unixio,path=${socket}`,
+      '--terminate',
+      '--daemon',
+      '--pid',
+      `file=${pidFile}`,
+      '--log',
+      `file=${join(stateDir, 'swtpm.log')}`,
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  if (started.status !== 0) throw new Error(`swtpm did not start: ${started.stderr || started.error?.message}`);
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const stop = () => {
+    if (alive()) process.kill(pid, 'SIGTERM');
+    rmSync(socket, { force: true });
+    rmSync(pidFile, { force: true });
+  };
+  process.once('exit', stop);
+  return {
+    socket,
+    running: alive,
+    stop() {
+      process.off('exit', stop);
+      stop();
+    },
+  };
 }

@@ -26,18 +26,20 @@ export interface SoftwareTpm {
  * as firmware would have done. Another call gives another TPM (other seeds): a key wrapped by one
  * cannot be loaded by the other. swtpm(8), swtpm_setup(8) of swtpm 0.7.
  */
-export async function startSwtpm(options: { ekCertificate?: boolean } = {}): Promise<SoftwareTpm> {
+export async function startSwtpm(options: { ekCertificate?: boolean; stateDir?: string } = {}): Promise<SoftwareTpm> {
   const dir = await mkdtemp(join(tmpdir(), 'swtpm-'));
-  const stateDir = join(dir, 'state');
-  await mkdir(stateDir);
-  await run('swtpm_setup', [
-    '--tpm2',
-    '--tpmstate',
-    stateDir,
-    '--createek',
-    ...(options.ekCertificate ? ['--create-ek-cert', '--create-platform-cert'] : []),
-    '--overwrite',
-  ]);
+  // `stateDir`: serve that existing TPM (e.g. a lab VM's, while the VM is off) instead of manufacturing one; it is not removed.
+  const stateDir = options.stateDir ?? join(dir, 'state');
+  if (!options.stateDir) await mkdir(stateDir);
+  if (!options.stateDir)
+    await run('swtpm_setup', [
+      '--tpm2',
+      '--tpmstate',
+      stateDir,
+      '--createek',
+      ...(options.ekCertificate ? ['--create-ek-cert', '--create-platform-cert'] : []),
+      '--overwrite',
+    ]);
   // tpm2-tss's swtpm TCTI talks to the control channel on port + 1 (tcti-swtpm.c); a taken port + 1
   // (or a port taken between freePort and swtpm's bind) makes swtpm exit at once: then another port.
   let child: ChildProcess | undefined;
