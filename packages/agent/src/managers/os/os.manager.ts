@@ -4,9 +4,9 @@ import { removeTree } from '../../atomic-file.js';
 import { sleep } from '../../backoff.js';
 import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
 import { type Device, slotBoot } from '../../device/device.js';
-import { applyPatch, assembleSlotImage, type FoundDeltaManifest, fetchPatch, findDeltaManifest, loadIndex, sha256Prefix } from '../../oci/delta/index.js';
-import { BlobStore, extractImage, ImageInfo, OciError, pullImage, RegistryClient, readImageInfo, sourceFor } from '../../oci/index.js';
+import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
+import { type DeltaHost, type OsProgress, stageByDelta } from './os-delta.js';
 import { type FailedImage, loadOsState, MAX_FAILED_IMAGES, type OsState, saveOsState } from './os-state.js';
 import { IMAGE_HEALTH_CHECKS_PATH, readImageHealthChecks, runProfileHealthChecks } from './profile-health.js';
 
@@ -34,7 +34,7 @@ export interface OsManagerOptions {
 export class OsManager implements Manager<'os'> {
   readonly name = 'os' as const;
   private state?: OsState;
-  private progress?: { bytes: number; total: number; reused?: number };
+  private progress?: OsProgress;
 
   constructor(
     private readonly device: Device,
@@ -47,6 +47,16 @@ export class OsManager implements Manager<'os'> {
   }
   private get dir(): string {
     return join(this.options.dataDir, 'os');
+  }
+  /** The delta paths (os-delta.ts) work under this manager's dir and report through its phase and progress. */
+  private get deltaHost(): DeltaHost {
+    return {
+      dir: this.dir,
+      setPhase: (phase, message, error) => this.setPhase(phase, message, error),
+      setProgress: (progress) => {
+        this.progress = progress;
+      },
+    };
   }
 
   async converged(desired: OsSpec | undefined): Promise<boolean> {
@@ -84,7 +94,7 @@ export class OsManager implements Manager<'os'> {
   }
 
   private async stage(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<void> {
-    const noDelta = await this.stageByDelta(desired, passive, boot, ctx);
+    const noDelta = await stageByDelta(this.deltaHost, desired, passive, boot, ctx);
     if (!noDelta) return;
     await this.setPhase('Downloading', `pulling ${desired.image}@${desired.digest} for slot ${passive} (whole image: ${noDelta})`);
     ctx.log.info({ slot: passive, digest: desired.digest }, `os: pulling ${desired.digest} for slot ${passive}`);
@@ -137,232 +147,6 @@ export class OsManager implements Manager<'os'> {
       await this.setPhase('Failed', failure.message, failure.detail);
       throw failure;
     }
-  }
-
-  /**
-   * A delta update (docs/delta-updates.md): a binary patch of the booted slot when one is published
-   * for exactly what it holds (stageByPatch); else the slot image is rebuilt from the active and recovery
-   * slots plus the chunks they lack, fetched from the delta artifact next to the image; every chunk
-   * and the whole image are checked, fetched chunks are kept under <dataDir>/os/delta so an
-   * interrupted update resumes. Returns undefined when the slot is staged, else why the whole image
-   * is pulled instead (recorded in the phase message, and as an event).
-   */
-  private async stageByDelta(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<string | undefined> {
-    const source = sourceFor(desired.image, { insecure: desired.insecure });
-    if (!(source instanceof RegistryClient)) return 'the image is not in a registry';
-    const writeSlotImage = boot.writeSlotImage.bind(boot);
-    let manifest: FoundDeltaManifest | undefined;
-    try {
-      manifest = await findDeltaManifest(source, desired.digest, ctx.signal);
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      return this.deltaFallback(ctx, 'Warning', `the delta artifact of ${desired.digest} is unusable: ${(err as Error).message}`);
-    }
-    if (!manifest) return this.deltaFallback(ctx, 'Normal', `no delta artifact is published for ${desired.digest}`);
-    const patched = await this.stageByPatch(desired, manifest, passive, boot, source, ctx);
-    if (patched === undefined) return undefined;
-    let index: Awaited<ReturnType<typeof loadIndex>>;
-    try {
-      index = await loadIndex(source, manifest, ctx.signal);
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      return this.deltaFallback(ctx, 'Warning', `the chunk index of ${desired.digest} is unusable: ${(err as Error).message}`);
-    }
-    const found = { ...manifest, index };
-    const booted = await boot.bootedSlot();
-    const seeds: string[] = [];
-    for (const slot of new Set<Slot>([booted, 'recovery'])) {
-      const image = await boot.slotImage(slot);
-      if (image) seeds.push(image);
-    }
-    await this.setPhase('Downloading', `rebuilding slot ${passive} from slots ${[booted, 'recovery'].join(' and ')} and the delta of ${desired.digest}`);
-    ctx.log.info({ slot: passive, digest: desired.digest, delta: found.manifestDigest, seeds }, `os: delta update of slot ${passive}`);
-    let lastReport = 0;
-    let done = { fetched: 0, reused: 0 };
-    let refetched = 0;
-    try {
-      await writeSlotImage(
-        passive,
-        async (path) => {
-          done = await assembleSlotImage({
-            index,
-            seeds,
-            target: path,
-            chunkStore: join(this.dir, 'delta', index.digest.replace('sha256:', '')),
-            fetchRange: (pack, offset, length, signal) => source.getRange(found.packs[pack], offset, length, signal),
-            signal: ctx.signal,
-            onRefetch: (chunk, reason) => {
-              refetched++;
-              ctx.log.warn({ chunk, reason }, `os: chunk ${chunk} failed its check; fetching it again`);
-              // A few events say it happened; the staged message counts them all.
-              if (refetched <= MAX_REFETCH_EVENTS)
-                ctx.emitEvent(
-                  'Warning',
-                  'ChunkRefetched',
-                  `chunk sha256:${chunk} of the delta of ${desired.digest} failed its check (${reason}); fetching it again`,
-                );
-            },
-            onProgress: (p) => {
-              this.progress = { bytes: p.fetched, total: p.toFetch, reused: p.reused };
-              if (Date.now() - lastReport > 1000 || (p.fetched >= p.toFetch && p.written === 0)) {
-                lastReport = Date.now();
-                ctx.reportProgress();
-              }
-            },
-          });
-          await this.setPhase('Writing', `checking slot ${passive}, rebuilt from ${done.fetched} bytes downloaded and ${done.reused} reused`);
-          await ctx.reportProgress();
-        },
-        (imageJson) => slotRecord(desired, imageJson),
-        ctx.signal,
-      );
-    } catch (err) {
-      this.progress = undefined;
-      if (ctx.signal.aborted) throw err; // the chunks fetched so far are kept: the next run resumes
-      if (cutOff(err)) throw await this.deltaInterrupted(ctx, passive, err as Error);
-      await removeTree(join(this.dir, 'delta'));
-      return this.deltaFallback(ctx, 'Warning', `the delta update of slot ${passive} failed: ${(err as Error).message}`);
-    }
-    await removeTree(join(this.dir, 'delta'));
-    this.progress = undefined;
-    const meta = await boot.readSlot(passive);
-    const again = refetched ? ` (${refetched} chunk${refetched > 1 ? 's' : ''} fetched again after failing ${refetched > 1 ? 'their' : 'its'} check)` : '';
-    await this.setPhase(
-      'Staged',
-      `image ${meta?.name} ${meta?.version} (${desired.digest}) is staged in slot ${passive} by delta: ${done.fetched} bytes downloaded, ${done.reused} reused${again}`,
-    );
-    ctx.emitEvent(
-      'Normal',
-      'ImageStaged',
-      `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (${done.fetched} bytes downloaded, ${done.reused} bytes reused from the device's slots)${again}`,
-    );
-    return undefined;
-  }
-
-  /**
-   * The cheapest delta: a binary patch from the exact slot image the booted slot holds (a slot the
-   * agent wrote from a published slot image, byte for byte). Its sha256 is checked before the patch
-   * is fetched; the patched image's after. Returns undefined when the slot is staged, else why the
-   * chunk index is used instead (a PatchFallback event, Normal when no patch fits this slot,
-   * Warning when one failed).
-   */
-  private async stageByPatch(
-    desired: OsSpec,
-    found: FoundDeltaManifest,
-    passive: Slot,
-    boot: SlotBoot,
-    source: RegistryClient,
-    ctx: ManagerContext,
-  ): Promise<string | undefined> {
-    const skip = (type: 'Normal' | 'Warning', reason: string) => {
-      ctx.log.info({ reason }, `os: using the chunk index: ${reason}`);
-      if (found.patches.length) ctx.emitEvent(type, 'PatchFallback', `using the chunk index: ${reason}`);
-      return reason;
-    };
-    if (!found.patches.length || !found.slot) return skip('Normal', `no patch is published for ${desired.digest}`);
-    const slot = found.slot;
-    const booted = await boot.bootedSlot();
-    const meta = await boot.readSlot(booted);
-    const patch = found.patches.find((p) => p.fromImage === meta?.digest);
-    if (!patch)
-      return skip(
-        'Normal',
-        `slot ${booted} holds ${meta?.digest ?? 'no recorded image'}; the published patches apply to ${found.patches.map((p) => p.fromImage).join(', ')}`,
-      );
-    const image = await boot.slotImage(booted);
-    if (!image) return skip('Normal', `slot ${booted} has no image to patch`);
-    await this.setPhase('Downloading', `checking slot ${booted} against the published slot image of ${patch.fromImage}`);
-    let have: string | undefined;
-    try {
-      have = await sha256Prefix(image, patch.fromSize, ctx.signal);
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      return skip('Warning', `slot ${booted} cannot be read: ${(err as Error).message}`);
-    }
-    if (have !== patch.fromSlot)
-      return skip(
-        'Normal',
-        `slot ${booted} is not the published slot image of ${patch.fromImage} byte for byte (sha256 ${have ?? 'of a shorter image'}, the patch needs ${patch.fromSlot}): written by a whole-image pull or the installer, or changed since`,
-      );
-    const dir = join(this.dir, 'delta', `patch-${slot.digest.replace('sha256:', '')}`);
-    ctx.log.info({ slot: passive, digest: desired.digest, patch: patch.digest, from: patch.fromImage }, `os: patching slot ${booted} into slot ${passive}`);
-    await this.setPhase('Downloading', `patching slot ${booted} (${patch.fromImage}) into slot ${passive} with the delta of ${desired.digest}`);
-    let lastReport = 0;
-    let fetched = 0;
-    try {
-      const blob = await fetchPatch({
-        patch,
-        dir,
-        fetchRange: (offset, length, signal) => source.getRange(patch.digest, offset, length, signal),
-        signal: ctx.signal,
-        onProgress: (n, at) => {
-          fetched = n;
-          this.progress = { bytes: at, total: patch.size, reused: 0 };
-          if (Date.now() - lastReport > 1000 || at === patch.size) {
-            lastReport = Date.now();
-            ctx.reportProgress();
-          }
-        },
-      });
-      this.progress = { bytes: patch.size, total: patch.size, reused: patch.fromSize };
-      await boot.writeSlotImage(
-        passive,
-        async (path) => {
-          await applyPatch({
-            patchBlob: blob.path,
-            source: image,
-            sourceSize: patch.fromSize,
-            target: path,
-            targetSize: slot.size,
-            targetDigest: slot.digest,
-            workDir: dir,
-            signal: ctx.signal,
-          });
-          await this.setPhase('Writing', `checking slot ${passive}, patched from slot ${booted} with ${patch.size} bytes`);
-          await ctx.reportProgress();
-        },
-        (imageJson) => slotRecord(desired, imageJson),
-        ctx.signal,
-      );
-    } catch (err) {
-      this.progress = undefined;
-      if (ctx.signal.aborted) throw err; // the patch downloaded so far is kept: the next run resumes
-      if (cutOff(err)) throw await this.deltaInterrupted(ctx, passive, err as Error);
-      await removeTree(dir);
-      return skip('Warning', `the patch from ${patch.fromImage} failed: ${(err as Error).message}`);
-    }
-    await removeTree(join(this.dir, 'delta'));
-    this.progress = undefined;
-    const written = await boot.readSlot(passive);
-    await this.setPhase(
-      'Staged',
-      `image ${written?.name} ${written?.version} (${desired.digest}) is staged in slot ${passive} by patch from slot ${booted}: ${fetched} bytes downloaded, ${patch.fromSize} reused`,
-    );
-    ctx.emitEvent(
-      'Normal',
-      'ImageStaged',
-      `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (patch from ${patch.fromImage}: ${fetched} bytes downloaded, the rest from slot ${booted})`,
-    );
-    return undefined;
-  }
-
-  /**
-   * The delta download was cut off (the connection dropped, the registry is unreachable or busy):
-   * what was fetched stays under <dataDir>/os/delta and the run fails retryable, so the next
-   * attempt resumes the delta instead of pulling the whole image over the same flaky link.
-   */
-  private async deltaInterrupted(ctx: ManagerContext, passive: Slot, err: Error): Promise<ManagerFailure> {
-    const message = `the delta download for slot ${passive} was interrupted; it resumes on the next attempt: ${err.message}`;
-    ctx.log.warn({ err: err.message }, `os: ${message}`);
-    const failure = new ManagerFailure({ phase: 'prepare', component: 'os', retryable: true, message });
-    await this.setPhase('Failed', message, failure.detail);
-    return failure;
-  }
-
-  private deltaFallback(ctx: ManagerContext, type: 'Normal' | 'Warning', reason: string): string {
-    ctx.log.info({ reason }, `os: pulling the whole image: ${reason}`);
-    ctx.emitEvent(type, 'DeltaFallback', `pulling the whole image: ${reason}`);
-    return reason;
   }
 
   async apply(desired: OsSpec | undefined, ctx: ManagerContext, spec: HostSpec): Promise<void> {
@@ -545,14 +329,6 @@ export class OsManager implements Manager<'os'> {
  * Phases that mean nothing once the spec no longer names an image. A fallback is one of them: the
  * failed image itself stays in failedImages (the host's memory), not in the phase.
  */
-/** ChunkRefetched events per delta update; the staged message counts every refetched chunk. */
-const MAX_REFETCH_EVENTS = 3;
-
-/** A network error that trying again can cure (OciError 'Unavailable', retryable), not a verification failure. */
-function cutOff(err: unknown): boolean {
-  return err instanceof OciError && err.code === 'Unavailable' && err.retryable;
-}
-
 const STALE_WITHOUT_SPEC = new Set<OsState['phase']>(['Downloading', 'Writing', 'Staged', 'Failed', 'FellBack']);
 
 /**
@@ -583,17 +359,6 @@ function withoutDigest(list: FailedImage[], digest: string | undefined): FailedI
 function transferText(p: { bytes: number; total: number; reused?: number }): string {
   const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
   return `${mib(p.bytes)} of ${mib(p.total)} MiB downloaded${p.reused !== undefined ? `, ${mib(p.reused)} MiB reused from the device's slots` : ''}`;
-}
-
-/** The slot record of a slot image written by delta: refused unless the image carries a valid image.json. */
-function slotRecord(desired: OsSpec, imageJson: string | undefined) {
-  let info: ImageInfo | undefined;
-  try {
-    info = ImageInfo.parse(JSON.parse(imageJson ?? ''));
-  } catch {
-    throw new OciError('BadManifest', `image ${desired.digest} is not an Edgeplane OS image: no valid /usr/lib/edgeplane/image.json in its slot image`);
-  }
-  return { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() };
 }
 
 function passiveOf(booted: Slot): Slot {
