@@ -289,7 +289,8 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
         lbs.push(
           await startHaproxy(
             servers.map((s, i) => ({ name: `r${i}`, url: s.url })),
-            { checkIntervalMs: 1000, maxConn: perLb },
+            // Checks every 2 s as in docs/scale.md's configuration (fall 1 here, as in the tests).
+            { checkIntervalMs: 2000, maxConn: perLb },
           ),
         );
     const fronts = lbs.length > 0 ? lbs.map((lb) => lb.url) : [servers[0].url];
@@ -333,6 +334,7 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
     const ids = leanIdentities(n);
     const agents = await seedHosts(databaseUrl, ids);
     const t0 = performance.now();
+    const cpu0 = servers.reduce((sum, s) => sum + cpuOf(s.proc.pid!), 0);
     fleet = startLeanAgents(fronts, agents, Number(process.env.BENCH_LEAN_WORKERS ?? 2), Number(process.env.BENCH_LEAN_WAVE ?? 64));
     const connectLimitS = Number(process.env.BENCH_REPLICAS_CONNECT_LIMIT_S ?? 300);
     // Bounded: past the limit the count reached is the result (and the rest of the run uses it).
@@ -345,7 +347,7 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
     const connectS = (performance.now() - t0) / 1000;
     const failedWhileConnecting = fleet.progress().failures;
     const clientCpuS = fleet.pids.reduce((sum, pid) => sum + cpuOf(pid), 0);
-    const serverCpuS = servers.reduce((sum, s) => sum + cpuOf(s.proc.pid!), 0);
+    const serverCpuS = servers.reduce((sum, s) => sum + cpuOf(s.proc.pid!), 0) - cpu0;
     // Heartbeat round trips of the whole fleet (every agent beats once per interval) over a window at steady state.
     const windowS = Number(process.env.BENCH_REPLICAS_RTT_WINDOW_S ?? 30);
     await fleet.rtt();
@@ -402,11 +404,14 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
       const k0 = performance.now();
       await stop(servers[victim].proc, 'SIGKILL');
       let releasedS = 0;
-      while ((await connected()) < reached) {
+      // Bounded like the connect: past the limit, how many were back is the result.
+      const failoverLimitS = Number(process.env.BENCH_REPLICAS_FAILOVER_LIMIT_S ?? 240);
+      let back = await connected();
+      while (back < reached && performance.now() - k0 < failoverLimitS * 1000) {
         if (!releasedS && Number((await db.query(`select count(*) from edge_hosts where replica = $1 and connectivity = 'online'`, [id])).rows[0].count) === 0)
           releasedS = (performance.now() - k0) / 1000;
-        if (performance.now() - k0 > 180_000) throw new Error(`only ${await connected()}/${reached} agents back after 180 s`);
         await sleep(250);
+        back = await connected();
       }
       const backS = (performance.now() - k0) / 1000;
       while (!releasedS) {
@@ -416,6 +421,7 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
       }
       await db.end();
       out[`${k}: failover, agents of the killed replica`] = counts[victim];
+      out[`${k}: failover, agents connected again (of ${reached})`] = back;
       out[`${k}: failover, all agents connected again (s)`] = round(backS);
       out[`${k}: failover, no host left online through the dead replica (s)`] = round(releasedS);
     }
