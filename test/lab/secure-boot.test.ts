@@ -153,7 +153,7 @@ describe.skipIf(Boolean(skipReason))(`Secure Boot lab${skipReason ? ` (SKIPPED: 
   );
 
   it(
-    'an image whose kernel is not signed: the chain refuses it at the trial boot, GRUB boots the committed slot, the API says slot A did not boot',
+    'an image whose kernel is not signed: the chain refuses it at the trial boot, GRUB boots the committed slot, the API says slot A did not boot and why',
     async () => {
       await fleet.addProfileRevision(2);
       await fleet.assignRevision(hostName, 3);
@@ -166,7 +166,11 @@ describe.skipIf(Boolean(skipReason))(`Secure Boot lab${skipReason ? ` (SKIPPED: 
         UPGRADE_MS + BOOT_MS,
       );
       expect(os).toMatchObject({ digest: fleet.images[1].digest, bootedSlot: 'B', activeSlot: 'B', upToDate: false });
-      expect(os.message).toBe('fell back to slot B: slot A did not boot; the boot loader started slot B');
+      // The agent knows the slot's kernel carries no signature (read when it wrote the slot) and that the
+      // firmware enforces Secure Boot (efivarfs), so it says why the chain refused the slot.
+      expect(os.message).toBe(
+        'fell back to slot B: slot A did not boot; the boot loader started slot B: Secure Boot is enforced and the kernel of slot A carries no signature, so the firmware chain refused it',
+      );
       // The image was written (slot A holds it); its kernel never ran.
       expect(disk.slotRecord('root-a')).toMatchObject({ digest: fleet.images[2].digest });
       const serial = vm.serial();

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { oci } from '@edgeplane/agent';
 import { ImageBuildError, runTool, which } from './tools.js';
 
 /**
@@ -29,6 +30,9 @@ export const DEFAULT_MODULES = [
   // them as modules gets them loaded.
   'tpm_crb',
   'tpm_tis',
+  // efivarfs (config-6.1.0-*-amd64: CONFIG_EFIVAR_FS=m): the system start mounts it so the agent can
+  // read the firmware's SecureBoot variable (why a trial boot did not start).
+  'efivarfs',
 ];
 
 export interface Kernel {
@@ -162,21 +166,7 @@ async function moduleDepends(path: string): Promise<string[]> {
   return value ? value.split(',').filter(Boolean) : [];
 }
 
-/**
- * Whether a kernel (an EFI PE/COFF image) carries an Authenticode signature: a non-empty certificate
- * table, data directory 4 of the PE32+ optional header (Microsoft PE format, "Optional Header Data
- * Directories"). Under Secure Boot shim and GRUB load only a signed kernel whose signer they trust
- * (Debian's linux-image-*-amd64 is signed by Debian's Secure Boot CA); this says only that there is
- * a signature, not whose (`sbverify --list` shows that).
- */
+/** Whether a kernel (an EFI PE/COFF image) carries an Authenticode signature (see oci.peHasSignature). */
 export async function kernelSigned(vmlinuz: string): Promise<boolean> {
-  const head = (await readFile(vmlinuz)).subarray(0, 4096);
-  if (head.readUInt16LE(0) !== 0x5a4d) return false; // "MZ": not a PE image at all
-  const pe = head.readUInt32LE(0x3c);
-  if (pe + 24 + 136 > head.length || head.readUInt32LE(pe) !== 0x4550) return false; // "PE\0\0"
-  const optional = pe + 24;
-  if (head.readUInt16LE(optional) !== 0x20b) return false; // PE32+
-  const directories = head.readUInt32LE(optional + 108);
-  if (directories <= 4) return false;
-  return head.readUInt32LE(optional + 112 + 4 * 8 + 4) > 0;
+  return oci.peHasSignature((await readFile(vmlinuz)).subarray(0, 4096));
 }

@@ -77,6 +77,8 @@ export interface SlotMeta {
   /** image.json of the OS image, when it follows the convention. */
   name?: string;
   version?: string;
+  /** Whether the slot's /boot/vmlinuz carries a signature (Secure Boot); absent when unknown. */
+  kernelSigned?: boolean;
   writtenAt: string;
 }
 

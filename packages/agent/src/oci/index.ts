@@ -7,6 +7,7 @@ export { BlobStore, sha256Digest } from './blob-store.js';
 export * as delta from './delta/index.js';
 export { extractImage } from './extract.js';
 export { type WriteImageOptions, type WrittenImage, writeOciImage } from './image-writer.js';
+export { peHasSignature, slotKernelSigned } from './kernel-signature.js';
 export { OciLayoutSource } from './layout.js';
 export { IMAGE_INFO_PATH, ImageInfo, type OsImageOptions, readImageInfo, writeOsImage } from './os-image.js';
 export { type PulledImage, type PullOptions, type PullSource, pullImage } from './pull.js';

@@ -9,8 +9,11 @@ import { cp, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
 import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
+import { slotKernelSigned } from '../../oci/kernel-signature.js';
 import { BOOT_VARS, GrubEnv, type SlotBoot, type SlotMeta } from '../boot-env.js';
+import { RootedFiles } from '../files.js';
 import { runTool } from '../run-tool.js';
+import { secureBootEnforced } from '../secure-boot.js';
 
 export const SIM_BOOTED_SLOT_FILE = 'var/lib/edgeplane-sim/booted-slot';
 export const GRUBENV_PATH = 'boot/grub/grubenv';
@@ -113,6 +116,9 @@ export class SimSlots implements SlotBoot {
       | undefined;
     const hook = info?.simulateBootFailure;
     if (hook === true) return false;
+    // As the firmware chain does under Secure Boot (shim, then GRUB's shim_lock verifier): a kernel
+    // without a signature does not start. The sandbox's efivar says whether Secure Boot is on.
+    if ((await secureBootEnforced(new RootedFiles(this.root))) && (await slotKernelSigned(join(this.slotDir(slot), 'rootfs'))) === false) return false;
     return !(Array.isArray(hook) && hook.includes(await this.hostname()));
   }
 

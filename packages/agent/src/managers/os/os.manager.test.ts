@@ -11,6 +11,7 @@ import { pushOciLayout, startRegistry, type TestRegistry } from '../../../../../
 import { Agent } from '../../agent.js';
 import { AgentConfig } from '../../config.js';
 import { runTool } from '../../device/run-tool.js';
+import { SECURE_BOOT_EFIVAR } from '../../device/secure-boot.js';
 import { SimDevice } from '../../device/sim/sim-device.js';
 import { writeOsImage } from '../../oci/index.js';
 import { startLayoutServer } from '../../oci/testing-layout-server.js';
@@ -49,10 +50,12 @@ describe('os manager on SimDevice', () => {
     await server?.close();
   });
 
-  async function start(spec: Record<string, unknown>, osOptions: { failHealth?: string } = {}) {
+  async function start(spec: Record<string, unknown>, osOptions: { failHealth?: string; secureBoot?: boolean } = {}) {
     server = await TestServer.start({ heartbeatIntervalSeconds: 30 });
     server.spec = { generation: 1, spec };
     root = await mkdtemp(join(work, 'dev-'));
+    // The simulated firmware enforces Secure Boot: efivarfs's SecureBoot variable, attributes then 1.
+    if (osOptions.secureBoot) await new SimDevice({ root, hostname: 'sim-os' }).files.writeAtomic(SECURE_BOOT_EFIVAR, Buffer.from([6, 0, 0, 0, 1]));
     const device = new SimDevice({ root, hostname: 'sim-os' });
     const healthChecks = osOptions.failHealth ? [async () => osOptions.failHealth] : [];
     const config = AgentConfig.parse({ server: server.url, token: 'tok', dataDir: root });
@@ -151,6 +154,29 @@ describe('os manager on SimDevice', () => {
     }
   });
 
+  it('under Secure Boot a kernel without a signature does not boot: the device falls back and says why; a signed one commits', async () => {
+    for (const [tag, signed] of [
+      ['3.0.0-unsigned', false],
+      ['3.0.0-signed', true],
+    ] as const) {
+      await writeOsImage({ layoutDir: layout, tag, name: 'Edgeplane OS', version: tag, files: { 'boot/vmlinuz': peHead(signed).toString('latin1') } });
+    }
+    const unsigned = await digestOf('3.0.0-unsigned');
+    const { host } = await start({ os: { image: `oci:${layout}:3.0.0-unsigned`, digest: unsigned } }, { secureBoot: true });
+    await waitFor(() => lastOs(host)?.phase === 'FellBack', 15_000, 'fell back');
+    expect(lastOs(host)).toMatchObject({ bootedSlot: 'A', activeSlot: 'A', slots: { B: { digest: unsigned } } });
+    expect(lastOs(host)?.message).toBe(
+      'fell back to slot A: slot B did not boot; the boot loader started slot A: Secure Boot is enforced and the kernel of slot B carries no signature, so the firmware chain refused it',
+    );
+    expect(await grubenv()).toMatch(/^active_slot=A$/m);
+
+    const signed = await digestOf('3.0.0-signed');
+    server.spec = { generation: 2, spec: { os: { image: `oci:${layout}:3.0.0-signed`, digest: signed } } };
+    server.connections.at(-1)?.send({ type: 'spec', ...server.spec });
+    await waitFor(() => lastOs(host)?.phase === 'Committed' && lastOs(host)?.digest === signed, 15_000, 'signed image committed');
+    expect(lastOs(host)).toMatchObject({ bootedSlot: 'B', activeSlot: 'B' });
+  });
+
   it('refuses a tampered image: nothing is staged and nothing boots', async () => {
     const bad = await startLayoutServer({ layoutDir: layout, tamper: await layerOf('1.0.0') });
     try {
@@ -172,6 +198,23 @@ describe('os manager on SimDevice', () => {
     }
   });
 });
+
+/** The headers of a PE32+ kernel (all bytes below 0x80, so it survives as a string), with or without a certificate table. */
+function peHead(signed: boolean): Buffer {
+  const b = Buffer.alloc(256);
+  b.write('MZ', 0, 'latin1');
+  b.writeUInt32LE(0x40, 0x3c);
+  b.write('PE\0\0', 0x40, 'latin1');
+  b.writeUInt16LE(0x20b, 0x40 + 24);
+  b.writeUInt32LE(16, 0x40 + 24 + 108);
+  if (signed) b.writeUInt32LE(0x48, 0x40 + 24 + 112 + 4 * 8 + 4);
+  return b;
+}
+
+async function digestOf(tag: string): Promise<string> {
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8'));
+  return index.manifests.find((m: { annotations: Record<string, string> }) => m.annotations['org.opencontainers.image.ref.name'] === tag).digest;
+}
 
 async function layerOf(tag: string): Promise<string> {
   const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8'));

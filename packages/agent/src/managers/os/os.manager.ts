@@ -2,9 +2,10 @@ import { join } from 'node:path';
 import { type HealthCheck, type HostSpec, type OsSpec, type OsStatus, osAttempt, type Slot } from '@edgeplane/protocol';
 import { removeTree } from '../../atomic-file.js';
 import { sleep } from '../../backoff.js';
-import { BOOT_VARS, type SlotBoot } from '../../device/boot-env.js';
+import { BOOT_VARS, type SlotBoot, type SlotMeta } from '../../device/boot-env.js';
 import { type Device, slotBoot } from '../../device/device.js';
-import { BlobStore, extractImage, OciError, pullImage, readImageInfo, sourceFor } from '../../oci/index.js';
+import { secureBootEnforced } from '../../device/secure-boot.js';
+import { BlobStore, extractImage, OciError, pullImage, readImageInfo, slotKernelSigned, sourceFor } from '../../oci/index.js';
 import { type Manager, type ManagerContext, ManagerFailure } from '../manager.js';
 import { type DeltaHost, type OsProgress, stageByDelta } from './os-delta.js';
 import { type FailedImage, loadOsState, MAX_FAILED_IMAGES, type OsState, saveOsState } from './os-state.js';
@@ -129,7 +130,15 @@ export class OsManager implements Manager<'os'> {
       await this.setPhase('Writing', `writing ${info.name} ${info.version} (${desired.digest}) into slot ${passive}`);
       ctx.log.info({ slot: passive, digest: desired.digest }, `os: writing ${info.name} ${info.version} into slot ${passive}`);
       await ctx.reportProgress();
-      await boot.writeSlot(passive, rootfs, { digest: desired.digest, image: desired.image, ...info, writtenAt: new Date().toISOString() }, ctx.signal);
+      const kernelSigned = await slotKernelSigned(rootfs);
+      const meta = {
+        digest: desired.digest,
+        image: desired.image,
+        ...info,
+        ...(kernelSigned === undefined ? {} : { kernelSigned }),
+        writtenAt: new Date().toISOString(),
+      };
+      await boot.writeSlot(passive, rootfs, meta, ctx.signal);
       await store.clear();
       await removeTree(join(this.dir, 'staging'));
       this.progress = undefined;
@@ -209,7 +218,7 @@ export class OsManager implements Manager<'os'> {
       // Our own verdict (recorded before rebooting back), else the trial never reached the agent.
       const last = state.failedImages[0];
       const ours = last?.slot === trial && last.digest === meta?.digest && state.phase === 'Rebooting' ? last : undefined;
-      const reason = ours ? ours.reason : `slot ${trial} did not boot; the boot loader started slot ${booted}`;
+      const reason = ours ? ours.reason : await this.whyNotBooted(trial, booted, meta);
       await boot.grubenv.set({ [BOOT_VARS.trial]: '' });
       const message = `fell back to slot ${booted}: ${reason}`;
       const digest = meta?.digest ?? desired?.digest ?? '';
@@ -233,6 +242,18 @@ export class OsManager implements Manager<'os'> {
     await this.setPhase('Rebooting', `trial boot of slot ${trial} is unhealthy (${reason}); rebooting into slot ${active}`);
     ctx.emitEvent('Warning', 'FallingBack', `slot ${trial} is unhealthy: ${reason}; rebooting into slot ${active}`);
     await this.rebootAndWait(ctx);
+  }
+
+  /**
+   * Why the trial slot never reached the agent, as far as the device can tell. Under Secure Boot a
+   * kernel without a signature is refused by the firmware chain (shim, then GRUB's shim_lock
+   * verifier) before it starts; any other cause (a kernel that panics, a hang the watchdog resets)
+   * looks the same from here.
+   */
+  private async whyNotBooted(trial: Slot, booted: Slot, meta: SlotMeta | undefined): Promise<string> {
+    const plain = `slot ${trial} did not boot; the boot loader started slot ${booted}`;
+    if (meta?.kernelSigned !== false || !(await secureBootEnforced(this.device.files))) return plain;
+    return `${plain}: Secure Boot is enforced and the kernel of slot ${trial} carries no signature, so the firmware chain refused it`;
   }
 
   /**
