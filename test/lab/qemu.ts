@@ -38,6 +38,7 @@ export function probeLab(): { ok: true; accel: 'kvm' | 'tcg' } | { ok: false; re
     ['skopeo', 'skopeo'],
     ['docker-registry', 'docker-registry'],
     ['cpio', 'cpio'],
+    ['tpm2', 'tpm2-tools'], // the busybox image carries it for the agent's TPM identity
   ]) {
     if (spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool} || test -x /sbin/${tool}`]).status !== 0)
       return { ok: false, reason: `${tool} is not installed (Debian: ${pkg})` };
