@@ -55,12 +55,23 @@ export async function stageByDelta(host: DeltaHost, desired: OsSpec, passive: Sl
   }
   const found = { ...manifest, index };
   const booted = await boot.bootedSlot();
+  const bootedImage = (await boot.readSlot(booted))?.digest;
   const seeds: string[] = [];
+  const seedSlots: Slot[] = [];
   for (const slot of new Set<Slot>([booted, 'recovery'])) {
+    // The recovery slot holding the booted slot's image has the same files: reading it (the whole
+    // partition, chunked and hashed) would find next to nothing more.
+    if (slot !== booted && bootedImage && (await boot.readSlot(slot))?.digest === bootedImage) continue;
     const image = await boot.slotImage(slot);
-    if (image) seeds.push(image);
+    if (image) {
+      seeds.push(image);
+      seedSlots.push(slot);
+    }
   }
-  await host.setPhase('Downloading', `rebuilding slot ${passive} from slots ${[booted, 'recovery'].join(' and ')} and the delta of ${desired.digest}`);
+  await host.setPhase(
+    'Downloading',
+    `rebuilding slot ${passive} from slot${seedSlots.length > 1 ? 's' : ''} ${seedSlots.join(' and ') || '(none)'} and the delta of ${desired.digest}`,
+  );
   ctx.log.info({ slot: passive, digest: desired.digest, delta: found.manifestDigest, seeds }, `os: delta update of slot ${passive}`);
   let lastReport = 0;
   let done = { fetched: 0, reused: 0 };

@@ -17,7 +17,10 @@ export interface AssembleOptions {
   seeds: string[];
   /** The image file or block device the slot image is written to. */
   target: string;
-  /** Fetched chunks, kept across interruptions (one file per chunk, named by its sha256); resumed from. */
+  /**
+   * Fetched chunks, kept across interruptions (one file per chunk, named by its sha256), and where
+   * the seeds hold the others (seeds.json); resumed from.
+   */
   chunkStore: string;
   signal?: AbortSignal;
   onProgress?: (p: DeltaProgress) => void;
@@ -54,22 +57,9 @@ interface SeedChunk {
 export async function assembleSlotImage(options: AssembleOptions): Promise<DeltaProgress> {
   const { index, signal } = options;
   const wanted = new Set(index.entries.map((e) => e.hash.toString('hex')));
-  const seeds = new Map<string, SeedChunk>();
-  for (const path of options.seeds) {
-    if (!(await stat(path).catch(() => undefined))) continue;
-    await chunkFile(
-      path,
-      (c) => {
-        const key = c.hash.toString('hex');
-        if (wanted.has(key) && !seeds.has(key)) seeds.set(key, { path, offset: c.offset });
-      },
-      { signal },
-    ).catch((err: Error) => {
-      signal?.throwIfAborted();
-      void err; // an unreadable seed only means more to download
-    });
-  }
   await mkdir(options.chunkStore, { recursive: true });
+  const seeds = (await loadSeedMap(options.chunkStore, options.seeds)) ?? (await scanSeeds(options.seeds, wanted, signal));
+  await writeFile(join(options.chunkStore, SEED_MAP), JSON.stringify({ seeds: options.seeds, chunks: [...seeds] }));
   const progress: DeltaProgress = { fetched: 0, toFetch: 0, reused: 0, written: 0, total: index.size };
 
   // Fetch first (resumable: each verified chunk is kept), then write the image in one pass.
@@ -103,12 +93,49 @@ export async function assembleSlotImage(options: AssembleOptions): Promise<Delta
   return progress;
 }
 
+/**
+ * Where the seeds hold the chunks the index wants, kept in the chunk store so a resumed update does
+ * not read and hash the seeds again (a whole partition each). Safe when stale: every seed chunk is
+ * checked against its sha256 when read and fetched instead when it no longer matches.
+ */
+const SEED_MAP = 'seeds.json';
+
+async function scanSeeds(paths: string[], wanted: Set<string>, signal?: AbortSignal): Promise<Map<string, SeedChunk>> {
+  const seeds = new Map<string, SeedChunk>();
+  for (const path of paths) {
+    if (!(await stat(path).catch(() => undefined))) continue;
+    await chunkFile(
+      path,
+      (c) => {
+        const key = c.hash.toString('hex');
+        if (wanted.has(key) && !seeds.has(key)) seeds.set(key, { path, offset: c.offset });
+      },
+      { signal, digest: false },
+    ).catch((err: Error) => {
+      signal?.throwIfAborted();
+      void err; // an unreadable seed only means more to download
+    });
+  }
+  return seeds;
+}
+
+/** The seed map an interrupted run of the same update kept, if it was made from the same seeds. */
+async function loadSeedMap(chunkStore: string, paths: string[]): Promise<Map<string, SeedChunk> | undefined> {
+  try {
+    const kept = JSON.parse(await readFile(join(chunkStore, SEED_MAP), 'utf8')) as { seeds: string[]; chunks: [string, SeedChunk][] };
+    if (JSON.stringify(kept.seeds) !== JSON.stringify(paths)) return undefined;
+    return new Map(kept.chunks);
+  } catch {
+    return undefined;
+  }
+}
+
 async function chunkBytes(e: IndexEntry, seeds: Map<string, SeedChunk>, options: AssembleOptions, progress: DeltaProgress): Promise<Buffer> {
   const key = e.hash.toString('hex');
   const seed = seeds.get(key);
   if (seed) {
-    const data = await readAt(seed.path, seed.offset, e.length);
-    if (matches(data, e)) {
+    const data = await readAt(seed.path, seed.offset, e.length).catch(() => undefined);
+    if (data && matches(data, e)) {
       progress.reused += e.length;
       return data;
     }

@@ -211,6 +211,34 @@ describe('assembleSlotImage', () => {
     expect(p.reused).toBe(0);
   });
 
+  it('a resumed update takes the seed map it kept instead of reading the seeds again; a seed chunk changed since is fetched', async () => {
+    const store = join(dir, 'store7');
+    const seed = join(dir, 'seed7.img');
+    const original = await readFile(fromImg);
+    await writeFile(seed, original);
+    const target = join(dir, 'slot-g.img');
+    const first = assembleSlotImage({
+      index,
+      seeds: [seed],
+      target,
+      chunkStore: store,
+      fetchRange: async () => {
+        throw new OciError('Unavailable', 'link down', true);
+      },
+    });
+    await expect(first).rejects.toThrow(/link down/);
+    expect(await readdir(store)).toContain('seeds.json');
+    // The seed shifted by one byte: read again it would seed as much as before; the kept map's
+    // offsets no longer match, so those chunks are checked, found changed, and fetched.
+    await writeFile(seed, Buffer.concat([Buffer.from('x'), original]));
+    const p = await assembleSlotImage({ index, seeds: [seed], target, chunkStore: store, fetchRange: packRange() });
+    expect((await readFile(target)).equals(await readFile(toImg))).toBe(true);
+    expect(p.reused).toBeLessThan(index.size * 0.2);
+    // A fresh store reads the seed: most of the image is reused.
+    const fresh = await assembleSlotImage({ index, seeds: [seed], target, chunkStore: join(dir, 'store8'), fetchRange: packRange() });
+    expect(fresh.reused).toBeGreaterThan(index.size * 0.7);
+  });
+
   it('refuses a rebuilt image whose digest differs from the index', async () => {
     const wrong = { ...index, digest: `sha256:${'0'.repeat(64)}` };
     await expect(
