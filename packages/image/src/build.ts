@@ -7,7 +7,7 @@ import { writeOsDisk } from './disk.js';
 import { type DiskLayout, diskLayout, type LayoutSizes, MiB } from './disk-layout.js';
 import { HostBinaries } from './host-binaries.js';
 import { buildInitramfs } from './initramfs.js';
-import { INSTALLER_MODULES, writeInstallerIso } from './installer.js';
+import { INSTALLER_MODULES, OS2_SEED_PATHS, writeInstallerIso } from './installer.js';
 import { DEFAULT_MODULES, findKernelPackage, kernelSigned, resolveModules, unpackKernel } from './kernel.js';
 import { installKubernetes, KUBERNETES_ANNOTATION, type KubernetesBinary, type KubernetesRecord, kubernetesAnnotation } from './kubernetes.js';
 import { writeTreeImage } from './layer.js';
@@ -269,12 +269,6 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
     throw new ImageBuildError('ImageBuildFailed', 'the Debian base installs its kernel from the package list; --kernel-package is for --base busybox');
   if (options.simulateKubernetes)
     throw new ImageBuildError('ImageBuildFailed', 'simulateKubernetes is for --base busybox; the Debian base carries a real distribution (--kubernetes)');
-  // The ISO and the installer are base-independent; the Debian base's initramfs and agent unit do not boot it live yet.
-  if (options.installer)
-    throw new ImageBuildError(
-      'ImageBuildFailed',
-      'the installer ISO is built for --base busybox so far (the Debian base has no live boot yet); write its --disk instead',
-    );
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const epoch = sourceDateEpoch();
   const packages = options.packages ?? (await readPackageList(options.packagesFile));
@@ -311,7 +305,8 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
     next('initramfs');
     await rm(join(tree, 'boot/vmlinuz'), { force: true });
     await symlink(`vmlinuz-${kernel.release}`, join(tree, 'boot/vmlinuz'));
-    await buildOs2Initramfs(work, kernel.modulesDir, options.modules ?? [], join(tree, 'boot/initrd.img'), epoch);
+    const modules = [...(options.installer ? INSTALLER_MODULES : []), ...(options.modules ?? [])];
+    await buildOs2Initramfs(work, kernel.modulesDir, modules, join(tree, 'boot/initrd.img'), epoch);
 
     next('OCI image');
     const tag = options.tag ?? options.version;
@@ -364,7 +359,7 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
           onPartitionImages: live
             ? async (images) => {
                 next('installer ISO');
-                built.installerIso = await installerIso(options, output, work, images, live, layout, meta);
+                built.installerIso = await installerIso(options, output, work, images, live, layout, meta, OS2_SEED_PATHS);
               }
             : undefined,
         });
@@ -406,6 +401,7 @@ async function installerIso(
   live: { vmlinuz: string; initrd: string },
   layout: DiskLayout,
   meta: ReturnType<typeof slotMeta>,
+  seedPaths?: string[],
 ): Promise<string> {
   const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)!.sizeMiB;
   const iso = join(output, 'installer.iso');
@@ -420,6 +416,7 @@ async function installerIso(
     bootLoader: options.bootLoader ?? 'shim',
     kernelArgs: options.kernelArgs,
     seedDir: options.installerSeed,
+    ...(seedPaths ? { seedPaths } : {}),
   });
   return iso;
 }

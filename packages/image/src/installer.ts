@@ -16,7 +16,10 @@ import { ImageBuildError, runTool, which } from './tools.js';
 export const INSTALLER_VOLUME_ID = 'EDGEPLANE_INSTALL';
 
 /** Kernel modules the live system needs on top of the image's: the root image on the medium (loop) and the media (CD drives, USB sticks). */
-export const INSTALLER_MODULES = ['loop', 'cdrom', 'sr_mod', 'virtio_scsi', 'xhci_pci', 'ehci_pci', 'usb_storage', 'uas'];
+export const INSTALLER_MODULES = ['loop', 'isofs', 'cdrom', 'sr_mod', 'virtio_scsi', 'xhci_pci', 'ehci_pci', 'usb_storage', 'uas'];
+
+/** The Debian base's seed on the data partition: /var's overlay upper layer, i.e. /var/lib/cloud/seed/nocloud (cloud-init's NoCloud seed directory). */
+export const OS2_SEED_PATHS = ['overlay/var/upper/lib/cloud/seed/nocloud'];
 
 export interface InstallerIsoOptions {
   /** The ISO to write. */
@@ -35,6 +38,8 @@ export interface InstallerIsoOptions {
   kernelArgs?: string;
   /** A NoCloud seed directory (user-data, meta-data) to carry on the medium; a CIDATA volume attached at install time wins. */
   seedDir?: string;
+  /** Where in the data filesystem the installed image looks for the seed (InstallManifest.seedPaths). */
+  seedPaths?: string[];
 }
 
 /**
@@ -94,7 +99,7 @@ export async function writeInstallerIso(o: InstallerIsoOptions): Promise<void> {
   const place = (from: string, to: string) => link(from, to).catch(() => copyFile(from, to));
   await place(o.rootImage, join(media, 'root.img'));
   await place(o.espImage, join(media, 'esp.img'));
-  const manifest: InstallManifest = { ...o.sizes, meta: o.meta };
+  const manifest: InstallManifest = { ...o.sizes, meta: o.meta, ...(o.seedPaths ? { seedPaths: o.seedPaths } : {}) };
   await writeFile(join(media, 'install.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   if (o.seedDir) {
     const userData = await readFile(join(o.seedDir, 'user-data')).catch(() => undefined);

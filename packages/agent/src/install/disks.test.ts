@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudConfig, InstallSpec } from '@edgeplane/protocol';
@@ -197,6 +197,32 @@ describe('installOs on a disk file (no QEMU)', () => {
     expect(run('debugfs', ['-R', 'cat /identity', fs])).toBe('device key');
     expect(run('debugfs', ['-R', 'cat /seed/user-data', fs])).toContain('cp2.example.com');
     expect(JSON.parse(run('sfdisk', ['--json', file])).partitiontable.partitions).toHaveLength(5);
+  });
+
+  it("the seed goes where the image looks for it (install.json seedPaths: the Debian base's /var overlay), fresh and kept", async () => {
+    fakeMachine(root, [{ name: 'vda', bytes: GiB }]);
+    const nocloud = 'overlay/var/upper/lib/cloud/seed/nocloud';
+    const manifest = JSON.parse(readFileSync(join(media, 'edgeplane/install.json'), 'utf8'));
+    writeFileSync(join(media, 'edgeplane/install.json'), JSON.stringify({ ...manifest, seedPaths: [nocloud] }));
+    const file = join(root, 'dev/vda');
+    const r = await installOs({ media, seedDirs: [seed], sysRoot: root, say });
+    const fs = dataFs(r.layout, file);
+    expect(run('debugfs', ['-R', `cat ${nocloud}/user-data`, fs])).toContain('token: eprt_x');
+    expect(run('debugfs', ['-R', `cat ${nocloud}/meta-data`, fs])).toContain('instance-id: i-1');
+    // keepData on a data filesystem without that directory yet: made level by level.
+    run('mkfs.ext4', [
+      '-F',
+      '-q',
+      '-L',
+      'edgeplane-data',
+      '-E',
+      `offset=${r.layout.partitions.find((p) => p.name === 'data')!.startMiB * MiB}`,
+      file,
+      '65536k',
+    ]);
+    writeFileSync(join(seed, 'user-data'), '#cloud-config\nedgeplane:\n  server: https://cp3.example.com\ninstall:\n  keepData: true\n');
+    await installOs({ media, seedDirs: [seed], sysRoot: root, say });
+    expect(run('debugfs', ['-R', `cat ${nocloud}/user-data`, fs])).toContain('cp3.example.com');
   });
 
   it('install.keepData on a disk without an Edgeplane data partition is refused before anything is written', async () => {

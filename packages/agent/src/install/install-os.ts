@@ -20,9 +20,15 @@ export const INSTALL_MEDIA_DIR = 'edgeplane';
 export interface InstallManifest extends InstallSizes {
   /** The image installed (slot A and recovery). */
   meta: SlotMeta;
+  /**
+   * Directories of the data filesystem the seed is copied to, where the installed image looks for it
+   * (default [INSTALLED_SEED_DIR]). The Debian base: its /var overlay's upper layer, so that
+   * /var/lib/cloud/seed/nocloud is there for cloud-init's NoCloud and for the agent.
+   */
+  seedPaths?: string[];
 }
 
-/** Where the installed device's agent finds the seed the installer copied (the data partition is mounted at /var/lib/edgeplane). */
+/** Where the busybox image's agent finds the seed the installer copied (the data partition is mounted at /var/lib/edgeplane). */
 export const INSTALLED_SEED_DIR = 'seed';
 
 /** An install refused before anything was written (or that failed while writing): the console shows the message. */
@@ -131,6 +137,7 @@ export async function installOs(o: InstallOptions): Promise<InstallResult> {
   if (!manifest.meta || !manifest.espMiB || !manifest.slotMiB)
     throw new InstallError(`${o.media} is not an Edgeplane install medium (no ${INSTALL_MEDIA_DIR}/install.json)`);
   const sizes = { espMiB: manifest.espMiB, slotMiB: manifest.slotMiB };
+  const seedPaths = manifest.seedPaths?.length ? manifest.seedPaths : [INSTALLED_SEED_DIR];
   o.say(`Edgeplane installer: ${manifest.meta.name ?? 'Edgeplane OS'} ${manifest.meta.version ?? ''} (${manifest.meta.digest})`);
 
   const seed = await readInstallSeed(o.seedDirs);
@@ -187,14 +194,17 @@ export async function installOs(o: InstallOptions): Promise<InstallResult> {
   const work = await mkdtemp(join(tmpdir(), 'edgeplane-install-'));
   try {
     const tree = join(work, 'data');
+    await mkdir(tree, { recursive: true });
     if (seed) {
-      await mkdir(join(tree, INSTALLED_SEED_DIR), { recursive: true });
-      await writeFile(join(tree, INSTALLED_SEED_DIR, 'user-data'), seed.userData, { mode: 0o600 });
-      if (seed.metaData !== undefined) await writeFile(join(tree, INSTALLED_SEED_DIR, 'meta-data'), seed.metaData);
-    } else await mkdir(tree, { recursive: true });
+      for (const path of seedPaths) {
+        await mkdir(join(tree, path), { recursive: true });
+        await writeFile(join(tree, path, 'user-data'), seed.userData, { mode: 0o600 });
+        if (seed.metaData !== undefined) await writeFile(join(tree, path, 'meta-data'), seed.metaData);
+      }
+    }
     const fs = `${target}?offset=${data.startMiB * MiB}`;
     if (keepData) {
-      if (seed) await copySeedInto(fs, tree, work);
+      if (seed) await copySeedInto(fs, tree, seedPaths, work);
     } else {
       o.say(`making the data partition (${data.sizeMiB} MiB)`);
       // mke2fs writes at an offset of the whole disk (-E offset): the partition table does not exist yet.
@@ -215,12 +225,17 @@ export async function installOs(o: InstallOptions): Promise<InstallResult> {
 }
 
 /** Replaces the seed on a kept data filesystem (debugfs on the disk at the partition's offset: no partition table yet). */
-async function copySeedInto(fs: string, tree: string, work: string): Promise<void> {
-  const cmds = [`mkdir ${INSTALLED_SEED_DIR}`];
-  for (const f of ['user-data', 'meta-data']) {
-    const src = join(tree, INSTALLED_SEED_DIR, f);
-    cmds.push(`rm ${INSTALLED_SEED_DIR}/${f}`);
-    if (existsSync(src)) cmds.push(`write ${src} ${INSTALLED_SEED_DIR}/${f}`);
+async function copySeedInto(fs: string, tree: string, seedPaths: string[], work: string): Promise<void> {
+  const cmds: string[] = [];
+  for (const path of seedPaths) {
+    // debugfs's mkdir makes one level: each parent first.
+    const parts = path.split('/').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) cmds.push(`mkdir ${parts.slice(0, i).join('/')}`);
+    for (const f of ['user-data', 'meta-data']) {
+      const src = join(tree, path, f);
+      cmds.push(`rm ${path}/${f}`);
+      if (existsSync(src)) cmds.push(`write ${src} ${path}/${f}`);
+    }
   }
   const file = join(work, 'debugfs.cmds');
   await writeFile(file, `${cmds.join('\n')}\n`);

@@ -78,7 +78,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .option(
       '--installer',
       'also write the installer ISO OUTPUT/installer.iso (and disk.img): boots live from a CD or USB stick, under Secure Boot too, and installs the image to the ' +
-        "machine's largest non-removable disk (or install.device of the user-data), then reboots into slot A (docs/install.md; --base busybox so far; needs xorriso)",
+        "machine's largest non-removable disk (or install.device of the user-data), then reboots into slot A (docs/install.md; needs xorriso)",
     )
     .option('--installer-seed <dir>', 'with --installer: a NoCloud seed directory (user-data, meta-data) the ISO carries for the devices it installs')
     .option(
@@ -254,8 +254,6 @@ async function validate(flags: ImageBuildFlags) {
   if (base === 'busybox' && (flags.packages || flags.kubernetes?.length || flags.refreshBase))
     throw new CliError('--packages, --kubernetes and --refresh-base build the Debian base: drop --base busybox');
   // The same refusal as the builder's, before anything is built: OS 2 carries a real distribution.
-  if (flags.installer && base !== 'busybox')
-    throw new CliError('--installer builds the installer ISO for --base busybox so far (the Debian base has no live boot yet; write its --disk instead)');
   if (flags.simulateKubernetes && base !== 'busybox')
     throw new CliError('--simulate-kubernetes is for --base busybox (tests and demos); the Debian base carries a real distribution (--kubernetes)');
   if (flags.kernelPackage) await requirePath('--kernel-package', flags.kernelPackage, 'file');
