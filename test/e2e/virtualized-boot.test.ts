@@ -33,24 +33,18 @@ const virsh = (...args: string[]) => virshAt(URI, ...args);
 const env = probeQemuLibvirt(URI);
 const skipReason = env.ok ? '' : env.reason;
 if (!env.ok) console.warn(`[virtualized-boot] SKIPPED: cannot run real QEMU domains here: ${skipReason}`);
-/**
- * The VM OS upgrade is opt-in (EDGEPLANE_VM_UPGRADE=1) until it is seen within its budget: on a
- * shared 2-core machine the guests' staging (download, mkfs.ext4 -d, read-back check, all emulated)
- * took over 10 minutes, before the two trial boots.
- */
-const upgrade = process.env.EDGEPLANE_VM_UPGRADE === '1';
-if (env.ok && !upgrade) console.warn('[virtualized-boot] VM OS upgrade SKIPPED: set EDGEPLANE_VM_UPGRADE=1 to run it (about 10-15 min under TCG)');
-
 /** Boot of both VMs under TCG up to their agents' registration (the lab's single boot budget is 240 s). */
 const BOOT_MS = 480_000;
 const CLUSTER = 'vboot';
 /**
- * The OS upgrade of both VMs under TCG: both guests download the image and write it into slot B
- * (mkfs.ext4 -d and a read-back check of every file, CPU-bound in an emulated guest: minutes), then
- * one VM after the other reboots into it for a trial boot (about a minute each, as the first boot)
- * and commits once its node is Ready again.
+ * The OS upgrade of both VMs under TCG, from the profile change to the cluster Running on the new
+ * image: both guests download the image and write it into slot B (Staging: unpacking, mkfs.ext4 -d
+ * and e2fsck in an emulated guest), then one VM after the other reboots into it for a trial boot
+ * (about a minute, as the first boot) and commits once its node is Ready again. Measured: 253 s on
+ * an idle 2-core machine; at load 15-18 (other QEMU labs and benchmarks on the same 2 cores) both
+ * guests were still writing slot B after 600 s, so this budget holds on an idle machine only.
  */
-const UPGRADE_MS = 900_000;
+const UPGRADE_MS = 600_000;
 
 /** A /24 for the test's libvirt network that no interface of this machine uses. */
 function freeSubnet(): string {
@@ -100,15 +94,19 @@ describe.skipIf(!env.ok)(`Virtualized Edge VMs boot Edgeplane OS on a real hyper
     // The registry listens on the gateway too: the appliance pulls the first image, the guests the upgrade.
     registry = await startRegistry({ address: gateway });
     cleanup.push(() => registry.stop());
-    const started = Date.now();
-    for (const version of upgrade ? ['1.0.0', '1.1.0'] : ['1.0.0']) {
+    // The second image is the upgrade's target: the guests pull it from here themselves.
+    const took: string[] = [];
+    for (const version of ['1.0.0', '1.1.0']) {
+      const started = Date.now();
       const built = await buildImage({ base: 'busybox', name: 'Edgeplane OS', version, output: join(dir, `image-${version}`), simulateKubernetes: true });
+      const pushing = Date.now();
       digests[version] = await pushOciLayout(built.layoutDir, `${registry.host}/edgeplane/os:${version}`);
+      took.push(
+        `${version} ${digests[version]} built in ${Math.round((pushing - started) / 1000)} s, pushed in ${Math.round((Date.now() - pushing) / 1000)} s`,
+      );
     }
     digest = digests['1.0.0'];
-    console.warn(
-      `[virtualized-boot] busybox images (simulateKubernetes) ${Object.values(digests).join(' and ')} built and pushed in ${Math.round((Date.now() - started) / 1000)} s`,
-    );
+    console.warn(`[virtualized-boot] busybox images (simulateKubernetes): ${took.join('; ')}`);
 
     // The server listens on the network's gateway: the guests reach it there, and its public URL says so.
     const port = await freePort();
@@ -178,7 +176,7 @@ describe.skipIf(!env.ok)(`Virtualized Edge VMs boot Edgeplane OS on a real hyper
 
   const vms = async () => (await t.api('GET', `/api/v1/clusters/${CLUSTER}/vms`)).body.items as any[];
   const consoleOf = async (vm: string) =>
-    cli(['vm', 'console', CLUSTER, vm, '-n', '400'], { EDGEPLANE_CONFIG: join(dir, 'cli.yaml'), EDGEPLANE_SERVER: t.url, EDGEPLANE_TOKEN: t.admin });
+    cli(['vm', 'console', CLUSTER, vm, '-n', '2000'], { EDGEPLANE_CONFIG: join(dir, 'cli.yaml'), EDGEPLANE_SERVER: t.url, EDGEPLANE_TOKEN: t.admin });
 
   it(
     'both VMs boot the profile image from overlays of one base volume, register from their seeds and become the cluster hosts',
@@ -248,21 +246,32 @@ describe.skipIf(!env.ok)(`Virtualized Edge VMs boot Edgeplane OS on a real hyper
           .join(', ')}; endpoint ${cluster.status.controlPlaneEndpoint} served by the init VM`,
       );
 
-      // The serial console, read through the appliance's agent, shows the guest's boot.
+      // The serial console, read through the appliance's agent, shows the guest's boot: the kernel,
+      // the image's init on slot A, and the guest's agent connected as the VM's host (the serial line
+      // and virtlogd may be some lines behind the agent's connection under load: waited for).
       for (const vm of ['cp1', 'w1']) {
-        const out = await consoleOf(vm);
-        expect(out.code, out.out).toBe(0);
-        // The kernel, the image's init on slot A, and the guest's agent connected as the VM's host.
-        expect(out.stdout).toMatch(/\[\s*\d+\.\d+\] /);
-        expect(out.stdout).toMatch(/edgeplane-os: .*"version":"1.0.0".* booted from slot A/);
-        expect(out.stdout).toContain(`Connected to ${t.url} as host ${CLUSTER}-${vm}`);
-        expect(out.stdout).toContain('Kubernetes SIMULATED on this machine');
+        const expected: [string, RegExp][] = [
+          ['kernel', /\[\s*\d+\.\d+\] /],
+          ['slot A of 1.0.0', /edgeplane-os: .*"version":"1.0.0".* booted from slot A/],
+          ['agent connected', new RegExp(`Connected to ${t.url.replace(/[.]/g, '\\.')} as host ${CLUSTER}-${vm}`)],
+          ['simulation notice', /Kubernetes SIMULATED on this machine/],
+        ];
+        await until(
+          `vm console ${vm} shows the guest's boot and its agent`,
+          async () => {
+            const out = await consoleOf(vm);
+            const missing = expected.filter(([, re]) => !re.test(out.stdout)).map(([what]) => what);
+            seen = { code: out.code, missing, tail: out.out.split('\n').slice(-15) };
+            return out.code === 0 && missing.length === 0;
+          },
+          60_000,
+        );
       }
     },
     300_000 + BOOT_MS + 300_000,
   );
 
-  it.skipIf(!upgrade)(
+  it(
     'an OS upgrade moves both VMs to the new image through their A/B slots, one node at a time',
     async () => {
       const next = digests['1.1.0'];
@@ -286,39 +295,103 @@ describe.skipIf(!env.ok)(`Virtualized Edge VMs boot Edgeplane OS on a real hyper
       );
       expect(r.status, JSON.stringify(r.body)).toBe(200);
       const started = Date.now();
-      // Never both VMs down at once (rebooting into the new slot, or in its trial boot): one node at a time.
-      let mostDown = 0;
+      const at = () => Math.round((Date.now() - started) / 1000);
+      // What each guest reports over time. A VM is in its trial window from the os manager's
+      // "Rebooting" until it committed: Rebooting or Verifying, booted from a slot that is not (yet)
+      // the active one, or offline inside its upgrade window. One node at a time: never both at once.
+      const hosts = [`${CLUSTER}-cp1`, `${CLUSTER}-w1`];
+      const inTrial = new Map<string, number>(); // host -> first second seen in its trial window
+      const timeline: string[] = [];
+      const last = new Map<string, string>();
+      let mostInTrial = 0;
+      let failed: unknown;
+      const printTimeline = () =>
+        console.warn(`[virtualized-boot] what the guests reported during the upgrade (s after the profile change):\n  ${timeline.join('\n  ')}`);
       const cluster = await until(
-        'both VMs run the new image from slot B and the cluster is Running',
+        'the upgrade Succeeded: both guests committed the new image in slot B and the cluster is Running',
         async () => {
           const c = (await t.api('GET', `/api/v1/clusters/${CLUSTER}`)).body;
-          const nodes = (c.status?.nodes ?? []) as any[];
-          const hs = await Promise.all(nodes.map(async (n) => (await t.api('GET', `/api/v1/edgehosts/${n.host}`)).body.status));
-          const down = hs.filter((h) => h?.connectivity !== 'online' || ['Rebooting', 'Verifying'].includes(h?.agent?.managers?.os?.phase));
-          mostDown = Math.max(mostDown, down.length);
+          const u = c.status?.upgrade;
+          const reports = await Promise.all(hosts.map(async (h) => [h, (await t.api('GET', `/api/v1/edgehosts/${h}`)).body.status] as const));
+          let trial = 0;
+          for (const [h, st] of reports) {
+            const os = st?.agent?.managers?.os;
+            const now = `${st?.connectivity === 'online' ? os?.phase : 'offline'} booted ${os?.bootedSlot} active ${os?.activeSlot}`;
+            if (last.get(h) !== now) timeline.push(`${at()} s ${h}: ${now}`);
+            last.set(h, now);
+            // Offline counts inside the node's window only (a missed heartbeat while staging is no reboot).
+            const opened = ['Draining', 'Rebooting', 'Verifying'].includes(u?.nodes?.find((n: any) => n.host === h)?.phase);
+            const window = (st?.connectivity !== 'online' && opened) || ['Rebooting', 'Verifying'].includes(os?.phase) || os?.bootedSlot !== os?.activeSlot;
+            if (window) {
+              trial++;
+              if (!inTrial.has(h)) inTrial.set(h, at());
+            }
+          }
+          mostInTrial = Math.max(mostInTrial, trial);
           seen = {
             phase: c.status?.phase,
-            nodes,
-            conditions: c.status?.conditions,
-            os: hs.map((h) => ({ connectivity: h?.connectivity, phase: h?.agent?.managers?.os?.phase, message: h?.agent?.managers?.os?.message })),
+            upgrade: u,
+            nodes: c.status?.nodes,
+            os: reports.map(([h, st]) => ({ h, c: st?.connectivity, os: st?.agent?.managers?.os })),
           };
-          const done = nodes.length === 2 && nodes.every((n) => n.ready && n.osImageDigest === next && n.bootedSlot === 'B');
-          return done && c.status?.phase === 'Running' ? c : undefined;
+          if (u?.toRevision === 2 && u.state === 'Failed') {
+            failed = u;
+            return c;
+          }
+          const committed = reports.every(([, st]) => {
+            const os = st?.agent?.managers?.os;
+            return st?.connectivity === 'online' && os?.phase === 'Committed' && os.digest === next && os.bootedSlot === 'B' && os.activeSlot === 'B';
+          });
+          const nodes = (c.status?.nodes ?? []) as any[];
+          const onImage = nodes.length === 2 && nodes.every((n) => n.ready && n.osImageDigest === next && n.bootedSlot === 'B');
+          const done = u?.toRevision === 2 && u.state === 'Succeeded' && c.status?.profileRevision === 2 && c.status.phase === 'Running';
+          return done && onImage && committed ? c : undefined;
         },
         UPGRADE_MS,
+      ).finally(printTimeline);
+      expect(failed, JSON.stringify(failed)).toBeUndefined();
+      expect(mostInTrial, timeline.join('; ')).toBe(1);
+      expect([...inTrial.keys()].sort()).toEqual(hosts);
+
+      // The upgrade's own record agrees: both staged first, then each node's window (new spec, reboot,
+      // trial boot, commit) closed before the next one opened, the control-plane VM first.
+      const u = cluster.status.upgrade;
+      expect(u.nodes.map((n: any) => [n.host, n.change, n.phase])).toEqual([
+        [`${CLUSTER}-cp1`, 'repave', 'Done'],
+        [`${CLUSTER}-w1`, 'repave', 'Done'],
+      ]);
+      const t0 = Date.parse(u.startedAt);
+      const s = (iso?: string) => (iso ? `${Math.round((Date.parse(iso) - t0) / 1000)} s` : '-');
+      const [cp1, w1] = u.nodes.map((n: any) => n.times);
+      for (const times of [cp1, w1]) for (const step of ['staged', 'started', 'done']) expect(times[step], JSON.stringify(u.nodes)).toBeDefined();
+      expect(Date.parse(cp1.started)).toBeGreaterThanOrEqual(Math.max(Date.parse(cp1.staged), Date.parse(w1.staged)));
+      expect(Date.parse(w1.started)).toBeGreaterThanOrEqual(Date.parse(cp1.done));
+      const events = (await t.api('GET', `/api/v1/events?fieldSelector=involvedObject.kind=Cluster,involvedObject.name=${CLUSTER}&limit=500`)).body.items.map(
+        (e: any) => e.spec.reason,
       );
-      expect(mostDown).toBeLessThanOrEqual(1);
-      // What the guests' own agents report: the new image committed in slot B.
-      for (const n of cluster.status.nodes) {
-        const os = (await t.api('GET', `/api/v1/edgehosts/${n.host}`)).body.status?.agent?.managers?.os;
-        expect(os, JSON.stringify(os)).toMatchObject({ digest: next, bootedSlot: 'B', activeSlot: 'B' });
-      }
+      for (const reason of ['UpgradeStarted', 'NodeStaged', 'UpgradeRolling', 'NodeUpgraded', 'UpgradeSucceeded']) expect(events).toContain(reason);
+      expect(events.filter((e: string) => e === 'NodeUpgraded')).toHaveLength(2);
       console.warn(
-        `[virtualized-boot] OS upgrade of the virtualized cluster (Kubernetes simulated inside the guests): both VMs moved to ${next} in slot B, one node at a time, in ${Math.round((Date.now() - started) / 1000)} s`,
+        `[virtualized-boot] OS upgrade of the virtualized cluster (Kubernetes simulated inside the guests): both VMs committed ${next} in slot B, one node at a time, cluster Running ${Math.round((Date.now() - started) / 1000)} s after the profile change; ` +
+          u.nodes
+            .map(
+              (n: any) =>
+                `${n.host}: staged ${s(n.times.staged)}, window ${s(n.times.started)} (rebooting ${s(n.times.rebooting)}, trial ${s(n.times.verifying)}) to done ${s(n.times.done)}`,
+            )
+            .join('; '),
       );
-      for (const vm of ['cp1', 'w1']) expect((await consoleOf(vm)).stdout).toMatch(/edgeplane-os: .*"version":"1.1.0".* booted from slot B/);
+      for (const vm of ['cp1', 'w1'])
+        await until(
+          `vm console ${vm} shows the guest's init on slot B of 1.1.0`,
+          async () => {
+            const out = await consoleOf(vm);
+            seen = { code: out.code, tail: out.out.split('\n').slice(-15) };
+            return out.code === 0 && /edgeplane-os: .*"version":"1.1.0".* booted from slot B/.test(out.stdout);
+          },
+          60_000,
+        );
     },
-    UPGRADE_MS + 60_000,
+    UPGRADE_MS + 180_000,
   );
 
   it('deleting the cluster leaves no domain, volume or seed behind', async () => {
