@@ -202,6 +202,21 @@ function startLeanAgents(fronts: string[], agents: StartCommand['agents'], worke
   };
 }
 
+/**
+ * A server's /readyz answer. Each try is bounded (a run once hung on a keep-alive socket the loaded
+ * server had closed) and retried a few times before the run fails.
+ */
+async function readyz(url: string): Promise<{ agentsConnected?: number; agentChannelLimit?: number | null }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(10_000) })).json();
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await sleep(1000);
+    }
+  }
+}
+
 /** Health-check transitions to DOWN in an HAProxy's output so far. */
 const downs = (lb: Haproxy) => (lb.output().match(/ is DOWN/g) ?? []).length;
 
@@ -307,7 +322,7 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
     const live = () => servers.filter((s) => s.proc.exitCode === null && s.proc.signalCode === null);
     const connected = async () => {
       let sum = 0;
-      for (const s of live()) sum += ((await (await fetch(`${s.url}/readyz`)).json()) as { agentsConnected?: number }).agentsConnected ?? 0;
+      for (const s of live()) sum += (await readyz(s.url)).agentsConnected ?? 0;
       return sum;
     };
     const out: Record<string, number> = {};
@@ -329,7 +344,7 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
     if (n === 0) return out;
     // The fleet: lean bench agents (bench/lean-agents.ts) with cached identities whose hosts are written to the store in bulk.
     // One process holds agents up to its descriptor budget (agentChannelLimit): the single server is offered at most that many.
-    const limit = ((await (await fetch(`${servers[0].url}/readyz`)).json()) as { agentChannelLimit: number | null }).agentChannelLimit ?? n;
+    const limit = (await readyz(servers[0].url)).agentChannelLimit ?? n;
     if (replicas === 1 && limit < n) n = limit;
     const ids = leanIdentities(n);
     const agents = await seedHosts(databaseUrl, ids);
@@ -358,9 +373,7 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
     const steadyCpu = servers.map((s, i) => (cpuOf(s.proc.pid!) - c0[i]) / windowS);
     const steadyClientCpu = (fleet.pids.reduce((sum, pid) => sum + cpuOf(pid), 0) - cc0) / windowS;
     const rss = servers.map((s) => rssOf(s.proc.pid!));
-    const perReplica = await Promise.all(
-      servers.map(async (s) => ((await (await fetch(`${s.url}/readyz`)).json()) as { agentsConnected: number }).agentsConnected),
-    );
+    const perReplica = await Promise.all(servers.map(async (s) => (await readyz(s.url)).agentsConnected ?? 0));
     const p = fleet.progress();
     Object.assign(out, {
       [`${k}: agents offered`]: n,
@@ -394,9 +407,7 @@ async function runMode(n: number, stormN: number, replicas: number, databaseUrl:
     }
     if (replicas > 1) {
       // Failover: kill -9 the replica holding most agents; its agents reconnect through HAProxy.
-      const counts = await Promise.all(
-        servers.map(async (s) => ((await (await fetch(`${s.url}/readyz`)).json()) as { agentsConnected: number }).agentsConnected),
-      );
+      const counts = await Promise.all(servers.map(async (s) => (await readyz(s.url)).agentsConnected ?? 0));
       const victim = counts.indexOf(Math.max(...counts));
       const db = new pg.Client({ connectionString: databaseUrl });
       await db.connect();
