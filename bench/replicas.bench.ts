@@ -62,6 +62,8 @@ function storm(
  */
 export async function replicasBench(): Promise<BenchResult> {
   raiseOpenFileLimit(262_144);
+  // Identities first, before any server or balancer runs (twice a run stalled making them later, blocked in the main thread).
+  leanIdentities(Number(process.env.BENCH_REPLICAS_AGENTS ?? 5000));
   const n = Number(process.env.BENCH_REPLICAS_AGENTS ?? 5000);
   const stormN = Number(process.env.BENCH_REPLICAS_STORM ?? 2000);
   const pgServer = await postgres();
