@@ -68,20 +68,7 @@ export function abScenarios(lab: AbLab): void {
 
   it(
     'upgrades A/B with a real reboot: a one-time trial boot of slot B, health checks pass, the slot is committed',
-    async () => {
-      const os = await until(
-        'the host runs image 2 committed',
-        async () => {
-          const s = await osStatus();
-          return s?.upToDate && s.phase === 'Committed' && s.digest === images()[1].digest ? s : undefined;
-        },
-        lab.upgradeMs,
-      );
-      expect(os).toMatchObject({ digest: images()[1].digest, bootedSlot: 'B', activeSlot: 'B', phase: 'Committed' });
-      const serial = lab.vm().serial();
-      expect(serial).toContain('Edgeplane: one-time trial boot of slot B (committed slot: A)');
-      expect(serial).toMatch(/edgeplane-os: .*"version":"2.0.0".* booted from slot B/);
-    },
+    () => expectUpgradeCommitted(lab, lab.upgradeMs),
     budgets.upgrade,
   );
 
@@ -109,6 +96,40 @@ export function abScenarios(lab: AbLab): void {
       expect(afterTrial).toContain('Edgeplane: booting committed slot B');
     },
     budgets.fallback,
+  );
+}
+
+/** Waits (up to `timeoutMs`) for image 2 committed in slot B after a one-time trial boot (the profile revision pinning it is assigned). */
+async function expectUpgradeCommitted(lab: AbLab, timeoutMs: number): Promise<void> {
+  const images = lab.fleet().images;
+  const os = await lab.waits.until(
+    'the host runs image 2 committed',
+    async () => {
+      const s = await lab.fleet().osStatus(lab.hostName());
+      return s?.upToDate && s.phase === 'Committed' && s.digest === images[1].digest ? s : undefined;
+    },
+    timeoutMs,
+  );
+  expect(os).toMatchObject({ digest: images[1].digest, bootedSlot: 'B', activeSlot: 'B', phase: 'Committed' });
+  const serial = lab.vm().serial();
+  expect(serial).toContain('Edgeplane: one-time trial boot of slot B (committed slot: A)');
+  expect(serial).toMatch(/edgeplane-os: .*"version":"2.0.0".* booted from slot B/);
+}
+
+/**
+ * The A/B upgrade alone (the installer lab's): profile revision 1 pins image 2, assigned to the host
+ * running image 1 from slot A; the upgrade is pulled and written to slot B (an upgrade's budget, as
+ * in abScenarios' power-cut test), then trial-booted and committed (a boot's budget on top).
+ */
+export function upgradeScenario(lab: AbLab): void {
+  it(
+    'upgrades A/B with a real reboot: pulled, written to slot B, a one-time trial boot, health checks pass, the slot is committed',
+    async () => {
+      await lab.fleet().addProfileRevision(1);
+      await lab.fleet().assignRevision(lab.hostName(), 2);
+      await expectUpgradeCommitted(lab, lab.upgradeMs + lab.bootMs);
+    },
+    lab.upgradeMs + lab.bootMs + 10_000,
   );
 }
 

@@ -79,6 +79,13 @@ function firmware(vars: string, kind: LabFirmware = 'uefi'): string[] {
 export interface VmOptions {
   disk: string;
   seedIso?: string;
+  /**
+   * An install medium (the installer ISO) on a read-only virtio disk, as a USB stick the ISO was
+   * written to. The boot order is the disk first, then the medium: a blank disk has nothing to boot,
+   * so the firmware starts the installer; once installed, the disk boots (as on a PC whose internal
+   * disk comes first).
+   */
+  installMedia?: string;
   accel: 'kvm' | 'tcg';
   /** Serial console log, appended to across restarts (kept as a test artifact). */
   serialLog: string;
@@ -244,8 +251,18 @@ export class LabVm {
       ...(this.swtpm
         ? ['-chardev', `socket,id=chrtpm,path=${this.swtpm.socket}`, '-tpmdev', 'emulator,id=tpm0,chardev=chrtpm', '-device', 'tpm-crb,tpmdev=tpm0']
         : []),
-      '-drive',
-      `file=${o.disk},if=virtio,format=raw,cache=writeback`,
+      ...(o.installMedia
+        ? [
+            '-drive',
+            `file=${o.disk},if=none,id=disk0,format=raw,cache=writeback`,
+            '-device',
+            'virtio-blk-pci,drive=disk0,bootindex=0',
+            '-drive',
+            `file=${o.installMedia},if=none,id=media0,format=raw,readonly=on`,
+            '-device',
+            'virtio-blk-pci,drive=media0,bootindex=1',
+          ]
+        : ['-drive', `file=${o.disk},if=virtio,format=raw,cache=writeback`]),
       ...(o.seedIso ? ['-drive', `file=${o.seedIso},if=virtio,format=raw,readonly=on`] : []),
       '-netdev',
       'user,id=net0',
