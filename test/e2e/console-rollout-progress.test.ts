@@ -239,18 +239,20 @@ describe('console rollout progress and upgrade timeline in Chromium', () => {
     expect((await t.api('POST', '/api/v1/rollouts', body)).status).toBe(201);
     await page.goto(`${t.url}/rollouts/summer`);
     const lane = page.getByTestId('rollout-timeline').locator('g[data-batch="only"]');
-    await expect.poll(() => lane.getAttribute('data-state'), { timeout: 20_000 }).toBe('waiting-for-window');
+    // Reads inside a poll get a short timeout of their own: a lane redrawn between two reads makes the
+    // poll read again, instead of one read waiting out Playwright's 30 s default.
+    await expect.poll(() => lane.getAttribute('data-state', { timeout: 2000 }), { timeout: 20_000 }).toBe('waiting-for-window');
     const next = (await t.api('GET', '/api/v1/rollouts/summer')).body.status.clusters[0].nextWindowAt;
     expect(Date.parse(next)).toBeGreaterThan(Date.now()); // midnight of 1 January in Berlin
-    expect(await lane.textContent()).toContain(`window opens ${await page.evaluate((iso) => new Date(iso).toLocaleString(), next)}`);
+    expect(await lane.textContent({ timeout: 5000 })).toContain(`window opens ${await page.evaluate((iso) => new Date(iso).toLocaleString(), next)}`);
     // Its turn has come: the waiting bar is drawn, no running bar yet.
     expect(await lane.locator('rect').count()).toBe(1);
     expect(await page.getByTestId('rollout-map-status').textContent()).toBe('1 site: 1 waiting for window');
     await page.getByRole('button', { name: 'Pause' }).click();
-    await expect.poll(() => lane.getAttribute('data-state')).toBe('paused');
+    await expect.poll(() => lane.getAttribute('data-state', { timeout: 2000 }), { timeout: 20_000 }).toBe('paused');
     page.once('dialog', (d) => void d.accept());
     await page.getByRole('button', { name: 'Abort' }).click();
-    await expect.poll(() => lane.getAttribute('data-state'), { timeout: 20_000 }).toBe('stopped');
+    await expect.poll(() => lane.getAttribute('data-state', { timeout: 2000 }), { timeout: 20_000 }).toBe('stopped');
     expect((await t.api('GET', '/api/v1/rollouts/summer')).body.status).toMatchObject({
       phase: 'Aborted',
       batches: [{ phase: 'Progressing', succeeded: 0, failed: 0 }],
