@@ -33,11 +33,15 @@ import { remoteSessionRoutes } from './remote-session/remote-session.routes.js';
 import { SessionProxy } from './remote-session/replica-proxy.js';
 import { SessionBroker } from './remote-session/session-broker.js';
 import type { Store } from './store/db.js';
+import { StoreHealth } from './store/store-health.js';
 import { whoamiRoutes } from './user/whoami.routes.js';
 import { selectWatchProtocol, watchRoutes } from './watch/watch.routes.js';
 import { WatchHub } from './watch/watch-hub.js';
 
 export const SERVER_VERSION = '0.1.0';
+
+/** A store check (`select 1` on an idle connection of its own) not answered within this long counts as a failure. */
+const STORE_CHECK_TIMEOUT_MS = 5000;
 
 export interface AppDeps {
   store: Store;
@@ -65,6 +69,8 @@ export interface AppDeps {
   allowedRegistries?: string[];
   /** Told this server's watch hub once built (other replicas' change notices go to it). */
   onWatchHub?: (watch: WatchHub) => void;
+  /** Pause between background store checks, whose last outcome /readyz reports; default 2000 ms. */
+  readinessCheckIntervalMs?: number;
   /** Shared by the replicas of one PostgreSQL store: remote sessions are proxied to the replica holding the agent. */
   replicaSecret?: string;
 }
@@ -132,15 +138,41 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // Readiness comes from a background store check outside the query pool (store-health.ts and
+  // store-ping.ts): /readyz answers at once from its last outcome instead of queueing behind the
+  // registrations and agent hellos that fill the pool under load, which made load balancers take busy
+  // but healthy replicas out of rotation.
+  let storeWasOk = true;
+  const storeHealth = new StoreHealth((timeoutMs) => store.ping(timeoutMs), {
+    intervalMs: deps.readinessCheckIntervalMs ?? 2000,
+    timeoutMs: STORE_CHECK_TIMEOUT_MS,
+    onCheck: (check) => {
+      metrics.storeCheckDuration.set(check.latencyMs / 1000);
+      if (check.ok) metrics.storeCheckLastSuccess.set(check.at / 1000);
+      else metrics.storeCheckFailures.inc();
+      // One log line per change, not one per check while the store stays away.
+      if (!check.ok && storeWasOk) deps.logger.warn({ err: check.error }, 'store check failed: /readyz answers not ready');
+      if (check.ok && !storeWasOk) deps.logger.info({ latencyMs: check.latencyMs }, 'store check succeeded again: /readyz answers ready');
+      storeWasOk = check.ok;
+    },
+  });
+  await storeHealth.start();
+  app.addHook('onClose', async () => storeHealth.stop());
   app.get('/readyz', async (_req, reply) => {
     // Draining for shutdown: the load balancer stops sending agents and requests here first.
     if (hub.draining) return reply.status(503).send({ error: { code: 'NotReady', message: 'draining: this server is shutting down' } });
-    try {
-      await store.ping();
-      return { status: 'ready', store: store.dialect, agentsConnected: hub.size, agentChannelLimit: hub.options.maxChannels ?? null };
-    } catch (err) {
-      return reply.status(503).send({ error: { code: 'NotReady', message: `store unreachable: ${(err as Error).message}` } });
+    const r = storeHealth.readiness();
+    if (!r.ready) {
+      const details = { storeCheck: r.lastCheck ?? null, lastSuccessAgeMs: r.lastSuccessAgeMs ?? null };
+      return reply.status(503).send({ error: { code: 'NotReady', message: r.reason, details } });
     }
+    return {
+      status: 'ready',
+      store: store.dialect,
+      storeCheck: { ageMs: r.ageMs, latencyMs: r.latencyMs },
+      agentsConnected: hub.size,
+      agentChannelLimit: hub.options.maxChannels ?? null,
+    };
   });
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);

@@ -25,6 +25,11 @@ export interface ServerOptions {
   replicaSecret?: string;
   /** Where the other replicas reach this one (default EDGEPLANE_REPLICA_URL, else its listen address). */
   replicaUrl?: string;
+  /**
+   * How often the store is checked for /readyz, outside the query pool (a connection of its own on
+   * PostgreSQL); /readyz answers from the last check at once. Default 2000 ms.
+   */
+  readinessCheckIntervalMs?: number;
   /** Agent channels held at once; default: the open-file limit less a reserve (agent/descriptor-budget.ts). */
   maxAgentChannels?: number;
   /** Told to agents in `welcome`; default a third of offlineAfterSeconds, at most 30. */

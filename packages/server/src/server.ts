@@ -115,6 +115,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxWatchesPerToken: options.maxWatchesPerToken,
       onWatchHub: (watch) => replicas?.attachWatch(watch),
       replicaSecret: options.replicaSecret ?? process.env.EDGEPLANE_REPLICA_SECRET,
+      readinessCheckIntervalMs: options.readinessCheckIntervalMs,
     });
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 8080 });

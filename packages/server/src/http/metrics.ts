@@ -41,6 +41,21 @@ export function createMetrics() {
       help: 'Agent events dropped because the host sent them faster than its event rate limit',
       registers: [registry],
     }),
+    storeCheckDuration: new Gauge({
+      name: 'edgeplane_store_check_duration_seconds',
+      help: 'How long the last readiness check of the store took (outside the query pool)',
+      registers: [registry],
+    }),
+    storeCheckLastSuccess: new Gauge({
+      name: 'edgeplane_store_check_last_success_timestamp_seconds',
+      help: 'When a readiness check of the store last succeeded (Unix time)',
+      registers: [registry],
+    }),
+    storeCheckFailures: new Counter({
+      name: 'edgeplane_store_check_failures_total',
+      help: 'Readiness checks of the store that failed or timed out',
+      registers: [registry],
+    }),
     registrations: new Counter({
       name: 'edgeplane_registrations_total',
       help: 'Registration attempts by result (created, existing, or the error code)',

@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
+import { postgresPing, sqlitePing } from './store-ping.js';
 import { StoreScope } from './store-scope.js';
 
 export type Db = Kysely<Database>;
@@ -18,7 +19,11 @@ export interface Store {
   location: string;
   /** In-process state of this store (announced writes, audit order); carried by every transaction. */
   scope: StoreScope;
-  ping(): Promise<void>;
+  /**
+   * Whether the store can be reached and read, checked outside the query pool (store-ping.ts), so it
+   * answers while every pooled connection is busy; rejects after timeoutMs. Readiness uses it.
+   */
+  ping(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -33,13 +38,17 @@ export function openStore(options: { dataDir: string; databaseUrl?: string; pool
     // the pool replaces it and the next query reports any lasting problem.
     pool.on('error', (err) => options.onError?.(err));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: [scope] });
+    const check = postgresPing(options.databaseUrl, options.onError);
     return {
       db,
       dialect: 'postgres',
       scope,
       location: options.databaseUrl.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@'),
-      ping: async () => void (await sql`select 1`.execute(db)),
-      close: () => db.destroy(),
+      ping: (timeoutMs) => check.ping(timeoutMs),
+      close: async () => {
+        await check.close();
+        await db.destroy();
+      },
     };
   }
   mkdirSync(options.dataDir, { recursive: true });
@@ -51,12 +60,13 @@ export function openStore(options: { dataDir: string; databaseUrl?: string; pool
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }), plugins: [scope] });
+  const check = sqlitePing(file);
   return {
     db,
     dialect: 'sqlite',
     scope,
     location: file,
-    ping: async () => void (await sql`select 1`.execute(db)),
+    ping: (timeoutMs) => check.ping(timeoutMs),
     close: () => db.destroy(),
   };
 }
