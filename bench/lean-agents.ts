@@ -7,8 +7,9 @@
  * pong's round trip is the heartbeat round trip measured. It does not run the agent's managers
  * (no spec is applied, no status reported): the simulator (`edgeplane sim`) does that, at ~14 ms
  * of CPU per agent. Identities (Ed25519 keys) are made once and cached (leanIdentities); the hosts
- * are written to the store in bulk (seedHosts), so a run pays no registration: the registration
- * storm measures that.
+ * are written to the store in bulk with the tests' row builder (test/support/seed-hosts.ts hostRow,
+ * imported by the parent only: the workers stay free of the server package), so a run pays no
+ * registration: the registration storm measures that.
  *
  * Run as a child process (fork, IPC): the parent sends `start`, then `rtt` to collect round trips
  * measured since the last `rtt`, then `stop`; the worker reports `progress` every second.
@@ -17,7 +18,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CONNECT_AUDIENCE, canonicalDeviceKey, DEFAULT_PROJECT, PROTOCOL_VERSION } from '@edgeplane/protocol';
+import { CONNECT_AUDIENCE, PROTOCOL_VERSION } from '@edgeplane/protocol';
 import { importJWK, SignJWT } from 'jose';
 import WebSocket from 'ws';
 
@@ -47,30 +48,6 @@ export function leanIdentities(n: number): LeanIdentity[] {
   writeFileSync(`${file}.tmp`, JSON.stringify(have));
   renameSync(`${file}.tmp`, file);
   return have;
-}
-
-/** The edge_hosts row registration writes for a device registered with an auto-approving token (register.service.ts insertHost). */
-export function hostRow(id: LeanIdentity, hostName: string, now: string) {
-  return {
-    name: hostName,
-    uid: randomUUID(),
-    project: DEFAULT_PROJECT,
-    labels: '{}',
-    annotations: '{}',
-    generation: 1,
-    resource_version: 1,
-    created_at: now,
-    updated_at: now,
-    spec: '{}',
-    status: JSON.stringify({ registeredAt: now, registeredVia: 'token', identity: { kind: 'file' }, agentVersion: 'bench-lean', conditions: [] }),
-    device_uid: id.uid,
-    public_key: canonicalDeviceKey({ kty: 'OKP', crv: 'Ed25519', x: id.x }),
-    pending_public_key: null,
-    state: 'ready',
-    connectivity: 'offline',
-    last_seen: null,
-    pairing_key_hash: null,
-  };
 }
 
 export interface StartCommand {

@@ -3,13 +3,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openStore } from '@edgeplane/server';
 import pg from 'pg';
 import { hostNameForDevice } from '../packages/server/src/edgehost/edgehost.service.js';
 import { startEmbeddedPostgres } from '../test/support/embedded-postgres.js';
 import freePort from '../test/support/free-port.js';
 import { type Haproxy, startHaproxy } from '../test/support/haproxy.js';
-import { hostRow, type LeanIdentity, leanIdentities, type StartCommand, type WorkerMessage } from './lean-agents.js';
+import { insertHosts } from '../test/support/seed-hosts.js';
+import { type LeanIdentity, leanIdentities, type StartCommand, type WorkerMessage } from './lean-agents.js';
 import type { BenchResult } from './run.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -101,21 +101,14 @@ function openFileLimit(): number {
 
 /**
  * Writes the hosts of `ids` to the store in bulk, the rows registration writes for devices registered
- * with an auto-approving token (bench/lean-agents.ts hostRow), and returns what the agents need.
+ * with an auto-approving token (test/support/seed-hosts.ts hostRow), and returns what the agents need.
  */
 async function seedHosts(databaseUrl: string, ids: LeanIdentity[]): Promise<StartCommand['agents']> {
-  const store = openStore({ dataDir: '', databaseUrl });
-  const now = new Date().toISOString();
   const agents = ids.map((id) => ({ ...id, hostName: hostNameForDevice(id.uid) }));
-  try {
-    for (let i = 0; i < agents.length; i += 1000)
-      await store.db
-        .insertInto('edge_hosts')
-        .values(agents.slice(i, i + 1000).map((a) => hostRow(a, a.hostName, now)))
-        .execute();
-  } finally {
-    await store.close();
-  }
+  await insertHosts(
+    { dataDir: '', databaseUrl },
+    agents.map((a) => ({ name: a.hostName, device: { uid: a.uid, x: a.x }, agentVersion: 'bench-lean' })),
+  );
   return agents;
 }
 
