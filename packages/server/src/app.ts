@@ -144,7 +144,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // but healthy replicas out of rotation.
   let storeWasOk = true;
   const storeHealth = new StoreHealth((timeoutMs) => store.ping(timeoutMs), {
-    intervalMs: deps.readinessCheckIntervalMs ?? 2000,
+    // At least 50 ms: a zero or negative interval would turn the check into a busy loop on the store.
+    intervalMs: Math.max(50, deps.readinessCheckIntervalMs ?? 2000),
     timeoutMs: STORE_CHECK_TIMEOUT_MS,
     onCheck: (check) => {
       metrics.storeCheckDuration.set(check.latencyMs / 1000);

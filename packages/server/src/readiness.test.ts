@@ -7,6 +7,7 @@ import { DIALECTS, type Dialect, testStore } from '../../../test/support/db.js';
 import { waitFor } from '../../../test/support/device.js';
 import { type TestServer, testServer } from '../../../test/support/server.js';
 import { openStore } from './store/db.js';
+import { StoreHealth } from './store/store-health.js';
 
 interface ReadyzBody {
   status?: string;
@@ -209,5 +210,27 @@ describe('readiness on postgres with the query pool saturated', () => {
       await locker.end();
       await admin.end();
     }
+  });
+});
+
+describe('store health', () => {
+  it('is not ready once no check finished within three intervals and a timeout, nor when a check does not answer', async () => {
+    let now = 1_000_000;
+    let answer: () => Promise<void> = async () => {};
+    const health = new StoreHealth(() => answer(), { intervalMs: 60_000, timeoutMs: 50, now: () => now });
+    expect(health.readiness()).toMatchObject({ ready: false, reason: 'the store has not been checked yet' });
+    await health.start();
+    expect(health.readiness()).toMatchObject({ ready: true, ageMs: 0 });
+    now += health.staleAfterMs;
+    expect(health.readiness()).toMatchObject({ ready: true });
+    now += 1;
+    expect(health.readiness()).toMatchObject({ ready: false, reason: `no store check finished in the last ${60_000 * 3 + 50} ms`, lastSuccessAgeMs: 180_051 });
+    await health.stop();
+    // A store that never answers: the check fails after its timeout instead of waiting.
+    answer = () => new Promise(() => {});
+    const hung = new StoreHealth(() => answer(), { intervalMs: 60_000, timeoutMs: 50 });
+    await hung.start();
+    expect(hung.readiness()).toMatchObject({ ready: false, reason: 'store unreachable: no answer within 50 ms' });
+    await hung.stop();
   });
 });
