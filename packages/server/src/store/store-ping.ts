@@ -20,6 +20,7 @@ export interface StorePing {
 export function postgresPing(connectionString: string, onError: (err: Error) => void = () => {}): StorePing {
   let client: pg.Client | undefined;
   let connecting: Promise<pg.Client> | undefined;
+  let closed = false;
   const drop = (c: pg.Client) => {
     if (client === c) client = undefined;
     void c.end().catch(() => {});
@@ -48,6 +49,8 @@ export function postgresPing(connectionString: string, onError: (err: Error) => 
   };
   return {
     async ping(timeoutMs) {
+      // After close() a late check must not open a connection nobody ends.
+      if (closed) throw new Error('the store is closed');
       const c = await connected(timeoutMs);
       try {
         // query_timeout: node-postgres gives up waiting on its side (the server may never answer).
@@ -59,6 +62,7 @@ export function postgresPing(connectionString: string, onError: (err: Error) => 
       }
     },
     async close() {
+      closed = true;
       const c = client ?? (await connecting?.catch(() => undefined));
       client = undefined;
       await c?.end().catch(() => {});
