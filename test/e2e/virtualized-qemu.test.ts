@@ -108,7 +108,7 @@ describe('virt manager on a real QEMU hypervisor', () => {
       expect(xml).toMatch(/<loader[^>]*type='pflash'[^>]*>[^<]*OVMF[^<]*<\/loader>/);
       const nvram = /<nvram[^>]*>([^<]+)<\/nvram>/.exec(xml)?.[1];
       expect(nvram && existsSync(nvram)).toBe(true);
-      expect(xml).toMatch(/<watchdog model='i6300esb' action='reset'/);
+      expect(xml).toMatch(/<watchdog model='i6300esb' action='poweroff'/);
       // The firmware really runs: its boot manager writes to the serial console, which virtlogd copies to the file.
       const serialLog = manager.serialLogPath(vm);
       await expect.poll(() => (existsSync(serialLog) ? readFileSync(serialLog, 'utf8') : ''), { timeout: 60_000 }).toContain('BdsDxe');

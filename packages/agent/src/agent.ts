@@ -202,7 +202,17 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.runner && this.config.virt) {
       const timer = setInterval(() => void this.runner?.reportNow(), this.config.virt.inventoryIntervalSeconds * 1000);
       timer.unref();
-      this.abort.signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+      // A VM whose guest rebooted is shut off (domain-xml.ts: every reset is a power cycle): start it again.
+      const restart = setInterval(() => void this.runner?.reconcileDrift(), this.config.virt.restartCheckSeconds * 1000);
+      restart.unref();
+      this.abort.signal.addEventListener(
+        'abort',
+        () => {
+          clearInterval(timer);
+          clearInterval(restart);
+        },
+        { once: true },
+      );
     }
   }
 

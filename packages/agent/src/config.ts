@@ -64,6 +64,11 @@ export const AgentConfig = z
         kvm: z.boolean().optional(),
         /** How often the appliance's libvirt inventory is re-read and reported when nothing else changed. */
         inventoryIntervalSeconds: z.number().min(1).max(3600).default(30),
+        /**
+         * How often the agent looks for VMs that are shut off although the spec wants them (every
+         * reset of a VM, a guest reboot included, ends its QEMU) and starts them again.
+         */
+        restartCheckSeconds: z.number().min(1).max(3600).default(5),
       })
       .strict()
       .optional(),

@@ -36,6 +36,11 @@ export interface Manager<Name extends ManagerName = ManagerName> {
   status(): Promise<unknown>;
   /** True when the observed state matches `desired` (the runner then skips prepare/apply). */
   converged?(desired: HostSpec[Name] | undefined): Promise<boolean>;
+  /**
+   * True when the host moved away from the last applied spec by itself (e.g. a VM whose guest
+   * rebooted is shut off): the runner then converges to that spec again (ManagerRunner.reconcileDrift).
+   */
+  drifted?(): Promise<boolean>;
   /** A capability the host has because of this manager (reported in AgentStatus.capabilities), e.g. `libvirt`. */
   readonly capability?: string;
 }

@@ -147,6 +147,41 @@ describe('ManagerRunner', () => {
     }
   });
 
+  it('converges again to the last spec when a manager reports drift, and only that manager applies', async () => {
+    const calls: string[] = [];
+    let drift = false;
+    /** Converged once applied; the virt one drifts when told to. */
+    class Converging extends RecordingManager {
+      applied = false;
+      async converged() {
+        return this.applied && !(this.name === 'virt' && drift);
+      }
+      async drifted() {
+        return this.name === 'virt' && this.applied && drift;
+      }
+      async apply(desired: unknown, ctx: ManagerContext) {
+        await super.apply(desired, ctx);
+        this.applied = true;
+        if (this.name === 'virt') drift = false;
+      }
+    }
+    const os = new Converging('os', calls);
+    const virt = new Converging('virt', calls);
+    const r = runner([os, virt]);
+    // Before any spec there is nothing to converge to.
+    expect(await r.reconcileDrift()).toBeUndefined();
+    const s: HostSpec = { ...spec(), virt: { vms: [] } };
+    await r.submit(s, 1);
+    expect(calls.filter((c) => c.endsWith('.apply') || c.includes('.apply:'))).toHaveLength(2);
+    calls.length = 0;
+    // No drift: nothing runs.
+    expect(await r.reconcileDrift()).toBeUndefined();
+    expect(calls).toEqual([]);
+    drift = true;
+    await await r.reconcileDrift();
+    expect(calls).toEqual(['virt.prepare', 'virt.apply:{"vms":[]}']);
+  });
+
   it('createManagers has maintenance (cordon, drain) first, then os', async () => {
     const managers = await createManagers(new SimDevice({ root: dataDir }), { dataDir });
     expect(managers.slice(0, 2).map((m) => m.name)).toEqual(['maintenance', 'os']);

@@ -40,6 +40,9 @@ export class ManagerRunner {
   private errors = new Map<ManagerName, ManagerError>();
   private lastReported?: string;
   private reporting: Promise<void> = Promise.resolve();
+  /** The last spec submitted, for reconcile(). */
+  private last?: { spec: HostSpec; generation: number };
+  private checkingDrift = false;
 
   constructor(private readonly options: RunnerOptions) {
     this.managers = [...options.managers].sort((a, b) => MANAGER_ORDER.indexOf(a.name) - MANAGER_ORDER.indexOf(b.name));
@@ -48,6 +51,7 @@ export class ManagerRunner {
   /** Starts converging to `spec`, aborting a run in progress. Returns the new run (resolves when it settles). */
   submit(spec: HostSpec, generation: number): Promise<void> {
     const json = JSON.stringify(spec);
+    this.last = { spec, generation };
     // The server re-sends the spec on every reconnect: do not restart a run (a download) for it.
     if (this.current && this.running?.generation === generation && this.running.json === json) return this.current;
     const running = { generation, json };
@@ -67,6 +71,41 @@ export class ManagerRunner {
       });
     this.current = run;
     return run;
+  }
+
+  /**
+   * Converges to the last spec again when no run is in progress (managers that are still converged
+   * skip it): for drift the host notices by itself, e.g. a VM whose guest rebooted and whose domain is
+   * now shut off. Returns the run, or undefined when one was already running or no spec came yet.
+   */
+  reconcile(): Promise<void> | undefined {
+    if (this.running || !this.last) return undefined;
+    return this.submit(this.last.spec, this.last.generation);
+  }
+
+  /** reconcile() when a manager reports drift (Manager.drifted); a manager that cannot tell counts as not drifted. */
+  async reconcileDrift(): Promise<Promise<void> | undefined> {
+    if (this.running || !this.last || this.checkingDrift) return undefined;
+    this.checkingDrift = true;
+    try {
+      return await this.findDrift();
+    } finally {
+      this.checkingDrift = false;
+    }
+  }
+
+  private async findDrift(): Promise<Promise<void> | undefined> {
+    for (const manager of this.managers) {
+      const drifted = await manager.drifted?.().catch((err: Error) => {
+        this.options.log.warn({ manager: manager.name, err: err.message }, 'cannot tell whether the host drifted');
+        return false;
+      });
+      if (drifted) {
+        this.options.log.info({ manager: manager.name }, 'the host drifted from the applied spec; converging again');
+        return this.reconcile();
+      }
+    }
+    return undefined;
   }
 
   /** Aborts the run in progress and waits for it to end. */

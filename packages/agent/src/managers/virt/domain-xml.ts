@@ -49,6 +49,14 @@ export interface DomainXmlInput {
  * first and would refuse an unsigned boot loader. CPU: the host's CPU under KVM
  * (host-passthrough); under TCG every feature the emulator implements (mode "maximum", libvirt >= 7.1).
  * The test driver (libvirt's test:///) models none of these and gets the plain domain.
+ *
+ * Every reset is a power cycle: a guest reboot, a crash and a watchdog expiry end the domain
+ * (on_reboot/on_crash destroy, watchdog action poweroff) and the virt manager starts it again within
+ * seconds (VirtManager.drifted, config virt.restartCheckSeconds), so each boot starts from a fresh
+ * QEMU process. A warm reset in the same process is what the lab saw hang: under TCG (QEMU 7.2, OVMF
+ * 2022.11) a guest's reboot right after writing its other A/B slot sometimes left the firmware
+ * spinning in its DXE phase with no output for as long as it was watched, while a fresh start of the
+ * same disk booted at once. A fresh process also applies the domain's current definition.
  */
 export function domainXml({ vm, type, seed, serialLog }: DomainXmlInput): string {
   const qemu = type !== 'test';
@@ -57,7 +65,7 @@ export function domainXml({ vm, type, seed, serialLog }: DomainXmlInput): string
     <firmware><feature enabled='no' name='secure-boot'/></firmware>`
     : '';
   const cpu = type === 'kvm' ? "\n  <cpu mode='host-passthrough' check='none'/>" : type === 'qemu' ? "\n  <cpu mode='maximum' check='none'/>" : '';
-  const watchdog = qemu ? "\n    <watchdog model='i6300esb' action='reset'/>" : '';
+  const watchdog = qemu ? "\n    <watchdog model='i6300esb' action='poweroff'/>" : '';
   const log = serialLog ? `\n      <log file='${esc(serialLog)}' append='on'/>` : '';
   return `<domain type='${type}'>
   <name>${esc(vm.domain)}</name>
@@ -75,8 +83,8 @@ export function domainXml({ vm, type, seed, serialLog }: DomainXmlInput): string
   </os>
   <features><acpi/><apic/></features>${cpu}
   <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>restart</on_crash>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
   <devices>
     <disk type='volume' device='disk'>
       <driver name='qemu' type='qcow2'/>

@@ -123,6 +123,32 @@ describe('virt manager', () => {
     expect(await lv.poolVolumes('default-pool')).toEqual([]);
   });
 
+  it('starts a VM again whose domain shut off by itself (a guest reboot is a power cycle), and only VMs of the applied spec', async () => {
+    const { manager, ctx, lv, events } = await setup();
+    const spec = { vms: [vm()] };
+    // Nothing applied yet: nothing to restart, and the spec is not converged.
+    expect(await manager.drifted()).toBe(false);
+    expect(await manager.converged(spec)).toBe(false);
+    await manager.apply(spec, ctx);
+    expect(await manager.converged(spec)).toBe(true);
+    expect(await manager.drifted()).toBe(false);
+    // The guest rebooted: with on_reboot=destroy its QEMU ended and the domain is shut off.
+    expect(domainXml({ vm: vm(), type: 'qemu', seed: { volume: 's' } })).toContain('<on_reboot>destroy</on_reboot>');
+    await lv.run('destroy', 'ep-c1-w1');
+    expect(await manager.drifted()).toBe(true);
+    expect(await manager.converged(spec)).toBe(false);
+    await manager.apply(spec, ctx);
+    expect((await lv.domainInfo('ep-c1-w1'))?.state).toBe('running');
+    expect(events).toEqual(['VmCreated', 'VmStarted']);
+    expect(await manager.drifted()).toBe(false);
+    // A domain the spec does not want (another tool's, here libvirt's own "test") is never started by it.
+    await lv.run('destroy', 'test');
+    expect(await manager.drifted()).toBe(false);
+    expect(await manager.converged(spec)).toBe(true);
+    // A changed spec is never "converged" on the strength of running domains alone.
+    expect(await manager.converged({ vms: [vm({ vcpus: 4 })] })).toBe(false);
+  });
+
   it('refuses an unknown network in prepare', async () => {
     const { manager } = await setup();
     await expect(manager.prepare({ vms: [vm({ network: 'nope' })] })).rejects.toThrow(/network "nope"/);

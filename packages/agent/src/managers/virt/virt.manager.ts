@@ -31,6 +31,10 @@ export class VirtManager implements Manager<'virt'> {
   readonly capability = LIBVIRT_CAPABILITY;
   private phase: VirtStatus['phase'] = 'Idle';
   private message?: string;
+  /** The spec of the last apply pass that finished (JSON), and its VMs' domains. */
+  private applied?: { json: string; domains: string[] };
+  /** True while an apply pass runs: the pass itself shuts VMs down (resize) and starts them. */
+  private applying = false;
 
   constructor(
     private readonly device: Device,
@@ -68,12 +72,40 @@ export class VirtManager implements Manager<'virt'> {
     }
   }
 
+  /**
+   * Converged when the last apply pass finished with this very spec and none of its VMs is shut off
+   * (a guest that rebooted or powered off: see domain-xml.ts, every reset of a VM is a power cycle).
+   * A changed spec, or an agent that restarted, always gets an apply pass.
+   */
+  async converged(desired: VirtSpec | undefined): Promise<boolean> {
+    if (!desired) return true;
+    if (this.applied?.json !== JSON.stringify(desired)) return false;
+    return (await this.stoppedVms()).length === 0;
+  }
+
+  /**
+   * The VMs of the last applied spec whose domain is shut off: a guest reboot, power-off or watchdog
+   * expiry ended its QEMU (domain-xml.ts), and the next apply pass starts it again. Empty while a pass
+   * runs (it shuts VMs down on purpose to resize them) and before the first pass finished.
+   */
+  async drifted(): Promise<boolean> {
+    return (await this.stoppedVms()).length > 0;
+  }
+
+  async stoppedVms(): Promise<string[]> {
+    if (this.applying || !this.applied?.domains.length) return [];
+    const off = new Set(await this.libvirt.names('list', '--state-shutoff', '--name'));
+    return this.applied.domains.filter((d) => off.has(d));
+  }
+
   async apply(desired: VirtSpec | undefined, ctx: ManagerContext): Promise<void> {
     // No `virt` key: nothing to do (the server sends `virt: {vms: []}` to have every VM removed).
     if (!desired) return;
     const lv = this.libvirt;
     const vms = desired.vms;
     this.phase = 'Converging';
+    this.applying = true;
+    this.applied = undefined;
     try {
       const wanted = new Set(vms.map((v) => v.domain));
       // 1. Remove domains this manager created that are no longer wanted.
@@ -102,11 +134,13 @@ export class VirtManager implements Manager<'virt'> {
       }
       this.phase = vms.length ? 'Ready' : 'Idle';
       this.message = undefined;
+      this.applied = { json: JSON.stringify(desired), domains: vms.map((v) => v.domain) };
     } catch (err) {
       this.phase = 'Failed';
       this.message = (err as Error).message;
       throw err;
     } finally {
+      this.applying = false;
       this.pulled.clear();
       await removeTree(this.workDir);
     }
@@ -236,9 +270,14 @@ export class VirtManager implements Manager<'virt'> {
       ctx.emitEvent('Normal', 'VmResized', `VM ${vm.domain} now has ${vm.vcpus} vCPU and ${vm.memoryMiB} MiB`);
       return;
     }
-    if (info.state !== 'running') {
-      if (info.state === 'paused') await lv.run('resume', vm.domain);
-      else await lv.run('start', vm.domain);
+    if (info.state === 'paused') await lv.run('resume', vm.domain);
+    else if (info.state !== 'running') {
+      await lv.run('start', vm.domain);
+      ctx.emitEvent(
+        'Normal',
+        'VmStarted',
+        `VM ${vm.domain} was ${info.state} (a guest reboot, power-off or watchdog reset ends its QEMU) and is started again`,
+      );
     }
   }
 
