@@ -41,7 +41,7 @@ PACKAGES=(
   grub-efi-amd64-bin # GRUB's x86_64-efi modules for grub-mkimage (the unsigned boot loader, --boot-loader grub)
   shim-signed       # the Secure Boot chain of the installer disk: shim signed by Microsoft's UEFI CA, and MokManager (packages/image/src/secure-boot.test.ts, test/lab)
   grub-efi-amd64-signed # GRUB signed by Debian, which shim loads (the default boot loader of the installer disk)
-  sbsigntool        # sbverify/sbattach: who signed an EFI image; the lab's kernel with its signature removed (test/lab/secure-boot.test.ts)
+  sbsigntool        # sbverify/sbattach: who signed an EFI image; the lab's kernel with its signature removed (test/lab/installer.test.ts)
   ovmf              # UEFI firmware for QEMU (test/lab)
   qemu-system-x86   # boots the installer disk (test/lab)
   chrony            # chronyd: the lab's NTP server on the host side of the VM's network (test/lab/ntp.ts)

@@ -11,6 +11,8 @@ export interface AbLab {
   /** Budgets of a boot and of an upgrade (pull, slot write, reboot) on this image under this accelerator. */
   bootMs: number;
   upgradeMs: number;
+  /** The firmware enforces Secure Boot: every boot's kernel says so. */
+  secureBoot?: boolean;
 }
 
 /** Test budgets of the A/B scenarios, for the QEMU leak guard of the run they share. */
@@ -128,6 +130,12 @@ export function upgradeScenario(lab: AbLab): void {
       await lab.fleet().addProfileRevision(1);
       await lab.fleet().assignRevision(lab.hostName(), 2);
       await expectUpgradeCommitted(lab, lab.upgradeMs + lab.bootMs);
+      const serial = lab.vm().serial();
+      const trial = serial.slice(serial.lastIndexOf('Edgeplane: one-time trial boot of slot B (committed slot: A)'));
+      if (lab.secureBoot) expect(trial).toContain('secureboot: Secure boot enabled');
+      // GRUB cleared next_slot itself (save_env) before booting the trial; the agent committed B.
+      expect(lab.disk().grubenv()).toMatchObject({ active_slot: 'B' });
+      expect(lab.disk().grubenv().next_slot ?? '').toBe('');
     },
     lab.upgradeMs + lab.bootMs + 10_000,
   );
@@ -155,5 +163,44 @@ export function recoveryScenario(lab: AbLab): void {
       expect(os).toMatchObject({ bootedSlot: 'recovery', digest: lab.fleet().images[0].digest, upToDate: false });
     },
     2 * lab.bootMs + 10_000,
+  );
+}
+
+/**
+ * Under Secure Boot, after upgradeScenario (image 2 committed in slot B): image 3, whose kernel carries
+ * no signature (unsignedKernelPackage), is written to slot A like any other, but the firmware chain
+ * refuses its kernel at the trial boot, GRUB boots the committed slot again, and the API says why.
+ */
+export function unsignedKernelScenario(lab: AbLab): void {
+  it(
+    'an image whose kernel is not signed: the chain refuses it at the trial boot, GRUB boots the committed slot, the API says slot A did not boot and why',
+    async () => {
+      const fleet = lab.fleet();
+      await fleet.addProfileRevision(2);
+      await fleet.assignRevision(lab.hostName(), 3);
+      const os = await lab.waits.until(
+        'the host reports the fallback',
+        async () => {
+          const s = await fleet.osStatus(lab.hostName());
+          return s?.phase === 'FellBack' ? s : undefined;
+        },
+        lab.upgradeMs + lab.bootMs,
+      );
+      expect(os).toMatchObject({ digest: fleet.images[1].digest, bootedSlot: 'B', activeSlot: 'B', upToDate: false });
+      // The agent knows the slot's kernel carries no signature (read when it wrote the slot) and that the
+      // firmware enforces Secure Boot (efivarfs), so it says why the chain refused the slot.
+      expect(os.message).toBe(
+        'fell back to slot B: slot A did not boot; the boot loader started slot B: Secure Boot is enforced and the kernel of slot A carries no signature, so the firmware chain refused it',
+      );
+      // The image was written (slot A holds it); its kernel never ran.
+      expect(lab.disk().slotRecord('root-a')).toMatchObject({ digest: fleet.images[2].digest });
+      const serial = lab.vm().serial();
+      const trial = serial.slice(serial.lastIndexOf('Edgeplane: one-time trial boot of slot A (committed slot: B)'));
+      expect(trial).toContain('error: bad shim signature');
+      expect(trial).toContain("Falling back to `Edgeplane OS (slot B)'");
+      expect(trial).toMatch(/edgeplane-os: .*"version":"2.0.0".* booted from slot B/);
+      expect(trial).not.toMatch(/"version":"3.0.0".* booted from slot/);
+    },
+    lab.upgradeMs + lab.bootMs + 10_000,
   );
 }

@@ -1,8 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BuiltImage, buildImage, type DiskLayout } from '@edgeplane/image';
+import { promisify } from 'node:util';
+import { type BuiltImage, buildImage, type DiskLayout, defaultCacheDir } from '@edgeplane/image';
 import { expect } from 'vitest';
 import { cli } from '../support/cli-process.js';
 import { pushOciLayout, type TestRegistry } from '../support/registry.js';
@@ -183,4 +184,22 @@ export async function labSeed(t: TestServer, work: string, name: string, spec: R
   const made = await cli(['installer', 'seed-iso', '--token', name, '--token-secret', token.body.status.token, '--agent-server', agentServer, '-o', seed], env);
   expect(made.code, made.out).toBe(0);
   return seed;
+}
+
+/**
+ * The kernel package of `name` (in the image builder's cache) with its kernel's signature removed
+ * (sbattach --remove), standing for a custom unsigned build: everything else, the modules included, is
+ * the same build. Repacked with fast compression (the builder unpacks it with dpkg-deb -x).
+ */
+export async function unsignedKernelPackage(name: string, work: string): Promise<string> {
+  const run = promisify(execFile);
+  const deb = join(defaultCacheDir(), name);
+  const dir = join(work, 'kernel-unsigned');
+  await run('dpkg-deb', ['-R', deb, dir]);
+  const vmlinuz = readdirSync(join(dir, 'boot')).find((f) => f.startsWith('vmlinuz-'))!;
+  await run('sbattach', ['--remove', join(dir, 'boot', vmlinuz)]);
+  const out = join(work, `unsigned-${name}`);
+  await run('dpkg-deb', ['-Zgzip', '-z1', '-b', dir, out], { maxBuffer: 16 * 1024 * 1024 });
+  rmSync(dir, { recursive: true, force: true });
+  return out;
 }

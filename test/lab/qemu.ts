@@ -111,7 +111,19 @@ export interface VmOptions {
    * directory is empty (an EK and an EK certificate from swtpm's local CA, as a vendor provisions).
    */
   tpm?: { stateDir: string };
+  /**
+   * Every guest reset is a power cycle, as the appliance's VMs have it (packages/agent/src/managers/
+   * virt/domain-xml.ts): QEMU runs with `-action reboot=shutdown`, so a reboot, a watchdog reset or a
+   * triple fault ends the process, and the lab starts a fresh one on the same disk, firmware variables
+   * and TPM. Under TCG a warm reset in the same process right after the guest wrote its other slot
+   * sometimes left OVMF spinning before its first line; a fresh process boots at once. `serial()`
+   * covers every power cycle since the test's own start().
+   */
+  powerCycleOnReset?: boolean;
 }
+
+/** SHUTDOWN reasons that are a reset under `-action reboot=shutdown` (QAPI ShutdownCause, QEMU 7.2): the guest's, and QMP system_reset's. */
+const RESET_REASONS = ['guest-reset', 'host-qmp-system-reset'];
 
 export interface QmpEvent {
   event: string;
@@ -146,7 +158,11 @@ class Qmp {
     };
     socket.on('close', fail);
     socket.on('error', fail);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
+
+  /** Resolves when QEMU closed the connection (after the last event it sent was read). */
+  readonly closed: Promise<void>;
 
   /** Connects once QEMU has created the socket (it does so before the guest starts). */
   static async connect(path: string, alive: () => boolean, onEvent: (e: QmpEvent) => void): Promise<Qmp> {
@@ -210,6 +226,8 @@ export class LabVm {
   private readonly qmpSocket: string;
   private qmp?: Promise<Qmp>;
   private swtpm?: Swtpm;
+  /** Between a guest reset ending QEMU and the fresh process (powerCycleOnReset): still "running". */
+  private cycling = false;
   /** QMP events of every run (RESET, SHUTDOWN, WATCHDOG, ...), oldest first. */
   readonly events: QmpEvent[] = [];
 
@@ -222,6 +240,10 @@ export class LabVm {
 
   start(): void {
     if (this.child) throw new Error('the VM is already running');
+    this.launch(false);
+  }
+
+  private launch(powerCycle: boolean): void {
     const o = this.options;
     if (o.tpm) this.swtpm = startSwtpm(o.tpm.stateDir);
     const args = [
@@ -246,6 +268,7 @@ export class LabVm {
       '-qmp',
       `unix:${this.qmpSocket},server=on,wait=off`,
       ...(o.watchdog ? ['-device', 'i6300esb', '-action', 'watchdog=reset'] : []),
+      ...(o.powerCycleOnReset ? ['-action', 'reboot=shutdown'] : []),
       // QEMU docs/specs/tpm.rst (QEMU 7.2), "The QEMU TPM emulator device": the TPM's commands go to swtpm
       // over its control socket; tpm-crb is the interface of firmware TPMs (Intel PTT, AMD fTPM).
       ...(this.swtpm
@@ -269,8 +292,11 @@ export class LabVm {
       '-device',
       // acpi-index=1: the NIC's predictable name is eno1 (systemd-udev), as on a board with one onboard NIC.
       'virtio-net-pci,netdev=net0,acpi-index=1',
+      // append=on: a power cycle (powerCycleOnReset) continues the run's log instead of truncating it.
+      '-chardev',
+      `file,id=serial0,path=${o.serialLog}.current,append=${powerCycle ? 'on' : 'off'}`,
       '-serial',
-      `file:${o.serialLog}.current`,
+      'chardev:serial0',
     ];
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.endedBy = undefined;
@@ -282,20 +308,34 @@ export class LabVm {
     });
     this.child = child;
     this.exited = new Promise((resolve) => {
-      child.on('exit', (code, signal) => {
+      child.on('exit', async (code, signal) => {
         clearTimeout(this.hardLimit);
         process.off('exit', killOnExit);
         this.swtpm?.stop();
         this.swtpm = undefined;
-        this.endedBy ??= this.stopping ? 'powered off by the test' : `QEMU exited by itself (${signal ?? `code ${code}`})`;
-        this.archiveSerial(stderr ? `\n[lab] qemu stderr: ${stderr.trim()}\n` : '');
-        void this.qmp?.then(
-          (q) => q.close(),
-          () => undefined,
-        );
+        // A guest reset ended QEMU (powerCycleOnReset): its SHUTDOWN event says so. QMP delivers the
+        // events it sent before the socket closes, so wait for that (bounded) before reading them.
+        const qmp = await this.qmp?.catch(() => undefined);
+        if (qmp) await Promise.race([qmp.closed, new Promise((r) => setTimeout(r, 2000))]);
+        const last = this.events.at(-1);
+        const reset = o.powerCycleOnReset && !this.stopping && code === 0 && last?.event === 'SHUTDOWN' && RESET_REASONS.includes(String(last.data?.reason));
+        if (!reset) {
+          this.endedBy ??= this.stopping ? 'powered off by the test' : `QEMU exited by itself (${signal ?? `code ${code}`})`;
+          this.archiveSerial(stderr ? `\n[lab] qemu stderr: ${stderr.trim()}\n` : '');
+        }
+        qmp?.close();
         this.qmp = undefined;
         rmSync(this.qmpSocket, { force: true });
         this.child = undefined;
+        if (reset) {
+          appendFileSync(`${o.serialLog}.current`, '\n[lab] ---- the guest reset the machine: power cycle, QEMU started again ----\n');
+          this.cycling = true;
+          try {
+            this.launch(true);
+          } finally {
+            this.cycling = false;
+          }
+        }
         resolve(code);
       });
     });
@@ -315,6 +355,12 @@ export class LabVm {
   async screendump(file: string): Promise<void> {
     if (!this.qmp) throw new Error('the VM is not running');
     await (await this.qmp).execute('screendump', { filename: file });
+  }
+
+  /** Runs a QMP command (e.g. `send-key`, `human-monitor-command`) and returns its result. */
+  async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    if (!this.qmp) throw new Error('the VM is not running');
+    return (await this.qmp).execute(command, args);
   }
 
   /** Serial output of the current run (the whole history is in `serialLog` once a run ends). */
@@ -342,7 +388,7 @@ export class LabVm {
   }
 
   get running(): boolean {
-    return this.child !== undefined;
+    return this.child !== undefined || this.cycling;
   }
 
   /** Pulls the plug: SIGKILL, no shutdown, nothing flushed by the guest. */
