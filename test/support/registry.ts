@@ -13,14 +13,25 @@ export interface TestRegistry {
   host: string;
   /** The registry's filesystem storage (tests tamper with blobs here). */
   storageDir: string;
+  /** With `accessLog`: the registry's own access log so far, one parsed request per line. */
+  requests(): RegistryRequest[];
   stop(): Promise<void>;
+}
+
+/** One line of the registry's access log (Apache combined format). */
+export interface RegistryRequest {
+  method: string;
+  path: string;
+  status: number;
+  /** Response body bytes the registry wrote. */
+  bytes: number;
 }
 
 /**
  * Starts a real OCI registry (Debian's `docker-registry`, the CNCF distribution registry) on a free
  * loopback port with filesystem storage in a temp dir and no auth. Plain HTTP: pulls use `insecure`.
  */
-export async function startRegistry(options: { address?: string } = {}): Promise<TestRegistry> {
+export async function startRegistry(options: { address?: string; accessLog?: boolean } = {}): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'ep-registry-'));
   const port = await freePort();
   // `address`: another address of this machine (e.g. a libvirt network's gateway, where guests reach it).
@@ -30,13 +41,27 @@ export async function startRegistry(options: { address?: string } = {}): Promise
     config,
     [
       'version: 0.1',
-      'log: {level: error, accesslog: {disabled: true}}',
+      // The access log (distribution's combined-format request log, on stdout) only when a test reads it.
+      `log: {level: error, accesslog: {disabled: ${!options.accessLog}}}`,
       `storage: {filesystem: {rootdirectory: ${join(dir, 'data')}}, delete: {enabled: true}}`,
       `http: {addr: "${host}", secret: edgeplane-test}`,
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', options.accessLog ? 'pipe' : 'ignore', 'pipe'] });
+  const requests: RegistryRequest[] = [];
+  let pending = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (d: string) => {
+    pending += d;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      // 127.0.0.1 - - [07/Dec/2026:03:00:00 +0000] "GET /v2/x/blobs/sha256:... HTTP/1.1" 206 65536 "" "agent"
+      const m = /"(\w+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/.exec(line);
+      if (m) requests.push({ method: m[1], path: m[2], status: Number(m[3]), bytes: m[4] === '-' ? 0 : Number(m[4]) });
+    }
+  });
   let stderr = '';
   child.stderr?.on('data', (d) => {
     stderr = (stderr + d).slice(-4000);
@@ -61,6 +86,7 @@ export async function startRegistry(options: { address?: string } = {}): Promise
     url,
     host,
     storageDir: join(dir, 'data'),
+    requests: () => [...requests],
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
