@@ -78,6 +78,11 @@ export const OsSpec = z.object({
 });
 export type OsSpec = z.infer<typeof OsSpec>;
 
+/** The image of an os spec pinned by its digest, for messages: `image@digest`, once (a profile may pin the reference already). */
+export function osImageRef(os: Pick<OsSpec, 'image' | 'digest'>): string {
+  return os.image.endsWith(`@${os.digest}`) ? os.image : `${os.image}@${os.digest}`;
+}
+
 /**
  * The identity of one attempt at an image: its digest, the health checks its trial boot must pass
  * and the operator's retry value. An image that fell back is tried again only under another attempt

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { AgentMessage, buildOpenApi, findKind, KINDS, RegisterRequest, RegistrationTokenInput } from './index.js';
+import { AgentMessage, buildOpenApi, findKind, KINDS, osImageRef, RegisterRequest, RegistrationTokenInput } from './index.js';
 
 describe('protocol', () => {
+  it('names an os image pinned by its digest once, whether or not the profile pinned the reference', () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    expect(osImageRef({ image: 'reg.local/os:1.0', digest })).toBe(`reg.local/os:1.0@${digest}`);
+    expect(osImageRef({ image: `reg.local/os:1.0@${digest}`, digest })).toBe(`reg.local/os:1.0@${digest}`);
+    // A reference pinned to another digest keeps both: the message shows the mismatch.
+    expect(osImageRef({ image: `reg.local/os@sha256:${'b'.repeat(64)}`, digest })).toBe(`reg.local/os@sha256:${'b'.repeat(64)}@${digest}`);
+  });
+
   it('finds kinds by kind, plural and short names', () => {
     expect(findKind('hosts')?.kind).toBe('EdgeHost');
     expect(findKind('EdgeHost')?.plural).toBe('edgehosts');

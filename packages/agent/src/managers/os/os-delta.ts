@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { OsSpec, Slot } from '@edgeplane/protocol';
+import { type OsSpec, osImageRef, type Slot } from '@edgeplane/protocol';
 import { removeTree } from '../../atomic-file.js';
 import type { SlotBoot } from '../../device/boot-env.js';
 import { applyPatch, assembleSlotImage, type FoundDeltaManifest, fetchPatch, findDeltaManifest, loadIndex, sha256Prefix } from '../../oci/delta/index.js';
@@ -118,7 +118,7 @@ export async function stageByDelta(host: DeltaHost, desired: OsSpec, passive: Sl
   ctx.emitEvent(
     'Normal',
     'ImageStaged',
-    `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (${done.fetched} bytes downloaded, ${done.reused} bytes reused from the device's slots)${again}`,
+    `OS image ${osImageRef(desired)} written to slot ${passive} by delta update (${done.fetched} bytes downloaded, ${done.reused} bytes reused from the device's slots)${again}`,
   );
   return undefined;
 }
@@ -219,7 +219,7 @@ async function stageByPatch(
   ctx.emitEvent(
     'Normal',
     'ImageStaged',
-    `OS image ${desired.image}@${desired.digest} written to slot ${passive} by delta update (patch from ${patch.fromImage}: ${fetched} bytes downloaded, the rest from slot ${booted})`,
+    `OS image ${osImageRef(desired)} written to slot ${passive} by delta update (patch from ${patch.fromImage}: ${fetched} bytes downloaded, the rest from slot ${booted})`,
   );
   return undefined;
 }

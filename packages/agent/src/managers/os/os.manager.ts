@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { type HealthCheck, type HostSpec, type OsSpec, type OsStatus, osAttempt, type Slot } from '@edgeplane/protocol';
+import { type HealthCheck, type HostSpec, type OsSpec, type OsStatus, osAttempt, osImageRef, type Slot } from '@edgeplane/protocol';
 import { removeTree } from '../../atomic-file.js';
 import { sleep } from '../../backoff.js';
 import { BOOT_VARS, type SlotBoot, type SlotMeta } from '../../device/boot-env.js';
@@ -97,7 +97,7 @@ export class OsManager implements Manager<'os'> {
   private async stage(desired: OsSpec, passive: Slot, boot: SlotBoot, ctx: ManagerContext): Promise<void> {
     const noDelta = await stageByDelta(this.deltaHost, desired, passive, boot, ctx);
     if (!noDelta) return;
-    await this.setPhase('Downloading', `pulling ${desired.image}@${desired.digest} for slot ${passive} (whole image: ${noDelta})`);
+    await this.setPhase('Downloading', `pulling ${osImageRef(desired)} for slot ${passive} (whole image: ${noDelta})`);
     ctx.log.info({ slot: passive, digest: desired.digest }, `os: pulling ${desired.digest} for slot ${passive}`);
     const store = new BlobStore(join(this.dir, 'cache'));
     let lastReport = 0;
@@ -143,7 +143,7 @@ export class OsManager implements Manager<'os'> {
       await removeTree(join(this.dir, 'staging'));
       this.progress = undefined;
       await this.setPhase('Staged', `image ${info.name} ${info.version} (${desired.digest}) is staged in slot ${passive}`);
-      ctx.emitEvent('Normal', 'ImageStaged', `OS image ${desired.image}@${desired.digest} written to slot ${passive}`);
+      ctx.emitEvent('Normal', 'ImageStaged', `OS image ${osImageRef(desired)} written to slot ${passive}`);
     } catch (err) {
       this.progress = undefined;
       if (ctx.signal.aborted) throw err;
@@ -206,7 +206,7 @@ export class OsManager implements Manager<'os'> {
     this.state = { ...before, failedImages: withoutDigest(before.failedImages, desired.digest) };
     if (retried) ctx.emitEvent('Normal', 'ImageRetried', `trying ${desired.digest} again (it fell back at ${retried.at}: ${retried.reason})`);
     await this.setPhase('Rebooting', `rebooting into slot ${passive} for a trial boot of ${desired.digest}`);
-    ctx.emitEvent('Normal', 'Rebooting', `rebooting into slot ${passive} to try ${desired.image}@${desired.digest}`);
+    ctx.emitEvent('Normal', 'Rebooting', `rebooting into slot ${passive} to try ${osImageRef(desired)}`);
     await this.rebootAndWait(ctx);
   }
 
