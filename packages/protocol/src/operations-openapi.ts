@@ -32,14 +32,24 @@ export function addOperationPaths(paths: Json, schemas: Json, schema: (s: z.ZodT
     get: {
       operationId: 'readyz',
       tags: ['Operations'],
-      summary: 'Readiness: the store answers',
+      summary: 'Readiness: the last background store check succeeded recently and the server is not draining',
       ...open,
       responses: {
         200: {
           description: 'Ready',
           content: json({
             type: 'object',
-            properties: { status: { const: 'ready' }, store: { enum: ['sqlite', 'postgres'] }, agentsConnected: { type: 'integer' } },
+            properties: {
+              status: { const: 'ready' },
+              store: { enum: ['sqlite', 'postgres'] },
+              storeCheck: {
+                type: 'object',
+                description: 'The last store check: how long ago it finished and how long it took',
+                properties: { ageMs: { type: 'number' }, latencyMs: { type: 'number' } },
+              },
+              agentsConnected: { type: 'integer' },
+              agentChannelLimit: { type: ['integer', 'null'], description: 'Agent connections this server accepts (null: no limit)' },
+            },
           }),
         },
         503: errorResponse,
