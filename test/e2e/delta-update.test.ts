@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Device, LinuxDevice, type ManagerContext, OsManager, oci, SimDevice, type SlotBoot } from '@edgeplane/agent';
+import { peKernelHead } from '@edgeplane/agent/oci/testing-pe';
 import type { OsSpec, OsStatus } from '@edgeplane/protocol';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -333,6 +334,22 @@ describe('delta OS updates: the os manager fills the passive slot from what the 
     ]);
     expect(run.events[0].message).toContain(`no delta artifact is published for ${images['3.0.0'].digest}`);
     expect((await slotsOf(device).readSlot('B'))?.digest).toBe(images['3.0.0'].digest);
+  });
+
+  it('a slot written by delta records whether its kernel is signed, as a slot written from the tree does', async () => {
+    for (const [version, signed] of [
+      ['5.0.0-unsigned', false],
+      ['5.0.0-signed', true],
+    ] as const) {
+      const digest = await pushOsImage(registry, join(work, `layout-${version}`), version, { 'boot/vmlinuz': peKernelHead(signed).toString('latin1') });
+      await oci.delta.publishDelta({ to: `${registry.host}/edge/os:${version}` });
+      images[version] = { image: `${proxy.host}/edge/os:${version}`, digest, insecure: true, layerBytes: 0 };
+      const { root, device } = await linuxMachine();
+      const run = await stage(device, root, version);
+      expect(run.events.map((e) => e.reason)).toEqual(['ImageStaged']);
+      expect(run.events[0].message).toContain('by delta update');
+      expect(await slotsOf(device).readSlot('B')).toMatchObject({ digest, kernelSigned: signed });
+    }
   });
 
   it('SimSlots: the simulated slot keeps its image; the next update seeds from it and boots the same tree', async () => {

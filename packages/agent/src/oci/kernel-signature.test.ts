@@ -3,22 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peHasSignature, slotKernelSigned } from './kernel-signature.js';
-
-/** The headers of a PE32+ image (an EFI-stub kernel), with or without a certificate table. */
-function peHead(signed: boolean): Buffer {
-  const b = Buffer.alloc(512);
-  b.write('MZ', 0, 'latin1');
-  b.writeUInt32LE(0x40, 0x3c); // e_lfanew
-  b.write('PE\0\0', 0x40, 'latin1');
-  const optional = 0x40 + 24;
-  b.writeUInt16LE(0x20b, optional); // PE32+
-  b.writeUInt32LE(16, optional + 108); // NumberOfRvaAndSizes
-  if (signed) {
-    b.writeUInt32LE(0x100, optional + 112 + 4 * 8); // certificate table: file offset
-    b.writeUInt32LE(0x48, optional + 112 + 4 * 8 + 4); // and size
-  }
-  return b;
-}
+import { peKernelHead } from './testing-pe.js';
 
 describe('kernel signature', () => {
   let dir: string;
@@ -30,11 +15,11 @@ describe('kernel signature', () => {
   });
 
   it('tells a PE32+ image with a certificate table from one without, and from what is no PE image', () => {
-    expect(peHasSignature(peHead(true))).toBe(true);
-    expect(peHasSignature(peHead(false))).toBe(false);
+    expect(peHasSignature(peKernelHead(true))).toBe(true);
+    expect(peHasSignature(peKernelHead(false))).toBe(false);
     expect(peHasSignature(Buffer.from('#!/bin/sh\necho not a kernel\n'))).toBe(false);
-    expect(peHasSignature(peHead(true).subarray(0, 100))).toBe(false); // truncated headers: no answer from bytes not there
-    const pe32 = peHead(true);
+    expect(peHasSignature(peKernelHead(true).subarray(0, 100))).toBe(false); // truncated headers: no answer from bytes not there
+    const pe32 = peKernelHead(true);
     pe32.writeUInt16LE(0x10b, 0x40 + 24); // a 32-bit PE: not an x86-64 kernel
     expect(peHasSignature(pe32)).toBe(false);
   });
@@ -51,19 +36,19 @@ describe('kernel signature', () => {
   }
 
   it("reads the slot's /boot/vmlinuz, following links inside the tree as GRUB does", async () => {
-    expect(await slotKernelSigned(await tree('plain', { 'boot/vmlinuz': peHead(true) }))).toBe(true);
-    expect(await slotKernelSigned(await tree('unsigned', { 'boot/vmlinuz': peHead(false) }))).toBe(false);
+    expect(await slotKernelSigned(await tree('plain', { 'boot/vmlinuz': peKernelHead(true) }))).toBe(true);
+    expect(await slotKernelSigned(await tree('unsigned', { 'boot/vmlinuz': peKernelHead(false) }))).toBe(false);
     // Debian: a relative link to vmlinuz-<release>; some trees use an absolute one.
     expect(
-      await slotKernelSigned(await tree('debian', { 'boot/vmlinuz-6.1.0-57-amd64': peHead(true), 'boot/vmlinuz': { link: 'vmlinuz-6.1.0-57-amd64' } })),
+      await slotKernelSigned(await tree('debian', { 'boot/vmlinuz-6.1.0-57-amd64': peKernelHead(true), 'boot/vmlinuz': { link: 'vmlinuz-6.1.0-57-amd64' } })),
     ).toBe(true);
-    expect(await slotKernelSigned(await tree('absolute', { 'boot/k': peHead(false), 'boot/vmlinuz': { link: '/boot/k' } }))).toBe(false);
+    expect(await slotKernelSigned(await tree('absolute', { 'boot/k': peKernelHead(false), 'boot/vmlinuz': { link: '/boot/k' } }))).toBe(false);
     expect(await slotKernelSigned(await tree('none', {}))).toBeUndefined();
   });
 
   it('never reads outside the tree: links that leave it, or loop, give no answer', async () => {
     const outside = join(dir, 'outside-kernel');
-    await writeFile(outside, peHead(true));
+    await writeFile(outside, peKernelHead(true));
     expect(await slotKernelSigned(await tree('up', { 'boot/vmlinuz': { link: '../../outside-kernel' } }))).toBeUndefined();
     expect(await slotKernelSigned(await tree('abs-out', { 'boot/vmlinuz': { link: outside } }))).toBeUndefined();
     expect(await slotKernelSigned(await tree('loop', { 'boot/vmlinuz': { link: 'vmlinuz' } }))).toBeUndefined();

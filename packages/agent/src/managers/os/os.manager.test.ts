@@ -15,6 +15,7 @@ import { SECURE_BOOT_EFIVAR } from '../../device/secure-boot.js';
 import { SimDevice } from '../../device/sim/sim-device.js';
 import { writeOsImage } from '../../oci/index.js';
 import { startLayoutServer } from '../../oci/testing-layout-server.js';
+import { peKernelHead } from '../../oci/testing-pe.js';
 import { TestServer, waitFor } from '../../testing/test-server.js';
 import { OsManager } from './os.manager.js';
 
@@ -159,7 +160,7 @@ describe('os manager on SimDevice', () => {
       ['3.0.0-unsigned', false],
       ['3.0.0-signed', true],
     ] as const) {
-      await writeOsImage({ layoutDir: layout, tag, name: 'Edgeplane OS', version: tag, files: { 'boot/vmlinuz': peHead(signed).toString('latin1') } });
+      await writeOsImage({ layoutDir: layout, tag, name: 'Edgeplane OS', version: tag, files: { 'boot/vmlinuz': peKernelHead(signed).toString('latin1') } });
     }
     const unsigned = await digestOf('3.0.0-unsigned');
     const { host } = await start({ os: { image: `oci:${layout}:3.0.0-unsigned`, digest: unsigned } }, { secureBoot: true });
@@ -198,18 +199,6 @@ describe('os manager on SimDevice', () => {
     }
   });
 });
-
-/** The headers of a PE32+ kernel (all bytes below 0x80, so it survives as a string), with or without a certificate table. */
-function peHead(signed: boolean): Buffer {
-  const b = Buffer.alloc(256);
-  b.write('MZ', 0, 'latin1');
-  b.writeUInt32LE(0x40, 0x3c);
-  b.write('PE\0\0', 0x40, 'latin1');
-  b.writeUInt16LE(0x20b, 0x40 + 24);
-  b.writeUInt32LE(16, 0x40 + 24 + 108);
-  if (signed) b.writeUInt32LE(0x48, 0x40 + 24 + 112 + 4 * 8 + 4);
-  return b;
-}
 
 async function digestOf(tag: string): Promise<string> {
   const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8'));

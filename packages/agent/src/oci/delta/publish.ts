@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BlobStore } from '../blob-store.js';
 import { extractImage } from '../extract.js';
+import { slotKernelSigned } from '../kernel-signature.js';
 import { pullImage } from '../pull.js';
 import { parseImageReference } from '../reference.js';
 import { RegistryClient } from '../registry-client.js';
@@ -106,11 +107,15 @@ export async function publishDelta(options: PublishDeltaOptions): Promise<Publis
     const image = join(work, 'slot.img');
     // The slot's record goes into the image, so a device keeps the slot byte for byte (slot-image.ts).
     const info = JSON.parse(await readFile(join(tree, 'usr/lib/edgeplane/image.json'), 'utf8').catch(() => '{}')) as { name?: unknown; version?: unknown };
+    // Whether its kernel is signed, as the agent records it for a slot it writes from the tree (the
+    // os manager says why a Secure Boot machine refused a slot from it).
+    const kernelSigned = await slotKernelSigned(tree);
     const record = {
       digest: imageDigest,
       image: options.to,
       ...(typeof info.name === 'string' ? { name: info.name } : {}),
       ...(typeof info.version === 'string' ? { version: info.version } : {}),
+      ...(kernelSigned === undefined ? {} : { kernelSigned }),
       writtenAt: new Date(Number(reproducibleMkfsEnv().E2FSPROGS_FAKE_TIME) * 1000).toISOString(),
     };
     const bytes = await buildSlotImage(tree, image, slotSize, options.signal, record);
