@@ -40,7 +40,7 @@ export class ManagerRunner {
   private errors = new Map<ManagerName, ManagerError>();
   private lastReported?: string;
   private reporting: Promise<void> = Promise.resolve();
-  /** The last spec submitted, for reconcile(). */
+  /** The last spec submitted, for reconcileDrift(). */
   private last?: { spec: HostSpec; generation: number };
   private checkingDrift = false;
 
@@ -74,16 +74,11 @@ export class ManagerRunner {
   }
 
   /**
-   * Converges to the last spec again when no run is in progress (managers that are still converged
-   * skip it): for drift the host notices by itself, e.g. a VM whose guest rebooted and whose domain is
-   * now shut off. Returns the run, or undefined when one was already running or no spec came yet.
+   * Converges to the last spec again when a manager reports drift (Manager.drifted: the host moved by
+   * itself, e.g. a VM whose guest rebooted is shut off) and no run is in progress; managers that are
+   * still converged skip the run. A manager that cannot tell counts as not drifted. Returns the run,
+   * or undefined when nothing drifted, a run was in progress or no spec came yet.
    */
-  reconcile(): Promise<void> | undefined {
-    if (this.running || !this.last) return undefined;
-    return this.submit(this.last.spec, this.last.generation);
-  }
-
-  /** reconcile() when a manager reports drift (Manager.drifted); a manager that cannot tell counts as not drifted. */
   async reconcileDrift(): Promise<Promise<void> | undefined> {
     if (this.running || !this.last || this.checkingDrift) return undefined;
     this.checkingDrift = true;
@@ -95,6 +90,8 @@ export class ManagerRunner {
   }
 
   private async findDrift(): Promise<Promise<void> | undefined> {
+    const last = this.last;
+    if (!last) return undefined;
     for (const manager of this.managers) {
       const drifted = await manager.drifted?.().catch((err: Error) => {
         this.options.log.warn({ manager: manager.name, err: err.message }, 'cannot tell whether the host drifted');
@@ -102,7 +99,7 @@ export class ManagerRunner {
       });
       if (drifted) {
         this.options.log.info({ manager: manager.name }, 'the host drifted from the applied spec; converging again');
-        return this.reconcile();
+        return this.running ? undefined : this.submit(last.spec, last.generation);
       }
     }
     return undefined;

@@ -31,10 +31,11 @@ export class VirtManager implements Manager<'virt'> {
   readonly capability = LIBVIRT_CAPABILITY;
   private phase: VirtStatus['phase'] = 'Idle';
   private message?: string;
-  /** The spec of the last apply pass that finished (JSON), and its VMs' domains. */
+  /**
+   * The spec of the last apply pass that finished (JSON), and its VMs' domains. Unset while a pass
+   * runs: the pass itself shuts VMs down (resize) and starts them, which is no drift.
+   */
   private applied?: { json: string; domains: string[] };
-  /** True while an apply pass runs: the pass itself shuts VMs down (resize) and starts them. */
-  private applying = false;
 
   constructor(
     private readonly device: Device,
@@ -93,7 +94,7 @@ export class VirtManager implements Manager<'virt'> {
   }
 
   async stoppedVms(): Promise<string[]> {
-    if (this.applying || !this.applied?.domains.length) return [];
+    if (!this.applied?.domains.length) return [];
     const off = new Set(await this.libvirt.names('list', '--state-shutoff', '--name'));
     return this.applied.domains.filter((d) => off.has(d));
   }
@@ -104,7 +105,6 @@ export class VirtManager implements Manager<'virt'> {
     const lv = this.libvirt;
     const vms = desired.vms;
     this.phase = 'Converging';
-    this.applying = true;
     this.applied = undefined;
     try {
       const wanted = new Set(vms.map((v) => v.domain));
@@ -140,7 +140,6 @@ export class VirtManager implements Manager<'virt'> {
       this.message = (err as Error).message;
       throw err;
     } finally {
-      this.applying = false;
       this.pulled.clear();
       await removeTree(this.workDir);
     }
