@@ -226,8 +226,6 @@ export class LabVm {
   private readonly qmpSocket: string;
   private qmp?: Promise<Qmp>;
   private swtpm?: Swtpm;
-  /** Between a guest reset ending QEMU and the fresh process (powerCycleOnReset): still "running". */
-  private cycling = false;
   /** QMP events of every run (RESET, SHUTDOWN, WATCHDOG, ...), oldest first. */
   readonly events: QmpEvent[] = [];
 
@@ -329,12 +327,8 @@ export class LabVm {
         this.child = undefined;
         if (reset) {
           appendFileSync(`${o.serialLog}.current`, '\n[lab] ---- the guest reset the machine: power cycle, QEMU started again ----\n');
-          this.cycling = true;
-          try {
-            this.launch(true);
-          } finally {
-            this.cycling = false;
-          }
+          // In the same tick as `child` was cleared: no wait sees the VM as not running.
+          this.launch(true);
         }
         resolve(code);
       });
@@ -388,7 +382,7 @@ export class LabVm {
   }
 
   get running(): boolean {
-    return this.child !== undefined || this.cycling;
+    return this.child !== undefined;
   }
 
   /** Pulls the plug: SIGKILL, no shutdown, nothing flushed by the guest. */
