@@ -23,10 +23,10 @@ export const abBudgets = (bootMs: number, upgradeMs: number) => ({
 });
 
 /**
- * The A/B scenarios both labs run on a registered device whose profile pins images 1 (installed), 2
- * (the upgrade) and 3 (fails its `app-ready` health check): a power cut during the slot write, the
+ * The A/B scenarios of a registered device (the OS 2 lab's) whose profile pins images 1 (installed),
+ * 2 (the upgrade) and 3 (fails its `app-ready` health check): a power cut during the slot write, the
  * upgrade with a one-time trial boot and commit, and the fallback from a failing image. The agent's
- * log is on the serial console on both images.
+ * log is on the serial console.
  */
 export function abScenarios(lab: AbLab): void {
   const { until, serialShows } = lab.waits;

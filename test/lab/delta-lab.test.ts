@@ -13,7 +13,7 @@ import { LabDisk, LabFleet, labWaits } from './lab-device.js';
 import { LabVm, probeLab } from './qemu.js';
 
 /**
- * Delta OS updates on a real device: the busybox Edgeplane OS image in QEMU (as in lab.test.ts),
+ * Delta OS updates on a real device: the busybox Edgeplane OS image in QEMU,
  * one VM booted once, its agent driven through the control plane's API. The device pulls through a
  * proxy in front of the lab registry that counts the blob bytes it serves (the bytes the device
  * downloads) and breaks one response of each kind on purpose:
@@ -29,7 +29,7 @@ const skipReason = lab.ok ? '' : lab.reason;
 if (skipReason) console.warn(`\n[delta-lab] SKIPPED — THE REAL-DEVICE DELTA LAB DID NOT RUN: ${skipReason}\n`);
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'lab');
-/** Slow steps under TCG (as lab.test.ts); a delta update also reads and chunks its seed slot. */
+/** Slow steps under TCG on the busybox image; a delta update also reads and chunks its seed slot. */
 const BOOT_MS = 240_000;
 const UPGRADE_MS = 360_000;
 const DELTA_UPGRADE_MS = 540_000;

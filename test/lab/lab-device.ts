@@ -11,7 +11,7 @@ import type { TestServer } from '../support/server.js';
 import type { LabVm } from './qemu.js';
 
 /**
- * What both labs (the busybox image in lab.test.ts, Edgeplane OS 2 in os2-lab.test.ts) share: reading
+ * What the labs (Edgeplane OS 2 in os2-lab.test.ts, the busybox image in the installer, TPM and delta labs) share: reading
  * the device's disk file the way a technician with the disk in hand would, waiting on the VM, and
  * the control-plane side of OS updates (images pushed to the lab registry, the `lab-os` profile).
  */

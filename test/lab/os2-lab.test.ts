@@ -25,18 +25,14 @@ import { ocrScreen, tesseractInstalled } from './screen.js';
  * 10.0.2.2) also serves NTP (chronyd) and an OCI registry. Scenarios: pairing at the edge (the code
  * on the screen, tty0, and the serial console, ttyS0) and registration with the seed's static
  * address, time server and private CA; the data partition grown to fill an 8 GiB disk; a container
- * pulled and run by containerd; the A/B scenarios shared with the busybox lab (ab-scenarios.ts); a
+ * pulled and run by containerd; the A/B scenarios (ab-scenarios.ts, shared with the installer lab); a
  * trial boot that hangs, reset by the watchdog; a boot of the recovery slot.
  * Serial logs are kept in test-artifacts/lab-os2/; per-scenario times are printed at the end.
- * Opt-in (EDGEPLANE_LAB_OS2=1): a run is long under TCG on 2 cores (docs/os-images.md, "The lab").
  */
 const lab = probeLab();
-const skipReason =
-  process.env.EDGEPLANE_LAB_OS2 !== '1'
-    ? 'the Edgeplane OS 2 (Debian) lab is opt-in: EDGEPLANE_LAB_OS2=1 runs it (it takes long under TCG)'
-    : !lab.ok
-      ? lab.reason
-      : (ntpUnavailable() ?? (tesseractInstalled() ? '' : 'tesseract is not installed (Debian: tesseract-ocr): it reads the pairing code off the screen'));
+const skipReason = !lab.ok
+  ? lab.reason
+  : (ntpUnavailable() ?? (tesseractInstalled() ? '' : 'tesseract is not installed (Debian: tesseract-ocr): it reads the pairing code off the screen'));
 if (skipReason) console.warn(`\n[lab os2] SKIPPED — THE OS 2 LAB DID NOT RUN: ${skipReason}\n`);
 else
   console.warn(
@@ -203,7 +199,18 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
     expect(copied.status, copied.stderr).toBe(0);
     truncateSync(file, DISK_BYTES);
     disk = new LabDisk(file, () => built.layout, work);
-    vm = new LabVm({ disk: file, seedIso: seed, accel: lab.ok ? lab.accel : 'tcg', serialLog, timeoutMs: LEAK_GUARD_MS, uuid: randomUUID(), watchdog: true });
+    // Every reset is a power cycle (a warm reset under TCG right after a slot write sometimes leaves
+    // OVMF spinning: LabVm powerCycleOnReset); the watchdog's expiry still shows as a WATCHDOG event.
+    vm = new LabVm({
+      disk: file,
+      seedIso: seed,
+      accel: lab.ok ? lab.accel : 'tcg',
+      serialLog,
+      timeoutMs: LEAK_GUARD_MS,
+      uuid: randomUUID(),
+      watchdog: true,
+      powerCycleOnReset: true,
+    });
   }, 1_800_000);
 
   beforeEach(() => {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { CACHE_KEEP, pruneCache, touchEntry } from './cache.js';
 import { FILES_DIR } from './initramfs.js';
 import { ImageBuildError, runTool, which } from './tools.js';
 
@@ -143,7 +144,10 @@ export async function debianBase(options: DebianBaseOptions): Promise<DebianBase
     .digest('hex');
   const dir = join(cacheDir, 'debian');
   const tar = join(dir, `${key}.tar`);
-  if (!options.refresh && (await stat(tar).catch(() => undefined))) return { tar, key, cached: true, packages };
+  if (!options.refresh && (await stat(tar).catch(() => undefined))) {
+    await touchEntry(tar);
+    return { tar, key, cached: true, packages };
+  }
 
   await mkdir(dir, { recursive: true });
   // One mmdebstrap per base at a time on a machine: a second build of the same inputs (another
@@ -173,6 +177,7 @@ export async function debianBase(options: DebianBaseOptions): Promise<DebianBase
     ];
     await runMmdebstrap(mmdebstrap, args, epoch, options.onLog);
     await rename(join(tmp, 'base.tar'), tar);
+    await pruneCache(dir, CACHE_KEEP.debian, ['.tar']);
   } finally {
     await rm(tmp, { recursive: true, force: true });
     await rm(lock, { force: true });

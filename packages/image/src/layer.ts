@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { oci } from '@edgeplane/agent';
+import { CACHE_KEEP, pruneCache, touchEntry } from './cache.js';
 import { runPipeline, which } from './tools.js';
 
 export interface WrittenLayout {
@@ -74,7 +75,8 @@ export async function writeTreeImage(options: {
     const compress = compression === 'zstd' ? 'zstd -q -3 -T0 --no-progress' : 'gzip -n -6';
     await runPipeline(`${compress} < '${tarFile}' > '${tmp}'`, options.work);
     await rename(tmp, cachedLayer);
-  }
+    await pruneCache(layerCache, CACHE_KEEP.layers, ['.tar.zst', '.tar.gz']);
+  } else await touchEntry(cachedLayer);
   await rm(tarFile, { force: true });
   const layerDigest = await sha256File(cachedLayer);
   const size = (await stat(cachedLayer)).size;
