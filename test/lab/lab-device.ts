@@ -135,6 +135,8 @@ export interface LabImage {
 /** OS images in the lab registry and the `lab-os` cluster profile whose revision N+1 pins image N. */
 export class LabFleet {
   readonly images: LabImage[] = [];
+  /** The images published in the background, in call order (publishInBackground). */
+  private pending: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly api: LabApi,
@@ -150,8 +152,19 @@ export class LabFleet {
     this.images.push({ built, ref: `10.0.2.2:${this.registry.host.split(':')[1]}/edgeplane/os:${version}@${digest}`, digest });
   }
 
+  /**
+   * Builds and pushes an image after those already queued, while the caller goes on (e.g. the device
+   * boots); addProfileRevision of an image not yet published waits for the queue, and fails with a
+   * build's error.
+   */
+  publishInBackground(version: string, options: Partial<Parameters<typeof buildImage>[0]> = {}): void {
+    this.pending = this.pending.then(() => this.publish(version, options));
+    this.pending.catch(() => undefined);
+  }
+
   /** Adds the profile revision pinning image `index` (the first one creates the profile). */
   async addProfileRevision(index: number): Promise<void> {
+    if (index >= this.images.length) await this.pending;
     const spec = { description: 'lab host OS', layers: { os: { image: this.images[index].ref, insecure: true } } };
     const r =
       index === 0

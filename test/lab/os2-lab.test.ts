@@ -177,15 +177,16 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
     // Image 1 is installed from the disk; 2 is the upgrade; 3 boots but fails its own health check;
     // 4 hangs its trial boot: its health check stops the kernel dead (a crash with automatic reboot
     // after a panic turned off), which only the hardware watchdog gets out of.
+    // Images 2-4 are built while the device boots image 1 (the A/B scenarios wait for them).
     await fleet.publish('1.0.0', { disk: true });
-    await fleet.publish('2.0.0');
-    await fleet.publish('3.0.0', {
+    fleet.publishInBackground('2.0.0');
+    fleet.publishInBackground('3.0.0', {
       healthChecks: [
         { name: 'app-ready', type: 'command', command: ['sh', '-c', 'echo "app 3.0.0 is not ready" >&2; exit 1'], retries: 1, timeoutSeconds: 10 },
       ],
     });
     const hang = 'echo "lab: 4.0.0 hangs its trial boot" >/dev/console; echo 0 >/proc/sys/kernel/panic; echo c >/proc/sysrq-trigger';
-    await fleet.publish('4.0.0', { healthChecks: [{ name: 'hangs', type: 'command', command: ['sh', '-c', hang], retries: 1, timeoutSeconds: 300 }] });
+    fleet.publishInBackground('4.0.0', { healthChecks: [{ name: 'hangs', type: 'command', command: ['sh', '-c', hang], retries: 1, timeoutSeconds: 300 }] });
     const seed = await pairingSeed();
     await fleet.addProfileRevision(0);
     const serialLog = join(ARTIFACTS, 'serial.log');
@@ -210,6 +211,8 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
       uuid: randomUUID(),
       watchdog: true,
       powerCycleOnReset: true,
+      // 2 GiB, as edge boxes have at least: a slot fill's unpacked tree stays in the page cache for mkfs.
+      memoryMiB: 2048,
     });
   }, 1_800_000);
 

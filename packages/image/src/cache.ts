@@ -2,7 +2,7 @@ import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** How many entries of each kind the build cache keeps (the most recently used ones). */
-export const CACHE_KEEP = { debian: 3, layers: 12 } as const;
+export const CACHE_KEEP = { debian: 3, layers: 16 } as const;
 
 /** Marks a cache entry as used now (its mtime), so pruning keeps it among the most recent. */
 export async function touchEntry(file: string): Promise<void> {
