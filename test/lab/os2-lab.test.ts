@@ -295,6 +295,12 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
       expect(addr).toMatch(new RegExp(`default via ${HOST_IP.replace(/\./g, '\\.')}`));
       expect(addr).not.toContain('10.0.2.15/24'); // what QEMU's DHCP server would have handed out
       expect((await exec('hostname')).stdout.trim()).toBe('lab-device');
+      // cloud-init took the seed from NoCloud without complaint: no schema warning on the console
+      // (the image's own cloud.cfg.d is validated with the seed), no error in its result.
+      expect(vm.serial()).not.toMatch(/Invalid (cloud|network)-config/);
+      const result = JSON.parse((await exec('cat /run/cloud-init/result.json')).stdout).v1;
+      expect(result.datasource).toContain('NoCloud');
+      expect(result.errors).toEqual([]);
       // NTP: the device's chrony selected the lab's chronyd (^* = the source it is synced to).
       const sources = await execUntil('chrony synced to the lab time server', 'chronyc -n sources', (o) => /^\^\*\s+10\.0\.2\.2\s/m.test(o));
       expect(sources).toMatch(/^\^\*\s+10\.0\.2\.2\s+8\s/m); // stratum 8: the lab server's `local stratum 8`
