@@ -15,7 +15,7 @@ import { type LabApi, LabDisk, LabFleet, labWaits } from './lab-device.js';
 import { type NtpServer, ntpUnavailable, startNtpServer } from './ntp.js';
 import { buildHelloImage } from './oci-hello.js';
 import { LabVm, probeLab } from './qemu.js';
-import { ocrScreen, tesseractInstalled } from './screen.js';
+import { decodeScreenQr, ocrScreen, tesseractInstalled } from './screen.js';
 
 /**
  * The real-device lab on Edgeplane OS 2 (the Debian-based image): systemd, cloud-init, chrony,
@@ -57,15 +57,24 @@ const T = { register: BOOT_MS + 150_000, device: 3 * EXEC_MS, container: EXEC_MS
 const LEAK_GUARD_MS = T.register + T.device + T.container + AB.powerCut + AB.upgrade + AB.fallback + T.watchdog + 2 * BOOT_MS;
 
 /**
- * The pairing code is on the screen: the OCR of the "Pairing code:" line reads it exactly, or with
- * one character dropped, doubled or misread (tesseract on a scaled framebuffer font: a run read
- * S6KA3SRL as S6KA3SSRL on every try). Another code is not that close by chance: codes are 8
- * random characters out of 31.
+ * Glyphs of the console's 8x16 VGA font that tesseract reads as one another, each mapped to one
+ * member: a run read BVVLV9BS as BUULUSES (this font's V has a flat-looking bottom), another S6KA3SRL
+ * as S6KA3SSRL.
  */
-function screenHasCode(read: string, code: string): boolean {
-  if (read.includes(code)) return true;
-  const shown = /Pairing code:\s*(\S+)/.exec(read)?.[1];
-  return shown !== undefined && editDistance(shown, code) <= 1;
+const OCR_ALIKE: Record<string, string> = { U: 'V', '5': 'S', '9': 'S', E: 'B', '8': 'B' };
+const alike = (text: string) => text.replace(/[U59E8]/g, (c) => OCR_ALIKE[c]);
+
+/**
+ * The pairing code is in the screen's text: one of the words the OCR reads is the code, up to the
+ * glyphs the OCR confuses and one character dropped, doubled or misread. Another code is not that
+ * close by chance: codes are 8 random characters out of 31. (The QR code under it is decoded
+ * exactly; this checks the line a technician reads.)
+ */
+function screenTextHasCode(read: string, code: string): boolean {
+  return read
+    .split(/[^0-9A-Za-z]+/)
+    .filter((word) => word.length >= code.length - 1 && word.length <= code.length + 1)
+    .some((word) => editDistance(alike(word.toUpperCase()), alike(code)) <= 1);
 }
 
 function editDistance(a: string, b: string): number {
@@ -244,17 +253,20 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
       const banner = /Pairing code: ([2-9A-HJ-NP-Z]{8})/;
       await serialShows(banner, BOOT_MS);
       const code = banner.exec(vm.serial())![1];
-      // tty0 is a graphical console under UEFI: the screen dump is read by OCR.
+      // tty0 is a graphical console under UEFI: the screen dump's QR code is decoded (the claim URL
+      // with the code) and its text is read by OCR.
       const screen = join(ARTIFACTS, 'screen');
-      const text = await until(
-        'the pairing code is on the screen',
+      const { text, qr } = await until(
+        'the pairing code and its QR code are on the screen',
         async () => {
           await vm.screendump(`${screen}.ppm`);
+          const qr = decodeScreenQr(`${screen}.ppm`);
           const read = ocrScreen(`${screen}.ppm`, screen);
-          return screenHasCode(read, code) && read;
+          return qr?.endsWith(`/claim?code=${code}`) && screenTextHasCode(read, code) && { text: read, qr };
         },
         120_000,
       );
+      expect(qr).toBe(`https://${HOST_IP}:${serverPort()}/claim?code=${code}`);
       expect(text).toMatch(/Pairing code/);
       // Once on the serial console (the agent's output goes there; its own console write is for the screen).
       expect(vm.serial().split(`Pairing code: ${code}`).length - 1).toBe(1);

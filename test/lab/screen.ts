@@ -1,5 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/** jsQR is a CommonJS bundle whose module.exports is the decoder (its types call it `default`). */
+const jsQR: (rgba: Uint8ClampedArray, width: number, height: number) => { data: string } | null = createRequire(import.meta.url)('jsqr');
 
 /**
  * The text on a QEMU screen dump. Under UEFI the guest's tty0 is a graphical framebuffer console
@@ -19,8 +23,22 @@ export function tesseractInstalled(): boolean {
   return !spawnSync('tesseract', ['--version']).error;
 }
 
-/** A binary PPM (P6, what QEMU's screendump writes) as a binary PGM: inverted, thresholded, scaled `k` times. */
-function darkOnLight(ppm: Buffer, k: number): Buffer {
+/**
+ * The QR code on a QEMU screen dump, decoded (jsQR): the pairing banner draws the claim URL as a QR
+ * code under the text, which is what a technician's phone reads. Undefined when none is found.
+ */
+export function decodeScreenQr(ppmFile: string): string | undefined {
+  const { w, h, i, ppm } = readPpm(readFileSync(ppmFile));
+  const rgba = new Uint8ClampedArray(w * h * 4);
+  for (let p = 0; p < w * h; p++) {
+    rgba.set(ppm.subarray(i + p * 3, i + p * 3 + 3), p * 4);
+    rgba[p * 4 + 3] = 255;
+  }
+  return jsQR(rgba, w, h)?.data;
+}
+
+/** A binary PPM (P6, what QEMU's screendump writes): its size and where its pixels start. */
+function readPpm(ppm: Buffer): { w: number; h: number; i: number; ppm: Buffer } {
   // Header: "P6" whitespace width whitespace height whitespace maxval, one whitespace byte, pixels.
   const fields: string[] = [];
   let i = 0;
@@ -31,8 +49,13 @@ function darkOnLight(ppm: Buffer, k: number): Buffer {
     fields.push(field);
   }
   i++;
-  const [magic, w, h] = [fields[0], Number(fields[1]), Number(fields[2])];
-  if (magic !== 'P6') throw new Error(`screendump is not a binary PPM (${magic})`);
+  if (fields[0] !== 'P6') throw new Error(`screendump is not a binary PPM (${fields[0]})`);
+  return { w: Number(fields[1]), h: Number(fields[2]), i, ppm };
+}
+
+/** A binary PPM as a binary PGM: inverted, thresholded, scaled `k` times. */
+function darkOnLight(ppmBytes: Buffer, k: number): Buffer {
+  const { w, h, i, ppm } = readPpm(ppmBytes);
   const out = Buffer.alloc(w * k * h * k);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
