@@ -233,6 +233,35 @@ describe('web console in Chromium', () => {
     await expect.poll(() => history.evaluateAll((li) => li.map((e) => e.getAttribute('data-reason')))).toEqual(['Offline', 'Online']);
   });
 
+  it('shows a change made while its live stream was still connecting: what the page read before the stream was ready is read again', async () => {
+    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'race' }, spec: { autoApprove: true } });
+    const dev = await TestDevice.create();
+    const name = (await register(t.url, await dev.registerBody(tok.body.status.token))).body.hostName as string;
+    await fresh();
+    await login(page, t.url, t.admin);
+    // The page's watch stream reaches the server only once `release` is called: the host page reads
+    // the host (offline), the host comes online, and only then does the stream subscribe, so no
+    // change event for it will ever come.
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    await page.routeWebSocket(/\/api\/v1\/watch$/, async (ws) => {
+      await held;
+      ws.connectToServer();
+    });
+    await page.goto(`${t.url}/hosts/${name}`);
+    const conn = page.getByTestId('connectivity');
+    await expect.poll(() => conn.textContent()).toBe('offline');
+    const ch = await connect(t.url, await dev.connectToken(name));
+    await expect.poll(async () => (await t.api('GET', `/api/v1/edgehosts/${name}`)).body.status.connectivity).toBe('online');
+    expect(await conn.textContent()).toBe('offline');
+    release();
+    await page.getByText('Live', { exact: true }).waitFor();
+    await expect.poll(() => conn.textContent(), { timeout: 10_000 }).toBe('online');
+    ch.ws.close();
+  });
+
   it('shows a viewer no write actions', async () => {
     await t.api('POST', '/api/v1/users', { metadata: { name: 'vera' }, spec: { role: 'viewer' } });
     const tok = await t.api('POST', '/api/v1/apitokens', { metadata: { name: 'vera-1' }, spec: { user: 'vera' } });
@@ -285,7 +314,10 @@ describe('web console in Chromium', () => {
     await fresh();
     await login(page, t.url, t.admin);
     const tabTo = async (name: string) => {
-      for (let i = 0; i < 40; i++) {
+      // Once round the page at most: as many presses as it has focusable elements (each earlier test
+      // adds rows, and with them buttons), plus the browser's own stops.
+      const stops = await page.evaluate(() => document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]').length);
+      for (let i = 0; i < stops + 5; i++) {
         await page.keyboard.press('Tab');
         const text = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.textContent?.trim());
         if (text === name) return;

@@ -66,7 +66,7 @@ export function useWatch(token: string): WatchState {
       for (const [plural, changes] of pending) applyBatch(qc, plural, changes);
       pending.clear();
     }, 250);
-    const open = (first: boolean) => {
+    const open = () => {
       const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
       ws = new WebSocket(`${proto}//${location.host}/api/v1/watch`, [WATCH_PROTOCOL, `${WATCH_BEARER_PREFIX}${token}`]);
       ws.onmessage = (ev) => {
@@ -74,8 +74,10 @@ export function useWatch(token: string): WatchState {
         if (msg.type === 'READY') {
           attempt = 0;
           setState('live');
-          // Changes made while we were away were missed: re-read what is shown.
-          if (!first) void qc.invalidateQueries();
+          // The stream carries changes from READY on. What is shown was read before that, on a first
+          // connection too (a page's GETs run while the watch connects): a change made between a GET
+          // and READY reaches neither, so re-read what is shown.
+          void qc.invalidateQueries();
         } else if (msg.type === 'RESYNC') {
           for (const kind of msg.kinds) void qc.invalidateQueries({ queryKey: ['list', pluralOf(kind)] });
           void qc.invalidateQueries({ queryKey: ['summary'] });
@@ -90,10 +92,10 @@ export function useWatch(token: string): WatchState {
         if (stopped) return;
         setState('reconnecting');
         attempt++;
-        retry = setTimeout(() => open(false), Math.min(30_000, 500 * 2 ** Math.min(attempt, 6)));
+        retry = setTimeout(open, Math.min(30_000, 500 * 2 ** Math.min(attempt, 6)));
       };
     };
-    open(true);
+    open();
     return () => {
       stopped = true;
       clearInterval(flushTimer);
