@@ -35,12 +35,17 @@ describe('web console in Chromium', () => {
     expect(seen).toEqual([]);
   });
 
-  const pendingHost = async (tokenName: string) => {
-    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: tokenName }, spec: {} });
+  /** A device registered with a new registration token of that spec. */
+  const registered = async (tokenName: string, spec: { autoApprove?: boolean } = {}) => {
+    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: tokenName }, spec });
     const dev = await TestDevice.create();
     const reg = await register(t.url, await dev.registerBody(tok.body.status.token));
-    expect(reg.body.state).toBe('pending-approval');
-    return { dev, name: reg.body.hostName as string };
+    return { dev, name: reg.body.hostName as string, state: reg.body.state as string };
+  };
+  const pendingHost = async (tokenName: string) => {
+    const { dev, name, state } = await registered(tokenName);
+    expect(state).toBe('pending-approval');
+    return { dev, name };
   };
 
   it('serves the console at / and deep links, while API paths stay JSON', async () => {
@@ -214,9 +219,7 @@ describe('web console in Chromium', () => {
   });
 
   it('shows a host going online and offline on its detail page without reload', async () => {
-    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'auto' }, spec: { autoApprove: true } });
-    const dev = await TestDevice.create();
-    const name = (await register(t.url, await dev.registerBody(tok.body.status.token))).body.hostName as string;
+    const { dev, name } = await registered('auto', { autoApprove: true });
     await fresh();
     await login(page, t.url, t.admin);
     await page.goto(`${t.url}/hosts/${name}`);
@@ -234,9 +237,7 @@ describe('web console in Chromium', () => {
   });
 
   it('shows a change made while its live stream was still connecting: what the page read before the stream was ready is read again', async () => {
-    const tok = await t.api('POST', '/api/v1/registrationtokens', { metadata: { name: 'race' }, spec: { autoApprove: true } });
-    const dev = await TestDevice.create();
-    const name = (await register(t.url, await dev.registerBody(tok.body.status.token))).body.hostName as string;
+    const { dev, name } = await registered('race', { autoApprove: true });
     await fresh();
     await login(page, t.url, t.admin);
     // The page's watch stream reaches the server only once `release` is called: the host page reads
