@@ -24,6 +24,7 @@ PACKAGES=(
   umoci           # builds small OCI image layouts for those pushes (cluster-profile digest pinning tests)
   prometheus      # promtool check metrics: the server's /metrics exposition (packages/server/src/http/metrics.test.ts)
   e2fsprogs       # mkfs.ext4 -d / debugfs: LinuxDevice slots as ext4 images (device/linux-slots.test.ts)
+  squashfs-tools  # mksquashfs/unsquashfs: the squashfs slots of Edgeplane OS 2 (device/linux-slots.test.ts, test/lab)
   xdelta3         # makes the binary patches of delta OS updates (oci/delta/patch.ts; delta.test.ts, test/e2e/delta-*.test.ts)
   swtpm           # a software TPM 2.0 per simulated device: TPM-bound identity (test/support/swtpm.ts; agent identity/tpm-key.test.ts, test/e2e/tpm-identity.test.ts)
   swtpm-tools     # swtpm_setup: manufactures that TPM's state, EK and EK certificate

@@ -78,14 +78,17 @@ describe('edgeplane image build (Edgeplane OS 2)', () => {
     expect(result.code, result.out).toBe(0);
     expect(result.stdout).toContain(`digest:    ${built.digest}`);
     expect(result.stdout).toContain('kubernetes: k3s v1.30.4+k3s1');
-    // The slot is sized from the image (what it needs as ext4 plus headroom, in 128 MiB steps).
+    // The slot is sized from the image (its squashfs plus headroom, in 64 MiB steps).
     const sizes = result.stdout.match(/sizes: {5}layer \d+ MiB compressed, root filesystem \d+ MiB; slot \d+ MiB used of (\d+) MiB/);
     expect(sizes, result.stdout).not.toBeNull();
     expect(Number(sizes![1]) * 1024 * 1024).toBe(built.sizes.slotBytes);
-    expect(built.sizes.slotBytes! % (128 * 1024 * 1024)).toBe(0);
+    expect(built.sizes.slotBytes! % (64 * 1024 * 1024)).toBe(0);
     expect(built.base).toBe('debian');
     expect(built.sizes.layerBytes).toBeGreaterThan(50 * 1024 * 1024);
     expect(built.sizes.slotUsedBytes).toBeLessThan(built.sizes.slotBytes!);
+    // squashfs: the slot image is a fraction of the tree (gzip), and the headroom is 25%.
+    expect(built.sizes.slotUsedBytes).toBeLessThan(built.sizes.treeBytes / 2);
+    expect(built.sizes.slotBytes).toBeGreaterThanOrEqual(built.sizes.slotUsedBytes! * 1.25);
     expect(result.out).toContain('0/7 Debian base');
   });
 
@@ -96,6 +99,7 @@ describe('edgeplane image build (Edgeplane OS 2)', () => {
     expect(JSON.parse(await fileText('usr/lib/edgeplane/image.json'))).toEqual({
       name: 'Edgeplane OS',
       version: '2.0.0',
+      slotFilesystem: 'squashfs',
       kubernetes: { distribution: 'k3s', version: 'v1.30.4+k3s1' },
     });
     expect(entry('usr/bin/k3s')).toMatch(/^-rwxr-xr-x 0\/0 /);
@@ -190,7 +194,7 @@ describe('edgeplane image build (Edgeplane OS 2)', () => {
     expect(entry('var/lib/chrony/')).not.toMatch(/ 0\/0 /); // _chrony
   });
 
-  it('writes the disk with data last, so it can grow, and root-a as a clean slot naming the digest', async () => {
+  it('writes the disk with data last, so it can grow, and root-a as a squashfs slot naming the digest', async () => {
     const parts = built.layout!.partitions;
     const data = parts.find((p) => p.name === 'data')!;
     expect(parts.map((p) => [p.number, p.name])).toEqual([
@@ -202,9 +206,16 @@ describe('edgeplane image build (Edgeplane OS 2)', () => {
     ]);
     expect(Math.max(...parts.map((p) => p.startMiB))).toBe(data.startMiB);
     const disk = join(out(), 'disk.img');
-    const rootA = `${disk}?offset=${parts.find((p) => p.name === 'root-a')!.startMiB * 1024 * 1024}`;
-    await sh('e2fsck', ['-fn', rootA]);
-    expect(JSON.parse(await sh('debugfs', ['-R', 'cat /usr/lib/edgeplane/slot.json', rootA]))).toMatchObject({ digest: built.digest, version: '2.0.0' });
+    // unsquashfs (4.5.1) reads no offset into a file: root-a is copied out of the disk first.
+    const a = parts.find((p) => p.name === 'root-a')!;
+    const rootA = join(dir, 'root-a.img');
+    await sh('dd', [`if=${disk}`, `of=${rootA}`, 'bs=1M', `skip=${a.startMiB}`, `count=${a.sizeMiB}`, 'status=none']);
+    expect((await readFile(rootA)).subarray(0, 4).toString()).toBe('hsqs');
+    expect(JSON.parse(await sh('unsquashfs', ['-cat', rootA, 'usr/lib/edgeplane/slot.json']))).toMatchObject({ digest: built.digest, version: '2.0.0' });
+    expect(JSON.parse(await sh('unsquashfs', ['-cat', rootA, 'usr/lib/edgeplane/image.json']))).toMatchObject({ slotFilesystem: 'squashfs' });
+    // Directories extract whole (their files' data decompressed and checked by unsquashfs).
+    await sh('unsquashfs', ['-no-progress', '-d', join(dir, 'root-a-tree'), rootA, 'usr/lib/edgeplane', 'etc']);
+    await rm(rootA, { force: true });
   });
 
   it(

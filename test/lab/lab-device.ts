@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -35,13 +35,47 @@ export class LabDisk {
     return (this.layout()?.partitions.find((p) => p.name === name)?.startMiB ?? 0) * 1024 * 1024;
   }
 
-  /** The slot record (usr/lib/edgeplane/slot.json) of a slot partition. */
-  slotRecord(slot: 'root-a' | 'root-b'): { digest: string } | undefined {
-    const r = spawnSync('debugfs', ['-R', 'cat /usr/lib/edgeplane/slot.json', `${this.file}?offset=${this.offsetOf(slot)}`], { encoding: 'utf8' });
+  /** The slot record (usr/lib/edgeplane/slot.json) of a slot partition: squashfs (OS 2) or ext4 (the busybox image). */
+  slotRecord(slot: 'root-a' | 'root-b' | 'recovery'): { digest: string } | undefined {
+    const r = this.squashfs(slot)
+      ? spawnSync('unsquashfs', ['-cat', this.squashfsImage(slot), 'usr/lib/edgeplane/slot.json'], { encoding: 'utf8' })
+      : spawnSync('debugfs', ['-R', 'cat /usr/lib/edgeplane/slot.json', `${this.file}?offset=${this.offsetOf(slot)}`], { encoding: 'utf8' });
     try {
       return JSON.parse(r.stdout) as { digest: string };
     } catch {
       return undefined;
+    }
+  }
+
+  /** Whether a partition starts with squashfs's superblock. */
+  squashfs(name: string): boolean {
+    return this.readAt(this.offsetOf(name), 4).toString() === 'hsqs';
+  }
+
+  /**
+   * A squashfs partition copied out to a file (unsquashfs 4.5.1 reads no offset into a disk): as
+   * many bytes as its superblock says it uses (bytes_used, at 40).
+   */
+  squashfsImage(name: string): string {
+    const used = Number(this.readAt(this.offsetOf(name), 48).readBigUInt64LE(40));
+    const file = join(this.work, `${name}.squashfs`);
+    const fd = openSync(this.file, 'r');
+    try {
+      writeFileSync(file, this.readAt(this.offsetOf(name), used, fd));
+    } finally {
+      closeSync(fd);
+    }
+    return file;
+  }
+
+  private readAt(offset: number, length: number, fd?: number): Buffer {
+    const own = fd ?? openSync(this.file, 'r');
+    try {
+      const buf = Buffer.alloc(length);
+      readSync(own, buf, 0, length, offset);
+      return buf;
+    } finally {
+      if (fd === undefined) closeSync(own);
     }
   }
 

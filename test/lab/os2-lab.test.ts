@@ -299,7 +299,7 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
   );
 
   it(
-    'the device took its static address, time server and CA from the seed; an agent without the CA refuses the server; data fills the 8 GiB disk less the ESP and the three slots',
+    'the device took its static address, time server and CA from the seed; an agent without the CA refuses the server; data fills the 8 GiB disk less the ESP and the three squashfs slots: about 7 GiB',
     async () => {
       // Static network (cloud-init network-config v2 from the installer): the address, no DHCP lease.
       const addr = await execUntil('the static address is up', 'ip -4 -o addr show; ip -4 route show default', (o) => o.includes(`${GUEST_IP}/24`));
@@ -335,6 +335,11 @@ describe.skipIf(!!skipReason)(`real-device lab, Edgeplane OS 2${skipReason ? ` (
       const others = table.partitions.filter((p) => p.name !== 'data').reduce((a, p) => a + p.size * sector, 0);
       expect(table.lastlba + 1 + 33).toBe(DISK_BYTES / sector); // the backup GPT moved to the end of the disk
       expect(data.size * sector).toBe(DISK_BYTES - 1024 ** 2 - others - 33 * sector);
+      // Nearly all of the disk: the squashfs slots are a few hundred MiB each (the image, gzip-compressed, plus 25%).
+      expect(data.size * sector).toBeGreaterThan(0.85 * DISK_BYTES);
+      for (const slot of ['root-a', 'root-b', 'recovery'])
+        expect(table.partitions.find((p) => p.name === slot)!.size * sector).toBeLessThanOrEqual(512 * 1024 ** 2);
+      expect(disk.squashfs('root-a')).toBe(true);
       const df = await exec('df -B1 --output=size /data | tail -1');
       expect(Number(df.stdout.trim())).toBeGreaterThan(0.95 * data.size * sector);
     },

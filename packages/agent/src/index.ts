@@ -32,6 +32,7 @@ export {
   OsDiskError,
   type OsDiskOptions,
   type Partition,
+  partitionMiB,
   SIGNED_BOOT_FILES,
   sfdiskScript,
   treeBytes,

@@ -1,10 +1,10 @@
-import { copyFile, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AGENT_VERSION, type BootLoader, oci, SIMULATED_KUBERNETES_MARKER } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
 import { debianBase, defaultCacheDir, readPackageList, sourceDateEpoch } from './debian.js';
 import { writeOsDisk } from './disk.js';
-import { type DiskLayout, diskLayout, type LayoutSizes, MiB } from './disk-layout.js';
+import { type DiskLayout, diskLayout, type LayoutSizes, MiB, partitionMiB } from './disk-layout.js';
 import { HostBinaries } from './host-binaries.js';
 import { buildInitramfs } from './initramfs.js';
 import { INSTALLER_MODULES, OS2_SEED_PATHS, writeInstallerIso } from './installer.js';
@@ -16,27 +16,28 @@ import { buildRootfs } from './rootfs.js';
 import { ImageBuildError, runTool, which } from './tools.js';
 
 /**
- * @deprecated OS 2 slots are sized from the image when --slot-size is not given (slotMiBFor); this
- * was the fixed default before, and is what the default package list's image needed with headroom.
- */
-export const DEFAULT_OS2_SLOT_MIB = 1536;
-
-/**
- * Room a default slot leaves beyond what this image needs as ext4, for the images to come: an update
- * never resizes slots, so later images (a newer kernel, a Kubernetes binary) must fit the same size.
+ * Room a default slot leaves beyond what this image needs, for the images to come: an update never
+ * resizes slots, so later images (a newer kernel, a Kubernetes binary) must fit the same size.
  */
 export const SLOT_HEADROOM = 0.25;
 /** Slot sizes are whole multiples of this (MiB). */
-const SLOT_ROUND_MIB = 128;
+const SLOT_ROUND_MIB = 64;
 
-/** ext4 bytes a tree needs in a slot: its blocks plus metadata (inode tables, journal, reserved blocks), about 10% plus 64 MiB. */
-export function ext4Bytes(treeBytes: number): number {
-  return Math.ceil(treeBytes * 1.1) + 64 * MiB;
+/**
+ * The default slot size (MiB) of an OS 2 disk: its squashfs slot image (`imageBytes`) plus
+ * SLOT_HEADROOM, rounded up to 64 MiB.
+ */
+export function slotMiBFor(imageBytes: number): number {
+  return Math.max(SLOT_ROUND_MIB, Math.ceil((imageBytes * (1 + SLOT_HEADROOM)) / MiB / SLOT_ROUND_MIB) * SLOT_ROUND_MIB);
 }
 
-/** The default slot size (MiB) of an OS 2 disk: what the tree needs as ext4 plus SLOT_HEADROOM, rounded up to 128 MiB. */
-export function slotMiBFor(treeBytes: number): number {
-  return Math.ceil((ext4Bytes(treeBytes) * (1 + SLOT_HEADROOM)) / MiB / SLOT_ROUND_MIB) * SLOT_ROUND_MIB;
+/** Refuses a squashfs slot image larger than the slot (`--slot-size`) with ImageTooLarge, naming the size it needs. */
+export function assertFits(treeBytes: number, imageBytes: number, slotBytes: number): void {
+  if (imageBytes > slotBytes)
+    throw new ImageBuildError(
+      'ImageTooLarge',
+      `the root filesystem is ${mib(treeBytes)} MiB, ${mib(imageBytes)} MiB as a squashfs slot; the slot has ${mib(slotBytes)} MiB (raise --slot-size to at least ${mib(imageBytes)})`,
+    );
 }
 
 export interface BuildImageOptions extends LayoutSizes {
@@ -336,38 +337,36 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
     };
 
     if (withDisk) {
-      const layout = diskLayout({ ...options, slotMiB: options.slotMiB ?? slotMiBFor(bytes) });
       const meta = slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`);
       const live = options.installer ? await keepBootFiles(tree, work) : undefined;
-      const sizeOf = (name: string) => layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
-      const slotBytes = sizeOf('root-a') * MiB;
-      assertFits(bytes, slotBytes);
       const disk = join(output, 'disk.img');
-      try {
-        await writeOsDisk({
-          tree,
-          layout,
-          output: disk,
-          workDir: work,
-          kernelArgs: options.kernelArgs,
-          bootLoader: options.bootLoader,
-          onStep: next,
-          meta,
-          onSlotWritten: async (rootA) => {
-            built.sizes = { ...built.sizes!, slotBytes, slotUsedBytes: await usedBytes(rootA) };
-          },
-          onPartitionImages: live
-            ? async (images) => {
-                next('installer ISO');
-                built.installerIso = await installerIso(options, output, work, images, live, layout, meta, OS2_SEED_PATHS);
-              }
-            : undefined,
-        });
-      } catch (err) {
-        if (/Could not allocate|No space left|not enough space/i.test((err as Error).message))
-          throw new ImageBuildError('ImageTooLarge', `the root filesystem (${mib(bytes)} MiB) does not fit a ${sizeOf('root-a')} MiB slot; raise --slot-size`);
-        throw err;
-      }
+      let slotUsedBytes = 0;
+      // The slots are squashfs (the image's image.json says so): sized from slot A's image once written.
+      const layoutFor = (imageBytes: number): DiskLayout => {
+        const slotMiB = options.slotMiB ?? slotMiBFor(imageBytes);
+        assertFits(bytes, imageBytes, slotMiB * MiB);
+        return diskLayout({ ...options, slotMiB });
+      };
+      const layout = await writeOsDisk({
+        tree,
+        layout: layoutFor,
+        output: disk,
+        workDir: work,
+        kernelArgs: options.kernelArgs,
+        bootLoader: options.bootLoader,
+        onStep: next,
+        meta,
+        onSlotWritten: async (rootA) => {
+          slotUsedBytes = (await stat(rootA)).size;
+        },
+        onPartitionImages: live
+          ? async (images, layout) => {
+              next('installer ISO');
+              built.installerIso = await installerIso(options, output, work, images, live, layout, meta, OS2_SEED_PATHS);
+            }
+          : undefined,
+      });
+      built.sizes = { ...built.sizes!, slotBytes: partitionMiB(layout, 'root-a') * MiB, slotUsedBytes };
       built.disk = disk;
       built.layout = layout;
       built.bootLoader = options.bootLoader ?? 'shim';
@@ -424,24 +423,4 @@ async function installerIso(
 /** What root-a and recovery record about the image written into them (both bases' disks). */
 function slotMeta(options: BuildImageOptions, digest: string, layoutRef: string) {
   return { digest, image: options.imageRef ?? layoutRef, name: options.name, version: options.version, writtenAt: new Date().toISOString() };
-}
-
-/**
- * Refuses a tree that cannot fit a slot before mkfs runs: ext4 needs room beyond the files for its
- * metadata (inode tables, journal, reserved blocks), about 10% plus 64 MiB at these sizes.
- */
-export function assertFits(treeBytes: number, slotBytes: number): void {
-  const needed = ext4Bytes(treeBytes);
-  if (needed > slotBytes)
-    throw new ImageBuildError(
-      'ImageTooLarge',
-      `the root filesystem is ${mib(treeBytes)} MiB and needs about ${mib(needed)} MiB as ext4; the slot has ${mib(slotBytes)} MiB (raise --slot-size to at least ${mib(needed)})`,
-    );
-}
-
-/** Bytes in use in an ext4 image (block count minus free blocks, from its superblock). */
-async function usedBytes(image: string): Promise<number> {
-  const { stdout } = await runTool('dumpe2fs', ['-h', image]);
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(stdout)?.[1] ?? 0);
-  return (field('Block count') - field('Free blocks')) * field('Block size');
 }

@@ -67,11 +67,11 @@ export async function writeEsp(
  * writeOsDisk). The builder's default boot loader is the signed 'shim' (Secure Boot), whether or not
  * this host has it: a missing package is an error naming it, never a silently unsigned disk.
  */
-export async function writeOsDisk(options: OsDiskOptions): Promise<void> {
+export async function writeOsDisk(options: OsDiskOptions): Promise<DiskLayout> {
   const bootLoader = options.bootLoader ?? 'shim';
   for (const tool of ['sfdisk', 'mkfs.ext4']) await which(tool);
   await checkEsp(bootLoader);
-  await writeOsDiskImage({ ...options, bootLoader }).catch((err: unknown) => {
+  return writeOsDiskImage({ ...options, bootLoader }).catch((err: unknown) => {
     throw asBuildError(err);
   });
 }

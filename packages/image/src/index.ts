@@ -4,7 +4,6 @@ export {
   type BuiltImage,
   buildImage,
   DEFAULT_KERNEL_ARGS,
-  DEFAULT_OS2_SLOT_MIB,
   grubConfig,
   SLOT_HEADROOM,
   slotMiBFor,

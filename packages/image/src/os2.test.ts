@@ -164,35 +164,33 @@ describe('Kubernetes binaries by reference', () => {
 });
 
 describe('slot size check', () => {
-  it('refuses a root filesystem that cannot fit the slot with ImageTooLarge, naming the size to ask for', () => {
-    expect(() => assertFits(900 * MiB, 1536 * MiB)).not.toThrow();
+  it('refuses a squashfs slot image that cannot fit the slot with ImageTooLarge, naming the size to ask for', () => {
+    expect(() => assertFits(780 * MiB, 240 * MiB, 320 * MiB)).not.toThrow();
+    expect(() => assertFits(780 * MiB, 320 * MiB, 320 * MiB)).not.toThrow();
     const err = (() => {
       try {
-        assertFits(900 * MiB, 512 * MiB);
+        assertFits(780 * MiB, 240 * MiB, 192 * MiB);
       } catch (e) {
         return e;
       }
     })();
     expect(codeOf(err)).toBe('ImageTooLarge');
-    expect((err as Error).message).toBe(
-      'the root filesystem is 900 MiB and needs about 1055 MiB as ext4; the slot has 512 MiB (raise --slot-size to at least 1055)',
-    );
+    expect((err as Error).message).toBe('the root filesystem is 780 MiB, 240 MiB as a squashfs slot; the slot has 192 MiB (raise --slot-size to at least 240)');
   });
 });
 
 describe('default slot size', () => {
-  it('fits the image as ext4 with 25% headroom, in 128 MiB steps, and is never refused by the size check', () => {
-    // 923 MiB (the default package list's tree): 1079 MiB as ext4, 1349 MiB with headroom.
-    expect(slotMiBFor(923 * MiB)).toBe(1408);
-    expect(slotMiBFor(100 * MiB)).toBe(256);
-    for (const tree of [1, 300, 923, 1500, 4000]) {
-      const slot = slotMiBFor(tree * MiB);
-      expect(slot % 128).toBe(0);
-      expect(() => assertFits(tree * MiB, slot * MiB)).not.toThrow();
+  it('fits the squashfs slot image with 25% headroom, in 64 MiB steps, and is never refused by the size check', () => {
+    // 240 MiB (the default package list's squashfs): 300 MiB with headroom.
+    expect(slotMiBFor(240 * MiB)).toBe(320);
+    expect(slotMiBFor(1)).toBe(64);
+    for (const image of [1, 100, 240, 923, 4000]) {
+      const slot = slotMiBFor(image * MiB);
+      expect(slot % 64).toBe(0);
+      expect(() => assertFits(image * 3 * MiB, image * MiB, slot * MiB)).not.toThrow();
       // The headroom, and not more than one rounding step beyond it.
-      const withHeadroom = (Math.ceil(tree * MiB * 1.1) + 64 * MiB) * 1.25;
-      expect(slot * MiB).toBeGreaterThanOrEqual(withHeadroom);
-      expect(slot * MiB).toBeLessThan(withHeadroom + 128 * MiB);
+      expect(slot * MiB).toBeGreaterThanOrEqual(image * MiB * 1.25);
+      expect(slot * MiB).toBeLessThan(Math.max(64 * MiB, image * MiB * 1.25 + 64 * MiB));
     }
   });
 });

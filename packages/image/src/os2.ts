@@ -12,7 +12,7 @@ const OS2 = join(FILES_DIR, 'os2');
 
 /**
  * Drivers the OS 2 initramfs loads before it mounts the slot and the data partition: disks (virtio,
- * AHCI/SATA, NVMe, USB storage), ext4, overlay and vfat (the ESP; nls_ascii: vfat does not mount without it), and the hardware watchdogs systemd drives
+ * AHCI/SATA, NVMe, USB storage), squashfs (the slots), ext4 (data), overlay and vfat (the ESP; nls_ascii: vfat does not mount without it), and the hardware watchdogs systemd drives
  * (i6300esb: QEMU; iTCO_wdt: Intel chipsets; sp5100_tco: AMD). NICs and everything else load later
  * in the real root, from udev, by modalias. More with `--module`.
  */
@@ -27,6 +27,7 @@ export const OS2_INITRAMFS_MODULES = [
   'usb-storage',
   'uas',
   'crc32c_generic',
+  'squashfs',
   'ext4',
   'overlay',
   'vfat',
@@ -247,7 +248,8 @@ export async function customizeTree(tree: string, options: Os2TreeOptions): Prom
   const files: Record<string, string> = {
     // /etc/os-release is Debian's symlink to this file.
     'usr/lib/os-release': release,
-    [oci.IMAGE_INFO_PATH]: `${JSON.stringify({ name: options.name, version: options.version, ...(k8s ? { kubernetes: k8s } : {}) })}\n`,
+    // slotFilesystem: the agent writes this image's slots as squashfs (device/linux/squashfs.ts).
+    [oci.IMAGE_INFO_PATH]: `${JSON.stringify({ name: options.name, version: options.version, slotFilesystem: 'squashfs', ...(k8s ? { kubernetes: k8s } : {}) })}\n`,
     'etc/hostname': 'edgeplane\n',
     'etc/hosts': '127.0.0.1 localhost\n127.0.1.1 edgeplane\n::1 localhost ip6-localhost ip6-loopback\n',
     ...(options.healthChecks?.length ? { [IMAGE_HEALTH_CHECKS_PATH]: `${JSON.stringify(options.healthChecks, null, 2)}\n` } : {}),

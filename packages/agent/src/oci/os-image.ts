@@ -8,10 +8,16 @@ import { type WrittenImage, writeOciImage } from './image-writer.js';
  * The Edgeplane OS image convention (docs/architecture.md "OS images and A/B slots"): an OCI image
  * whose layers hold a complete root filesystem, with
  *  - /etc/os-release carrying at least NAME and VERSION_ID, and
- *  - /usr/lib/edgeplane/image.json {name, version} naming the image.
+ *  - /usr/lib/edgeplane/image.json {name, version} naming the image, and optionally
+ *    `slotFilesystem`: what a slot holding it is written as, 'ext4' (the default: mkfs.ext4 -d) or
+ *    'squashfs' (Edgeplane OS 2: compressed, read-only; device/linux/squashfs.ts).
  */
 export const IMAGE_INFO_PATH = 'usr/lib/edgeplane/image.json';
-export const ImageInfo = z.object({ name: z.string().min(1), version: z.string().min(1) });
+export const ImageInfo = z.object({
+  name: z.string().min(1),
+  version: z.string().min(1),
+  slotFilesystem: z.enum(['ext4', 'squashfs']).optional(),
+});
 export type ImageInfo = z.infer<typeof ImageInfo>;
 
 /** Reads image.json from an extracted root filesystem; undefined when the tree does not follow the convention. */

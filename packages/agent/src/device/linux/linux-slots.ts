@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../../atomic-file.js';
+import { readImageInfo } from '../../oci/os-image.js';
 import { GrubEnv, type SlotBoot, type SlotMeta } from '../boot-env.js';
 import { runTool } from '../run-tool.js';
+import { buildSquashfs, copySlotImage, isSquashfs, squashfsCat } from './squashfs.js';
 
 /** image.json of an Edgeplane OS image (see oci/os-image.ts). */
 const IMAGE_INFO_PATH = 'usr/lib/edgeplane/image.json';
@@ -29,9 +31,11 @@ export interface LinuxSlotOptions {
 }
 
 /**
- * A/B slots of a real machine. A slot is an ext4 filesystem written with `mkfs.ext4 -d <tree>` (no
- * mount, no loop device needed) onto the slot's partition or image file; the booted slot comes from
- * the kernel command line (`edgeplane.slot=A|B|recovery`, set by boot/grub.cfg.template).
+ * A/B slots of a real machine. A slot is an ext4 filesystem written with `mkfs.ext4 -d <tree>`, or,
+ * for an image whose image.json says `"slotFilesystem": "squashfs"` (Edgeplane OS 2), a squashfs
+ * from `mksquashfs <tree>` (no mount, no loop device needed either way), on the slot's partition or
+ * image file; the booted slot comes from the kernel command line (`edgeplane.slot=A|B|recovery`,
+ * set by boot/grub.cfg.template).
  */
 export class LinuxSlots implements SlotBoot {
   readonly grubenv: GrubEnv;
@@ -60,6 +64,8 @@ export class LinuxSlots implements SlotBoot {
    *  3. verification: `e2fsck -fn` finds a clean filesystem and the image.json read back matches;
    *  4. only then the slot record (usr/lib/edgeplane/slot.json, with the digest) is written into it
    *     with `debugfs -w`, and fsync again. readSlot() reports a digest only when that record exists.
+   * A squashfs slot cannot be written into after mksquashfs, so its record is in the tree it is made
+   * from; what makes the slot readable is its superblock, and that is written last (writeSquashfs).
    */
   async writeSlot(slot: Slot, rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void> {
     if (slot === 'recovery') throw new Error('the recovery slot is written by the installer only');
@@ -86,6 +92,10 @@ export class LinuxSlots implements SlotBoot {
     // Image files are for explicitly configured targets (tests, labs); a missing partition is an error.
     if (!st?.isBlockDevice() && !this.options.targets?.[slot])
       throw new Error(`cannot write slot ${slot}: no block device ${target} (no GPT partition named ${label}?)`);
+    if ((await readImageInfo(rootfs))?.slotFilesystem === 'squashfs') {
+      await rm(record, { force: true });
+      return this.writeSquashfs(slot, target, !!st?.isBlockDevice(), rootfs, meta, signal);
+    }
     let written = target;
     if (st?.isBlockDevice()) {
       await invalidate(target);
@@ -103,6 +113,37 @@ export class LinuxSlots implements SlotBoot {
     await fsyncPath(written);
     if (written !== target) await rename(written, target);
     await rm(record, { force: true });
+  }
+
+  /**
+   * A squashfs slot: the tree with its record (slot.json) goes into a squashfs image file beside the
+   * tree (or `<target>.partial` for an image-file target), which is fsynced and checked (its
+   * image.json and record read back with unsquashfs); then the partition's old superblock is zeroed
+   * and the image copied in with its superblock last (copySlotImage), or the file renamed over the
+   * target. A power cut at any moment leaves the complete, checked image or a slot without a
+   * superblock, which readSlot() reports as empty.
+   */
+  private async writeSquashfs(slot: Slot, target: string, block: boolean, rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void> {
+    const record = join(rootfs, SLOT_META_PATH);
+    await mkdir(dirname(record), { recursive: true });
+    await writeFile(record, `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o644 });
+    const image = block ? join(dirname(rootfs), `slot-${slot}.squashfs`) : `${target}.partial`;
+    try {
+      await buildSquashfs(rootfs, image, signal);
+      await fsyncPath(image);
+      const expected = await readFile(join(rootfs, IMAGE_INFO_PATH), 'utf8');
+      if ((await squashfsCat(image, IMAGE_INFO_PATH, signal))?.trim() !== expected.trim())
+        throw new Error(`slot verification failed: /${IMAGE_INFO_PATH} reads back differently from the image`);
+      if (recordDigest((await squashfsCat(image, SLOT_META_PATH, signal)) ?? '') !== meta.digest)
+        throw new Error(`slot verification failed: /${SLOT_META_PATH} does not read back from the written image`);
+      if (block) {
+        await invalidate(target);
+        await copySlotImage(image, target);
+      } else await rename(image, target);
+    } finally {
+      await rm(record, { force: true });
+      await rm(image, { force: true });
+    }
   }
 
   async slotImage(slot: Slot): Promise<string | undefined> {
@@ -135,6 +176,17 @@ export class LinuxSlots implements SlotBoot {
     }
     await fill(written);
     await fsyncPath(written);
+    if (await isSquashfs(written)) {
+      // A published squashfs slot image carries its record (oci/delta/slot-image.ts); none can be added.
+      const wanted = meta(await squashfsCat(written, IMAGE_INFO_PATH, signal));
+      const own = recordDigest((await squashfsCat(written, SLOT_META_PATH, signal)) ?? '');
+      if (own !== wanted.digest) {
+        if (written === target) await invalidate(target);
+        throw new Error(`slot verification failed: the squashfs slot image records ${own ?? 'no image'}, not ${wanted.digest}`);
+      }
+      if (written !== target) await rename(written, target);
+      return;
+    }
     await runTool('e2fsck', ['-fn', written], { timeoutMs: 10 * 60_000, signal }).catch((err: Error) => {
       throw new Error(`slot verification failed: the written filesystem is not clean: ${err.message}`);
     });
@@ -171,6 +223,10 @@ export class LinuxSlots implements SlotBoot {
   async readSlot(slot: Slot): Promise<SlotMeta | undefined> {
     const target = this.target(slot);
     if (!(await stat(target).catch(() => undefined))) return undefined;
+    if (await isSquashfs(target)) {
+      const text = await squashfsCat(target, SLOT_META_PATH);
+      return text !== undefined && recordDigest(text) ? (JSON.parse(text) as SlotMeta) : undefined;
+    }
     try {
       const { stdout } = await runTool('debugfs', ['-R', `cat /${SLOT_META_PATH}`, target], { timeoutMs: 30_000 });
       const meta = JSON.parse(stdout) as SlotMeta;
@@ -205,7 +261,7 @@ export function partitionName(slot: Slot): string {
   return slot === 'recovery' ? 'recovery' : `root-${slot.toLowerCase()}`;
 }
 
-/** Zeroes the first MiB of a slot partition (ext4's superblock is at 1 KiB), so it no longer reads as the old image. */
+/** Zeroes the first MiB of a slot partition (ext4's superblock is at 1 KiB, squashfs's at 0), so it no longer reads as the old image. */
 async function invalidate(target: string): Promise<void> {
   const fh = await open(target, 'r+');
   try {

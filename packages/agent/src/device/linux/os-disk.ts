@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GrubEnv, type SlotMeta } from '../boot-env.js';
 import { runTool } from '../run-tool.js';
@@ -230,11 +230,12 @@ export async function writeEsp(
   for (const [from, to] of copies) await runTool('mcopy', ['-i', output, from, to]);
 }
 
-/** GRUB modules built into the EFI binary: GPT, FAT (ESP) and ext4 (slots), the A/B logic's commands, serial console. */
+/** GRUB modules built into the EFI binary: GPT, FAT (ESP), ext4 and squashfs (slots; gzio reads its gzip), the A/B logic's commands, serial console. */
 export const GRUB_MODULES = [
   'part_gpt',
   'fat',
   'ext2',
+  'squash4',
   'normal',
   'linux',
   'configfile',
@@ -273,7 +274,11 @@ export interface OsDiskOptions {
   tree: string;
   /** Slot record of root-a and recovery (digest, image reference, name, version). */
   meta: SlotMeta;
-  layout: DiskLayout;
+  /**
+   * The partitions, or how to size them from the slot image once it is written (a squashfs slot
+   * image's size is known only then; an ext4 slot is made at the layout's slot size).
+   */
+  layout: DiskLayout | ((slotImageBytes: number) => DiskLayout);
   /** The disk image file to write (raw, sparse). */
   output: string;
   /** Scratch directory for the partition images (removed by the caller). */
@@ -285,36 +290,47 @@ export interface OsDiskOptions {
   /** Called with slot A's image once written (e.g. to measure it), before the disk is assembled. */
   onSlotWritten?: (rootA: string) => Promise<void>;
   /** Called with the partition images once the disk is written, before the caller removes workDir (the installer ISO carries them). */
-  onPartitionImages?: (images: Record<'esp' | 'root-a' | 'recovery' | 'data', string>) => Promise<void>;
+  onPartitionImages?: (images: Record<'esp' | 'root-a' | 'recovery' | 'data', string>, layout: DiskLayout) => Promise<void>;
 }
 
 /**
  * The disk step: slot A and recovery hold the image (written by the agent's own slot writer, so the
  * installed slots are exactly what an update writes), root-b is empty, data is a fresh ext4, and the
- * ESP boots slot A.
+ * ESP boots slot A. Returns the layout written.
  */
-export async function writeOsDisk(o: OsDiskOptions): Promise<void> {
-  const sizeOf = (name: string) => o.layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
+export async function writeOsDisk(o: OsDiskOptions): Promise<DiskLayout> {
+  const fixed = typeof o.layout === 'function' ? undefined : o.layout;
   await mkdir(o.workDir, { recursive: true });
   o.onStep?.('slots A and recovery');
   const rootA = join(o.workDir, 'root-a.img');
   const recovery = join(o.workDir, 'recovery.img');
-  const slots = new LinuxSlots({ root: o.workDir, targets: { A: rootA, recovery }, imageSizeBytes: sizeOf('root-a') * MiB });
+  const slots = new LinuxSlots({
+    root: o.workDir,
+    targets: { A: rootA, recovery },
+    ...(fixed ? { imageSizeBytes: partitionMiB(fixed, 'root-a') * MiB } : {}),
+  });
   await slots.writeRecovery(o.tree, o.meta);
   await slots.writeSlot('A', o.tree, o.meta);
   await o.onSlotWritten?.(rootA);
+  const layout = fixed ?? (o.layout as (bytes: number) => DiskLayout)((await stat(rootA)).size);
   const data = join(o.workDir, 'data.img');
-  await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${sizeOf('data') * 1024}k`]);
+  await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${partitionMiB(layout, 'data') * 1024}k`]);
 
   o.onStep?.('ESP');
   const grubenv = new GrubEnv(join(o.workDir, 'grubenv'));
   await grubenv.set({ active_slot: 'A' });
   const esp = join(o.workDir, 'esp.img');
-  await writeEsp(esp, sizeOf('esp'), o.workDir, await grubConfig(o.kernelArgs ?? DEFAULT_KERNEL_ARGS), grubenv.file, o.bootLoader);
+  await writeEsp(esp, partitionMiB(layout, 'esp'), o.workDir, await grubConfig(o.kernelArgs ?? DEFAULT_KERNEL_ARGS), grubenv.file, o.bootLoader);
 
   o.onStep?.('disk');
-  await writeDisk(o.output, o.layout, { esp, 'root-a': rootA, data, recovery });
-  await o.onPartitionImages?.({ esp, 'root-a': rootA, recovery, data });
+  await writeDisk(o.output, layout, { esp, 'root-a': rootA, data, recovery });
+  await o.onPartitionImages?.({ esp, 'root-a': rootA, recovery, data }, layout);
+  return layout;
+}
+
+/** A partition's size in a layout (MiB; 0 when the layout has none of that name). */
+export function partitionMiB(layout: DiskLayout, name: Partition['name']): number {
+  return layout.partitions.find((p) => p.name === name)?.sizeMiB ?? 0;
 }
 
 /** Bytes of the files under a tree (symlinks counted as links): sizes slots for an image. */

@@ -12,6 +12,7 @@ import { readJsonFile, writeFileAtomic } from '../../atomic-file.js';
 import { slotKernelSigned } from '../../oci/kernel-signature.js';
 import { BOOT_VARS, GrubEnv, type SlotBoot, type SlotMeta } from '../boot-env.js';
 import { RootedFiles } from '../files.js';
+import { isSquashfs } from '../linux/squashfs.js';
 import { runTool } from '../run-tool.js';
 import { secureBootEnforced } from '../secure-boot.js';
 
@@ -52,7 +53,7 @@ export class SimSlots implements SlotBoot {
     await writeFileAtomic(join(dir, 'slot.json'), `${JSON.stringify(meta, null, 2)}\n`, 0o644);
   }
 
-  /** The slot's ext4 image, kept beside its tree when the slot was written by a delta update. */
+  /** The slot's image (ext4 or squashfs), kept beside its tree when the slot was written by a delta update. */
   async slotImage(slot: Slot): Promise<string | undefined> {
     const image = join(this.slotDir(slot), 'slot.img');
     return (await stat(image).catch(() => undefined)) ? image : undefined;
@@ -60,8 +61,8 @@ export class SimSlots implements SlotBoot {
 
   /**
    * A delta update: the rebuilt slot image is kept as slot.img (a later delta seeds from it) and its
-   * tree is unpacked with `debugfs rdump` (real e2fsprogs, no mount) into rootfs, which the
-   * simulated machine boots; slot.json last, as in writeSlot.
+   * tree is unpacked with `debugfs rdump` (real e2fsprogs, no mount; `unsquashfs` for a squashfs
+   * slot image) into rootfs, which the simulated machine boots; slot.json last, as in writeSlot.
    */
   async writeSlotImage(
     slot: Slot,
@@ -74,8 +75,13 @@ export class SimSlots implements SlotBoot {
     await mkdir(join(dir, 'rootfs'), { recursive: true });
     const image = join(dir, 'slot.img.partial');
     await fill(image);
-    await runTool('e2fsck', ['-fn', image], { timeoutMs: 10 * 60_000, signal });
-    await runTool('debugfs', ['-R', `rdump / ${join(dir, 'rootfs')}`, image], { timeoutMs: 10 * 60_000, signal });
+    if (await isSquashfs(image)) {
+      await rm(join(dir, 'rootfs'), { recursive: true, force: true });
+      await runTool('unsquashfs', ['-no-progress', '-quiet', '-d', join(dir, 'rootfs'), image], { timeoutMs: 10 * 60_000, signal });
+    } else {
+      await runTool('e2fsck', ['-fn', image], { timeoutMs: 10 * 60_000, signal });
+      await runTool('debugfs', ['-R', `rdump / ${join(dir, 'rootfs')}`, image], { timeoutMs: 10 * 60_000, signal });
+    }
     const info = await readFile(join(dir, 'rootfs', 'usr', 'lib', 'edgeplane', 'image.json'), 'utf8').catch(() => undefined);
     const record = meta(info);
     await rename(image, join(dir, 'slot.img'));

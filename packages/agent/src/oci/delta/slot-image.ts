@@ -3,6 +3,8 @@ import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { buildSquashfs } from '../../device/linux/squashfs.js';
+import { readImageInfo } from '../os-image.js';
 import { OciError } from '../types.js';
 /**
  * How a slot image for delta updates is made: `mkfs.ext4 -d` as the slot writer does, but with
@@ -42,11 +44,19 @@ export const SLOT_RECORD_PATH = 'usr/lib/edgeplane/slot.json';
  * image is made: a device that writes this image into a slot then keeps it byte for byte (the agent
  * writes its own record only into an image that lacks one for the same digest), so a later binary
  * patch from this exact image applies to the slot.
+ *
+ * An image whose image.json asks for squashfs slots gets a squashfs image instead (its own size;
+ * `sizeBytes` does not apply), made with the filesystem time at SOURCE_DATE_EPOCH: mksquashfs is
+ * reproducible by default, so the same tree gives the same bytes.
  */
 export async function buildSlotImage(tree: string, image: string, sizeBytes?: number, signal?: AbortSignal, record?: Record<string, unknown>): Promise<number> {
   if (record) {
     await mkdir(dirname(join(tree, SLOT_RECORD_PATH)), { recursive: true });
     await writeFile(join(tree, SLOT_RECORD_PATH), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
+  }
+  if ((await readImageInfo(tree))?.slotFilesystem === 'squashfs') {
+    await rm(image, { force: true });
+    return buildSquashfs(tree, image, signal, Number(reproducibleMkfsEnv().E2FSPROGS_FAKE_TIME));
   }
   const run = promisify(execFile);
   let size = sizeBytes;
@@ -60,7 +70,7 @@ export async function buildSlotImage(tree: string, image: string, sizeBytes?: nu
   return (await stat(image)).size;
 }
 
-/** How much of a slot image's start is written last: the ext4 superblock (at 1 KiB) and beyond. */
+/** How much of a slot image's start is written last: the ext4 superblock (at 1 KiB) or squashfs's (at 0) and beyond. */
 const HEAD_BYTES = 64 * 1024;
 
 /**
