@@ -114,7 +114,7 @@ export function registerImage(program: Command, ctx: CommandContext): void {
     .option('--airgap-bundle <dir>', 'air-gap bundle directory with Kubernetes distribution binaries (bin/*) and images')
     .option(
       '--slot-size <MiB>',
-      'size of root-a, root-b and recovery in MiB with --disk (default: what the image needs plus 25% headroom, in 128 MiB steps; 512 with --base busybox)',
+      'size of root-a, root-b and recovery in MiB with --disk (default: the image as a squashfs slot plus 25% headroom, in 64 MiB steps; 512 with --base busybox)',
       intArg('--slot-size'),
     )
     .option('--data-size <MiB>', 'size of the data partition in MiB with --disk (default 1024)', intArg('--data-size'))
@@ -193,16 +193,20 @@ function registerImageDelta(image: Command, ctx: CommandContext): void {
     .command('delta')
     .summary('publish the delta artifact (chunk index + new chunks) of a pushed OS image')
     .description(
-      'Pulls the OS image --to from its registry, writes its slot image (reproducible mkfs.ext4), cuts it into content-defined chunks ' +
+      'Pulls the OS image --to from its registry, writes its slot image (reproducible mkfs.ext4, or mksquashfs for an image with squashfs slots), cuts it into content-defined chunks ' +
         'and pushes the chunk index and a pack of the chunks the registry does not hold yet, as an OCI artifact whose subject is the image ' +
         '(found through the referrers API, or the tag sha256-<digest>.delta where the registry has none). With --from, chunks already ' +
         'published with that earlier image are pointed to, not uploaded again, and a binary patch (xdelta3) from its exact slot image is added: ' +
-        'devices that run it download only the patch, others only the chunks their slots lack. Needs e2fsprogs (and xdelta3 for the patch). Anonymous push only.',
+        'devices that run it download only the patch, others only the chunks their slots lack. Needs e2fsprogs or squashfs-tools (and xdelta3 for the patch). Anonymous push only.',
     )
     .requiredOption('--to <ref>', 'the pushed OS image, registry/repository:tag or @sha256:...')
     .option('--from <ref>', 'an earlier image in the same repository whose delta artifact holds chunks to reuse')
     .option('--no-patch', 'with --from: no binary patch, the chunk index only')
-    .option('--slot-size <MiB>', "size of the slot image in MiB (default: --from's, else twice the tree in 64 MiB steps)", intArg('--slot-size'))
+    .option(
+      '--slot-size <MiB>',
+      "size of an ext4 slot image in MiB (default: --from's, else twice the tree in 64 MiB steps; a squashfs one has its own size)",
+      intArg('--slot-size'),
+    )
     .option('--insecure', 'plain HTTP (default only for a registry on 127.0.0.1/localhost)')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('edgeplane image delta --from registry.lan:5000/edge/os:2.0.0 --to registry.lan:5000/edge/os:2.0.1'))

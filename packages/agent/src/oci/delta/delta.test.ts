@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LinuxSlots } from '../../device/linux/linux-slots.js';
 import { OciError } from '../types.js';
 import { deltaManifest, parseDeltaManifest, patchesOf } from './artifact.js';
 import { assembleSlotImage, type FetchPackRange } from './assemble.js';
 import { buildChunkIndex, type ChunkIndex, CODEC, decodeIndex, encodeIndex, INDEX_MAGIC, INDEX_MEDIA_TYPE, PACK_MEDIA_TYPE } from './chunk-index.js';
 import { CHUNK_MAX, CHUNK_MIN, chunkFile } from './chunker.js';
 import { applyPatch, fetchPatch, makePatch } from './patch.js';
+import { buildSlotImage } from './slot-image.js';
 import { decodeVcdiff } from './vcdiff.js';
 
 let dir: string;
@@ -348,5 +350,57 @@ describe('binary patches (xdelta3 VCDIFF, decoded by vcdiff.ts)', () => {
     const swapped = JSON.parse(bytes.toString()) as { layers: unknown[] };
     swapped.layers = [swapped.layers[0], swapped.layers[2], swapped.layers[1]];
     expect(() => parseDeltaManifest(Buffer.from(JSON.stringify(swapped)), d(1))).toThrow(/not \[chunk index, packs\.\.\., patches\.\.\.\]/);
+  });
+});
+
+describe('squashfs slot images (an image whose image.json asks for squashfs slots)', () => {
+  const squashTree = async (name: string) => {
+    const tree = join(dir, name);
+    await mkdir(join(tree, 'usr/lib/edgeplane'), { recursive: true });
+    await writeFile(join(tree, 'usr/lib/edgeplane/image.json'), `${JSON.stringify({ name: 'Edgeplane OS', version: '7.0.0', slotFilesystem: 'squashfs' })}\n`);
+    await writeFile(join(tree, 'usr/lib/edgeplane/payload'), data(512 * 1024));
+    return tree;
+  };
+  const record = { digest: 'sha256:7777', image: 'registry.lan/os:7.0.0', name: 'Edgeplane OS', version: '7.0.0', writtenAt: '2026-01-01T00:00:00.000Z' };
+
+  it('are squashfs, the same bytes from the same tree, and a slot written from one keeps it with its record', async () => {
+    const one = join(dir, 'sq-1.img');
+    const two = join(dir, 'sq-2.img');
+    // The same tree twice, a second apart: its record is written again each time.
+    const tree = await squashTree('sq-tree-1');
+    await buildSlotImage(tree, one, undefined, undefined, record);
+    await new Promise((r) => setTimeout(r, 1100));
+    await buildSlotImage(tree, two, undefined, undefined, record);
+    const bytes = await readFile(one);
+    expect(bytes.subarray(0, 4).toString()).toBe('hsqs');
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(
+      createHash('sha256')
+        .update(await readFile(two))
+        .digest('hex'),
+    );
+
+    const slots = new LinuxSlots({ root: dir, targets: { B: join(dir, 'sq-slot-b.img') } });
+    await slots.writeSlotImage(
+      'B',
+      (path) => copyFile(one, path),
+      (info) => ({ ...record, name: JSON.parse(info ?? '{}').name }),
+    );
+    expect(await slots.readSlot('B')).toEqual(record);
+    expect(await readFile(join(dir, 'sq-slot-b.img'))).toEqual(bytes);
+  });
+
+  it('a squashfs slot image recording another digest is refused: its record cannot be rewritten', async () => {
+    const image = join(dir, 'sq-other.img');
+    await buildSlotImage(await squashTree('sq-tree-3'), image, undefined, undefined, record);
+    const slots = new LinuxSlots({ root: dir, targets: { A: join(dir, 'sq-slot-a.img') } });
+    const err = await slots
+      .writeSlotImage(
+        'A',
+        (path) => copyFile(image, path),
+        () => ({ ...record, digest: 'sha256:8888' }),
+      )
+      .catch((e: Error) => e);
+    expect((err as Error).message).toBe('slot verification failed: the squashfs slot image records sha256:7777, not sha256:8888');
+    expect(await slots.readSlot('A')).toBeUndefined();
   });
 });

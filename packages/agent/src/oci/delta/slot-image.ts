@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { type FileHandle, mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildSquashfs } from '../../device/linux/squashfs.js';
@@ -53,6 +53,9 @@ export async function buildSlotImage(tree: string, image: string, sizeBytes?: nu
   if (record) {
     await mkdir(dirname(join(tree, SLOT_RECORD_PATH)), { recursive: true });
     await writeFile(join(tree, SLOT_RECORD_PATH), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
+    // Its time pinned too: the same image published twice gives the same slot image.
+    const epoch = Number(reproducibleMkfsEnv().E2FSPROGS_FAKE_TIME);
+    await utimes(join(tree, SLOT_RECORD_PATH), epoch, epoch);
   }
   if ((await readImageInfo(tree))?.slotFilesystem === 'squashfs') {
     await rm(image, { force: true });
