@@ -67,11 +67,20 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
+# The busybox image's kernel comes from `apt-get download linux-image-*` (packages/image/src/kernel.ts)
+# unless the image cache already holds one: that needs the package lists, which a machine image may
+# ship without.
+need_lists=0
+if ! ls "${EDGEPLANE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeplane/image}"/linux-image-[0-9]*.deb >/dev/null 2>&1 &&
+  ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  need_lists=1
+fi
+
+if ((${#missing[@]} == 0 && need_lists == 0)); then
   exit 0
 fi
 
-echo "test-deps: installing missing Debian packages: ${missing[*]}"
+if ((${#missing[@]} > 0)); then echo "test-deps: installing missing Debian packages: ${missing[*]}"; else echo "test-deps: fetching the package lists (apt-get update) for the kernel package"; fi
 SUDO=()
 if [[ "$(id -u)" -ne 0 ]]; then
   if command -v sudo >/dev/null 2>&1; then
@@ -84,4 +93,6 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
-"${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} > 0)); then
+  "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
