@@ -1,6 +1,6 @@
 import { copyFile, mkdir, mkdtemp, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { AGENT_VERSION, type BootLoader, oci, SIMULATED_KUBERNETES_MARKER } from '@edgeplane/agent';
+import { AGENT_VERSION, type BootLoader, type OsDiskOptions, oci, SIMULATED_KUBERNETES_MARKER } from '@edgeplane/agent';
 import type { HealthCheck } from '@edgeplane/protocol';
 import { debianBase, defaultCacheDir, readPackageList, sourceDateEpoch } from './debian.js';
 import { writeOsDisk } from './disk.js';
@@ -201,31 +201,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
       base: 'busybox',
     };
 
-    if (withDisk) {
-      const layout = diskLayout(options);
-      const disk = join(output, 'disk.img');
-      const meta = slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`);
-      const live = options.installer ? await keepBootFiles(tree, work) : undefined;
-      await writeOsDisk({
-        tree,
-        layout,
-        output: disk,
-        workDir: work,
-        kernelArgs: options.kernelArgs,
-        bootLoader: options.bootLoader,
-        onStep: next,
-        meta,
-        onPartitionImages: live
-          ? async (images) => {
-              next('installer ISO');
-              built.installerIso = await installerIso(options, output, work, images, live, layout, meta);
-            }
-          : undefined,
-      });
-      built.disk = disk;
-      built.layout = layout;
-      built.bootLoader = options.bootLoader ?? 'shim';
-    }
+    if (withDisk) await diskStep(options, built, { tree, work, output, next, layout: diskLayout(options) });
     await writeFile(join(output, 'build.json'), `${JSON.stringify(built, null, 2)}\n`);
     return built;
   } finally {
@@ -337,39 +313,14 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
     };
 
     if (withDisk) {
-      const meta = slotMeta(options, written.digest, `oci:${layoutDir}:${tag}`);
-      const live = options.installer ? await keepBootFiles(tree, work) : undefined;
-      const disk = join(output, 'disk.img');
-      let slotUsedBytes = 0;
       // The slots are squashfs (the image's image.json says so): sized from slot A's image once written.
       const layoutFor = (imageBytes: number): DiskLayout => {
         const slotMiB = options.slotMiB ?? slotMiBFor(imageBytes);
         assertFits(bytes, imageBytes, slotMiB * MiB);
         return diskLayout({ ...options, slotMiB });
       };
-      const layout = await writeOsDisk({
-        tree,
-        layout: layoutFor,
-        output: disk,
-        workDir: work,
-        kernelArgs: options.kernelArgs,
-        bootLoader: options.bootLoader,
-        onStep: next,
-        meta,
-        onSlotWritten: async (rootA) => {
-          slotUsedBytes = (await stat(rootA)).size;
-        },
-        onPartitionImages: live
-          ? async (images, layout) => {
-              next('installer ISO');
-              built.installerIso = await installerIso(options, output, work, images, live, layout, meta, OS2_SEED_PATHS);
-            }
-          : undefined,
-      });
-      built.sizes = { ...built.sizes!, slotBytes: partitionMiB(layout, 'root-a') * MiB, slotUsedBytes };
-      built.disk = disk;
-      built.layout = layout;
-      built.bootLoader = options.bootLoader ?? 'shim';
+      const disk = await diskStep(options, built, { tree, work, output, next, layout: layoutFor, seedPaths: OS2_SEED_PATHS });
+      built.sizes = { ...built.sizes!, slotBytes: partitionMiB(disk.layout, 'root-a') * MiB, slotUsedBytes: disk.slotUsedBytes };
     }
     await writeFile(join(output, 'build.json'), `${JSON.stringify(built, null, 2)}\n`);
     return built;
@@ -379,6 +330,44 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
 }
 
 const mib = (bytes: number) => Math.ceil(bytes / MiB);
+
+/**
+ * The disk step of both bases: slots A and recovery, data, ESP and disk (the agent's writeOsDisk),
+ * and with `installer` the ISO from the same partition images; recorded in `built`.
+ */
+async function diskStep(
+  options: BuildImageOptions,
+  built: BuiltImage,
+  o: { tree: string; work: string; output: string; next: (step: string) => void; layout: OsDiskOptions['layout']; seedPaths?: string[] },
+): Promise<{ layout: DiskLayout; slotUsedBytes: number }> {
+  const meta = slotMeta(options, built.digest, `oci:${built.layoutDir}:${built.tag}`);
+  const live = options.installer ? await keepBootFiles(o.tree, o.work) : undefined;
+  const disk = join(o.output, 'disk.img');
+  let slotUsedBytes = 0;
+  const layout = await writeOsDisk({
+    tree: o.tree,
+    layout: o.layout,
+    output: disk,
+    workDir: o.work,
+    kernelArgs: options.kernelArgs,
+    bootLoader: options.bootLoader,
+    onStep: o.next,
+    meta,
+    onSlotWritten: async (rootA) => {
+      slotUsedBytes = (await stat(rootA)).size;
+    },
+    onPartitionImages: live
+      ? async (images, layout) => {
+          o.next('installer ISO');
+          built.installerIso = await installerIso(options, o.output, o.work, images, live, layout, meta, o.seedPaths);
+        }
+      : undefined,
+  });
+  built.disk = disk;
+  built.layout = layout;
+  built.bootLoader = options.bootLoader ?? 'shim';
+  return { layout, slotUsedBytes };
+}
 
 /** The image's kernel and initramfs, copied out of the tree before the disk step consumes it: the installer ISO boots them. */
 async function keepBootFiles(tree: string, work: string): Promise<{ vmlinuz: string; initrd: string }> {
