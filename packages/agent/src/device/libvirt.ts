@@ -2,6 +2,7 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LibvirtDomainInfo, LibvirtInventory } from '@edgeplane/protocol';
+import { readImageInfo } from '../oci/os-image.js';
 import type { SlotMeta } from './boot-env.js';
 import { execCommand } from './exec.js';
 import { diskLayout, MiB, treeBytes, writeOsDisk } from './linux/os-disk.js';
@@ -19,6 +20,11 @@ const SIMULATED_OS_DISK = '4G';
  */
 export function vmSlotMiB(tree: number): number {
   return Math.max(512, Math.ceil((2 * (tree * 1.1 + 64 * MiB)) / MiB / 128) * 128);
+}
+
+/** The same for an image with squashfs slots (Edgeplane OS 2), from its slot image's size: twice it, at least 512 MiB, in steps of 128 MiB. */
+export function vmSquashfsSlotMiB(image: number): number {
+  return Math.max(512, Math.ceil((2 * image) / MiB / 128) * 128);
 }
 
 /** Parses virsh's "Key:   value" listings (nodeinfo, dominfo, pool-info). */
@@ -188,7 +194,7 @@ export class Libvirt {
    * installer disk `edgeplane image build --disk` writes (device/linux/os-disk.ts: ESP with GRUB,
    * slot A and recovery holding the image, an empty slot B, data), built from the image's extracted
    * root filesystem `tree` in `workDir` (the agent's own scratch space) and uploaded. Its slots are
-   * sized for the image with room for later ones (vmSlotMiB). On libvirt's test driver nothing boots:
+   * sized for the image with room for later ones (vmSlotMiB, vmSquashfsSlotMiB). On libvirt's test driver nothing boots:
    * an empty volume stands for the disk. Consumes `tree`.
    */
   async importOsDisk(pool: string, volume: string, o: { tree: string; meta: SlotMeta; workDir: string }): Promise<void> {
@@ -196,7 +202,11 @@ export class Libvirt {
       await this.run('vol-create-as', pool, volume, SIMULATED_OS_DISK, '--format', 'raw');
       return;
     }
-    const layout = diskLayout({ slotMiB: vmSlotMiB(await treeBytes(o.tree)) });
+    // A squashfs slot image's size is known once written (writeOsDisk sizes the layout then).
+    const squashfs = (await readImageInfo(o.tree))?.slotFilesystem === 'squashfs';
+    const layout = squashfs
+      ? (image: number) => diskLayout({ slotMiB: vmSquashfsSlotMiB(image) })
+      : diskLayout({ slotMiB: vmSlotMiB(await treeBytes(o.tree)) });
     const disk = join(o.workDir, 'disk.img');
     try {
       await writeOsDisk({ tree: o.tree, meta: o.meta, layout, output: disk, workDir: join(o.workDir, 'parts') });
