@@ -231,6 +231,25 @@ describe('edgeplane image build (Edgeplane OS 2)', () => {
     BUILD_TIMEOUT,
   );
 
+  it(
+    'refuses a --slot-size the squashfs slot image does not fit with ImageTooLarge, naming the size to ask for, and writes no disk',
+    async () => {
+      const small = join(dir, 'small');
+      const refused = await cli(['image', 'build', '--version', '2.0.0', '--disk', '--slot-size', '64', '-o', small]);
+      expect(refused.code, refused.out).toBe(1);
+      const m =
+        /Error: image build failed \(ImageTooLarge\): the root filesystem is \d+ MiB, (\d+) MiB as a squashfs slot; the slot has 64 MiB \(raise --slot-size to at least (\d+)\)/.exec(
+          refused.out,
+        );
+      expect(m, refused.out).not.toBeNull();
+      expect(m![1]).toBe(m![2]);
+      expect(Number(m![1])).toBeGreaterThan(64);
+      expect(existsSync(join(small, 'disk.img'))).toBe(false);
+      expect(existsSync(join(small, 'build.json'))).toBe(false);
+    },
+    BUILD_TIMEOUT,
+  );
+
   it('refuses bad inputs before building anything', async () => {
     const bad = join(dir, 'bad');
     const noFile = await cli(['image', 'build', '--version', '1', '-o', bad, '--packages', join(dir, 'missing.txt')]);

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GrubEnv, type SlotMeta } from '../boot-env.js';
 import { runTool } from '../run-tool.js';
 import { LinuxSlots } from './linux-slots.js';
+import { isSquashfs } from './squashfs.js';
 
 /**
  * The bootable A/B disk of an Edgeplane OS image, built from its root filesystem: what
@@ -310,9 +311,13 @@ export async function writeOsDisk(o: OsDiskOptions): Promise<DiskLayout> {
     ...(fixed ? { imageSizeBytes: partitionMiB(fixed, 'root-a') * MiB } : {}),
   });
   await slots.writeRecovery(o.tree, o.meta);
-  await slots.writeSlot('A', o.tree, o.meta);
+  const layout = fixed ?? (o.layout as (bytes: number) => DiskLayout)((await stat(recovery)).size);
+  if (await isSquashfs(recovery)) {
+    // Slot A from the same tree and record would differ from recovery only in mksquashfs's time stamp.
+    await copyFile(recovery, rootA);
+    await rm(o.tree, { recursive: true, force: true });
+  } else await slots.writeSlot('A', o.tree, o.meta);
   await o.onSlotWritten?.(rootA);
-  const layout = fixed ?? (o.layout as (bytes: number) => DiskLayout)((await stat(rootA)).size);
   const data = join(o.workDir, 'data.img');
   await runTool('mkfs.ext4', ['-F', '-q', '-L', 'edgeplane-data', data, `${partitionMiB(layout, 'data') * 1024}k`]);
 
