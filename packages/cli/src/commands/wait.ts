@@ -199,7 +199,9 @@ export function registerWait(program: Command, ctx: CommandContext): void {
             );
           }
           let timer: ReturnType<typeof setTimeout> | undefined;
-          const slept = new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), Math.min(opts.interval, Math.max(0, deadline - Date.now())))));
+          const slept = new Promise<undefined>(
+            (res) => (timer = setTimeout(() => res(undefined), Math.min(opts.interval, Math.max(0, deadline - Date.now())))),
+          );
           const signal = await Promise.race([slept, interrupted]);
           clearTimeout(timer);
           if (signal) throw new CliError(`interrupted by ${signal} while waiting for ${kind.plural}/${name} ${cond.describe}`, signal === 'SIGINT' ? 130 : 143);
