@@ -68,11 +68,14 @@ const alike = (text: string) => text.replace(/[U59E8]/g, (c) => OCR_ALIKE[c]);
  * The pairing code is in the screen's text: one of the words the OCR reads is the code, up to the
  * glyphs the OCR confuses and one character dropped, doubled or misread. Another code is not that
  * close by chance: codes are 8 random characters out of 31. (The QR code under it is decoded
- * exactly; this checks the line a technician reads.)
+ * exactly; this checks the line a technician reads.) Words are split at white space only: a glyph
+ * may be misread as punctuation (a run read YU7TURXQ as YU?TURXQ), which is then one misread
+ * character, not the end of a word.
  */
 function screenTextHasCode(read: string, code: string): boolean {
   return read
-    .split(/[^0-9A-Za-z]+/)
+    .split(/\s+/)
+    .map((word) => word.replace(/^[^0-9A-Za-z]+|[^0-9A-Za-z]+$/g, ''))
     .filter((word) => word.length >= code.length - 1 && word.length <= code.length + 1)
     .some((word) => editDistance(alike(word.toUpperCase()), alike(code)) <= 1);
 }
