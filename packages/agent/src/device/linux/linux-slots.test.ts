@@ -89,7 +89,7 @@ describe('LinuxSlots: squashfs slots (an image whose image.json asks for them)',
   });
 
   it('on a block-device-like target: refuses an image larger than the slot and leaves the slot without a superblock', async () => {
-    const { copySlotImage } = await import('./squashfs.js');
+    const { copySlotImage } = await import('../../oci/delta/slot-image.js');
     const image = join(work, 'big.squashfs');
     await runTool('mksquashfs', [await tree('Edgeplane OS', '5.0.0'), image, '-noappend', '-quiet', '-no-progress']);
     const small = join(work, 'small-slot.img');
@@ -101,7 +101,7 @@ describe('LinuxSlots: squashfs slots (an image whose image.json asks for them)',
 
   it('a write cut off before the superblock leaves a slot readSlot reports as empty, whatever else was written', async () => {
     const { LinuxSlots } = await import('./linux-slots.js');
-    const { copySlotImage } = await import('./squashfs.js');
+    const { copySlotImage } = await import('../../oci/delta/slot-image.js');
     const target = join(work, 'cut-b.img');
     const slots = new LinuxSlots({ root: work, targets: { B: target } });
     const dir = await tree('Edgeplane OS', '6.0.0');

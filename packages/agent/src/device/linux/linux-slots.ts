@@ -3,10 +3,11 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import { dirname, join } from 'node:path';
 import type { Slot } from '@edgeplane/protocol';
 import { writeFileAtomic } from '../../atomic-file.js';
+import { copySlotImage } from '../../oci/delta/slot-image.js';
 import { readImageInfo } from '../../oci/os-image.js';
 import { GrubEnv, type SlotBoot, type SlotMeta } from '../boot-env.js';
 import { runTool } from '../run-tool.js';
-import { buildSquashfs, copySlotImage, isSquashfs, squashfsCat } from './squashfs.js';
+import { buildSquashfs, isSquashfs, squashfsCat } from './squashfs.js';
 
 /** image.json of an Edgeplane OS image (see oci/os-image.ts). */
 const IMAGE_INFO_PATH = 'usr/lib/edgeplane/image.json';
@@ -85,17 +86,14 @@ export class LinuxSlots implements SlotBoot {
   private async write(slot: Slot, rootfs: string, meta: SlotMeta, signal?: AbortSignal): Promise<void> {
     const target = this.target(slot);
     const label = partitionName(slot);
-    const record = join(dirname(rootfs), `slot-${slot}.json`);
-    await writeFileAtomic(record, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
-    await rm(join(rootfs, SLOT_META_PATH), { force: true });
     const st = await stat(target).catch(() => undefined);
     // Image files are for explicitly configured targets (tests, labs); a missing partition is an error.
     if (!st?.isBlockDevice() && !this.options.targets?.[slot])
       throw new Error(`cannot write slot ${slot}: no block device ${target} (no GPT partition named ${label}?)`);
-    if ((await readImageInfo(rootfs))?.slotFilesystem === 'squashfs') {
-      await rm(record, { force: true });
-      return this.writeSquashfs(slot, target, !!st?.isBlockDevice(), rootfs, meta, signal);
-    }
+    if ((await readImageInfo(rootfs))?.slotFilesystem === 'squashfs') return this.writeSquashfs(slot, target, !!st?.isBlockDevice(), rootfs, meta, signal);
+    const record = join(dirname(rootfs), `slot-${slot}.json`);
+    await writeFileAtomic(record, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+    await rm(join(rootfs, SLOT_META_PATH), { force: true });
     let written = target;
     if (st?.isBlockDevice()) {
       await invalidate(target);
@@ -138,7 +136,7 @@ export class LinuxSlots implements SlotBoot {
         throw new Error(`slot verification failed: /${SLOT_META_PATH} does not read back from the written image`);
       if (block) {
         await invalidate(target);
-        await copySlotImage(image, target);
+        await copySlotImage(image, target, signal);
       } else await rename(image, target);
     } finally {
       await rm(record, { force: true });

@@ -311,7 +311,7 @@ export async function writeOsDisk(o: OsDiskOptions): Promise<DiskLayout> {
     ...(fixed ? { imageSizeBytes: partitionMiB(fixed, 'root-a') * MiB } : {}),
   });
   await slots.writeRecovery(o.tree, o.meta);
-  const layout = fixed ?? (o.layout as (bytes: number) => DiskLayout)((await stat(recovery)).size);
+  const layout = typeof o.layout === 'function' ? o.layout((await stat(recovery)).size) : o.layout;
   if (await isSquashfs(recovery)) {
     // Slot A from the same tree and record would differ from recovery only in mksquashfs's time stamp.
     await copyFile(recovery, rootA);

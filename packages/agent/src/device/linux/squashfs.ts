@@ -13,7 +13,7 @@ import { runTool } from '../run-tool.js';
  * 2 cores): gzip-6 240 MiB in 13 s, gzip-9 (mksquashfs's default) 238 MiB in 70 s, gzip-1 265 MiB
  * in 5 s, xz 194 MiB in 75 s. gzip also reads faster than xz at boot.
  */
-export const SQUASHFS_COMPRESSOR = ['-comp', 'gzip', '-Xcompression-level', '6'];
+const SQUASHFS_COMPRESSOR = ['-comp', 'gzip', '-Xcompression-level', '6'];
 
 /** squashfs's magic at offset 0 ("hsqs", little-endian 0x73717368). */
 const SQUASHFS_MAGIC = Buffer.from('hsqs');
@@ -35,7 +35,7 @@ export async function isSquashfs(path: string): Promise<boolean> {
  * mksquashfs arguments of a slot image: reproducible (the default of squashfs-tools 4.5), the
  * filesystem's own time pinned (`mkfsTime`, seconds; files keep the tree's times), no progress bar.
  */
-export function mksquashfsArgs(tree: string, output: string, mkfsTime?: number): string[] {
+function mksquashfsArgs(tree: string, output: string, mkfsTime?: number): string[] {
   return [
     tree,
     output,
@@ -60,54 +60,4 @@ export async function squashfsCat(image: string, path: string, signal?: AbortSig
     (r) => r.stdout,
     () => undefined,
   );
-}
-
-/** Size in bytes of a block device (a file's own size for a file). */
-export async function targetBytes(path: string): Promise<number> {
-  const st = await stat(path);
-  if (!st.isBlockDevice()) return st.size;
-  const { stdout } = await runTool('blockdev', ['--getsize64', path]);
-  return Number(stdout.trim());
-}
-
-/** The first bytes of an image, written to the slot only once all the rest is on the disk. */
-const HEAD_BYTES = 64 * 1024;
-
-/**
- * Copies a squashfs image into a slot partition so that a power cut at any moment leaves either the
- * whole image or a slot without a superblock: the caller has zeroed the slot's first MiB; the image
- * is copied from its 64th KiB on and fsynced, and only then its first 64 KiB (the superblock) are
- * written and fsynced. Page-cache writeback keeps no order of its own, so "superblock last" needs
- * the fsync between. Refuses an image larger than the slot.
- */
-export async function copySlotImage(image: string, target: string): Promise<void> {
-  const { size } = await stat(image);
-  const room = await targetBytes(target);
-  if (size > room) throw new Error(`ImageTooLarge: the slot image is ${Math.ceil(size / MiB)} MiB; the slot has ${Math.floor(room / MiB)} MiB`);
-  const src = await open(image, 'r');
-  const dst = await open(target, 'r+');
-  try {
-    const buf = Buffer.alloc(4 * MiB);
-    const head = Buffer.alloc(Math.min(HEAD_BYTES, size));
-    await src.read(head, 0, head.length, 0);
-    for (let off = head.length; off < size; ) {
-      const { bytesRead } = await src.read(buf, 0, buf.length, off);
-      if (bytesRead === 0) break;
-      await writeAll(dst, buf.subarray(0, bytesRead), off);
-      off += bytesRead;
-    }
-    await dst.sync();
-    await writeAll(dst, head, 0);
-    await dst.sync();
-  } finally {
-    await src.close();
-    await dst.close();
-  }
-}
-
-const MiB = 1024 * 1024;
-
-async function writeAll(fh: Awaited<ReturnType<typeof open>>, data: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
 }

@@ -108,10 +108,13 @@ export class SlotImageWriter {
     this.at += data.length;
   }
 
-  /** Checks size and sha256, then writes the head; throws OciError('DigestMismatch') (head unwritten) otherwise. */
-  async finish(size: number, digest: string): Promise<void> {
+  /**
+   * Checks size and sha256 (when a digest is given), then writes the head; throws
+   * OciError('DigestMismatch') (head unwritten) otherwise.
+   */
+  async finish(size: number, digest?: string): Promise<void> {
     const got = `sha256:${this.hash.digest('hex')}`;
-    if (this.at !== size || got !== digest)
+    if (this.at !== size || (digest !== undefined && got !== digest))
       throw new OciError('DigestMismatch', `the rebuilt slot image has ${got} (${this.at} bytes), the delta artifact says ${digest} (${size} bytes)`);
     await this.fh.sync();
     await writeAll(this.fh, this.head.subarray(0, Math.min(HEAD_BYTES, size)), 0);
@@ -126,4 +129,38 @@ export class SlotImageWriter {
 async function writeAll(fh: FileHandle, data: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < data.length) done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
+}
+
+/** Size in bytes of a block device (a file's own size for a file). */
+async function targetBytes(path: string, signal?: AbortSignal): Promise<number> {
+  const st = await stat(path);
+  if (!st.isBlockDevice()) return st.size;
+  const { stdout } = await promisify(execFile)('blockdev', ['--getsize64', path], { signal });
+  return Number(stdout.trim());
+}
+
+/**
+ * Copies a slot image file (a squashfs made on the device) into a slot partition with the
+ * SlotImageWriter, so that a power cut at any moment leaves either the whole image or a slot without
+ * a superblock: the caller has zeroed the slot's first MiB; everything after the first 64 KiB is
+ * written and fsynced before the head (the superblock). Refuses an image larger than the slot.
+ */
+export async function copySlotImage(image: string, target: string, signal?: AbortSignal): Promise<void> {
+  const { size } = await stat(image);
+  const room = await targetBytes(target, signal);
+  if (size > room) throw new Error(`ImageTooLarge: the slot image is ${Math.ceil(size / MiB)} MiB; the slot has ${Math.floor(room / MiB)} MiB`);
+  const src = await open(image, 'r');
+  const writer = await SlotImageWriter.open(target);
+  try {
+    const buf = Buffer.alloc(4 * MiB);
+    while (writer.written < size) {
+      const { bytesRead } = await src.read(buf, 0, buf.length, writer.written);
+      if (bytesRead === 0) break;
+      await writer.write(buf.subarray(0, bytesRead));
+    }
+    await writer.finish(size);
+  } finally {
+    await src.close();
+    await writer.close();
+  }
 }
