@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { CONNECT_AUDIENCE, type Inventory, REGISTER_AUDIENCE } from '@edgeplane/protocol';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import WebSocket from 'ws';
@@ -50,6 +50,7 @@ export class TestDevice {
   }
 
   inventory(): Inventory {
+    const h = createHash('sha256').update(this.uid).digest();
     return {
       hostname: `dev-${this.uid.slice(0, 8)}`,
       machineId: this.uid.replace(/-/g, ''),
@@ -57,7 +58,14 @@ export class TestDevice {
       cpu: { model: 'Test CPU', cores: 4, arch: 'x64' },
       memoryBytes: 8 * 2 ** 30,
       disks: [],
-      nics: [],
+      // A device on its site's network: an address other nodes reach it at (a cluster's endpoint).
+      nics: [
+        {
+          name: 'eth0',
+          mac: `52:54:00:${[...h.subarray(0, 3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`,
+          addresses: [`10.${h[0]}.${h[1]}.${(h[2] % 250) + 2}/16`],
+        },
+      ],
       os: { name: 'Test OS', version: '1', kernel: '6.1' },
       simulated: true,
     };

@@ -91,6 +91,31 @@ describe('Agent', () => {
     expect(server.connections.length).toBe(before);
   });
 
+  it('reports its inventory again when it changed after the hello (an address DHCP gave later), and only then', async () => {
+    const config = AgentConfig.parse({ server: server.url, token: 'tok', dataDir });
+    const device = new SimDevice({ root: dataDir, hostname: 'sim-1' });
+    const real = device.inventory.bind(device);
+    let addresses = ['fe80::5054:ff:fe12:3456/64'];
+    device.inventory = async () => ({ ...(await real()), nics: [{ name: 'eth0', mac: '52:54:00:12:34:56', addresses }] });
+    const a = new Agent({ config, device, logger, timing: { ...timing, inventoryCheckMs: 30 }, version: '9.9.9', managers: false });
+    agents.push(a);
+    await a.start();
+    await connected(a);
+    const host = a.hostName as string;
+    const hello = server.connections[0].messages[0].msg as { inventory?: { nics: unknown } };
+    expect(hello.inventory?.nics).toEqual([{ name: 'eth0', mac: '52:54:00:12:34:56', addresses: ['fe80::5054:ff:fe12:3456/64'] }]);
+    const withInventory = () => server.received(host, 'status').filter((m) => 'inventory' in m);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(withInventory()).toEqual([]); // unchanged: nothing sent again
+    addresses = ['192.168.122.31/24', 'fe80::5054:ff:fe12:3456/64'];
+    await waitFor(() => withInventory().length === 1, 5000, 'a status with the new inventory');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(withInventory()).toHaveLength(1);
+    expect(withInventory()[0]).toMatchObject({
+      inventory: { hostname: 'sim-1', nics: [{ name: 'eth0', addresses: ['192.168.122.31/24', 'fe80::5054:ff:fe12:3456/64'] }] },
+    });
+  });
+
   it('answers a ping with a heartbeat', async () => {
     const a = newAgent();
     await a.start();

@@ -96,6 +96,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private hostState?: HostState;
   private generation?: number;
   private status: AgentStatus = {};
+  /** The inventory last sent on this connection (JSON), to report it again only when it changed. */
+  private reportedInventory: string | undefined;
   private heartbeatSeq = 0;
   /** A local token bucket that keeps event sends under the server's per-host budget. */
   private eventTokens = EVENT_SEND_BURST;
@@ -243,6 +245,26 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.send(this.channel, { type: 'status', ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}), status });
   }
 
+  /**
+   * While this connection lasts, re-reads the inventory every inventoryCheckMs and reports it with
+   * the status when it differs from what the server has: the server chooses a cluster's endpoint
+   * from the reported addresses, and an agent can connect while its DHCP lease is still being
+   * renewed or before a second interface got its address.
+   */
+  private watchInventory(channel: Channel): void {
+    const timer = setInterval(async () => {
+      if (this.channel !== channel || !this.welcomed) return;
+      const inventory = await reportedInventory(this.device).catch(() => undefined);
+      const json = inventory ? JSON.stringify(inventory) : undefined;
+      if (!inventory || json === this.reportedInventory || this.channel !== channel) return;
+      this.reportedInventory = json;
+      this.logger.info('inventory changed; reporting it');
+      this.send(channel, { type: 'status', ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}), status: this.status, inventory });
+    }, this.timing.inventoryCheckMs);
+    timer.unref();
+    void channel.closed.finally(() => clearInterval(timer));
+  }
+
   /** The managers' runner (undefined with an onSpec hook or `managers: false`). */
   get managerRunner(): ManagerRunner | undefined {
     return this.runner;
@@ -383,6 +405,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.logger.warn({ err: (err as Error).message }, 'cannot read inventory');
       return undefined;
     });
+    this.reportedInventory = inventory ? JSON.stringify(inventory) : undefined;
     // hello must be the first message on the connection: nothing else is sent before the welcome.
     channel.send({
       type: 'hello',
@@ -402,6 +425,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.welcomed = true;
         this.setState(msg.state);
         channel.startHeartbeat(msg.heartbeatIntervalSeconds * 1000, () => this.send(channel, { type: 'heartbeat', seq: this.heartbeatSeq++ }));
+        this.watchInventory(channel);
         this.logger.info({ hostName: msg.hostName, state: msg.state, serverVersion: msg.serverVersion }, 'connected');
         this.emit('connected', { hostName: msg.hostName, state: msg.state });
         this.flushEvents();

@@ -12,6 +12,11 @@ export interface AgentTiming {
   requestTimeoutMs: number;
   /** How long stop() waits for the server to answer a close before dropping the socket. */
   closeTimeoutMs: number;
+  /**
+   * How often a connected agent re-reads its inventory and reports it when it changed since the
+   * connection's hello (an address DHCP gave after the agent connected, a renamed host, a new disk).
+   */
+  inventoryCheckMs: number;
 }
 
 export const DEFAULT_TIMING: AgentTiming = {
@@ -21,4 +26,5 @@ export const DEFAULT_TIMING: AgentTiming = {
   slowRetryMs: 60_000,
   requestTimeoutMs: 15_000,
   closeTimeoutMs: 1000,
+  inventoryCheckMs: 30_000,
 };

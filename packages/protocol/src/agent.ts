@@ -183,6 +183,8 @@ export const StatusMessage = z.object({
   type: z.literal('status'),
   observedGeneration: z.number().int().nonnegative().optional(),
   status: AgentStatus,
+  /** The inventory again, only when it changed since the hello (e.g. an address DHCP gave later). */
+  inventory: noControlChars(Inventory).optional(),
 });
 export const AgentEventMessage = z
   .object({

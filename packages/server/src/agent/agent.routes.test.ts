@@ -86,6 +86,26 @@ describe.each(DIALECTS)('agent registration and channel on %s', (dialect) => {
     await waitFor(async () => (await host(r.body.hostName)).status.connectivity === 'offline');
   });
 
+  it('takes an inventory sent again with a status (an address that came after the hello), and refuses a bad one without touching the stored one', async () => {
+    const d = await TestDevice.create();
+    const r = await register(t.url, await d.registerBody(secrets.auto));
+    const { ws, messages } = await connect(t.url, await d.connectToken(r.body.hostName));
+    const linkLocal = { ...d.inventory(), nics: [{ name: 'eth0', mac: '52:54:00:00:00:01', addresses: ['fe80::1/64'] }] };
+    ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-3', inventory: linkLocal }));
+    await waitFor(() => messages.find((m) => m.type === 'welcome'));
+    await waitFor(async () => (await host(r.body.hostName)).status.inventory?.nics?.[0]?.addresses?.[0] === 'fe80::1/64');
+    const leased = { ...linkLocal, nics: [{ ...linkLocal.nics[0], addresses: ['10.1.2.3/24', 'fe80::1/64'] }] };
+    ws.send(JSON.stringify({ type: 'status', status: {}, inventory: leased }));
+    await waitFor(async () => (await host(r.body.hostName)).status.inventory?.nics?.[0]?.addresses?.[0] === '10.1.2.3/24');
+    // A hostname with a control character: refused as the hello's would be; the stored inventory stays.
+    ws.send(JSON.stringify({ type: 'status', status: {}, inventory: { ...leased, hostname: 'evil\u001b[2J', nics: [] } }));
+    await waitFor(() => messages.find((m) => m.type === 'error' && m.code === 'ValidationFailed'));
+    const h = await host(r.body.hostName);
+    expect(h.status.inventory.hostname).toBe(leased.hostname);
+    expect(h.status.inventory.nics).toEqual(leased.nics);
+    ws.close();
+  });
+
   it('marks a silent agent offline after offline-after', async () => {
     const d = await TestDevice.create();
     const r = await register(t.url, await d.registerBody(secrets.auto));

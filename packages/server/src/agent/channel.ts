@@ -141,7 +141,7 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
         deps.sessions?.onAgentFrame(host, msg);
         break;
       case 'status':
-        await updateHostStatus(db, host, { observedGeneration: msg.observedGeneration, agent: msg.status }, deps.clusters);
+        await updateHostStatus(db, host, { observedGeneration: msg.observedGeneration, agent: msg.status, inventory: msg.inventory }, deps.clusters);
         break;
       case 'event':
         // Tell the agent once per warning window too, so the drop shows in its own log.

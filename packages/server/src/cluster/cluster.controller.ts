@@ -21,7 +21,7 @@ import {
 import { clusterStatus } from './cluster-status.js';
 import { clusterOf, MANAGED_SPEC_KEYS } from './host-claims.js';
 import { finishHostRemovals } from './host-removal.js';
-import { endpoints, hostEndpointAddress, renderHostSpec, stableJson, withRetry } from './render.js';
+import { endpoints, hasNetworkAddress, hostEndpointAddress, renderHostSpec, stableJson, withRetry } from './render.js';
 import type { SecretBox } from './secret-box.js';
 import { UpgradeEngine } from './upgrade/upgrade.engine.js';
 import { withUpgrade } from './upgrade/upgrade-status.js';
@@ -145,8 +145,9 @@ export class ClusterController extends Controller {
     const initHost = steps.get('init') ?? spec.nodes.find((n) => n.role === 'control-plane')!.host;
     const initRow = hosts.get(initHost);
     // Once chosen, the endpoint stays (it is in every certificate and kubeconfig): the status keeps it.
-    // A pre-registered init host (a virtualized cluster's VM still booting) has no address yet: wait for it.
-    const chosen = initRow && initRow.state !== 'pre-registered' ? hostEndpointAddress(initRow) : undefined;
+    // A pre-registered init host (a virtualized cluster's VM still booting) has no address yet, nor
+    // has a host whose network is still coming up (only loopback and link-local): wait for it.
+    const chosen = initRow && initRow.state !== 'pre-registered' && hasNetworkAddress(initRow) ? hostEndpointAddress(initRow) : undefined;
     const vip = spec.vip ? `https://${spec.vip.address}:6443` : undefined;
     const endpoint =
       spec.controlPlaneEndpoint ?? vip ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (chosen ? `https://${chosen.address}:6443` : undefined);

@@ -243,6 +243,34 @@ describe.each(DIALECTS)('clusters on %s', (dialect) => {
     await waitFor(async () => (await events('prod')).some((e: any) => e.spec.reason === 'ClusterDegraded' && e.spec.message.includes(w1.name)));
   });
 
+  it('waits for an init node that reports only link-local addresses, then takes the address it reports next', async () => {
+    const [c1, w1] = [await node(), await node()];
+    const inventory = (addresses: string[]) => ({ ...c1.device.inventory(), nics: [{ name: 'eth0', mac: '52:54:00:aa:bb:cc', addresses }] });
+    // Connected while DHCP is still under way: the interface has its fe80:: address only.
+    c1.ws.send(JSON.stringify({ type: 'status', status: {}, inventory: inventory(['fe80::5054:ff:feaa:bbcc/64']) }));
+    await waitFor(async () => (await get(`/api/v1/edgehosts/${c1.name}`)).status.inventory.nics[0].addresses.length === 1);
+    const r = await t.api(
+      'POST',
+      '/api/v1/clusters',
+      cluster('dhcp', [
+        [c1.name, 'control-plane'],
+        [w1.name, 'worker'],
+      ]),
+    );
+    expect(r.status).toBe(201);
+    // No endpoint from the hostname nothing resolves: no init spec, no endpoint in the status.
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(c1.spec()?.spec?.kubernetes).toBeUndefined();
+    expect((await get('/api/v1/clusters/dhcp')).status.controlPlaneEndpoint).toBeUndefined();
+    // The lease arrives; the agent reports its inventory again.
+    c1.ws.send(JSON.stringify({ type: 'status', status: {}, inventory: inventory(['10.77.0.5/24', 'fe80::5054:ff:feaa:bbcc/64']) }));
+    const init = await waitFor(() => c1.spec()?.spec?.kubernetes);
+    expect(init.controlPlaneEndpoint).toBe('https://10.77.0.5:6443');
+    const status = await waitFor(async () => (await get('/api/v1/clusters/dhcp')).status.controlPlaneEndpointFrom && (await get('/api/v1/clusters/dhcp')).status);
+    expect(status).toMatchObject({ controlPlaneEndpoint: 'https://10.77.0.5:6443', controlPlaneEndpointFrom: `init node address: host ${c1.name}, interface eth0` });
+    expect((await t.api('DELETE', '/api/v1/clusters/dhcp')).status).toBe(200);
+  });
+
   it('adds and removes nodes on spec changes, keeping the init node', async () => {
     const prod = await get('/api/v1/clusters/prod');
     const extra = await node();

@@ -2,7 +2,7 @@ import { ClusterSpec, rulesFor } from '@edgeplane/protocol';
 import { describe, expect, it } from 'vitest';
 import type { PinnedProfileSpec } from '../cluster-profile/cluster-profile.service.js';
 import { newJoinToken } from './cluster.controller.js';
-import { endpoints, hostAddress, hostEndpointAddress, renderHostSpec } from './render.js';
+import { endpoints, hasNetworkAddress, hostAddress, hostEndpointAddress, renderHostSpec } from './render.js';
 
 const digest = `sha256:${'e'.repeat(64)}`;
 const profile = (distribution: 'k3s' | 'rke2' | 'kubeadm', version: string): PinnedProfileSpec => ({
@@ -108,6 +108,16 @@ describe('renderHostSpec', () => {
     expect(hostAddress(inv([]))).toBe('nuc');
     expect(hostAddress(inv([], ''))).toBe('edge-1');
     expect(() => endpoints('k3s', 'https://vip/path')).toThrow();
+  });
+
+  it('counts an address other machines reach (not loopback, not link-local) as a network address', () => {
+    const inv = (addresses: string[]) => ({ status: JSON.stringify({ inventory: { hostname: 'nuc', nics: [{ name: 'eth0', addresses }] } }) });
+    expect(hasNetworkAddress(inv(['fe80::1/64', '169.254.7.7/16', '127.0.0.1/8', '::1/128']))).toBe(false);
+    expect(hasNetworkAddress(inv([]))).toBe(false);
+    expect(hasNetworkAddress({ status: '{}' })).toBe(false);
+    expect(hasNetworkAddress(inv(['fe80::1/64', '192.168.1.20/24']))).toBe(true);
+    // IPv6 only: reachable, so the hostname fallback stands (the site's DNS names it).
+    expect(hasNetworkAddress(inv(['2001:db8::20/64']))).toBe(true);
   });
 
   it('skips virtual interfaces (docker0, cni0, flannel.1, veth*, br-*) whatever their order, and says which interface it took', () => {

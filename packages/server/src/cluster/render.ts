@@ -37,6 +37,23 @@ export function hostEndpointAddress(host: { name: string; status: string }): { a
   return { address: host.name, from: `host ${host.name}, its name (no address in its inventory)` };
 }
 
+/**
+ * Addresses no other machine reaches a host at: loopback, and link-local (an interface that is up
+ * before DHCP or router advertisements answered has only its fe80:: address).
+ */
+const LOCAL_ONLY = /^(127\.|169\.254\.|::1$|fe80:)/i;
+
+/**
+ * Whether the host's inventory shows an address another machine can reach it at. A host reporting
+ * none has not finished bringing up its network (an agent can report its inventory while DHCP is
+ * still under way): the hostname fallback of hostEndpointAddress would then be pinned as a cluster
+ * endpoint that nothing resolves, so the cluster waits for an address instead.
+ */
+export function hasNetworkAddress(host: { status: string }): boolean {
+  const inv = (JSON.parse(host.status) as { inventory?: { nics?: { addresses?: string[] }[] } }).inventory;
+  return (inv?.nics ?? []).some((nic) => (nic.addresses ?? []).some((a) => a !== '' && !LOCAL_ONLY.test(a.replace(/\/\d+$/, ''))));
+}
+
 /** The address other nodes reach this host at (see hostEndpointAddress). */
 export function hostAddress(host: { name: string; status: string }): string {
   return hostEndpointAddress(host).address;
