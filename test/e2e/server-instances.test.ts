@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { PAIRING_CODE_ALPHABET, WATCH_PROTOCOL } from '@edgeplane/protocol';
 import { startServer } from '@edgeplane/server';
+import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -96,6 +97,50 @@ describe.each(DIALECTS)('two server instances in one process on %s', (dialect) =
     const onB = await claim(b);
     expect(onB.status).not.toBe(429);
     expect(onB.body.error.code).toBe('PairingCodeInvalid');
+  });
+});
+
+describe.each(DIALECTS)('a server that cannot listen on %s', (dialect) => {
+  it('refuses to start when its port is taken, and leaves nothing running: no database connection, no log line after', async () => {
+    const holder = await testServer(dialect);
+    const store = await testStore(dialect);
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const connections = async () => {
+      if (!store.databaseUrl) return 0;
+      const c = new pg.Client({ connectionString: store.databaseUrl });
+      await c.connect();
+      try {
+        const r = await c.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        return r.rows[0].n as number;
+      } finally {
+        await c.end();
+      }
+    };
+    try {
+      const port = Number(new URL(holder.url).port);
+      await expect(startServer({ host: '127.0.0.1', port, dataDir: store.dataDir, databaseUrl: store.databaseUrl, logger })).rejects.toMatchObject({
+        code: 'EADDRINUSE',
+      });
+      const after = lines.length;
+      // The hub's sweeps and flushes, the replica lease renewal and the LISTEN connection ran against
+      // this store; stopped, they neither write nor log.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(lines.slice(after)).toEqual([]);
+      await waitFor(async () => (await connections()) === 0, 5000);
+      // The data dir is free again: a server starts on it.
+      const again = await startServer({
+        host: '127.0.0.1',
+        port: 0,
+        dataDir: store.dataDir,
+        databaseUrl: store.databaseUrl,
+        logger: pino({ level: 'silent' }),
+      });
+      await again.close();
+    } finally {
+      await holder.close();
+      await store.cleanup();
+    }
   });
 });
 

@@ -50,6 +50,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // SQLite: one server per data dir (refused with DataDirInUse before the store is touched).
   const lock = options.databaseUrl ? undefined : lockSqliteDataDir(dataDir);
   const store = openStore({ dataDir, databaseUrl: options.databaseUrl, onError: (err) => logger.warn({ err: err.message }, 'idle database connection lost') });
+  // What is running so far, stopped in reverse order when a later step fails (a port in use): the
+  // hub's timers, the replicas' LISTEN connection and the app would otherwise outlive the failure.
+  const started: (() => unknown)[] = [];
   try {
     await migrateToLatest(store.db);
     const orphaned = await endOrphanedSessions(store.db, store.dialect === 'postgres');
@@ -74,8 +77,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxChannels,
     });
     await hub.start();
+    started.push(() => hub.stop());
     // PostgreSQL: other replicas may share the store; change notices travel over LISTEN/NOTIFY.
     const replicas = options.databaseUrl ? await joinReplicas(store, options.databaseUrl, hub, logger.child({ component: 'replicas' })) : undefined;
+    started.push(() => replicas?.stop());
     const eventRetention = new EventRetention(store.db, logger.child({ component: 'events' }), {
       maxAgeSeconds: options.eventRetentionDays === undefined ? undefined : options.eventRetentionDays * 86_400,
       maxPerObject: options.maxEventsPerObject,
@@ -95,6 +100,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             epoch: () => (lease.held ? lease.currentEpoch : undefined),
           })
         : store.db;
+    if (controllerDb !== store.db) started.push(() => controllerDb.destroy());
     const clusters = new ClusterController(controllerDb, hub, loadSecretBox(dataDir), logger.child({ component: 'clusters' }));
     // What VMs' seeds will name as the server: known once the server listens (below).
     let vmServerUrl: string | undefined;
@@ -117,6 +123,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       replicaSecret: options.replicaSecret ?? process.env.EDGEPLANE_REPLICA_SECRET,
       readinessCheckIntervalMs: options.readinessCheckIntervalMs,
     });
+    started.push(() => app.close());
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 8080 });
     const addr = app.server.address();
@@ -147,6 +154,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await eventRetention.stop();
       },
     };
+    started.push(() => (lease ? lease.stop() : controllers.stop()));
     if (lease) await lease.start(controllers);
     else controllers.start();
     // PostgreSQL: sessions served by a replica that died (its lease ran out) are ended by the others.
@@ -183,6 +191,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     };
   } catch (err) {
+    for (const stop of started.reverse())
+      await Promise.resolve()
+        .then(stop)
+        .catch(() => {});
     await store.close().catch(() => {});
     lock?.release();
     throw err;
