@@ -23,6 +23,8 @@ export interface StatusInput {
   /** Where the endpoint came from: spec.controlPlaneEndpoint, or the init node's address and interface. */
   controlPlaneEndpointFrom?: string;
   kubeconfigAvailable?: boolean;
+  /** Why the control plane is not initialized yet, when the controller waits for something. */
+  initWaiting?: string;
 }
 
 function managersOf(host: HostRow | undefined): ManagersStatus {
@@ -148,7 +150,7 @@ export function clusterStatus(s: StatusInput): Record<string, unknown> {
       type: 'ControlPlaneInitialized',
       status: s.steps.has('init') ? 'True' : 'False',
       reason: s.steps.has('init') ? 'Initialized' : 'Pending',
-      ...(s.steps.get('init') ? { message: `initialized on ${s.steps.get('init')}` } : {}),
+      ...(s.steps.get('init') ? { message: `initialized on ${s.steps.get('init')}` } : s.initWaiting ? { message: s.initWaiting } : {}),
     }),
   ];
   return {

@@ -151,7 +151,23 @@ export class ClusterController extends Controller {
     const vip = spec.vip ? `https://${spec.vip.address}:6443` : undefined;
     const endpoint =
       spec.controlPlaneEndpoint ?? vip ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (chosen ? `https://${chosen.address}:6443` : undefined);
-    if (!endpoint) return;
+    if (!endpoint) {
+      // A registered init host without a reachable address: say so (a pre-registered VM is still booting).
+      if (initRow && initRow.state !== 'pre-registered')
+        await this.saveStatus(
+          row,
+          clusterStatus({
+            row,
+            spec,
+            hosts,
+            steps,
+            prev: prevStatus,
+            profile,
+            initWaiting: `waiting for ${initHost} to report an address other nodes can reach (it reports only loopback or link-local addresses); spec.controlPlaneEndpoint names one instead`,
+          }),
+        );
+      return;
+    }
     const endpointFrom = spec.controlPlaneEndpoint
       ? 'spec.controlPlaneEndpoint'
       : vip

@@ -261,13 +261,23 @@ describe.each(DIALECTS)('clusters on %s', (dialect) => {
     // No endpoint from the hostname nothing resolves: no init spec, no endpoint in the status.
     await new Promise((res) => setTimeout(res, 1500));
     expect(c1.spec()?.spec?.kubernetes).toBeUndefined();
-    expect((await get('/api/v1/clusters/dhcp')).status.controlPlaneEndpoint).toBeUndefined();
+    const waiting = (await get('/api/v1/clusters/dhcp')).status;
+    expect(waiting.controlPlaneEndpoint).toBeUndefined();
+    expect(waiting.conditions.find((c: any) => c.type === 'ControlPlaneInitialized')).toMatchObject({
+      status: 'False',
+      message: expect.stringContaining(`waiting for ${c1.name} to report an address other nodes can reach`),
+    });
     // The lease arrives; the agent reports its inventory again.
     c1.ws.send(JSON.stringify({ type: 'status', status: {}, inventory: inventory(['10.77.0.5/24', 'fe80::5054:ff:feaa:bbcc/64']) }));
     const init = await waitFor(() => c1.spec()?.spec?.kubernetes);
     expect(init.controlPlaneEndpoint).toBe('https://10.77.0.5:6443');
-    const status = await waitFor(async () => (await get('/api/v1/clusters/dhcp')).status.controlPlaneEndpointFrom && (await get('/api/v1/clusters/dhcp')).status);
-    expect(status).toMatchObject({ controlPlaneEndpoint: 'https://10.77.0.5:6443', controlPlaneEndpointFrom: `init node address: host ${c1.name}, interface eth0` });
+    const status = await waitFor(
+      async () => (await get('/api/v1/clusters/dhcp')).status.controlPlaneEndpointFrom && (await get('/api/v1/clusters/dhcp')).status,
+    );
+    expect(status).toMatchObject({
+      controlPlaneEndpoint: 'https://10.77.0.5:6443',
+      controlPlaneEndpointFrom: `init node address: host ${c1.name}, interface eth0`,
+    });
     expect((await t.api('DELETE', '/api/v1/clusters/dhcp')).status).toBe(200);
   });
 
