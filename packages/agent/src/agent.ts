@@ -97,7 +97,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private generation?: number;
   private status: AgentStatus = {};
   /** The inventory last sent on this connection (JSON), to report it again only when it changed. */
-  private reportedInventory: string | undefined;
+  private sentInventory: string | undefined;
   private heartbeatSeq = 0;
   /** A local token bucket that keeps event sends under the server's per-host budget. */
   private eventTokens = EVENT_SEND_BURST;
@@ -256,8 +256,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (this.channel !== channel || !this.welcomed) return;
       const inventory = await reportedInventory(this.device).catch(() => undefined);
       const json = inventory ? JSON.stringify(inventory) : undefined;
-      if (!inventory || json === this.reportedInventory || this.channel !== channel) return;
-      this.reportedInventory = json;
+      if (!inventory || json === this.sentInventory || this.channel !== channel) return;
+      this.sentInventory = json;
       this.logger.info('inventory changed; reporting it');
       this.send(channel, { type: 'status', ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}), status: this.status, inventory });
     }, this.timing.inventoryCheckMs);
@@ -405,7 +405,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.logger.warn({ err: (err as Error).message }, 'cannot read inventory');
       return undefined;
     });
-    this.reportedInventory = inventory ? JSON.stringify(inventory) : undefined;
+    this.sentInventory = inventory ? JSON.stringify(inventory) : undefined;
     // hello must be the first message on the connection: nothing else is sent before the welcome.
     channel.send({
       type: 'hello',
