@@ -10,6 +10,7 @@ import {
   CLOSE_CODES,
   type DesiredHostSpec,
   type HostState,
+  type Inventory,
   PROTOCOL_VERSION,
   type ServerMessage,
 } from '@edgeplane/protocol';
@@ -18,9 +19,9 @@ import { Backoff, sleep } from './backoff.js';
 import { Channel, type ChannelOutcome, handedOff } from './channel.js';
 import type { AgentConfig } from './config.js';
 import type { Device } from './device/device.js';
-import { reportedInventory } from './device/os-mode.js';
 import { EventQueue } from './event-queue.js';
 import { DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
+import { InventoryReporter } from './inventory-reporter.js';
 import type { Manager } from './managers/manager.js';
 import { createManagers, ManagerRunner } from './managers/runner.js';
 import type { PairingInfo } from './pairing/pairing-flow.js';
@@ -96,8 +97,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private hostState?: HostState;
   private generation?: number;
   private status: AgentStatus = {};
-  /** The inventory last sent on this connection (JSON), to report it again only when it changed. */
-  private sentInventory: string | undefined;
+  private readonly inventory: InventoryReporter;
   private heartbeatSeq = 0;
   /** A local token bucket that keeps event sends under the server's per-host budget. */
   private eventTokens = EVENT_SEND_BURST;
@@ -118,6 +118,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.version = options.version ?? AGENT_VERSION;
     this.logger = options.logger ?? createAgentLogger(options.config);
     this.timing = { ...DEFAULT_TIMING, ...options.timing };
+    this.inventory = new InventoryReporter(this.device, this.logger, this.timing.inventoryCheckMs);
     this.onSpec = options.onSpec;
     this.managers = options.onSpec ? false : options.managers;
     // SIMULATION only: a simulated reboot restarts this agent in-process (a real one ends the process).
@@ -241,28 +242,17 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Sets the status (e.g. the managers' status) and sends it now when connected, else with the next hello. */
   reportStatus(status: AgentStatus): void {
     this.status = status;
-    if (this.channel && this.welcomed)
-      this.send(this.channel, { type: 'status', ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}), status });
+    if (this.channel && this.welcomed) this.sendStatus(this.channel);
   }
 
-  /**
-   * While this connection lasts, re-reads the inventory every inventoryCheckMs and reports it with
-   * the status when it differs from what the server has: the server chooses a cluster's endpoint
-   * from the reported addresses, and an agent can connect while its DHCP lease is still being
-   * renewed or before a second interface got its address.
-   */
-  private watchInventory(channel: Channel): void {
-    const timer = setInterval(async () => {
-      if (this.channel !== channel || !this.welcomed) return;
-      const inventory = await reportedInventory(this.device).catch(() => undefined);
-      const json = inventory ? JSON.stringify(inventory) : undefined;
-      if (!inventory || json === this.sentInventory || this.channel !== channel) return;
-      this.sentInventory = json;
-      this.logger.info('inventory changed; reporting it');
-      this.send(channel, { type: 'status', ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}), status: this.status, inventory });
-    }, this.timing.inventoryCheckMs);
-    timer.unref();
-    void channel.closed.finally(() => clearInterval(timer));
+  /** The current status (with an inventory that changed since the hello, when given). */
+  private sendStatus(channel: Channel, inventory?: Inventory): void {
+    this.send(channel, {
+      type: 'status',
+      ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}),
+      status: this.status,
+      ...(inventory ? { inventory } : {}),
+    });
   }
 
   /** The managers' runner (undefined with an onSpec hook or `managers: false`). */
@@ -401,11 +391,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private async sendHello(channel: Channel): Promise<void> {
-    const inventory = await reportedInventory(this.device).catch((err) => {
-      this.logger.warn({ err: (err as Error).message }, 'cannot read inventory');
-      return undefined;
-    });
-    this.sentInventory = inventory ? JSON.stringify(inventory) : undefined;
+    const inventory = await this.inventory.forHello();
     // hello must be the first message on the connection: nothing else is sent before the welcome.
     channel.send({
       type: 'hello',
@@ -425,7 +411,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.welcomed = true;
         this.setState(msg.state);
         channel.startHeartbeat(msg.heartbeatIntervalSeconds * 1000, () => this.send(channel, { type: 'heartbeat', seq: this.heartbeatSeq++ }));
-        this.watchInventory(channel);
+        this.inventory.watch(channel, (inventory) => this.sendStatus(channel, inventory));
         this.logger.info({ hostName: msg.hostName, state: msg.state, serverVersion: msg.serverVersion }, 'connected');
         this.emit('connected', { hostName: msg.hostName, state: msg.state });
         this.flushEvents();
@@ -474,7 +460,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       void this.runner.submit(spec, generation);
     }
     this.emit('spec', { generation, spec });
-    if (this.channel && this.welcomed) this.send(this.channel, { type: 'status', observedGeneration: generation, status: this.status });
+    if (this.channel && this.welcomed) this.sendStatus(this.channel);
   }
 
   private setState(state: HostState): void {

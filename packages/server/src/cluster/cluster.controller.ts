@@ -144,16 +144,17 @@ export class ClusterController extends Controller {
     }
     const initHost = steps.get('init') ?? spec.nodes.find((n) => n.role === 'control-plane')!.host;
     const initRow = hosts.get(initHost);
+    // A pre-registered init host (a virtualized cluster's VM still booting) has no address yet.
+    const registeredInit = initRow?.state !== 'pre-registered' ? initRow : undefined;
     // Once chosen, the endpoint stays (it is in every certificate and kubeconfig): the status keeps it.
-    // A pre-registered init host (a virtualized cluster's VM still booting) has no address yet, nor
-    // has a host whose network is still coming up (only loopback and link-local): wait for it.
-    const chosen = initRow && initRow.state !== 'pre-registered' && hasNetworkAddress(initRow) ? hostEndpointAddress(initRow) : undefined;
+    // A host whose network is still coming up (only loopback and link-local addresses): wait for it.
+    const chosen = registeredInit && hasNetworkAddress(registeredInit) ? hostEndpointAddress(registeredInit) : undefined;
     const vip = spec.vip ? `https://${spec.vip.address}:6443` : undefined;
     const endpoint =
       spec.controlPlaneEndpoint ?? vip ?? (prevStatus.controlPlaneEndpoint as string | undefined) ?? (chosen ? `https://${chosen.address}:6443` : undefined);
     if (!endpoint) {
-      // A registered init host without a reachable address: say so (a pre-registered VM is still booting).
-      if (initRow && initRow.state !== 'pre-registered')
+      // A registered init host without a reachable address: say so.
+      if (registeredInit)
         await this.saveStatus(
           row,
           clusterStatus({

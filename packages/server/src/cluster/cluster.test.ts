@@ -271,9 +271,10 @@ describe.each(DIALECTS)('clusters on %s', (dialect) => {
     c1.ws.send(JSON.stringify({ type: 'status', status: {}, inventory: inventory(['10.77.0.5/24', 'fe80::5054:ff:feaa:bbcc/64']) }));
     const init = await waitFor(() => c1.spec()?.spec?.kubernetes);
     expect(init.controlPlaneEndpoint).toBe('https://10.77.0.5:6443');
-    const status = await waitFor(
-      async () => (await get('/api/v1/clusters/dhcp')).status.controlPlaneEndpointFrom && (await get('/api/v1/clusters/dhcp')).status,
-    );
+    const status = await waitFor(async () => {
+      const s = (await get('/api/v1/clusters/dhcp')).status;
+      return s.controlPlaneEndpointFrom && s;
+    });
     expect(status).toMatchObject({
       controlPlaneEndpoint: 'https://10.77.0.5:6443',
       controlPlaneEndpointFrom: `init node address: host ${c1.name}, interface eth0`,

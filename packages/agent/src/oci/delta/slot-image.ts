@@ -4,6 +4,7 @@ import { type FileHandle, mkdir, open, rm, stat, utimes, writeFile } from 'node:
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildSquashfs } from '../../device/linux/squashfs.js';
+import { runTool } from '../../device/run-tool.js';
 import { readImageInfo } from '../os-image.js';
 import { OciError } from '../types.js';
 /**
@@ -50,16 +51,16 @@ export const SLOT_RECORD_PATH = 'usr/lib/edgeplane/slot.json';
  * reproducible by default, so the same tree gives the same bytes.
  */
 export async function buildSlotImage(tree: string, image: string, sizeBytes?: number, signal?: AbortSignal, record?: Record<string, unknown>): Promise<number> {
+  const epoch = Number(reproducibleMkfsEnv().E2FSPROGS_FAKE_TIME);
   if (record) {
     await mkdir(dirname(join(tree, SLOT_RECORD_PATH)), { recursive: true });
     await writeFile(join(tree, SLOT_RECORD_PATH), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
     // Its time pinned too: the same image published twice gives the same slot image.
-    const epoch = Number(reproducibleMkfsEnv().E2FSPROGS_FAKE_TIME);
     await utimes(join(tree, SLOT_RECORD_PATH), epoch, epoch);
   }
   if ((await readImageInfo(tree))?.slotFilesystem === 'squashfs') {
     await rm(image, { force: true });
-    return buildSquashfs(tree, image, signal, Number(reproducibleMkfsEnv().E2FSPROGS_FAKE_TIME));
+    return buildSquashfs(tree, image, signal, epoch);
   }
   const run = promisify(execFile);
   let size = sizeBytes;
@@ -135,7 +136,7 @@ async function writeAll(fh: FileHandle, data: Buffer, position: number): Promise
 async function targetBytes(path: string, signal?: AbortSignal): Promise<number> {
   const st = await stat(path);
   if (!st.isBlockDevice()) return st.size;
-  const { stdout } = await promisify(execFile)('blockdev', ['--getsize64', path], { signal });
+  const { stdout } = await runTool('blockdev', ['--getsize64', path], { signal });
   return Number(stdout.trim());
 }
 
