@@ -69,6 +69,33 @@ export function refuseControlChars(value: unknown, ctx: z.RefinementCtx): void {
   if (path) ctx.addIssue({ code: 'custom', path, message: TEXT_CONTROL_CHARS_MESSAGE });
 }
 
+/**
+ * How deep a JSON body or agent message may nest (objects and arrays; `{}` is one level). SQLite's
+ * JSON functions refuse a document nested deeper than 1000 levels as "malformed JSON" (JSON_MAX_DEPTH
+ * in sqlite's src/json.c), and the store's expression indexes run them on every spec and status
+ * written, where PostgreSQL's jsonb goes much deeper: the limit lives here so both stores answer the
+ * same 400. Edgeplane's own documents nest a dozen levels at most; a Kubernetes config or addon
+ * value may add some, and 100 leaves room for that.
+ */
+export const MAX_JSON_DEPTH = 100;
+export const JSON_DEPTH_MESSAGE = `must not nest objects and arrays more than ${MAX_JSON_DEPTH} levels deep`;
+
+/**
+ * The path of the first object or array nested deeper than MAX_JSON_DEPTH in a parsed JSON value, or
+ * undefined. Recursion stops at the limit, so a value nested thousands deep costs no deep stack.
+ */
+export function findTooDeep(value: unknown, depth = 0, path: (string | number)[] = []): (string | number)[] | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  if (depth === MAX_JSON_DEPTH) return path;
+  const entries: [string | number, unknown][] = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
+  for (const [k, v] of entries) {
+    if (v === null || typeof v !== 'object') continue;
+    const p = findTooDeep(v, depth + 1, [...path, k]);
+    if (p) return p;
+  }
+  return undefined;
+}
+
 /** Largest value of a 32-bit signed integer column (PostgreSQL `integer`). */
 export const INT32_MAX = 2 ** 31 - 1;
 /** 1..2^31-1: counts, revisions, limits that go to integer columns. */

@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildOpenApi, EdgeplaneError } from '@edgeplane/protocol';
+import { buildOpenApi } from '@edgeplane/protocol';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -21,7 +21,7 @@ import { summaryRoutes } from './console/summary.routes.js';
 import { fleetRoutes } from './fleet/fleet.routes.js';
 import { apiRoutes, SERVICES } from './http/api.routes.js';
 import { frameworkErrors, installErrorHandler, websocketErrorHandler } from './http/error-handler.js';
-import { installInputGuard } from './http/input-guard.js';
+import { installInputGuard, parseJsonBody } from './http/input-guard.js';
 import type { Metrics } from './http/metrics.js';
 import { parseQueryString } from './http/query-string.js';
 import type { Transport } from './http/transport.js';
@@ -110,17 +110,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installInputGuard(app);
   // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
   app.removeContentTypeParser('text/plain');
-  // An empty JSON body (a bare `POST .../approve` from curl) means "no body", not malformed JSON.
   const parseJson = (_req: unknown, body: string | Buffer, done: (err: Error | null, value?: unknown) => void) => {
-    const text = body.toString();
-    if (text.trim() === '') return done(null, undefined);
     try {
-      done(
-        null,
-        JSON.parse(text, (k, v) => (k === '__proto__' ? undefined : v)),
-      );
+      done(null, parseJsonBody(body.toString()));
     } catch (err) {
-      done(new EdgeplaneError('MalformedJson', `malformed JSON: ${(err as Error).message}`));
+      done(err as Error);
     }
   };
   app.removeContentTypeParser('application/json');

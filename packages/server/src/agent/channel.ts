@@ -1,4 +1,14 @@
-import { AgentMessage, CLOSE_CODES, type HostSpec, PROTOCOL_VERSION, type ServerMessage, type SessionFromAgent, zodIssues } from '@edgeplane/protocol';
+import {
+  AgentMessage,
+  CLOSE_CODES,
+  findTooDeep,
+  type HostSpec,
+  JSON_DEPTH_MESSAGE,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+  type SessionFromAgent,
+  zodIssues,
+} from '@edgeplane/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import { type ClusterHooks, takeClusterSecrets } from '../cluster/kubeconfig.js';
@@ -98,6 +108,14 @@ export function serveChannel(deps: ChannelDeps, socket: WebSocket, host: string,
     } catch {
       metrics.agentMessages.inc({ type: 'malformed' });
       refuse('MalformedJson', 'message is not JSON', { bytes: raw.length });
+      return;
+    }
+    // Before the schema: nothing walks a message nested thousands deep, and the store takes none deeper than the limit.
+    const deep = findTooDeep(parsed);
+    if (deep) {
+      metrics.agentMessages.inc({ type: 'invalid' });
+      const issue = { path: deep.join('.'), message: JSON_DEPTH_MESSAGE };
+      refuse('ValidationFailed', `invalid message: ${issue.path}: ${issue.message}`, { issues: [issue] });
       return;
     }
     const r = AgentMessage.safeParse(parsed);

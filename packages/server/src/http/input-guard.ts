@@ -1,4 +1,4 @@
-import { CONTROL_CHARS_MESSAGE, EdgeplaneError, findControlChars, TEXT_CONTROL_CHARS_MESSAGE } from '@edgeplane/protocol';
+import { CONTROL_CHARS_MESSAGE, EdgeplaneError, findControlChars, findTooDeep, JSON_DEPTH_MESSAGE, TEXT_CONTROL_CHARS_MESSAGE } from '@edgeplane/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 const refuse = (where: string, path: (string | number)[], message: string) => {
@@ -30,4 +30,31 @@ export function checkControlChars(req: FastifyRequest): void {
  */
 export function installInputGuard(app: FastifyInstance): void {
   app.addHook('preValidation', async (req) => checkControlChars(req));
+}
+
+/**
+ * The API's JSON body parser (also for merge patches). An empty body means "no body" (a bare `POST
+ * .../approve` from curl), not malformed JSON. A body nested deeper than MAX_JSON_DEPTH is refused
+ * here, before anything walks it: V8's JSON.parse is iterative, but a reviver, the schemas and the
+ * stores' JSON functions are not. `__proto__` keys are dropped so no later spread or merge can reach
+ * a prototype; that walk is bounded by the same limit.
+ */
+export function parseJsonBody(text: string): unknown {
+  if (text.trim() === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new EdgeplaneError('MalformedJson', `malformed JSON: ${(err as Error).message}`);
+  }
+  const deep = findTooDeep(value);
+  if (deep) throw refuse('request', deep, JSON_DEPTH_MESSAGE);
+  dropProtoKeys(value);
+  return value;
+}
+
+function dropProtoKeys(value: unknown): void {
+  if (value === null || typeof value !== 'object') return;
+  if (!Array.isArray(value) && Object.hasOwn(value, '__proto__')) delete (value as Record<string, unknown>).__proto__;
+  for (const v of Object.values(value)) dropProtoKeys(v);
 }

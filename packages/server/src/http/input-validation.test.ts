@@ -254,6 +254,50 @@ describe.each(DIALECTS)('input validation on %s', (dialect) => {
     await t.api('DELETE', '/api/v1/registrationtokens/edge');
   });
 
+  it('refuses bodies nested deeper than the stores take, at any size, changing nothing', async () => {
+    // `chain(k)` nests k objects; a profile's CNI values sit 5 levels down (body, spec, layers, network, values).
+    const chain = (k: number): unknown => (k === 1 ? { a: 1 } : { a: chain(k - 1) });
+    const profile = (name: string, k: number) => ({
+      metadata: { name },
+      spec: {
+        layers: {
+          os: { image: `127.0.0.1:9/edge/os:1.0@sha256:${'ab'.repeat(32)}` },
+          kubernetes: { distribution: 'k3s', version: 'v1.30.2+k3s1' },
+          network: { cni: 'flannel', values: { deep: chain(k) } },
+        },
+      },
+    });
+    const deepPath = `spec.layers.network.values.deep${'.a'.repeat(95)}`;
+    await t.api('POST', '/api/v1/clusterprofiles', profile('nest', 1));
+    const before = await dump(t);
+    // One level past the limit, and deep enough that SQLite's JSON functions would refuse the row.
+    expectError(await t.api('POST', '/api/v1/clusterprofiles', profile('deep', 96)), 400, 'ValidationFailed', deepPath);
+    expectError(await t.api('POST', '/api/v1/clusterprofiles', profile('deep', 1000)), 400, 'ValidationFailed', deepPath);
+    expectError(await t.api('PUT', '/api/v1/clusterprofiles/nest', profile('nest', 96)), 400, 'ValidationFailed', deepPath);
+    expectError(
+      await t.api('PATCH', '/api/v1/clusterprofiles/nest', profile('nest', 96), { contentType: 'application/merge-patch+json' }),
+      400,
+      'ValidationFailed',
+      deepPath,
+    );
+    // Thousands of levels as text (too deep for the client's own JSON.stringify): a 400, never a 500 or a crash.
+    const text = (open: string, close: string) =>
+      `{"metadata":{"name":"deep-host"},"spec":{"deviceUid":"deep-device-0001","x":${open.repeat(20_000)}1${close.repeat(20_000)}}}`;
+    expectError(await t.api('POST', '/api/v1/edgehosts', undefined, { raw: text('[', ']') }), 400, 'ValidationFailed');
+    expectError(await t.api('POST', '/api/v1/edgehosts', undefined, { raw: text('{"a":', '}') }), 400, 'ValidationFailed');
+    // Unauthenticated endpoints too: the registration of a device with a deep inventory.
+    const dev = await TestDevice.create();
+    const body = await dev.registerBody(fleetSecret, { inventory: { ...dev.inventory(), extra: chain(200) } as never });
+    expectError(await register(t.url, body), 400, 'ValidationFailed');
+    expect(await dump(t)).toEqual(before);
+    // The limit itself is accepted and reads back whole on both stores.
+    const atLimit = await t.api('PUT', '/api/v1/clusterprofiles/nest', profile('nest', 95));
+    expect(atLimit.status, JSON.stringify(atLimit.body)).toBe(200);
+    const read = await t.api('GET', '/api/v1/clusterprofiles/nest');
+    expect(read.body.spec.layers.network.values.deep).toEqual(chain(95));
+    await t.api('DELETE', '/api/v1/clusterprofiles/nest');
+  });
+
   it('finds actions among own properties only: prototype names are NotFound, write nothing and notify no watcher', async () => {
     const ws = new WebSocket(`${t.url.replace(/^http/, 'ws')}/api/v1/watch?kinds=registrationtokens`, { headers: { authorization: `Bearer ${t.admin}` } });
     const messages: any[] = [];
@@ -315,6 +359,35 @@ describe.each(DIALECTS)('input validation on %s', (dialect) => {
         return e.length ? e : undefined;
       });
       expect(stored.map((e: any) => [e.spec.reason, e.spec.message])).toEqual([['ProbeGood', 'multi\nline\ttext']]);
+    } finally {
+      ws.close();
+    }
+  });
+
+  it('refuses an agent message nested deeper than the limit over the channel and keeps the host as it was', async () => {
+    const dev = await TestDevice.create();
+    const reg = await register(t.url, await dev.registerBody(fleetSecret));
+    expect(reg.status).toBeLessThan(300);
+    const host = reg.body.hostName;
+    const { ws, messages } = await connect(t.url, await dev.connectToken(host));
+    try {
+      ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-1' }));
+      await waitFor(() => messages.some((m) => m.type === 'welcome'));
+      const stored = async () => (await t.api('GET', `/api/v1/edgehosts/${host}`)).body.status;
+      const before = await stored();
+      const deep = `{"type":"status","status":{"capabilities":["libvirt"],"x":${'['.repeat(5000)}${']'.repeat(5000)}},"inventory":${JSON.stringify({ ...dev.inventory(), hostname: 'deep' })}}`;
+      ws.send(deep);
+      const error = await waitFor(() => messages.find((m) => m.type === 'error'));
+      expect(error.code).toBe('ValidationFailed');
+      expect(error.message).toContain('status.x');
+      // The channel stays usable: a well-formed status after it is stored, and the deep one never was.
+      ws.send(JSON.stringify({ type: 'status', status: { capabilities: ['probe'] } }));
+      const after = await waitFor(async () => {
+        const s = await stored();
+        return s.agent?.capabilities?.includes('probe') ? s : undefined;
+      });
+      expect(after.agent.capabilities).toEqual(['probe']);
+      expect(after.inventory).toEqual(before.inventory);
     } finally {
       ws.close();
     }
