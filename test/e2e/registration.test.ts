@@ -263,14 +263,15 @@ describe.each(DIALECTS)('registration modes end to end on %s', (dialect) => {
         headers: { authorization: `Bearer ${t.admin}`, 'content-type': 'application/json' },
         body: '{}',
       });
+      const code = ((await res.json()) as any).error?.code;
       statuses.push(res.status);
-      if (res.status === 429) {
-        retryAfter = res.headers.get('retry-after');
-        expect(((await res.json()) as any).error.code).toBe('RateLimited');
-      } else expect(((await res.json()) as any).error.code).toBe('PairingCodeInvalid');
+      expect([res.status, code], `claim ${i + 1}; statuses so far ${statuses.join(' ')}`).toEqual(
+        res.status === 429 ? [429, 'RateLimited'] : [404, 'PairingCodeInvalid'],
+      );
+      if (res.status === 429) retryAfter = res.headers.get('retry-after');
     }
-    expect(statuses[0]).toBe(404);
-    expect(statuses.slice(-5)).toEqual(Array(5).fill(429));
+    expect(statuses[0], statuses.join(' ')).toBe(404);
+    expect(statuses.slice(-5), statuses.join(' ')).toEqual(Array(5).fill(429));
     expect(Number(retryAfter)).toBeGreaterThan(0);
   });
 });

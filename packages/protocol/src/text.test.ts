@@ -5,7 +5,7 @@ import { Timestamp } from './meta.js';
 import { PairingStartRequest } from './pairing.js';
 import { RegistrationTokenInput } from './registration-token.js';
 import { CreateSessionRequest } from './remote-session.js';
-import { findControlChars, PlainString, SafeText } from './text.js';
+import { findControlChars, findTooDeep, MAX_JSON_DEPTH, PlainString, SafeText } from './text.js';
 
 const issuePaths = (r: { success: boolean; error?: { issues: { path: PropertyKey[] }[] } }) => r.error?.issues.map((i) => i.path.join('.')) ?? [];
 
@@ -28,6 +28,16 @@ describe('text building blocks', () => {
     expect(findControlChars({ 'k\n': 'v' })).toEqual(['k\n']);
     expect(findControlChars({ a: 'line\nline\t' })).toBeUndefined();
     expect(findControlChars({ a: 'line\n' }, { plain: true })).toEqual(['a']);
+  });
+
+  it('findTooDeep names the first object or array past the nesting limit, counting the root as one level', () => {
+    const nest = (levels: number): unknown => JSON.parse(`${'['.repeat(levels)}${']'.repeat(levels)}`);
+    expect(findTooDeep(nest(MAX_JSON_DEPTH))).toBeUndefined();
+    expect(findTooDeep(nest(MAX_JSON_DEPTH + 1))).toEqual(Array(MAX_JSON_DEPTH).fill(0));
+    // The deep branch is found behind shallow siblings, by key and index, and a value thousands deep costs no deep recursion.
+    expect(findTooDeep({ ok: [1, 'x', {}], deep: [null, nest(MAX_JSON_DEPTH - 1)] })).toEqual(['deep', 1, ...Array(MAX_JSON_DEPTH - 2).fill(0)]);
+    expect(findTooDeep({ x: nest(100_000) })).toHaveLength(MAX_JSON_DEPTH);
+    expect(findTooDeep('text')).toBeUndefined();
   });
 
   it('resource inputs, session, pairing and registration requests and agent events refuse control characters with the path', () => {

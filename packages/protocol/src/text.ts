@@ -87,10 +87,16 @@ export const JSON_DEPTH_MESSAGE = `must not nest objects and arrays more than ${
 export function findTooDeep(value: unknown, depth = 0, path: (string | number)[] = []): (string | number)[] | undefined {
   if (value === null || typeof value !== 'object') return undefined;
   if (depth === MAX_JSON_DEPTH) return path;
-  const entries: [string | number, unknown][] = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
-  for (const [k, v] of entries) {
-    if (v === null || typeof v !== 'object') continue;
-    const p = findTooDeep(v, depth + 1, [...path, k]);
+  const at = (k: string | number, v: unknown) => (v !== null && typeof v === 'object' ? findTooDeep(v, depth + 1, [...path, k]) : undefined);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const p = at(i, value[i]);
+      if (p) return p;
+    }
+    return undefined;
+  }
+  for (const k of Object.keys(value)) {
+    const p = at(k, (value as Record<string, unknown>)[k]);
     if (p) return p;
   }
   return undefined;
