@@ -334,15 +334,21 @@ describe.each(DIALECTS)('input validation on %s', (dialect) => {
     expect(await dump(t)).toEqual(before);
   });
 
-  it('refuses an agent event with control characters over the channel and stores nothing', async () => {
+  /** A registered device whose agent channel is open and welcomed. */
+  async function helloAgent() {
     const dev = await TestDevice.create();
     const reg = await register(t.url, await dev.registerBody(fleetSecret));
     expect(reg.status).toBeLessThan(300);
-    const host = reg.body.hostName;
+    const host: string = reg.body.hostName;
     const { ws, messages } = await connect(t.url, await dev.connectToken(host));
+    ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-1' }));
+    await waitFor(() => messages.some((m) => m.type === 'welcome'));
+    return { dev, host, ws, messages };
+  }
+
+  it('refuses an agent event with control characters over the channel and stores nothing', async () => {
+    const { host, ws, messages } = await helloAgent();
     try {
-      ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-1' }));
-      await waitFor(() => messages.some((m) => m.type === 'welcome'));
       const event = { type: 'event', eventType: 'Warning', timestamp: new Date().toISOString() };
       const events = async () =>
         (await t.api('GET', `/api/v1/events?fieldSelector=involvedObject.name%3D${host}`)).body.items.filter((e: any) => e.spec.reason.startsWith('Probe'));
@@ -365,14 +371,8 @@ describe.each(DIALECTS)('input validation on %s', (dialect) => {
   });
 
   it('refuses an agent message nested deeper than the limit over the channel and keeps the host as it was', async () => {
-    const dev = await TestDevice.create();
-    const reg = await register(t.url, await dev.registerBody(fleetSecret));
-    expect(reg.status).toBeLessThan(300);
-    const host = reg.body.hostName;
-    const { ws, messages } = await connect(t.url, await dev.connectToken(host));
+    const { dev, host, ws, messages } = await helloAgent();
     try {
-      ws.send(JSON.stringify({ type: 'hello', protocolVersion: 1, agentVersion: 'test-1' }));
-      await waitFor(() => messages.some((m) => m.type === 'welcome'));
       const stored = async () => (await t.api('GET', `/api/v1/edgehosts/${host}`)).body.status;
       const before = await stored();
       const deep = `{"type":"status","status":{"capabilities":["libvirt"],"x":${'['.repeat(5000)}${']'.repeat(5000)}},"inventory":${JSON.stringify({ ...dev.inventory(), hostname: 'deep' })}}`;
