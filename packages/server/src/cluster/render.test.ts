@@ -106,6 +106,16 @@ describe('renderHostSpec', () => {
     const inv = (nics: unknown, hostname = 'nuc') => ({ name: 'edge-1', status: JSON.stringify({ inventory: { hostname, nics } }) });
     expect(hostAddress(inv([{ addresses: ['127.0.0.1/8', 'fe80::1/64', '192.168.1.20/24'] }]))).toBe('192.168.1.20');
     expect(hostAddress(inv([]))).toBe('nuc');
+    // A NIC without a DHCP lease holds a link-local IPv4 (169.254/16): never an endpoint, whatever its order.
+    expect(
+      hostAddress(
+        inv([
+          { name: 'eth0', addresses: ['169.254.10.2/16'] },
+          { name: 'wlan0', addresses: ['10.8.0.4/24'] },
+        ]),
+      ),
+    ).toBe('10.8.0.4');
+    expect(hostAddress(inv([{ name: 'eth0', addresses: ['169.254.10.2/16', '2001:db8::4/64'] }]))).toBe('nuc');
     expect(hostAddress(inv([], ''))).toBe('edge-1');
     expect(() => endpoints('k3s', 'https://vip/path')).toThrow();
   });

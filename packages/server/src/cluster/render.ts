@@ -17,14 +17,21 @@ export const VIRTUAL_INTERFACE =
   /^(lo|docker\d*|cni\d*|flannel[.-].*|flannel\d*|veth.*|br-.*|virbr.*|vnet\d*|kube-ipvs\d*|kube-bridge|cali.*|tunl\d*|vxlan[.-].*|cilium_.*|lxc.*|weave|datapath|genev_sys_.*|nodelocaldns|dummy\d*|podman\d*|tun\d*|tap\d*|wg\d*|tailscale\d*|zt.*)$/;
 
 /**
- * The address other nodes reach this host at: the first non-loopback IPv4 of a non-virtual
- * interface in the inventory's order (then of a virtual one; then the hostname; then the Edgeplane
+ * Addresses no other machine reaches a host at: loopback, and link-local (an interface that is up
+ * before DHCP or router advertisements answered has only its fe80:: address).
+ */
+const LOCAL_ONLY = /^(127\.|169\.254\.|::1$|fe80:)/i;
+
+/**
+ * The address other nodes reach this host at: the first IPv4 that is neither loopback nor
+ * link-local (169.254/16: a NIC that got no DHCP lease) of a non-virtual interface in the
+ * inventory's order (then of a virtual one; then the hostname; then the Edgeplane
  * name), and where it came from, for the cluster's status.
  */
 export function hostEndpointAddress(host: { name: string; status: string }): { address: string; from: string } {
   const inv = (JSON.parse(host.status) as { inventory?: { hostname?: string; nics?: { name?: string; addresses?: string[] }[] } }).inventory;
   const ipv4 = (nic: { addresses?: string[] }) =>
-    (nic.addresses ?? []).map((a) => a.replace(/\/\d+$/, '')).find((ip) => /^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !ip.startsWith('127.'));
+    (nic.addresses ?? []).map((a) => a.replace(/\/\d+$/, '')).find((ip) => /^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !LOCAL_ONLY.test(ip));
   const nics = inv?.nics ?? [];
   for (const virtual of [false, true]) {
     for (const nic of nics) {
@@ -33,15 +40,9 @@ export function hostEndpointAddress(host: { name: string; status: string }): { a
       if (ip) return { address: ip, from: `host ${host.name}, interface ${nic.name ?? '?'}${virtual ? ' (virtual: no other interface has an IPv4)' : ''}` };
     }
   }
-  if (inv?.hostname) return { address: inv.hostname, from: `host ${host.name}, hostname (no IPv4 address in its inventory)` };
+  if (inv?.hostname) return { address: inv.hostname, from: `host ${host.name}, hostname (no reachable IPv4 address in its inventory)` };
   return { address: host.name, from: `host ${host.name}, its name (no address in its inventory)` };
 }
-
-/**
- * Addresses no other machine reaches a host at: loopback, and link-local (an interface that is up
- * before DHCP or router advertisements answered has only its fe80:: address).
- */
-const LOCAL_ONLY = /^(127\.|169\.254\.|::1$|fe80:)/i;
 
 /**
  * Whether the host's inventory shows an address another machine can reach it at. A host reporting
