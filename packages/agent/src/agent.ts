@@ -19,7 +19,6 @@ import { Backoff, sleep } from './backoff.js';
 import { Channel, type ChannelOutcome, handedOff } from './channel.js';
 import type { AgentConfig } from './config.js';
 import type { Device } from './device/device.js';
-import { EventPacer } from './event-pacer.js';
 import { EventQueue } from './event-queue.js';
 import { DeviceIdentity, normalizeServerUrl, type Registration } from './identity.js';
 import { InventoryReporter } from './inventory-reporter.js';
@@ -46,6 +45,9 @@ export interface AgentEvents {
   pairing: [PairingInfo | undefined];
 }
 
+/** Below the server's event budget per host (burst 50, 1 per second), so nothing queued is dropped. */
+const EVENT_SEND_BURST = 40;
+const EVENT_SEND_PER_SECOND = 0.9;
 /** Runs a received spec instead of the manager runner (tests and embedders); may return a new status to report. */
 // biome-ignore lint/suspicious/noConfusingVoidType: lets a hook that reports nothing be a plain `async () => {}`
 export type SpecHook = (spec: DesiredHostSpec, generation: number) => Promise<AgentStatus | void>;
@@ -97,7 +99,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private status: AgentStatus = {};
   private readonly inventory: InventoryReporter;
   private heartbeatSeq = 0;
-  private readonly eventPacer: EventPacer;
+  /** A local token bucket that keeps event sends under the server's per-host budget. */
+  private eventTokens = EVENT_SEND_BURST;
+  private eventTokensAt = Date.now();
+  private eventPacer?: NodeJS.Timeout;
   /** Specs are applied one after another, in the order received. */
   private specChain: Promise<void> = Promise.resolve();
 
@@ -119,11 +124,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     // SIMULATION only: a simulated reboot restarts this agent in-process (a real one ends the process).
     this.device.onReboot(() => void this.restart());
     this.events = new EventQueue(join(this.config.dataDir, 'events.json'), this.logger);
-    this.eventPacer = new EventPacer(
-      this.events,
-      () => this.channel,
-      () => this.abort.signal.aborted,
-    );
     this.troubleshoot = new TroubleshootService({
       config: this.config,
       logger: this.logger.child({ component: 'troubleshoot' }),
@@ -229,7 +229,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!this.starting) return;
     await this.starting.catch(() => {});
     this.abort.abort();
-    this.eventPacer.stop();
+    clearTimeout(this.eventPacer);
+    this.eventPacer = undefined;
     await this.runner?.stop();
     await this.channel?.close(1000, 'agent stopping', this.timing.closeTimeoutMs);
     await this.loop;
@@ -281,7 +282,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       timestamp: new Date().toISOString(),
     });
     this.events.push(event);
-    if (this.welcomed) this.eventPacer.flush();
+    if (this.welcomed) this.flushEvents();
     return event.id;
   }
 
@@ -413,7 +414,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.inventory.watch(channel, (inventory) => this.sendStatus(channel, inventory));
         this.logger.info({ hostName: msg.hostName, state: msg.state, serverVersion: msg.serverVersion }, 'connected');
         this.emit('connected', { hostName: msg.hostName, state: msg.state });
-        this.eventPacer.flush();
+        this.flushEvents();
         break;
       }
       case 'spec':
@@ -470,5 +471,35 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private send(channel: Channel, msg: AgentMessage): void {
     channel.send(msg, (err) => err && this.logger.debug({ err: err.message, type: msg.type }, 'send failed'));
+  }
+
+  /**
+   * Sends queued events at the pace the server accepts (it drops events over a per-host budget of
+   * 50 at once, then 1 per second): a backlog queued while offline drains instead of being dropped.
+   */
+  private flushEvents(): void {
+    const channel = this.channel;
+    if (!channel) return;
+    const now = Date.now();
+    this.eventTokens = Math.min(EVENT_SEND_BURST, this.eventTokens + ((now - this.eventTokensAt) / 1000) * EVENT_SEND_PER_SECOND);
+    this.eventTokensAt = now;
+    const batch = this.events.take();
+    const allowed = Math.floor(this.eventTokens);
+    for (const [i, event] of batch.entries()) {
+      if (i >= allowed) {
+        this.events.unsent(event.id);
+        continue;
+      }
+      this.eventTokens--;
+      const accepted = channel.send(event, (err) => (err ? this.events.unsent(event.id) : this.events.sent(event.id)));
+      if (!accepted) this.events.unsent(event.id);
+    }
+    if (batch.length > allowed && !this.eventPacer) {
+      this.eventPacer = setTimeout(() => {
+        this.eventPacer = undefined;
+        if (!this.abort.signal.aborted) this.flushEvents();
+      }, 1000 / EVENT_SEND_PER_SECOND);
+      this.eventPacer.unref?.();
+    }
   }
 }

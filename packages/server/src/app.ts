@@ -110,10 +110,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installInputGuard(app);
   // The API speaks JSON only; PATCH bodies are JSON merge patches (RFC 7386).
   app.removeContentTypeParser('text/plain');
+  const parseJson = (_req: unknown, body: string | Buffer, done: (err: Error | null, value?: unknown) => void) => {
+    try {
+      done(null, parseJsonBody(body.toString()));
+    } catch (err) {
+      done(err as Error);
+    }
+  };
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, async (_req: unknown, body: string | Buffer) =>
-    parseJsonBody(body.toString()),
-  );
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, parseJson);
   // Browsers send their API token as a watch subprotocol; selectWatchProtocol never echoes it back.
   await app.register(websocket, { options: { maxPayload: 1024 * 1024, handleProtocols: selectWatchProtocol }, errorHandler: websocketErrorHandler });
   // Before any route: a CLI or agent of another protocol major is refused with both versions named. After

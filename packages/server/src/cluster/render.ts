@@ -22,15 +22,6 @@ export const VIRTUAL_INTERFACE =
  */
 const LOCAL_ONLY = /^(127\.|169\.254\.|::1$|fe80:)/i;
 
-/** The host's reported hostname and NICs, addresses without their prefix length. */
-function reportedNetwork(host: { status: string }): { hostname?: string; nics: { name?: string; addresses: string[] }[] } {
-  const inv = (JSON.parse(host.status) as { inventory?: { hostname?: string; nics?: { name?: string; addresses?: string[] }[] } }).inventory;
-  return {
-    hostname: inv?.hostname,
-    nics: (inv?.nics ?? []).map((nic) => ({ name: nic.name, addresses: (nic.addresses ?? []).map((a) => a.replace(/\/\d+$/, '')) })),
-  };
-}
-
 /**
  * The address other nodes reach this host at: the first IPv4 that is neither loopback nor
  * link-local (169.254/16: a NIC that got no DHCP lease) of a non-virtual interface in the
@@ -38,8 +29,10 @@ function reportedNetwork(host: { status: string }): { hostname?: string; nics: {
  * name), and where it came from, for the cluster's status.
  */
 export function hostEndpointAddress(host: { name: string; status: string }): { address: string; from: string } {
-  const { hostname, nics } = reportedNetwork(host);
-  const ipv4 = (nic: { addresses: string[] }) => nic.addresses.find((ip) => /^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !LOCAL_ONLY.test(ip));
+  const inv = (JSON.parse(host.status) as { inventory?: { hostname?: string; nics?: { name?: string; addresses?: string[] }[] } }).inventory;
+  const ipv4 = (nic: { addresses?: string[] }) =>
+    (nic.addresses ?? []).map((a) => a.replace(/\/\d+$/, '')).find((ip) => /^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !LOCAL_ONLY.test(ip));
+  const nics = inv?.nics ?? [];
   for (const virtual of [false, true]) {
     for (const nic of nics) {
       if (VIRTUAL_INTERFACE.test(nic.name ?? '') !== virtual) continue;
@@ -47,7 +40,7 @@ export function hostEndpointAddress(host: { name: string; status: string }): { a
       if (ip) return { address: ip, from: `host ${host.name}, interface ${nic.name ?? '?'}${virtual ? ' (virtual: no other interface has an IPv4)' : ''}` };
     }
   }
-  if (hostname) return { address: hostname, from: `host ${host.name}, hostname (no reachable IPv4 address in its inventory)` };
+  if (inv?.hostname) return { address: inv.hostname, from: `host ${host.name}, hostname (no reachable IPv4 address in its inventory)` };
   return { address: host.name, from: `host ${host.name}, its name (no address in its inventory)` };
 }
 
@@ -58,7 +51,8 @@ export function hostEndpointAddress(host: { name: string; status: string }): { a
  * endpoint that nothing resolves, so the cluster waits for an address instead.
  */
 export function hasNetworkAddress(host: { status: string }): boolean {
-  return reportedNetwork(host).nics.some((nic) => nic.addresses.some((a) => a !== '' && !LOCAL_ONLY.test(a)));
+  const inv = (JSON.parse(host.status) as { inventory?: { nics?: { addresses?: string[] }[] } }).inventory;
+  return (inv?.nics ?? []).some((nic) => (nic.addresses ?? []).some((a) => a !== '' && !LOCAL_ONLY.test(a.replace(/\/\d+$/, ''))));
 }
 
 /** The address other nodes reach this host at (see hostEndpointAddress). */
